@@ -1,0 +1,217 @@
+// The plain-TypeScript kernels: the readable reference every faster backend is tested against.
+// Straightforward loops, accumulation in float64 (JS numbers), results stored as float32.
+import type { Activation, AttentionShape, Kernels, Weight, WeightDType } from './types.ts';
+import { f16ToF32 } from './half.ts';
+import { blocksPerRow, dequantizeRowQ4_0, dequantizeRowQ8_0, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from './quant.ts';
+
+export function weightBytes(dtype: WeightDType, rows: number, cols: number): number {
+  switch (dtype) {
+    case 'f32': return rows * cols * 4;
+    case 'bf16': case 'f16': return rows * cols * 2;
+    case 'q8_0': return rows * blocksPerRow(cols) * Q8_0_BLOCK_BYTES;
+    case 'q4_0': return rows * blocksPerRow(cols) * Q4_0_BLOCK_BYTES;
+  }
+}
+
+/** Allocates weight storage of the right typed-array kind inside `buffer`-producing `alloc`. */
+export function makeWeight(dtype: WeightDType, rows: number, cols: number, bytes: Uint8Array): Weight {
+  const b = bytes.buffer, o = bytes.byteOffset;
+  const data = dtype === 'f32' ? new Float32Array(b, o, rows * cols)
+    : dtype === 'bf16' || dtype === 'f16' ? new Uint16Array(b, o, rows * cols)
+    : bytes;
+  return { dtype, rows, cols, data };
+}
+
+/** Decodes row r of w into dst[0 .. w.cols); dstBits is a Uint32Array view of dst. */
+export function decodeRow(w: Weight, r: number, dst: Float32Array, dstBits: Uint32Array): void {
+  const cols = w.cols;
+  switch (w.dtype) {
+    case 'f32': {
+      const src = w.data as Float32Array;
+      for (let j = 0, o = r * cols; j < cols; j++) dst[j] = src[o + j];
+      return;
+    }
+    case 'bf16': {
+      const src = w.data as Uint16Array;
+      for (let j = 0, o = r * cols; j < cols; j++) dstBits[j] = src[o + j] << 16;
+      return;
+    }
+    case 'f16': {
+      const src = w.data as Uint16Array;
+      for (let j = 0, o = r * cols; j < cols; j++) dst[j] = f16ToF32(src[o + j]);
+      return;
+    }
+    case 'q8_0': dequantizeRowQ8_0(w.data as Uint8Array, r * blocksPerRow(cols) * Q8_0_BLOCK_BYTES, cols, dst, 0); return;
+    case 'q4_0': dequantizeRowQ4_0(w.data as Uint8Array, r * blocksPerRow(cols) * Q4_0_BLOCK_BYTES, cols, dst, 0); return;
+  }
+}
+
+// erf with |error| < 1.2e-7 (Numerical Recipes erfc, Chebyshev fit).
+function erf(x: number): number {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return x >= 0 ? 1 - r : r - 1;
+}
+
+export function activate(x: number, act: Activation): number {
+  switch (act) {
+    case 'swish': case 'silu': return x / (1 + Math.exp(-x));
+    case 'gelu': return 0.5 * x * (1 + erf(x / Math.SQRT2));
+    case 'gelu_new': case 'gelu_pytorch_tanh': case 'gelu_fast':
+      return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+    case 'quick_gelu': return x / (1 + Math.exp(-1.702 * x));
+    case 'relu': return x > 0 ? x : 0;
+    case 'sigmoid': return 1 / (1 + Math.exp(-x));
+    case 'tanh': return Math.tanh(x);
+  }
+}
+
+export class RefKernels implements Kernels {
+  readonly name = 'ref';
+  /** one decoded weight row; grown (rarely) to the widest matrix seen */
+  private row = new Float32Array(0);
+  private rowBits = new Uint32Array(0);
+
+  f32(n: number): Float32Array {
+    return new Float32Array(n);
+  }
+
+  weight(dtype: WeightDType, rows: number, cols: number): Weight {
+    return makeWeight(dtype, rows, cols, new Uint8Array(weightBytes(dtype, rows, cols)));
+  }
+
+  weightBytes(dtype: WeightDType, rows: number, cols: number): number {
+    return weightBytes(dtype, rows, cols);
+  }
+
+  private rowScratch(cols: number): Float32Array {
+    if (this.row.length < cols) {
+      this.row = new Float32Array(cols);
+      this.rowBits = new Uint32Array(this.row.buffer);
+    }
+    return this.row;
+  }
+
+  embed(out: Float32Array, table: Weight, ids: ArrayLike<number>, n: number): void {
+    const d = table.cols;
+    const row = this.rowScratch(d);
+    for (let t = 0; t < n; t++) {
+      const id = ids[t];
+      if (!(id >= 0 && id < table.rows)) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${table.rows})`);
+      decodeRow(table, id, row, this.rowBits);
+      for (let i = 0; i < d; i++) out[t * d + i] = row[i];
+    }
+  }
+
+  matmul(out: Float32Array, x: Float32Array, w: Weight, n: number): void {
+    const { rows, cols } = w;
+    const row = this.rowScratch(cols);
+    for (let o = 0; o < rows; o++) {
+      decodeRow(w, o, row, this.rowBits);
+      for (let t = 0; t < n; t++) {
+        const xo = t * cols;
+        let acc = 0;
+        for (let i = 0; i < cols; i++) acc += x[xo + i] * row[i];
+        out[t * rows + o] = acc;
+      }
+    }
+  }
+
+  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void {
+    for (let t = 0; t < n; t++) {
+      const o = t * dim;
+      let ss = 0;
+      for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
+      // PyTorch computes the normalised value in f32, then multiplies by the weight
+      const inv = Math.fround(1 / Math.sqrt(Math.fround(ss / dim) + eps));
+      for (let i = 0; i < dim; i++) out[o + i] = Math.fround(x[o + i] * inv) * weight[i];
+    }
+  }
+
+  headNormRope(qkv: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
+    eps: number, cos: Float32Array, sin: Float32Array): void {
+    const { n, pos0, nQ, nKV, headDim: hd } = s;
+    const stride = (nQ + 2 * nKV) * hd;
+    const half = hd / 2;
+    for (let t = 0; t < n; t++) {
+      const c0 = (pos0 + t) * half;
+      for (let h = 0; h < nQ + nKV; h++) {
+        const o = t * stride + h * hd;
+        const norm = h < nQ ? qNorm : kNorm;
+        if (norm) {
+          let ss = 0;
+          for (let i = 0; i < hd; i++) ss += qkv[o + i] * qkv[o + i];
+          const inv = Math.fround(1 / Math.sqrt(Math.fround(ss / hd) + eps));
+          for (let i = 0; i < hd; i++) qkv[o + i] = Math.fround(qkv[o + i] * inv) * norm[i];
+        }
+        for (let i = 0; i < half; i++) {
+          const x1 = qkv[o + i], x2 = qkv[o + i + half];
+          const c = cos[c0 + i], sn = sin[c0 + i];
+          qkv[o + i] = x1 * c - x2 * sn;
+          qkv[o + i + half] = x2 * c + x1 * sn;
+        }
+      }
+    }
+  }
+
+  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
+    s: AttentionShape, scratch: Float32Array): void {
+    const { n, pos0, nQ, nKV, headDim: hd } = s;
+    const stride = (nQ + 2 * nKV) * hd;
+    const kvDim = nKV * hd;
+    const group = nQ / nKV;
+    const scale = 1 / Math.sqrt(hd);
+    // store the new keys and values: cache row p holds all KV heads of position p
+    for (let t = 0; t < n; t++) {
+      const src = t * stride + nQ * hd;
+      const dst = (pos0 + t) * kvDim;
+      for (let i = 0; i < kvDim; i++) {
+        kCache[dst + i] = qkv[src + i];
+        vCache[dst + i] = qkv[src + kvDim + i];
+      }
+    }
+    for (let t = 0; t < n; t++) {
+      const len = pos0 + t + 1; // causal: attend to positions 0 .. pos0 + t
+      for (let h = 0; h < nQ; h++) {
+        const q = t * stride + h * hd;
+        const kv = Math.floor(h / group) * hd;
+        let max = -Infinity;
+        for (let p = 0; p < len; p++) {
+          const k = p * kvDim + kv;
+          let dot = 0;
+          for (let i = 0; i < hd; i++) dot += qkv[q + i] * kCache[k + i];
+          scratch[p] = dot * scale;
+          if (scratch[p] > max) max = scratch[p];
+        }
+        let sum = 0;
+        for (let p = 0; p < len; p++) {
+          scratch[p] = Math.exp(scratch[p] - max);
+          sum += scratch[p];
+        }
+        const o = t * nQ * hd + h * hd;
+        for (let i = 0; i < hd; i++) {
+          let acc = 0;
+          for (let p = 0; p < len; p++) acc += scratch[p] * vCache[p * kvDim + kv + i];
+          out[o + i] = acc / sum;
+        }
+      }
+    }
+  }
+
+  ffnAct(out: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void {
+    for (let t = 0; t < n; t++) {
+      if (glu) {
+        const g = t * 2 * dim, u = g + dim;
+        for (let i = 0; i < dim; i++) out[t * dim + i] = activate(x[g + i], act) * x[u + i];
+      } else {
+        for (let i = 0; i < dim; i++) out[t * dim + i] = activate(x[t * dim + i], act);
+      }
+    }
+  }
+
+  addInPlace(out: Float32Array, x: Float32Array, len: number): void {
+    for (let i = 0; i < len; i++) out[i] += x[i];
+  }
+}

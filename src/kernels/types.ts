@@ -1,0 +1,89 @@
+// The kernel seam: every piece of math the model does goes through this small interface.
+//
+// It is data-oriented on purpose. Buffers are plain typed arrays allocated by the backend
+// (so a WebAssembly backend can hand out views into its linear memory and turn arrays into
+// pointers with `byteOffset`), shapes are passed as numbers, row-major, and every op writes
+// into a caller-owned output. Nothing here allocates per call: the model sizes its buffers
+// once from the config and reuses them for every token.
+//
+// The plain-TypeScript backend (`ref.ts`) is the readable reference; faster backends are
+// tested against it op by op, and it is tested against the PyTorch golden vectors.
+
+/** How a weight matrix is stored. q8_0 / q4_0 use GGUF's block layouts (32 values per block). */
+export type WeightDType = 'f32' | 'bf16' | 'f16' | 'q8_0' | 'q4_0';
+
+/**
+ * A weight matrix [rows, cols], row-major, in PyTorch `nn.Linear` layout: rows = output
+ * features, cols = input features. `data` is the raw storage: Float32Array for f32,
+ * Uint16Array (bit patterns) for bf16/f16, Uint8Array of blocks for q8_0/q4_0.
+ */
+export interface Weight {
+  readonly dtype: WeightDType;
+  readonly rows: number;
+  readonly cols: number;
+  readonly data: Float32Array | Uint16Array | Uint8Array;
+}
+
+/** Activation functions by their HF `activation_fn_name`. */
+export type Activation = 'swish' | 'silu' | 'gelu' | 'gelu_new' | 'gelu_pytorch_tanh' | 'gelu_fast' | 'quick_gelu' | 'relu' | 'sigmoid' | 'tanh';
+
+/** Geometry of one attention call; shared by `headNormRope` and `attention`. */
+export interface AttentionShape {
+  /** number of new tokens in this call */
+  n: number;
+  /** position of the first new token (= tokens already in the cache) */
+  pos0: number;
+  nQ: number;
+  nKV: number;
+  headDim: number;
+}
+
+export interface Kernels {
+  readonly name: string;
+
+  // ---- memory: everything an op touches comes from here ----
+  /** A zeroed f32 buffer of n elements, owned by the backend. */
+  f32(n: number): Float32Array;
+  /** Storage for a weight matrix; the caller fills `data` (e.g. straight from the checkpoint). */
+  weight(dtype: WeightDType, rows: number, cols: number): Weight;
+  /** Bytes of storage a weight of this dtype and shape takes. */
+  weightBytes(dtype: WeightDType, rows: number, cols: number): number;
+
+  // ---- ops ----
+  /** out[t, :] = row ids[t] of table, converted to f32.  out: [n, table.cols] */
+  embed(out: Float32Array, table: Weight, ids: ArrayLike<number>, n: number): void;
+
+  /** out = x · Wᵀ.  x: [n, w.cols], out: [n, w.rows]. Where most of the time goes. */
+  matmul(out: Float32Array, x: Float32Array, w: Weight, n: number): void;
+
+  /** RMSNorm per row: out = x / sqrt(mean(x²) + eps) * weight.  x, out: [n, dim]; out may be x. */
+  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void;
+
+  /**
+   * In place on fused QKV rows [n, (nQ + 2 nKV) * headDim] laid out Q heads | K heads | V heads:
+   * per-head RMSNorm of Q and K (when qNorm/kNorm are given, weights [headDim]), then rotary
+   * embedding (rotate-half over the full head dim) of Q and K at positions pos0 .. pos0+n-1.
+   * cos/sin: [maxPositions, headDim / 2].
+   */
+  headNormRope(qkv: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
+    eps: number, cos: Float32Array, sin: Float32Array): void;
+
+  /**
+   * Causal attention with a KV cache. Copies the n new K and V heads from `qkv` into the cache
+   * rows pos0 .. pos0+n-1, then for each new token t and query head h attends over cache rows
+   * 0 .. pos0+t using KV head h / (nQ / nKV), softmax(q·k / sqrt(headDim)).
+   * qkv: [n, (nQ + 2 nKV) * headDim]; kCache, vCache: [maxPositions, nKV * headDim];
+   * out: [n, nQ * headDim]; scratch: at least pos0 + n floats.
+   */
+  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
+    s: AttentionShape, scratch: Float32Array): void;
+
+  /**
+   * FFN nonlinearity. With glu: x is [n, 2 * dim] as (gate | up) and out[t] = act(gate) * up;
+   * without: x is [n, dim] and out = act(x). out: [n, dim]; out may alias x only without glu.
+   */
+  ffnAct(out: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void;
+
+  /** out[i] += x[i] for i < len (the residual connection). */
+  addInPlace(out: Float32Array, x: Float32Array, len: number): void;
+}

@@ -1,0 +1,35 @@
+// The KV cache: per layer, keys and values of every position seen so far, preallocated for the
+// whole context. Row p of a layer's cache holds all of that layer's KV heads at position p.
+import type { OpenELMConfig } from '../config/config.ts';
+import type { Kernels } from '../kernels/types.ts';
+
+export class KVCache {
+  /** per layer: [capacity, nKV * headDim] */
+  readonly k: Float32Array[] = [];
+  readonly v: Float32Array[] = [];
+  /** the token ids whose keys and values are cached, in order */
+  readonly ids: number[] = [];
+
+  constructor(cfg: OpenELMConfig, kernels: Kernels, readonly capacity: number) {
+    for (let i = 0; i < cfg.num_transformer_layers; i++) {
+      const kvDim = cfg.num_kv_heads[i] * cfg.head_dim;
+      this.k.push(kernels.f32(capacity * kvDim));
+      this.v.push(kernels.f32(capacity * kvDim));
+    }
+  }
+
+  /** number of cached positions */
+  get length(): number {
+    return this.ids.length;
+  }
+
+  /** Forgets everything from position `n` on (the stale rows are simply overwritten later). */
+  truncate(n: number): void {
+    this.ids.length = Math.min(n, this.ids.length);
+  }
+
+  /** Bytes the cache occupies. */
+  get bytes(): number {
+    return this.k.reduce((s, a) => s + a.byteLength * 2, 0);
+  }
+}

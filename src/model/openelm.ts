@@ -1,0 +1,141 @@
+// The OpenELM causal language model: embeddings → layers → final RMSNorm → (tied) output head.
+// Buffers are sized once from the config; `forward` appends tokens to the KV cache and returns
+// logits, allocating nothing per decoded token.
+import type { OpenELMConfig } from '../config/config.ts';
+import type { Activation, Kernels } from '../kernels/types.ts';
+import { RefKernels } from '../kernels/ref.ts';
+import { KVCache } from './kv-cache.ts';
+import { NORM_EPS, OpenELMLayer, type Scratch } from './layer.ts';
+import { ropeTables } from './rope.ts';
+import { checkTensors, loadWeights, type LoadDType, type ModelWeights, type TensorSource } from './weights.ts';
+
+export interface ModelOptions {
+  /** the math backend (default: the plain-TypeScript reference) */
+  kernels?: Kernels;
+  /** weight storage: 'auto' keeps the checkpoint's dtype; or f32, bf16, f16, q8_0, q4_0 */
+  dtype?: LoadDType;
+  /** KV cache capacity in tokens (default and maximum: config.max_context_length) */
+  contextLength?: number;
+  /** prompt tokens processed per forward step (default 64) */
+  chunkSize?: number;
+}
+
+export class ContextLengthError extends RangeError {
+  constructor(readonly requested: number, readonly capacity: number) {
+    super(`the sequence needs ${requested} tokens but the model's context holds ${capacity}; shorten the prompt or lower max new tokens`);
+    this.name = 'ContextLengthError';
+  }
+}
+
+export class OpenELM {
+  readonly layers: OpenELMLayer[];
+  readonly cache: KVCache;
+  readonly chunkSize: number;
+  private readonly x: Float32Array; // [chunk, d] residual stream
+  private readonly scratch: Scratch;
+  private readonly xLast: Float32Array; // [d]
+  private readonly logitsLast: Float32Array; // [vocab]
+  private readonly logitsChunk: Float32Array; // [chunk, vocab] (only for all-position logits)
+  private readonly one = new Int32Array(1);
+
+  constructor(readonly config: OpenELMConfig, readonly weights: ModelWeights, readonly kernels: Kernels, opts: ModelOptions = {}) {
+    const cfg = config;
+    const k = kernels;
+    const capacity = opts.contextLength ?? cfg.max_context_length;
+    if (!(Number.isInteger(capacity) && capacity > 0 && capacity <= cfg.max_context_length)) {
+      throw new RangeError(`contextLength must be an integer in [1, ${cfg.max_context_length}] (max_context_length), got ${capacity}`);
+    }
+    const T = (this.chunkSize = Math.max(1, Math.min(opts.chunkSize ?? 64, capacity)));
+    const act = (cfg.activation_fn_name) as Activation;
+    this.layers = weights.layers.map((w, i) => new OpenELMLayer(cfg, i, w, act, cfg.ffn_with_glu));
+    const d = cfg.model_dim;
+    const maxQkv = Math.max(...this.layers.map((l) => l.shape.qkvDim));
+    const maxQ = Math.max(...this.layers.map((l) => l.shape.nQ * l.shape.headDim));
+    const maxFfn = Math.max(...cfg.ffn_dims);
+    this.x = k.f32(T * d);
+    this.scratch = {
+      xb: k.f32(T * d),
+      qkv: k.f32(T * maxQkv),
+      att: k.f32(T * maxQ),
+      proj: k.f32(T * d),
+      ffnIn: k.f32(T * (cfg.ffn_with_glu ? 2 : 1) * maxFfn),
+      ffnAct: k.f32(T * maxFfn),
+      scores: k.f32(capacity),
+      rope: ropeTables(cfg.head_dim, cfg.rope_freq_constant, capacity, (n) => k.f32(n)),
+    };
+    this.xLast = k.f32(d);
+    this.logitsLast = k.f32(cfg.vocab_size);
+    this.logitsChunk = k.f32(T * cfg.vocab_size);
+    this.cache = new KVCache(cfg, k, capacity);
+  }
+
+  /** Loads weights from a checkpoint (validated against the config) into the backend. */
+  static load(src: TensorSource, opts: ModelOptions = {}, where = 'checkpoint'): OpenELM {
+    checkTensors(src, where);
+    const kernels = opts.kernels ?? new RefKernels();
+    return new OpenELM(src.config, loadWeights(kernels, src, opts.dtype ?? 'auto'), kernels, opts);
+  }
+
+  /** Tokens the cache can still take. */
+  get remaining(): number {
+    return this.cache.capacity - this.cache.length;
+  }
+
+  /** Empties the KV cache. */
+  reset(): void {
+    this.cache.truncate(0);
+  }
+
+  /**
+   * Feeds tokens after those already cached and returns the logits [vocab] predicting the next
+   * token. The returned array is reused by the next call.
+   */
+  forward(ids: ArrayLike<number>): Float32Array {
+    this.run(ids, null);
+    return this.logitsLast;
+  }
+
+  /** Feeds one token (no allocation): the decode step. */
+  step(id: number): Float32Array {
+    this.one[0] = id;
+    return this.forward(this.one);
+  }
+
+  /** Feeds tokens and returns the logits of every position: [ids.length, vocab]. */
+  forwardAll(ids: ArrayLike<number>): Float32Array {
+    const out = new Float32Array(ids.length * this.config.vocab_size);
+    this.run(ids, out);
+    return out;
+  }
+
+  private run(ids: ArrayLike<number>, all: Float32Array | null): void {
+    const cfg = this.config, k = this.kernels, cache = this.cache;
+    const d = cfg.model_dim, V = cfg.vocab_size;
+    const total = ids.length;
+    if (total === 0) throw new RangeError('forward needs at least one token');
+    if (cache.length + total > cache.capacity) throw new ContextLengthError(cache.length + total, cache.capacity);
+    for (let i = 0; i < total; i++) {
+      const id = ids[i];
+      if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new RangeError(`token id ${id} at position ${i} is outside the vocabulary [0, ${V})`);
+    }
+    for (let start = 0; start < total; start += this.chunkSize) {
+      const n = Math.min(this.chunkSize, total - start);
+      const chunk = start === 0 && n === total ? ids : Array.prototype.slice.call(ids, start, start + n) as number[];
+      const pos0 = cache.length;
+      k.embed(this.x, this.weights.token_embeddings, chunk, n);
+      for (const layer of this.layers) layer.forward(k, this.x, n, pos0, d, cache.k[layer.index], cache.v[layer.index], this.scratch);
+      for (let i = 0; i < n; i++) cache.ids.push(chunk[i]);
+      if (all) {
+        k.rmsnorm(this.x, this.x, this.weights.norm, n, d, NORM_EPS);
+        k.matmul(this.logitsChunk, this.x, this.weights.lm_head, n);
+        all.set(this.logitsChunk.subarray(0, n * V), start * V);
+        if (start + n === total) this.logitsLast.set(this.logitsChunk.subarray((n - 1) * V, n * V));
+      } else if (start + n === total) {
+        // only the last position's logits are needed: normalise and project one row
+        for (let i = 0; i < d; i++) this.xLast[i] = this.x[(n - 1) * d + i];
+        k.rmsnorm(this.xLast, this.xLast, this.weights.norm, 1, d, NORM_EPS);
+        k.matmul(this.logitsLast, this.xLast, this.weights.lm_head, 1);
+      }
+    }
+  }
+}

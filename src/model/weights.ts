@@ -1,0 +1,145 @@
+// OpenELM weights, named as in the Hugging Face checkpoint, loaded straight into kernel memory.
+import type { OpenELMConfig } from '../config/config.ts';
+import { expectedTensors, layerShape } from '../config/config.ts';
+import type { Kernels, Weight, WeightDType } from '../kernels/types.ts';
+import { bf16ToF32, f16ToF32, f32ToF16 } from '../kernels/half.ts';
+import { quantizeRowQ4_0, quantizeRowQ8_0, blocksPerRow, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from '../kernels/quant.ts';
+
+/** Storage dtypes of a tensor in a checkpoint file (safetensors names). */
+export type FileDType = 'F32' | 'F16' | 'BF16';
+
+/** Where weights come from: a checkpoint folder, a GGUF file, a test's in-memory tensors. */
+export interface TensorSource {
+  readonly config: OpenELMConfig;
+  /** dtype and shape of a tensor, or undefined if absent */
+  info(name: string): { dtype: FileDType; shape: number[] } | undefined;
+  /** copies the tensor's raw little-endian bytes into dest (dest.length = its byte size) */
+  readInto(name: string, dest: Uint8Array): void;
+}
+
+export interface LayerWeights {
+  attn_norm: Float32Array; // [d]
+  qkv_proj: Weight; // [(nQ + 2 nKV) * hd, d]
+  q_norm: Float32Array | null; // [hd]
+  k_norm: Float32Array | null; // [hd]
+  out_proj: Weight; // [d, nQ * hd]
+  ffn_norm: Float32Array; // [d]
+  proj_1: Weight; // [2 * ffn (GLU: gate | up), d]
+  proj_2: Weight; // [d, ffn]
+}
+
+export interface ModelWeights {
+  token_embeddings: Weight; // [vocab, d]
+  layers: LayerWeights[];
+  norm: Float32Array; // [d]
+  lm_head: Weight; // [vocab, d]; the embedding itself when share_input_output_layers
+}
+
+/** Weight storage dtype: 'auto' keeps what the file has (f32, bf16 or f16). */
+export type LoadDType = 'auto' | WeightDType;
+
+const FILE_TO_KERNEL: Record<FileDType, WeightDType> = { F32: 'f32', BF16: 'bf16', F16: 'f16' };
+const BYTES: Record<FileDType, number> = { F32: 4, BF16: 2, F16: 2 };
+
+function readAsF32(src: TensorSource, name: string, dest: Float32Array): void {
+  const info = src.info(name)!;
+  if (info.dtype === 'F32') {
+    src.readInto(name, new Uint8Array(dest.buffer, dest.byteOffset, dest.length * 4));
+    return;
+  }
+  const raw = new Uint16Array(dest.length);
+  src.readInto(name, new Uint8Array(raw.buffer));
+  const conv = info.dtype === 'BF16' ? bf16ToF32 : f16ToF32;
+  for (let i = 0; i < raw.length; i++) dest[i] = conv(raw[i]);
+}
+
+function loadVector(k: Kernels, src: TensorSource, name: string, n: number): Float32Array {
+  const v = k.f32(n);
+  readAsF32(src, name, v);
+  return v;
+}
+
+/**
+ * Loads a matrix into kernel memory. When the file dtype is the storage dtype the bytes go
+ * straight from disk into the weight (one copy of the weights, ever); otherwise one tensor at a
+ * time is read as f32 and converted or quantized row by row.
+ */
+function loadMatrix(k: Kernels, src: TensorSource, name: string, want: LoadDType): Weight {
+  const info = src.info(name)!;
+  const [rows, cols] = info.shape;
+  const dtype: WeightDType = want === 'auto' ? FILE_TO_KERNEL[info.dtype] : want;
+  const w = k.weight(dtype, rows, cols);
+  if (dtype === FILE_TO_KERNEL[info.dtype]) {
+    src.readInto(name, new Uint8Array(w.data.buffer, w.data.byteOffset, rows * cols * BYTES[info.dtype]));
+    return w;
+  }
+  const f = new Float32Array(rows * cols);
+  readAsF32(src, name, f);
+  convertInto(w, f);
+  return w;
+}
+
+/** Fills a weight of any dtype from f32 values [rows, cols]. */
+export function convertInto(w: Weight, f: Float32Array): void {
+  const { rows, cols } = w;
+  switch (w.dtype) {
+    case 'f32': (w.data as Float32Array).set(f); return;
+    case 'bf16': {
+      const bits = new Uint32Array(f.buffer, f.byteOffset, f.length);
+      const out = w.data as Uint16Array;
+      for (let i = 0; i < f.length; i++) {
+        const b = bits[i];
+        // round to nearest even, NaN stays NaN
+        out[i] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+      }
+      return;
+    }
+    case 'f16': {
+      const out = w.data as Uint16Array;
+      for (let i = 0; i < f.length; i++) out[i] = f32ToF16(f[i]);
+      return;
+    }
+    case 'q8_0':
+      for (let r = 0; r < rows; r++) quantizeRowQ8_0(f, r * cols, cols, w.data as Uint8Array, r * blocksPerRow(cols) * Q8_0_BLOCK_BYTES);
+      return;
+    case 'q4_0':
+      for (let r = 0; r < rows; r++) quantizeRowQ4_0(f, r * cols, cols, w.data as Uint8Array, r * blocksPerRow(cols) * Q4_0_BLOCK_BYTES);
+      return;
+  }
+}
+
+/** Checks every expected tensor is present with the right shape and no unexpected ones exist. */
+export function checkTensors(src: TensorSource, where: string): void {
+  const want = expectedTensors(src.config);
+  for (const [name, shape] of want) {
+    const info = src.info(name);
+    if (!info) throw new Error(`${where}: tensor "${name}" is missing (expected shape [${shape}])`);
+    if (info.shape.length !== shape.length || info.shape.some((s, i) => s !== shape[i])) {
+      throw new Error(`${where}: tensor "${name}" has shape [${info.shape}] but the config implies [${shape}]`);
+    }
+  }
+}
+
+export function loadWeights(k: Kernels, src: TensorSource, dtype: LoadDType = 'auto'): ModelWeights {
+  const cfg = src.config;
+  const d = cfg.model_dim;
+  const layers: LayerWeights[] = [];
+  const emb = loadMatrix(k, src, 'transformer.token_embeddings.weight', dtype);
+  for (let i = 0; i < cfg.num_transformer_layers; i++) {
+    const p = `transformer.layers.${i}.`;
+    const s = layerShape(cfg, i);
+    layers.push({
+      attn_norm: loadVector(k, src, p + 'attn_norm.weight', d),
+      qkv_proj: loadMatrix(k, src, p + 'attn.qkv_proj.weight', dtype),
+      q_norm: cfg.normalize_qk_projections ? loadVector(k, src, p + 'attn.q_norm.weight', s.headDim) : null,
+      k_norm: cfg.normalize_qk_projections ? loadVector(k, src, p + 'attn.k_norm.weight', s.headDim) : null,
+      out_proj: loadMatrix(k, src, p + 'attn.out_proj.weight', dtype),
+      ffn_norm: loadVector(k, src, p + 'ffn_norm.weight', d),
+      proj_1: loadMatrix(k, src, p + 'ffn.proj_1.weight', dtype),
+      proj_2: loadMatrix(k, src, p + 'ffn.proj_2.weight', dtype),
+    });
+  }
+  const norm = loadVector(k, src, 'transformer.norm.weight', d);
+  const lm_head = cfg.share_input_output_layers ? emb : loadMatrix(k, src, 'lm_head.weight', dtype);
+  return { token_embeddings: emb, layers, norm, lm_head };
+}
