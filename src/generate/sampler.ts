@@ -85,16 +85,7 @@ export class Sampler {
       for (let i = 0; i < V; i++) if (this.seen[i]) w[i] = w[i] < 0 ? w[i] * p : w[i] / p;
     }
     if (this.temperature === 0) return argmax(w);
-
-    for (let i = 0; i < V; i++) w[i] /= this.temperature;
-    // softmax over all tokens; w becomes probabilities
-    let max = -Infinity;
-    for (let i = 0; i < V; i++) if (w[i] > max) max = w[i];
-    let sum = 0;
-    for (let i = 0; i < V; i++) { w[i] = Math.exp(w[i] - max); sum += w[i]; }
-    for (let i = 0; i < V; i++) w[i] /= sum;
-
-    this.candidates();
+    this.filter();
     // sample from the renormalised candidates
     let mass = 0;
     for (let j = 0; j < this.n; j++) mass += w[this.idx[j]];
@@ -104,6 +95,27 @@ export class Sampler {
       if (r < 0) return this.idx[j];
     }
     return this.idx[this.n - 1];
+  }
+
+  /** The tokens sampling can pick from (temperature and filters; temperature must be > 0), most likely first, with their probabilities before renormalisation. */
+  candidatesOf(logits: Float32Array): { ids: number[]; probs: number[] } {
+    this.work.set(logits.subarray(0, this.vocabSize));
+    this.filter();
+    const ids = Array.from(this.idx.subarray(0, this.n));
+    return { ids, probs: ids.map((i) => this.work[i]) };
+  }
+
+  /** work: logits → probabilities; idx[0..n): the surviving tokens. */
+  private filter(): void {
+    const V = this.vocabSize, w = this.work;
+    for (let i = 0; i < V; i++) w[i] /= this.temperature;
+    // softmax over all tokens; w becomes probabilities
+    let max = -Infinity;
+    for (let i = 0; i < V; i++) if (w[i] > max) max = w[i];
+    let sum = 0;
+    for (let i = 0; i < V; i++) { w[i] = Math.exp(w[i] - max); sum += w[i]; }
+    for (let i = 0; i < V; i++) w[i] /= sum;
+    this.candidates();
   }
 
   /**
@@ -121,14 +133,14 @@ export class Sampler {
       this.n = V;
       return;
     }
-    const floor = this.minP > 0 ? this.minP * pmax : 0;
+    const floor = this.minP * pmax;
     for (let tau = pmax * 1e-3; ; tau *= 1e-3) {
-      const cut = Math.max(tau, floor);
       let n = 0, mass = 0;
-      for (let i = 0; i < V; i++) if (w[i] >= cut) { idx[n++] = i; mass += w[i]; }
-      const exhaustive = cut === floor || tau < 1e-30;
-      // survivors are certainly inside this set when it holds enough of everything the filters keep
-      const enough = exhaustive || ((this.topK === 0 || n >= this.topK) && mass >= this.topP);
+      for (let i = 0; i < V; i++) if (w[i] >= tau) { idx[n++] = i; mass += w[i]; }
+      // the filters apply in order top-k → top-p → min-p, each within the previous one's survivors,
+      // so the first filter in use decides whether this set surely holds all survivors
+      const enough = tau < 1e-30 ||
+        (this.topK > 0 ? n >= this.topK : this.topP < 1 ? mass >= this.topP : tau <= floor);
       if (!enough) continue;
       sortByProbDesc(idx, n, w);
       if (this.topK > 0 && n > this.topK) {
