@@ -1,0 +1,12 @@
+// LLaMA-2 SentencePiece BPE tokenizer (what OpenELM uses), id-for-id identical to SentencePiece.
+//
+//   import { loadTokenizer, StreamDecoder } from './tokenizer/index.ts';
+//   const tok = await loadTokenizer();              // npm vocabulary; or loadTokenizer(modelDir)
+//   const ids = tok.encode('Hello world', { bos: true });   // [1, 15043, 3186]
+//   tok.decode(ids);                                 // "Hello world"
+export { Tokenizer, type EncodeOptions, type DecodeOptions } from './tokenizer.ts';
+export { StreamDecoder } from './stream.ts';
+export { loadTokenizer, defaultTokenizer, fromSentencePieceModel, fromTokenizerJson } from './load.ts';
+export { type PieceTable, type NormalizerFlags, PieceType } from './pieces.ts';
+export { parseSentencePieceModel } from './sentencepiece-model.ts';
+export { parseTokenizerJson } from './hf-json.ts';

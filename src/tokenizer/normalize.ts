@@ -1,0 +1,22 @@
+// SentencePiece's normalizer for an identity charsmap: what happens to text before BPE.
+//   "Hello world" -> "▁Hello▁world"   (dummy prefix, spaces escaped as U+2581)
+// Only ASCII " " counts as a space here (tabs, NBSP, ideographic space stay as they are).
+import type { NormalizerFlags } from './pieces.ts';
+
+export const SPACE_SYMBOL = '\u2581';
+
+// a high surrogate not followed by a low one, or a low one not preceded by a high one
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * @returns the normalized text ("" for empty input); lone UTF-16 surrogates, which have no UTF-8
+ * form, become U+FFFD as TextEncoder would write them.
+ */
+export function normalize(text: string, flags: NormalizerFlags): string {
+  let s = text.replace(LONE_SURROGATE, '\uFFFD');
+  if (flags.removeExtraWhitespaces) s = s.replace(/ {2,}/g, ' ').replace(/^ | $/g, '');
+  if (s.length === 0) return '';
+  const space = flags.escapeWhitespaces ? SPACE_SYMBOL : ' ';
+  if (flags.escapeWhitespaces) s = s.replaceAll(' ', SPACE_SYMBOL);
+  return flags.addDummyPrefix ? space + s : s;
+}
