@@ -86,4 +86,7 @@ export interface Kernels {
 
   /** out[i] += x[i] for i < len (the residual connection). */
   addInPlace(out: Float32Array, x: Float32Array, len: number): void;
+
+  /** Releases what the backend holds beyond memory (e.g. worker threads); the kernels are unusable after. */
+  dispose?(): void;
 }

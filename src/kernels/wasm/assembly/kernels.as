@@ -1,0 +1,549 @@
+// WebAssembly SIMD kernels for openelm, written in AssemblyScript.
+//
+// This file is AssemblyScript, not TypeScript: it is named `.as` so the project's tsc never sees
+// it, and `../build.mjs` hands it to the AssemblyScript compiler as `kernels.ts`. It is built
+// twice: with plain 128-bit SIMD and with relaxed SIMD (ASC_FEATURE_RELAXED_SIMD, folded at
+// compile time), into `../build/kernels-{simd,relaxed}.wasm`.
+//
+// Contract with the TypeScript side (`../wasm.ts`):
+// - memory is imported (shared, owned by TS); every pointer is a byte offset into it;
+// - nothing here allocates, there is no runtime (--runtime stub) and no static data;
+// - matrices are row-major; a weight is [rows, cols] in nn.Linear layout, out = x · Wᵀ;
+// - q8_0 / q4_0 weight rows are GGUF blocks (f16 scale + 32 int8 / 16 bytes of nibbles),
+//   ceil(cols / 32) blocks per row; activations for them are quantized once per call by
+//   `quantize_q8` into int8 blocks `xi` [n, nb * 32] plus f32 scales `xd` [n, nb];
+// - work that is split over threads is an export `f(a0 .. a8, part, parts, scratch)`: the
+//   thread with index `part` of `parts` does its share; `scratch` is its private region.
+
+const QK: i32 = 32;
+const Q8_BYTES: i32 = 34;
+const Q4_BYTES: i32 = 18;
+
+// ---------------------------------------------------------------- helpers
+
+/** a*b + c; fused (one rounding, or not: relaxed semantics) when relaxed SIMD is on */
+@inline function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
+
+@inline function hsum(v: v128): f32 {
+  const s = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
+}
+
+@inline function hsumI(v: v128): i32 {
+  const s = i32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1);
+}
+
+/** IEEE half bits → f32 (normals, subnormals, inf, NaN): shift into place, rebias by 2^112. */
+@inline function halfToF32(h: u32): f32 {
+  const e = h & 0x7fff;
+  let f = reinterpret<f32>(e << 13) * reinterpret<f32>(<u32>(127 + 112) << 23);
+  if (e >= 0x7c00) f = reinterpret<f32>((e << 13) | 0x7f800000);
+  return reinterpret<f32>(reinterpret<u32>(f) | ((h & 0x8000) << 16));
+}
+
+/** four halves (zero-extended in u32 lanes) → f32x4, same trick as halfToF32 */
+@inline function halfToF32x4(h: v128): v128 {
+  const e = v128.and(h, i32x4.splat(0x7fff));
+  let f = f32x4.mul(i32x4.shl(e, 13), f32x4.splat(reinterpret<f32>(<u32>(127 + 112) << 23)));
+  f = v128.or(f, v128.and(i32x4.gt_s(e, i32x4.splat(0x7bff)), i32x4.splat(0x7f800000)));
+  return v128.or(f, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+}
+
+// Weight element decoders for the float dtypes: 4 values at element index i of row pointer w.
+const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2;
+
+@inline function load4(kind: i32, w: usize, i: i32): v128 {
+  if (kind == F32) return v128.load(w + (<usize>i << 2));
+  if (kind == BF16) return i32x4.shl(v128.load16x4_u(w + (<usize>i << 1)), 16);
+  return halfToF32x4(v128.load16x4_u(w + (<usize>i << 1)));
+}
+
+@inline function load1(kind: i32, w: usize, i: i32): f32 {
+  if (kind == F32) return load<f32>(w + (<usize>i << 2));
+  if (kind == BF16) return reinterpret<f32>(<u32>load<u16>(w + (<usize>i << 1)) << 16);
+  return halfToF32(load<u16>(w + (<usize>i << 1)));
+}
+
+@inline function elemBytes(kind: i32): usize {
+  return kind == F32 ? 4 : 2;
+}
+
+/** first row of this part's share of `total` rows, in granules of `g` rows */
+@inline function shareStart(total: i32, g: i32, part: i32, parts: i32): i32 {
+  const chunk = ((total + parts * g - 1) / (parts * g)) * g;
+  return min(total, part * chunk);
+}
+
+// ---------------------------------------------------------------- float matmul (f32, bf16, f16)
+
+// One output row for one token: the decode path. Four accumulators over 16 columns per step
+// keep the adds independent; the weight row is streamed exactly once.
+@inline function dotRow(kind: i32, w: usize, x: usize, cols: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 16 <= cols; i += 16) {
+    const xp = x + (<usize>i << 2);
+    a0 = madd(load4(kind, w, i), v128.load(xp), a0);
+    a1 = madd(load4(kind, w, i + 4), v128.load(xp, 16), a1);
+    a2 = madd(load4(kind, w, i + 8), v128.load(xp, 32), a2);
+    a3 = madd(load4(kind, w, i + 12), v128.load(xp, 48), a3);
+  }
+  for (; i + 4 <= cols; i += 4) a0 = madd(load4(kind, w, i), v128.load(x + (<usize>i << 2)), a0);
+  let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  for (; i < cols; i++) s += load1(kind, w, i) * load<f32>(x + (<usize>i << 2));
+  return s;
+}
+
+// One output row for four tokens (prefill): each weight vector is decoded once and used 4 times.
+// x rows are `xs` bytes apart; results go to out[t * rows] for t = 0..3 (`os` bytes apart).
+@inline function dotRow4(kind: i32, w: usize, x: usize, xs: usize, cols: i32, out: usize, os: usize): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 8 <= cols; i += 8) {
+    const wv = load4(kind, w, i), wu = load4(kind, w, i + 4);
+    const xp = x + (<usize>i << 2);
+    a0 = madd(wv, v128.load(xp), a0);
+    a1 = madd(wv, v128.load(xp + xs), a1);
+    a2 = madd(wv, v128.load(xp + 2 * xs), a2);
+    a3 = madd(wv, v128.load(xp + 3 * xs), a3);
+    b0 = madd(wu, v128.load(xp, 16), b0);
+    b1 = madd(wu, v128.load(xp + xs, 16), b1);
+    b2 = madd(wu, v128.load(xp + 2 * xs, 16), b2);
+    b3 = madd(wu, v128.load(xp + 3 * xs, 16), b3);
+  }
+  for (; i + 4 <= cols; i += 4) {
+    const wv = load4(kind, w, i);
+    const xp = x + (<usize>i << 2);
+    a0 = madd(wv, v128.load(xp), a0);
+    a1 = madd(wv, v128.load(xp + xs), a1);
+    a2 = madd(wv, v128.load(xp + 2 * xs), a2);
+    a3 = madd(wv, v128.load(xp + 3 * xs), a3);
+  }
+  let s0 = hsum(f32x4.add(a0, b0)), s1 = hsum(f32x4.add(a1, b1));
+  let s2 = hsum(f32x4.add(a2, b2)), s3 = hsum(f32x4.add(a3, b3));
+  for (; i < cols; i++) {
+    const wi = load1(kind, w, i);
+    const xp = x + (<usize>i << 2);
+    s0 += wi * load<f32>(xp);
+    s1 += wi * load<f32>(xp + xs);
+    s2 += wi * load<f32>(xp + 2 * xs);
+    s3 += wi * load<f32>(xp + 3 * xs);
+  }
+  store<f32>(out, s0);
+  store<f32>(out + os, s1);
+  store<f32>(out + 2 * os, s2);
+  store<f32>(out + 3 * os, s3);
+}
+
+@inline function matmulFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, part: i32, parts: i32): void {
+  const r0 = shareStart(rows, 4, part, parts), r1 = shareStart(rows, 4, part + 1, parts);
+  const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
+  for (let r = r0; r < r1; r++) {
+    const wr = w + <usize>r * wStride;
+    let t = 0;
+    for (; t + 4 <= n; t += 4) dotRow4(kind, wr, x + <usize>t * xs, xs, cols, out + <usize>t * os + (<usize>r << 2), os);
+    for (; t < n; t++) store<f32>(out + <usize>t * os + (<usize>r << 2), dotRow(kind, wr, x + <usize>t * xs, cols));
+  }
+}
+
+export function matmul_f32(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
+  matmulFloat(F32, out, x, w, rows, cols, n, part, parts);
+}
+export function matmul_bf16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
+  matmulFloat(BF16, out, x, w, rows, cols, n, part, parts);
+}
+export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
+  matmulFloat(F16, out, x, w, rows, cols, n, part, parts);
+}
+
+// ---------------------------------------------------------------- quantized matmul (q8_0, q4_0)
+
+/**
+ * Quantizes activations like llama.cpp's q8_0 (per 32-block: d = amax / 127, q = round(x / d)),
+ * but keeps the ints and the f32 scales in separate, aligned arrays:
+ * xi: [n, nb * 32] int8 (a partial last block is zero-padded), xd: [n, nb] f32.
+ */
+export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32): void {
+  const nb = (cols + QK - 1) / QK;
+  for (let t = 0; t < n; t++) {
+    const xr = x + (<usize>t * cols << 2);
+    const qr = xi + <usize>t * nb * QK;
+    for (let b = 0; b < nb; b++) {
+      const xp = xr + (<usize>b * QK << 2), qp = qr + <usize>b * QK;
+      const d = xd + (<usize>(t * nb + b) << 2);
+      if ((b + 1) * QK <= cols) {
+        const v0 = v128.load(xp), v1 = v128.load(xp, 16), v2 = v128.load(xp, 32), v3 = v128.load(xp, 48);
+        const v4 = v128.load(xp, 64), v5 = v128.load(xp, 80), v6 = v128.load(xp, 96), v7 = v128.load(xp, 112);
+        let m = f32x4.max(f32x4.max(f32x4.max(f32x4.abs(v0), f32x4.abs(v1)), f32x4.max(f32x4.abs(v2), f32x4.abs(v3))),
+          f32x4.max(f32x4.max(f32x4.abs(v4), f32x4.abs(v5)), f32x4.max(f32x4.abs(v6), f32x4.abs(v7))));
+        m = f32x4.max(m, i32x4.shuffle(m, m, 2, 3, 0, 1));
+        const amax = max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1));
+        const scale = amax / 127;
+        store<f32>(d, scale);
+        const id = f32x4.splat(scale != 0 ? 1 / scale : 0);
+        const q0 = i16x8.narrow_i32x4_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v0, id))), i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v1, id))));
+        const q1 = i16x8.narrow_i32x4_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v2, id))), i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v3, id))));
+        const q2 = i16x8.narrow_i32x4_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v4, id))), i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v5, id))));
+        const q3 = i16x8.narrow_i32x4_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v6, id))), i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v7, id))));
+        v128.store(qp, i8x16.narrow_i16x8_s(q0, q1));
+        v128.store(qp, i8x16.narrow_i16x8_s(q2, q3), 16);
+      } else {
+        const end = cols - b * QK;
+        let amax: f32 = 0;
+        for (let j = 0; j < end; j++) amax = max(amax, abs(load<f32>(xp + (<usize>j << 2))));
+        const scale = amax / 127;
+        store<f32>(d, scale);
+        const id: f32 = scale != 0 ? 1 / scale : 0;
+        for (let j = 0; j < QK; j++) {
+          const q = j < end ? <i32>nearest(load<f32>(xp + (<usize>j << 2)) * id) : 0;
+          store<i8>(qp + j, <i8>q);
+        }
+      }
+    }
+  }
+}
+
+/** Σ w·x over 32 int8 pairs, as i32x4 partial sums. |w|, |x| ≤ 128 so pairs of products fit i16. */
+@inline function dot32(w0: v128, w1: v128, x: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    // pmaddubsw-style: the second operand must be 7-bit, so multiply |x| by w carrying x's sign
+    // (x is never -128; a weight of -128 against a negative x would wrap: llama.cpp never writes one)
+    const x0 = v128.load(x), x1 = v128.load(x, 16);
+    const n0 = i8x16.lt_s(x0, i8x16.splat(0)), n1 = i8x16.lt_s(x1, i8x16.splat(0));
+    const s0 = v128.bitselect(i8x16.neg(w0), w0, n0), s1 = v128.bitselect(i8x16.neg(w1), w1, n1);
+    // (the fused i32x4.relaxed_dot_i8x16_i7x16_add_s gives twice the sum in Node 20's V8 11.3)
+    return i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(s0, i8x16.abs(x0))),
+      i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(s1, i8x16.abs(x1))));
+  }
+  const x0 = v128.load(x), x1 = v128.load(x, 16);
+  const p0 = i16x8.add(i16x8.extmul_low_i8x16_s(w0, x0), i16x8.extmul_high_i8x16_s(w0, x0));
+  const p1 = i16x8.add(i16x8.extmul_low_i8x16_s(w1, x1), i16x8.extmul_high_i8x16_s(w1, x1));
+  return i32x4.add(i32x4.extadd_pairwise_i16x8_s(p0), i32x4.extadd_pairwise_i16x8_s(p1));
+}
+
+// Weight block decoders: the 32 int8 values of block b as two v128 (values 0..15, 16..31).
+@inline function blockQ8(w: usize): v128 { return v128.load(w, 2); }
+@inline function blockQ8hi(w: usize): v128 { return v128.load(w, 18); }
+@inline function blockQ4(q: v128): v128 { return i8x16.sub(v128.and(q, i8x16.splat(0x0f)), i8x16.splat(8)); }
+@inline function blockQ4hi(q: v128): v128 { return i8x16.sub(i8x16.shr_u(q, 4), i8x16.splat(8)); }
+
+const Q8: i32 = 0, Q4: i32 = 1;
+
+@inline function matmulQuant(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, part: i32, parts: i32): void {
+  const r0 = shareStart(rows, 4, part, parts), r1 = shareStart(rows, 4, part + 1, parts);
+  const nb = (cols + QK - 1) / QK;
+  const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
+  const rowBytes = <usize>nb * bb, xis = <usize>nb * QK, xds = <usize>nb << 2, os = <usize>rows << 2;
+  for (let r = r0; r < r1; r++) {
+    const wr = w + <usize>r * rowBytes;
+    let t = 0;
+    // four tokens at a time: each weight block is decoded once and used four times
+    for (; t + 4 <= n; t += 4) {
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      const x0 = xi + <usize>t * xis, d0 = xd + <usize>t * xds;
+      for (let b = 0; b < nb; b++) {
+        const wp = wr + <usize>b * bb;
+        let lo: v128, hi: v128;
+        if (kind == Q8) { lo = blockQ8(wp); hi = blockQ8hi(wp); }
+        else { const q = v128.load(wp, 2); lo = blockQ4(q); hi = blockQ4hi(q); }
+        const dw = halfToF32(load<u16>(wp));
+        const xp = x0 + (<usize>b << 5), dp = d0 + (<usize>b << 2);
+        a0 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp)), f32x4.splat(dw * load<f32>(dp)), a0);
+        a1 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp + xis)), f32x4.splat(dw * load<f32>(dp + xds)), a1);
+        a2 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp + 2 * xis)), f32x4.splat(dw * load<f32>(dp + 2 * xds)), a2);
+        a3 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp + 3 * xis)), f32x4.splat(dw * load<f32>(dp + 3 * xds)), a3);
+      }
+      const o = out + <usize>t * os + (<usize>r << 2);
+      store<f32>(o, hsum(a0));
+      store<f32>(o + os, hsum(a1));
+      store<f32>(o + 2 * os, hsum(a2));
+      store<f32>(o + 3 * os, hsum(a3));
+    }
+    // single tokens (decode): two blocks per step into two accumulators
+    for (; t < n; t++) {
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+      const x0 = xi + <usize>t * xis, d0 = xd + <usize>t * xds;
+      let b = 0;
+      for (; b + 2 <= nb; b += 2) {
+        const wp = wr + <usize>b * bb, wq = wp + bb;
+        let lo: v128, hi: v128, lo2: v128, hi2: v128;
+        if (kind == Q8) { lo = blockQ8(wp); hi = blockQ8hi(wp); lo2 = blockQ8(wq); hi2 = blockQ8hi(wq); }
+        else {
+          const q = v128.load(wp, 2), q2 = v128.load(wq, 2);
+          lo = blockQ4(q); hi = blockQ4hi(q); lo2 = blockQ4(q2); hi2 = blockQ4hi(q2);
+        }
+        const xp = x0 + (<usize>b << 5), dp = d0 + (<usize>b << 2);
+        a0 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp)), f32x4.splat(halfToF32(load<u16>(wp)) * load<f32>(dp)), a0);
+        a1 = madd(f32x4.convert_i32x4_s(dot32(lo2, hi2, xp + 32)), f32x4.splat(halfToF32(load<u16>(wq)) * load<f32>(dp, 4)), a1);
+      }
+      if (b < nb) {
+        const wp = wr + <usize>b * bb;
+        let lo: v128, hi: v128;
+        if (kind == Q8) { lo = blockQ8(wp); hi = blockQ8hi(wp); }
+        else { const q = v128.load(wp, 2); lo = blockQ4(q); hi = blockQ4hi(q); }
+        a0 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, x0 + (<usize>b << 5))), f32x4.splat(halfToF32(load<u16>(wp)) * load<f32>(d0 + (<usize>b << 2))), a0);
+      }
+      store<f32>(out + <usize>t * os + (<usize>r << 2), hsum(f32x4.add(a0, a1)));
+    }
+  }
+}
+
+export function matmul_q8_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, _a7: i32, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
+  matmulQuant(Q8, out, xi, xd, w, rows, cols, n, part, parts);
+}
+export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, _a7: i32, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
+  matmulQuant(Q4, out, xi, xd, w, rows, cols, n, part, parts);
+}
+
+// ---------------------------------------------------------------- row decoding (embed)
+
+/** dst[0 .. cols) = row r of a weight of dtype `kind` (0 f32, 1 bf16, 2 f16, 3 q8_0, 4 q4_0) */
+export function decode_row(kind: i32, w: usize, r: i32, cols: i32, dst: usize): void {
+  if (kind <= F16) {
+    const src = w + <usize>r * cols * elemBytes(kind);
+    let i = 0;
+    if (kind == F32) memory.copy(dst, src, <usize>cols << 2);
+    else if (kind == BF16) { for (; i + 4 <= cols; i += 4) v128.store(dst + (<usize>i << 2), load4(BF16, src, i)); }
+    else { for (; i + 4 <= cols; i += 4) v128.store(dst + (<usize>i << 2), load4(F16, src, i)); }
+    if (kind != F32) for (; i < cols; i++) store<f32>(dst + (<usize>i << 2), load1(kind, src, i));
+    return;
+  }
+  const nb = (cols + QK - 1) / QK;
+  const bb = kind == 3 ? Q8_BYTES : Q4_BYTES;
+  const wr = w + <usize>r * nb * bb;
+  for (let b = 0; b < nb; b++) {
+    const wp = wr + <usize>b * bb;
+    const d = halfToF32(load<u16>(wp));
+    const end = min(QK, cols - b * QK);
+    for (let j = 0; j < end; j++) {
+      const q = kind == 3 ? <i32>load<i8>(wp + 2 + j)
+        : j < 16 ? (<i32>load<u8>(wp + 2 + j) & 15) - 8 : (<i32>load<u8>(wp + 2 + j - 16) >> 4) - 8;
+      store<f32>(dst + (<usize>(b * QK + j) << 2), d * <f32>q);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- norms, rope, residual
+
+@inline function sumSquares(x: usize, dim: i32): f32 {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 8 <= dim; i += 8) {
+    const v = v128.load(x + (<usize>i << 2)), u = v128.load(x + (<usize>i << 2), 16);
+    a0 = madd(v, v, a0);
+    a1 = madd(u, u, a1);
+  }
+  for (; i + 4 <= dim; i += 4) { const v = v128.load(x + (<usize>i << 2)); a0 = madd(v, v, a0); }
+  let s = hsum(f32x4.add(a0, a1));
+  for (; i < dim; i++) { const v = load<f32>(x + (<usize>i << 2)); s += v * v; }
+  return s;
+}
+
+/** out = x / sqrt(mean(x²) + eps) * weight, per row; out may be x */
+@inline function normRow(out: usize, x: usize, weight: usize, dim: i32, eps: f32): void {
+  const inv: f32 = 1 / Mathf.sqrt(sumSquares(x, dim) / <f32>dim + eps);
+  const iv = f32x4.splat(inv);
+  let i = 0;
+  for (; i + 4 <= dim; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, f32x4.mul(f32x4.mul(v128.load(x + o), iv), v128.load(weight + o)));
+  }
+  for (; i < dim; i++) {
+    const o = <usize>i << 2;
+    store<f32>(out + o, (load<f32>(x + o) * inv) * load<f32>(weight + o));
+  }
+}
+
+export function rmsnorm(out: usize, x: usize, weight: usize, n: i32, dim: i32, eps: f32): void {
+  for (let t = 0; t < n; t++) {
+    const o = <usize>t * dim << 2;
+    normRow(out + o, x + o, weight, dim, eps);
+  }
+}
+
+/** per-head RMSNorm of Q and K (when the norm pointer is non-zero), then rotate-half RoPE */
+export function head_norm_rope(qkv: usize, n: i32, pos0: i32, nQ: i32, nKV: i32, hd: i32,
+  qNorm: usize, kNorm: usize, eps: f32, cos: usize, sin: usize): void {
+  const stride = <usize>(nQ + 2 * nKV) * hd << 2;
+  const half = hd >> 1;
+  const hb = <usize>half << 2;
+  for (let t = 0; t < n; t++) {
+    const c = cos + (<usize>(pos0 + t) * half << 2), s = sin + (<usize>(pos0 + t) * half << 2);
+    for (let h = 0; h < nQ + nKV; h++) {
+      const o = qkv + <usize>t * stride + (<usize>h * hd << 2);
+      const norm = h < nQ ? qNorm : kNorm;
+      if (norm != 0) normRow(o, o, norm, hd, eps);
+      let i = 0;
+      for (; i + 4 <= half; i += 4) {
+        const b = <usize>i << 2;
+        const x1 = v128.load(o + b), x2 = v128.load(o + hb + b);
+        const cv = v128.load(c + b), sv = v128.load(s + b);
+        v128.store(o + b, f32x4.sub(f32x4.mul(x1, cv), f32x4.mul(x2, sv)));
+        v128.store(o + hb + b, f32x4.add(f32x4.mul(x2, cv), f32x4.mul(x1, sv)));
+      }
+      for (; i < half; i++) {
+        const b = <usize>i << 2;
+        const x1 = load<f32>(o + b), x2 = load<f32>(o + hb + b);
+        const cv = load<f32>(c + b), sv = load<f32>(s + b);
+        store<f32>(o + b, x1 * cv - x2 * sv);
+        store<f32>(o + hb + b, x2 * cv + x1 * sv);
+      }
+    }
+  }
+}
+
+export function add_in_place(out: usize, x: usize, len: i32): void {
+  let i = 0;
+  for (; i + 4 <= len; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, f32x4.add(v128.load(out + o), v128.load(x + o)));
+  }
+  for (; i < len; i++) {
+    const o = <usize>i << 2;
+    store<f32>(out + o, load<f32>(out + o) + load<f32>(x + o));
+  }
+}
+
+// ---------------------------------------------------------------- attention
+
+/** copies the n new K and V heads of qkv into cache rows pos0 .. pos0+n-1 */
+export function kv_store(qkv: usize, kc: usize, vc: usize, n: i32, pos0: i32, nQ: i32, nKV: i32, hd: i32): void {
+  const stride = <usize>(nQ + 2 * nKV) * hd << 2, kvBytes = <usize>nKV * hd << 2;
+  for (let t = 0; t < n; t++) {
+    const src = qkv + <usize>t * stride + (<usize>nQ * hd << 2);
+    const dst = <usize>(pos0 + t) * kvBytes;
+    memory.copy(kc + dst, src, kvBytes);
+    memory.copy(vc + dst, src + kvBytes, kvBytes);
+  }
+}
+
+/**
+ * Causal attention over the cache, one pass with an online softmax (running max m, running sum
+ * l, running weighted sum of V in `scratch`: hd floats). Work items are (token, query head)
+ * pairs; this part does its share of the n * nQ items. kv_store must have run first.
+ */
+export function attention(out: usize, qkv: usize, kc: usize, vc: usize, n: i32, pos0: i32, nQ: i32, nKV: i32, hd: i32,
+  part: i32, parts: i32, scratch: usize): void {
+  const items = n * nQ;
+  const i0 = shareStart(items, 1, part, parts), i1 = shareStart(items, 1, part + 1, parts);
+  const stride = <usize>(nQ + 2 * nKV) * hd << 2, kvBytes = <usize>nKV * hd << 2;
+  const group = nQ / nKV;
+  const scale: f32 = 1 / Mathf.sqrt(<f32>hd);
+  const acc = scratch;
+  for (let it = i0; it < i1; it++) {
+    const t = it / nQ, h = it % nQ;
+    const q = qkv + <usize>t * stride + (<usize>h * hd << 2);
+    const kvo = <usize>(h / group) * hd << 2;
+    const len = pos0 + t + 1;
+    let m: f32 = -Infinity, l: f32 = 0;
+    for (let i = 0; i < hd; i++) store<f32>(acc + (<usize>i << 2), 0);
+    for (let p = 0; p < len; p++) {
+      const k = kc + <usize>p * kvBytes + kvo;
+      const s = dotRow(F32, k, q, hd) * scale;
+      if (s > m) {
+        // new running max: rescale what has been accumulated so far
+        const c = Mathf.exp(m - s);
+        l *= c;
+        const cv = f32x4.splat(c);
+        let i = 0;
+        for (; i + 4 <= hd; i += 4) v128.store(acc + (<usize>i << 2), f32x4.mul(v128.load(acc + (<usize>i << 2)), cv));
+        for (; i < hd; i++) store<f32>(acc + (<usize>i << 2), load<f32>(acc + (<usize>i << 2)) * c);
+        m = s;
+      }
+      const e = Mathf.exp(s - m);
+      l += e;
+      const v = vc + <usize>p * kvBytes + kvo;
+      const ev = f32x4.splat(e);
+      let i = 0;
+      for (; i + 4 <= hd; i += 4) {
+        const b = <usize>i << 2;
+        v128.store(acc + b, madd(ev, v128.load(v + b), v128.load(acc + b)));
+      }
+      for (; i < hd; i++) store<f32>(acc + (<usize>i << 2), load<f32>(acc + (<usize>i << 2)) + e * load<f32>(v + (<usize>i << 2)));
+    }
+    const o = out + (<usize>(t * nQ + h) * hd << 2);
+    const il: f32 = 1 / l;
+    for (let i = 0; i < hd; i++) store<f32>(o + (<usize>i << 2), load<f32>(acc + (<usize>i << 2)) * il);
+  }
+}
+
+// ---------------------------------------------------------------- FFN activation
+
+// exp(x) for 4 lanes: x = k ln2 + r, |r| ≤ ln2/2, Cephes' degree-6 polynomial for e^r, times 2^k.
+// Relative error ≈ 1e-7 on the clamped range [-87.3, 88.3].
+@inline function exp4(x: v128): v128 {
+  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.3)), f32x4.splat(88.3));
+  const k = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504)));
+  let r = f32x4.sub(x, f32x4.mul(k, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(k, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = madd(p, r, f32x4.splat(1.3981999507e-3));
+  p = madd(p, r, f32x4.splat(8.3334519073e-3));
+  p = madd(p, r, f32x4.splat(4.1665795894e-2));
+  p = madd(p, r, f32x4.splat(1.6666665459e-1));
+  p = madd(p, r, f32x4.splat(5.0000001201e-1));
+  p = madd(p, f32x4.mul(r, r), f32x4.add(r, f32x4.splat(1)));
+  const pow2 = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(k), i32x4.splat(127)), 23);
+  return f32x4.mul(p, pow2);
+}
+
+// erf with |error| < 1.2e-7 (Numerical Recipes erfc), as in the reference kernels
+function erf(x: f32): f32 {
+  const z = abs(x);
+  const t: f32 = 1 / (1 + 0.5 * z);
+  const r: f32 = t * Mathf.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return x >= 0 ? 1 - r : r - 1;
+}
+
+const ACT_SILU: i32 = 0, ACT_GELU: i32 = 1, ACT_GELU_TANH: i32 = 2, ACT_QUICK_GELU: i32 = 3, ACT_RELU: i32 = 4, ACT_SIGMOID: i32 = 5, ACT_TANH: i32 = 6;
+
+function act1(x: f32, act: i32): f32 {
+  switch (act) {
+    case ACT_SILU: return x / (1 + Mathf.exp(-x));
+    case ACT_GELU: return 0.5 * x * (1 + erf(x * 0.70710678118654752));
+    case ACT_GELU_TANH: return 0.5 * x * (1 + Mathf.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+    case ACT_QUICK_GELU: return x / (1 + Mathf.exp(-1.702 * x));
+    case ACT_RELU: return x > 0 ? x : 0;
+    case ACT_SIGMOID: return 1 / (1 + Mathf.exp(-x));
+    default: return Mathf.tanh(x);
+  }
+}
+
+/** 4 lanes of act(x); the exp-based ones vectorised, the rest lane by lane */
+@inline function act4(x: v128, act: i32): v128 {
+  if (act == ACT_SILU) return f32x4.div(x, f32x4.add(f32x4.splat(1), exp4(f32x4.neg(x))));
+  if (act == ACT_QUICK_GELU) return f32x4.div(x, f32x4.add(f32x4.splat(1), exp4(f32x4.mul(x, f32x4.splat(-1.702)))));
+  if (act == ACT_SIGMOID) return f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), exp4(f32x4.neg(x))));
+  if (act == ACT_RELU) return f32x4.max(x, f32x4.splat(0));
+  let r = f32x4.splat(act1(f32x4.extract_lane(x, 0), act));
+  r = f32x4.replace_lane(r, 1, act1(f32x4.extract_lane(x, 1), act));
+  r = f32x4.replace_lane(r, 2, act1(f32x4.extract_lane(x, 2), act));
+  return f32x4.replace_lane(r, 3, act1(f32x4.extract_lane(x, 3), act));
+}
+
+/** glu: x [n, 2 dim] = (gate | up), out [n, dim] = act(gate) * up; else out = act(x) */
+export function ffn_act(out: usize, x: usize, n: i32, dim: i32, act: i32, glu: i32): void {
+  const db = <usize>dim << 2;
+  for (let t = 0; t < n; t++) {
+    const g = x + <usize>t * (glu ? 2 * db : db), u = g + db, o = out + <usize>t * db;
+    let i = 0;
+    for (; i + 4 <= dim; i += 4) {
+      const b = <usize>i << 2;
+      let a = act4(v128.load(g + b), act);
+      if (glu) a = f32x4.mul(a, v128.load(u + b));
+      v128.store(o + b, a);
+    }
+    for (; i < dim; i++) {
+      const b = <usize>i << 2;
+      let a = act1(load<f32>(g + b), act);
+      if (glu) a *= load<f32>(u + b);
+      store<f32>(o + b, a);
+    }
+  }
+}

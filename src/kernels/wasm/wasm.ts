@@ -1,0 +1,246 @@
+/// <reference types="node" />
+// WasmKernels: the Kernels interface on WebAssembly SIMD (assembly/kernels.as), multi-threaded.
+//
+//   const k = await createWasmKernels({ threads: 2 });
+//   const w = k.weight('q8_0', 5120, 1280);   // fill w.data from the checkpoint
+//   const x = k.f32(1280), y = k.f32(5120);
+//   k.matmul(y, x, w, 1);
+//   k.dispose();
+//
+// Memory: one shared WebAssembly.Memory (32-bit, up to 4 GiB) holds everything. f32() and
+// weight() hand out views into it from a bump allocator (64-byte aligned, never freed: the model
+// allocates once at load). Ops turn views into pointers with byteOffset, so every array passed
+// to an op must come from this backend. Growing the memory keeps earlier views valid (a shared
+// buffer never detaches; each growth just adds a new, longer SharedArrayBuffer object).
+//
+// Layout: [0, 4096) static data of the wasm module | 4096: thread-pool control block |
+// 65536.. arena: per-thread scratch regions, then the model's buffers, weights and our scratch.
+import type { Activation, AttentionShape, Kernels, Weight, WeightDType } from '../types.ts';
+import { makeWeight, weightBytes } from '../ref.ts';
+import { blocksPerRow, QK } from '../quant.ts';
+import { ThreadPool } from './pool.ts';
+import * as embedded from './build/kernels-wasm.ts';
+
+export interface WasmKernelsOptions {
+  /** Threads including the caller. Default: all cores (os.availableParallelism / hardwareConcurrency). */
+  threads?: number;
+  /** Use the relaxed-SIMD build if the engine supports it (default true); false forces plain SIMD. */
+  relaxedSimd?: boolean;
+  /** Initial memory in bytes (default 16 MiB); it grows on demand up to 4 GiB. */
+  initialMemory?: number;
+  /** Multiply-adds below which an op runs on the caller alone (default 65536); 0 splits everything. */
+  minParallelWork?: number;
+  /** Bytes of private scratch ("stack") per thread (default 256 KiB). */
+  threadScratch?: number;
+  /** Spin iterations before a waiting thread sleeps (default 20000, tens of microseconds). */
+  spin?: number;
+}
+
+const PAGE = 65536;
+const MAX_PAGES = 65536;
+const CTL_OFFSET = 4096;
+const ARENA_START = 65536;
+const ALIGN = 64;
+
+/** Splittable exports, in the order the pool indexes them. */
+const SPLIT_OPS = ['matmul_f32', 'matmul_bf16', 'matmul_f16', 'matmul_q8_0', 'matmul_q4_0', 'attention'] as const;
+const OP = { matmul_f32: 0, matmul_bf16: 1, matmul_f16: 2, matmul_q8_0: 3, matmul_q4_0: 4, attention: 5 } as const;
+const DTYPE_CODE: Record<WeightDType, number> = { f32: 0, bf16: 1, f16: 2, q8_0: 3, q4_0: 4 };
+const ACT_CODE: Record<Activation, number> = {
+  swish: 0, silu: 0, gelu: 1, gelu_new: 2, gelu_pytorch_tanh: 2, gelu_fast: 2, quick_gelu: 3, relu: 4, sigmoid: 5, tanh: 6,
+};
+
+interface Exports {
+  memory: WebAssembly.Memory;
+  quantize_q8(x: number, xi: number, xd: number, n: number, cols: number): void;
+  decode_row(kind: number, w: number, r: number, cols: number, dst: number): void;
+  rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
+  head_norm_rope(qkv: number, n: number, pos0: number, nQ: number, nKV: number, hd: number,
+    qNorm: number, kNorm: number, eps: number, cos: number, sin: number): void;
+  add_in_place(out: number, x: number, len: number): void;
+  kv_store(qkv: number, kc: number, vc: number, n: number, pos0: number, nQ: number, nKV: number, hd: number): void;
+  ffn_act(out: number, x: number, n: number, dim: number, act: number, glu: number): void;
+}
+
+function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+function defaultThreads(): number {
+  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
+  if (typeof process !== 'undefined' && process.versions?.node) return 0; // resolved via node:os below
+  return nav?.hardwareConcurrency ?? 1;
+}
+
+/** The wasm binaries: relaxed SIMD if the engine validates that build, else plain SIMD. */
+export function wasmBinary(relaxedSimd = true): { bytes: Uint8Array<ArrayBuffer>; relaxed: boolean } {
+  if (relaxedSimd) {
+    const bytes = decodeBase64(embedded.relaxed);
+    if (WebAssembly.validate(bytes)) return { bytes, relaxed: true };
+  }
+  const bytes = decodeBase64(embedded.simd);
+  if (!WebAssembly.validate(bytes)) throw new Error('WasmKernels: this engine does not support WebAssembly SIMD with threads (shared memory)');
+  return { bytes, relaxed: false };
+}
+
+/** Creates the backend: compiles the module, allocates shared memory and starts threads - 1 workers. */
+export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<WasmKernels> {
+  let threads = opts.threads ?? defaultThreads();
+  if (!threads) threads = (await import('node:os')).availableParallelism();
+  if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`createWasmKernels: threads must be an integer ≥ 1, got ${opts.threads}`);
+  const { bytes, relaxed } = wasmBinary(opts.relaxedSimd ?? true);
+  const module = await WebAssembly.compile(bytes);
+  const initialPages = Math.max(2, Math.ceil((opts.initialMemory ?? 16 << 20) / PAGE));
+  const memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
+  const instance = await WebAssembly.instantiate(module, { env: { memory } });
+  const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536);
+  const scratchBytes = opts.threadScratch ?? 256 << 10;
+  const scratch = Array.from({ length: threads }, () => k.alloc(scratchBytes));
+  k.pool = await ThreadPool.create(module, instance, memory, CTL_OFFSET, SPLIT_OPS, threads, scratch, opts.spin);
+  return k;
+}
+
+export class WasmKernels implements Kernels {
+  readonly name: string;
+  /** @internal set by createWasmKernels */
+  pool!: ThreadPool;
+  private readonly x: Exports;
+  /** every SharedArrayBuffer object this memory has had: views made before a growth keep theirs */
+  private readonly buffers = new Set<ArrayBufferLike>();
+  private top = ARENA_START;
+  /** quantized activations for q8_0/q4_0 matmuls, grown (rarely) to the largest n × cols seen */
+  private qScratch = 0;
+  private qScratchBytes = 0;
+
+  /** Use createWasmKernels. */
+  constructor(readonly memory: WebAssembly.Memory, instance: WebAssembly.Instance, readonly threads: number,
+    readonly relaxedSimd: boolean, private readonly minParallelWork: number) {
+    this.x = instance.exports as unknown as Exports;
+    this.buffers.add(memory.buffer);
+    this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
+  }
+
+  /** Bytes handed out so far (the arena's top); it never shrinks. */
+  get usedBytes(): number {
+    return this.top;
+  }
+
+  /** Reserves `bytes` (64-byte aligned) in the arena, growing the memory if needed; returns the offset. */
+  alloc(bytes: number): number {
+    const at = this.top;
+    const end = at + Math.ceil(bytes / ALIGN) * ALIGN;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const need = Math.ceil((end - have) / PAGE);
+      const pages = have / PAGE;
+      // grow in steps of at least 1/8 of the current size so loading a model does not grow per tensor
+      const step = Math.min(MAX_PAGES - pages, Math.max(need, Math.ceil(pages / 8), 256));
+      if (need > MAX_PAGES - pages) {
+        throw new RangeError(`WasmKernels: out of memory: ${end} bytes needed, WebAssembly memory is limited to 4 GiB`);
+      }
+      this.memory.grow(step);
+      this.buffers.add(this.memory.buffer);
+    }
+    this.top = end;
+    return at;
+  }
+
+  f32(n: number): Float32Array {
+    const at = this.alloc(n * 4); // first: it may grow the memory, which replaces memory.buffer
+    return new Float32Array(this.memory.buffer, at, n);
+  }
+
+  weight(dtype: WeightDType, rows: number, cols: number): Weight {
+    const bytes = weightBytes(dtype, rows, cols);
+    const at = this.alloc(bytes);
+    return makeWeight(dtype, rows, cols, new Uint8Array(this.memory.buffer, at, bytes));
+  }
+
+  weightBytes(dtype: WeightDType, rows: number, cols: number): number {
+    return weightBytes(dtype, rows, cols);
+  }
+
+  /** Stops the worker threads. */
+  dispose(): void {
+    this.pool.dispose();
+  }
+
+  /** The address of a view into our memory. */
+  private ptr(a: ArrayBufferView, what: string): number {
+    if (!this.buffers.has(a.buffer)) {
+      throw new Error(`WasmKernels: argument '${what}' is not memory of this backend; allocate it with kernels.f32() / kernels.weight()`);
+    }
+    return a.byteOffset;
+  }
+
+  embed(out: Float32Array, table: Weight, ids: ArrayLike<number>, n: number): void {
+    const d = table.cols, o = this.ptr(out, 'out'), w = this.ptr(table.data, 'table'), kind = DTYPE_CODE[table.dtype];
+    for (let t = 0; t < n; t++) {
+      const id = ids[t];
+      if (!(id >= 0 && id < table.rows)) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${table.rows})`);
+      this.x.decode_row(kind, w, id, d, o + t * d * 4);
+    }
+  }
+
+  matmul(out: Float32Array, x: Float32Array, w: Weight, n: number): void {
+    const { rows, cols } = w;
+    const o = this.ptr(out, 'out'), xp = this.ptr(x, 'x'), wp = this.ptr(w.data, 'w');
+    const split = rows * cols * n >= this.minParallelWork && rows >= 8;
+    switch (w.dtype) {
+      case 'f32': return this.dispatch(split, OP.matmul_f32, o, xp, wp, rows, cols, n, 0, 0, 0);
+      case 'bf16': return this.dispatch(split, OP.matmul_bf16, o, xp, wp, rows, cols, n, 0, 0, 0);
+      case 'f16': return this.dispatch(split, OP.matmul_f16, o, xp, wp, rows, cols, n, 0, 0, 0);
+      case 'q8_0': case 'q4_0': {
+        // activations → int8 blocks once per call (like llama.cpp's q8_0 × q8_0 dot)
+        const nb = blocksPerRow(cols);
+        const intBytes = n * nb * QK, need = intBytes + n * nb * 4;
+        if (need > this.qScratchBytes) {
+          this.qScratchBytes = Math.max(need, 2 * this.qScratchBytes);
+          this.qScratch = this.alloc(this.qScratchBytes);
+        }
+        const xi = this.qScratch, xd = this.qScratch + intBytes;
+        this.x.quantize_q8(xp, xi, xd, n, cols);
+        return this.dispatch(split, w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0, o, xi, xd, wp, rows, cols, n, 0, 0);
+      }
+    }
+  }
+
+  private dispatch(split: boolean, op: number, a0: number, a1: number, a2: number, a3: number, a4: number, a5: number,
+    a6: number, a7: number, a8: number): void {
+    if (split) this.pool.run(op, a0, a1, a2, a3, a4, a5, a6, a7, a8);
+    else this.pool.runLocal(op, a0, a1, a2, a3, a4, a5, a6, a7, a8);
+  }
+
+  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void {
+    this.x.rmsnorm(this.ptr(out, 'out'), this.ptr(x, 'x'), this.ptr(weight, 'weight'), n, dim, eps);
+  }
+
+  headNormRope(qkv: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
+    eps: number, cos: Float32Array, sin: Float32Array): void {
+    this.x.head_norm_rope(this.ptr(qkv, 'qkv'), s.n, s.pos0, s.nQ, s.nKV, s.headDim,
+      qNorm ? this.ptr(qNorm, 'qNorm') : 0, kNorm ? this.ptr(kNorm, 'kNorm') : 0, eps, this.ptr(cos, 'cos'), this.ptr(sin, 'sin'));
+  }
+
+  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
+    s: AttentionShape, _scratch: Float32Array): void {
+    const { n, pos0, nQ, nKV, headDim } = s;
+    const q = this.ptr(qkv, 'qkv'), kc = this.ptr(kCache, 'kCache'), vc = this.ptr(vCache, 'vCache'), o = this.ptr(out, 'out');
+    this.x.kv_store(q, kc, vc, n, pos0, nQ, nKV, headDim);
+    // q·k and p·v over every cached position, for every (token, head)
+    const work = 2 * n * nQ * (pos0 + n) * headDim;
+    this.dispatch(work >= this.minParallelWork && n * nQ >= 2, OP.attention, o, q, kc, vc, n, pos0, nQ, nKV, headDim);
+  }
+
+  ffnAct(out: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void {
+    const code = ACT_CODE[act];
+    if (code === undefined) throw new Error(`WasmKernels.ffnAct: unknown activation '${act}'`);
+    this.x.ffn_act(this.ptr(out, 'out'), this.ptr(x, 'x'), n, dim, code, glu ? 1 : 0);
+  }
+
+  addInPlace(out: Float32Array, x: Float32Array, len: number): void {
+    this.x.add_in_place(this.ptr(out, 'out'), this.ptr(x, 'x'), len);
+  }
+}

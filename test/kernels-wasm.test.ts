@@ -1,0 +1,284 @@
+/// <reference types="node" />
+// WasmKernels against the plain-TypeScript oracle (RefKernels), op by op, on random shapes that
+// include odd sizes (not multiples of the SIMD width or of the 32-value quant block), every
+// weight dtype, GQA head layouts, partly filled KV caches, and 1 and 2 threads.
+//
+// Tolerances (|wasm - ref| ≤ bound, per element):
+// - float matmuls (f32/bf16/f16 weights): 1e-5 · Σ_j |w_j x_j|: f32 accumulation in a different
+//   order than the ref's f64, whose error is bounded by (a few ulps) × the sum of magnitudes.
+// - q8_0/q4_0 matmuls: the wasm kernel quantizes the activations to int8 per 32-block with scale
+//   d = amax/127 (like llama.cpp), so each x_j moves by at most d_b/2 and the output by at most
+//   Σ_j |w_j| · d_b(j)/2; that exact bound is asserted (plus the float term above). The weights
+//   themselves are the same blocks in both backends: the ref dequantizes them exactly.
+// - everything else (norms, rope, attention, activations): 2e-5 relative + 1e-6 absolute; the
+//   SIMD exp is a degree-6 polynomial with ~1e-7 relative error.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { RefKernels } from '../src/kernels/ref.ts';
+import type { Activation, Kernels, Weight, WeightDType } from '../src/kernels/types.ts';
+import { f32ToF16 } from '../src/kernels/half.ts';
+import { blocksPerRow, quantizeRowQ4_0, quantizeRowQ8_0, QK } from '../src/kernels/quant.ts';
+import { createWasmKernels, wasmBinary, type WasmKernels } from '../src/kernels/wasm/wasm.ts';
+import { ropeTables } from '../src/model/rope.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const DTYPES: WeightDType[] = ['f32', 'bf16', 'f16', 'q8_0', 'q4_0'];
+const ref = new RefKernels();
+
+// the relaxed-SIMD build is tested here if this engine has it, else in a child process with the flag
+const relaxedHere = wasmBinary(true).relaxed;
+const variants = relaxedHere ? [false, true] : [false];
+
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const rand = rng(1234);
+function fillRandom(a: Float32Array, scale = 1): Float32Array {
+  for (let i = 0; i < a.length; i++) a[i] = (rand() * 2 - 1) * scale;
+  return a;
+}
+
+/** the same random weight in both backends (identical bytes) plus its exact f32 values */
+function makeWeights(k: Kernels, dtype: WeightDType, rows: number, cols: number): { w: Weight; wr: Weight; dense: Float32Array } {
+  const w = k.weight(dtype, rows, cols), wr = ref.weight(dtype, rows, cols);
+  const src = fillRandom(new Float32Array(rows * cols));
+  const rowBytes = k.weightBytes(dtype, 1, cols);
+  switch (dtype) {
+    case 'f32': (w.data as Float32Array).set(src); break;
+    case 'bf16': { const d = w.data as Uint16Array, f = new Uint32Array(src.buffer); for (let i = 0; i < d.length; i++) d[i] = f[i] >>> 16; break; }
+    case 'f16': { const d = w.data as Uint16Array; for (let i = 0; i < d.length; i++) d[i] = f32ToF16(src[i]); break; }
+    case 'q8_0': for (let r = 0; r < rows; r++) quantizeRowQ8_0(src, r * cols, cols, w.data as Uint8Array, r * rowBytes); break;
+    case 'q4_0': for (let r = 0; r < rows; r++) quantizeRowQ4_0(src, r * cols, cols, w.data as Uint8Array, r * rowBytes); break;
+  }
+  new Uint8Array(wr.data.buffer, wr.data.byteOffset, wr.data.byteLength).set(new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength));
+  const dense = new Float32Array(rows * cols), row = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    ref.embed(row, wr, [r], 1);
+    dense.set(row, r * cols);
+  }
+  return { w, wr, dense };
+}
+
+function assertClose(actual: Float32Array, expected: Float32Array, len: number, what: string, rel = 2e-5, abs = 1e-6): void {
+  for (let i = 0; i < len; i++) {
+    const a = actual[i], e = expected[i];
+    if (Number.isNaN(e) && Number.isNaN(a)) continue;
+    if (!(Math.abs(a - e) <= rel * Math.abs(e) + abs)) assert.fail(`${what}: element ${i}: wasm ${a} vs ref ${e}`);
+  }
+}
+
+async function withKernels(threads: number, relaxedSimd: boolean, fn: (k: WasmKernels) => void | Promise<void>): Promise<void> {
+  const k = await createWasmKernels({ threads, relaxedSimd, minParallelWork: 0 }); // split even tiny ops
+  try { await fn(k); } finally { k.dispose(); }
+}
+
+for (const relaxed of variants) {
+  for (const threads of [1, 2]) {
+    const tag = `${relaxed ? 'relaxed' : 'simd'}, ${threads} thread${threads > 1 ? 's' : ''}`;
+
+    test(`matmul, every dtype, odd shapes (${tag})`, async () => {
+      await withKernels(threads, relaxed, (k) => {
+        if (relaxed) assert.ok(k.relaxedSimd);
+        const shapes: [number, number][] = [[1, 1], [7, 5], [13, 33], [37, 70], [64, 128], [33, 257], [130, 96]];
+        for (const dtype of DTYPES) {
+          for (const [rows, cols] of shapes) {
+            const { w, wr, dense } = makeWeights(k, dtype, rows, cols);
+            for (const n of [1, 2, 3, 7, 33]) {
+              const x = fillRandom(k.f32(n * cols), 3), out = k.f32(n * rows), expected = new Float32Array(n * rows);
+              ref.matmul(expected, Float32Array.from(x), wr, n);
+              k.matmul(out, x, w, n);
+              for (let t = 0; t < n; t++) {
+                for (let r = 0; r < rows; r++) {
+                  let mag = 0, quantErr = 0;
+                  for (let b = 0; b < blocksPerRow(cols); b++) {
+                    let amax = 0;
+                    for (let j = b * QK; j < Math.min(cols, (b + 1) * QK); j++) amax = Math.max(amax, Math.abs(x[t * cols + j]));
+                    for (let j = b * QK; j < Math.min(cols, (b + 1) * QK); j++) {
+                      const wj = dense[r * cols + j];
+                      mag += Math.abs(wj * x[t * cols + j]);
+                      quantErr += Math.abs(wj) * amax / 127 / 2;
+                    }
+                  }
+                  const bound = 1e-5 * mag + 1e-6 + (dtype === 'q8_0' || dtype === 'q4_0' ? quantErr : 0);
+                  const a = out[t * rows + r], e = expected[t * rows + r];
+                  if (!(Math.abs(a - e) <= bound)) assert.fail(`matmul ${dtype} [${rows} x ${cols}] n=${n} out[${t}, ${r}]: wasm ${a} vs ref ${e} (bound ${bound})`);
+                }
+              }
+            }
+          }
+        }
+      });
+    });
+
+    test(`embed, rmsnorm, addInPlace, ffnAct (${tag})`, async () => {
+      await withKernels(threads, relaxed, (k) => {
+        for (const dtype of DTYPES) {
+          const { w, wr } = makeWeights(k, dtype, 11, 45);
+          const ids = [3, 0, 10, 3], out = k.f32(4 * 45), expected = new Float32Array(4 * 45);
+          k.embed(out, w, ids, 4);
+          ref.embed(expected, wr, ids, 4);
+          assert.deepEqual(out, expected, `embed ${dtype}`);
+          assert.throws(() => k.embed(out, w, [11], 1), /outside the vocabulary/);
+        }
+        for (const [n, dim] of [[1, 1], [3, 7], [2, 64], [5, 129]]) {
+          const x = fillRandom(k.f32(n * dim), 4), wt = fillRandom(k.f32(dim)), out = k.f32(n * dim), expected = new Float32Array(n * dim);
+          ref.rmsnorm(expected, Float32Array.from(x), Float32Array.from(wt), n, dim, 1e-6);
+          k.rmsnorm(out, x, wt, n, dim, 1e-6);
+          assertClose(out, expected, n * dim, `rmsnorm [${n}, ${dim}]`);
+          k.rmsnorm(x, x, wt, n, dim, 1e-6); // in place
+          assertClose(x, expected, n * dim, `rmsnorm in place [${n}, ${dim}]`);
+          const y = fillRandom(k.f32(n * dim)), sum = Float32Array.from(x);
+          ref.addInPlace(sum, y, n * dim);
+          k.addInPlace(x, y, n * dim);
+          assert.deepEqual(x, sum, `addInPlace ${n * dim}`);
+        }
+        const acts: Activation[] = ['swish', 'silu', 'gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'quick_gelu', 'relu', 'sigmoid', 'tanh'];
+        for (const act of acts) {
+          for (const glu of [true, false]) {
+            for (const [n, dim] of [[1, 3], [3, 13], [2, 64]]) {
+              const x = fillRandom(k.f32(n * dim * (glu ? 2 : 1)), 8);
+              x[0] = 100; x[1] = -100; if (x.length > 2) x[2] = 1e-5;
+              const out = k.f32(n * dim), expected = new Float32Array(n * dim);
+              ref.ffnAct(expected, Float32Array.from(x), n, dim, act, glu);
+              k.ffnAct(out, x, n, dim, act, glu);
+              assertClose(out, expected, n * dim, `ffnAct ${act} glu=${glu} [${n}, ${dim}]`, 2e-5, 1e-6);
+            }
+          }
+        }
+      });
+    });
+
+    test(`headNormRope and attention with a partly filled cache, GQA (${tag})`, async () => {
+      await withKernels(threads, relaxed, (k) => {
+        const heads: [number, number][] = [[1, 1], [4, 2], [6, 2], [3, 3], [12, 3]];
+        for (const hd of [2, 6, 8, 64]) {
+          const maxPos = 80;
+          const { cos, sin } = ropeTables(hd, 10000, maxPos, (n) => k.f32(n));
+          for (const [nQ, nKV] of heads) {
+            const qkvDim = (nQ + 2 * nKV) * hd, kvDim = nKV * hd;
+            const kc = fillRandom(k.f32(maxPos * kvDim)), vc = fillRandom(k.f32(maxPos * kvDim));
+            const kr = Float32Array.from(kc), vr = Float32Array.from(vc);
+            const qNorm = fillRandom(k.f32(hd)), kNorm = fillRandom(k.f32(hd));
+            // a sequence of calls: the cache fills as a model's would (prefill, then decode steps)
+            let pos0 = 5;
+            for (const n of [1, 3, 7, 33, 1, 2]) {
+              const s = { n, pos0, nQ, nKV, headDim: hd };
+              const qkv = fillRandom(k.f32(n * qkvDim), 2), qr = Float32Array.from(qkv);
+              const norms = n !== 3; // also without q/k norms
+              ref.headNormRope(qr, s, norms ? Float32Array.from(qNorm) : null, norms ? Float32Array.from(kNorm) : null, 1e-6, Float32Array.from(cos), Float32Array.from(sin));
+              k.headNormRope(qkv, s, norms ? qNorm : null, norms ? kNorm : null, 1e-6, cos, sin);
+              assertClose(qkv, qr, n * qkvDim, `headNormRope hd=${hd} ${nQ}/${nKV} n=${n} pos0=${pos0}`);
+              qkv.set(qr); // both attend from identical inputs
+              const out = k.f32(n * nQ * hd), expected = new Float32Array(n * nQ * hd);
+              ref.attention(expected, qr, kr, vr, s, new Float32Array(pos0 + n));
+              k.attention(out, qkv, kc, vc, s, k.f32(1));
+              assertClose(out, expected, n * nQ * hd, `attention hd=${hd} ${nQ}/${nKV} n=${n} pos0=${pos0}`);
+              assert.deepEqual(kc.subarray(0, (pos0 + n) * kvDim), kr.subarray(0, (pos0 + n) * kvDim));
+              assert.deepEqual(vc.subarray(0, (pos0 + n) * kvDim), vr.subarray(0, (pos0 + n) * kvDim));
+              pos0 += n;
+            }
+          }
+        }
+      });
+    });
+  }
+}
+
+test('default thresholds and default thread count give the same results', async () => {
+  const k = await createWasmKernels({ threads: 2 });
+  const k1 = await createWasmKernels({ threads: 1 });
+  const kd = await createWasmKernels();
+  try {
+    assert.ok(kd.threads >= 1);
+    for (const dtype of DTYPES) {
+      const rows = 512, cols = 300;
+      const { w, dense } = makeWeights(k, dtype, rows, cols);
+      const w1 = k1.weight(dtype, rows, cols);
+      w1.data.set(w.data as never);
+      const x = fillRandom(k.f32(3 * cols)), x1 = k1.f32(3 * cols);
+      x1.set(x);
+      const out = k.f32(3 * rows), out1 = k1.f32(3 * rows);
+      k.matmul(out, x, w, 3);
+      k1.matmul(out1, x1, w1, 3);
+      assert.deepEqual(out, out1, `${dtype}: the split must not change the result`);
+      assert.equal(dense.length, rows * cols);
+    }
+  } finally {
+    k.dispose(); k1.dispose(); kd.dispose();
+  }
+});
+
+test('views survive memory growth; foreign arrays are rejected', async () => {
+  await withKernels(2, false, (k) => {
+    const before = k.memory.buffer.byteLength;
+    const x = fillRandom(k.f32(64)), w = k.weight('f32', 64, 64);
+    (w.data as Float32Array).fill(1 / 64);
+    const big = k.f32((before / 4) * 2); // forces the memory to grow
+    assert.ok(k.memory.buffer.byteLength > before);
+    big[big.length - 1] = 1;
+    x[0] = 1000; // written through a view made before the growth
+    const out = k.f32(64);
+    k.matmul(out, x, w, 1);
+    let mean = 0;
+    for (let i = 0; i < 64; i++) mean += x[i] / 64;
+    assertClose(out, new Float32Array(64).fill(mean), 64, 'matmul through pre-growth views', 1e-5, 1e-5);
+    assert.throws(() => k.addInPlace(new Float32Array(4), out, 4), /argument 'out' is not memory of this backend/);
+  });
+});
+
+test('ops allocate nothing per call: memory is stable after warm-up', async () => {
+  await withKernels(2, false, (k) => {
+    const d = 96, ffn = 160, n = 4, nQ = 4, nKV = 2, hd = 16, maxPos = 64;
+    const ws = DTYPES.map((dt) => makeWeights(k, dt, ffn, d).w);
+    const x = fillRandom(k.f32(n * d)), out = k.f32(n * ffn), nw = fillRandom(k.f32(d));
+    const qkv = fillRandom(k.f32(n * (nQ + 2 * nKV) * hd)), att = k.f32(n * nQ * hd);
+    const kc = k.f32(maxPos * nKV * hd), vc = k.f32(maxPos * nKV * hd), { cos, sin } = ropeTables(hd, 10000, maxPos, (m) => k.f32(m));
+    const round = (): void => {
+      for (const w of ws) k.matmul(out, x, w, n);
+      k.rmsnorm(x, x, nw, n, d, 1e-6);
+      const s = { n, pos0: 0, nQ, nKV, headDim: hd };
+      k.headNormRope(qkv, s, nw.subarray(0, hd), null, 1e-6, cos, sin);
+      k.attention(att, qkv, kc, vc, s, att);
+      k.ffnAct(out, out, n, ffn / 2, 'silu', true);
+      k.addInPlace(x, x, n * d);
+      k.embed(x, ws[3], [1, 2, 3, 4], n);
+    };
+    round();
+    const used = k.usedBytes, size = k.memory.buffer.byteLength;
+    for (let i = 0; i < 200; i++) round();
+    assert.equal(k.usedBytes, used);
+    assert.equal(k.memory.buffer.byteLength, size);
+  });
+});
+
+// when this engine lacks relaxed SIMD (Node 20), run this file again with it switched on
+test('relaxed-SIMD build (child process with --experimental-wasm-relaxed-simd)', { skip: relaxedHere || !!process.env.OPENELM_WASM_CHILD }, () => {
+  const r = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', '--import', 'tsx', '--test', fileURLToPath(import.meta.url)],
+    { cwd: root, env: { ...process.env, NODE_TEST_CONTEXT: undefined, OPENELM_WASM_CHILD: '1' }, encoding: 'utf8' });
+  assert.equal(r.status, 0, `child test run failed:\n${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /relaxed, 2 threads/);
+});
+
+test('the committed wasm build is current (rebuild gives the same bytes)', { skip: !!process.env.OPENELM_WASM_CHILD }, () => {
+  const out = mkdtempSync(join(tmpdir(), 'openelm-wasm-'));
+  try {
+    const r = spawnSync(process.execPath, [join(root, 'src/kernels/wasm/build.mjs'), out], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    for (const file of ['kernels-simd.wasm', 'kernels-relaxed.wasm', 'kernels-wasm.ts']) {
+      const committed = readFileSync(join(root, 'src/kernels/wasm/build', file));
+      assert.ok(committed.equals(readFileSync(join(out, file))), `src/kernels/wasm/build/${file} is stale: run npm run build:wasm`);
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
