@@ -4,7 +4,7 @@
 //      unused), keyed by that piece's score; pop the best (leftmost on ties), merge, and push the
 //      two new neighbour pairs. Stale entries are skipped by length, as SentencePiece does;
 //   3. unused pieces are split back into what built them; each symbol becomes its id, or, if it
-//      is not a piece, its UTF-8 bytes as <0xXX> pieces (byte fallback) or UNK.
+//      is not a piece, its UTF-8 bytes as <0xXX> pieces (byte fallback) or UNK (one per run).
 import { PairHeap } from './pair-heap.ts';
 import { type PieceTable, PieceType, bytePiece } from './pieces.ts';
 
@@ -130,15 +130,21 @@ export class BpeModel {
     }
 
     const ids: number[] = [];
+    let prevUnk = false; // without byte fallback, a run of unknown symbols becomes one UNK
     const emit = (w: string): void => {
       const id = this.idOf.get(w);
       if (id !== undefined && types[id] === PieceType.UNUSED && revMerge?.has(w)) {
         const [a, b] = revMerge.get(w)!;
         emit(a);
         emit(b);
-      } else if (id !== undefined && id !== this.unkId) ids.push(id);
-      else if (this.table.byteFallback) for (const b of utf8.encode(w)) ids.push(this.byteIds[b]);
-      else ids.push(this.unkId);
+      } else if (id !== undefined && id !== this.unkId) {
+        ids.push(id);
+        prevUnk = false;
+      } else if (this.table.byteFallback) for (const b of utf8.encode(w)) ids.push(this.byteIds[b]);
+      else {
+        if (!prevUnk) ids.push(this.unkId);
+        prevUnk = true;
+      }
     };
     for (let i = 0; i >= 0; i = next[i]) emit(s.slice(start[i], end[i]));
     return ids;

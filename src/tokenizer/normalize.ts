@@ -14,9 +14,17 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  */
 export function normalize(text: string, flags: NormalizerFlags): string {
   let s = text.replace(LONE_SURROGATE, '\uFFFD');
-  if (flags.removeExtraWhitespaces) s = s.replace(/ {2,}/g, ' ').replace(/^ | $/g, '');
+  // SentencePiece drops leading " " and collapses runs of " " before escaping...
+  if (flags.removeExtraWhitespaces) s = s.replace(/^ +/, '').replace(/ {2,}/g, ' ');
   if (s.length === 0) return '';
   const space = flags.escapeWhitespaces ? SPACE_SYMBOL : ' ';
   if (flags.escapeWhitespaces) s = s.replaceAll(' ', SPACE_SYMBOL);
-  return flags.addDummyPrefix ? space + s : s;
+  if (flags.addDummyPrefix) s = space + s;
+  // ...but strips trailing spaces after escaping, so a literal trailing "▁" goes too
+  if (flags.removeExtraWhitespaces) {
+    let end = s.length;
+    while (end > 0 && s[end - 1] === space) end--;
+    s = s.slice(0, end);
+  }
+  return s;
 }
