@@ -1,0 +1,29 @@
+import { parse, printJson, UsageError } from '../args.ts';
+import type { Command } from '../command.ts';
+import { resolveModel } from '../../io/hub.ts';
+import { ProgressBar } from '../../io/progress.ts';
+
+export const pullCommand: Command = {
+  name: 'pull',
+  summary: 'download a model from the Hugging Face hub into the local cache',
+  help: `Usage: openelm pull REPO [--revision R] [--json]
+
+Downloads config and safetensors weights of REPO (e.g. apple/OpenELM-270M-Instruct) into the
+Hugging Face cache (~/.cache/huggingface/hub, or $HF_HUB_CACHE / $HF_HOME/hub), resuming any
+interrupted download. Set HF_TOKEN for gated repos; HF_ENDPOINT to use a mirror.`,
+  async run(argv) {
+    const { values: v, positionals } = parse(argv, { revision: { type: 'string' } }, true);
+    if (positionals.length !== 1) throw new UsageError('give one hub repo id, e.g. apple/OpenELM-270M-Instruct');
+    let bar: ProgressBar | undefined;
+    const dir = await resolveModel(positionals[0], {
+      revision: v.revision as string | undefined,
+      onProgress: v.json ? undefined : (p) => {
+        bar ??= new ProgressBar({ label: p.file, total: p.total, unit: 'bytes' });
+        bar.update(p.done);
+        if (p.done >= p.total) { bar.finish(); bar = undefined; }
+      },
+    });
+    if (v.json) printJson({ path: dir });
+    else process.stdout.write(`${dir}\n`);
+  },
+};

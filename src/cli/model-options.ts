@@ -1,0 +1,58 @@
+// Options every model-running command shares, and opening the model they name.
+import { num, UsageError, type Options } from './args.ts';
+import { loadModel, type LoadedModel } from '../load.ts';
+import type { LoadDType } from '../model/weights.ts';
+import { ProgressBar } from '../io/progress.ts';
+
+export const MODEL_OPTIONS: Options = {
+  model: { type: 'string', short: 'm' },
+  dtype: { type: 'string' },
+  threads: { type: 'string', short: 't' },
+  backend: { type: 'string' },
+  context: { type: 'string' },
+  revision: { type: 'string' },
+  offline: { type: 'boolean' },
+};
+
+export const MODEL_HELP = `Model options:
+  -m, --model M        checkpoint folder or hub repo id (default: $OPENELM_MODEL)
+      --dtype D        weight storage: auto (as stored), f32, bf16, f16, q8 or q4 (default auto)
+  -t, --threads N      worker threads for the math (default: all cores)
+      --backend B      wasm (fast, default) or ref (plain TypeScript reference)
+      --context N      KV cache size in tokens (default: the model's max_context_length)
+      --revision R     hub revision (default main)
+      --offline        use only the local hub cache`;
+
+const DTYPES: Record<string, LoadDType> = { auto: 'auto', f32: 'f32', bf16: 'bf16', f16: 'f16', q8: 'q8_0', q8_0: 'q8_0', q4: 'q4_0', q4_0: 'q4_0' };
+
+export function parseDType(v: string | undefined): LoadDType {
+  if (v === undefined) return 'auto';
+  const d = DTYPES[v.toLowerCase()];
+  if (!d) throw new UsageError(`--dtype must be one of auto, f32, bf16, f16, q8, q4; got "${v}"`);
+  return d;
+}
+
+export function modelSource(values: Record<string, unknown>): string {
+  const m = (values.model as string | undefined) ?? process.env.OPENELM_MODEL;
+  if (!m) throw new UsageError('no model given: pass --model <folder or hub repo id> (or set OPENELM_MODEL)');
+  return m;
+}
+
+export async function openModel(values: Record<string, unknown>, quiet = false): Promise<LoadedModel> {
+  const backend = (values.backend as string | undefined) ?? 'wasm';
+  if (backend !== 'wasm' && backend !== 'ref') throw new UsageError(`--backend must be wasm or ref, got "${backend}"`);
+  let bar: ProgressBar | undefined;
+  return loadModel(modelSource(values), {
+    dtype: parseDType(values.dtype as string | undefined),
+    threads: num(values.threads as string | undefined, 'threads', { int: true, min: 1 }),
+    backend,
+    contextLength: num(values.context as string | undefined, 'context', { int: true, min: 1 }),
+    revision: values.revision as string | undefined,
+    offline: values.offline as boolean | undefined,
+    onProgress: quiet ? undefined : (p) => {
+      bar ??= new ProgressBar({ label: p.file, total: p.total, unit: 'bytes' });
+      bar.update(p.done);
+      if (p.done >= p.total) { bar.finish(); bar = undefined; }
+    },
+  });
+}

@@ -1,0 +1,130 @@
+// Text generation as flat small steps: encode → prefill → decode one token at a time → stream text.
+import type { OpenELM } from '../model/openelm.ts';
+import { ContextLengthError } from '../model/openelm.ts';
+import { StreamDecoder, type Tokenizer } from '../tokenizer/index.ts';
+import { Sampler, type SamplingOptions } from './sampler.ts';
+
+export interface GenerateOptions extends SamplingOptions {
+  /** maximum tokens to generate (default 256; capped by the context left) */
+  maxNewTokens?: number;
+  /** stop when any of these strings appears; the text is cut before it */
+  stop?: string[];
+  /** keep generating past the end-of-sequence token (benchmarks) */
+  ignoreEos?: boolean;
+  /** token ids that end generation (default: the model's eos_token_id) */
+  eosIds?: number[];
+  /** cancel generation */
+  signal?: AbortSignal;
+}
+
+export interface TokenEvent {
+  /** the generated token */
+  token: number;
+  /** text completed by this token (may be empty while a character or a possible stop string is held back) */
+  text: string;
+}
+
+export type FinishReason = 'eos' | 'length' | 'stop' | 'aborted';
+
+export interface GenerationResult {
+  promptIds: number[];
+  outputIds: number[];
+  text: string;
+  finishReason: FinishReason;
+  /** prompt tokens served from the KV cache instead of recomputed */
+  cachedTokens: number;
+  prefillMs: number;
+  decodeMs: number;
+}
+
+/** A prompt: text (BOS is prepended, as the HF tokenizer does) or token ids used as given. */
+export type Prompt = string | { ids: number[] };
+
+export function encodePrompt(tok: Tokenizer, prompt: Prompt): number[] {
+  return typeof prompt === 'string' ? tok.encode(prompt, { bos: true }) : prompt.ids.slice();
+}
+
+/**
+ * Streams generated tokens. The generator's return value is the full result:
+ *   const it = generate(model, tok, 'Once upon a time', { maxNewTokens: 32 });
+ *   for (let r = await it.next(); !r.done; r = await it.next()) process.stdout.write(r.value.text);
+ */
+export async function* generate(model: OpenELM, tok: Tokenizer, prompt: Prompt, opts: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerationResult> {
+  const promptIds = encodePrompt(tok, prompt);
+  if (promptIds.length === 0) throw new RangeError('the prompt is empty: give text or at least one token id');
+  const capacity = model.cache.capacity;
+  if (promptIds.length >= capacity) throw new ContextLengthError(promptIds.length + 1, capacity);
+  const maxNew = Math.min(opts.maxNewTokens ?? 256, capacity - promptIds.length);
+  if (!(Number.isInteger(maxNew) && maxNew >= 0)) throw new RangeError(`maxNewTokens must be an integer ≥ 0, got ${opts.maxNewTokens}`);
+  const eos = new Set(opts.ignoreEos ? [] : opts.eosIds ?? [model.config.eos_token_id]);
+  const sampler = new Sampler(model.config.vocab_size, opts);
+  sampler.observe(promptIds);
+
+  // prefill, reusing the cached prefix when the new prompt extends what is in the cache
+  const t0 = performance.now();
+  const cachedTokens = reusablePrefix(model.cache.ids, promptIds);
+  model.cache.truncate(cachedTokens);
+  let logits = model.forward(promptIds.slice(cachedTokens));
+  const prefillMs = performance.now() - t0;
+
+  const outputIds: number[] = [];
+  const decoder = new StreamDecoder(tok);
+  const stops = (opts.stop ?? []).filter((s) => s.length > 0);
+  const holdBack = stops.reduce((m, s) => Math.max(m, s.length - 1), 0);
+  let text = ''; // all text decoded so far
+  let emitted = 0; // characters of `text` already yielded
+  let finishReason: FinishReason = 'length';
+  const t1 = performance.now();
+  for (let i = 0; i < maxNew; i++) {
+    if (opts.signal?.aborted) { finishReason = 'aborted'; break; }
+    const token = sampler.sample(logits);
+    outputIds.push(token);
+    sampler.observeOne(token);
+    if (eos.has(token)) { finishReason = 'eos'; break; }
+    text += decoder.push(token);
+    const hit = firstStop(text, stops, emitted);
+    if (hit >= 0) {
+      text = text.slice(0, hit);
+      finishReason = 'stop';
+      break;
+    }
+    // yield what can no longer become part of a stop string
+    const safe = Math.max(emitted, text.length - holdBack);
+    yield { token, text: text.slice(emitted, safe) };
+    emitted = safe;
+    if (i + 1 < maxNew) logits = model.step(token);
+    await new Promise<void>((r) => setImmediate(r)); // let I/O (streams, servers) run between tokens
+  }
+  if (finishReason !== 'stop') text += decoder.flush();
+  if (text.length > emitted) yield { token: outputIds[outputIds.length - 1], text: text.slice(emitted) };
+  return { promptIds, outputIds, text, finishReason, cachedTokens, prefillMs, decodeMs: performance.now() - t1 };
+}
+
+/** Runs generation to the end and returns the result. */
+export async function generateText(model: OpenELM, tok: Tokenizer, prompt: Prompt, opts: GenerateOptions = {},
+  onText?: (text: string) => void): Promise<GenerationResult> {
+  const it = generate(model, tok, prompt, opts);
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return r.value;
+    if (onText && r.value.text) onText(r.value.text);
+  }
+}
+
+/** Longest prefix of `prompt` already in the cache, leaving at least one token to feed. */
+function reusablePrefix(cached: readonly number[], prompt: readonly number[]): number {
+  let n = 0;
+  const max = Math.min(cached.length, prompt.length - 1);
+  while (n < max && cached[n] === prompt[n]) n++;
+  return n;
+}
+
+/** Index of the earliest stop string in text that ends after `from - maxlen`, or -1. */
+function firstStop(text: string, stops: string[], from: number): number {
+  let best = -1;
+  for (const s of stops) {
+    const i = text.indexOf(s, Math.max(0, from - s.length + 1));
+    if (i >= 0 && (best < 0 || i < best)) best = i;
+  }
+  return best;
+}
