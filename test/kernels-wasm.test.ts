@@ -130,6 +130,13 @@ for (const relaxed of variants) {
           assert.deepEqual(out, expected, `embed ${dtype}`);
           assert.throws(() => k.embed(out, w, [11], 1), /outside the vocabulary/);
         }
+        // every finite f16 bit pattern, subnormals included, through the SIMD decoder
+        const halves = k.weight('f16', 1, 65536), halvesRef = ref.weight('f16', 1, 65536);
+        for (let h = 0; h < 65536; h++) (halves.data as Uint16Array)[h] = (halvesRef.data as Uint16Array)[h] = (h & 0x7c00) === 0x7c00 ? 0 : h;
+        const decoded = k.f32(65536), decodedRef = new Float32Array(65536);
+        k.embed(decoded, halves, [0], 1);
+        ref.embed(decodedRef, halvesRef, [0], 1);
+        assert.deepEqual(decoded, decodedRef, 'f16 decoding');
         for (const [n, dim] of [[1, 1], [3, 7], [2, 64], [5, 129]]) {
           const x = fillRandom(k.f32(n * dim), 4), wt = fillRandom(k.f32(dim)), out = k.f32(n * dim), expected = new Float32Array(n * dim);
           ref.rmsnorm(expected, Float32Array.from(x), Float32Array.from(wt), n, dim, 1e-6);

@@ -14,7 +14,8 @@
 // buffer never detaches; each growth just adds a new, longer SharedArrayBuffer object).
 //
 // Layout: [0, 4096) static data of the wasm module | 4096: thread-pool control block |
-// 65536.. arena: per-thread scratch regions, then the model's buffers, weights and our scratch.
+// 65536.. arena: the f16 → f32 table (256 KiB), per-thread scratch regions, then the model's
+// buffers and weights, and our activation-quantization scratch.
 import type { Activation, AttentionShape, Kernels, Weight, WeightDType } from '../types.ts';
 import { makeWeight, weightBytes } from '../ref.ts';
 import { blocksPerRow, QK } from '../quant.ts';
@@ -52,6 +53,7 @@ const ACT_CODE: Record<Activation, number> = {
 
 interface Exports {
   memory: WebAssembly.Memory;
+  init_half_table(lut: number): void;
   quantize_q8(x: number, xi: number, xd: number, n: number, cols: number): void;
   decode_row(kind: number, w: number, r: number, cols: number, dst: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
@@ -114,6 +116,8 @@ export class WasmKernels implements Kernels {
   /** quantized activations for q8_0/q4_0 matmuls, grown (rarely) to the largest n × cols seen */
   private qScratch = 0;
   private qScratchBytes = 0;
+  /** f16 bit pattern → f32 value, 65536 entries, for the scales of q8_0/q4_0 blocks */
+  private readonly halfTable: number;
 
   /** Use createWasmKernels. */
   constructor(readonly memory: WebAssembly.Memory, instance: WebAssembly.Instance, readonly threads: number,
@@ -121,6 +125,8 @@ export class WasmKernels implements Kernels {
     this.x = instance.exports as unknown as Exports;
     this.buffers.add(memory.buffer);
     this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
+    this.halfTable = this.alloc(65536 * 4);
+    this.x.init_half_table(this.halfTable);
   }
 
   /** Bytes handed out so far (the arena's top); it never shrinks. */
@@ -203,7 +209,7 @@ export class WasmKernels implements Kernels {
         }
         const xi = this.qScratch, xd = this.qScratch + intBytes;
         this.x.quantize_q8(xp, xi, xd, n, cols);
-        return this.dispatch(split, w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0, o, xi, xd, wp, rows, cols, n, 0, 0);
+        return this.dispatch(split, w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0, o, xi, xd, wp, rows, cols, n, this.halfTable, 0);
       }
     }
   }

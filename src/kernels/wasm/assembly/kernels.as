@@ -11,7 +11,8 @@
 // - matrices are row-major; a weight is [rows, cols] in nn.Linear layout, out = x · Wᵀ;
 // - q8_0 / q4_0 weight rows are GGUF blocks (f16 scale + 32 int8 / 16 bytes of nibbles),
 //   ceil(cols / 32) blocks per row; activations for them are quantized once per call by
-//   `quantize_q8` into int8 blocks `xi` [n, nb * 32] plus f32 scales `xd` [n, nb];
+//   `quantize_q8` into int8 blocks `xi` [n, nb * 32] plus f32 scales `xd` [n, nb]; their f16
+//   block scales are read through a half → f32 table filled once by `init_half_table`;
 // - work that is split over threads is an export `f(a0 .. a8, part, parts, scratch)`: the
 //   thread with index `part` of `parts` does its share; `scratch` is its private region.
 
@@ -45,12 +46,20 @@ const Q4_BYTES: i32 = 18;
   return reinterpret<f32>(reinterpret<u32>(f) | ((h & 0x8000) << 16));
 }
 
-/** four halves (zero-extended in u32 lanes) → f32x4, same trick as halfToF32 */
-@inline function halfToF32x4(h: v128): v128 {
-  const e = v128.and(h, i32x4.splat(0x7fff));
-  let f = f32x4.mul(i32x4.shl(e, 13), f32x4.splat(reinterpret<f32>(<u32>(127 + 112) << 23)));
-  f = v128.or(f, v128.and(i32x4.gt_s(e, i32x4.splat(0x7bff)), i32x4.splat(0x7f800000)));
-  return v128.or(f, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+// Four 16-bit values placed in the high half of each 32-bit lane (h << 16): that *is* bf16 → f32.
+@inline function high16(w: usize, i: i32): v128 {
+  return i16x8.shuffle(i16x8.splat(0), v128.load64_zero(w + (<usize>i << 1)), 0, 8, 1, 9, 2, 10, 3, 11);
+}
+
+/**
+ * f16 → f32 for four lanes holding h << 16: an arithmetic shift by 3 moves exponent and mantissa
+ * into f32 position (sign smeared into bits 28..30, masked off), and × 2^112 rebiases the
+ * exponent, subnormals included. Not handled: inf / NaN halves become large finite values
+ * (weights are finite; the scalar halfToF32 and the quant scales are exact).
+ */
+@inline function halfToF32x4(hi: v128): v128 {
+  const bits = v128.and(i32x4.shr_s(hi, 3), i32x4.splat(0x8fffe000));
+  return f32x4.mul(bits, f32x4.splat(reinterpret<f32>(<u32>(127 + 112) << 23)));
 }
 
 // Weight element decoders for the float dtypes: 4 values at element index i of row pointer w.
@@ -58,8 +67,8 @@ const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2;
 
 @inline function load4(kind: i32, w: usize, i: i32): v128 {
   if (kind == F32) return v128.load(w + (<usize>i << 2));
-  if (kind == BF16) return i32x4.shl(v128.load16x4_u(w + (<usize>i << 1)), 16);
-  return halfToF32x4(v128.load16x4_u(w + (<usize>i << 1)));
+  if (kind == BF16) return high16(w, i);
+  return halfToF32x4(high16(w, i));
 }
 
 @inline function load1(kind: i32, w: usize, i: i32): f32 {
@@ -234,7 +243,17 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32): 
 
 const Q8: i32 = 0, Q4: i32 = 1;
 
-@inline function matmulQuant(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, part: i32, parts: i32): void {
+/** the f16 scale of the block at wp, via the 256 KiB half → f32 table (a few hot entries: L1) */
+@inline function scale(lut: usize, wp: usize): f32 {
+  return load<f32>(lut + (<usize>load<u16>(wp) << 2));
+}
+
+/** fills lut[0 .. 65536) with the f32 value of every half bit pattern */
+export function init_half_table(lut: usize): void {
+  for (let h: u32 = 0; h < 65536; h++) store<f32>(lut + (<usize>h << 2), halfToF32(h));
+}
+
+@inline function matmulQuant(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, part: i32, parts: i32): void {
   const r0 = shareStart(rows, 4, part, parts), r1 = shareStart(rows, 4, part + 1, parts);
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
@@ -251,7 +270,7 @@ const Q8: i32 = 0, Q4: i32 = 1;
         let lo: v128, hi: v128;
         if (kind == Q8) { lo = blockQ8(wp); hi = blockQ8hi(wp); }
         else { const q = v128.load(wp, 2); lo = blockQ4(q); hi = blockQ4hi(q); }
-        const dw = halfToF32(load<u16>(wp));
+        const dw = scale(lut, wp);
         const xp = x0 + (<usize>b << 5), dp = d0 + (<usize>b << 2);
         a0 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp)), f32x4.splat(dw * load<f32>(dp)), a0);
         a1 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp + xis)), f32x4.splat(dw * load<f32>(dp + xds)), a1);
@@ -278,26 +297,26 @@ const Q8: i32 = 0, Q4: i32 = 1;
           lo = blockQ4(q); hi = blockQ4hi(q); lo2 = blockQ4(q2); hi2 = blockQ4hi(q2);
         }
         const xp = x0 + (<usize>b << 5), dp = d0 + (<usize>b << 2);
-        a0 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp)), f32x4.splat(halfToF32(load<u16>(wp)) * load<f32>(dp)), a0);
-        a1 = madd(f32x4.convert_i32x4_s(dot32(lo2, hi2, xp + 32)), f32x4.splat(halfToF32(load<u16>(wq)) * load<f32>(dp, 4)), a1);
+        a0 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp)), f32x4.splat(scale(lut, wp) * load<f32>(dp)), a0);
+        a1 = madd(f32x4.convert_i32x4_s(dot32(lo2, hi2, xp + 32)), f32x4.splat(scale(lut, wq) * load<f32>(dp, 4)), a1);
       }
       if (b < nb) {
         const wp = wr + <usize>b * bb;
         let lo: v128, hi: v128;
         if (kind == Q8) { lo = blockQ8(wp); hi = blockQ8hi(wp); }
         else { const q = v128.load(wp, 2); lo = blockQ4(q); hi = blockQ4hi(q); }
-        a0 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, x0 + (<usize>b << 5))), f32x4.splat(halfToF32(load<u16>(wp)) * load<f32>(d0 + (<usize>b << 2))), a0);
+        a0 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, x0 + (<usize>b << 5))), f32x4.splat(scale(lut, wp) * load<f32>(d0 + (<usize>b << 2))), a0);
       }
       store<f32>(out + <usize>t * os + (<usize>r << 2), hsum(f32x4.add(a0, a1)));
     }
   }
 }
 
-export function matmul_q8_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, _a7: i32, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
-  matmulQuant(Q8, out, xi, xd, w, rows, cols, n, part, parts);
+export function matmul_q8_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
+  matmulQuant(Q8, out, xi, xd, w, rows, cols, n, lut, part, parts);
 }
-export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, _a7: i32, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
-  matmulQuant(Q4, out, xi, xd, w, rows, cols, n, part, parts);
+export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
+  matmulQuant(Q4, out, xi, xd, w, rows, cols, n, lut, part, parts);
 }
 
 // ---------------------------------------------------------------- row decoding (embed)
