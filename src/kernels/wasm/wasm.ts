@@ -202,7 +202,7 @@ export class WasmKernels implements Kernels {
       case 'q8_0': case 'q4_0': {
         // activations → int8 blocks once per call (like llama.cpp's q8_0 × q8_0 dot)
         const nb = blocksPerRow(cols);
-        const intBytes = n * nb * QK, need = intBytes + n * nb * 4;
+        const intBytes = n * nb * QK, need = intBytes + 2 * n * nb * 4; // xi, then xd and xs
         if (need > this.qScratchBytes) {
           this.qScratchBytes = Math.max(need, 2 * this.qScratchBytes);
           this.qScratch = this.alloc(this.qScratchBytes);

@@ -175,10 +175,12 @@ export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32,
 /**
  * Quantizes activations like llama.cpp's q8_0 (per 32-block: d = amax / 127, q = round(x / d)),
  * but keeps the ints and the f32 scales in separate, aligned arrays:
- * xi: [n, nb * 32] int8 (a partial last block is zero-padded), xd: [n, nb] f32.
+ * xi: [n, nb * 32] int8 (a partial last block is zero-padded), xd: [n, nb] f32, and right after
+ * xd, xs: [n, nb] f32 = d · Σ q (block sums, for q4_0's - 8 offset: Σ (q4 - 8) x = Σ q4 x - 8 Σ x).
  */
 export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32): void {
   const nb = (cols + QK - 1) / QK;
+  const xsOff = <usize>n * nb << 2;
   for (let t = 0; t < n; t++) {
     const xr = x + (<usize>t * cols << 2);
     const qr = xi + <usize>t * nb * QK;
@@ -201,6 +203,7 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32): 
         const q3 = i16x8.narrow_i32x4_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v6, id))), i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v7, id))));
         v128.store(qp, i8x16.narrow_i16x8_s(q0, q1));
         v128.store(qp, i8x16.narrow_i16x8_s(q2, q3), 16);
+        store<f32>(d + xsOff, scale * <f32>hsumI(i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.add(q0, q1), i16x8.add(q2, q3)))));
       } else {
         const end = cols - b * QK;
         let amax: f32 = 0;
@@ -208,10 +211,13 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32): 
         const scale = amax / 127;
         store<f32>(d, scale);
         const id: f32 = scale != 0 ? 1 / scale : 0;
+        let sum = 0;
         for (let j = 0; j < QK; j++) {
           const q = j < end ? <i32>nearest(load<f32>(xp + (<usize>j << 2)) * id) : 0;
           store<i8>(qp + j, <i8>q);
+          sum += q;
         }
+        store<f32>(d + xsOff, scale * <f32>sum);
       }
     }
   }
@@ -235,13 +241,30 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32): 
   return i32x4.add(i32x4.extadd_pairwise_i16x8_s(p0), i32x4.extadd_pairwise_i16x8_s(p1));
 }
 
+const Q8: i32 = 0, Q4: i32 = 1;
+
 // Weight block decoders: the 32 int8 values of block b as two v128 (values 0..15, 16..31).
 @inline function blockQ8(w: usize): v128 { return v128.load(w, 2); }
 @inline function blockQ8hi(w: usize): v128 { return v128.load(w, 18); }
-@inline function blockQ4(q: v128): v128 { return i8x16.sub(v128.and(q, i8x16.splat(0x0f)), i8x16.splat(8)); }
-@inline function blockQ4hi(q: v128): v128 { return i8x16.sub(i8x16.shr_u(q, 4), i8x16.splat(8)); }
+// q4_0 nibbles stay unsigned (0..15); the - 8 is applied once per block through Σx (see xs)
+@inline function blockQ4(q: v128): v128 { return v128.and(q, i8x16.splat(0x0f)); }
+@inline function blockQ4hi(q: v128): v128 { return i8x16.shr_u(q, 4); }
 
-const Q8: i32 = 0, Q4: i32 = 1;
+/** Σ q·x over 32 pairs with q in 0..15: four products per i16 lane fit (≤ 4 · 15 · 127) */
+@inline function dot32u(lo: v128, hi: v128, x: usize): v128 {
+  const x0 = v128.load(x), x1 = v128.load(x, 16);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    // the nibbles are valid 7-bit operands as they are
+    return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi)));
+  }
+  const p = i16x8.add(i16x8.add(i16x8.extmul_low_i8x16_s(lo, x0), i16x8.extmul_high_i8x16_s(lo, x0)),
+    i16x8.add(i16x8.extmul_low_i8x16_s(hi, x1), i16x8.extmul_high_i8x16_s(hi, x1)));
+  return i32x4.extadd_pairwise_i16x8_s(p);
+}
+
+@inline function bdot(kind: i32, lo: v128, hi: v128, x: usize): v128 {
+  return kind == Q8 ? dot32(lo, hi, x) : dot32u(lo, hi, x);
+}
 
 /** the f16 scale of the block at wp, via the 256 KiB half → f32 table (a few hot entries: L1) */
 @inline function scale(lut: usize, wp: usize): f32 {
@@ -258,12 +281,14 @@ export function init_half_table(lut: usize): void {
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
   const rowBytes = <usize>nb * bb, xis = <usize>nb * QK, xds = <usize>nb << 2, os = <usize>rows << 2;
+  const xsOff = <usize>n * xds; // xs [n, nb] follows xd
   for (let r = r0; r < r1; r++) {
     const wr = w + <usize>r * rowBytes;
     let t = 0;
     // four tokens at a time: each weight block is decoded once and used four times
     for (; t + 4 <= n; t += 4) {
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      let c0: f32 = 0, c1: f32 = 0, c2: f32 = 0, c3: f32 = 0;
       const x0 = xi + <usize>t * xis, d0 = xd + <usize>t * xds;
       for (let b = 0; b < nb; b++) {
         const wp = wr + <usize>b * bb;
@@ -272,20 +297,28 @@ export function init_half_table(lut: usize): void {
         else { const q = v128.load(wp, 2); lo = blockQ4(q); hi = blockQ4hi(q); }
         const dw = scale(lut, wp);
         const xp = x0 + (<usize>b << 5), dp = d0 + (<usize>b << 2);
-        a0 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp)), f32x4.splat(dw * load<f32>(dp)), a0);
-        a1 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp + xis)), f32x4.splat(dw * load<f32>(dp + xds)), a1);
-        a2 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp + 2 * xis)), f32x4.splat(dw * load<f32>(dp + 2 * xds)), a2);
-        a3 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp + 3 * xis)), f32x4.splat(dw * load<f32>(dp + 3 * xds)), a3);
+        a0 = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp)), f32x4.splat(dw * load<f32>(dp)), a0);
+        a1 = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp + xis)), f32x4.splat(dw * load<f32>(dp + xds)), a1);
+        a2 = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp + 2 * xis)), f32x4.splat(dw * load<f32>(dp + 2 * xds)), a2);
+        a3 = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp + 3 * xis)), f32x4.splat(dw * load<f32>(dp + 3 * xds)), a3);
+        if (kind == Q4) {
+          const sp = dp + xsOff;
+          c0 += dw * load<f32>(sp);
+          c1 += dw * load<f32>(sp + xds);
+          c2 += dw * load<f32>(sp + 2 * xds);
+          c3 += dw * load<f32>(sp + 3 * xds);
+        }
       }
       const o = out + <usize>t * os + (<usize>r << 2);
-      store<f32>(o, hsum(a0));
-      store<f32>(o + os, hsum(a1));
-      store<f32>(o + 2 * os, hsum(a2));
-      store<f32>(o + 3 * os, hsum(a3));
+      store<f32>(o, hsum(a0) - 8 * c0);
+      store<f32>(o + os, hsum(a1) - 8 * c1);
+      store<f32>(o + 2 * os, hsum(a2) - 8 * c2);
+      store<f32>(o + 3 * os, hsum(a3) - 8 * c3);
     }
     // single tokens (decode): two blocks per step into two accumulators
     for (; t < n; t++) {
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+      let c: f32 = 0;
       const x0 = xi + <usize>t * xis, d0 = xd + <usize>t * xds;
       let b = 0;
       for (; b + 2 <= nb; b += 2) {
@@ -297,17 +330,21 @@ export function init_half_table(lut: usize): void {
           lo = blockQ4(q); hi = blockQ4hi(q); lo2 = blockQ4(q2); hi2 = blockQ4hi(q2);
         }
         const xp = x0 + (<usize>b << 5), dp = d0 + (<usize>b << 2);
-        a0 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, xp)), f32x4.splat(scale(lut, wp) * load<f32>(dp)), a0);
-        a1 = madd(f32x4.convert_i32x4_s(dot32(lo2, hi2, xp + 32)), f32x4.splat(scale(lut, wq) * load<f32>(dp, 4)), a1);
+        const dw = scale(lut, wp), dw2 = scale(lut, wq);
+        a0 = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp)), f32x4.splat(dw * load<f32>(dp)), a0);
+        a1 = madd(f32x4.convert_i32x4_s(bdot(kind, lo2, hi2, xp + 32)), f32x4.splat(dw2 * load<f32>(dp, 4)), a1);
+        if (kind == Q4) c += dw * load<f32>(dp + xsOff) + dw2 * load<f32>(dp + xsOff, 4);
       }
       if (b < nb) {
         const wp = wr + <usize>b * bb;
         let lo: v128, hi: v128;
         if (kind == Q8) { lo = blockQ8(wp); hi = blockQ8hi(wp); }
         else { const q = v128.load(wp, 2); lo = blockQ4(q); hi = blockQ4hi(q); }
-        a0 = madd(f32x4.convert_i32x4_s(dot32(lo, hi, x0 + (<usize>b << 5))), f32x4.splat(scale(lut, wp) * load<f32>(d0 + (<usize>b << 2))), a0);
+        const dw = scale(lut, wp), dp = d0 + (<usize>b << 2);
+        a0 = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, x0 + (<usize>b << 5))), f32x4.splat(dw * load<f32>(dp)), a0);
+        if (kind == Q4) c += dw * load<f32>(dp + xsOff);
       }
-      store<f32>(out + <usize>t * os + (<usize>r << 2), hsum(f32x4.add(a0, a1)));
+      store<f32>(out + <usize>t * os + (<usize>r << 2), hsum(f32x4.add(a0, a1)) - 8 * c);
     }
   }
 }
