@@ -35,11 +35,21 @@ export class Rng {
     return ((this.nextU32() >>> 5) * 67108864 + (this.nextU32() >>> 6)) / 9007199254740992;
   }
 
-  /** standard normal (Box–Muller) */
+  private spare = NaN;
+
+  /** standard normal (Box–Muller; each pair of uniforms gives two normals) */
   normal(): number {
+    if (!Number.isNaN(this.spare)) {
+      const s = this.spare;
+      this.spare = NaN;
+      return s;
+    }
     let u = 0;
     while (u === 0) u = this.next();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
+    const r = Math.sqrt(-2 * Math.log(u));
+    const a = 2 * Math.PI * this.next();
+    this.spare = r * Math.sin(a);
+    return r * Math.cos(a);
   }
 }
 
