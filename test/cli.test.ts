@@ -1,0 +1,159 @@
+// The `openelm` command end to end: real processes, real files, JSON outputs checked against
+// the PyTorch golden vectors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const FIX = path.join(ROOT, 'test/fixtures/openelm');
+const MAIN = path.join(ROOT, 'src/cli/main.ts');
+
+function cli(args: string[], opts: { input?: string; env?: Record<string, string> } = {}) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+    cwd: ROOT, encoding: 'utf8', input: opts.input ?? '', env: { ...process.env, HF_HUB_OFFLINE: '1', ...opts.env }, timeout: 120_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+const json = (s: string) => JSON.parse(s.trim().split('\n').at(-1)!);
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-cli-'));
+
+test('logits --json matches the reference for every checkpoint (both backends)', () => {
+  for (const f of ['tiny-f32', 'tiny-bf16-sharded']) {
+    const e = JSON.parse(fs.readFileSync(path.join(FIX, f, 'expected.json'), 'utf8'));
+    for (const backend of ['ref', 'wasm']) {
+      const r = cli(['logits', '-m', path.join(FIX, f), '--ids', e.input_ids.join(','), '--json', '--backend', backend]);
+      assert.equal(r.code, 0, r.err);
+      const { logits } = json(r.out);
+      assert.equal(logits.length, e.input_ids.length);
+      let maxDiff = 0;
+      e.logits.forEach((row: number[], t: number) => row.forEach((v, j) => { maxDiff = Math.max(maxDiff, Math.abs(v - logits[t][j])); }));
+      assert.ok(maxDiff <= 1e-3, `${f} ${backend}: max abs diff ${maxDiff}`);
+    }
+  }
+});
+
+test('generate --temperature 0 --json gives the reference greedy tokens', () => {
+  for (const f of ['tiny-f32', 'tiny-bf16-sharded']) {
+    const g = JSON.parse(fs.readFileSync(path.join(FIX, f, 'expected.json'), 'utf8')).greedy;
+    const r = cli(['generate', '-m', path.join(FIX, f), '--prompt-ids', g.prompt_ids.join(','), '-n', String(g.max_new_tokens), '--temperature', '0', '--ignore-eos', '--json']);
+    assert.equal(r.code, 0, r.err);
+    const out = json(r.out);
+    assert.deepEqual(out.output_ids, g.output_ids, f);
+    assert.deepEqual(out.prompt_ids, g.prompt_ids);
+  }
+  const e = JSON.parse(fs.readFileSync(path.join(FIX, 'tiny-vocab32k-bf16/expected.json'), 'utf8'));
+  for (const g of e.generation) {
+    const r = cli(['generate', '-m', path.join(FIX, 'tiny-vocab32k-bf16'), '-p', g.prompt, '-n', '16', '--temperature', '0', '--ignore-eos', '--json']);
+    assert.equal(r.code, 0, r.err);
+    const out = json(r.out);
+    assert.deepEqual(out.prompt_ids, g.prompt_ids);
+    assert.deepEqual(out.output_ids, g.output_ids);
+    assert.equal(out.text, g.output_text);
+  }
+});
+
+test('generate streams text to stdout', () => {
+  const g = JSON.parse(fs.readFileSync(path.join(FIX, 'tiny-vocab32k-bf16/expected.json'), 'utf8')).generation[0];
+  const r = cli(['generate', '-m', path.join(FIX, 'tiny-vocab32k-bf16'), '-p', g.prompt, '-n', '16', '--temperature', '0', '--ignore-eos']);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.out, g.output_text + '\n');
+});
+
+test('tokenize / detokenize --json', () => {
+  const cases = JSON.parse(fs.readFileSync(path.join(ROOT, 'test/fixtures/tokenizer/cases.json'), 'utf8')).cases.slice(0, 8);
+  for (const c of cases) {
+    if (!c.text) continue;
+    const r = cli(['tokenize', c.text, '--json']);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(json(r.out).ids, c.ids, c.text);
+    const d = cli(['detokenize', c.ids.join(','), '--json']);
+    assert.equal(json(d.out).text, c.decoded);
+  }
+  const piped = cli(['tokenize', '--json'], { input: 'Hello world' });
+  assert.deepEqual(json(piped.out).ids, [15043, 3186]);
+  assert.deepEqual(json(cli(['tokenize', '--bos', '--json', 'Hello world']).out).ids, [1, 15043, 3186]);
+});
+
+test('inspect --json: presets, folders and config files', () => {
+  const presets = JSON.parse(fs.readFileSync(path.join(FIX, 'presets.json'), 'utf8'));
+  for (const [name, p] of Object.entries<any>(presets)) {
+    const r = cli(['inspect', name, '--json']);
+    assert.equal(r.code, 0, r.err);
+    const c = json(r.out);
+    assert.deepEqual(c.num_query_heads, p.num_query_heads);
+    assert.deepEqual(c.num_kv_heads, p.num_kv_heads);
+    assert.deepEqual(c.ffn_dims, p.ffn_dims);
+    assert.equal(c.num_parameters, p.num_parameters);
+  }
+  const r = cli(['inspect', path.join(FIX, 'tiny-f32'), '--json']);
+  assert.equal(json(r.out).num_parameters, 681344);
+  const table = cli(['inspect', 'OpenELM-270M']);
+  assert.match(table.out, /271,527,168/);
+  assert.equal(table.out.split('\n').filter((l) => /^\s+\d+\s+\d+\s+\d+/.test(l)).length, 16);
+});
+
+test('init writes a loadable HF checkpoint, deterministic per seed', () => {
+  const dir = tmp();
+  const cfg = { num_transformer_layers: 2, model_dim: 64, head_dim: 16, vocab_size: 300, max_context_length: 32, ffn_dim_divisor: 16, num_gqa_groups: 2 };
+  fs.writeFileSync(path.join(dir, 'small.json'), JSON.stringify(cfg));
+  for (const [out, dtype, seed] of [['a', 'f32', '3'], ['b', 'f32', '3'], ['c', 'bf16', '3'], ['d', 'f32', '4']]) {
+    const r = cli(['init', '--config', path.join(dir, 'small.json'), '--out', path.join(dir, out), '--dtype', dtype, '--seed', seed, '--json']);
+    assert.equal(r.code, 0, r.err);
+  }
+  const bytes = (d: string) => fs.readFileSync(path.join(dir, d, 'model.safetensors'));
+  assert.ok(bytes('a').equals(bytes('b')));
+  assert.ok(!bytes('a').equals(bytes('d')));
+  assert.ok(bytes('c').length < bytes('a').length * 0.6);
+  const gen = (d: string) => json(cli(['generate', '-m', path.join(dir, d), '--prompt-ids', '1,2,3', '-n', '5', '--temperature', '0', '--json', '--ignore-eos']).out).output_ids;
+  assert.equal(gen('a').length, 5);
+  assert.deepEqual(gen('a'), gen('b'));
+  const again = cli(['init', '--config', path.join(dir, 'small.json'), '--out', path.join(dir, 'a')]);
+  assert.notEqual(again.code, 0);
+  assert.match(again.err, /not empty/);
+});
+
+test('chat: piped multi-turn conversation', () => {
+  const r = cli(['chat', '-m', path.join(FIX, 'tiny-vocab32k-bf16'), '--temperature', '0', '-n', '6', '--system', 'Be brief.'], { input: 'Hello\n/reset\nHow are you?\n' });
+  assert.equal(r.code, 0, r.err);
+  const lines = r.out.split('\n').filter(Boolean);
+  assert.ok(lines.includes('(new conversation)'));
+  assert.equal(lines.length, 3);
+});
+
+test('bad input: clear errors and exit codes', () => {
+  const noModel = cli(['generate', '-p', 'hi'], { env: { OPENELM_MODEL: '' } });
+  assert.equal(noModel.code, 2);
+  assert.match(noModel.err, /--model/);
+  const badNum = cli(['generate', '-m', path.join(FIX, 'tiny-f32'), '-p', 'hi', '--temperature', 'hot']);
+  assert.equal(badNum.code, 2);
+  assert.match(badNum.err, /--temperature must be a number/);
+  const unknown = cli(['generate', '--frobnicate']);
+  assert.equal(unknown.code, 2);
+  const missing = cli(['generate', '-m', path.join(os.tmpdir(), 'no-such-model-dir'), '-p', 'hi']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.err, /no-such-model-dir/);
+  // a truncated checkpoint names the file and the tensor
+  const dir = tmp();
+  fs.copyFileSync(path.join(FIX, 'tiny-f32/config.json'), path.join(dir, 'config.json'));
+  const full = fs.readFileSync(path.join(FIX, 'tiny-f32/model.safetensors'));
+  fs.writeFileSync(path.join(dir, 'model.safetensors'), full.subarray(0, full.length - 1000));
+  const trunc = cli(['generate', '-m', dir, '--prompt-ids', '1', '--json']);
+  assert.equal(trunc.code, 1);
+  assert.match(trunc.err, /model\.safetensors/);
+  assert.match(trunc.err, /truncated/i);
+  assert.equal(json(trunc.out).error.type.length > 0, true);
+  // a prompt longer than the context
+  const long = cli(['generate', '-m', path.join(FIX, 'tiny-f32'), '--prompt-ids', Array(70).fill(5).join(','), '--json']);
+  assert.equal(long.code, 1);
+  assert.match(long.err, /context holds 64/);
+  // every command has --help
+  for (const c of ['generate', 'chat', 'logits', 'tokenize', 'detokenize', 'inspect', 'init', 'pull']) {
+    const h = cli([c, '--help']);
+    assert.equal(h.code, 0);
+    assert.match(h.out, new RegExp(`openelm ${c}`));
+  }
+});
