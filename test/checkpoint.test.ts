@@ -327,7 +327,7 @@ describe('writeCheckpoint', () => {
     ];
     for (const [given, re] of cases) {
       const out = tmpDir('bad');
-      await assert.rejects(writeCheckpoint(out, cfg, given), re);
+      await assert.rejects(writeCheckpoint(out, cfg, given), (e: Error) => e instanceof CheckpointError && re.test(e.message) && !!e.tensor && e.message.includes(`"${e.tensor}"`));
       assert.ok(!fs.existsSync(out));
     }
     assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.includes('.tmp-')), []);
@@ -338,6 +338,7 @@ describe('writeCheckpoint', () => {
     fs.mkdirSync(full);
     fs.writeFileSync(path.join(full, 'keep.txt'), 'mine');
     await assert.rejects(writeCheckpoint(full, cfg, inputs()), /full already exists and is not an empty folder/);
+    await assert.rejects(writeCheckpoint(tmpDir(), cfg, inputs(), { dtype: 'toString' as 'f32' }), /writeCheckpoint: dtype must be f32, bf16 or f16, got "toString"/);
     assert.deepEqual(fs.readdirSync(full), ['keep.txt']);
     const empty = tmpDir('empty');
     fs.mkdirSync(empty);

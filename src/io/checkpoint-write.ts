@@ -15,6 +15,7 @@ import nodePath from 'node:path';
 import { configToJson, expectedTensors, type OpenELMConfig } from '../config/config.ts';
 import { DTYPE_SIZES, fromF32, toF32, type FloatDType } from './dtype.ts';
 import { SafetensorsWriter, syncDir } from './safetensors-write.ts';
+import { CheckpointError } from './checkpoint-error.ts';
 
 export interface CheckpointTensorInput {
   name: string;
@@ -51,12 +52,13 @@ export async function writeCheckpoint(
   tensors: Iterable<CheckpointTensorInput> | AsyncIterable<CheckpointTensorInput>,
   opts: WriteCheckpointOptions = {},
 ): Promise<void> {
-  const target = TARGET[opts.dtype ?? 'f32'];
+  const want = opts.dtype ?? 'f32';
+  const target = Object.hasOwn(TARGET, want) ? TARGET[want] : undefined;
   if (!target) throw new Error(`writeCheckpoint: dtype must be f32, bf16 or f16, got ${JSON.stringify(opts.dtype)}`);
   const shardSize = opts.shardSize ?? 5e9;
   if (!(shardSize > 0)) throw new Error(`writeCheckpoint: shardSize must be a positive number of bytes, got ${shardSize}`);
   if (fs.existsSync(dir) && (!fs.statSync(dir).isDirectory() || fs.readdirSync(dir).length > 0)) {
-    throw new Error(`${dir} already exists and is not an empty folder; writeCheckpoint does not overwrite`);
+    throw new CheckpointError(`${dir} already exists and is not an empty folder; writeCheckpoint does not overwrite`, dir);
   }
 
   // Plan: tensor → shard, in expectedTensors order.
@@ -86,7 +88,7 @@ export async function writeCheckpoint(
     for await (const t of tensors) {
       const p = plan.get(t.name);
       const fail = (msg: string): never => {
-        throw new Error(`writeCheckpoint ${dir}: tensor "${t.name}" ${msg}`);
+        throw new CheckpointError(`writeCheckpoint ${dir}: tensor "${t.name}" ${msg}`, dir, t.name);
       };
       if (!p) fail(`is not part of an OpenELM with this config (expectedTensors(config) does not list it)`);
       if (p!.done) fail('is given twice');
@@ -113,7 +115,7 @@ export async function writeCheckpoint(
     }
     const missing = [...plan].filter(([, p]) => !p.done).map(([name]) => name);
     if (missing.length) {
-      throw new Error(`writeCheckpoint ${dir}: ${missing.length} tensor(s) the config needs were never given, e.g. "${missing[0]}"`);
+      throw new CheckpointError(`writeCheckpoint ${dir}: ${missing.length} tensor(s) the config needs were never given, e.g. "${missing[0]}"`, dir, missing[0]);
     }
     for (const w of writers) w.finish();
 

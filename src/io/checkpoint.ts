@@ -17,19 +17,14 @@ import { expectedTensors, parseConfig, type OpenELMConfig } from '../config/conf
 import { isFloatDType } from './dtype.ts';
 import { openSafetensors, type SafetensorsFile, type SafetensorsTensorInfo, type TensorArray } from './safetensors.ts';
 import { explainShape } from './checkpoint-shapes.ts';
+import { CheckpointError } from './checkpoint-error.ts';
 
+export { CheckpointError } from './checkpoint-error.ts';
 export { writeCheckpoint, type CheckpointTensorInput, type WriteCheckpointOptions } from './checkpoint-write.ts';
 
 export const CONFIG_FILE = 'config.json';
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
-
-export class CheckpointError extends Error {
-  constructor(message: string, readonly file?: string, readonly tensor?: string) {
-    super(message);
-    this.name = 'CheckpointError';
-  }
-}
 
 export interface CheckpointTensor extends SafetensorsTensorInfo {
   /** path of the safetensors file holding it */

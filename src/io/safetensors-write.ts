@@ -52,15 +52,15 @@ export class SafetensorsWriter {
   private fd: number | undefined;
 
   constructor(readonly path: string, specs: SafetensorsTensorSpec[], metadata?: Record<string, string>) {
-    const fail = (msg: string): never => {
-      throw new SafetensorsError(path, msg);
+    const fail = (msg: string, tensor?: string): never => {
+      throw new SafetensorsError(path, msg, tensor);
     };
     for (const s of specs) {
       const where = `tensor "${s.name}"`;
       if (typeof s.name !== 'string' || s.name === '' || s.name === '__metadata__') fail(`invalid tensor name ${JSON.stringify(s.name)}`);
-      if (this.slots.has(s.name)) fail(`${where} is given twice`);
-      if (!isSafetensorsDType(s.dtype)) fail(`${where}: unknown dtype ${JSON.stringify(s.dtype)}`);
-      if (!Array.isArray(s.shape) || !s.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`${where}: shape must be non-negative integers, got ${JSON.stringify(s.shape)}`);
+      if (this.slots.has(s.name)) fail(`${where} is given twice`, s.name);
+      if (!isSafetensorsDType(s.dtype)) fail(`${where}: unknown dtype ${JSON.stringify(s.dtype)}`, s.name);
+      if (!Array.isArray(s.shape) || !s.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`${where}: shape must be non-negative integers, got ${JSON.stringify(s.shape)}`, s.name);
       this.slots.set(s.name, { spec: s, begin: 0, end: 0, filled: 0 });
     }
     for (const [k, v] of Object.entries(metadata ?? {})) if (typeof v !== 'string') fail(`metadata "${k}" must be a string, got ${JSON.stringify(v)}`);
