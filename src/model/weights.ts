@@ -5,8 +5,13 @@ import type { Kernels, Weight, WeightDType } from '../kernels/types.ts';
 import { bf16ToF32, f16ToF32, f32ToF16 } from '../kernels/half.ts';
 import { quantizeRowQ4_0, quantizeRowQ8_0, blocksPerRow, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from '../kernels/quant.ts';
 
-/** Storage dtypes of a tensor in a checkpoint file (safetensors names). */
-export type FileDType = 'F32' | 'F16' | 'BF16';
+/**
+ * Storage dtypes of a tensor in a checkpoint file: safetensors float names, plus the GGUF block
+ * formats of a quantized checkpoint (docs/quantized-format.md), whose bytes are the q8_0 / q4_0
+ * blocks row by row. The shape reported for a quantized tensor is its logical [rows, cols].
+ */
+export type FileDType = FloatFileDType | 'Q8_0' | 'Q4_0';
+export type FloatFileDType = 'F32' | 'F16' | 'BF16';
 
 /** Where weights come from: a checkpoint folder, a GGUF file, a test's in-memory tensors. */
 export interface TensorSource {
@@ -35,14 +40,16 @@ export interface ModelWeights {
   lm_head: Weight; // [vocab, d]; the embedding itself when share_input_output_layers
 }
 
-/** Weight storage dtype: 'auto' keeps what the file has (f32, bf16 or f16). */
+/** Weight storage dtype: 'auto' keeps what the file has (f32, bf16, f16, q8_0 or q4_0). */
 export type LoadDType = 'auto' | WeightDType;
 
-const FILE_TO_KERNEL: Record<FileDType, WeightDType> = { F32: 'f32', BF16: 'bf16', F16: 'f16' };
-const BYTES: Record<FileDType, number> = { F32: 4, BF16: 2, F16: 2 };
+const FILE_TO_KERNEL: Record<FileDType, WeightDType> = { F32: 'f32', BF16: 'bf16', F16: 'f16', Q8_0: 'q8_0', Q4_0: 'q4_0' };
 
 function readAsF32(src: TensorSource, name: string, dest: Float32Array): void {
   const info = src.info(name)!;
+  if (info.dtype === 'Q8_0' || info.dtype === 'Q4_0') {
+    throw new Error(`tensor "${name}" is stored quantized (${info.dtype}) but is needed as floats; only 2-D weight matrices may be quantized`);
+  }
   if (info.dtype === 'F32') {
     src.readInto(name, new Uint8Array(dest.buffer, dest.byteOffset, dest.length * 4));
     return;
@@ -53,7 +60,7 @@ function readAsF32(src: TensorSource, name: string, dest: Float32Array): void {
   for (let i = 0; i < raw.length; i++) dest[i] = conv(raw[i]);
 }
 
-function loadVector(k: Kernels, src: TensorSource, name: string, n: number): Float32Array {
+export function loadVector(k: Kernels, src: TensorSource, name: string, n: number): Float32Array {
   const v = k.f32(n);
   readAsF32(src, name, v);
   return v;
@@ -64,13 +71,18 @@ function loadVector(k: Kernels, src: TensorSource, name: string, n: number): Flo
  * straight from disk into the weight (one copy of the weights, ever); otherwise one tensor at a
  * time is read as f32 and converted or quantized row by row.
  */
-function loadMatrix(k: Kernels, src: TensorSource, name: string, want: LoadDType): Weight {
+export function loadMatrix(k: Kernels, src: TensorSource, name: string, want: LoadDType): Weight {
   const info = src.info(name)!;
   const [rows, cols] = info.shape;
-  const dtype: WeightDType = want === 'auto' ? FILE_TO_KERNEL[info.dtype] : want;
+  const stored = FILE_TO_KERNEL[info.dtype];
+  const dtype: WeightDType = want === 'auto' ? stored : want;
+  if (dtype !== stored && (info.dtype === 'Q8_0' || info.dtype === 'Q4_0')) {
+    // dequantizing would only waste memory, and re-quantizing would add a second rounding error
+    throw new Error(`tensor "${name}" is stored quantized as ${stored}; it can only be loaded as ${stored} (dtype auto), not ${dtype}. Quantize from the original checkpoint instead.`);
+  }
   const w = k.weight(dtype, rows, cols);
-  if (dtype === FILE_TO_KERNEL[info.dtype]) {
-    src.readInto(name, new Uint8Array(w.data.buffer, w.data.byteOffset, rows * cols * BYTES[info.dtype]));
+  if (dtype === stored) {
+    src.readInto(name, new Uint8Array(w.data.buffer, w.data.byteOffset, k.weightBytes(dtype, rows, cols)));
     return w;
   }
   const f = new Float32Array(rows * cols);
