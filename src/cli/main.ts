@@ -8,8 +8,9 @@ import { tokenizeCommand, detokenizeCommand } from './commands/tokenize.ts';
 import { inspectCommand } from './commands/inspect.ts';
 import { initCommand } from './commands/init.ts';
 import { pullCommand } from './commands/pull.ts';
+import { quantizeCommand } from './commands/quantize.ts';
 
-const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand];
+const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));
