@@ -1,0 +1,94 @@
+// Speed measurement of a loaded model: prefill and decode tokens/s, weight bandwidth, memory.
+import type { OpenELM } from './model/openelm.ts';
+import type { ModelWeights } from './model/weights.ts';
+import { argmax } from './generate/sampler.ts';
+import { Rng } from './generate/rng.ts';
+
+export interface BenchOptions {
+  promptTokens: number;
+  genTokens: number;
+  /** runs; the best (fastest) is reported */
+  repeat: number;
+  /** untimed decode steps first (JIT, page faults) */
+  warmup: number;
+  seed?: number;
+}
+
+export interface BenchResult {
+  prompt_tokens: number;
+  gen_tokens: number;
+  prefill_tps: number;
+  decode_tps: number;
+  /** every run, for judging noise */
+  runs: { prefill_tps: number; decode_tps: number }[];
+  weight_bytes: number;
+  /** bytes of weights streamed per second while decoding (each token reads every weight once) */
+  decode_gbps: number;
+  kv_cache_bytes: number;
+  peak_rss_bytes: number;
+}
+
+/** Bytes of all weights as stored (the tied embedding counted once). */
+export function weightBytes(w: ModelWeights): number {
+  let n = w.token_embeddings.data.byteLength + w.norm.byteLength;
+  if (w.lm_head !== w.token_embeddings) n += w.lm_head.data.byteLength;
+  for (const l of w.layers) {
+    n += l.qkv_proj.data.byteLength + l.out_proj.data.byteLength + l.proj_1.data.byteLength + l.proj_2.data.byteLength;
+    n += l.attn_norm.byteLength + l.ffn_norm.byteLength + (l.q_norm?.byteLength ?? 0) + (l.k_norm?.byteLength ?? 0);
+  }
+  return n;
+}
+
+export function benchModel(model: OpenELM, o: BenchOptions): BenchResult {
+  const V = model.config.vocab_size;
+  const rng = new Rng(o.seed ?? 0);
+  const prompt = Array.from({ length: o.promptTokens }, () => 3 + (rng.nextU32() % (V - 3)));
+  if (o.promptTokens + o.genTokens + o.warmup > model.cache.capacity) {
+    throw new RangeError(`prompt + generated + warmup tokens (${o.promptTokens + o.genTokens + o.warmup}) exceed the KV cache (${model.cache.capacity})`);
+  }
+  // warm up: JIT-compile the wasm, fault in every buffer
+  model.reset();
+  let logits = model.forward(prompt.slice(0, Math.min(8, prompt.length)));
+  for (let i = 0; i < o.warmup; i++) logits = model.step(argmax(logits));
+
+  const runs: BenchResult['runs'] = [];
+  for (let r = 0; r < o.repeat; r++) {
+    model.reset();
+    let t = performance.now();
+    logits = model.forward(prompt);
+    const prefillMs = performance.now() - t;
+    t = performance.now();
+    for (let i = 0; i < o.genTokens; i++) logits = model.step(argmax(logits));
+    const decodeMs = performance.now() - t;
+    runs.push({ prefill_tps: (o.promptTokens / prefillMs) * 1000, decode_tps: (o.genTokens / decodeMs) * 1000 });
+  }
+  const prefill = Math.max(...runs.map((r) => r.prefill_tps));
+  const decode = Math.max(...runs.map((r) => r.decode_tps));
+  const bytes = weightBytes(model.weights);
+  return {
+    prompt_tokens: o.promptTokens,
+    gen_tokens: o.genTokens,
+    prefill_tps: prefill,
+    decode_tps: decode,
+    runs,
+    weight_bytes: bytes,
+    decode_gbps: (bytes * decode) / 1e9,
+    kv_cache_bytes: model.cache.bytes,
+    peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+  };
+}
+
+const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
+
+export function formatBench(r: BenchResult & { dtype?: string; threads?: number; backend?: string; load_ms?: number }): string {
+  const spread = (k: 'prefill_tps' | 'decode_tps') => {
+    const xs = r.runs.map((x) => x[k]);
+    return `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`;
+  };
+  return [
+    `backend ${r.backend ?? '?'} · dtype ${r.dtype ?? '?'} · threads ${r.threads ?? '?'}${r.load_ms !== undefined ? ` · loaded in ${(r.load_ms / 1000).toFixed(1)} s` : ''}`,
+    `prefill  ${r.prompt_tokens} tokens: ${r.prefill_tps.toFixed(1)} tok/s (runs ${spread('prefill_tps')})`,
+    `decode   ${r.gen_tokens} tokens: ${r.decode_tps.toFixed(1)} tok/s (runs ${spread('decode_tps')}) · ${r.decode_gbps.toFixed(1)} GB/s of weights`,
+    `weights ${mb(r.weight_bytes)} · KV cache ${mb(r.kv_cache_bytes)} · peak RSS ${mb(r.peak_rss_bytes)}`,
+  ].join('\n');
+}

@@ -1,0 +1,89 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { parse, printJson, UsageError } from '../args.ts';
+import type { Command } from '../command.ts';
+import { modelSource } from '../model-options.ts';
+import { resolveModel } from '../../io/hub.ts';
+import { exportGGUF, GGUF_EXPORT_DTYPES, type GGUFExportDType } from '../../io/gguf-export.ts';
+import { ProgressBar } from '../../io/progress.ts';
+import { checkpointSource } from '../../load.ts';
+import { loadTokenizer } from '../../tokenizer/index.ts';
+
+const DTYPES: Record<string, GGUFExportDType> = { f32: 'f32', f16: 'f16', bf16: 'bf16', q8: 'q8_0', q8_0: 'q8_0', q4: 'q4_0', q4_0: 'q4_0' };
+
+export const exportCommand: Command = {
+  name: 'export',
+  summary: 'write a model in another format: GGUF for llama.cpp',
+  help: `Usage: openelm export --format gguf --model M --out FILE [--dtype f16|q8_0|q4_0|bf16|f32] [--json]
+
+Writes the model and its tokenizer as a GGUF file that llama.cpp (and everything built on it:
+llama-cli, llama-server, node-llama-cpp, ollama) runs as architecture "openelm" — the same
+layout llama.cpp's convert_hf_to_gguf.py produces. Tensors are converted one at a time, so
+exporting needs about one tensor of extra memory, not a second copy of the model.
+
+Options:
+      --format F   output format; only "gguf" for now
+  -m, --model M    checkpoint folder or hub repo id (default: $OPENELM_MODEL)
+  -o, --out FILE   the .gguf file to write (replaced atomically if it exists)
+      --dtype D    storage of the weight matrices (norms stay f32):
+                     f16   (default) half precision, like convert_hf_to_gguf --outtype f16
+                     q8_0  8-bit blocks of 32 with an f16 scale (llama.cpp Q8_0)
+                     q4_0  4-bit blocks of 32 with an f16 scale (llama.cpp Q4_0)
+                     bf16  bfloat16 (lossless for bf16 checkpoints)
+                     f32   full precision
+      --name N     general.name stored in the file (default: the model folder's name)
+      --revision R hub revision (default main)
+      --offline    use only the local hub cache
+      --json       print {"path", "dtype", "fileType", "tensors", "tensorBytes", "fileBytes"}
+
+A checkpoint written by 'openelm quantize' exports only at its own dtype (its blocks are
+copied as they are). Progress goes to stderr. llama.cpp's OpenELM needs the standard OpenELM shape (SwiGLU FFN,
+q/k norms, tied output embedding); other configs are refused, naming the field.
+
+Example:
+  openelm export --format gguf -m apple/OpenELM-270M-Instruct -o openelm-270m-q8_0.gguf --dtype q8_0
+  llama-cli -m openelm-270m-q8_0.gguf -p "Once upon a time"`,
+  async run(argv) {
+    const { values: v, positionals } = parse(argv, {
+      format: { type: 'string' },
+      model: { type: 'string', short: 'm' },
+      out: { type: 'string', short: 'o' },
+      dtype: { type: 'string' },
+      name: { type: 'string' },
+      revision: { type: 'string' },
+      offline: { type: 'boolean' },
+    });
+    if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    const format = (v.format as string | undefined) ?? 'gguf';
+    if (format.toLowerCase() !== 'gguf') throw new UsageError(`--format must be gguf, got "${format}"`);
+    const out = v.out as string | undefined;
+    if (!out) throw new UsageError('--out FILE is required (the .gguf file to write)');
+    const dtypeArg = ((v.dtype as string | undefined) ?? 'f16').toLowerCase();
+    const dtype = DTYPES[dtypeArg];
+    if (!dtype) throw new UsageError(`--dtype must be one of ${GGUF_EXPORT_DTYPES.join(', ')}; got "${v.dtype}"`);
+    const outDir = path.dirname(path.resolve(out));
+    if (!fs.existsSync(outDir)) throw new UsageError(`--out: folder ${outDir} does not exist`);
+
+    const dir = await resolveModel(modelSource(v), { revision: v.revision as string | undefined, offline: v.offline as boolean | undefined });
+    const src = checkpointSource(dir);
+    const tokenizer = await loadTokenizer(dir);
+    const bar = new ProgressBar({ label: `export ${path.basename(out)} (${dtype})`, unit: 'bytes' });
+    const t0 = performance.now();
+    const r = exportGGUF(src, tokenizer, out, {
+      dtype,
+      name: (v.name as string | undefined) ?? path.basename(path.resolve(dir)),
+      onProgress: (p) => bar.update(p.bytes, p.totalBytes),
+    });
+    bar.finish();
+    const fileBytes = fs.statSync(out).size;
+    const seconds = (performance.now() - t0) / 1000;
+    if (r.f16Fallbacks.length) {
+      process.stderr.write(`note: ${r.f16Fallbacks.length} matrices have a column count not divisible by 32 and were written as f16 (${r.f16Fallbacks.slice(0, 3).join(', ')}${r.f16Fallbacks.length > 3 ? ', …' : ''})\n`);
+    }
+    if (v.json) {
+      printJson({ path: path.resolve(out), dtype: r.dtype, fileType: r.fileType, tensors: r.tensors, tensorBytes: r.tensorBytes, fileBytes, f16Fallbacks: r.f16Fallbacks, seconds });
+      return;
+    }
+    process.stdout.write(`wrote ${out}: ${r.tensors} tensors, ${(fileBytes / 1e6).toFixed(1)} MB, ${dtype} (${seconds.toFixed(1)} s)\n`);
+  },
+};
