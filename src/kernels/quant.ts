@@ -21,14 +21,16 @@ export function quantizeRowQ8_0(src: Float32Array, srcOff: number, cols: number,
     const end = Math.min(QK, cols - b * QK);
     let amax = 0;
     for (let j = 0; j < end; j++) amax = Math.max(amax, Math.abs(src[base + j]));
-    const d = amax / 127;
-    const id = d ? 1 / d : 0;
+    // float32 arithmetic throughout, as llama.cpp's quantize_row_q8_0_ref, so the bytes agree
+    const d = Math.fround(amax / 127);
+    const id = d ? Math.fround(1 / d) : 0;
     const o = dstOff + b * Q8_0_BLOCK_BYTES;
     const dh = f32ToF16(d);
     dst[o] = dh & 0xff;
     dst[o + 1] = dh >> 8;
     for (let j = 0; j < QK; j++) {
-      const q = j < end ? Math.round(src[base + j] * id) : 0; // llama.cpp uses roundf (half away from zero)
+      const x = j < end ? Math.fround(src[base + j] * id) : 0;
+      const q = Math.sign(x) * Math.round(Math.abs(x)); // roundf: halves away from zero, like llama.cpp
       dst[o + 2 + j] = q & 0xff;
     }
   }
@@ -46,17 +48,17 @@ export function quantizeRowQ4_0(src: Float32Array, srcOff: number, cols: number,
       const v = src[base + j];
       if (Math.abs(v) > amax) { amax = Math.abs(v); max = v; }
     }
-    const d = max / -8;
-    const id = d ? 1 / d : 0;
+    const d = Math.fround(max / -8);
+    const id = d ? Math.fround(1 / d) : 0;
     const o = dstOff + b * Q4_0_BLOCK_BYTES;
     const dh = f32ToF16(d);
     dst[o] = dh & 0xff;
     dst[o + 1] = dh >> 8;
     for (let j = 0; j < QK / 2; j++) {
-      const x0 = j < end ? src[base + j] * id : 0;
-      const x1 = j + 16 < end ? src[base + j + 16] * id : 0;
-      const q0 = Math.min(15, Math.trunc(x0 + 8.5));
-      const q1 = Math.min(15, Math.trunc(x1 + 8.5));
+      const x0 = j < end ? Math.fround(src[base + j] * id) : 0;
+      const x1 = j + 16 < end ? Math.fround(src[base + j + 16] * id) : 0;
+      const q0 = Math.min(15, Math.trunc(Math.fround(x0 + 8.5)));
+      const q1 = Math.min(15, Math.trunc(Math.fround(x1 + 8.5)));
       dst[o + 2 + j] = q0 | (q1 << 4);
     }
   }
