@@ -313,6 +313,20 @@ describe('GGUF export file layout', () => {
     assert.equal(fs.existsSync(out), false);
   });
 
+  test("a checkpoint from 'openelm quantize --to q8' exports to the same bytes as a q8_0 export of the original", () => {
+    const qdir = path.join(tmp, 'q8-checkpoint');
+    const q = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'quantize', '--model', FIXTURE, '--to', 'q8', '--out', qdir], { encoding: 'utf8' });
+    assert.equal(q.status, 0, q.stderr);
+    const qsrc = checkpointSource(qdir);
+    const a = path.join(tmp, 'from-quantized.gguf'), b = path.join(tmp, 'direct-q8.gguf');
+    exportGGUF(qsrc, tok, a, { dtype: 'q8_0' });
+    exportGGUF(src, tok, b, { dtype: 'q8_0' });
+    const ga = readGGUF(a), gb = readGGUF(b);
+    assert.deepEqual(ga.tensors, gb.tensors);
+    assert.ok(fs.readFileSync(a).subarray(ga.dataOffset).equals(fs.readFileSync(b).subarray(gb.dataOffset)));
+    assert.throws(() => exportGGUF(qsrc, tok, path.join(tmp, 'nope.gguf'), { dtype: 'f16' }), /stored quantized as q8_0; a quantized checkpoint can only be exported at its own dtype/);
+  });
+
   test('openelm export --format gguf (CLI) writes the file and reports it as JSON', () => {
     const out = path.join(tmp, 'cli.gguf');
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'export', '--format', 'gguf', '--model', FIXTURE, '--out', out, '--dtype', 'q8', '--json', '--offline'], { encoding: 'utf8' });
