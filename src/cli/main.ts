@@ -10,8 +10,9 @@ import { initCommand } from './commands/init.ts';
 import { pullCommand } from './commands/pull.ts';
 import { quantizeCommand } from './commands/quantize.ts';
 import { exportCommand } from './commands/export.ts';
+import { benchCommand } from './commands/bench.ts';
 
-const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand, exportCommand];
+const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand, exportCommand, benchCommand];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -9,7 +9,7 @@ import { ProgressBar } from '../../io/progress.ts';
 export const initCommand: Command = {
   name: 'init',
   summary: 'write a randomly initialised checkpoint (HF layout) for a preset or config',
-  help: `Usage: openelm init (--preset P | --config FILE) --out DIR [--dtype f32|bf16] [--seed S] [--json]
+  help: `Usage: openelm init (--preset P | --config FILE) --out DIR [--dtype f32|bf16|f16] [--seed S] [--json]
 
 Writes config.json + model.safetensors with weights ~ N(0, initializer_range²) and RMSNorm
 weights 1 (Hugging Face's OpenELM initialisation), seeded. For tests, benchmarks and training
@@ -19,7 +19,7 @@ Options:
       --preset P      OpenELM-270M, OpenELM-450M, OpenELM-1_1B or OpenELM-3B
       --config FILE   a config.json to use instead of a preset
   -o, --out DIR       output folder (must not exist, or be empty)
-      --dtype D       f32 (default) or bf16
+      --dtype D       f32 (default), bf16 or f16
       --seed S        random seed (default 0)
       --json          print {"out", "num_parameters", ...} when done`,
   async run(argv) {
@@ -27,7 +27,7 @@ Options:
     if ((v.preset === undefined) === (v.config === undefined)) throw new UsageError('give exactly one of --preset P or --config FILE');
     if (!v.out) throw new UsageError('--out DIR is required');
     const dtype = (v.dtype as string | undefined) ?? 'f32';
-    if (dtype !== 'f32' && dtype !== 'bf16') throw new UsageError(`--dtype must be f32 or bf16, got "${dtype}"`);
+    if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'f16') throw new UsageError(`--dtype must be f32, bf16 or f16, got "${dtype}"`);
     const seed = num(v.seed as string | undefined, 'seed', { int: true }) ?? 0;
     let cfg: OpenELMConfig;
     if (v.preset) cfg = presetConfig(v.preset as string);
