@@ -15,6 +15,8 @@ An interactive conversation using the OpenELM -Instruct chat format. The KV cach
 between turns, so only the new turn is processed. Reads one message per line; when stdin is not
 a terminal, each line is a user turn and each reply is printed on its own line.
 
+Ctrl-C stops a reply; Ctrl-C at the prompt or Ctrl-D quits.
+
 Commands inside the chat:
   /reset          start a new conversation
   /system TEXT    set the system message (and reset)
@@ -36,6 +38,12 @@ ${MODEL_HELP}`,
     reset();
     const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: tty });
     const ask = () => { if (tty) rl.setPrompt('>>> '), rl.prompt(); };
+    // Ctrl-C stops the reply being generated; at the prompt it quits
+    let generating: AbortController | undefined;
+    rl.on('SIGINT', () => {
+      if (generating) generating.abort();
+      else rl.close();
+    });
     if (tty) process.stdout.write('Chat with the model. /reset, /system TEXT, /exit. Ctrl-D quits.\n');
     ask();
     try {
@@ -52,10 +60,12 @@ ${MODEL_HELP}`,
           messages.splice(system ? 1 : 0, 2);
           ids = encodeChat(tokenizer, messages);
         }
-        const it = generate(model, tokenizer, { ids }, opts);
+        generating = new AbortController();
+        const it = generate(model, tokenizer, { ids }, { ...opts, signal: generating.signal });
         let r = await it.next();
         for (; !r.done; r = await it.next()) process.stdout.write(r.value.text);
-        process.stdout.write('\n');
+        generating = undefined;
+        process.stdout.write(r.value.finishReason === 'aborted' ? ' [stopped]\n' : '\n');
         messages.push({ role: 'assistant', content: r.value.text });
         if (v.verbose) process.stderr.write(timingLine(r.value) + '\n');
         ask();
