@@ -23,6 +23,7 @@ export { initTensors } from './model/init.ts';
 // kernels
 export type { Kernels, Weight, WeightDType, Activation } from './kernels/types.ts';
 export { RefKernels } from './kernels/ref.ts';
+export { createKernels, createWasmKernels, type KernelsKind } from './kernels/index.ts';
 
 // generation
 export { generate, generateText, encodePrompt, type GenerateOptions, type GenerationResult, type TokenEvent, type FinishReason, type Prompt } from './generate/generate.ts';
