@@ -78,7 +78,8 @@ function assertClose(actual: Float32Array, expected: Float32Array, len: number, 
 }
 
 async function withKernels(threads: number, relaxedSimd: boolean, fn: (k: WasmKernels) => void | Promise<void>): Promise<void> {
-  const k = await createWasmKernels({ threads, relaxedSimd, minParallelWork: 0 }); // split even tiny ops
+  // split even tiny ops, into as many chunks as they have rows / items
+  const k = await createWasmKernels({ threads, relaxedSimd, minParallelWork: 0, chunkWork: 1 });
   try { await fn(k); } finally { k.dispose(); }
 }
 

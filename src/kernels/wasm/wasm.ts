@@ -31,6 +31,8 @@ export interface WasmKernelsOptions {
   initialMemory?: number;
   /** Multiply-adds below which an op runs on the caller alone (default 65536); 0 splits everything. */
   minParallelWork?: number;
+  /** Fewest multiply-adds the threads claim at a time (default 65536); 1 gives the finest split. */
+  chunkWork?: number;
   /** Bytes of private scratch ("stack") per thread (default 256 KiB). */
   threadScratch?: number;
   /** Spin iterations before a waiting thread sleeps (default 20000, tens of microseconds). */
@@ -98,7 +100,7 @@ export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<
   const initialPages = Math.max(2, Math.ceil((opts.initialMemory ?? 16 << 20) / PAGE));
   const memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
   const instance = await WebAssembly.instantiate(module, { env: { memory } });
-  const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536);
+  const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536, opts.chunkWork ?? 65536);
   const scratchBytes = opts.threadScratch ?? 256 << 10;
   const scratch = Array.from({ length: threads }, () => k.alloc(scratchBytes));
   k.pool = await ThreadPool.create(module, instance, memory, CTL_OFFSET, SPLIT_OPS, threads, scratch, opts.spin);
@@ -121,7 +123,7 @@ export class WasmKernels implements Kernels {
 
   /** Use createWasmKernels. */
   constructor(readonly memory: WebAssembly.Memory, instance: WebAssembly.Instance, readonly threads: number,
-    readonly relaxedSimd: boolean, private readonly minParallelWork: number) {
+    readonly relaxedSimd: boolean, private readonly minParallelWork: number, private readonly chunkWork: number) {
     this.x = instance.exports as unknown as Exports;
     this.buffers.add(memory.buffer);
     this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
@@ -194,11 +196,11 @@ export class WasmKernels implements Kernels {
   matmul(out: Float32Array, x: Float32Array, w: Weight, n: number): void {
     const { rows, cols } = w;
     const o = this.ptr(out, 'out'), xp = this.ptr(x, 'x'), wp = this.ptr(w.data, 'w');
-    const split = rows * cols * n >= this.minParallelWork && rows >= 8;
+    const minGrains = this.minGrains(4 * cols * n, rows * cols * n);
     switch (w.dtype) {
-      case 'f32': return this.dispatch(split, OP.matmul_f32, o, xp, wp, rows, cols, n, 0, 0, 0);
-      case 'bf16': return this.dispatch(split, OP.matmul_bf16, o, xp, wp, rows, cols, n, 0, 0, 0);
-      case 'f16': return this.dispatch(split, OP.matmul_f16, o, xp, wp, rows, cols, n, 0, 0, 0);
+      case 'f32': return this.pool.run(OP.matmul_f32, rows, 4, minGrains, o, xp, wp, rows, cols, n, 0, 0, 0);
+      case 'bf16': return this.pool.run(OP.matmul_bf16, rows, 4, minGrains, o, xp, wp, rows, cols, n, 0, 0, 0);
+      case 'f16': return this.pool.run(OP.matmul_f16, rows, 4, minGrains, o, xp, wp, rows, cols, n, 0, 0, 0);
       case 'q8_0': case 'q4_0': {
         // activations → int8 blocks once per call (like llama.cpp's q8_0 × q8_0 dot)
         const nb = blocksPerRow(cols);
@@ -209,15 +211,18 @@ export class WasmKernels implements Kernels {
         }
         const xi = this.qScratch, xd = this.qScratch + intBytes;
         this.x.quantize_q8(xp, xi, xd, n, cols);
-        return this.dispatch(split, w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0, o, xi, xd, wp, rows, cols, n, this.halfTable, 0);
+        return this.pool.run(w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0, rows, 4, minGrains, o, xi, xd, wp, rows, cols, n, this.halfTable, 0);
       }
     }
   }
 
-  private dispatch(split: boolean, op: number, a0: number, a1: number, a2: number, a3: number, a4: number, a5: number,
-    a6: number, a7: number, a8: number): void {
-    if (split) this.pool.run(op, a0, a1, a2, a3, a4, a5, a6, a7, a8);
-    else this.pool.runLocal(op, a0, a1, a2, a3, a4, a5, a6, a7, a8);
+  /**
+   * The fewest granules (of `grainWork` multiply-adds each) a thread claims at a time: all of them
+   * (the caller alone) below minParallelWork multiply-adds in total, else chunkWork's worth.
+   */
+  private minGrains(grainWork: number, work: number): number {
+    if (work < this.minParallelWork) return 0x7fffffff;
+    return Math.max(1, Math.ceil(this.chunkWork / grainWork));
   }
 
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void {
@@ -237,7 +242,7 @@ export class WasmKernels implements Kernels {
     this.x.kv_store(q, kc, vc, n, pos0, nQ, nKV, headDim);
     // q·k and p·v over every cached position, for every (token, head)
     const work = 2 * n * nQ * (pos0 + n) * headDim;
-    this.dispatch(work >= this.minParallelWork && n * nQ >= 2, OP.attention, o, q, kc, vc, n, pos0, nQ, nKV, headDim);
+    this.pool.run(OP.attention, n * nQ, 1, this.minGrains(work / (n * nQ), work), o, q, kc, vc, n, pos0, nQ, nKV, headDim);
   }
 
   ffnAct(out: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void {

@@ -13,8 +13,9 @@
 //   ceil(cols / 32) blocks per row; activations for them are quantized once per call by
 //   `quantize_q8` into int8 blocks `xi` [n, nb * 32] plus f32 scales `xd` [n, nb]; their f16
 //   block scales are read through a half → f32 table filled once by `init_half_table`;
-// - work that is split over threads is an export `f(a0 .. a8, part, parts, scratch)`: the
-//   thread with index `part` of `parts` does its share; `scratch` is its private region.
+// - work that is split over threads is an export `f(a0 .. a8, from, to, scratch)` over independent
+//   items (weight rows, attention heads): a call does items [from, to), the threads of the pool
+//   claim such ranges until none are left; `scratch` is the calling thread's private region.
 
 const QK: i32 = 32;
 const Q8_BYTES: i32 = 34;
@@ -81,12 +82,6 @@ const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2;
   return kind == F32 ? 4 : 2;
 }
 
-/** first row of this part's share of `total` rows, in granules of `g` rows */
-@inline function shareStart(total: i32, g: i32, part: i32, parts: i32): i32 {
-  const chunk = ((total + parts * g - 1) / (parts * g)) * g;
-  return min(total, part * chunk);
-}
-
 // ---------------------------------------------------------------- float matmul (f32, bf16, f16)
 
 // One output row for one token: the decode path. Four accumulators over 16 columns per step
@@ -149,8 +144,7 @@ const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2;
   store<f32>(out + 3 * os, s3);
 }
 
-@inline function matmulFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, part: i32, parts: i32): void {
-  const r0 = shareStart(rows, 4, part, parts), r1 = shareStart(rows, 4, part + 1, parts);
+@inline function matmulFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, r0: i32, r1: i32): void {
   const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
   for (let r = r0; r < r1; r++) {
     const wr = w + <usize>r * wStride;
@@ -160,14 +154,14 @@ const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2;
   }
 }
 
-export function matmul_f32(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
-  matmulFloat(F32, out, x, w, rows, cols, n, part, parts);
+export function matmul_f32(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  matmulFloat(F32, out, x, w, rows, cols, n, from, to);
 }
-export function matmul_bf16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
-  matmulFloat(BF16, out, x, w, rows, cols, n, part, parts);
+export function matmul_bf16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  matmulFloat(BF16, out, x, w, rows, cols, n, from, to);
 }
-export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
-  matmulFloat(F16, out, x, w, rows, cols, n, part, parts);
+export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  matmulFloat(F16, out, x, w, rows, cols, n, from, to);
 }
 
 // ---------------------------------------------------------------- quantized matmul (q8_0, q4_0)
@@ -276,8 +270,7 @@ export function init_half_table(lut: usize): void {
   for (let h: u32 = 0; h < 65536; h++) store<f32>(lut + (<usize>h << 2), halfToF32(h));
 }
 
-@inline function matmulQuant(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, part: i32, parts: i32): void {
-  const r0 = shareStart(rows, 4, part, parts), r1 = shareStart(rows, 4, part + 1, parts);
+@inline function matmulQuant(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, r0: i32, r1: i32): void {
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
   const rowBytes = <usize>nb * bb, xis = <usize>nb * QK, xds = <usize>nb << 2, os = <usize>rows << 2;
@@ -349,11 +342,11 @@ export function init_half_table(lut: usize): void {
   }
 }
 
-export function matmul_q8_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
-  matmulQuant(Q8, out, xi, xd, w, rows, cols, n, lut, part, parts);
+export function matmul_q8_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  matmulQuant(Q8, out, xi, xd, w, rows, cols, n, lut, from, to);
 }
-export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, _a8: i32, part: i32, parts: i32, _scratch: usize): void {
-  matmulQuant(Q4, out, xi, xd, w, rows, cols, n, lut, part, parts);
+export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  matmulQuant(Q4, out, xi, xd, w, rows, cols, n, lut, from, to);
 }
 
 // ---------------------------------------------------------------- row decoding (embed)
@@ -481,12 +474,10 @@ export function kv_store(qkv: usize, kc: usize, vc: usize, n: i32, pos0: i32, nQ
 /**
  * Causal attention over the cache, one pass with an online softmax (running max m, running sum
  * l, running weighted sum of V in `scratch`: hd floats). Work items are (token, query head)
- * pairs; this part does its share of the n * nQ items. kv_store must have run first.
+ * pairs; this call does items [i0, i1) of the n * nQ. kv_store must have run first.
  */
 export function attention(out: usize, qkv: usize, kc: usize, vc: usize, n: i32, pos0: i32, nQ: i32, nKV: i32, hd: i32,
-  part: i32, parts: i32, scratch: usize): void {
-  const items = n * nQ;
-  const i0 = shareStart(items, 1, part, parts), i1 = shareStart(items, 1, part + 1, parts);
+  i0: i32, i1: i32, scratch: usize): void {
   const stride = <usize>(nQ + 2 * nKV) * hd << 2, kvBytes = <usize>nKV * hd << 2;
   const group = nQ / nKV;
   const scale: f32 = 1 / Mathf.sqrt(<f32>hd);
