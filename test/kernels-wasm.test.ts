@@ -199,6 +199,30 @@ for (const relaxed of variants) {
         }
       });
     });
+
+    test(`attention over a long cache: several 256-position blocks merged online (${tag})`, async () => {
+      await withKernels(threads, relaxed, (k) => {
+        const hd = 64, maxPos = 700;
+        for (const [nQ, nKV] of [[4, 1], [6, 3]] as [number, number][]) {
+          const qkvDim = (nQ + 2 * nKV) * hd, kvDim = nKV * hd;
+          const kc = k.f32(maxPos * kvDim), vc = k.f32(maxPos * kvDim);
+          const kr = new Float32Array(maxPos * kvDim), vr = new Float32Array(maxPos * kvDim);
+          let pos0 = 0;
+          // a prompt longer than a block, decode steps across the 512 boundary, a chunk spanning blocks
+          for (const n of [300, 1, 200, 9, 1, 3, 90, 1]) {
+            const s = { n, pos0, nQ, nKV, headDim: hd };
+            const qkv = fillRandom(k.f32(n * qkvDim), 3), qr = Float32Array.from(qkv);
+            const out = k.f32(n * nQ * hd), expected = new Float32Array(n * nQ * hd);
+            ref.attention(expected, qr, kr, vr, s, new Float32Array(pos0 + n));
+            k.attention(out, qkv, kc, vc, s, k.f32(1));
+            // out is a convex combination of V rows (|v| ≤ 1) summed in f32 over up to 700
+            // positions: an absolute bound, as cancellation makes small outputs relatively noisy
+            assertClose(out, expected, n * nQ * hd, `attention ${nQ}/${nKV} n=${n} pos0=${pos0}`, 2e-5, 1e-5);
+            pos0 += n;
+          }
+        }
+      });
+    });
   }
 }
 

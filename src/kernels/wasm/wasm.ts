@@ -100,8 +100,8 @@ export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<
   const initialPages = Math.max(2, Math.ceil((opts.initialMemory ?? 16 << 20) / PAGE));
   const memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
   const instance = await WebAssembly.instantiate(module, { env: { memory } });
-  const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536, opts.chunkWork ?? 65536);
   const scratchBytes = opts.threadScratch ?? 256 << 10;
+  const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536, opts.chunkWork ?? 65536, scratchBytes);
   const scratch = Array.from({ length: threads }, () => k.alloc(scratchBytes));
   k.pool = await ThreadPool.create(module, instance, memory, CTL_OFFSET, SPLIT_OPS, threads, scratch, opts.spin);
   return k;
@@ -123,7 +123,8 @@ export class WasmKernels implements Kernels {
 
   /** Use createWasmKernels. */
   constructor(readonly memory: WebAssembly.Memory, instance: WebAssembly.Instance, readonly threads: number,
-    readonly relaxedSimd: boolean, private readonly minParallelWork: number, private readonly chunkWork: number) {
+    readonly relaxedSimd: boolean, private readonly minParallelWork: number, private readonly chunkWork: number,
+    private readonly threadScratch: number) {
     this.x = instance.exports as unknown as Exports;
     this.buffers.add(memory.buffer);
     this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
@@ -238,11 +239,15 @@ export class WasmKernels implements Kernels {
   attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
     s: AttentionShape, _scratch: Float32Array): void {
     const { n, pos0, nQ, nKV, headDim } = s;
+    if ((nQ / nKV) * (256 + headDim + 2) * 4 > this.threadScratch) {
+      throw new RangeError(`WasmKernels.attention: ${nQ / nKV} query heads per KV head of dim ${headDim} need more than threadScratch = ${this.threadScratch} bytes`);
+    }
     const q = this.ptr(qkv, 'qkv'), kc = this.ptr(kCache, 'kCache'), vc = this.ptr(vCache, 'vCache'), o = this.ptr(out, 'out');
     this.x.kv_store(q, kc, vc, n, pos0, nQ, nKV, headDim);
-    // q·k and p·v over every cached position, for every (token, head)
+    // q·k and p·v over every cached position, for every (token, head); items are (token, KV head)
     const work = 2 * n * nQ * (pos0 + n) * headDim;
-    this.pool.run(OP.attention, n * nQ, 1, this.minGrains(work / (n * nQ), work), o, q, kc, vc, n, pos0, nQ, nKV, headDim);
+    const items = n * nKV;
+    this.pool.run(OP.attention, items, 1, this.minGrains(work / items, work), o, q, kc, vc, n, pos0, nQ, nKV, headDim);
   }
 
   ffnAct(out: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void {

@@ -471,51 +471,102 @@ export function kv_store(qkv: usize, kc: usize, vc: usize, n: i32, pos0: i32, nQ
   }
 }
 
+/** positions per block of scores: the softmax is exact within a block, blocks merge online */
+const ATT_BLOCK: i32 = 256;
+
 /**
- * Causal attention over the cache, one pass with an online softmax (running max m, running sum
- * l, running weighted sum of V in `scratch`: hd floats). Work items are (token, query head)
- * pairs; this call does items [i0, i1) of the n * nQ. kv_store must have run first.
+ * Causal attention over the cache. Work items are (token, KV head) pairs: the `group` = nQ / nKV
+ * query heads that share a KV head are done together, so each K and V row is loaded once for
+ * all of them. Positions go in blocks of ATT_BLOCK: scores q·k / sqrt(hd) for the block, then
+ * an online-softmax merge (running max m and sum l per head; the accumulated p·V is rescaled
+ * when the max grows), exp4 over the block's scores, and the weighted sum of V rows.
+ * scratch: scores [group, ATT_BLOCK] | acc [group, hd] | m [group] | l [group] (floats).
+ * This call does items [i0, i1) of the n * nKV. kv_store must have run first.
  */
 export function attention(out: usize, qkv: usize, kc: usize, vc: usize, n: i32, pos0: i32, nQ: i32, nKV: i32, hd: i32,
   i0: i32, i1: i32, scratch: usize): void {
-  const stride = <usize>(nQ + 2 * nKV) * hd << 2, kvBytes = <usize>nKV * hd << 2;
+  const stride = <usize>(nQ + 2 * nKV) * hd << 2, kvBytes = <usize>nKV * hd << 2, hb = <usize>hd << 2;
   const group = nQ / nKV;
   const scale: f32 = 1 / Mathf.sqrt(<f32>hd);
-  const acc = scratch;
+  const scores = scratch, acc = scores + (<usize>group * ATT_BLOCK << 2);
+  const ms = acc + <usize>group * hb, ls = ms + (<usize>group << 2);
   for (let it = i0; it < i1; it++) {
-    const t = it / nQ, h = it % nQ;
-    const q = qkv + <usize>t * stride + (<usize>h * hd << 2);
-    const kvo = <usize>(h / group) * hd << 2;
+    const t = it / nKV, g = it % nKV;
+    const q0 = qkv + <usize>t * stride + <usize>g * group * hb; // first of the group's query heads
+    const kvo = <usize>g * hb;
     const len = pos0 + t + 1;
-    let m: f32 = -Infinity, l: f32 = 0;
-    for (let i = 0; i < hd; i++) store<f32>(acc + (<usize>i << 2), 0);
-    for (let p = 0; p < len; p++) {
-      const k = kc + <usize>p * kvBytes + kvo;
-      const s = dotRow(F32, k, q, hd) * scale;
-      if (s > m) {
-        // new running max: rescale what has been accumulated so far
-        const c = Mathf.exp(m - s);
-        l *= c;
-        const cv = f32x4.splat(c);
+    for (let j = 0; j < group; j++) { store<f32>(ms + (<usize>j << 2), -Infinity); store<f32>(ls + (<usize>j << 2), 0); }
+    memory.fill(acc, 0, <usize>group * hb);
+    for (let p0 = 0; p0 < len; p0 += ATT_BLOCK) {
+      const bl = min(ATT_BLOCK, len - p0);
+      // scores of the block, per head
+      for (let p = 0; p < bl; p++) {
+        const k = kc + <usize>(p0 + p) * kvBytes + kvo;
+        for (let j = 0; j < group; j++) {
+          store<f32>(scores + (<usize>(j * ATT_BLOCK + p) << 2), dotRow(F32, k, q0 + <usize>j * hb, hd) * scale);
+        }
+      }
+      for (let j = 0; j < group; j++) {
+        const sj = scores + (<usize>(j * ATT_BLOCK) << 2);
+        // new running max; rescale what was accumulated under the old one
+        let mx = load<f32>(ms + (<usize>j << 2));
+        const mOld = mx;
+        for (let p = 0; p < bl; p++) mx = max(mx, load<f32>(sj + (<usize>p << 2)));
+        const c: f32 = Mathf.exp(mOld - mx); // 0 on the first block (mOld = -inf)
+        store<f32>(ms + (<usize>j << 2), mx);
+        const aj = acc + <usize>j * hb;
+        if (c != 1) {
+          const cv = f32x4.splat(c);
+          let i = 0;
+          for (; i + 4 <= hd; i += 4) v128.store(aj + (<usize>i << 2), f32x4.mul(v128.load(aj + (<usize>i << 2)), cv));
+          for (; i < hd; i++) store<f32>(aj + (<usize>i << 2), load<f32>(aj + (<usize>i << 2)) * c);
+        }
+        // e = exp(s - max), in place, and its sum
+        const mv = f32x4.splat(mx);
+        let sv = f32x4.splat(0);
+        let p = 0;
+        for (; p + 4 <= bl; p += 4) {
+          const e = exp4(f32x4.sub(v128.load(sj + (<usize>p << 2)), mv));
+          v128.store(sj + (<usize>p << 2), e);
+          sv = f32x4.add(sv, e);
+        }
+        let l = load<f32>(ls + (<usize>j << 2)) * c + hsum(sv);
+        for (; p < bl; p++) {
+          const e = Mathf.exp(load<f32>(sj + (<usize>p << 2)) - mx);
+          store<f32>(sj + (<usize>p << 2), e);
+          l += e;
+        }
+        store<f32>(ls + (<usize>j << 2), l);
+      }
+      // acc_j += Σ_p e_j[p] · V[p], 16 columns at a time in registers
+      for (let j = 0; j < group; j++) {
+        const sj = scores + (<usize>(j * ATT_BLOCK) << 2), aj = acc + <usize>j * hb;
         let i = 0;
-        for (; i + 4 <= hd; i += 4) v128.store(acc + (<usize>i << 2), f32x4.mul(v128.load(acc + (<usize>i << 2)), cv));
-        for (; i < hd; i++) store<f32>(acc + (<usize>i << 2), load<f32>(acc + (<usize>i << 2)) * c);
-        m = s;
+        for (; i + 16 <= hd; i += 16) {
+          const ap = aj + (<usize>i << 2);
+          let a0 = v128.load(ap), a1 = v128.load(ap, 16), a2 = v128.load(ap, 32), a3 = v128.load(ap, 48);
+          let v = vc + <usize>p0 * kvBytes + kvo + (<usize>i << 2);
+          for (let p = 0; p < bl; p++, v += kvBytes) {
+            const e = f32x4.splat(load<f32>(sj + (<usize>p << 2)));
+            a0 = madd(e, v128.load(v), a0);
+            a1 = madd(e, v128.load(v, 16), a1);
+            a2 = madd(e, v128.load(v, 32), a2);
+            a3 = madd(e, v128.load(v, 48), a3);
+          }
+          v128.store(ap, a0); v128.store(ap, a1, 16); v128.store(ap, a2, 32); v128.store(ap, a3, 48);
+        }
+        for (; i < hd; i++) {
+          let a = load<f32>(aj + (<usize>i << 2));
+          for (let p = 0; p < bl; p++) a += load<f32>(sj + (<usize>p << 2)) * load<f32>(vc + <usize>(p0 + p) * kvBytes + kvo + (<usize>i << 2));
+          store<f32>(aj + (<usize>i << 2), a);
+        }
       }
-      const e = Mathf.exp(s - m);
-      l += e;
-      const v = vc + <usize>p * kvBytes + kvo;
-      const ev = f32x4.splat(e);
-      let i = 0;
-      for (; i + 4 <= hd; i += 4) {
-        const b = <usize>i << 2;
-        v128.store(acc + b, madd(ev, v128.load(v + b), v128.load(acc + b)));
-      }
-      for (; i < hd; i++) store<f32>(acc + (<usize>i << 2), load<f32>(acc + (<usize>i << 2)) + e * load<f32>(v + (<usize>i << 2)));
     }
-    const o = out + (<usize>(t * nQ + h) * hd << 2);
-    const il: f32 = 1 / l;
-    for (let i = 0; i < hd; i++) store<f32>(o + (<usize>i << 2), load<f32>(acc + (<usize>i << 2)) * il);
+    for (let j = 0; j < group; j++) {
+      const o = out + (<usize>(t * nQ + g * group + j) * hd << 2), aj = acc + <usize>j * hb;
+      const il: f32 = 1 / load<f32>(ls + (<usize>j << 2));
+      for (let i = 0; i < hd; i++) store<f32>(o + (<usize>i << 2), load<f32>(aj + (<usize>i << 2)) * il);
+    }
   }
 }
 
