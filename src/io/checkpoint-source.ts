@@ -21,5 +21,6 @@ export function checkpointSource(dir: string): TensorSource {
       return t ? { dtype: t.dtype as FileDType, shape: t.shape } : undefined;
     },
     readInto: (name, dest) => ck.readInto(name, dest),
+    readRangeInto: (name, offset, dest) => ck.readRangeInto(name, offset, dest),
   };
 }

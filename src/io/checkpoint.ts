@@ -41,6 +41,8 @@ export interface Checkpoint {
   readonly tensors: Map<string, CheckpointTensor>;
   /** copies the tensor's raw little-endian bytes into dest (dest.byteLength = its byteLength) */
   readInto(name: string, dest: ArrayBufferView): void;
+  /** copies dest.byteLength raw bytes of the tensor, from byte `offset` of its data (for reading in chunks) */
+  readRangeInto(name: string, offset: number, dest: ArrayBufferView): void;
   /** the tensor in a new typed array: Float32Array for F32, Uint16Array (raw bits) for BF16/F16 */
   read(name: string): TensorArray;
   /** an F32/BF16/F16 tensor as f32 values */
@@ -179,6 +181,10 @@ class CheckpointImpl implements Checkpoint {
 
   readInto(name: string, dest: ArrayBufferView): void {
     this.fileOf(name).readInto(name, dest);
+  }
+
+  readRangeInto(name: string, offset: number, dest: ArrayBufferView): void {
+    this.fileOf(name).readRangeInto(name, offset, dest);
   }
 
   read(name: string): TensorArray {

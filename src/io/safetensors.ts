@@ -51,6 +51,8 @@ export interface SafetensorsFile {
   info(name: string): SafetensorsTensorInfo;
   /** copies the tensor's raw little-endian bytes into dest (dest.byteLength must equal its byteLength) */
   readInto(name: string, dest: ArrayBufferView): void;
+  /** copies dest.byteLength raw bytes of the tensor, from byte `offset` of its data, into dest */
+  readRangeInto(name: string, offset: number, dest: ArrayBufferView): void;
   /** the tensor in a new typed array: Float32Array for F32, Uint16Array (raw bits) for BF16/F16, … */
   read(name: string): TensorArray;
   /** an F32/BF16/F16 tensor as f32 values */
@@ -205,6 +207,14 @@ class SafetensorsFileImpl implements SafetensorsFile {
     if (dest.byteLength !== t.byteLength) {
       throw new SafetensorsError(this.path, `tensor "${name}" has ${t.byteLength} bytes (${t.dtype} [${t.shape}]) but the destination buffer has ${dest.byteLength}`, name);
     }
+    this.readRangeInto(name, 0, dest);
+  }
+
+  readRangeInto(name: string, offset: number, dest: ArrayBufferView): void {
+    const t = this.info(name);
+    if (!(Number.isInteger(offset) && offset >= 0 && offset + dest.byteLength <= t.byteLength)) {
+      throw new SafetensorsError(this.path, `bytes [${offset}, ${offset + dest.byteLength}) are outside tensor "${name}" (${t.byteLength} bytes, ${t.dtype} [${t.shape}])`, name);
+    }
     // Opened per read: no descriptor to leak, and a file changed since opening is caught here.
     const fd = fs.openSync(this.path, 'r');
     try {
@@ -212,7 +222,7 @@ class SafetensorsFileImpl implements SafetensorsFile {
       if (size !== this.fileSize) {
         throw new SafetensorsError(this.path, `file changed since it was opened (${this.fileSize} → ${size} bytes) while reading tensor "${name}"`, name);
       }
-      readFully(fd, u8(dest), this.dataStart + t.dataOffsets[0], this.path, `tensor "${name}"`);
+      readFully(fd, u8(dest), this.dataStart + t.dataOffsets[0] + offset, this.path, `tensor "${name}"`);
     } finally {
       fs.closeSync(fd);
     }
