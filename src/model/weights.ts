@@ -20,6 +20,8 @@ export interface TensorSource {
   info(name: string): { dtype: FileDType; shape: number[] } | undefined;
   /** copies the tensor's raw little-endian bytes into dest (dest.length = its byte size) */
   readInto(name: string, dest: Uint8Array): void;
+  /** copies dest.length raw bytes of the tensor from byte `offset` on; lets conversions read in chunks */
+  readRangeInto?(name: string, offset: number, dest: Uint8Array): void;
 }
 
 export interface LayerWeights {
@@ -85,37 +87,67 @@ export function loadMatrix(k: Kernels, src: TensorSource, name: string, want: Lo
     src.readInto(name, new Uint8Array(w.data.buffer, w.data.byteOffset, k.weightBytes(dtype, rows, cols)));
     return w;
   }
-  const f = new Float32Array(rows * cols);
-  readAsF32(src, name, f);
-  convertInto(w, f);
+  if (!src.readRangeInto) {
+    const f = new Float32Array(rows * cols);
+    readAsF32(src, name, f);
+    convertInto(w, f);
+    return w;
+  }
+  // convert in chunks of rows through a bounded temporary (≤ 4 MiB of f32), so loading with a
+  // conversion peaks at the converted weights plus a few MiB, not plus the whole f32 tensor
+  const inBytes = info.dtype === 'F32' ? 4 : 2;
+  const chunkRows = Math.max(1, Math.min(rows, Math.floor((1 << 20) / cols)));
+  // one temporary for every tensor of a load (allocating one per tensor leaves them to the GC)
+  if (convScratch.length < chunkRows * cols) convScratch = new Float32Array(chunkRows * cols);
+  const f = convScratch, raw = new Uint16Array(f.buffer, f.byteLength / 2); // raw: f's upper half
+  const conv = info.dtype === 'BF16' ? bf16ToF32 : f16ToF32;
+  for (let r0 = 0; r0 < rows; r0 += chunkRows) {
+    const nr = Math.min(chunkRows, rows - r0), len = nr * cols;
+    if (inBytes === 4) {
+      src.readRangeInto(name, r0 * cols * 4, new Uint8Array(f.buffer, 0, len * 4));
+    } else {
+      // 16-bit values land in f's upper half and are widened from the front: f[i] overlaps only
+      // raw[2i - N] and raw[2i - N + 1] (N = f.length), both ≤ i and so already read
+      src.readRangeInto(name, r0 * cols * 2, new Uint8Array(raw.buffer, raw.byteOffset, len * 2));
+      for (let i = 0; i < len; i++) f[i] = conv(raw[i]);
+    }
+    convertRowsInto(w, f, r0, nr);
+  }
   return w;
 }
 
+let convScratch = new Float32Array(0);
+
 /** Fills a weight of any dtype from f32 values [rows, cols]. */
 export function convertInto(w: Weight, f: Float32Array): void {
-  const { rows, cols } = w;
+  convertRowsInto(w, f, 0, w.rows);
+}
+
+/** Fills rows r0 .. r0+n-1 of a weight of any dtype from f32 values f: [n, cols]. */
+export function convertRowsInto(w: Weight, f: Float32Array, r0: number, n: number): void {
+  const cols = w.cols, len = n * cols, o = r0 * cols;
   switch (w.dtype) {
-    case 'f32': (w.data as Float32Array).set(f); return;
+    case 'f32': (w.data as Float32Array).set(f.subarray(0, len), o); return;
     case 'bf16': {
-      const bits = new Uint32Array(f.buffer, f.byteOffset, f.length);
+      const bits = new Uint32Array(f.buffer, f.byteOffset, len);
       const out = w.data as Uint16Array;
-      for (let i = 0; i < f.length; i++) {
+      for (let i = 0; i < len; i++) {
         const b = bits[i];
         // round to nearest even, NaN stays NaN
-        out[i] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+        out[o + i] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
       }
       return;
     }
     case 'f16': {
       const out = w.data as Uint16Array;
-      for (let i = 0; i < f.length; i++) out[i] = f32ToF16(f[i]);
+      for (let i = 0; i < len; i++) out[o + i] = f32ToF16(f[i]);
       return;
     }
     case 'q8_0':
-      for (let r = 0; r < rows; r++) quantizeRowQ8_0(f, r * cols, cols, w.data as Uint8Array, r * blocksPerRow(cols) * Q8_0_BLOCK_BYTES);
+      for (let r = 0; r < n; r++) quantizeRowQ8_0(f, r * cols, cols, w.data as Uint8Array, (r0 + r) * blocksPerRow(cols) * Q8_0_BLOCK_BYTES);
       return;
     case 'q4_0':
-      for (let r = 0; r < rows; r++) quantizeRowQ4_0(f, r * cols, cols, w.data as Uint8Array, r * blocksPerRow(cols) * Q4_0_BLOCK_BYTES);
+      for (let r = 0; r < n; r++) quantizeRowQ4_0(f, r * cols, cols, w.data as Uint8Array, (r0 + r) * blocksPerRow(cols) * Q4_0_BLOCK_BYTES);
       return;
   }
 }
@@ -153,5 +185,6 @@ export function loadWeights(k: Kernels, src: TensorSource, dtype: LoadDType = 'a
   }
   const norm = loadVector(k, src, 'transformer.norm.weight', d);
   const lm_head = cfg.share_input_output_layers ? emb : loadMatrix(k, src, 'lm_head.weight', dtype);
+  convScratch = new Float32Array(0);
   return { token_embeddings: emb, layers, norm, lm_head };
 }
