@@ -14,7 +14,7 @@ import { availableParallelism } from 'node:os';
 import { RefKernels } from '../src/kernels/ref.ts';
 import type { Kernels, Weight, WeightDType } from '../src/kernels/types.ts';
 import { createWasmKernels } from '../src/kernels/wasm/wasm.ts';
-import { f32ToF16 } from '../src/kernels/half.ts';
+import { f32ToF16Bits } from '../src/kernels/half.ts';
 
 const { values } = parseArgs({
   options: {
@@ -36,11 +36,11 @@ function fill(w: Weight): void {
   for (let i = 0; i < bytes.length; i++) bytes[i] = (Math.random() * 256) | 0;
   if (w.dtype === 'f32') { const d = w.data as Float32Array; for (let i = 0; i < d.length; i++) d[i] = Math.random() - 0.5; }
   if (w.dtype === 'bf16' || w.dtype === 'f16') {
-    const d = w.data as Uint16Array, h = f32ToF16(0.01);
+    const d = w.data as Uint16Array, h = f32ToF16Bits(0.01);
     for (let i = 0; i < d.length; i++) d[i] = w.dtype === 'f16' ? h ^ (i & 0x83ff) : 0x3c00 ^ (i & 0x807f);
   }
   if (w.dtype === 'q8_0' || w.dtype === 'q4_0') {
-    const bb = w.dtype === 'q8_0' ? 34 : 18, h = f32ToF16(0.01);
+    const bb = w.dtype === 'q8_0' ? 34 : 18, h = f32ToF16Bits(0.01);
     for (let o = 0; o < bytes.length; o += bb) { bytes[o] = h & 0xff; bytes[o + 1] = h >> 8; }
   }
 }

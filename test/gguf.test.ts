@@ -21,7 +21,7 @@ import { readGGUF, GGMLType } from '../src/io/gguf.ts';
 import { checkpointSource } from '../src/load.ts';
 import { OpenELM } from '../src/model/openelm.ts';
 import type { TensorSource } from '../src/model/weights.ts';
-import { bf16ToF32, f16ToF32, f32ToF16 } from '../src/kernels/half.ts';
+import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits } from '../src/kernels/half.ts';
 import { loadTokenizer, type Tokenizer } from '../src/tokenizer/index.ts';
 import { generateText } from '../src/generate/generate.ts';
 
@@ -123,7 +123,7 @@ function f16RoundedAsF32(src: TensorSource): TensorSource {
       src.readInto(name, new Uint8Array(raw.buffer));
       assert.equal(i.dtype, 'BF16');
       const f = new Float32Array(dest.buffer, dest.byteOffset, n);
-      for (let j = 0; j < n; j++) f[j] = i.shape.length === 2 ? f16ToF32(f32ToF16(bf16ToF32(raw[j]))) : bf16ToF32(raw[j]);
+      for (let j = 0; j < n; j++) f[j] = i.shape.length === 2 ? f16BitsToF32(f32ToF16Bits(bf16BitsToF32(raw[j]))) : bf16BitsToF32(raw[j]);
     },
   };
 }

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RefKernels } from '../src/kernels/ref.ts';
 import type { Activation, Kernels, Weight, WeightDType } from '../src/kernels/types.ts';
-import { f32ToF16 } from '../src/kernels/half.ts';
+import { f32ToF16Bits } from '../src/kernels/half.ts';
 import { blocksPerRow, quantizeRowQ4_0, quantizeRowQ8_0, QK } from '../src/kernels/quant.ts';
 import { createWasmKernels, wasmBinary, type WasmKernels } from '../src/kernels/wasm/wasm.ts';
 import { ropeTables } from '../src/model/rope.ts';
@@ -56,7 +56,7 @@ function makeWeights(k: Kernels, dtype: WeightDType, rows: number, cols: number)
   switch (dtype) {
     case 'f32': (w.data as Float32Array).set(src); break;
     case 'bf16': { const d = w.data as Uint16Array, f = new Uint32Array(src.buffer); for (let i = 0; i < d.length; i++) d[i] = f[i] >>> 16; break; }
-    case 'f16': { const d = w.data as Uint16Array; for (let i = 0; i < d.length; i++) d[i] = f32ToF16(src[i]); break; }
+    case 'f16': { const d = w.data as Uint16Array; for (let i = 0; i < d.length; i++) d[i] = f32ToF16Bits(src[i]); break; }
     case 'q8_0': for (let r = 0; r < rows; r++) quantizeRowQ8_0(src, r * cols, cols, w.data as Uint8Array, r * rowBytes); break;
     case 'q4_0': for (let r = 0; r < rows; r++) quantizeRowQ4_0(src, r * cols, cols, w.data as Uint8Array, r * rowBytes); break;
   }

@@ -28,7 +28,7 @@
 import type { OpenELMConfig } from '../config/config.ts';
 import { layerShape } from '../config/config.ts';
 import type { Weight, WeightDType } from '../kernels/types.ts';
-import { bf16ToF32, f16ToF32 } from '../kernels/half.ts';
+import { bf16BitsToF32, f16BitsToF32 } from '../kernels/half.ts';
 import { blocksPerRow, QK, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from '../kernels/quant.ts';
 import { checkTensors, convertInto, type FileDType, type TensorSource } from '../model/weights.ts';
 import type { PieceTable } from '../tokenizer/pieces.ts';
@@ -237,7 +237,7 @@ function toF32(bytes: Uint8Array, dtype: 'F32' | 'F16' | 'BF16'): Float32Array {
   const h = new Uint16Array(bytes.byteLength / 2);
   new Uint8Array(h.buffer).set(bytes);
   const f = new Float32Array(h.length);
-  const conv = dtype === 'BF16' ? bf16ToF32 : f16ToF32;
+  const conv = dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
   for (let i = 0; i < h.length; i++) f[i] = conv(h[i]);
   return f;
 }

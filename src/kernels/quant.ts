@@ -3,7 +3,7 @@
 //   q4_0: 32 values per block = f16 scale d, then 16 bytes of nibbles; byte j holds value j in
 //         its low nibble and value j + 16 in its high nibble;  x ≈ d * (nibble - 8) (18 bytes)
 // A row of `cols` values takes ceil(cols / 32) blocks; a partial last block is zero-padded.
-import { f16ToF32, f32ToF16 } from './half.ts';
+import { f16BitsToF32, f32ToF16Bits } from './half.ts';
 
 export const QK = 32;
 export const Q8_0_BLOCK_BYTES = 34;
@@ -25,7 +25,7 @@ export function quantizeRowQ8_0(src: Float32Array, srcOff: number, cols: number,
     const d = Math.fround(amax / 127);
     const id = d ? Math.fround(1 / d) : 0;
     const o = dstOff + b * Q8_0_BLOCK_BYTES;
-    const dh = f32ToF16(d);
+    const dh = f32ToF16Bits(d);
     dst[o] = dh & 0xff;
     dst[o + 1] = dh >> 8;
     for (let j = 0; j < QK; j++) {
@@ -51,7 +51,7 @@ export function quantizeRowQ4_0(src: Float32Array, srcOff: number, cols: number,
     const d = Math.fround(max / -8);
     const id = d ? Math.fround(1 / d) : 0;
     const o = dstOff + b * Q4_0_BLOCK_BYTES;
-    const dh = f32ToF16(d);
+    const dh = f32ToF16Bits(d);
     dst[o] = dh & 0xff;
     dst[o + 1] = dh >> 8;
     for (let j = 0; j < QK / 2; j++) {
@@ -69,7 +69,7 @@ export function dequantizeRowQ8_0(src: Uint8Array, off: number, cols: number, ds
   const nb = blocksPerRow(cols);
   for (let b = 0; b < nb; b++) {
     const o = off + b * Q8_0_BLOCK_BYTES;
-    const d = f16ToF32(src[o] | (src[o + 1] << 8));
+    const d = f16BitsToF32(src[o] | (src[o + 1] << 8));
     const end = Math.min(QK, cols - b * QK);
     for (let j = 0; j < end; j++) dst[dstOff + b * QK + j] = d * ((src[o + 2 + j] << 24) >> 24);
   }
@@ -80,7 +80,7 @@ export function dequantizeRowQ4_0(src: Uint8Array, off: number, cols: number, ds
   const nb = blocksPerRow(cols);
   for (let b = 0; b < nb; b++) {
     const o = off + b * Q4_0_BLOCK_BYTES;
-    const d = f16ToF32(src[o] | (src[o + 1] << 8));
+    const d = f16BitsToF32(src[o] | (src[o + 1] << 8));
     const end = Math.min(QK, cols - b * QK);
     for (let j = 0; j < QK / 2; j++) {
       const byte = src[o + 2 + j];

@@ -1,7 +1,7 @@
 // The plain-TypeScript kernels: the readable reference every faster backend is tested against.
 // Straightforward loops, accumulation in float64 (JS numbers), results stored as float32.
 import type { Activation, AttentionShape, Kernels, Weight, WeightDType } from './types.ts';
-import { f16ToF32 } from './half.ts';
+import { f16BitsToF32 } from './half.ts';
 import { blocksPerRow, dequantizeRowQ4_0, dequantizeRowQ8_0, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from './quant.ts';
 
 export function weightBytes(dtype: WeightDType, rows: number, cols: number): number {
@@ -38,7 +38,7 @@ export function decodeRow(w: Weight, r: number, dst: Float32Array, dstBits: Uint
     }
     case 'f16': {
       const src = w.data as Uint16Array;
-      for (let j = 0, o = r * cols; j < cols; j++) dst[j] = f16ToF32(src[o + j]);
+      for (let j = 0, o = r * cols; j < cols; j++) dst[j] = f16BitsToF32(src[o + j]);
       return;
     }
     case 'q8_0': dequantizeRowQ8_0(w.data as Uint8Array, r * blocksPerRow(cols) * Q8_0_BLOCK_BYTES, cols, dst, 0); return;

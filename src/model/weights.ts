@@ -2,7 +2,7 @@
 import type { OpenELMConfig } from '../config/config.ts';
 import { expectedTensors, layerShape } from '../config/config.ts';
 import type { Kernels, Weight, WeightDType } from '../kernels/types.ts';
-import { bf16ToF32, f16ToF32, f32ToF16 } from '../kernels/half.ts';
+import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits, roundBf16 } from '../kernels/half.ts';
 import { quantizeRowQ4_0, quantizeRowQ8_0, blocksPerRow, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from '../kernels/quant.ts';
 
 /**
@@ -58,7 +58,7 @@ function readAsF32(src: TensorSource, name: string, dest: Float32Array): void {
   }
   const raw = new Uint16Array(dest.length);
   src.readInto(name, new Uint8Array(raw.buffer));
-  const conv = info.dtype === 'BF16' ? bf16ToF32 : f16ToF32;
+  const conv = info.dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
   for (let i = 0; i < raw.length; i++) dest[i] = conv(raw[i]);
 }
 
@@ -100,7 +100,7 @@ export function loadMatrix(k: Kernels, src: TensorSource, name: string, want: Lo
   // one temporary for every tensor of a load (allocating one per tensor leaves them to the GC)
   if (convScratch.length < chunkRows * cols) convScratch = new Float32Array(chunkRows * cols);
   const f = convScratch, raw = new Uint16Array(f.buffer, f.byteLength / 2); // raw: f's upper half
-  const conv = info.dtype === 'BF16' ? bf16ToF32 : f16ToF32;
+  const conv = info.dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
   for (let r0 = 0; r0 < rows; r0 += chunkRows) {
     const nr = Math.min(chunkRows, rows - r0), len = nr * cols;
     if (inBytes === 4) {
@@ -131,16 +131,12 @@ export function convertRowsInto(w: Weight, f: Float32Array, r0: number, n: numbe
     case 'bf16': {
       const bits = new Uint32Array(f.buffer, f.byteOffset, len);
       const out = w.data as Uint16Array;
-      for (let i = 0; i < len; i++) {
-        const b = bits[i];
-        // round to nearest even, NaN stays NaN
-        out[o + i] = (b & 0x7fffffff) > 0x7f800000 ? 0x7fc0 : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
-      }
+      for (let i = 0; i < len; i++) out[o + i] = roundBf16(bits[i]);
       return;
     }
     case 'f16': {
       const out = w.data as Uint16Array;
-      for (let i = 0; i < len; i++) out[o + i] = f32ToF16(f[i]);
+      for (let i = 0; i < len; i++) out[o + i] = f32ToF16Bits(f[i]);
       return;
     }
     case 'q8_0':
