@@ -105,20 +105,17 @@ const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2;
 // One output row for four tokens (prefill): each weight vector is decoded once and used 4 times.
 // x rows are `xs` bytes apart; results go to out[t * rows] for t = 0..3 (`os` bytes apart).
 @inline function dotRow4(kind: i32, w: usize, x: usize, xs: usize, cols: i32, out: usize, os: usize): void {
+  // four accumulators only: with eight, V8 runs out of its 16 xmm registers and spills every step
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
   let i = 0;
-  for (; i + 8 <= cols; i += 8) {
+  // (f16: its decode needs two more constants in registers, so one weight vector per step)
+  if (kind != F16) for (; i + 8 <= cols; i += 8) {
     const wv = load4(kind, w, i), wu = load4(kind, w, i + 4);
     const xp = x + (<usize>i << 2);
-    a0 = madd(wv, v128.load(xp), a0);
-    a1 = madd(wv, v128.load(xp + xs), a1);
-    a2 = madd(wv, v128.load(xp + 2 * xs), a2);
-    a3 = madd(wv, v128.load(xp + 3 * xs), a3);
-    b0 = madd(wu, v128.load(xp, 16), b0);
-    b1 = madd(wu, v128.load(xp + xs, 16), b1);
-    b2 = madd(wu, v128.load(xp + 2 * xs, 16), b2);
-    b3 = madd(wu, v128.load(xp + 3 * xs, 16), b3);
+    a0 = madd(wu, v128.load(xp, 16), madd(wv, v128.load(xp), a0));
+    a1 = madd(wu, v128.load(xp + xs, 16), madd(wv, v128.load(xp + xs), a1));
+    a2 = madd(wu, v128.load(xp + 2 * xs, 16), madd(wv, v128.load(xp + 2 * xs), a2));
+    a3 = madd(wu, v128.load(xp + 3 * xs, 16), madd(wv, v128.load(xp + 3 * xs), a3));
   }
   for (; i + 4 <= cols; i += 4) {
     const wv = load4(kind, w, i);
@@ -128,8 +125,7 @@ const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2;
     a2 = madd(wv, v128.load(xp + 2 * xs), a2);
     a3 = madd(wv, v128.load(xp + 3 * xs), a3);
   }
-  let s0 = hsum(f32x4.add(a0, b0)), s1 = hsum(f32x4.add(a1, b1));
-  let s2 = hsum(f32x4.add(a2, b2)), s3 = hsum(f32x4.add(a3, b3));
+  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
   for (; i < cols; i++) {
     const wi = load1(kind, w, i);
     const xp = x + (<usize>i << 2);
