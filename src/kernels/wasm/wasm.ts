@@ -56,7 +56,7 @@ const ACT_CODE: Record<Activation, number> = {
 interface Exports {
   memory: WebAssembly.Memory;
   init_half_table(lut: number): void;
-  quantize_q8(x: number, xi: number, xd: number, n: number, cols: number): void;
+  quantize_q8(x: number, xi: number, xd: number, n: number, cols: number, xw: number): void;
   decode_row(kind: number, w: number, r: number, cols: number, dst: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
   head_norm_rope(qkv: number, n: number, pos0: number, nQ: number, nKV: number, hd: number,
@@ -205,14 +205,15 @@ export class WasmKernels implements Kernels {
       case 'q8_0': case 'q4_0': {
         // activations → int8 blocks once per call (like llama.cpp's q8_0 × q8_0 dot)
         const nb = blocksPerRow(cols);
-        const intBytes = n * nb * QK, need = intBytes + 2 * n * nb * 4; // xi, then xd and xs
+        // xi (int8), xd and xs (f32), then for prefill (n ≥ 2) xw: the ints again as i16
+        const intBytes = n * nb * QK, wide = n >= 2 ? 2 * intBytes : 0, need = intBytes + 2 * n * nb * 4 + wide;
         if (need > this.qScratchBytes) {
           this.qScratchBytes = Math.max(need, 2 * this.qScratchBytes);
           this.qScratch = this.alloc(this.qScratchBytes);
         }
-        const xi = this.qScratch, xd = this.qScratch + intBytes;
-        this.x.quantize_q8(xp, xi, xd, n, cols);
-        return this.pool.run(w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0, rows, 4, minGrains, o, xi, xd, wp, rows, cols, n, this.halfTable, 0);
+        const xi = this.qScratch, xd = xi + intBytes, xw = wide ? xd + 2 * n * nb * 4 : 0;
+        this.x.quantize_q8(xp, xi, xd, n, cols, xw);
+        return this.pool.run(w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0, rows, 4, minGrains, o, xi, xd, wp, rows, cols, n, this.halfTable, xw);
       }
     }
   }

@@ -167,8 +167,9 @@ export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32,
  * but keeps the ints and the f32 scales in separate, aligned arrays:
  * xi: [n, nb * 32] int8 (a partial last block is zero-padded), xd: [n, nb] f32, and right after
  * xd, xs: [n, nb] f32 = d · Σ q (block sums, for q4_0's - 8 offset: Σ (q4 - 8) x = Σ q4 x - 8 Σ x).
+ * With xw ≠ 0 the ints are also stored widened to i16, xw: [n, nb * 32], for the prefill tile.
  */
-export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32): void {
+export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, xw: usize): void {
   const nb = (cols + QK - 1) / QK;
   const xsOff = <usize>n * nb << 2;
   for (let t = 0; t < n; t++) {
@@ -176,6 +177,7 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32): 
     const qr = xi + <usize>t * nb * QK;
     for (let b = 0; b < nb; b++) {
       const xp = xr + (<usize>b * QK << 2), qp = qr + <usize>b * QK;
+      const wp = xw + (<usize>(t * nb + b) * QK << 1);
       const d = xd + (<usize>(t * nb + b) << 2);
       if ((b + 1) * QK <= cols) {
         const v0 = v128.load(xp), v1 = v128.load(xp, 16), v2 = v128.load(xp, 32), v3 = v128.load(xp, 48);
@@ -193,6 +195,7 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32): 
         const q3 = i16x8.narrow_i32x4_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v6, id))), i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v7, id))));
         v128.store(qp, i8x16.narrow_i16x8_s(q0, q1));
         v128.store(qp, i8x16.narrow_i16x8_s(q2, q3), 16);
+        if (xw) { v128.store(wp, q0); v128.store(wp, q1, 16); v128.store(wp, q2, 32); v128.store(wp, q3, 48); }
         store<f32>(d + xsOff, scale * <f32>hsumI(i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.add(q0, q1), i16x8.add(q2, q3)))));
       } else {
         const end = cols - b * QK;
@@ -205,6 +208,7 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32): 
         for (let j = 0; j < QK; j++) {
           const q = j < end ? <i32>nearest(load<f32>(xp + (<usize>j << 2)) * id) : 0;
           store<i8>(qp + j, <i8>q);
+          if (xw) store<i16>(wp + (<usize>j << 1), <i16>q);
           sum += q;
         }
         store<f32>(d + xsOff, scale * <f32>sum);
@@ -252,6 +256,12 @@ const Q8: i32 = 0, Q4: i32 = 1;
   return i32x4.extadd_pairwise_i16x8_s(p);
 }
 
+/** Σ w·x over one block of 32, w as four i16x8 vectors, x: 32 i16 at xp; i32x4 partial sums */
+@inline function bdot16(w0: v128, w1: v128, w2: v128, w3: v128, xp: usize): v128 {
+  return i32x4.add(i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
+}
+
 @inline function bdot(kind: i32, lo: v128, hi: v128, x: usize): v128 {
   return kind == Q8 ? dot32(lo, hi, x) : dot32u(lo, hi, x);
 }
@@ -266,7 +276,7 @@ export function init_half_table(lut: usize): void {
   for (let h: u32 = 0; h < 65536; h++) store<f32>(lut + (<usize>h << 2), halfToF32(h));
 }
 
-@inline function matmulQuant(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, r0: i32, r1: i32): void {
+@inline function matmulQuant(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, xw: usize, r0: i32, r1: i32): void {
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
   const rowBytes = <usize>nb * bb, xis = <usize>nb * QK, xds = <usize>nb << 2, os = <usize>rows << 2;
@@ -274,35 +284,34 @@ export function init_half_table(lut: usize): void {
   for (let r = r0; r < r1; r++) {
     const wr = w + <usize>r * rowBytes;
     let t = 0;
-    // four tokens at a time: each weight block is decoded once and used four times
-    for (; t + 4 <= n; t += 4) {
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      let c0: f32 = 0, c1: f32 = 0, c2: f32 = 0, c3: f32 = 0;
-      const x0 = xi + <usize>t * xis, d0 = xd + <usize>t * xds;
+    // two tokens at a time (prefill): the i16 activations xw against the weight block widened to
+    // i16 once per pair, i32x4.dot_i16x8_s (pmaddwd: 8 multiply-adds); two tokens, not four, so
+    // the live vectors fit V8's 16 xmm registers (more spill to the stack every block)
+    for (; t + 2 <= n; t += 2) {
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+      let c0: f32 = 0, c1: f32 = 0;
+      const xws = xis << 1, x0 = xw + <usize>t * xws, d0 = xd + <usize>t * xds;
       for (let b = 0; b < nb; b++) {
         const wp = wr + <usize>b * bb;
-        let lo: v128, hi: v128;
-        if (kind == Q8) { lo = blockQ8(wp); hi = blockQ8hi(wp); }
-        else { const q = v128.load(wp, 2); lo = blockQ4(q); hi = blockQ4hi(q); }
+        let w0: v128, w1: v128, w2: v128, w3: v128;
+        if (kind == Q8) { w0 = v128.load8x8_s(wp, 2); w1 = v128.load8x8_s(wp, 10); w2 = v128.load8x8_s(wp, 18); w3 = v128.load8x8_s(wp, 26); }
+        else {
+          const q = v128.load(wp, 2), lo = blockQ4(q), hi = blockQ4hi(q);
+          w0 = i16x8.extend_low_i8x16_u(lo); w1 = i16x8.extend_high_i8x16_u(lo);
+          w2 = i16x8.extend_low_i8x16_u(hi); w3 = i16x8.extend_high_i8x16_u(hi);
+        }
         const dw = scale(lut, wp);
-        const xp = x0 + (<usize>b << 5), dp = d0 + (<usize>b << 2);
-        a0 = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp)), f32x4.splat(dw * load<f32>(dp)), a0);
-        a1 = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp + xis)), f32x4.splat(dw * load<f32>(dp + xds)), a1);
-        a2 = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp + 2 * xis)), f32x4.splat(dw * load<f32>(dp + 2 * xds)), a2);
-        a3 = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp + 3 * xis)), f32x4.splat(dw * load<f32>(dp + 3 * xds)), a3);
+        const xp = x0 + (<usize>b << 6), dp = d0 + (<usize>b << 2);
+        a0 = madd(f32x4.convert_i32x4_s(bdot16(w0, w1, w2, w3, xp)), f32x4.splat(dw * load<f32>(dp)), a0);
+        a1 = madd(f32x4.convert_i32x4_s(bdot16(w0, w1, w2, w3, xp + xws)), f32x4.splat(dw * load<f32>(dp + xds)), a1);
         if (kind == Q4) {
-          const sp = dp + xsOff;
-          c0 += dw * load<f32>(sp);
-          c1 += dw * load<f32>(sp + xds);
-          c2 += dw * load<f32>(sp + 2 * xds);
-          c3 += dw * load<f32>(sp + 3 * xds);
+          c0 += dw * load<f32>(dp + xsOff);
+          c1 += dw * load<f32>(dp + xsOff + xds);
         }
       }
       const o = out + <usize>t * os + (<usize>r << 2);
       store<f32>(o, hsum(a0) - 8 * c0);
       store<f32>(o + os, hsum(a1) - 8 * c1);
-      store<f32>(o + 2 * os, hsum(a2) - 8 * c2);
-      store<f32>(o + 3 * os, hsum(a3) - 8 * c3);
     }
     // single tokens (decode): two blocks per step into two accumulators
     for (; t < n; t++) {
@@ -338,11 +347,11 @@ export function init_half_table(lut: usize): void {
   }
 }
 
-export function matmul_q8_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, _a8: i32, from: i32, to: i32, _scratch: usize): void {
-  matmulQuant(Q8, out, xi, xd, w, rows, cols, n, lut, from, to);
+export function matmul_q8_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, xw: usize, from: i32, to: i32, _scratch: usize): void {
+  matmulQuant(Q8, out, xi, xd, w, rows, cols, n, lut, xw, from, to);
 }
-export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, _a8: i32, from: i32, to: i32, _scratch: usize): void {
-  matmulQuant(Q4, out, xi, xd, w, rows, cols, n, lut, from, to);
+export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, xw: usize, from: i32, to: i32, _scratch: usize): void {
+  matmulQuant(Q4, out, xi, xd, w, rows, cols, n, lut, xw, from, to);
 }
 
 // ---------------------------------------------------------------- row decoding (embed)
