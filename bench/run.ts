@@ -43,11 +43,15 @@ function log(s: string): void {
 }
 
 function run(args: string[], what: string): string {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, HF_HUB_OFFLINE: '1' } });
+  const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, HF_HUB_OFFLINE: '1' } });
   if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status}):\n${r.stderr.slice(-3000)}`);
   return r.stdout;
 }
-const cli = (args: string[], what: string) => run(['src/cli/main.ts', ...args], what);
+// openelm runs as users run it: the compiled CLI (no TypeScript loader in its memory or startup)
+log('building dist/ (npm run build)');
+const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8' });
+if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}${build.stderr}`);
+const cli = (args: string[], what: string) => run(['bin/openelm.js', ...args], what);
 const lastJson = (s: string) => JSON.parse(s.trim().split('\n').at(-1)!);
 
 function prepare(prec: string): { ours: string; gguf: string } {
@@ -99,7 +103,7 @@ for (let r = 0; r < rounds; r++) {
       if (side === 'ours') {
         results[p].ours.push(lastJson(cli(['bench', '--model', ours, '--threads', String(threads), ...common, '--json'], `openelm bench ${p}`)));
       } else {
-        results[p].llama.push(lastJson(run(['bench/llama-cpp.ts', gguf, '--threads', String(threads), ...common], `llama.cpp bench ${p}`)));
+        results[p].llama.push(lastJson(run(['--import', 'tsx', 'bench/llama-cpp.ts', gguf, '--threads', String(threads), ...common], `llama.cpp bench ${p}`)));
       }
     }
     const o = results[p].ours.at(-1)!, l = results[p].llama.at(-1)!;
