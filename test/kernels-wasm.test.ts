@@ -226,6 +226,34 @@ for (const relaxed of variants) {
   }
 }
 
+test('f16 matmul over every finite f16 pattern, subnormals included, with activations from 1e-6 to 1e6', async () => {
+  // the f16 kernel skips the per-weight rebias (×2^112) and scales activations by 2^64 and sums by 2^48
+  await withKernels(2, false, (k) => {
+    const rows = 8, cols = 30720; // 8 × 30720 = 245760 ≥ 3 × 65536: every finite pattern in several rows
+    const w = k.weight('f16', rows, cols), wr = ref.weight('f16', rows, cols);
+    const d = w.data as Uint16Array;
+    for (let i = 0; i < d.length; i++) { const h = (i * 7) & 0xffff; d[i] = (h & 0x7c00) === 0x7c00 ? 0 : h; }
+    (wr.data as Uint16Array).set(d);
+    for (const n of [1, 5]) {
+      const x = k.f32(n * cols);
+      for (let i = 0; i < x.length; i++) x[i] = (rand() * 2 - 1) * 10 ** (((i * 13) % 13) - 6);
+      const out = k.f32(n * rows), expected = new Float32Array(n * rows);
+      k.matmul(out, x, w, n);
+      ref.matmul(expected, Float32Array.from(x), wr, n);
+      const row = new Float32Array(cols);
+      for (let r = 0; r < rows; r++) {
+        ref.embed(row, wr, [r], 1);
+        for (let t = 0; t < n; t++) {
+          let mag = 0;
+          for (let j = 0; j < cols; j++) mag += Math.abs(row[j] * x[t * cols + j]);
+          const a = out[t * rows + r], e = expected[t * rows + r];
+          assert.ok(Math.abs(a - e) <= 1e-5 * mag + 1e-6, `f16 row ${r} token ${t}: wasm ${a} vs ref ${e} (Σ|wx| ${mag})`);
+        }
+      }
+    }
+  });
+});
+
 test('default thresholds and default thread count give the same results', async () => {
   const k = await createWasmKernels({ threads: 2 });
   const k1 = await createWasmKernels({ threads: 1 });

@@ -57,6 +57,7 @@ interface Exports {
   memory: WebAssembly.Memory;
   init_half_table(lut: number): void;
   quantize_q8(x: number, xi: number, xd: number, n: number, cols: number, xw: number): void;
+  scale_for_f16(dst: number, src: number, len: number): void;
   decode_row(kind: number, w: number, r: number, cols: number, dst: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
   head_norm_rope(qkv: number, n: number, pos0: number, nQ: number, nKV: number, hd: number,
@@ -118,6 +119,9 @@ export class WasmKernels implements Kernels {
   /** quantized activations for q8_0/q4_0 matmuls, grown (rarely) to the largest n × cols seen */
   private qScratch = 0;
   private qScratchBytes = 0;
+  /** scaled activations for f16 matmuls, grown (rarely) to the largest n × cols seen */
+  private fScratch = 0;
+  private fScratchBytes = 0;
   /** f16 bit pattern → f32 value, 65536 entries, for the scales of q8_0/q4_0 blocks */
   private readonly halfTable: number;
 
@@ -201,7 +205,15 @@ export class WasmKernels implements Kernels {
     switch (w.dtype) {
       case 'f32': return this.pool.run(OP.matmul_f32, rows, 4, minGrains, o, xp, wp, rows, cols, n, 0, 0, 0);
       case 'bf16': return this.pool.run(OP.matmul_bf16, rows, 4, minGrains, o, xp, wp, rows, cols, n, 0, 0, 0);
-      case 'f16': return this.pool.run(OP.matmul_f16, rows, 4, minGrains, o, xp, wp, rows, cols, n, 0, 0, 0);
+      case 'f16': {
+        // the f16 kernel skips the rebias multiply per weight; the activations carry it (×2^64)
+        if (n * cols * 4 > this.fScratchBytes) {
+          this.fScratchBytes = Math.max(n * cols * 4, 2 * this.fScratchBytes);
+          this.fScratch = this.alloc(this.fScratchBytes);
+        }
+        this.x.scale_for_f16(this.fScratch, xp, n * cols);
+        return this.pool.run(OP.matmul_f16, rows, 4, minGrains, o, this.fScratch, wp, rows, cols, n, 0, 0, 0);
+      }
       case 'q8_0': case 'q4_0': {
         // activations → int8 blocks once per call (like llama.cpp's q8_0 × q8_0 dot)
         const nb = blocksPerRow(cols);

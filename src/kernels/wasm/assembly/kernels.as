@@ -64,18 +64,39 @@ const Q4_BYTES: i32 = 18;
 }
 
 // Weight element decoders for the float dtypes: 4 values at element index i of row pointer w.
-const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2;
+// F16X is f16 for the matmul: the halves are only shifted into f32 position (their value times
+// 2^-112, no multiply); the matmul pre-scales the activations by X_SCALE = 2^64 and its sums by
+// OUT_SCALE = 2^48, exact powers of two (|x| up to 1.8e19; products below ~1e-24 lose bits).
+const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2, F16X: i32 = 3;
+const X_SCALE: f32 = 18446744073709551616.0; // 2^64
+const OUT_SCALE: f32 = 281474976710656.0; // 2^48
 
 @inline function load4(kind: i32, w: usize, i: i32): v128 {
   if (kind == F32) return v128.load(w + (<usize>i << 2));
   if (kind == BF16) return high16(w, i);
+  if (kind == F16X) return v128.and(i32x4.shr_s(high16(w, i), 3), i32x4.splat(0x8fffe000));
   return halfToF32x4(high16(w, i));
 }
 
 @inline function load1(kind: i32, w: usize, i: i32): f32 {
   if (kind == F32) return load<f32>(w + (<usize>i << 2));
   if (kind == BF16) return reinterpret<f32>(<u32>load<u16>(w + (<usize>i << 1)) << 16);
-  return halfToF32(load<u16>(w + (<usize>i << 1)));
+  const h = <u32>load<u16>(w + (<usize>i << 1));
+  if (kind == F16X) return reinterpret<f32>(((h & 0x7fff) << 13) | ((h & 0x8000) << 16));
+  return halfToF32(h);
+}
+
+/** what the float matmul multiplies its sums by: 2^48 for F16X (see above), else 1 */
+@inline function outScale(kind: i32): f32 {
+  return kind == F16X ? OUT_SCALE : 1;
+}
+
+/** dst[i] = src[i] · X_SCALE: the activations of an f16 matmul */
+export function scale_for_f16(dst: usize, src: usize, len: i32): void {
+  const f = f32x4.splat(X_SCALE);
+  let i = 0;
+  for (; i + 4 <= len; i += 4) v128.store(dst + (<usize>i << 2), f32x4.mul(v128.load(src + (<usize>i << 2)), f));
+  for (; i < len; i++) store<f32>(dst + (<usize>i << 2), load<f32>(src + (<usize>i << 2)) * X_SCALE);
 }
 
 @inline function elemBytes(kind: i32): usize {
@@ -108,8 +129,7 @@ const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2;
   // four accumulators only: with eight, V8 runs out of its 16 xmm registers and spills every step
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   let i = 0;
-  // (f16: its decode needs two more constants in registers, so one weight vector per step)
-  if (kind != F16) for (; i + 8 <= cols; i += 8) {
+  for (; i + 8 <= cols; i += 8) {
     const wv = load4(kind, w, i), wu = load4(kind, w, i + 4);
     const xp = x + (<usize>i << 2);
     a0 = madd(wu, v128.load(xp, 16), madd(wv, v128.load(xp), a0));
@@ -134,10 +154,11 @@ const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2;
     s2 += wi * load<f32>(xp + 2 * xs);
     s3 += wi * load<f32>(xp + 3 * xs);
   }
-  store<f32>(out, s0);
-  store<f32>(out + os, s1);
-  store<f32>(out + 2 * os, s2);
-  store<f32>(out + 3 * os, s3);
+  const k = outScale(kind);
+  store<f32>(out, s0 * k);
+  store<f32>(out + os, s1 * k);
+  store<f32>(out + 2 * os, s2 * k);
+  store<f32>(out + 3 * os, s3 * k);
 }
 
 @inline function matmulFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, r0: i32, r1: i32): void {
@@ -146,7 +167,7 @@ const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2;
     const wr = w + <usize>r * wStride;
     let t = 0;
     for (; t + 4 <= n; t += 4) dotRow4(kind, wr, x + <usize>t * xs, xs, cols, out + <usize>t * os + (<usize>r << 2), os);
-    for (; t < n; t++) store<f32>(out + <usize>t * os + (<usize>r << 2), dotRow(kind, wr, x + <usize>t * xs, cols));
+    for (; t < n; t++) store<f32>(out + <usize>t * os + (<usize>r << 2), dotRow(kind, wr, x + <usize>t * xs, cols) * outScale(kind));
   }
 }
 
@@ -156,8 +177,9 @@ export function matmul_f32(out: usize, x: usize, w: usize, rows: i32, cols: i32,
 export function matmul_bf16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
   matmulFloat(BF16, out, x, w, rows, cols, n, from, to);
 }
+/** x: the activations already scaled by scale_for_f16 */
 export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
-  matmulFloat(F16, out, x, w, rows, cols, n, from, to);
+  matmulFloat(F16X, out, x, w, rows, cols, n, from, to);
 }
 
 // ---------------------------------------------------------------- quantized matmul (q8_0, q4_0)
