@@ -116,6 +116,18 @@ test('init writes a loadable HF checkpoint, deterministic per seed', () => {
   assert.match(again.err, /not empty/);
 });
 
+test('bench --json reports speeds, bandwidth and memory', () => {
+  const r = cli(['bench', '-m', path.join(FIX, 'tiny-f32'), '--prompt-tokens', '8', '--gen-tokens', '8', '--repeat', '2', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const b = json(r.out);
+  assert.ok(b.prefill_tps > 0 && b.decode_tps > 0);
+  assert.equal(b.runs.length, 2);
+  assert.equal(b.weight_bytes, 681344 * 4);
+  assert.ok(b.peak_rss_bytes > b.weight_bytes);
+  const tooLong = cli(['bench', '-m', path.join(FIX, 'tiny-f32'), '--prompt-tokens', '60', '--gen-tokens', '60', '--json']);
+  assert.equal(tooLong.code, 1);
+});
+
 test('chat: piped multi-turn conversation', () => {
   const r = cli(['chat', '-m', path.join(FIX, 'tiny-vocab32k-bf16'), '--temperature', '0', '-n', '6', '--system', 'Be brief.'], { input: 'Hello\n/reset\nHow are you?\n' });
   assert.equal(r.code, 0, r.err);
@@ -151,7 +163,7 @@ test('bad input: clear errors and exit codes', () => {
   assert.equal(long.code, 1);
   assert.match(long.err, /context holds 64/);
   // every command has --help
-  for (const c of ['generate', 'chat', 'logits', 'tokenize', 'detokenize', 'inspect', 'init', 'pull']) {
+  for (const c of ['generate', 'chat', 'logits', 'tokenize', 'detokenize', 'inspect', 'init', 'pull', 'quantize', 'export', 'bench']) {
     const h = cli([c, '--help']);
     assert.equal(h.code, 0);
     assert.match(h.out, new RegExp(`openelm ${c}`));
