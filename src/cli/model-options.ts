@@ -3,6 +3,7 @@ import { num, UsageError, type Options } from './args.ts';
 import { loadModel, type LoadedModel } from '../load.ts';
 import type { LoadDType } from '../model/weights.ts';
 import { ProgressBar } from '../io/progress.ts';
+import type { DownloadProgress } from '../io/hub.ts';
 
 export const MODEL_OPTIONS: Options = {
   model: { type: 'string', short: 'm' },
@@ -38,10 +39,19 @@ export function modelSource(values: Record<string, unknown>): string {
   return m;
 }
 
+/** A per-file download progress bar for resolveModel's onProgress (one bar per file, in turn). */
+export function downloadBars(): (p: DownloadProgress) => void {
+  let bar: ProgressBar | undefined;
+  return (p) => {
+    bar ??= new ProgressBar({ label: p.file, total: p.total, unit: 'bytes' });
+    bar.update(p.done);
+    if (p.done >= p.total) { bar.finish(); bar = undefined; }
+  };
+}
+
 export async function openModel(values: Record<string, unknown>, quiet = false): Promise<LoadedModel> {
   const backend = (values.backend as string | undefined) ?? 'wasm';
   if (backend !== 'wasm' && backend !== 'ref') throw new UsageError(`--backend must be wasm or ref, got "${backend}"`);
-  let bar: ProgressBar | undefined;
   return loadModel(modelSource(values), {
     dtype: parseDType(values.dtype as string | undefined),
     threads: num(values.threads as string | undefined, 'threads', { int: true, min: 1 }),
@@ -49,10 +59,6 @@ export async function openModel(values: Record<string, unknown>, quiet = false):
     contextLength: num(values.context as string | undefined, 'context', { int: true, min: 1 }),
     revision: values.revision as string | undefined,
     offline: values.offline as boolean | undefined,
-    onProgress: quiet ? undefined : (p) => {
-      bar ??= new ProgressBar({ label: p.file, total: p.total, unit: 'bytes' });
-      bar.update(p.done);
-      if (p.done >= p.total) { bar.finish(); bar = undefined; }
-    },
+    onProgress: quiet ? undefined : downloadBars(),
   });
 }

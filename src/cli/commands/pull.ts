@@ -1,7 +1,7 @@
 import { parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { resolveModel } from '../../io/hub.ts';
-import { ProgressBar } from '../../io/progress.ts';
+import { downloadBars } from '../model-options.ts';
 
 export const pullCommand: Command = {
   name: 'pull',
@@ -14,14 +14,9 @@ interrupted download. Set HF_TOKEN for gated repos; HF_ENDPOINT to use a mirror.
   async run(argv) {
     const { values: v, positionals } = parse(argv, { revision: { type: 'string' } }, true);
     if (positionals.length !== 1) throw new UsageError('give one hub repo id, e.g. apple/OpenELM-270M-Instruct');
-    let bar: ProgressBar | undefined;
     const dir = await resolveModel(positionals[0], {
       revision: v.revision as string | undefined,
-      onProgress: v.json ? undefined : (p) => {
-        bar ??= new ProgressBar({ label: p.file, total: p.total, unit: 'bytes' });
-        bar.update(p.done);
-        if (p.done >= p.total) { bar.finish(); bar = undefined; }
-      },
+      onProgress: v.json ? undefined : downloadBars(),
     });
     if (v.json) printJson({ path: dir });
     else process.stdout.write(`${dir}\n`);
