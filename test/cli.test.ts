@@ -114,6 +114,10 @@ test('init writes a loadable HF checkpoint, deterministic per seed', () => {
   const again = cli(['init', '--config', path.join(dir, 'small.json'), '--out', path.join(dir, 'a')]);
   assert.notEqual(again.code, 0);
   assert.match(again.err, /not empty/);
+  const kept = cli(['init', '--config', path.join(dir, 'small.json'), '--out', path.join(dir, 'a'), '--exist-ok', '--json']);
+  assert.equal(kept.code, 0, kept.err);
+  assert.equal(json(kept.out).existed, true);
+  assert.ok(bytes('a').equals(bytes('b')));
 });
 
 test('bench --json reports speeds, bandwidth and memory', () => {

@@ -1,9 +1,10 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { numParameters, parseConfig, presetConfig, type OpenELMConfig } from '../../config/index.ts';
 import { initTensors } from '../../model/init.ts';
-import { writeCheckpoint } from '../../io/checkpoint.ts';
+import { openCheckpoint, writeCheckpoint } from '../../io/checkpoint.ts';
 import { ProgressBar } from '../../io/progress.ts';
 
 export const initCommand: Command = {
@@ -21,9 +22,10 @@ Options:
   -o, --out DIR       output folder (must not exist, or be empty)
       --dtype D       f32 (default), bf16 or f16
       --seed S        random seed (default 0)
+      --exist-ok      if DIR already holds a checkpoint, keep it and succeed (for scripts)
       --json          print {"out", "num_parameters", ...} when done`,
   async run(argv) {
-    const { values: v } = parse(argv, { preset: { type: 'string' }, config: { type: 'string' }, out: { type: 'string', short: 'o' }, dtype: { type: 'string' }, seed: { type: 'string' } });
+    const { values: v } = parse(argv, { preset: { type: 'string' }, config: { type: 'string' }, out: { type: 'string', short: 'o' }, dtype: { type: 'string' }, seed: { type: 'string' }, 'exist-ok': { type: 'boolean' } });
     if ((v.preset === undefined) === (v.config === undefined)) throw new UsageError('give exactly one of --preset P or --config FILE');
     if (!v.out) throw new UsageError('--out DIR is required');
     const dtype = (v.dtype as string | undefined) ?? 'f32';
@@ -42,6 +44,12 @@ Options:
       cfg = parseConfig(raw, file);
     }
     const out = v.out as string;
+    if (v['exist-ok'] && fs.existsSync(path.join(out, 'config.json'))) {
+      const existing = openCheckpoint(out); // validates config and weights
+      if (v.json) printJson({ out, num_parameters: numParameters(existing.config), existed: true });
+      else process.stderr.write(`${out} already holds a checkpoint; keeping it\n`);
+      return;
+    }
     if (fs.existsSync(out) && fs.readdirSync(out).length > 0) throw new Error(`${out} already exists and is not empty; choose a new --out folder`);
     const total = numParameters(cfg);
     const bar = v.json ? undefined : new ProgressBar({ label: 'init', total, unit: 'items' });
