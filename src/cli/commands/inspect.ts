@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
-import { numParameters, parseConfig, presetConfig, presetNameOf, layerShape, type OpenELMConfig } from '../../config/index.ts';
+import { expectedTensors, numParameters, parseConfig, presetConfig, presetNameOf, layerShape, type OpenELMConfig } from '../../config/index.ts';
 import { resolveModel } from '../../io/hub.ts';
 
 async function configOf(what: string, offline?: boolean): Promise<OpenELMConfig> {
@@ -49,10 +49,15 @@ ffn_dims and num_parameters.`,
       '',
       'layer  q heads  kv heads  ffn mult  ffn dim   params',
     ];
+    // per-layer parameters: the layer's tensors as the checkpoint holds them
+    const layerParams = new Array<number>(L).fill(0);
+    for (const [name, shape] of expectedTensors(cfg)) {
+      const m = /^transformer\.layers\.(\d+)\./.exec(name);
+      if (m) layerParams[Number(m[1])] += shape.reduce((a, b) => a * b, 1);
+    }
     for (let i = 0; i < L; i++) {
       const s = layerShape(cfg, i);
-      const d = cfg.model_dim;
-      const p = s.qkvDim * d + d * s.nQ * s.headDim + (cfg.ffn_with_glu ? 3 : 2) * s.ffnDim * d + 2 * d + (cfg.normalize_qk_projections ? 2 * s.headDim : 0);
+      const p = layerParams[i];
       lines.push(`${String(i).padStart(5)}  ${String(s.nQ).padStart(7)}  ${String(s.nKV).padStart(8)}  ${cfg.ffn_multipliers[i].toFixed(2).padStart(8)}  ${String(s.ffnDim).padStart(7)}  ${human(p).padStart(7)}`);
     }
     process.stdout.write(lines.join('\n') + '\n');
