@@ -320,6 +320,11 @@ test('memory formula matches what the model allocates (tiny-f32, q8_0 and q4_0)'
     const k = new CountingKernels();
     const m = OpenELM.load(checkpointSource(TINY_F32), { kernels: k as Kernels, dtype });
     const est = modelBytes(m.config, dtype, m.cache.capacity);
+    // the [chunk, vocab] logits of forwardAll are allocated on its first use: the formula is the
+    // worst case, reached once all-position logits have been asked for
+    const T = Math.min(64, m.cache.capacity), V = m.config.vocab_size;
+    assert.equal(k.weightTotal + k.f32Total, est.weights + est.kv + est.activations - align(4 * T * V), dtype);
+    m.forwardAll([1, 2]);
     // matrices come from weight(), norms, KV cache and activations from f32()
     assert.equal(k.weightTotal + k.f32Total, est.weights + est.kv + est.activations, dtype);
     assert.equal(m.cache.bytes, est.kv);

@@ -35,7 +35,7 @@ export class OpenELM {
   private readonly scratch: Scratch;
   private readonly xLast: Float32Array; // [d]
   private readonly logitsLast: Float32Array; // [vocab]
-  private readonly logitsChunk: Float32Array; // [chunk, vocab] (only for all-position logits)
+  private logitsChunk: Float32Array | null = null; // [chunk, vocab], made on the first forwardAll
   private readonly one = new Int32Array(1);
 
   constructor(readonly config: OpenELMConfig, readonly weights: ModelWeights, readonly kernels: Kernels, opts: ModelOptions = {}) {
@@ -65,7 +65,6 @@ export class OpenELM {
     };
     this.xLast = k.f32(d);
     this.logitsLast = k.f32(cfg.vocab_size);
-    this.logitsChunk = k.f32(T * cfg.vocab_size);
     this.cache = new KVCache(cfg, k, capacity);
   }
 
@@ -127,9 +126,10 @@ export class OpenELM {
       for (let i = 0; i < n; i++) cache.ids.push(chunk[i]);
       if (all) {
         k.rmsnorm(this.x, this.x, this.weights.norm, n, d, NORM_EPS);
-        k.matmul(this.logitsChunk, this.x, this.weights.lm_head, n);
-        all.set(this.logitsChunk.subarray(0, n * V), start * V);
-        if (start + n === total) this.logitsLast.set(this.logitsChunk.subarray((n - 1) * V, n * V));
+        const lc = (this.logitsChunk ??= k.f32(this.chunkSize * V));
+        k.matmul(lc, this.x, this.weights.lm_head, n);
+        all.set(lc.subarray(0, n * V), start * V);
+        if (start + n === total) this.logitsLast.set(lc.subarray((n - 1) * V, n * V));
       } else if (start + n === total) {
         // only the last position's logits are needed: normalise and project one row
         for (let i = 0; i < d; i++) this.xLast[i] = this.x[(n - 1) * d + i];
