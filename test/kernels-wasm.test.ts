@@ -90,11 +90,16 @@ for (const relaxed of variants) {
     test(`matmul, every dtype, odd shapes (${tag})`, async () => {
       await withKernels(threads, relaxed, (k) => {
         if (relaxed) assert.ok(k.relaxedSimd);
-        const shapes: [number, number][] = [[1, 1], [7, 5], [13, 33], [37, 70], [64, 128], [33, 257], [130, 96]];
+        // n ≥ 4 runs the prefill GEMMs: row tiles of 8 / 16 with partial last tiles, token groups of
+        // 4 / 2 with partial last groups; 1100 columns span three packed column chunks (512 each),
+        // 260 tokens two token panels (256 each)
+        const cases: [number, number, number[]][] = [[1, 1, [1, 2, 3, 7, 33]], [7, 5, [1, 2, 3, 7, 33]], [13, 33, [1, 2, 3, 7, 33]],
+          [37, 70, [1, 2, 3, 7, 33]], [64, 128, [1, 2, 3, 4, 7, 33]], [33, 257, [1, 2, 3, 7, 33]], [130, 96, [1, 2, 3, 5, 7, 33]],
+          [41, 1100, [4, 6, 9]], [19, 37, [260]]];
         for (const dtype of DTYPES) {
-          for (const [rows, cols] of shapes) {
+          for (const [rows, cols, ns] of cases) {
             const { w, wr, dense } = makeWeights(k, dtype, rows, cols);
-            for (const n of [1, 2, 3, 7, 33]) {
+            for (const n of ns) {
               const x = fillRandom(k.f32(n * cols), 3), out = k.f32(n * rows), expected = new Float32Array(n * rows);
               ref.matmul(expected, Float32Array.from(x), wr, n);
               k.matmul(out, x, w, n);

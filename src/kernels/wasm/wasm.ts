@@ -46,8 +46,12 @@ const ARENA_START = 65536;
 const ALIGN = 64;
 
 /** Splittable exports, in the order the pool indexes them. */
-const SPLIT_OPS = ['matmul_f32', 'matmul_bf16', 'matmul_f16', 'matmul_q8_0', 'matmul_q4_0', 'attention'] as const;
-const OP = { matmul_f32: 0, matmul_bf16: 1, matmul_f16: 2, matmul_q8_0: 3, matmul_q4_0: 4, attention: 5 } as const;
+const SPLIT_OPS = ['matmul_f32', 'matmul_bf16', 'matmul_f16', 'matmul_q8_0', 'matmul_q4_0', 'attention', 'gemm_float', 'gemm_quant'] as const;
+const OP = { matmul_f32: 0, matmul_bf16: 1, matmul_f16: 2, matmul_q8_0: 3, matmul_q4_0: 4, attention: 5, gemm_float: 6, gemm_quant: 7 } as const;
+/** From this many tokens on, matmul runs the prefill GEMMs (packed weight tiles), and their row tiles. */
+const GEMM_MIN_TOKENS = 4;
+const GEMM_FLOAT_ROWS = 8;
+const GEMM_QUANT_ROWS = 16;
 const DTYPE_CODE: Record<WeightDType, number> = { f32: 0, bf16: 1, f16: 2, q8_0: 3, q4_0: 4 };
 const ACT_CODE: Record<Activation, number> = {
   swish: 0, silu: 0, gelu: 1, gelu_new: 2, gelu_pytorch_tanh: 2, gelu_fast: 2, quick_gelu: 3, relu: 4, sigmoid: 5, tanh: 6,
@@ -56,7 +60,7 @@ const ACT_CODE: Record<Activation, number> = {
 interface Exports {
   memory: WebAssembly.Memory;
   init_half_table(lut: number): void;
-  quantize_q8(x: number, xi: number, xd: number, n: number, cols: number, xw: number): void;
+  quantize_q8(x: number, xi: number, xd: number, n: number, cols: number, xw: number, xsc: number): void;
   scale_for_f16(dst: number, src: number, len: number): void;
   decode_row(kind: number, w: number, r: number, cols: number, dst: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
@@ -116,12 +120,9 @@ export class WasmKernels implements Kernels {
   /** every SharedArrayBuffer object this memory has had: views made before a growth keep theirs */
   private readonly buffers = new Set<ArrayBufferLike>();
   private top = ARENA_START;
-  /** quantized activations for q8_0/q4_0 matmuls, grown (rarely) to the largest n × cols seen */
-  private qScratch = 0;
-  private qScratchBytes = 0;
-  /** scaled activations for f16 matmuls, grown (rarely) to the largest n × cols seen */
-  private fScratch = 0;
-  private fScratchBytes = 0;
+  /** per-call data, grown (rarely) to the largest n × cols seen: quantized activations for q8_0/q4_0
+   * matmuls ('q'), scaled activations for f16 matrix × vector ('f') */
+  private readonly scratchAreas = { q: { at: 0, bytes: 0 }, f: { at: 0, bytes: 0 } };
   /** f16 bit pattern → f32 value, 65536 entries, for the scales of q8_0/q4_0 blocks */
   private readonly halfTable: number;
 
@@ -201,33 +202,48 @@ export class WasmKernels implements Kernels {
   matmul(out: Float32Array, x: Float32Array, w: Weight, n: number): void {
     const { rows, cols } = w;
     const o = this.ptr(out, 'out'), xp = this.ptr(x, 'x'), wp = this.ptr(w.data, 'w');
-    const minGrains = this.minGrains(4 * cols * n, rows * cols * n);
+    const work = rows * cols * n, gemm = n >= GEMM_MIN_TOKENS;
     switch (w.dtype) {
-      case 'f32': return this.pool.run(OP.matmul_f32, rows, 4, minGrains, o, xp, wp, rows, cols, n, 0, 0, 0);
-      case 'bf16': return this.pool.run(OP.matmul_bf16, rows, 4, minGrains, o, xp, wp, rows, cols, n, 0, 0, 0);
-      case 'f16': {
-        // the f16 kernel skips the rebias multiply per weight; the activations carry it (×2^64)
-        if (n * cols * 4 > this.fScratchBytes) {
-          this.fScratchBytes = Math.max(n * cols * 4, 2 * this.fScratchBytes);
-          this.fScratch = this.alloc(this.fScratchBytes);
+      case 'f32': case 'bf16': case 'f16': {
+        if (gemm) {
+          const tile = GEMM_FLOAT_ROWS;
+          return this.pool.run(OP.gemm_float, rows, tile, this.minGrains(tile * cols * n, work), o, xp, wp, rows, cols, n, DTYPE_CODE[w.dtype], 0, 0);
         }
-        this.x.scale_for_f16(this.fScratch, xp, n * cols);
-        return this.pool.run(OP.matmul_f16, rows, 4, minGrains, o, this.fScratch, wp, rows, cols, n, 0, 0, 0);
+        const minGrains = this.minGrains(4 * cols * n, work);
+        if (w.dtype === 'f32') return this.pool.run(OP.matmul_f32, rows, 4, minGrains, o, xp, wp, rows, cols, n, 0, 0, 0);
+        if (w.dtype === 'bf16') return this.pool.run(OP.matmul_bf16, rows, 4, minGrains, o, xp, wp, rows, cols, n, 0, 0, 0);
+        // the f16 kernel skips the rebias multiply per weight; the activations carry it (×2^64)
+        const xs = this.scratch('f', n * cols * 4);
+        this.x.scale_for_f16(xs, xp, n * cols);
+        return this.pool.run(OP.matmul_f16, rows, 4, minGrains, o, xs, wp, rows, cols, n, 0, 0, 0);
       }
       case 'q8_0': case 'q4_0': {
         // activations → int8 blocks once per call (like llama.cpp's q8_0 × q8_0 dot)
         const nb = blocksPerRow(cols);
-        // xi (int8), xd and xs (f32), then for prefill (n ≥ 2) xw: the ints again as i16
-        const intBytes = n * nb * QK, wide = n >= 2 ? 2 * intBytes : 0, need = intBytes + 2 * n * nb * 4 + wide;
-        if (need > this.qScratchBytes) {
-          this.qScratchBytes = Math.max(need, 2 * this.qScratchBytes);
-          this.qScratch = this.alloc(this.qScratchBytes);
+        // xi (int8), xd and xs (f32), then for n ≥ 2 xw (the ints again as i16), for the GEMM xsc
+        const intBytes = n * nb * QK, wide = n >= 2 ? 2 * intBytes : 0, pairScales = gemm ? Math.ceil(n / 2) * nb * 16 : 0;
+        const xi = this.scratch('q', intBytes + 2 * n * nb * 4 + wide + pairScales);
+        const xd = xi + intBytes, xw = wide ? xd + 2 * n * nb * 4 : 0, xsc = gemm ? xw + wide : 0;
+        this.x.quantize_q8(xp, xi, xd, n, cols, xw, xsc);
+        const kind = DTYPE_CODE[w.dtype];
+        if (gemm) {
+          const tile = GEMM_QUANT_ROWS;
+          return this.pool.run(OP.gemm_quant, rows, tile, this.minGrains(tile * cols * n, work), o, xw, xsc, wp, rows, cols, n, kind, this.halfTable);
         }
-        const xi = this.qScratch, xd = xi + intBytes, xw = wide ? xd + 2 * n * nb * 4 : 0;
-        this.x.quantize_q8(xp, xi, xd, n, cols, xw);
-        return this.pool.run(w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0, rows, 4, minGrains, o, xi, xd, wp, rows, cols, n, this.halfTable, xw);
+        return this.pool.run(w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0, rows, 4, this.minGrains(4 * cols * n, work),
+          o, xi, xd, wp, rows, cols, n, this.halfTable, xw);
       }
     }
+  }
+
+  /** A reusable scratch area of at least `bytes` for per-call data ('q' quantized activations, 'f' scaled ones). */
+  private scratch(which: 'q' | 'f', bytes: number): number {
+    const s = this.scratchAreas[which];
+    if (bytes > s.bytes) {
+      s.bytes = Math.max(bytes, 2 * s.bytes);
+      s.at = this.alloc(s.bytes);
+    }
+    return s.at;
   }
 
   /**
