@@ -6,7 +6,8 @@
 //   build/kernels-relaxed.wasm  the same plus relaxed SIMD (fused multiply-add, int8 dot products)
 //   build/kernels-wasm.ts       both binaries as base64 strings: what wasm.ts loads, so Node, the
 //                               browser, bundlers and the tsc output in dist/ need no file lookup
-// All three are committed; test/kernels-wasm.test.ts rebuilds them and checks they are current.
+// -O2, not -O3: -O3's extra inlining and reordering lengthen live ranges past V8's 16 xmm
+// registers in the GEMM kernels (spills; ~15 % slower prefill). All three are committed; test/kernels-wasm.test.ts rebuilds them and checks they are current.
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +27,7 @@ async function build(name, features) {
   const stderr = [];
   const { error } = await asc.main([
     'kernels.ts', '--outFile', 'kernels.wasm',
-    '-O3', '--noAssert', '--runtime', 'stub', '--use', 'abort=',
+    '-O2', '--noAssert', '--runtime', 'stub', '--use', 'abort=',
     '--importMemory', '--sharedMemory', '--initialMemory', '1', '--maximumMemory', '65536',
     '--enable', features.join(','),
   ], {

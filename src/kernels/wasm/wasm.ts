@@ -51,7 +51,7 @@ const OP = { matmul_f32: 0, matmul_bf16: 1, matmul_f16: 2, matmul_q8_0: 3, matmu
 /** From this many tokens on, matmul runs the prefill GEMMs (packed weight tiles), and their row tiles. */
 const GEMM_MIN_TOKENS = 4;
 const GEMM_FLOAT_ROWS = 8;
-const GEMM_QUANT_ROWS = 16;
+const GEMM_QUANT_ROWS = 8;
 const DTYPE_CODE: Record<WeightDType, number> = { f32: 0, bf16: 1, f16: 2, q8_0: 3, q4_0: 4 };
 const ACT_CODE: Record<Activation, number> = {
   swish: 0, silu: 0, gelu: 1, gelu_new: 2, gelu_pytorch_tanh: 2, gelu_fast: 2, quick_gelu: 3, relu: 4, sigmoid: 5, tanh: 6,
@@ -60,7 +60,8 @@ const ACT_CODE: Record<Activation, number> = {
 interface Exports {
   memory: WebAssembly.Memory;
   init_half_table(lut: number): void;
-  quantize_q8(x: number, xi: number, xd: number, n: number, cols: number, xw: number, xsc: number): void;
+  gemm_scratch_bytes(): number;
+  quantize_q8(x: number, xi: number, xd: number, n: number, cols: number, xw: number): void;
   scale_for_f16(dst: number, src: number, len: number): void;
   decode_row(kind: number, w: number, r: number, cols: number, dst: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
@@ -123,6 +124,8 @@ export class WasmKernels implements Kernels {
   /** per-call data, grown (rarely) to the largest n × cols seen: quantized activations for q8_0/q4_0
    * matmuls ('q'), scaled activations for f16 matrix × vector ('f') */
   private readonly scratchAreas = { q: { at: 0, bytes: 0 }, f: { at: 0, bytes: 0 } };
+  /** whether the per-thread scratch holds the prefill GEMMs' packed tiles and panels */
+  private readonly gemmFits: boolean;
   /** f16 bit pattern → f32 value, 65536 entries, for the scales of q8_0/q4_0 blocks */
   private readonly halfTable: number;
 
@@ -133,6 +136,7 @@ export class WasmKernels implements Kernels {
     this.x = instance.exports as unknown as Exports;
     this.buffers.add(memory.buffer);
     this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
+    this.gemmFits = threadScratch >= this.x.gemm_scratch_bytes();
     this.halfTable = this.alloc(65536 * 4);
     this.x.init_half_table(this.halfTable);
   }
@@ -202,7 +206,7 @@ export class WasmKernels implements Kernels {
   matmul(out: Float32Array, x: Float32Array, w: Weight, n: number): void {
     const { rows, cols } = w;
     const o = this.ptr(out, 'out'), xp = this.ptr(x, 'x'), wp = this.ptr(w.data, 'w');
-    const work = rows * cols * n, gemm = n >= GEMM_MIN_TOKENS;
+    const work = rows * cols * n, gemm = n >= GEMM_MIN_TOKENS && this.gemmFits;
     switch (w.dtype) {
       case 'f32': case 'bf16': case 'f16': {
         if (gemm) {
@@ -220,15 +224,15 @@ export class WasmKernels implements Kernels {
       case 'q8_0': case 'q4_0': {
         // activations → int8 blocks once per call (like llama.cpp's q8_0 × q8_0 dot)
         const nb = blocksPerRow(cols);
-        // xi (int8), xd and xs (f32), then for n ≥ 2 xw (the ints again as i16), for the GEMM xsc
-        const intBytes = n * nb * QK, wide = n >= 2 ? 2 * intBytes : 0, pairScales = gemm ? Math.ceil(n / 2) * nb * 16 : 0;
-        const xi = this.scratch('q', intBytes + 2 * n * nb * 4 + wide + pairScales);
-        const xd = xi + intBytes, xw = wide ? xd + 2 * n * nb * 4 : 0, xsc = gemm ? xw + wide : 0;
-        this.x.quantize_q8(xp, xi, xd, n, cols, xw, xsc);
+        // xi (int8), xd and xs (f32), then for n ≥ 2 xw: the ints again as i16
+        const intBytes = n * nb * QK, wide = n >= 2 ? 2 * intBytes : 0;
+        const xi = this.scratch('q', intBytes + 2 * n * nb * 4 + wide);
+        const xd = xi + intBytes, xw = wide ? xd + 2 * n * nb * 4 : 0;
+        this.x.quantize_q8(xp, xi, xd, n, cols, xw);
         const kind = DTYPE_CODE[w.dtype];
         if (gemm) {
           const tile = GEMM_QUANT_ROWS;
-          return this.pool.run(OP.gemm_quant, rows, tile, this.minGrains(tile * cols * n, work), o, xw, xsc, wp, rows, cols, n, kind, this.halfTable);
+          return this.pool.run(OP.gemm_quant, rows, tile, this.minGrains(tile * cols * n, work), o, xw, xd, wp, rows, cols, n, kind, this.halfTable);
         }
         return this.pool.run(w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0, rows, 4, this.minGrains(4 * cols * n, work),
           o, xi, xd, wp, rows, cols, n, this.halfTable, xw);

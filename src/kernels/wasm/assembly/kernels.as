@@ -189,10 +189,9 @@ export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32,
  * but keeps the ints and the f32 scales in separate, aligned arrays:
  * xi: [n, nb * 32] int8 (a partial last block is zero-padded), xd: [n, nb] f32, and right after
  * xd, xs: [n, nb] f32 = d · Σ q (block sums, for q4_0's - 8 offset: Σ (q4 - 8) x = Σ q4 x - 8 Σ x).
- * With xw ≠ 0 the ints are also stored widened to i16, xw: [n, nb * 32], for the prefill paths;
- * with xsc ≠ 0 the scales of token pairs are interleaved for gemm_quant (see there).
+ * With xw ≠ 0 the ints are also stored widened to i16, xw: [n, nb * 32], for the prefill paths.
  */
-export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, xw: usize, xsc: usize): void {
+export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, xw: usize): void {
   const nb = (cols + QK - 1) / QK;
   const xsOff = <usize>n * nb << 2;
   for (let t = 0; t < n; t++) {
@@ -235,17 +234,6 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, x
           sum += q;
         }
         store<f32>(d + xsOff, scale * <f32>sum);
-      }
-    }
-  }
-  // the scales of token pairs as [d(2p), d(2p+1), d(2p), d(2p+1)] per block, for gemm_quant
-  if (xsc) {
-    for (let t = 0; t < n; t += 2) {
-      const u = min(t + 1, n - 1);
-      for (let b = 0; b < nb; b++) {
-        const d0 = load<f32>(xd + (<usize>(t * nb + b) << 2)), d1 = load<f32>(xd + (<usize>(u * nb + b) << 2));
-        const o = xsc + (<usize>((t >> 1) * nb + b) << 4);
-        store<f32>(o, d0); store<f32>(o, d1, 4); store<f32>(o, d0, 8); store<f32>(o, d1, 12);
       }
     }
   }
@@ -392,23 +380,33 @@ export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i3
 //
 // The decode kernels above stream each weight row once per token or pair of tokens; for a prompt
 // that leaves the multiply units idle (few independent accumulators, a weight load per few
-// multiply-adds). The GEMMs below repack a tile of weight rows once into the calling thread's
-// scratch, in the form the inner kernel wants, and reuse it for every token:
+// multiply-adds). The GEMMs below repack a tile of weight rows into the calling thread's scratch,
+// in the form the inner kernel wants, and reuse it for a block of tokens:
 // - float (f32, bf16, f16): 8 rows × up to KC columns, converted to f32 and stored k-major (for
 //   each column the 8 row values side by side), then 4 tokens × 8 rows per step: two weight
 //   vectors, four broadcast activations, eight independent multiply-adds (fused with relaxed
 //   SIMD) per column;
-// - quantized (q8_0, q4_0): 16 rows × up to KB blocks widened to i16 (q4_0's nibbles minus 8, so
-//   both are plain signed blocks) with their scales, then 2 rows × 2 tokens per block: sixteen
-//   i32x4.dot_i16x8_s (pmaddwd) on the i16 activations `xw`, the four sums reduced into one
-//   vector and scaled by (weight scale × activation scale) of the block in one multiply-add.
-// Sums over column chunks are kept in a per-thread panel (f32 [tokens, rows of the tile]) and
-// written to `out` at the end; tokens are taken TB at a time so the panel stays small.
-// Scratch use per thread: float 8·KC·4 + TB·8·4, quantized 16·KB·(128 + 16)/2 + TB·16·4 bytes.
+// - quantized (q8_0, q4_0): 8 rows × up to KB blocks widened to i16 (q4_0's nibbles minus 8, so
+//   both are plain signed blocks), laid out so each 32-bit lane holds one row's column pair, then
+//   4 tokens × 8 rows per step: i32x4.dot_i16x8_s (pmaddwd) of two weight vectors with each
+//   token's column pair broadcast, into eight i32x4 sums whose lanes are rows (no horizontal
+//   reduction); per 32-block the sums are scaled by (row scales × token scale) into the panel.
+// Loop order: rows in passes of RS → token block (TB) → column chunk → row tile → tokens, so the
+// activations of one (token block, column chunk), TB × KC values, stay in cache while the RS rows
+// pass over them; each weight element is packed once per token block. Sums over the chunks
+// collect in a panel in scratch (contiguous per tile: `out` rows are thousands of bytes apart,
+// which maps a tile's tokens onto the same few cache sets) and go to `out` after the last chunk.
+// Scratch per thread: gemm_scratch_bytes().
 
-const KC: i32 = 512;   // float: columns per packed chunk (16 KiB)
-const KB: i32 = 16;    // quantized: blocks per packed chunk (512 columns, 18 KiB)
-const TB: i32 = 256;   // tokens per panel
+const KC: i32 = 512;   // float: columns per packed chunk (16 KiB packed)
+const KB: i32 = 16;    // quantized: blocks per packed chunk (512 columns, 8.5 KiB packed)
+const TB: i32 = 64;    // tokens per block
+const RS: i32 = 512;   // rows per pass over a (token block, column chunk): a panel of 128 KiB
+
+/** bytes of per-thread scratch gemm_float and gemm_quant need (packed tile + panel) */
+export function gemm_scratch_bytes(): i32 {
+  return max(KC << 5, (KB << 9) + (KB << 5) + 32) + (RS >> 3) * TB * 32;
+}
 
 /** packs rows r..r+7 (clamped to < rEnd) × columns k0..k0+kc of a float weight, k-major, as f32 */
 @inline function packFloat(kind: i32, w: usize, cols: i32, r: i32, rEnd: i32, k0: i32, kc: i32, pk: usize): void {
@@ -439,19 +437,22 @@ const TB: i32 = 256;   // tokens per panel
   }
 }
 
-/** panel[4 tokens × 8 rows] (+)= the 4 x rows (xs bytes apart) · packed tile, over kc columns */
-@inline function kernelFloat4x8(pk: usize, x: usize, xs: usize, kc: i32, panel: usize, first: bool): void {
+/**
+ * o[t · os + 0..7] (+)= x_t · packed tile over kc columns, for the 4 tokens whose activations are
+ * at x0..x3 (a short last group repeats a token: the caller points its o at a throwaway row)
+ */
+function kernelFloat4x8(pk: usize, x0: usize, x1: usize, x2: usize, x3: usize, kc: i32,
+  o0: usize, o1: usize, o2: usize, o3: usize, first: bool): void {
   let a0 = f32x4.splat(0), b0 = f32x4.splat(0), a1 = f32x4.splat(0), b1 = f32x4.splat(0);
   let a2 = f32x4.splat(0), b2 = f32x4.splat(0), a3 = f32x4.splat(0), b3 = f32x4.splat(0);
   if (!first) {
-    a0 = v128.load(panel); b0 = v128.load(panel, 16); a1 = v128.load(panel, 32); b1 = v128.load(panel, 48);
-    a2 = v128.load(panel, 64); b2 = v128.load(panel, 80); a3 = v128.load(panel, 96); b3 = v128.load(panel, 112);
+    a0 = v128.load(o0); b0 = v128.load(o0, 16); a1 = v128.load(o1); b1 = v128.load(o1, 16);
+    a2 = v128.load(o2); b2 = v128.load(o2, 16); a3 = v128.load(o3); b3 = v128.load(o3, 16);
   }
-  const x1 = x + xs, x2 = x + 2 * xs, x3 = x + 3 * xs;
   for (let kk = 0; kk < kc; kk++) {
     const p = pk + (<usize>kk << 5), o = <usize>kk << 2;
     const w0 = v128.load(p), w1 = v128.load(p, 16);
-    const v0 = v128.load32_splat(x + o);
+    const v0 = v128.load32_splat(x0 + o);
     a0 = madd(w0, v0, a0); b0 = madd(w1, v0, b0);
     const v1 = v128.load32_splat(x1 + o);
     a1 = madd(w0, v1, a1); b1 = madd(w1, v1, b1);
@@ -460,61 +461,43 @@ const TB: i32 = 256;   // tokens per panel
     const v3 = v128.load32_splat(x3 + o);
     a3 = madd(w0, v3, a3); b3 = madd(w1, v3, b3);
   }
-  v128.store(panel, a0); v128.store(panel, b0, 16); v128.store(panel, a1, 32); v128.store(panel, b1, 48);
-  v128.store(panel, a2, 64); v128.store(panel, b2, 80); v128.store(panel, a3, 96); v128.store(panel, b3, 112);
+  // stored in reverse so a repeated token's real row is written last
+  v128.store(o3, a3); v128.store(o3, b3, 16); v128.store(o2, a2); v128.store(o2, b2, 16);
+  v128.store(o1, a1); v128.store(o1, b1, 16); v128.store(o0, a0); v128.store(o0, b0, 16);
 }
 
 @inline function gemmFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, r0: i32, r1: i32, scratch: usize): void {
   const pk = scratch, panel = scratch + (<usize>KC << 5);
   const xs = <usize>cols << 2;
-  for (let r = r0; r < r1; r += 8) {
-    const nr = min(8, r1 - r);
+  for (let rs = r0; rs < r1; rs += RS) {
+    const re = min(rs + RS, r1);
     for (let t0 = 0; t0 < n; t0 += TB) {
-      const nt = min(TB, n - t0);
+      const nt = min(TB, n - t0), tl = t0 + nt - 1;
       for (let k0 = 0; k0 < cols; k0 += KC) {
-        const kc = min(KC, cols - k0);
-        packFloat(kind, w, cols, r, r1, k0, kc, pk);
-        for (let q = 0; q < nt; q += 4) {
-          // a last group of fewer than 4 tokens repeats its last token (computed, not stored)
-          const ta = t0 + q, tl = t0 + nt - 1;
-          const xp = x + <usize>ta * xs + (<usize>k0 << 2);
-          const step = ta + 3 <= tl ? xs : 0;
-          const pp = panel + (<usize>q << 5);
-          if (step) kernelFloat4x8(pk, xp, xs, kc, pp, k0 == 0);
-          else kernelFloat4x8Tail(pk, x + (<usize>k0 << 2), xs, ta, tl, kc, pp, k0 == 0);
+        const kc = min(KC, cols - k0), first = k0 == 0;
+        const xb = x + (<usize>k0 << 2);
+        for (let r = rs; r < re; r += 8) {
+          packFloat(kind, w, cols, r, re, k0, kc, pk);
+          // panel: per row tile, TB tokens × 8 sums (32 bytes per token)
+          const pt = panel + (<usize>((r - rs) >> 3) * TB << 5);
+          for (let q = 0; q < nt; q += 4) {
+            const ta = t0 + q, tb = min(ta + 1, tl), tc = min(ta + 2, tl), td = min(ta + 3, tl);
+            kernelFloat4x8(pk, xb + <usize>ta * xs, xb + <usize>tb * xs, xb + <usize>tc * xs, xb + <usize>td * xs, kc,
+              pt + (<usize>(ta - t0) << 5), pt + (<usize>(tb - t0) << 5), pt + (<usize>(tc - t0) << 5), pt + (<usize>(td - t0) << 5), first);
+          }
         }
       }
-      // panel → out (f16's activations were not pre-scaled here: outScale is not applied)
-      for (let t = 0; t < nt; t++) {
-        const pp = panel + (<usize>t << 5), o = out + (<usize>(t0 + t) * rows + r << 2);
-        if (nr == 8) { v128.store(o, v128.load(pp)); v128.store(o, v128.load(pp, 16), 16); }
-        else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(pp + (<usize>j << 2)));
+      // panel → out
+      for (let r = rs; r < re; r += 8) {
+        const pt = panel + (<usize>((r - rs) >> 3) * TB << 5), nr = min(8, re - r);
+        for (let t = 0; t < nt; t++) {
+          const pp = pt + (<usize>t << 5), o = out + (<usize>(t0 + t) * rows + r << 2);
+          if (nr == 8) { v128.store(o, v128.load(pp)); v128.store(o, v128.load(pp, 16), 16); }
+          else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(pp + (<usize>j << 2)));
+        }
       }
     }
   }
-}
-
-/** kernelFloat4x8 for the tokens ta..tl (fewer than 4): the missing ones repeat tl */
-function kernelFloat4x8Tail(pk: usize, x: usize, xs: usize, ta: i32, tl: i32, kc: i32, panel: usize, first: bool): void {
-  const x0 = x + <usize>ta * xs, x1 = x + <usize>min(ta + 1, tl) * xs;
-  const x2 = x + <usize>min(ta + 2, tl) * xs, x3 = x + <usize>min(ta + 3, tl) * xs;
-  let a0 = f32x4.splat(0), b0 = f32x4.splat(0), a1 = f32x4.splat(0), b1 = f32x4.splat(0);
-  let a2 = f32x4.splat(0), b2 = f32x4.splat(0), a3 = f32x4.splat(0), b3 = f32x4.splat(0);
-  // the panel rows beyond tl are never read back into out; loading them is harmless
-  if (!first) {
-    a0 = v128.load(panel); b0 = v128.load(panel, 16); a1 = v128.load(panel, 32); b1 = v128.load(panel, 48);
-    a2 = v128.load(panel, 64); b2 = v128.load(panel, 80); a3 = v128.load(panel, 96); b3 = v128.load(panel, 112);
-  }
-  for (let kk = 0; kk < kc; kk++) {
-    const p = pk + (<usize>kk << 5), o = <usize>kk << 2;
-    const w0 = v128.load(p), w1 = v128.load(p, 16);
-    const v0 = v128.load32_splat(x0 + o), v1 = v128.load32_splat(x1 + o);
-    const v2 = v128.load32_splat(x2 + o), v3 = v128.load32_splat(x3 + o);
-    a0 = madd(w0, v0, a0); b0 = madd(w1, v0, b0); a1 = madd(w0, v1, a1); b1 = madd(w1, v1, b1);
-    a2 = madd(w0, v2, a2); b2 = madd(w1, v2, b2); a3 = madd(w0, v3, a3); b3 = madd(w1, v3, b3);
-  }
-  v128.store(panel, a0); v128.store(panel, b0, 16); v128.store(panel, a1, 32); v128.store(panel, b1, 48);
-  v128.store(panel, a2, 64); v128.store(panel, b2, 80); v128.store(panel, a3, 96); v128.store(panel, b3, 112);
 }
 
 /** f32 / bf16 / f16 weights (kind 0, 1, 2), n ≥ 1 tokens of plain (unscaled) f32 activations */
@@ -525,110 +508,134 @@ export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32,
 }
 
 /**
- * packs rows r..r+15 (clamped to < rEnd) × blocks b0..b0+kb of a q8_0 / q4_0 weight: per row pair
- * and block, 64 i16 (32 of the even row, 32 of the odd) at pk + (pair · KB + b) · 128, and the
- * scales [d_even, d_even, d_odd, d_odd] at ps + (pair · KB + b) · 16
+ * packs rows r..r+7 (clamped to < rEnd) × blocks b0..b0+kb of a q8_0 / q4_0 weight as i16 (q4_0's
+ * nibbles minus 8) for kernelQuant8x4: per block 16 steps of 32 bytes, step j holding columns
+ * 2j, 2j+1 of rows r..r+3 then of rows r+4..r+7 ([r0 c, r0 c+1, r1 c, r1 c+1, ...]: one i32 lane
+ * per row), at pk + b · 512; the row scales as two f32x4 at ps + b · 32
  */
 @inline function packQuant(kind: i32, w: usize, rowBytes: usize, r: i32, rEnd: i32, b0: i32, kb: i32, lut: usize, pk: usize, ps: usize): void {
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
-  for (let j = 0; j < 16; j++) {
-    const wr = w + <usize>min(r + j, rEnd - 1) * rowBytes;
-    const pair = j >> 1, odd = <usize>(j & 1);
+  for (let h = 0; h < 2; h++) {
+    const base = r + 4 * h;
+    const w0 = w + <usize>min(base, rEnd - 1) * rowBytes, w1 = w + <usize>min(base + 1, rEnd - 1) * rowBytes;
+    const w2 = w + <usize>min(base + 2, rEnd - 1) * rowBytes, w3 = w + <usize>min(base + 3, rEnd - 1) * rowBytes;
     for (let b = 0; b < kb; b++) {
-      const wp = wr + <usize>(b0 + b) * bb;
-      const dst = pk + (<usize>(pair * KB + b) << 7) + (odd << 6);
-      if (kind == Q8) {
-        v128.store(dst, v128.load8x8_s(wp, 2)); v128.store(dst, v128.load8x8_s(wp, 10), 16);
-        v128.store(dst, v128.load8x8_s(wp, 18), 32); v128.store(dst, v128.load8x8_s(wp, 26), 48);
-      } else {
-        const q = v128.load(wp, 2), eight = i16x8.splat(8);
-        const lo = blockQ4(q), hi = blockQ4hi(q);
-        v128.store(dst, i16x8.sub(i16x8.extend_low_i8x16_u(lo), eight)); v128.store(dst, i16x8.sub(i16x8.extend_high_i8x16_u(lo), eight), 16);
-        v128.store(dst, i16x8.sub(i16x8.extend_low_i8x16_u(hi), eight), 32); v128.store(dst, i16x8.sub(i16x8.extend_high_i8x16_u(hi), eight), 48);
+      const o = <usize>(b0 + b) * bb, dst = pk + (<usize>b << 9) + (<usize>h << 4);
+      // four rows' columns 8v .. 8v+7 as i16, transposed so each 32-bit lane is one row's pair
+      for (let v = 0; v < 4; v++) {
+        const a = widen(kind, w0 + o, v), bq = widen(kind, w1 + o, v), c = widen(kind, w2 + o, v), d = widen(kind, w3 + o, v);
+        const t0 = i32x4.shuffle(a, bq, 0, 4, 1, 5), t1 = i32x4.shuffle(a, bq, 2, 6, 3, 7);
+        const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5), t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
+        const p = dst + (<usize>v << 7);
+        v128.store(p, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+        v128.store(p, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 32);
+        v128.store(p, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 64);
+        v128.store(p, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 96);
       }
-      const d = scale(lut, wp), sp = ps + (<usize>(pair * KB + b) << 4) + (odd << 3);
-      store<f32>(sp, d); store<f32>(sp, d, 4);
+      const sp = ps + (<usize>b << 5) + (<usize>h << 4);
+      store<f32>(sp, scale(lut, w0 + o)); store<f32>(sp, scale(lut, w1 + o), 4);
+      store<f32>(sp, scale(lut, w2 + o), 8); store<f32>(sp, scale(lut, w3 + o), 12);
     }
   }
 }
 
-/**
- * panel [r0t0, r0t1, r1t0, r1t1] (+)= one row pair (packed, kb blocks) · two tokens: i16
- * activation blocks at x0 and x1 (64 bytes per block), their scale vectors [d0, d1, d0, d1] at xsc
- */
-@inline function kernelQuant2x2(pk: usize, ps: usize, x0: usize, x1: usize, xsc: usize, kb: i32, panel: usize, first: bool): void {
-  let acc = first ? f32x4.splat(0) : v128.load(panel);
-  for (let b = 0; b < kb; b++) {
-    const p = pk + (<usize>b << 7), xa = x0 + (<usize>b << 6), xb = x1 + (<usize>b << 6);
-    let w = v128.load(p), v = v128.load(p, 64), u = v128.load(xa), z = v128.load(xb);
-    let s00 = i32x4.dot_i16x8_s(w, u), s01 = i32x4.dot_i16x8_s(w, z);
-    let s10 = i32x4.dot_i16x8_s(v, u), s11 = i32x4.dot_i16x8_s(v, z);
-    w = v128.load(p, 16); v = v128.load(p, 80); u = v128.load(xa, 16); z = v128.load(xb, 16);
-    s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w, u)); s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w, z));
-    s10 = i32x4.add(s10, i32x4.dot_i16x8_s(v, u)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(v, z));
-    w = v128.load(p, 32); v = v128.load(p, 96); u = v128.load(xa, 32); z = v128.load(xb, 32);
-    s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w, u)); s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w, z));
-    s10 = i32x4.add(s10, i32x4.dot_i16x8_s(v, u)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(v, z));
-    w = v128.load(p, 48); v = v128.load(p, 112); u = v128.load(xa, 48); z = v128.load(xb, 48);
-    s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w, u)); s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w, z));
-    s10 = i32x4.add(s10, i32x4.dot_i16x8_s(v, u)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(v, z));
-    // [Σs00, Σs01, Σs10, Σs11]
-    const t0 = i32x4.add(i32x4.shuffle(s00, s01, 0, 1, 4, 5), i32x4.shuffle(s00, s01, 2, 3, 6, 7));
-    const t1 = i32x4.add(i32x4.shuffle(s10, s11, 0, 1, 4, 5), i32x4.shuffle(s10, s11, 2, 3, 6, 7));
-    const sum = i32x4.add(i32x4.shuffle(t0, t1, 0, 2, 4, 6), i32x4.shuffle(t0, t1, 1, 3, 5, 7));
-    const d = f32x4.mul(v128.load(ps + (<usize>b << 4)), v128.load(xsc + (<usize>b << 4)));
-    acc = madd(f32x4.convert_i32x4_s(sum), d, acc);
-  }
-  v128.store(panel, acc);
+/** values 8v .. 8v+7 of the q8_0 / q4_0 block at wp as i16 (q4_0: nibble - 8) */
+@inline function widen(kind: i32, wp: usize, v: i32): v128 {
+  if (kind == Q8) return v128.load8x8_s(wp + 2 + (<usize>v << 3));
+  const q = v128.load(wp, 2);
+  const nib = v < 2 ? blockQ4(q) : blockQ4hi(q);
+  const u = (v & 1) == 0 ? i16x8.extend_low_i8x16_u(nib) : i16x8.extend_high_i8x16_u(nib);
+  return i16x8.sub(u, i16x8.splat(8));
 }
 
 /**
- * q8_0 / q4_0 weights, n ≥ 1 tokens: xw the activations as i16 blocks [n, nb · 32], xsc their
- * scales per token pair [ceil(n / 2), nb] × [d(2p), d(2p+1), d(2p), d(2p+1)] (an odd last token
- * paired with itself); both written by quantize_q8
+ * 8 rows × 4 tokens over kb blocks: for each block, sixteen steps of two weight vectors (one i32
+ * lane per row) against each token's column pair broadcast (v128.load32_splat of two i16), into
+ * eight i32x4 sums whose lanes are rows, no horizontal reduction; at the end of the block each sum
+ * is converted and added to the token's panel row (f32 × 8, at o0..o3) times (row scales × the
+ * token's block scale, from xd0..xd3). x0..x3: the tokens' i16 activations at the first block.
  */
-@inline function gemmQuant(kind: i32, out: usize, xw: usize, xsc: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, r0: i32, r1: i32, scratch: usize): void {
+function kernelQuant8x4(pk: usize, ps: usize, x0: usize, x1: usize, x2: usize, x3: usize,
+  xd0: usize, xd1: usize, xd2: usize, xd3: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
+  for (let b = 0; b < kb; b++) {
+    let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+    let c0 = i32x4.splat(0), c1 = i32x4.splat(0), c2 = i32x4.splat(0), c3 = i32x4.splat(0);
+    const xo = <usize>b << 6;
+    let p = pk + (<usize>b << 9);
+    for (let j: usize = 0; j < 64; j += 4, p += 32) {
+      const w0 = v128.load(p), w1 = v128.load(p, 16);
+      let v = v128.load32_splat(x0 + xo + j);
+      a0 = i32x4.add(a0, i32x4.dot_i16x8_s(w0, v)); c0 = i32x4.add(c0, i32x4.dot_i16x8_s(w1, v));
+      v = v128.load32_splat(x1 + xo + j);
+      a1 = i32x4.add(a1, i32x4.dot_i16x8_s(w0, v)); c1 = i32x4.add(c1, i32x4.dot_i16x8_s(w1, v));
+      v = v128.load32_splat(x2 + xo + j);
+      a2 = i32x4.add(a2, i32x4.dot_i16x8_s(w0, v)); c2 = i32x4.add(c2, i32x4.dot_i16x8_s(w1, v));
+      v = v128.load32_splat(x3 + xo + j);
+      a3 = i32x4.add(a3, i32x4.dot_i16x8_s(w0, v)); c3 = i32x4.add(c3, i32x4.dot_i16x8_s(w1, v));
+    }
+    const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = <usize>b << 2;
+    let d = v128.load32_splat(xd0 + xb);
+    v128.store(o0, madd(f32x4.convert_i32x4_s(a0), f32x4.mul(s0, d), v128.load(o0)));
+    v128.store(o0, madd(f32x4.convert_i32x4_s(c0), f32x4.mul(s1, d), v128.load(o0, 16)), 16);
+    d = v128.load32_splat(xd1 + xb);
+    v128.store(o1, madd(f32x4.convert_i32x4_s(a1), f32x4.mul(s0, d), v128.load(o1)));
+    v128.store(o1, madd(f32x4.convert_i32x4_s(c1), f32x4.mul(s1, d), v128.load(o1, 16)), 16);
+    d = v128.load32_splat(xd2 + xb);
+    v128.store(o2, madd(f32x4.convert_i32x4_s(a2), f32x4.mul(s0, d), v128.load(o2)));
+    v128.store(o2, madd(f32x4.convert_i32x4_s(c2), f32x4.mul(s1, d), v128.load(o2, 16)), 16);
+    d = v128.load32_splat(xd3 + xb);
+    v128.store(o3, madd(f32x4.convert_i32x4_s(a3), f32x4.mul(s0, d), v128.load(o3)));
+    v128.store(o3, madd(f32x4.convert_i32x4_s(c3), f32x4.mul(s1, d), v128.load(o3, 16)), 16);
+  }
+}
+
+/**
+ * q8_0 / q4_0 weights, n ≥ 1 tokens: xw the activations as i16 blocks [n, nb · 32], xd their
+ * scales [n, nb]; both written by quantize_q8
+ */
+@inline function gemmQuant(kind: i32, out: usize, xw: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, r0: i32, r1: i32, scratch: usize): void {
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
-  const rowBytes = <usize>nb * bb, xts = <usize>nb << 6;
-  const pk = scratch, ps = pk + (<usize>(8 * KB) << 7), panel = ps + (<usize>(8 * KB) << 4);
-  for (let r = r0; r < r1; r += 16) {
-    const nr = min(16, r1 - r), pairs = (nr + 1) >> 1;
+  const rowBytes = <usize>nb * bb, xts = <usize>nb << 6, xds = <usize>nb << 2;
+  const pk = scratch, ps = pk + (<usize>KB << 9), junk = ps + (<usize>KB << 5), panel = junk + 32;
+  for (let rs = r0; rs < r1; rs += RS) {
+    const re = min(rs + RS, r1);
     for (let t0 = 0; t0 < n; t0 += TB) {
-      const nt = min(TB, n - t0);
+      const nt = min(TB, n - t0), tl = t0 + nt - 1;
+      memory.fill(panel, 0, <usize>((re - rs + 7) >> 3) * TB << 5);
       for (let b0 = 0; b0 < nb; b0 += KB) {
         const kb = min(KB, nb - b0);
-        packQuant(kind, w, rowBytes, r, r1, b0, kb, lut, pk, ps);
-        for (let q = 0; q < nt; q += 2) {
-          const ta = t0 + q, tb = min(ta + 1, n - 1);
-          const xa = xw + <usize>ta * xts + (<usize>b0 << 6), xb = xw + <usize>tb * xts + (<usize>b0 << 6);
-          const xsc0 = xsc + (<usize>((ta >> 1) * nb + b0) << 4);
-          for (let p = 0; p < pairs; p++) {
-            kernelQuant2x2(pk + (<usize>(p * KB) << 7), ps + (<usize>(p * KB) << 4), xa, xb, xsc0, kb,
-              panel + (<usize>(q * 8 + p * 2) << 3), b0 == 0);
+        for (let r = rs; r < re; r += 8) {
+          packQuant(kind, w, rowBytes, r, re, b0, kb, lut, pk, ps);
+          // panel: per row tile, TB tokens × 8 sums (32 bytes per token); a short last group of
+          // tokens repeats its last token into `junk`
+          const pt = panel + (<usize>((r - rs) >> 3) * TB << 5);
+          const xb = xw + (<usize>b0 << 6), db = xd + (<usize>b0 << 2);
+          for (let q = 0; q < nt; q += 4) {
+            const ta = t0 + q, tb = min(ta + 1, tl), tc = min(ta + 2, tl), td = min(ta + 3, tl);
+            kernelQuant8x4(pk, ps, xb + <usize>ta * xts, xb + <usize>tb * xts, xb + <usize>tc * xts, xb + <usize>td * xts,
+              db + <usize>ta * xds, db + <usize>tb * xds, db + <usize>tc * xds, db + <usize>td * xds, kb,
+              pt + (<usize>(ta - t0) << 5), ta + 1 <= tl ? pt + (<usize>(tb - t0) << 5) : junk,
+              ta + 2 <= tl ? pt + (<usize>(tc - t0) << 5) : junk, ta + 3 <= tl ? pt + (<usize>(td - t0) << 5) : junk);
           }
         }
       }
-      // panel (per token pair q, row pair p: [r0t0, r0t1, r1t0, r1t1]) → out
-      for (let q = 0; q < nt; q += 2) {
-        for (let p = 0; p < pairs; p++) {
-          const pp = panel + (<usize>(q * 8 + p * 2) << 3);
-          const ra = r + 2 * p, o = out + (<usize>(t0 + q) * rows + ra << 2), os = <usize>rows << 2;
-          store<f32>(o, load<f32>(pp));
-          if (ra + 1 < r1) store<f32>(o, load<f32>(pp, 8), 4);
-          if (t0 + q + 1 < n) {
-            store<f32>(o + os, load<f32>(pp, 4));
-            if (ra + 1 < r1) store<f32>(o + os, load<f32>(pp, 12), 4);
-          }
+      // panel → out
+      for (let r = rs; r < re; r += 8) {
+        const pt = panel + (<usize>((r - rs) >> 3) * TB << 5), nr = min(8, re - r);
+        for (let t = 0; t < nt; t++) {
+          const pp = pt + (<usize>t << 5), o = out + (<usize>(t0 + t) * rows + r << 2);
+          if (nr == 8) { v128.store(o, v128.load(pp)); v128.store(o, v128.load(pp, 16), 16); }
+          else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(pp + (<usize>j << 2)));
         }
       }
     }
   }
 }
 
-export function gemm_quant(out: usize, xw: usize, xsc: usize, w: usize, rows: i32, cols: i32, n: i32, kind: i32, lut: usize, from: i32, to: i32, scratch: usize): void {
-  if (kind == 3) gemmQuant(Q8, out, xw, xsc, w, rows, cols, n, lut, from, to, scratch);
-  else gemmQuant(Q4, out, xw, xsc, w, rows, cols, n, lut, from, to, scratch);
+export function gemm_quant(out: usize, xw: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, kind: i32, lut: usize, from: i32, to: i32, scratch: usize): void {
+  if (kind == 3) gemmQuant(Q8, out, xw, xd, w, rows, cols, n, lut, from, to, scratch);
+  else gemmQuant(Q4, out, xw, xd, w, rows, cols, n, lut, from, to, scratch);
 }
 
 // ---------------------------------------------------------------- row decoding (embed)
