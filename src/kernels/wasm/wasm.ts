@@ -96,12 +96,27 @@ export function wasmBinary(relaxedSimd = true): { bytes: Uint8Array<ArrayBuffer>
   return { bytes, relaxed: false };
 }
 
+/**
+ * Node 20 (V8 11.3) has relaxed SIMD behind --experimental-wasm-relaxed-simd; Node ≥ 22 and current
+ * browsers have it on. The flag only gates validation of the relaxed opcodes, and V8 reads it when
+ * a module is compiled, so setting it at run time (before our first compile) is enough; the worker
+ * threads receive the compiled module. Nothing happens where the engine already accepts the build.
+ */
+async function enableRelaxedSimd(): Promise<void> {
+  if (typeof process === 'undefined' || !process.versions?.node) return;
+  if (WebAssembly.validate(decodeBase64(embedded.relaxed))) return;
+  const v8 = await import('node:v8');
+  v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+}
+
 /** Creates the backend: compiles the module, allocates shared memory and starts threads - 1 workers. */
 export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<WasmKernels> {
   let threads = opts.threads ?? defaultThreads();
   if (!threads) threads = (await import('node:os')).availableParallelism();
   if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`createWasmKernels: threads must be an integer ≥ 1, got ${opts.threads}`);
-  const { bytes, relaxed } = wasmBinary(opts.relaxedSimd ?? true);
+  const wantRelaxed = opts.relaxedSimd ?? true;
+  if (wantRelaxed) await enableRelaxedSimd();
+  const { bytes, relaxed } = wasmBinary(wantRelaxed);
   const module = await WebAssembly.compile(bytes);
   const initialPages = Math.max(2, Math.ceil((opts.initialMemory ?? 16 << 20) / PAGE));
   const memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
