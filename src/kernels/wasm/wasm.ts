@@ -102,7 +102,7 @@ export function wasmBinary(relaxedSimd = true): { bytes: Uint8Array<ArrayBuffer>
  * a module is compiled, so setting it at run time (before our first compile) is enough; the worker
  * threads receive the compiled module. Nothing happens where the engine already accepts the build.
  */
-async function enableRelaxedSimd(): Promise<void> {
+export async function enableRelaxedSimd(): Promise<void> {
   if (typeof process === 'undefined' || !process.versions?.node) return;
   if (WebAssembly.validate(decodeBase64(embedded.relaxed))) return;
   const v8 = await import('node:v8');

@@ -590,6 +590,82 @@ function kernelQuant8x4(pk: usize, ps: usize, x0: usize, x1: usize, x2: usize, x
 }
 
 /**
+ * q4_0 with relaxed SIMD: packs rows r..r+7 (clamped to < rEnd) × blocks b0..b0+kb as the raw
+ * nibbles (0..15: valid 7-bit operands of the int8 dot product), per block 8 steps of 32 bytes,
+ * step s holding columns 4s..4s+3 of rows r..r+3 then of rows r+4..r+7 (one i32 lane per row),
+ * at pk + b · 256; the row scales as two f32x4 at ps + b · 32
+ */
+@inline function packQ4Nibbles(w: usize, rowBytes: usize, r: i32, rEnd: i32, b0: i32, kb: i32, lut: usize, pk: usize, ps: usize): void {
+  for (let h = 0; h < 2; h++) {
+    const base = r + 4 * h;
+    const w0 = w + <usize>min(base, rEnd - 1) * rowBytes, w1 = w + <usize>min(base + 1, rEnd - 1) * rowBytes;
+    const w2 = w + <usize>min(base + 2, rEnd - 1) * rowBytes, w3 = w + <usize>min(base + 3, rEnd - 1) * rowBytes;
+    for (let b = 0; b < kb; b++) {
+      const o = <usize>(b0 + b) * Q4_BYTES, dst = pk + (<usize>b << 8) + (<usize>h << 4);
+      for (let half = 0; half < 2; half++) {
+        // columns 0..15 are the low nibbles, 16..31 the high ones
+        const qa = v128.load(w0 + o, 2), qb = v128.load(w1 + o, 2), qc = v128.load(w2 + o, 2), qd = v128.load(w3 + o, 2);
+        const a = half == 0 ? blockQ4(qa) : blockQ4hi(qa), bq = half == 0 ? blockQ4(qb) : blockQ4hi(qb);
+        const c = half == 0 ? blockQ4(qc) : blockQ4hi(qc), d = half == 0 ? blockQ4(qd) : blockQ4hi(qd);
+        const t0 = i32x4.shuffle(a, bq, 0, 4, 1, 5), t1 = i32x4.shuffle(a, bq, 2, 6, 3, 7);
+        const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5), t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
+        const p = dst + (<usize>half << 7);
+        v128.store(p, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+        v128.store(p, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 32);
+        v128.store(p, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 64);
+        v128.store(p, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 96);
+      }
+      const sp = ps + (<usize>b << 5) + (<usize>h << 4);
+      store<f32>(sp, scale(lut, w0 + o)); store<f32>(sp, scale(lut, w1 + o), 4);
+      store<f32>(sp, scale(lut, w2 + o), 8); store<f32>(sp, scale(lut, w3 + o), 12);
+    }
+  }
+}
+
+/**
+ * q4_0 with relaxed SIMD, 8 rows × 4 tokens over kb blocks: per block 8 steps of the int8 dot
+ * product (pmaddubsw: 16 multiply-adds into i16 pairs) of two nibble vectors with each token's 4
+ * int8 activations broadcast, summed in i16 (8 · 2 · 127 · 15 < 2^15), widened once per block;
+ * then Σ (q - 8) x = Σ q x - 8 Σ x with the block sums xs = d_x Σ x: the token's panel row (+)=
+ * d_w · (d_x · Σ q x - 8 xs). x0..x3: int8 activations at the first block; xd0..xd3 their scales,
+ * xs0..xs3 their block sums.
+ */
+function kernelQ4x8x4(pk: usize, ps: usize, x0: usize, x1: usize, x2: usize, x3: usize,
+  xd0: usize, xd1: usize, xd2: usize, xd3: usize, xsd: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
+  for (let b = 0; b < kb; b++) {
+    let a0 = i16x8.splat(0), a1 = i16x8.splat(0), a2 = i16x8.splat(0), a3 = i16x8.splat(0);
+    let c0 = i16x8.splat(0), c1 = i16x8.splat(0), c2 = i16x8.splat(0), c3 = i16x8.splat(0);
+    const xo = <usize>b << 5;
+    let p = pk + (<usize>b << 8);
+    for (let j: usize = 0; j < 32; j += 4, p += 32) {
+      const w0 = v128.load(p), w1 = v128.load(p, 16);
+      let v = v128.load32_splat(x0 + xo + j);
+      a0 = i16x8.add(a0, i16x8.relaxed_dot_i8x16_i7x16_s(v, w0)); c0 = i16x8.add(c0, i16x8.relaxed_dot_i8x16_i7x16_s(v, w1));
+      v = v128.load32_splat(x1 + xo + j);
+      a1 = i16x8.add(a1, i16x8.relaxed_dot_i8x16_i7x16_s(v, w0)); c1 = i16x8.add(c1, i16x8.relaxed_dot_i8x16_i7x16_s(v, w1));
+      v = v128.load32_splat(x2 + xo + j);
+      a2 = i16x8.add(a2, i16x8.relaxed_dot_i8x16_i7x16_s(v, w0)); c2 = i16x8.add(c2, i16x8.relaxed_dot_i8x16_i7x16_s(v, w1));
+      v = v128.load32_splat(x3 + xo + j);
+      a3 = i16x8.add(a3, i16x8.relaxed_dot_i8x16_i7x16_s(v, w0)); c3 = i16x8.add(c3, i16x8.relaxed_dot_i8x16_i7x16_s(v, w1));
+    }
+    const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = <usize>b << 2;
+    const m8 = f32x4.splat(-8);
+    let d = v128.load32_splat(xd0 + xb), e = f32x4.mul(v128.load32_splat(xd0 + xsd + xb), m8);
+    v128.store(o0, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(a0)), d, e), s0, v128.load(o0)));
+    v128.store(o0, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(c0)), d, e), s1, v128.load(o0, 16)), 16);
+    d = v128.load32_splat(xd1 + xb); e = f32x4.mul(v128.load32_splat(xd1 + xsd + xb), m8);
+    v128.store(o1, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(a1)), d, e), s0, v128.load(o1)));
+    v128.store(o1, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(c1)), d, e), s1, v128.load(o1, 16)), 16);
+    d = v128.load32_splat(xd2 + xb); e = f32x4.mul(v128.load32_splat(xd2 + xsd + xb), m8);
+    v128.store(o2, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(a2)), d, e), s0, v128.load(o2)));
+    v128.store(o2, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(c2)), d, e), s1, v128.load(o2, 16)), 16);
+    d = v128.load32_splat(xd3 + xb); e = f32x4.mul(v128.load32_splat(xd3 + xsd + xb), m8);
+    v128.store(o3, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(a3)), d, e), s0, v128.load(o3)));
+    v128.store(o3, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(c3)), d, e), s1, v128.load(o3, 16)), 16);
+  }
+}
+
+/**
  * q8_0 / q4_0 weights, n ≥ 1 tokens: xw the activations as i16 blocks [n, nb · 32], xd their
  * scales [n, nb]; both written by quantize_q8
  */
@@ -597,6 +673,9 @@ function kernelQuant8x4(pk: usize, ps: usize, x0: usize, x1: usize, x2: usize, x
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
   const rowBytes = <usize>nb * bb, xts = <usize>nb << 6, xds = <usize>nb << 2;
+  // with relaxed SIMD, q4_0 runs on the int8 activations xi and block sums xs around xd (see quantize_q8)
+  const nibbles = ASC_FEATURE_RELAXED_SIMD && kind == Q4;
+  const xis = <usize>nb << 5, xi = xd - <usize>n * xis, xsd = <usize>n * xds;
   const pk = scratch, ps = pk + (<usize>KB << 9), junk = ps + (<usize>KB << 5), panel = junk + 32;
   for (let rs = r0; rs < r1; rs += RS) {
     const re = min(rs + RS, r1);
@@ -606,13 +685,21 @@ function kernelQuant8x4(pk: usize, ps: usize, x0: usize, x1: usize, x2: usize, x
       for (let b0 = 0; b0 < nb; b0 += KB) {
         const kb = min(KB, nb - b0);
         for (let r = rs; r < re; r += 8) {
-          packQuant(kind, w, rowBytes, r, re, b0, kb, lut, pk, ps);
+          if (nibbles) packQ4Nibbles(w, rowBytes, r, re, b0, kb, lut, pk, ps);
+          else packQuant(kind, w, rowBytes, r, re, b0, kb, lut, pk, ps);
           // panel: per row tile, TB tokens × 8 sums (32 bytes per token); a short last group of
           // tokens repeats its last token into `junk`
           const pt = panel + (<usize>((r - rs) >> 3) * TB << 5);
-          const xb = xw + (<usize>b0 << 6), db = xd + (<usize>b0 << 2);
+          const xb = xw + (<usize>b0 << 6), db = xd + (<usize>b0 << 2), ib = xi + (<usize>b0 << 5);
           for (let q = 0; q < nt; q += 4) {
             const ta = t0 + q, tb = min(ta + 1, tl), tc = min(ta + 2, tl), td = min(ta + 3, tl);
+            if (nibbles) {
+              kernelQ4x8x4(pk, ps, ib + <usize>ta * xis, ib + <usize>tb * xis, ib + <usize>tc * xis, ib + <usize>td * xis,
+                db + <usize>ta * xds, db + <usize>tb * xds, db + <usize>tc * xds, db + <usize>td * xds, xsd, kb,
+                pt + (<usize>(ta - t0) << 5), ta + 1 <= tl ? pt + (<usize>(tb - t0) << 5) : junk,
+                ta + 2 <= tl ? pt + (<usize>(tc - t0) << 5) : junk, ta + 3 <= tl ? pt + (<usize>(td - t0) << 5) : junk);
+              continue;
+            }
             kernelQuant8x4(pk, ps, xb + <usize>ta * xts, xb + <usize>tb * xts, xb + <usize>tc * xts, xb + <usize>td * xts,
               db + <usize>ta * xds, db + <usize>tb * xds, db + <usize>tc * xds, db + <usize>td * xds, kb,
               pt + (<usize>(ta - t0) << 5), ta + 1 <= tl ? pt + (<usize>(tb - t0) << 5) : junk,
