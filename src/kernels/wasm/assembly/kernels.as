@@ -405,7 +405,7 @@ const RS: i32 = 512;   // rows per pass over a (token block, column chunk): a pa
 
 /** bytes of per-thread scratch gemm_float and gemm_quant need (packed tile + panel) */
 export function gemm_scratch_bytes(): i32 {
-  return max(KC << 5, (KB << 9) + (KB << 5) + 32) + (RS >> 3) * TB * 32;
+  return max(KC << 5, (KB << 9) + (KB << 5) + (TB >> 2) * KB * (256 + 32) + 32) + (RS >> 3) * TB * 32;
 }
 
 /** packs rows r..r+7 (clamped to < rEnd) × columns k0..k0+kc of a float weight, k-major, as f32 */
@@ -553,39 +553,93 @@ export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32,
  * lane per row) against each token's column pair broadcast (v128.load32_splat of two i16), into
  * eight i32x4 sums whose lanes are rows, no horizontal reduction; at the end of the block each sum
  * is converted and added to the token's panel row (f32 × 8, at o0..o3) times (row scales × the
- * token's block scale, from xd0..xd3). x0..x3: the tokens' i16 activations at the first block.
+ * token's block scale). px: the 4 tokens' activations packed by packQuantActivations, psc their
+ * scales.
  */
-function kernelQuant8x4(pk: usize, ps: usize, x0: usize, x1: usize, x2: usize, x3: usize,
-  xd0: usize, xd1: usize, xd2: usize, xd3: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
+function kernelQuant8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
   for (let b = 0; b < kb; b++) {
     let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
     let c0 = i32x4.splat(0), c1 = i32x4.splat(0), c2 = i32x4.splat(0), c3 = i32x4.splat(0);
-    const xo = <usize>b << 6;
-    let p = pk + (<usize>b << 9);
-    for (let j: usize = 0; j < 64; j += 4, p += 32) {
+    let p = pk + (<usize>b << 9), x = px + (<usize>b << 8);
+    for (const end = x + 256; x < end; x += 16, p += 32) {
       const w0 = v128.load(p), w1 = v128.load(p, 16);
-      let v = v128.load32_splat(x0 + xo + j);
+      let v = v128.load32_splat(x);
       a0 = i32x4.add(a0, i32x4.dot_i16x8_s(w0, v)); c0 = i32x4.add(c0, i32x4.dot_i16x8_s(w1, v));
-      v = v128.load32_splat(x1 + xo + j);
+      v = v128.load32_splat(x, 4);
       a1 = i32x4.add(a1, i32x4.dot_i16x8_s(w0, v)); c1 = i32x4.add(c1, i32x4.dot_i16x8_s(w1, v));
-      v = v128.load32_splat(x2 + xo + j);
+      v = v128.load32_splat(x, 8);
       a2 = i32x4.add(a2, i32x4.dot_i16x8_s(w0, v)); c2 = i32x4.add(c2, i32x4.dot_i16x8_s(w1, v));
-      v = v128.load32_splat(x3 + xo + j);
+      v = v128.load32_splat(x, 12);
       a3 = i32x4.add(a3, i32x4.dot_i16x8_s(w0, v)); c3 = i32x4.add(c3, i32x4.dot_i16x8_s(w1, v));
     }
-    const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = <usize>b << 2;
-    let d = v128.load32_splat(xd0 + xb);
+    const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = psc + (<usize>b << 5);
+    let d = v128.load32_splat(xb);
     v128.store(o0, madd(f32x4.convert_i32x4_s(a0), f32x4.mul(s0, d), v128.load(o0)));
     v128.store(o0, madd(f32x4.convert_i32x4_s(c0), f32x4.mul(s1, d), v128.load(o0, 16)), 16);
-    d = v128.load32_splat(xd1 + xb);
+    d = v128.load32_splat(xb, 4);
     v128.store(o1, madd(f32x4.convert_i32x4_s(a1), f32x4.mul(s0, d), v128.load(o1)));
     v128.store(o1, madd(f32x4.convert_i32x4_s(c1), f32x4.mul(s1, d), v128.load(o1, 16)), 16);
-    d = v128.load32_splat(xd2 + xb);
+    d = v128.load32_splat(xb, 8);
     v128.store(o2, madd(f32x4.convert_i32x4_s(a2), f32x4.mul(s0, d), v128.load(o2)));
     v128.store(o2, madd(f32x4.convert_i32x4_s(c2), f32x4.mul(s1, d), v128.load(o2, 16)), 16);
-    d = v128.load32_splat(xd3 + xb);
+    d = v128.load32_splat(xb, 12);
     v128.store(o3, madd(f32x4.convert_i32x4_s(a3), f32x4.mul(s0, d), v128.load(o3)));
     v128.store(o3, madd(f32x4.convert_i32x4_s(c3), f32x4.mul(s1, d), v128.load(o3, 16)), 16);
+  }
+}
+
+/** a 4 × 4 transpose of i32 lanes: lane j of a, b, c, d → vector j, stored 16 bytes apart at dst */
+@inline function storeTransposed(a: v128, b: v128, c: v128, d: v128, dst: usize): void {
+  const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5), t1 = i32x4.shuffle(a, b, 2, 6, 3, 7);
+  const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5), t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
+  v128.store(dst, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+  v128.store(dst, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
+  v128.store(dst, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
+  v128.store(dst, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
+}
+
+/**
+ * the activations of tokens t0..t0+nt-1, blocks b0..b0+kb, packed per group of 4 tokens (a short
+ * last group repeats its last token): per block and step, the 4 tokens' 4 bytes side by side (16
+ * bytes) — i16 column pairs, 16 steps (256 bytes per block), or with `nibbles` int8 column quads,
+ * 8 steps (128 bytes) — groups KB blocks apart at xpk; and per group and block at xsc + (g · KB +
+ * b) · 32: the 4 tokens' scales, then (nibbles) their block sums times -8
+ */
+@inline function packQuantActivations(nibbles: bool, xw: usize, xi: usize, xd: usize, xsd: usize, nb: i32,
+  t0: i32, nt: i32, b0: i32, kb: i32, xpk: usize, xsc: usize): void {
+  const tl = t0 + nt - 1, blockBytes: usize = nibbles ? 128 : 256;
+  for (let q = 0; q < nt; q += 4) {
+    const ta = t0 + q, tb = min(ta + 1, tl), tc = min(ta + 2, tl), td = min(ta + 3, tl);
+    const g = <usize>(q >> 2) * KB;
+    for (let b = 0; b < kb; b++) {
+      const dst = xpk + (g + b) * blockBytes, blk = <usize>(b0 + b);
+      if (nibbles) {
+        const xs = <usize>nb << 5;
+        const pa = xi + <usize>ta * xs + (blk << 5), pb = xi + <usize>tb * xs + (blk << 5);
+        const pc = xi + <usize>tc * xs + (blk << 5), pd = xi + <usize>td * xs + (blk << 5);
+        storeTransposed(v128.load(pa), v128.load(pb), v128.load(pc), v128.load(pd), dst);
+        storeTransposed(v128.load(pa, 16), v128.load(pb, 16), v128.load(pc, 16), v128.load(pd, 16), dst + 64);
+      } else {
+        const xs = <usize>nb << 6;
+        const pa = xw + <usize>ta * xs + (blk << 6), pb = xw + <usize>tb * xs + (blk << 6);
+        const pc = xw + <usize>tc * xs + (blk << 6), pd = xw + <usize>td * xs + (blk << 6);
+        for (let v: usize = 0; v < 64; v += 16) {
+          storeTransposed(v128.load(pa + v), v128.load(pb + v), v128.load(pc + v), v128.load(pd + v), dst + (v << 2));
+        }
+      }
+      const sc = xsc + ((g + b) << 5), ds = <usize>nb << 2;
+      store<f32>(sc, load<f32>(xd + <usize>ta * ds + (blk << 2)));
+      store<f32>(sc, load<f32>(xd + <usize>tb * ds + (blk << 2)), 4);
+      store<f32>(sc, load<f32>(xd + <usize>tc * ds + (blk << 2)), 8);
+      store<f32>(sc, load<f32>(xd + <usize>td * ds + (blk << 2)), 12);
+      if (nibbles) {
+        const xe = xd + xsd;
+        store<f32>(sc, -8 * load<f32>(xe + <usize>ta * ds + (blk << 2)), 16);
+        store<f32>(sc, -8 * load<f32>(xe + <usize>tb * ds + (blk << 2)), 20);
+        store<f32>(sc, -8 * load<f32>(xe + <usize>tc * ds + (blk << 2)), 24);
+        store<f32>(sc, -8 * load<f32>(xe + <usize>td * ds + (blk << 2)), 28);
+      }
+    }
   }
 }
 
@@ -627,39 +681,35 @@ function kernelQuant8x4(pk: usize, ps: usize, x0: usize, x1: usize, x2: usize, x
  * product (pmaddubsw: 16 multiply-adds into i16 pairs) of two nibble vectors with each token's 4
  * int8 activations broadcast, summed in i16 (8 · 2 · 127 · 15 < 2^15), widened once per block;
  * then Σ (q - 8) x = Σ q x - 8 Σ x with the block sums xs = d_x Σ x: the token's panel row (+)=
- * d_w · (d_x · Σ q x - 8 xs). x0..x3: int8 activations at the first block; xd0..xd3 their scales,
- * xs0..xs3 their block sums.
+ * d_w · (d_x · Σ q x - 8 xs). px, psc: packed by packQuantActivations (with nibbles).
  */
-function kernelQ4x8x4(pk: usize, ps: usize, x0: usize, x1: usize, x2: usize, x3: usize,
-  xd0: usize, xd1: usize, xd2: usize, xd3: usize, xsd: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
+function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
   for (let b = 0; b < kb; b++) {
     let a0 = i16x8.splat(0), a1 = i16x8.splat(0), a2 = i16x8.splat(0), a3 = i16x8.splat(0);
     let c0 = i16x8.splat(0), c1 = i16x8.splat(0), c2 = i16x8.splat(0), c3 = i16x8.splat(0);
-    const xo = <usize>b << 5;
-    let p = pk + (<usize>b << 8);
-    for (let j: usize = 0; j < 32; j += 4, p += 32) {
+    let p = pk + (<usize>b << 8), x = px + (<usize>b << 7);
+    for (const end = x + 128; x < end; x += 16, p += 32) {
       const w0 = v128.load(p), w1 = v128.load(p, 16);
-      let v = v128.load32_splat(x0 + xo + j);
+      let v = v128.load32_splat(x);
       a0 = i16x8.add(a0, i16x8.relaxed_dot_i8x16_i7x16_s(v, w0)); c0 = i16x8.add(c0, i16x8.relaxed_dot_i8x16_i7x16_s(v, w1));
-      v = v128.load32_splat(x1 + xo + j);
+      v = v128.load32_splat(x, 4);
       a1 = i16x8.add(a1, i16x8.relaxed_dot_i8x16_i7x16_s(v, w0)); c1 = i16x8.add(c1, i16x8.relaxed_dot_i8x16_i7x16_s(v, w1));
-      v = v128.load32_splat(x2 + xo + j);
+      v = v128.load32_splat(x, 8);
       a2 = i16x8.add(a2, i16x8.relaxed_dot_i8x16_i7x16_s(v, w0)); c2 = i16x8.add(c2, i16x8.relaxed_dot_i8x16_i7x16_s(v, w1));
-      v = v128.load32_splat(x3 + xo + j);
+      v = v128.load32_splat(x, 12);
       a3 = i16x8.add(a3, i16x8.relaxed_dot_i8x16_i7x16_s(v, w0)); c3 = i16x8.add(c3, i16x8.relaxed_dot_i8x16_i7x16_s(v, w1));
     }
-    const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = <usize>b << 2;
-    const m8 = f32x4.splat(-8);
-    let d = v128.load32_splat(xd0 + xb), e = f32x4.mul(v128.load32_splat(xd0 + xsd + xb), m8);
+    const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = psc + (<usize>b << 5);
+    let d = v128.load32_splat(xb), e = v128.load32_splat(xb, 16);
     v128.store(o0, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(a0)), d, e), s0, v128.load(o0)));
     v128.store(o0, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(c0)), d, e), s1, v128.load(o0, 16)), 16);
-    d = v128.load32_splat(xd1 + xb); e = f32x4.mul(v128.load32_splat(xd1 + xsd + xb), m8);
+    d = v128.load32_splat(xb, 4); e = v128.load32_splat(xb, 20);
     v128.store(o1, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(a1)), d, e), s0, v128.load(o1)));
     v128.store(o1, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(c1)), d, e), s1, v128.load(o1, 16)), 16);
-    d = v128.load32_splat(xd2 + xb); e = f32x4.mul(v128.load32_splat(xd2 + xsd + xb), m8);
+    d = v128.load32_splat(xb, 8); e = v128.load32_splat(xb, 24);
     v128.store(o2, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(a2)), d, e), s0, v128.load(o2)));
     v128.store(o2, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(c2)), d, e), s1, v128.load(o2, 16)), 16);
-    d = v128.load32_splat(xd3 + xb); e = f32x4.mul(v128.load32_splat(xd3 + xsd + xb), m8);
+    d = v128.load32_splat(xb, 12); e = v128.load32_splat(xb, 28);
     v128.store(o3, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(a3)), d, e), s0, v128.load(o3)));
     v128.store(o3, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(c3)), d, e), s1, v128.load(o3, 16)), 16);
   }
@@ -672,38 +722,32 @@ function kernelQ4x8x4(pk: usize, ps: usize, x0: usize, x1: usize, x2: usize, x3:
 @inline function gemmQuant(kind: i32, out: usize, xw: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, r0: i32, r1: i32, scratch: usize): void {
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
-  const rowBytes = <usize>nb * bb, xts = <usize>nb << 6, xds = <usize>nb << 2;
+  const rowBytes = <usize>nb * bb;
   // with relaxed SIMD, q4_0 runs on the int8 activations xi and block sums xs around xd (see quantize_q8)
   const nibbles = ASC_FEATURE_RELAXED_SIMD && kind == Q4;
-  const xis = <usize>nb << 5, xi = xd - <usize>n * xis, xsd = <usize>n * xds;
-  const pk = scratch, ps = pk + (<usize>KB << 9), junk = ps + (<usize>KB << 5), panel = junk + 32;
+  const xi = xd - (<usize>n * nb << 5), xsd = <usize>n * nb << 2;
+  const groupBytes: usize = <usize>KB * (nibbles ? 128 : 256);
+  const pk = scratch, ps = pk + (<usize>KB << 9), xpk = ps + (<usize>KB << 5), xsc = xpk + <usize>(TB >> 2) * groupBytes;
+  const junk = xsc + (<usize>(TB >> 2) * KB << 5), panel = junk + 32;
   for (let rs = r0; rs < r1; rs += RS) {
     const re = min(rs + RS, r1);
     for (let t0 = 0; t0 < n; t0 += TB) {
-      const nt = min(TB, n - t0), tl = t0 + nt - 1;
+      const nt = min(TB, n - t0);
       memory.fill(panel, 0, <usize>((re - rs + 7) >> 3) * TB << 5);
       for (let b0 = 0; b0 < nb; b0 += KB) {
         const kb = min(KB, nb - b0);
+        packQuantActivations(nibbles, xw, xi, xd, xsd, nb, t0, nt, b0, kb, xpk, xsc);
         for (let r = rs; r < re; r += 8) {
           if (nibbles) packQ4Nibbles(w, rowBytes, r, re, b0, kb, lut, pk, ps);
           else packQuant(kind, w, rowBytes, r, re, b0, kb, lut, pk, ps);
-          // panel: per row tile, TB tokens × 8 sums (32 bytes per token); a short last group of
-          // tokens repeats its last token into `junk`
+          // panel: per row tile, TB tokens × 8 sums (32 bytes per token); the padding tokens of a
+          // short last group go to `junk`
           const pt = panel + (<usize>((r - rs) >> 3) * TB << 5);
-          const xb = xw + (<usize>b0 << 6), db = xd + (<usize>b0 << 2), ib = xi + (<usize>b0 << 5);
           for (let q = 0; q < nt; q += 4) {
-            const ta = t0 + q, tb = min(ta + 1, tl), tc = min(ta + 2, tl), td = min(ta + 3, tl);
-            if (nibbles) {
-              kernelQ4x8x4(pk, ps, ib + <usize>ta * xis, ib + <usize>tb * xis, ib + <usize>tc * xis, ib + <usize>td * xis,
-                db + <usize>ta * xds, db + <usize>tb * xds, db + <usize>tc * xds, db + <usize>td * xds, xsd, kb,
-                pt + (<usize>(ta - t0) << 5), ta + 1 <= tl ? pt + (<usize>(tb - t0) << 5) : junk,
-                ta + 2 <= tl ? pt + (<usize>(tc - t0) << 5) : junk, ta + 3 <= tl ? pt + (<usize>(td - t0) << 5) : junk);
-              continue;
-            }
-            kernelQuant8x4(pk, ps, xb + <usize>ta * xts, xb + <usize>tb * xts, xb + <usize>tc * xts, xb + <usize>td * xts,
-              db + <usize>ta * xds, db + <usize>tb * xds, db + <usize>tc * xds, db + <usize>td * xds, kb,
-              pt + (<usize>(ta - t0) << 5), ta + 1 <= tl ? pt + (<usize>(tb - t0) << 5) : junk,
-              ta + 2 <= tl ? pt + (<usize>(tc - t0) << 5) : junk, ta + 3 <= tl ? pt + (<usize>(td - t0) << 5) : junk);
+            const o = pt + (<usize>q << 5), g = <usize>(q >> 2);
+            const o1 = q + 1 < nt ? o + 32 : junk, o2 = q + 2 < nt ? o + 64 : junk, o3 = q + 3 < nt ? o + 96 : junk;
+            if (nibbles) kernelQ4x8x4(pk, ps, xpk + g * groupBytes, xsc + (g * KB << 5), kb, o, o1, o2, o3);
+            else kernelQuant8x4(pk, ps, xpk + g * groupBytes, xsc + (g * KB << 5), kb, o, o1, o2, o3);
           }
         }
       }
