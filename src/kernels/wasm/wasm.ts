@@ -46,8 +46,8 @@ const ARENA_START = 65536;
 const ALIGN = 64;
 
 /** Splittable exports, in the order the pool indexes them. */
-const SPLIT_OPS = ['matmul_f32', 'matmul_bf16', 'matmul_f16', 'matmul_q8_0', 'matmul_q4_0', 'attention', 'gemm_float', 'gemm_quant'] as const;
-const OP = { matmul_f32: 0, matmul_bf16: 1, matmul_f16: 2, matmul_q8_0: 3, matmul_q4_0: 4, attention: 5, gemm_float: 6, gemm_quant: 7 } as const;
+const SPLIT_OPS = ['matmul_f32', 'matmul_bf16', 'matmul_f16', 'matmul_q8_0', 'matmul_q4_0', 'attention', 'gemm_float', 'gemm_quant', 'ffn_act'] as const;
+const OP = { matmul_f32: 0, matmul_bf16: 1, matmul_f16: 2, matmul_q8_0: 3, matmul_q4_0: 4, attention: 5, gemm_float: 6, gemm_quant: 7, ffn_act: 8 } as const;
 /** From this many tokens on, matmul runs the prefill GEMMs (packed weight tiles), and their row tiles. */
 const GEMM_MIN_TOKENS = 4;
 const GEMM_FLOAT_ROWS = 8;
@@ -69,7 +69,6 @@ interface Exports {
     qNorm: number, kNorm: number, eps: number, cos: number, sin: number): void;
   add_in_place(out: number, x: number, len: number): void;
   kv_store(qkv: number, kc: number, vc: number, n: number, pos0: number, nQ: number, nKV: number, hd: number): void;
-  ffn_act(out: number, x: number, n: number, dim: number, act: number, glu: number): void;
 }
 
 function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
@@ -301,7 +300,8 @@ export class WasmKernels implements Kernels {
   ffnAct(out: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void {
     const code = ACT_CODE[act];
     if (code === undefined) throw new Error(`WasmKernels.ffnAct: unknown activation '${act}'`);
-    this.x.ffn_act(this.ptr(out, 'out'), this.ptr(x, 'x'), n, dim, code, glu ? 1 : 0);
+    // items are tokens; an activation costs ~20 ops per value, so weigh it like that many multiply-adds
+    this.pool.run(OP.ffn_act, n, 1, this.minGrains(20 * dim, 20 * dim * n), this.ptr(out, 'out'), this.ptr(x, 'x'), n, dim, code, glu ? 1 : 0, 0, 0, 0);
   }
 
   addInPlace(out: Float32Array, x: Float32Array, len: number): void {

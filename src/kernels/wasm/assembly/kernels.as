@@ -1045,10 +1045,9 @@ function act1(x: f32, act: i32): f32 {
   return f32x4.replace_lane(r, 3, act1(f32x4.extract_lane(x, 3), act));
 }
 
-/** glu: x [n, 2 dim] = (gate | up), out [n, dim] = act(gate) * up; else out = act(x) */
-export function ffn_act(out: usize, x: usize, n: i32, dim: i32, act: i32, glu: i32): void {
+@inline function ffnActRows(out: usize, x: usize, dim: i32, act: i32, glu: i32, from: i32, to: i32): void {
   const db = <usize>dim << 2;
-  for (let t = 0; t < n; t++) {
+  for (let t = from; t < to; t++) {
     const g = x + <usize>t * (glu ? 2 * db : db), u = g + db, o = out + <usize>t * db;
     let i = 0;
     for (; i + 4 <= dim; i += 4) {
@@ -1064,4 +1063,14 @@ export function ffn_act(out: usize, x: usize, n: i32, dim: i32, act: i32, glu: i
       store<f32>(o + b, a);
     }
   }
+}
+
+/**
+ * glu: x [n, 2 dim] = (gate | up), out [n, dim] = act(gate) * up; else out = act(x); tokens
+ * [from, to) (split over threads), the common activations compiled as their own loops
+ */
+export function ffn_act(out: usize, x: usize, n: i32, dim: i32, act: i32, glu: i32, _a6: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  if (act == ACT_SILU && glu) ffnActRows(out, x, dim, ACT_SILU, 1, from, to);
+  else if (act == ACT_SILU) ffnActRows(out, x, dim, ACT_SILU, 0, from, to);
+  else ffnActRows(out, x, dim, act, glu, from, to);
 }
