@@ -286,7 +286,7 @@ export class WasmKernels implements Kernels {
   attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
     s: AttentionShape, _scratch: Float32Array): void {
     const { n, pos0, nQ, nKV, headDim } = s;
-    if ((nQ / nKV) * (256 + headDim + 2) * 4 > this.threadScratch) {
+    if (((nQ / nKV) * (256 + headDim + 2) + headDim) * 4 > this.threadScratch) {
       throw new RangeError(`WasmKernels.attention: ${nQ / nKV} query heads per KV head of dim ${headDim} need more than threadScratch = ${this.threadScratch} bytes`);
     }
     const q = this.ptr(qkv, 'qkv'), kc = this.ptr(kCache, 'kCache'), vc = this.ptr(vCache, 'vCache'), o = this.ptr(out, 'out');

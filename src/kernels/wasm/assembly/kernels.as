@@ -894,13 +894,100 @@ export function kv_store(qkv: usize, kc: usize, vc: usize, n: i32, pos0: i32, nQ
 /** positions per block of scores: the softmax is exact within a block, blocks merge online */
 const ATT_BLOCK: i32 = 256;
 
+// The two hot loops of attention, as functions of their own: exported only so that the optimizer
+// keeps them separate (it inlines a function with one caller), which lets V8 allocate registers
+// for each loop alone instead of spilling accumulators in one large function.
+
+// V8 starts every load of a loop body before the first arithmetic, so a body's loads and its
+// accumulators must fit the 15 usable xmm registers together, or an accumulator spills to the stack
+// each iteration; and fewer than ~8 independent accumulators leave the loop waiting on the
+// multiply-add latency. Both loops therefore take two query heads of the group at once.
+
+/**
+ * s[p] = q · k_p · scale and t[p] = r · k_p · scale (two query heads sharing the KV head) for the
+ * bl positions k_p = k + p · ks, four positions at a time: eight accumulators, each K row loaded
+ * once for both heads
+ */
+export function att_scores2(q: usize, r: usize, k: usize, ks: usize, hd: i32, bl: i32, scale: f32, s: usize, t: usize): void {
+  let p = 0;
+  const sc = f32x4.splat(scale);
+  for (; p + 4 <= bl; p += 4) {
+    const k0 = k + <usize>p * ks, k1 = k0 + ks, k2 = k1 + ks, k3 = k2 + ks;
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+    let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+    let i = 0;
+    for (; i + 4 <= hd; i += 4) {
+      const o = <usize>i << 2, u = v128.load(q + o), v = v128.load(r + o);
+      let w = v128.load(k0 + o); a0 = madd(u, w, a0); b0 = madd(v, w, b0);
+      w = v128.load(k1 + o); a1 = madd(u, w, a1); b1 = madd(v, w, b1);
+      w = v128.load(k2 + o); a2 = madd(u, w, a2); b2 = madd(v, w, b2);
+      w = v128.load(k3 + o); a3 = madd(u, w, a3); b3 = madd(v, w, b3);
+    }
+    let sa = sum4(a0, a1, a2, a3), sb = sum4(b0, b1, b2, b3);
+    for (; i < hd; i++) {
+      const o = <usize>i << 2;
+      const kv = f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(
+        f32x4.splat(load<f32>(k0 + o)), 1, load<f32>(k1 + o)), 2, load<f32>(k2 + o)), 3, load<f32>(k3 + o));
+      sa = madd(v128.load32_splat(q + o), kv, sa);
+      sb = madd(v128.load32_splat(r + o), kv, sb);
+    }
+    v128.store(s + (<usize>p << 2), f32x4.mul(sa, sc));
+    v128.store(t + (<usize>p << 2), f32x4.mul(sb, sc));
+  }
+  for (; p < bl; p++) {
+    const kp = k + <usize>p * ks;
+    store<f32>(s + (<usize>p << 2), dotRow(F32, kp, q, hd) * scale);
+    store<f32>(t + (<usize>p << 2), dotRow(F32, kp, r, hd) * scale);
+  }
+}
+
+/** [Σa, Σb, Σc, Σd] */
+@inline function sum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const t0 = f32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  const t1 = f32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return f32x4.add(i32x4.shuffle(t0, t1, 0, 1, 4, 5), i32x4.shuffle(t0, t1, 2, 3, 6, 7));
+}
+
+/**
+ * acc[0 .. hd) += Σ_p e[p] · v_p and acd[..] += Σ_p f[p] · v_p (two query heads) for the bl rows
+ * v_p = v + p · vs, 16 columns at a time: eight accumulators, each V row loaded once for both heads
+ */
+export function att_accumulate2(e: usize, f: usize, v: usize, vs: usize, hd: i32, bl: i32, acc: usize, acd: usize): void {
+  let i = 0;
+  for (; i + 16 <= hd; i += 16) {
+    const ap = acc + (<usize>i << 2), dp = acd + (<usize>i << 2);
+    let a0 = v128.load(ap), a1 = v128.load(ap, 16), a2 = v128.load(ap, 32), a3 = v128.load(ap, 48);
+    let d0 = v128.load(dp), d1 = v128.load(dp, 16), d2 = v128.load(dp, 32), d3 = v128.load(dp, 48);
+    let r = v + (<usize>i << 2);
+    for (let p = 0; p < bl; p++, r += vs) {
+      const o = <usize>p << 2, x = v128.load32_splat(e + o), y = v128.load32_splat(f + o);
+      let w = v128.load(r); a0 = madd(x, w, a0); d0 = madd(y, w, d0);
+      w = v128.load(r, 16); a1 = madd(x, w, a1); d1 = madd(y, w, d1);
+      w = v128.load(r, 32); a2 = madd(x, w, a2); d2 = madd(y, w, d2);
+      w = v128.load(r, 48); a3 = madd(x, w, a3); d3 = madd(y, w, d3);
+    }
+    v128.store(ap, a0); v128.store(ap, a1, 16); v128.store(ap, a2, 32); v128.store(ap, a3, 48);
+    v128.store(dp, d0); v128.store(dp, d1, 16); v128.store(dp, d2, 32); v128.store(dp, d3, 48);
+  }
+  for (; i < hd; i++) {
+    let a = load<f32>(acc + (<usize>i << 2)), d = load<f32>(acd + (<usize>i << 2));
+    for (let p = 0; p < bl; p++) {
+      const vi = load<f32>(v + <usize>p * vs + (<usize>i << 2));
+      a += load<f32>(e + (<usize>p << 2)) * vi;
+      d += load<f32>(f + (<usize>p << 2)) * vi;
+    }
+    store<f32>(acc + (<usize>i << 2), a);
+    store<f32>(acd + (<usize>i << 2), d);
+  }
+}
+
 /**
  * Causal attention over the cache. Work items are (token, KV head) pairs: the `group` = nQ / nKV
  * query heads that share a KV head are done together, so each K and V row is loaded once for
  * all of them. Positions go in blocks of ATT_BLOCK: scores q·k / sqrt(hd) for the block, then
  * an online-softmax merge (running max m and sum l per head; the accumulated p·V is rescaled
  * when the max grows), exp4 over the block's scores, and the weighted sum of V rows.
- * scratch: scores [group, ATT_BLOCK] | acc [group, hd] | m [group] | l [group] (floats).
+ * scratch: scores [group, ATT_BLOCK] | acc [group, hd] | m [group] | l [group] | spare [hd] (floats).
  * This call does items [i0, i1) of the n * nKV. kv_store must have run first.
  */
 export function attention(out: usize, qkv: usize, kc: usize, vc: usize, n: i32, pos0: i32, nQ: i32, nKV: i32, hd: i32,
@@ -909,7 +996,7 @@ export function attention(out: usize, qkv: usize, kc: usize, vc: usize, n: i32, 
   const group = nQ / nKV;
   const scale: f32 = 1 / Mathf.sqrt(<f32>hd);
   const scores = scratch, acc = scores + (<usize>group * ATT_BLOCK << 2);
-  const ms = acc + <usize>group * hb, ls = ms + (<usize>group << 2);
+  const ms = acc + <usize>group * hb, ls = ms + (<usize>group << 2), spare = ls + (<usize>group << 2);
   for (let it = i0; it < i1; it++) {
     const t = it / nKV, g = it % nKV;
     const q0 = qkv + <usize>t * stride + <usize>g * group * hb; // first of the group's query heads
@@ -919,12 +1006,11 @@ export function attention(out: usize, qkv: usize, kc: usize, vc: usize, n: i32, 
     memory.fill(acc, 0, <usize>group * hb);
     for (let p0 = 0; p0 < len; p0 += ATT_BLOCK) {
       const bl = min(ATT_BLOCK, len - p0);
-      // scores of the block, per head
-      for (let p = 0; p < bl; p++) {
-        const k = kc + <usize>(p0 + p) * kvBytes + kvo;
-        for (let j = 0; j < group; j++) {
-          store<f32>(scores + (<usize>(j * ATT_BLOCK + p) << 2), dotRow(F32, k, q0 + <usize>j * hb, hd) * scale);
-        }
+      // scores of the block, two heads at a time (an odd last head paired with itself)
+      for (let j = 0; j < group; j += 2) {
+        const j2 = min(j + 1, group - 1);
+        att_scores2(q0 + <usize>j * hb, q0 + <usize>j2 * hb, kc + <usize>p0 * kvBytes + kvo, kvBytes, hd, bl, scale,
+          scores + (<usize>(j * ATT_BLOCK) << 2), scores + (<usize>(j2 * ATT_BLOCK) << 2));
       }
       for (let j = 0; j < group; j++) {
         const sj = scores + (<usize>(j * ATT_BLOCK) << 2);
@@ -958,28 +1044,11 @@ export function attention(out: usize, qkv: usize, kc: usize, vc: usize, n: i32, 
         }
         store<f32>(ls + (<usize>j << 2), l);
       }
-      // acc_j += Σ_p e_j[p] · V[p], 16 columns at a time in registers
-      for (let j = 0; j < group; j++) {
-        const sj = scores + (<usize>(j * ATT_BLOCK) << 2), aj = acc + <usize>j * hb;
-        let i = 0;
-        for (; i + 16 <= hd; i += 16) {
-          const ap = aj + (<usize>i << 2);
-          let a0 = v128.load(ap), a1 = v128.load(ap, 16), a2 = v128.load(ap, 32), a3 = v128.load(ap, 48);
-          let v = vc + <usize>p0 * kvBytes + kvo + (<usize>i << 2);
-          for (let p = 0; p < bl; p++, v += kvBytes) {
-            const e = f32x4.splat(load<f32>(sj + (<usize>p << 2)));
-            a0 = madd(e, v128.load(v), a0);
-            a1 = madd(e, v128.load(v, 16), a1);
-            a2 = madd(e, v128.load(v, 32), a2);
-            a3 = madd(e, v128.load(v, 48), a3);
-          }
-          v128.store(ap, a0); v128.store(ap, a1, 16); v128.store(ap, a2, 32); v128.store(ap, a3, 48);
-        }
-        for (; i < hd; i++) {
-          let a = load<f32>(aj + (<usize>i << 2));
-          for (let p = 0; p < bl; p++) a += load<f32>(sj + (<usize>p << 2)) * load<f32>(vc + <usize>(p0 + p) * kvBytes + kvo + (<usize>i << 2));
-          store<f32>(aj + (<usize>i << 2), a);
-        }
+      // acc_j += Σ_p e_j[p] · V[p], two heads at a time (an odd last head: with a throwaway second)
+      for (let j = 0; j < group; j += 2) {
+        const two = j + 1 < group;
+        att_accumulate2(scores + (<usize>(j * ATT_BLOCK) << 2), scores + (<usize>((two ? j + 1 : j) * ATT_BLOCK) << 2),
+          vc + <usize>p0 * kvBytes + kvo, kvBytes, hd, bl, acc + <usize>j * hb, two ? acc + <usize>(j + 1) * hb : spare);
       }
     }
     for (let j = 0; j < group; j++) {
