@@ -46,8 +46,8 @@ const ARENA_START = 65536;
 const ALIGN = 64;
 
 /** Splittable exports, in the order the pool indexes them. */
-const SPLIT_OPS = ['matmul_f32', 'matmul_bf16', 'matmul_f16', 'matmul_q8_0', 'matmul_q4_0', 'attention', 'gemm_float', 'gemm_quant', 'ffn_act'] as const;
-const OP = { matmul_f32: 0, matmul_bf16: 1, matmul_f16: 2, matmul_q8_0: 3, matmul_q4_0: 4, attention: 5, gemm_float: 6, gemm_quant: 7, ffn_act: 8 } as const;
+const SPLIT_OPS = ['matmul_f32', 'matmul_bf16', 'matmul_f16', 'matmul_q8_0', 'matmul_q4_0', 'attention', 'gemm_float', 'gemm_quant', 'ffn_act', 'quantize_q8'] as const;
+const OP = { matmul_f32: 0, matmul_bf16: 1, matmul_f16: 2, matmul_q8_0: 3, matmul_q4_0: 4, attention: 5, gemm_float: 6, gemm_quant: 7, ffn_act: 8, quantize_q8: 9 } as const;
 /** From this many tokens on, matmul runs the prefill GEMMs (packed weight tiles), and their row tiles. */
 const GEMM_MIN_TOKENS = 4;
 const GEMM_FLOAT_ROWS = 8;
@@ -61,7 +61,6 @@ interface Exports {
   memory: WebAssembly.Memory;
   init_half_table(lut: number): void;
   gemm_scratch_bytes(): number;
-  quantize_q8(x: number, xi: number, xd: number, n: number, cols: number, xw: number): void;
   scale_for_f16(dst: number, src: number, len: number): void;
   decode_row(kind: number, w: number, r: number, cols: number, dst: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
@@ -242,7 +241,8 @@ export class WasmKernels implements Kernels {
         const intBytes = n * nb * QK, wide = n >= 2 ? 2 * intBytes : 0;
         const xi = this.scratch('q', intBytes + 2 * n * nb * 4 + wide);
         const xd = xi + intBytes, xw = wide ? xd + 2 * n * nb * 4 : 0;
-        this.x.quantize_q8(xp, xi, xd, n, cols, xw);
+        // ~10 ops per value, split by token
+        this.pool.run(OP.quantize_q8, n, 1, this.minGrains(10 * cols, 10 * cols * n), xp, xi, xd, n, cols, xw, 0, 0, 0);
         const kind = DTYPE_CODE[w.dtype];
         if (gemm) {
           const tile = GEMM_QUANT_ROWS;

@@ -190,11 +190,13 @@ export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32,
  * xi: [n, nb * 32] int8 (a partial last block is zero-padded), xd: [n, nb] f32, and right after
  * xd, xs: [n, nb] f32 = d · Σ q (block sums, for q4_0's - 8 offset: Σ (q4 - 8) x = Σ q4 x - 8 Σ x).
  * With xw ≠ 0 the ints are also stored widened to i16, xw: [n, nb * 32], for the prefill paths.
+ * Tokens [from, to) (split over threads).
  */
-export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, xw: usize): void {
+export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, xw: usize, _a6: i32, _a7: i32, _a8: i32,
+  from: i32, to: i32, _scratch: usize): void {
   const nb = (cols + QK - 1) / QK;
   const xsOff = <usize>n * nb << 2;
-  for (let t = 0; t < n; t++) {
+  for (let t = from; t < to; t++) {
     const xr = x + (<usize>t * cols << 2);
     const qr = xi + <usize>t * nb * QK;
     for (let b = 0; b < nb; b++) {
