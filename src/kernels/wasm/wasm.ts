@@ -50,7 +50,7 @@ const SPLIT_OPS = ['matmul_f32', 'matmul_bf16', 'matmul_f16', 'matmul_q8_0', 'ma
 const OP = { matmul_f32: 0, matmul_bf16: 1, matmul_f16: 2, matmul_q8_0: 3, matmul_q4_0: 4, attention: 5, gemm_float: 6, gemm_quant: 7, ffn_act: 8, quantize_q8: 9 } as const;
 /** From this many tokens on, matmul runs the prefill GEMMs (packed weight tiles), and their row tiles. */
 const GEMM_MIN_TOKENS = 4;
-const GEMM_FLOAT_ROWS = 8;
+const GEMM_FLOAT_ROWS = 12;
 const GEMM_QUANT_ROWS = 8;
 const DTYPE_CODE: Record<WeightDType, number> = { f32: 0, bf16: 1, f16: 2, q8_0: 3, q4_0: 4 };
 const ACT_CODE: Record<Activation, number> = {

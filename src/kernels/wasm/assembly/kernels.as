@@ -384,9 +384,9 @@ export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i3
 // that leaves the multiply units idle (few independent accumulators, a weight load per few
 // multiply-adds). The GEMMs below repack a tile of weight rows into the calling thread's scratch,
 // in the form the inner kernel wants, and reuse it for a block of tokens:
-// - float (f32, bf16, f16): 8 rows × up to KC columns, converted to f32 and stored k-major (for
-//   each column the 8 row values side by side), then 4 tokens × 8 rows per step: two weight
-//   vectors, four broadcast activations, eight independent multiply-adds (fused with relaxed
+// - float (f32, bf16, f16): 12 rows × up to KC columns, converted to f32 and stored k-major (for
+//   each column the 12 row values side by side), then 3 tokens × 12 rows per step: three weight
+//   vectors, three broadcast activations, nine independent multiply-adds (fused with relaxed
 //   SIMD) per column;
 // - quantized (q8_0, q4_0): 8 rows × up to KB blocks widened to i16 (q4_0's nibbles minus 8, so
 //   both are plain signed blocks), laid out so each 32-bit lane holds one row's column pair, then
@@ -400,20 +400,20 @@ export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i3
 // which maps a tile's tokens onto the same few cache sets) and go to `out` after the last chunk.
 // Scratch per thread: gemm_scratch_bytes().
 
-const KC: i32 = 512;   // float: columns per packed chunk (16 KiB packed)
+const KC: i32 = 512;   // float: columns per packed chunk (24 KiB packed)
 const KB: i32 = 16;    // quantized: blocks per packed chunk (512 columns, 8.5 KiB packed)
 const TB: i32 = 64;    // tokens per block
-const RS: i32 = 512;   // rows per pass over a (token block, column chunk): a panel of 128 KiB
+const RS: i32 = 512;   // rows per pass over a (token block, column chunk): a panel of 128 KiB (float: 504 rows)
 
 /** bytes of per-thread scratch gemm_float and gemm_quant need (packed tile + panel) */
 export function gemm_scratch_bytes(): i32 {
-  return max(KC << 5, (KB << 9) + (KB << 5) + (TB >> 2) * KB * (256 + 32) + 32) + (RS >> 3) * TB * 32;
+  return max(KC * 48 + 48, (KB << 9) + (KB << 5) + (TB >> 2) * KB * (256 + 32) + 32) + (RS >> 3) * TB * 32;
 }
 
-/** packs rows r..r+7 (clamped to < rEnd) × columns k0..k0+kc of a float weight, k-major, as f32 */
+/** packs rows r..r+11 (clamped to < rEnd) × columns k0..k0+kc of a float weight, k-major, as f32 (48 bytes per column) */
 @inline function packFloat(kind: i32, w: usize, cols: i32, r: i32, rEnd: i32, k0: i32, kc: i32, pk: usize): void {
   const stride = <usize>cols * elemBytes(kind);
-  for (let h = 0; h < 2; h++) {
+  for (let h = 0; h < 3; h++) {
     const base = r + 4 * h;
     const w0 = w + <usize>min(base, rEnd - 1) * stride, w1 = w + <usize>min(base + 1, rEnd - 1) * stride;
     const w2 = w + <usize>min(base + 2, rEnd - 1) * stride, w3 = w + <usize>min(base + 3, rEnd - 1) * stride;
@@ -423,14 +423,14 @@ export function gemm_scratch_bytes(): i32 {
       const a = load4(kind, w0, k0 + kk), b = load4(kind, w1, k0 + kk), c = load4(kind, w2, k0 + kk), d = load4(kind, w3, k0 + kk);
       const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5), t1 = i32x4.shuffle(a, b, 2, 6, 3, 7);
       const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5), t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
-      const p = dst + (<usize>kk << 5);
+      const p = dst + <usize>kk * 48;
       v128.store(p, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-      v128.store(p, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 32);
-      v128.store(p, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 64);
-      v128.store(p, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 96);
+      v128.store(p, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 48);
+      v128.store(p, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 96);
+      v128.store(p, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 144);
     }
     for (; kk < kc; kk++) {
-      const p = dst + (<usize>kk << 5);
+      const p = dst + <usize>kk * 48;
       store<f32>(p, load1(kind, w0, k0 + kk));
       store<f32>(p, load1(kind, w1, k0 + kk), 4);
       store<f32>(p, load1(kind, w2, k0 + kk), 8);
@@ -440,61 +440,65 @@ export function gemm_scratch_bytes(): i32 {
 }
 
 /**
- * o[t · os + 0..7] (+)= x_t · packed tile over kc columns, for the 4 tokens whose activations are
- * at x0..x3 (a short last group repeats a token: the caller points its o at a throwaway row)
+ * o0..o2 (12 f32 each) (+)= 3 tokens (activations at x0..x2) · 12 rows (packed tile at pk) over kc
+ * columns: three weight vectors, three broadcast activations, nine multiply-adds per column. Nine
+ * accumulators, not eight: eight chains of fused multiply-adds wait on its latency (~4.5 cycles,
+ * 2 per cycle); V8 starts all loads of the body first, so 6 loads + 9 accumulators fill its 15
+ * usable xmm registers (4 × 12 or 6 × 8 spill).
  */
-function kernelFloat4x8(pk: usize, x0: usize, x1: usize, x2: usize, x3: usize, kc: i32,
-  o0: usize, o1: usize, o2: usize, o3: usize, first: bool): void {
-  let a0 = f32x4.splat(0), b0 = f32x4.splat(0), a1 = f32x4.splat(0), b1 = f32x4.splat(0);
-  let a2 = f32x4.splat(0), b2 = f32x4.splat(0), a3 = f32x4.splat(0), b3 = f32x4.splat(0);
+function kernelFloat3x12(pk: usize, x0: usize, x1: usize, x2: usize, kc: i32, o0: usize, o1: usize, o2: usize, first: bool): void {
+  let a0 = f32x4.splat(0), b0 = f32x4.splat(0), c0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0), b1 = f32x4.splat(0), c1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0), b2 = f32x4.splat(0), c2 = f32x4.splat(0);
   if (!first) {
-    a0 = v128.load(o0); b0 = v128.load(o0, 16); a1 = v128.load(o1); b1 = v128.load(o1, 16);
-    a2 = v128.load(o2); b2 = v128.load(o2, 16); a3 = v128.load(o3); b3 = v128.load(o3, 16);
+    a0 = v128.load(o0); b0 = v128.load(o0, 16); c0 = v128.load(o0, 32);
+    a1 = v128.load(o1); b1 = v128.load(o1, 16); c1 = v128.load(o1, 32);
+    a2 = v128.load(o2); b2 = v128.load(o2, 16); c2 = v128.load(o2, 32);
   }
+  // one column per step: unrolled, V8 hoists every load of the body and spills
   for (let kk = 0; kk < kc; kk++) {
-    const p = pk + (<usize>kk << 5), o = <usize>kk << 2;
-    const w0 = v128.load(p), w1 = v128.load(p, 16);
-    const v0 = v128.load32_splat(x0 + o);
-    a0 = madd(w0, v0, a0); b0 = madd(w1, v0, b0);
-    const v1 = v128.load32_splat(x1 + o);
-    a1 = madd(w0, v1, a1); b1 = madd(w1, v1, b1);
-    const v2 = v128.load32_splat(x2 + o);
-    a2 = madd(w0, v2, a2); b2 = madd(w1, v2, b2);
-    const v3 = v128.load32_splat(x3 + o);
-    a3 = madd(w0, v3, a3); b3 = madd(w1, v3, b3);
+    const p = pk + <usize>kk * 48, o = <usize>kk << 2;
+    const w0 = v128.load(p), w1 = v128.load(p, 16), w2 = v128.load(p, 32);
+    let v = v128.load32_splat(x0 + o);
+    a0 = madd(w0, v, a0); b0 = madd(w1, v, b0); c0 = madd(w2, v, c0);
+    v = v128.load32_splat(x1 + o);
+    a1 = madd(w0, v, a1); b1 = madd(w1, v, b1); c1 = madd(w2, v, c1);
+    v = v128.load32_splat(x2 + o);
+    a2 = madd(w0, v, a2); b2 = madd(w1, v, b2); c2 = madd(w2, v, c2);
   }
-  // stored in reverse so a repeated token's real row is written last
-  v128.store(o3, a3); v128.store(o3, b3, 16); v128.store(o2, a2); v128.store(o2, b2, 16);
-  v128.store(o1, a1); v128.store(o1, b1, 16); v128.store(o0, a0); v128.store(o0, b0, 16);
+  v128.store(o2, a2); v128.store(o2, b2, 16); v128.store(o2, c2, 32);
+  v128.store(o1, a1); v128.store(o1, b1, 16); v128.store(o1, c1, 32);
+  v128.store(o0, a0); v128.store(o0, b0, 16); v128.store(o0, c0, 32);
 }
 
 @inline function gemmFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, r0: i32, r1: i32, scratch: usize): void {
-  const pk = scratch, panel = scratch + (<usize>KC << 5);
-  const xs = <usize>cols << 2;
-  for (let rs = r0; rs < r1; rs += RS) {
-    const re = min(rs + RS, r1);
+  const pk = scratch, junk = pk + <usize>KC * 48, panel = junk + 48;
+  const xs = <usize>cols << 2, rs12 = RS / 12 * 12;
+  for (let rs = r0; rs < r1; rs += rs12) {
+    const re = min(rs + rs12, r1);
     for (let t0 = 0; t0 < n; t0 += TB) {
       const nt = min(TB, n - t0), tl = t0 + nt - 1;
       for (let k0 = 0; k0 < cols; k0 += KC) {
         const kc = min(KC, cols - k0), first = k0 == 0;
         const xb = x + (<usize>k0 << 2);
-        for (let r = rs; r < re; r += 8) {
+        for (let r = rs; r < re; r += 12) {
           packFloat(kind, w, cols, r, re, k0, kc, pk);
-          // panel: per row tile, TB tokens × 8 sums (32 bytes per token)
-          const pt = panel + (<usize>((r - rs) >> 3) * TB << 5);
-          for (let q = 0; q < nt; q += 4) {
-            const ta = t0 + q, tb = min(ta + 1, tl), tc = min(ta + 2, tl), td = min(ta + 3, tl);
-            kernelFloat4x8(pk, xb + <usize>ta * xs, xb + <usize>tb * xs, xb + <usize>tc * xs, xb + <usize>td * xs, kc,
-              pt + (<usize>(ta - t0) << 5), pt + (<usize>(tb - t0) << 5), pt + (<usize>(tc - t0) << 5), pt + (<usize>(td - t0) << 5), first);
+          // panel: per row tile, TB tokens × 12 sums (48 bytes per token); a short last group of
+          // tokens repeats its last token into junk
+          const pt = panel + <usize>((r - rs) / 12) * TB * 48;
+          for (let q = 0; q < nt; q += 3) {
+            const ta = t0 + q, tb = min(ta + 1, tl), tc = min(ta + 2, tl), o = pt + <usize>q * 48;
+            kernelFloat3x12(pk, xb + <usize>ta * xs, xb + <usize>tb * xs, xb + <usize>tc * xs, kc,
+              o, ta + 1 <= tl ? o + 48 : junk, ta + 2 <= tl ? o + 96 : junk, first);
           }
         }
       }
       // panel → out
-      for (let r = rs; r < re; r += 8) {
-        const pt = panel + (<usize>((r - rs) >> 3) * TB << 5), nr = min(8, re - r);
+      for (let r = rs; r < re; r += 12) {
+        const pt = panel + <usize>((r - rs) / 12) * TB * 48, nr = min(12, re - r);
         for (let t = 0; t < nt; t++) {
-          const pp = pt + (<usize>t << 5), o = out + (<usize>(t0 + t) * rows + r << 2);
-          if (nr == 8) { v128.store(o, v128.load(pp)); v128.store(o, v128.load(pp, 16), 16); }
+          const pp = pt + <usize>t * 48, o = out + (<usize>(t0 + t) * rows + r << 2);
+          if (nr == 12) { v128.store(o, v128.load(pp)); v128.store(o, v128.load(pp, 16), 16); v128.store(o, v128.load(pp, 32), 32); }
           else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(pp + (<usize>j << 2)));
         }
       }
