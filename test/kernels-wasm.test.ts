@@ -130,6 +130,23 @@ for (const relaxed of variants) {
       });
     });
 
+    test(`argmax: random lengths, ties, NaN, infinities, signed zeros (${tag})`, async () => {
+      await withKernels(threads, relaxed, (k) => {
+        const cases: number[][] = [[1], [NaN, 5, 7], [3, NaN, 7, NaN], [-Infinity, -Infinity], [-0, 0, 0], [0, -0],
+          [1, 2, 3, 3, 2, 1], [Infinity, 1, Infinity], Array.from({ length: 37 }, (_, i) => (i % 5 === 0 ? 9 : i % 9))];
+        for (const n of [2, 3, 5, 16, 17, 33, 100, 32000]) {
+          cases.push(Array.from({ length: n }, () => Math.round((rand() * 2 - 1) * 20) / 4)); // many ties
+          cases.push(Array.from({ length: n }, () => rand()));
+        }
+        for (const c of cases) {
+          const x = k.f32(c.length + 4);
+          x.set(c);
+          x.fill(1e30, c.length); // beyond n: must be ignored
+          assert.equal(k.argmax(x, c.length), ref.argmax(Float32Array.from(c), c.length), `argmax of [${c.slice(0, 12).join(', ')}${c.length > 12 ? ', …' : ''}] (n = ${c.length})`);
+        }
+      });
+    });
+
     test(`embed, rmsnorm, addInPlace, ffnAct (${tag})`, async () => {
       await withKernels(threads, relaxed, (k) => {
         for (const dtype of DTYPES) {

@@ -57,7 +57,7 @@ export async function* generate(model: OpenELM, tok: Tokenizer, prompt: Prompt, 
   const maxNew = Math.min(opts.maxNewTokens ?? 256, capacity - promptIds.length);
   if (!(Number.isInteger(maxNew) && maxNew >= 0)) throw new RangeError(`maxNewTokens must be an integer ≥ 0, got ${opts.maxNewTokens}`);
   const eos = new Set(opts.ignoreEos ? [] : opts.eosIds ?? [model.config.eos_token_id]);
-  const sampler = new Sampler(model.config.vocab_size, opts);
+  const sampler = new Sampler(model.config.vocab_size, opts, model.kernels);
   sampler.observe(promptIds);
 
   // prefill, reusing the cached prefix when the new prompt extends what is in the cache

@@ -2,6 +2,7 @@
 // repetition penalty → temperature → top-k → top-p → min-p → sample.
 // temperature 0 is plain argmax. All buffers are allocated once per vocabulary size.
 import { Rng } from './rng.ts';
+import type { Kernels } from '../kernels/types.ts';
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax); default 0.7 */
@@ -48,7 +49,11 @@ export class Sampler {
   private readonly seen: Uint8Array; // [vocab] tokens already in the sequence
   private n = 0; // candidates in idx
 
-  constructor(readonly vocabSize: number, opts: SamplingOptions = {}) {
+  /**
+   * With `kernels`, greedy picks without a repetition penalty run the backend's argmax straight
+   * on the logits, which must then be that backend's memory (as a model's logits are).
+   */
+  constructor(readonly vocabSize: number, opts: SamplingOptions = {}, private readonly kernels?: Pick<Kernels, 'argmax'>) {
     checkSampling(opts);
     this.temperature = opts.temperature ?? DEFAULT_SAMPLING.temperature;
     this.topK = opts.topK ?? DEFAULT_SAMPLING.topK;
@@ -79,6 +84,7 @@ export class Sampler {
   /** Picks the next token. `logits` is not modified. */
   sample(logits: Float32Array): number {
     const V = this.vocabSize, w = this.work;
+    if (this.temperature === 0 && this.repetitionPenalty === 1 && this.kernels) return this.kernels.argmax(logits, V);
     w.set(logits.subarray(0, V));
     if (this.repetitionPenalty !== 1) {
       const p = this.repetitionPenalty;

@@ -214,4 +214,10 @@ export class RefKernels implements Kernels {
   addInPlace(out: Float32Array, x: Float32Array, len: number): void {
     for (let i = 0; i < len; i++) out[i] += x[i];
   }
+
+  argmax(x: Float32Array, n: number): number {
+    let best = 0;
+    for (let i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    return best;
+  }
 }

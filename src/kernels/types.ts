@@ -87,6 +87,13 @@ export interface Kernels {
   /** out[i] += x[i] for i < len (the residual connection). */
   addInPlace(out: Float32Array, x: Float32Array, len: number): void;
 
+  /**
+   * The index of the largest of x[0 .. n) (greedy decoding over the vocabulary): the first one on
+   * ties; NaNs are skipped, except that a NaN at index 0 gives 0 (the semantics of a plain
+   * `if (x[i] > x[best]) best = i` loop, which the reference backend is).
+   */
+  argmax(x: Float32Array, n: number): number;
+
   /** Releases what the backend holds beyond memory (e.g. worker threads); the kernels are unusable after. */
   dispose?(): void;
 }

@@ -67,6 +67,7 @@ interface Exports {
   head_norm_rope(qkv: number, n: number, pos0: number, nQ: number, nKV: number, hd: number,
     qNorm: number, kNorm: number, eps: number, cos: number, sin: number): void;
   add_in_place(out: number, x: number, len: number): void;
+  argmax(x: number, n: number): number;
   kv_store(qkv: number, kc: number, vc: number, n: number, pos0: number, nQ: number, nKV: number, hd: number): void;
 }
 
@@ -306,5 +307,10 @@ export class WasmKernels implements Kernels {
 
   addInPlace(out: Float32Array, x: Float32Array, len: number): void {
     this.x.add_in_place(this.ptr(out, 'out'), this.ptr(x, 'x'), len);
+  }
+
+  argmax(x: Float32Array, n: number): number {
+    if (!(n >= 0 && n <= x.length)) throw new RangeError(`WasmKernels.argmax: n = ${n} is outside [0, ${x.length}]`);
+    return this.x.argmax(this.ptr(x, 'x'), n);
   }
 }

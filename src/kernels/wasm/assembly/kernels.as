@@ -884,6 +884,37 @@ export function add_in_place(out: usize, x: usize, len: i32): void {
   }
 }
 
+/**
+ * index of the largest of x[0 .. n): the first on ties, NaNs skipped (pmax keeps its first
+ * operand when the second is NaN), 0 when x[0] is NaN — a scalar `x[i] > x[best]` loop's answer
+ */
+export function argmax(x: usize, n: i32): i32 {
+  if (n <= 0) return 0;
+  const x0 = load<f32>(x);
+  if (x0 != x0) return 0;
+  let m = f32x4.splat(x0), i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const p = x + (<usize>i << 2);
+    m = f32x4.pmax(f32x4.pmax(m, v128.load(p)), f32x4.pmax(v128.load(p, 16), f32x4.pmax(v128.load(p, 32), v128.load(p, 48))));
+  }
+  for (; i + 4 <= n; i += 4) m = f32x4.pmax(m, v128.load(x + (<usize>i << 2)));
+  let best = f32x4.extract_lane(m, 0);
+  for (let l = 1; l < 4; l++) {
+    const v = l == 1 ? f32x4.extract_lane(m, 1) : l == 2 ? f32x4.extract_lane(m, 2) : f32x4.extract_lane(m, 3);
+    if (v > best) best = v;
+  }
+  for (; i < n; i++) { const v = load<f32>(x + (<usize>i << 2)); if (v > best) best = v; }
+  // the first index holding the maximum
+  const bv = f32x4.splat(best);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const mask = i32x4.bitmask(f32x4.eq(v128.load(x + (<usize>j << 2)), bv));
+    if (mask) return j + <i32>ctz(mask);
+  }
+  for (; j < n; j++) if (load<f32>(x + (<usize>j << 2)) == best) return j;
+  return 0;
+}
+
 // ---------------------------------------------------------------- attention
 
 /** copies the n new K and V heads of qkv into cache rows pos0 .. pos0+n-1 */
