@@ -5,10 +5,10 @@
 // Each figure is the median of 5 windows, with the range of the windows in parentheses.
 // for every weight dtype and thread count, next to the plain-TypeScript reference.
 //
-//   node --import tsx bench/kernels.ts [--threads 1,2] [--seconds 0.5] [--relaxed]
+//   npm run bench:kernels -- [--threads 1,2] [--seconds 0.5] [--plain]
 //
-// --relaxed asks for the relaxed-SIMD build; on Node 20 run it with
-// `node --experimental-wasm-relaxed-simd --import tsx bench/kernels.ts --relaxed`.
+// The relaxed-SIMD build is used where the engine has it (createWasmKernels switches it on in
+// Node 20); --plain measures the plain-SIMD build instead.
 import { parseArgs } from 'node:util';
 import { availableParallelism } from 'node:os';
 import { RefKernels } from '../src/kernels/ref.ts';
@@ -20,7 +20,7 @@ const { values } = parseArgs({
   options: {
     threads: { type: 'string', default: [...new Set([1, 2, availableParallelism()])].join(',') },
     seconds: { type: 'string', default: '0.5' },
-    relaxed: { type: 'boolean', default: false },
+    plain: { type: 'boolean', default: false },
     'no-ref': { type: 'boolean', default: false },
   },
 });
@@ -79,7 +79,7 @@ for (const n of [1, PREFILL]) {
     if (n > 1 && rows > 5120) continue; // the vocabulary projection runs once per chunk in prefill
     for (const dtype of DTYPES) {
       for (const threads of threadCounts) {
-        const k = await createWasmKernels({ threads, relaxedSimd: values.relaxed });
+        const k = await createWasmKernels({ threads, relaxedSimd: !values.plain });
         row(k.name, rows, cols, dtype, k, n, seconds);
         k.dispose();
       }
