@@ -87,7 +87,10 @@ function prepare(prec: string): { ours: string; gguf: string } {
 }
 
 interface Side { prefill_tps: number; decode_tps: number; peak_rss_bytes: number; weight_bytes?: number; kv_cache_bytes?: number }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 
 const common = ['--prompt-tokens', String(promptTokens), '--gen-tokens', String(genTokens), '--repeat', '2'];
 const results: Record<string, { ours: Side[]; llama: Side[] }> = {};
@@ -117,12 +120,17 @@ const rows = precisions.map((p) => {
   const l = { decode: median(llama.map((x) => x.decode_tps)), prefill: median(llama.map((x) => x.prefill_tps)), rss: median(llama.map((x) => x.peak_rss_bytes)) };
   const weights = ours[0].weight_bytes ?? 0;
   const budget = 1.15 * weights + (ours[0].kv_cache_bytes ?? 0) + 100e6;
-  const spread = (xs: number[]) => `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`;
+  const spread = (xs: number[], digits = 1) => `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
   return {
     precision: p, threads,
     openelm: { ...o, decode_runs: spread(ours.map((x) => x.decode_tps)), prefill_runs: spread(ours.map((x) => x.prefill_tps)) },
     llama_cpp: { ...l, decode_runs: spread(llama.map((x) => x.decode_tps)), prefill_runs: spread(llama.map((x) => x.prefill_tps)) },
-    decode_ratio: o.decode / l.decode, prefill_ratio: o.prefill / l.prefill,
+    // each round runs both sides back to back, so the ratio of a round is less exposed to the
+    // machine's drift between rounds than the ratio of medians: report the median of those
+    decode_ratio: median(ours.map((x, i) => x.decode_tps / llama[i].decode_tps)),
+    prefill_ratio: median(ours.map((x, i) => x.prefill_tps / llama[i].prefill_tps)),
+    decode_ratio_runs: spread(ours.map((x, i) => x.decode_tps / llama[i].decode_tps), 2),
+    prefill_ratio_runs: spread(ours.map((x, i) => x.prefill_tps / llama[i].prefill_tps), 2),
     weight_bytes: weights, decode_gbps: (weights * o.decode) / 1e9, rss_budget: budget, rss_ok: o.rss <= budget,
   };
 });
@@ -133,12 +141,12 @@ if (v.json) {
   const f = (x: number) => x.toFixed(1);
   const mb = (x: number) => `${(x / 1e6).toFixed(0)} MB`;
   const lines = [
-    `${preset}, ${threads} threads, ${promptTokens}-token prompt, ${genTokens} generated, median of ${rounds} interleaved rounds (range in brackets)`,
+    `${preset}, ${threads} threads, ${promptTokens}-token prompt, ${genTokens} generated, median of ${rounds} interleaved rounds (range in brackets); ratios: median of the rounds' ratios`,
     '',
     '| precision | decode tok/s openelm | llama.cpp | ratio | prefill tok/s openelm | llama.cpp | ratio | weights GB/s | peak RSS (budget) |',
     '|---|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.precision} | ${f(r.openelm.decode)} [${r.openelm.decode_runs}] | ${f(r.llama_cpp.decode)} [${r.llama_cpp.decode_runs}] | **${r.decode_ratio.toFixed(2)}×** | ` +
-      `${f(r.openelm.prefill)} [${r.openelm.prefill_runs}] | ${f(r.llama_cpp.prefill)} [${r.llama_cpp.prefill_runs}] | **${r.prefill_ratio.toFixed(2)}×** | ` +
+    ...rows.map((r) => `| ${r.precision} | ${f(r.openelm.decode)} [${r.openelm.decode_runs}] | ${f(r.llama_cpp.decode)} [${r.llama_cpp.decode_runs}] | **${r.decode_ratio.toFixed(2)}×** [${r.decode_ratio_runs}] | ` +
+      `${f(r.openelm.prefill)} [${r.openelm.prefill_runs}] | ${f(r.llama_cpp.prefill)} [${r.llama_cpp.prefill_runs}] | **${r.prefill_ratio.toFixed(2)}×** [${r.prefill_ratio_runs}] | ` +
       `${r.decode_gbps.toFixed(1)} | ${mb(r.openelm.rss)} (${mb(r.rss_budget)}${r.rss_ok ? '' : ' EXCEEDED'}); llama.cpp ${mb(r.llama_cpp.rss)} |`),
   ];
   process.stdout.write(lines.join('\n') + '\n');
