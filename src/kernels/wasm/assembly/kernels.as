@@ -933,12 +933,11 @@ const ATT_BLOCK: i32 = 256;
 
 // The two hot loops of attention, as functions of their own: exported only so that the optimizer
 // keeps them separate (it inlines a function with one caller), which lets V8 allocate registers
-// for each loop alone instead of spilling accumulators in one large function.
-
-// V8 starts every load of a loop body before the first arithmetic, so a body's loads and its
-// accumulators must fit the 15 usable xmm registers together, or an accumulator spills to the stack
-// each iteration; and fewer than ~8 independent accumulators leave the loop waiting on the
-// multiply-add latency. Both loops therefore take two query heads of the group at once.
+// for each loop alone. V8 starts every load of a loop body before the first arithmetic, so a
+// body's loads and its accumulators must fit the 15 usable xmm registers together, or an
+// accumulator spills to the stack each iteration; and fewer than ~8 independent accumulators leave
+// the loop waiting on the multiply-add latency. Both loops therefore take two query heads of the
+// group at once (see docs/kernels.md).
 
 /**
  * s[p] = q · k_p · scale and t[p] = r · k_p · scale (two query heads sharing the KV head) for the
