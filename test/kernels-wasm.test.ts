@@ -81,6 +81,36 @@ function assertClose(actual: Float32Array, expected: Float32Array, len: number, 
   }
 }
 
+/**
+ * k.matmul against ref.matmul for one weight shape and several token counts, element by element,
+ * within the bounds described at the top of this file
+ */
+function checkMatmul(k: Kernels, dtype: WeightDType, rows: number, cols: number, ns: number[]): void {
+  const { w, wr, dense } = makeWeights(k, dtype, rows, cols);
+  for (const n of ns) {
+    const x = fillRandom(k.f32(n * cols), 3), out = k.f32(n * rows), expected = new Float32Array(n * rows);
+    ref.matmul(expected, Float32Array.from(x), wr, n);
+    k.matmul(out, x, w, n);
+    for (let t = 0; t < n; t++) {
+      for (let r = 0; r < rows; r++) {
+        let mag = 0, quantErr = 0;
+        for (let b = 0; b < blocksPerRow(cols); b++) {
+          let amax = 0;
+          for (let j = b * QK; j < Math.min(cols, (b + 1) * QK); j++) amax = Math.max(amax, Math.abs(x[t * cols + j]));
+          for (let j = b * QK; j < Math.min(cols, (b + 1) * QK); j++) {
+            const wj = dense[r * cols + j];
+            mag += Math.abs(wj * x[t * cols + j]);
+            quantErr += Math.abs(wj) * amax / 127 / 2;
+          }
+        }
+        const bound = 1e-5 * mag + 1e-6 + (dtype === 'q8_0' || dtype === 'q4_0' ? quantErr : 0);
+        const a = out[t * rows + r], e = expected[t * rows + r];
+        if (!(Math.abs(a - e) <= bound)) assert.fail(`matmul ${dtype} [${rows} x ${cols}] n=${n} out[${t}, ${r}]: ${k.name} ${a} vs ref ${e} (bound ${bound})`);
+      }
+    }
+  }
+}
+
 async function withKernels(threads: number, relaxedSimd: boolean, fn: (k: WasmKernels) => void | Promise<void>): Promise<void> {
   // split even tiny ops, into as many chunks as they have rows / items
   const k = await createWasmKernels({ threads, relaxedSimd, minParallelWork: 0, chunkWork: 1 });
@@ -94,39 +124,13 @@ for (const relaxed of variants) {
     test(`matmul, every dtype, odd shapes (${tag})`, async () => {
       await withKernels(threads, relaxed, (k) => {
         if (relaxed) assert.ok(k.relaxedSimd);
-        // n ≥ 4 runs the prefill GEMMs: row tiles of 8 / 16 with partial last tiles, token groups of
-        // 4 / 2 with partial last groups; 1100 columns span three packed column chunks (512 each),
-        // 260 tokens two token panels (256 each)
+        // n ≥ 4 runs the prefill GEMMs: row tiles of 12 (float) / 8 (quantized) with partial last
+        // tiles, token groups of 3 / 4 with partial last groups; 1100 columns span three packed
+        // column chunks (512 each), 260 tokens five token blocks (64 each)
         const cases: [number, number, number[]][] = [[1, 1, [1, 2, 3, 7, 33]], [7, 5, [1, 2, 3, 7, 33]], [13, 33, [1, 2, 3, 7, 33]],
           [37, 70, [1, 2, 3, 7, 33]], [64, 128, [1, 2, 3, 4, 7, 33]], [33, 257, [1, 2, 3, 7, 33]], [130, 96, [1, 2, 3, 5, 7, 33]],
           [41, 1100, [4, 6, 9]], [19, 37, [260]]];
-        for (const dtype of DTYPES) {
-          for (const [rows, cols, ns] of cases) {
-            const { w, wr, dense } = makeWeights(k, dtype, rows, cols);
-            for (const n of ns) {
-              const x = fillRandom(k.f32(n * cols), 3), out = k.f32(n * rows), expected = new Float32Array(n * rows);
-              ref.matmul(expected, Float32Array.from(x), wr, n);
-              k.matmul(out, x, w, n);
-              for (let t = 0; t < n; t++) {
-                for (let r = 0; r < rows; r++) {
-                  let mag = 0, quantErr = 0;
-                  for (let b = 0; b < blocksPerRow(cols); b++) {
-                    let amax = 0;
-                    for (let j = b * QK; j < Math.min(cols, (b + 1) * QK); j++) amax = Math.max(amax, Math.abs(x[t * cols + j]));
-                    for (let j = b * QK; j < Math.min(cols, (b + 1) * QK); j++) {
-                      const wj = dense[r * cols + j];
-                      mag += Math.abs(wj * x[t * cols + j]);
-                      quantErr += Math.abs(wj) * amax / 127 / 2;
-                    }
-                  }
-                  const bound = 1e-5 * mag + 1e-6 + (dtype === 'q8_0' || dtype === 'q4_0' ? quantErr : 0);
-                  const a = out[t * rows + r], e = expected[t * rows + r];
-                  if (!(Math.abs(a - e) <= bound)) assert.fail(`matmul ${dtype} [${rows} x ${cols}] n=${n} out[${t}, ${r}]: wasm ${a} vs ref ${e} (bound ${bound})`);
-                }
-              }
-            }
-          }
-        }
+        for (const dtype of DTYPES) for (const [rows, cols, ns] of cases) checkMatmul(k, dtype, rows, cols, ns);
       });
     });
 
@@ -278,6 +282,15 @@ test('f16 matmul over every finite f16 pattern, subnormals included, with activa
       }
     }
   });
+});
+
+test('a per-thread scratch too small for the GEMMs: prompts fall back to the matrix × vector kernels', async () => {
+  const k = await createWasmKernels({ threads: 2, threadScratch: 64 << 10 });
+  try {
+    for (const dtype of DTYPES) checkMatmul(k, dtype, 37, 300, [4, 9]);
+  } finally {
+    k.dispose();
+  }
 });
 
 test('default thresholds and default thread count give the same results', async () => {
