@@ -410,24 +410,48 @@ export function gemm_scratch_bytes(): i32 {
   return max(KC * 48 + 48, (KB << 9) + (KB << 5) + (TB >> 2) * KB * (256 + 32) + 32) + (RS >> 3) * TB * 32;
 }
 
+/** a 4 × 4 transpose of i32 lanes: lane j of a, b, c, d → vector j, stored `stride` bytes apart at dst */
+@inline function storeTransposed(a: v128, b: v128, c: v128, d: v128, dst: usize, stride: usize): void {
+  const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5), t1 = i32x4.shuffle(a, b, 2, 6, 3, 7);
+  const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5), t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
+  v128.store(dst, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+  v128.store(dst + stride, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+  v128.store(dst + 2 * stride, i32x4.shuffle(t1, t3, 0, 1, 4, 5));
+  v128.store(dst + 3 * stride, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+}
+
+/** row r of a matrix at w with `stride` bytes per row, rows past the last valid one (< rEnd) clamped to it */
+@inline function rowAt(w: usize, r: i32, rEnd: i32, stride: usize): usize {
+  return w + <usize>min(r, rEnd - 1) * stride;
+}
+
+/**
+ * sums collected in a panel (per row tile of `tile` rows, TB tokens × tile floats) → out, for rows
+ * rs..re-1 and tokens t0..t0+nt-1
+ */
+@inline function panelToOut(panel: usize, out: usize, rows: i32, rs: i32, re: i32, t0: i32, nt: i32, tile: i32): void {
+  const tb = <usize>tile << 2;
+  for (let r = rs; r < re; r += tile) {
+    const pt = panel + <usize>((r - rs) / tile) * TB * tb, nr = min(tile, re - r);
+    for (let t = 0; t < nt; t++) {
+      const pp = pt + <usize>t * tb, o = out + (<usize>(t0 + t) * rows + r << 2);
+      if (nr == tile) { for (let j: usize = 0; j < tb; j += 16) v128.store(o + j, v128.load(pp + j)); }
+      else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(pp + (<usize>j << 2)));
+    }
+  }
+}
+
 /** packs rows r..r+11 (clamped to < rEnd) × columns k0..k0+kc of a float weight, k-major, as f32 (48 bytes per column) */
 @inline function packFloat(kind: i32, w: usize, cols: i32, r: i32, rEnd: i32, k0: i32, kc: i32, pk: usize): void {
   const stride = <usize>cols * elemBytes(kind);
   for (let h = 0; h < 3; h++) {
-    const base = r + 4 * h;
-    const w0 = w + <usize>min(base, rEnd - 1) * stride, w1 = w + <usize>min(base + 1, rEnd - 1) * stride;
-    const w2 = w + <usize>min(base + 2, rEnd - 1) * stride, w3 = w + <usize>min(base + 3, rEnd - 1) * stride;
+    const w0 = rowAt(w, r + 4 * h, rEnd, stride), w1 = rowAt(w, r + 4 * h + 1, rEnd, stride);
+    const w2 = rowAt(w, r + 4 * h + 2, rEnd, stride), w3 = rowAt(w, r + 4 * h + 3, rEnd, stride);
     const dst = pk + (<usize>h << 4);
     let kk = 0;
     for (; kk + 4 <= kc; kk += 4) {
-      const a = load4(kind, w0, k0 + kk), b = load4(kind, w1, k0 + kk), c = load4(kind, w2, k0 + kk), d = load4(kind, w3, k0 + kk);
-      const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5), t1 = i32x4.shuffle(a, b, 2, 6, 3, 7);
-      const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5), t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
-      const p = dst + <usize>kk * 48;
-      v128.store(p, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-      v128.store(p, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 48);
-      v128.store(p, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 96);
-      v128.store(p, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 144);
+      storeTransposed(load4(kind, w0, k0 + kk), load4(kind, w1, k0 + kk), load4(kind, w2, k0 + kk), load4(kind, w3, k0 + kk),
+        dst + <usize>kk * 48, 48);
     }
     for (; kk < kc; kk++) {
       const p = dst + <usize>kk * 48;
@@ -493,15 +517,7 @@ function kernelFloat3x12(pk: usize, x0: usize, x1: usize, x2: usize, kc: i32, o0
           }
         }
       }
-      // panel → out
-      for (let r = rs; r < re; r += 12) {
-        const pt = panel + <usize>((r - rs) / 12) * TB * 48, nr = min(12, re - r);
-        for (let t = 0; t < nt; t++) {
-          const pp = pt + <usize>t * 48, o = out + (<usize>(t0 + t) * rows + r << 2);
-          if (nr == 12) { v128.store(o, v128.load(pp)); v128.store(o, v128.load(pp, 16), 16); v128.store(o, v128.load(pp, 32), 32); }
-          else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(pp + (<usize>j << 2)));
-        }
-      }
+      panelToOut(panel, out, rows, rs, re, t0, nt, 12);
     }
   }
 }
@@ -514,29 +530,31 @@ export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32,
 }
 
 /**
- * packs rows r..r+7 (clamped to < rEnd) × blocks b0..b0+kb of a q8_0 / q4_0 weight as i16 (q4_0's
- * nibbles minus 8) for kernelQuant8x4: per block 16 steps of 32 bytes, step j holding columns
- * 2j, 2j+1 of rows r..r+3 then of rows r+4..r+7 ([r0 c, r0 c+1, r1 c, r1 c+1, ...]: one i32 lane
- * per row), at pk + b · 512; the row scales as two f32x4 at ps + b · 32
+ * packs rows r..r+7 (clamped to < rEnd) × blocks b0..b0+kb of a q8_0 / q4_0 weight for the
+ * quantized kernels, one 32-bit lane per row: as i16 (q4_0's nibbles minus 8), per block 16 steps
+ * of 32 bytes, step j holding columns 2j, 2j+1 of rows r..r+3 then of rows r+4..r+7, at pk + b ·
+ * 512; or, `nibbles` (q4_0 with relaxed SIMD), the raw nibbles (0..15: valid 7-bit operands of
+ * the int8 dot product), per block 8 steps of 32 bytes, step s holding columns 4s..4s+3, at pk +
+ * b · 256. The row scales as two f32x4 at ps + b · 32.
  */
-@inline function packQuant(kind: i32, w: usize, rowBytes: usize, r: i32, rEnd: i32, b0: i32, kb: i32, lut: usize, pk: usize, ps: usize): void {
-  const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
+@inline function packQuant(kind: i32, nibbles: bool, w: usize, rowBytes: usize, r: i32, rEnd: i32, b0: i32, kb: i32, lut: usize, pk: usize, ps: usize): void {
+  const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES, blockBytes: usize = nibbles ? 256 : 512;
   for (let h = 0; h < 2; h++) {
-    const base = r + 4 * h;
-    const w0 = w + <usize>min(base, rEnd - 1) * rowBytes, w1 = w + <usize>min(base + 1, rEnd - 1) * rowBytes;
-    const w2 = w + <usize>min(base + 2, rEnd - 1) * rowBytes, w3 = w + <usize>min(base + 3, rEnd - 1) * rowBytes;
+    const w0 = rowAt(w, r + 4 * h, rEnd, rowBytes), w1 = rowAt(w, r + 4 * h + 1, rEnd, rowBytes);
+    const w2 = rowAt(w, r + 4 * h + 2, rEnd, rowBytes), w3 = rowAt(w, r + 4 * h + 3, rEnd, rowBytes);
     for (let b = 0; b < kb; b++) {
-      const o = <usize>(b0 + b) * bb, dst = pk + (<usize>b << 9) + (<usize>h << 4);
-      // four rows' columns 8v .. 8v+7 as i16, transposed so each 32-bit lane is one row's pair
-      for (let v = 0; v < 4; v++) {
-        const a = widen(kind, w0 + o, v), bq = widen(kind, w1 + o, v), c = widen(kind, w2 + o, v), d = widen(kind, w3 + o, v);
-        const t0 = i32x4.shuffle(a, bq, 0, 4, 1, 5), t1 = i32x4.shuffle(a, bq, 2, 6, 3, 7);
-        const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5), t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
-        const p = dst + (<usize>v << 7);
-        v128.store(p, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-        v128.store(p, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 32);
-        v128.store(p, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 64);
-        v128.store(p, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 96);
+      const o = <usize>(b0 + b) * bb, dst = pk + <usize>b * blockBytes + (<usize>h << 4);
+      if (nibbles) {
+        // columns 0..15 are the low nibbles, 16..31 the high ones
+        const qa = v128.load(w0 + o, 2), qb = v128.load(w1 + o, 2), qc = v128.load(w2 + o, 2), qd = v128.load(w3 + o, 2);
+        storeTransposed(blockQ4(qa), blockQ4(qb), blockQ4(qc), blockQ4(qd), dst, 32);
+        storeTransposed(blockQ4hi(qa), blockQ4hi(qb), blockQ4hi(qc), blockQ4hi(qd), dst + 128, 32);
+      } else {
+        // four rows' columns 8v .. 8v+7 as i16, transposed so each 32-bit lane is one row's pair
+        for (let v = 0; v < 4; v++) {
+          storeTransposed(widen(kind, w0 + o, v), widen(kind, w1 + o, v), widen(kind, w2 + o, v), widen(kind, w3 + o, v),
+            dst + (<usize>v << 7), 32);
+        }
       }
       const sp = ps + (<usize>b << 5) + (<usize>h << 4);
       store<f32>(sp, scale(lut, w0 + o)); store<f32>(sp, scale(lut, w1 + o), 4);
@@ -594,16 +612,6 @@ function kernelQuant8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0
   }
 }
 
-/** a 4 × 4 transpose of i32 lanes: lane j of a, b, c, d → vector j, stored 16 bytes apart at dst */
-@inline function storeTransposed(a: v128, b: v128, c: v128, d: v128, dst: usize): void {
-  const t0 = i32x4.shuffle(a, b, 0, 4, 1, 5), t1 = i32x4.shuffle(a, b, 2, 6, 3, 7);
-  const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5), t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
-  v128.store(dst, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-  v128.store(dst, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
-  v128.store(dst, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
-  v128.store(dst, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
-}
-
 /**
  * the activations of tokens t0..t0+nt-1, blocks b0..b0+kb, packed per group of 4 tokens (a short
  * last group repeats its last token): per block and step, the 4 tokens' 4 bytes side by side (16
@@ -623,14 +631,14 @@ function kernelQuant8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0
         const xs = <usize>nb << 5;
         const pa = xi + <usize>ta * xs + (blk << 5), pb = xi + <usize>tb * xs + (blk << 5);
         const pc = xi + <usize>tc * xs + (blk << 5), pd = xi + <usize>td * xs + (blk << 5);
-        storeTransposed(v128.load(pa), v128.load(pb), v128.load(pc), v128.load(pd), dst);
-        storeTransposed(v128.load(pa, 16), v128.load(pb, 16), v128.load(pc, 16), v128.load(pd, 16), dst + 64);
+        storeTransposed(v128.load(pa), v128.load(pb), v128.load(pc), v128.load(pd), dst, 16);
+        storeTransposed(v128.load(pa, 16), v128.load(pb, 16), v128.load(pc, 16), v128.load(pd, 16), dst + 64, 16);
       } else {
         const xs = <usize>nb << 6;
         const pa = xw + <usize>ta * xs + (blk << 6), pb = xw + <usize>tb * xs + (blk << 6);
         const pc = xw + <usize>tc * xs + (blk << 6), pd = xw + <usize>td * xs + (blk << 6);
         for (let v: usize = 0; v < 64; v += 16) {
-          storeTransposed(v128.load(pa + v), v128.load(pb + v), v128.load(pc + v), v128.load(pd + v), dst + (v << 2));
+          storeTransposed(v128.load(pa + v), v128.load(pb + v), v128.load(pc + v), v128.load(pd + v), dst + (v << 2), 16);
         }
       }
       const sc = xsc + ((g + b) << 5), ds = <usize>nb << 2;
@@ -645,39 +653,6 @@ function kernelQuant8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0
         store<f32>(sc, -8 * load<f32>(xe + <usize>tc * ds + (blk << 2)), 24);
         store<f32>(sc, -8 * load<f32>(xe + <usize>td * ds + (blk << 2)), 28);
       }
-    }
-  }
-}
-
-/**
- * q4_0 with relaxed SIMD: packs rows r..r+7 (clamped to < rEnd) × blocks b0..b0+kb as the raw
- * nibbles (0..15: valid 7-bit operands of the int8 dot product), per block 8 steps of 32 bytes,
- * step s holding columns 4s..4s+3 of rows r..r+3 then of rows r+4..r+7 (one i32 lane per row),
- * at pk + b · 256; the row scales as two f32x4 at ps + b · 32
- */
-@inline function packQ4Nibbles(w: usize, rowBytes: usize, r: i32, rEnd: i32, b0: i32, kb: i32, lut: usize, pk: usize, ps: usize): void {
-  for (let h = 0; h < 2; h++) {
-    const base = r + 4 * h;
-    const w0 = w + <usize>min(base, rEnd - 1) * rowBytes, w1 = w + <usize>min(base + 1, rEnd - 1) * rowBytes;
-    const w2 = w + <usize>min(base + 2, rEnd - 1) * rowBytes, w3 = w + <usize>min(base + 3, rEnd - 1) * rowBytes;
-    for (let b = 0; b < kb; b++) {
-      const o = <usize>(b0 + b) * Q4_BYTES, dst = pk + (<usize>b << 8) + (<usize>h << 4);
-      for (let half = 0; half < 2; half++) {
-        // columns 0..15 are the low nibbles, 16..31 the high ones
-        const qa = v128.load(w0 + o, 2), qb = v128.load(w1 + o, 2), qc = v128.load(w2 + o, 2), qd = v128.load(w3 + o, 2);
-        const a = half == 0 ? blockQ4(qa) : blockQ4hi(qa), bq = half == 0 ? blockQ4(qb) : blockQ4hi(qb);
-        const c = half == 0 ? blockQ4(qc) : blockQ4hi(qc), d = half == 0 ? blockQ4(qd) : blockQ4hi(qd);
-        const t0 = i32x4.shuffle(a, bq, 0, 4, 1, 5), t1 = i32x4.shuffle(a, bq, 2, 6, 3, 7);
-        const t2 = i32x4.shuffle(c, d, 0, 4, 1, 5), t3 = i32x4.shuffle(c, d, 2, 6, 3, 7);
-        const p = dst + (<usize>half << 7);
-        v128.store(p, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-        v128.store(p, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 32);
-        v128.store(p, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 64);
-        v128.store(p, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 96);
-      }
-      const sp = ps + (<usize>b << 5) + (<usize>h << 4);
-      store<f32>(sp, scale(lut, w0 + o)); store<f32>(sp, scale(lut, w1 + o), 4);
-      store<f32>(sp, scale(lut, w2 + o), 8); store<f32>(sp, scale(lut, w3 + o), 12);
     }
   }
 }
@@ -744,8 +719,7 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
         const kb = min(KB, nb - b0);
         packQuantActivations(nibbles, xw, xi, xd, xsd, nb, t0, nt, b0, kb, xpk, xsc);
         for (let r = rs; r < re; r += 8) {
-          if (nibbles) packQ4Nibbles(w, rowBytes, r, re, b0, kb, lut, pk, ps);
-          else packQuant(kind, w, rowBytes, r, re, b0, kb, lut, pk, ps);
+          packQuant(kind, nibbles, w, rowBytes, r, re, b0, kb, lut, pk, ps);
           // panel: per row tile, TB tokens × 8 sums (32 bytes per token); the padding tokens of a
           // short last group go to `junk`
           const pt = panel + (<usize>((r - rs) >> 3) * TB << 5);
@@ -757,15 +731,7 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
           }
         }
       }
-      // panel → out
-      for (let r = rs; r < re; r += 8) {
-        const pt = panel + (<usize>((r - rs) >> 3) * TB << 5), nr = min(8, re - r);
-        for (let t = 0; t < nt; t++) {
-          const pp = pt + (<usize>t << 5), o = out + (<usize>(t0 + t) * rows + r << 2);
-          if (nr == 8) { v128.store(o, v128.load(pp)); v128.store(o, v128.load(pp, 16), 16); }
-          else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(pp + (<usize>j << 2)));
-        }
-      }
+      panelToOut(panel, out, rows, rs, re, t0, nt, 8);
     }
   }
 }
