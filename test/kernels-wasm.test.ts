@@ -286,10 +286,15 @@ test('f16 matmul over every finite f16 pattern, subnormals included, with activa
 
 test('a per-thread scratch too small for the GEMMs: prompts fall back to the matrix × vector kernels', async () => {
   const k = await createWasmKernels({ threads: 2, threadScratch: 64 << 10 });
+  const kd = await createWasmKernels({ threads: 1 });
   try {
+    assert.equal(k.prefillGemm, false);
+    // the defaults must leave room for the GEMMs (a kernel change that outgrows the scratch would
+    // otherwise silently fall back to the slow path)
+    assert.equal(kd.prefillGemm, true);
     for (const dtype of DTYPES) checkMatmul(k, dtype, 37, 300, [4, 9]);
   } finally {
-    k.dispose();
+    k.dispose(); kd.dispose();
   }
 });
 

@@ -138,8 +138,11 @@ export class WasmKernels implements Kernels {
   /** per-call data, grown (rarely) to the largest n × cols seen: quantized activations for q8_0/q4_0
    * matmuls ('q'), scaled activations for f16 matrix × vector ('f') */
   private readonly scratchAreas = { q: { at: 0, bytes: 0 }, f: { at: 0, bytes: 0 } };
-  /** whether the per-thread scratch holds the prefill GEMMs' packed tiles and panels */
-  private readonly gemmFits: boolean;
+  /**
+   * Whether prompts (4+ tokens) run the GEMM kernels: the per-thread scratch must hold their packed
+   * tiles and panels (with a smaller `threadScratch` they fall back to the matrix × vector kernels).
+   */
+  readonly prefillGemm: boolean;
   /** f16 bit pattern → f32 value, 65536 entries, for the scales of q8_0/q4_0 blocks */
   private readonly halfTable: number;
 
@@ -150,7 +153,7 @@ export class WasmKernels implements Kernels {
     this.x = instance.exports as unknown as Exports;
     this.buffers.add(memory.buffer);
     this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
-    this.gemmFits = threadScratch >= this.x.gemm_scratch_bytes();
+    this.prefillGemm = threadScratch >= this.x.gemm_scratch_bytes();
     this.halfTable = this.alloc(65536 * 4);
     this.x.init_half_table(this.halfTable);
   }
@@ -220,7 +223,7 @@ export class WasmKernels implements Kernels {
   matmul(out: Float32Array, x: Float32Array, w: Weight, n: number): void {
     const { rows, cols } = w;
     const o = this.ptr(out, 'out'), xp = this.ptr(x, 'x'), wp = this.ptr(w.data, 'w');
-    const work = rows * cols * n, gemm = n >= GEMM_MIN_TOKENS && this.gemmFits;
+    const work = rows * cols * n, gemm = n >= GEMM_MIN_TOKENS && this.prefillGemm;
     switch (w.dtype) {
       case 'f32': case 'bf16': case 'f16': {
         if (gemm) {
