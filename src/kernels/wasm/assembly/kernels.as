@@ -393,6 +393,8 @@ export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i3
 //   4 tokens × 8 rows per step: i32x4.dot_i16x8_s (pmaddwd) of two weight vectors with each
 //   token's column pair broadcast, into eight i32x4 sums whose lanes are rows (no horizontal
 //   reduction); per 32-block the sums are scaled by (row scales × token scale) into the panel.
+//   With relaxed SIMD, q4_0 keeps its raw nibbles and runs the int8 dot product instead
+//   (kernelQ4x8x4). The activations are packed per group of 4 tokens (packQuantActivations).
 // Loop order: rows in passes of RS → token block (TB) → column chunk → row tile → tokens, so the
 // activations of one (token block, column chunk), TB × KC values, stay in cache while the RS rows
 // pass over them; each weight element is packed once per token block. Sums over the chunks
@@ -405,7 +407,7 @@ const KB: i32 = 16;    // quantized: blocks per packed chunk (512 columns, 8.5 K
 const TB: i32 = 64;    // tokens per block
 const RS: i32 = 512;   // rows per pass over a (token block, column chunk): a panel of 128 KiB (float: 504 rows)
 
-/** bytes of per-thread scratch gemm_float and gemm_quant need (packed tile + panel) */
+/** bytes of per-thread scratch gemm_float and gemm_quant need (packed tiles, packed activations, panel) */
 export function gemm_scratch_bytes(): i32 {
   return max(KC * 48 + 48, (KB << 9) + (KB << 5) + (TB >> 2) * KB * (256 + 32) + 32) + (RS >> 3) * TB * 32;
 }
