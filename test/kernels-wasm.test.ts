@@ -21,9 +21,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RefKernels } from '../src/kernels/ref.ts';
 import type { Activation, Kernels, Weight, WeightDType } from '../src/kernels/types.ts';
-import { f32ToF16Bits } from '../src/kernels/half.ts';
-import { blocksPerRow, quantizeRowQ4_0, quantizeRowQ8_0, QK } from '../src/kernels/quant.ts';
 import { createWasmKernels, enableRelaxedSimd, wasmBinary, type WasmKernels } from '../src/kernels/wasm/wasm.ts';
+import { checkMatmul as checkMatmulAgainstRef, sameWeights } from './helpers/kernel-check.ts';
 import { ropeTables } from '../src/model/rope.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -52,25 +51,8 @@ function fillRandom(a: Float32Array, scale = 1): Float32Array {
   return a;
 }
 
-/** the same random weight in both backends (identical bytes) plus its exact f32 values */
 function makeWeights(k: Kernels, dtype: WeightDType, rows: number, cols: number): { w: Weight; wr: Weight; dense: Float32Array } {
-  const w = k.weight(dtype, rows, cols), wr = ref.weight(dtype, rows, cols);
-  const src = fillRandom(new Float32Array(rows * cols));
-  const rowBytes = k.weightBytes(dtype, 1, cols);
-  switch (dtype) {
-    case 'f32': (w.data as Float32Array).set(src); break;
-    case 'bf16': { const d = w.data as Uint16Array, f = new Uint32Array(src.buffer); for (let i = 0; i < d.length; i++) d[i] = f[i] >>> 16; break; }
-    case 'f16': { const d = w.data as Uint16Array; for (let i = 0; i < d.length; i++) d[i] = f32ToF16Bits(src[i]); break; }
-    case 'q8_0': for (let r = 0; r < rows; r++) quantizeRowQ8_0(src, r * cols, cols, w.data as Uint8Array, r * rowBytes); break;
-    case 'q4_0': for (let r = 0; r < rows; r++) quantizeRowQ4_0(src, r * cols, cols, w.data as Uint8Array, r * rowBytes); break;
-  }
-  new Uint8Array(wr.data.buffer, wr.data.byteOffset, wr.data.byteLength).set(new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength));
-  const dense = new Float32Array(rows * cols), row = new Float32Array(cols);
-  for (let r = 0; r < rows; r++) {
-    ref.embed(row, wr, [r], 1);
-    dense.set(row, r * cols);
-  }
-  return { w, wr, dense };
+  return sameWeights(k, ref, dtype, rows, cols, rand);
 }
 
 function assertClose(actual: Float32Array, expected: Float32Array, len: number, what: string, rel = 2e-5, abs = 1e-6): void {
@@ -81,34 +63,9 @@ function assertClose(actual: Float32Array, expected: Float32Array, len: number, 
   }
 }
 
-/**
- * k.matmul against ref.matmul for one weight shape and several token counts, element by element,
- * within the bounds described at the top of this file
- */
+/** k.matmul against ref.matmul (test/helpers/kernel-check.ts) for one weight shape and several token counts */
 function checkMatmul(k: Kernels, dtype: WeightDType, rows: number, cols: number, ns: number[]): void {
-  const { w, wr, dense } = makeWeights(k, dtype, rows, cols);
-  for (const n of ns) {
-    const x = fillRandom(k.f32(n * cols), 3), out = k.f32(n * rows), expected = new Float32Array(n * rows);
-    ref.matmul(expected, Float32Array.from(x), wr, n);
-    k.matmul(out, x, w, n);
-    for (let t = 0; t < n; t++) {
-      for (let r = 0; r < rows; r++) {
-        let mag = 0, quantErr = 0;
-        for (let b = 0; b < blocksPerRow(cols); b++) {
-          let amax = 0;
-          for (let j = b * QK; j < Math.min(cols, (b + 1) * QK); j++) amax = Math.max(amax, Math.abs(x[t * cols + j]));
-          for (let j = b * QK; j < Math.min(cols, (b + 1) * QK); j++) {
-            const wj = dense[r * cols + j];
-            mag += Math.abs(wj * x[t * cols + j]);
-            quantErr += Math.abs(wj) * amax / 127 / 2;
-          }
-        }
-        const bound = 1e-5 * mag + 1e-6 + (dtype === 'q8_0' || dtype === 'q4_0' ? quantErr : 0);
-        const a = out[t * rows + r], e = expected[t * rows + r];
-        if (!(Math.abs(a - e) <= bound)) assert.fail(`matmul ${dtype} [${rows} x ${cols}] n=${n} out[${t}, ${r}]: ${k.name} ${a} vs ref ${e} (bound ${bound})`);
-      }
-    }
-  }
+  for (const c of checkMatmulAgainstRef(k, ref, dtype, rows, cols, ns, rand)) if (c.failure) assert.fail(c.failure);
 }
 
 async function withKernels(threads: number, relaxedSimd: boolean, fn: (k: WasmKernels) => void | Promise<void>): Promise<void> {
