@@ -16,7 +16,7 @@ export interface ModelOptions {
   dtype?: LoadDType;
   /** KV cache capacity in tokens (default and maximum: config.max_context_length) */
   contextLength?: number;
-  /** prompt tokens processed per forward step (default 64) */
+  /** prompt tokens processed per forward step (default 128: the prefill GEMMs pack each weight tile once per 128 tokens) */
   chunkSize?: number;
 }
 
@@ -45,7 +45,7 @@ export class OpenELM {
     if (!(Number.isInteger(capacity) && capacity > 0 && capacity <= cfg.max_context_length)) {
       throw new RangeError(`contextLength must be an integer in [1, ${cfg.max_context_length}] (max_context_length), got ${capacity}`);
     }
-    const T = (this.chunkSize = Math.max(1, Math.min(opts.chunkSize ?? 64, capacity)));
+    const T = (this.chunkSize = Math.max(1, Math.min(opts.chunkSize ?? 128, capacity)));
     const act = (cfg.activation_fn_name) as Activation;
     this.layers = weights.layers.map((w, i) => new OpenELMLayer(cfg, i, w, act, cfg.ffn_with_glu));
     const d = cfg.model_dim;

@@ -33,10 +33,12 @@ export interface WasmKernelsOptions {
   minParallelWork?: number;
   /** Fewest multiply-adds the threads claim at a time (default 65536); 1 gives the finest split. */
   chunkWork?: number;
-  /** Bytes of private scratch ("stack") per thread (default 256 KiB). */
+  /** Bytes of private scratch ("stack") per thread (default 512 KiB: the prefill GEMMs need gemm_scratch_bytes()). */
   threadScratch?: number;
   /** Spin iterations before a waiting thread sleeps (default 20000, tens of microseconds). */
   spin?: number;
+  /** @internal another build of kernels.as to run instead of the embedded one (A/B benchmarks of kernel changes) */
+  binary?: Uint8Array<ArrayBuffer>;
 }
 
 const PAGE = 65536;
@@ -115,12 +117,12 @@ export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<
   if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`createWasmKernels: threads must be an integer ≥ 1, got ${opts.threads}`);
   const wantRelaxed = opts.relaxedSimd ?? true;
   if (wantRelaxed) await enableRelaxedSimd();
-  const { bytes, relaxed } = wasmBinary(wantRelaxed);
+  const { bytes, relaxed } = opts.binary ? { bytes: opts.binary, relaxed: wantRelaxed } : wasmBinary(wantRelaxed);
   const module = await WebAssembly.compile(bytes);
   const initialPages = Math.max(2, Math.ceil((opts.initialMemory ?? 16 << 20) / PAGE));
   const memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
   const instance = await WebAssembly.instantiate(module, { env: { memory } });
-  const scratchBytes = opts.threadScratch ?? 256 << 10;
+  const scratchBytes = opts.threadScratch ?? 512 << 10;
   const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536, opts.chunkWork ?? 65536, scratchBytes);
   const scratch = Array.from({ length: threads }, () => k.alloc(scratchBytes));
   k.pool = await ThreadPool.create(module, instance, memory, CTL_OFFSET, SPLIT_OPS, threads, scratch, opts.spin);

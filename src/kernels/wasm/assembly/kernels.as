@@ -404,8 +404,8 @@ export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i3
 
 const KC: i32 = 512;   // float: columns per packed chunk (24 KiB packed)
 const KB: i32 = 16;    // quantized: blocks per packed chunk (512 columns, 8.5 KiB packed)
-const TB: i32 = 64;    // tokens per block
-const RS: i32 = 512;   // rows per pass over a (token block, column chunk): a panel of 128 KiB (float: 504 rows)
+const TB: i32 = 128;   // tokens per block
+const RS: i32 = 512;   // rows per pass over a (token block, column chunk): a panel of 256 KiB (float: 504 rows)
 
 /** bytes of per-thread scratch gemm_float and gemm_quant need (packed tiles, packed activations, panel) */
 export function gemm_scratch_bytes(): i32 {
