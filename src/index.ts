@@ -6,7 +6,7 @@
 //   console.log(r.text);
 //   dispose();
 
-export { loadModel, checkpointSource, type LoadOptions, type LoadedModel } from './load.ts';
+export { loadModel, loadOpenELM, checkpointSource, type LoadOptions, type LoadedModel, type LoadedOpenELM } from './load.ts';
 
 // config: layer-wise scaling
 export {

@@ -21,25 +21,42 @@ export interface LoadOptions extends Omit<ModelOptions, 'kernels'> {
   onProgress?: (p: DownloadProgress) => void;
 }
 
-export interface LoadedModel {
+/** A model without its tokenizer (token ids in, logits out): what loadOpenELM returns. */
+export interface LoadedOpenELM {
   model: OpenELM;
-  tokenizer: Tokenizer;
   /** the local folder the model was read from */
   dir: string;
   /** stops worker threads */
   dispose(): void;
 }
 
-export async function loadModel(source: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+export interface LoadedModel extends LoadedOpenELM {
+  tokenizer: Tokenizer;
+}
+
+/**
+ * Opens the model alone, for work on token ids (benchmarks, scoring pre-tokenized data): no
+ * tokenizer in memory (its tables and their construction cost ~10-25 MB of JS heap).
+ */
+export async function loadOpenELM(source: string, opts: LoadOptions = {}): Promise<LoadedOpenELM> {
   const dir = await resolveModel(source, { revision: opts.revision, offline: opts.offline, token: opts.token, onProgress: opts.onProgress });
   const src = checkpointSource(dir);
   const kernels = await createKernels(opts.backend ?? 'wasm', { threads: opts.threads });
   try {
-    const model = OpenELM.load(src, { ...opts, kernels }, dir);
-    const tokenizer = await loadTokenizer(dir);
-    return { model, tokenizer, dir, dispose: () => kernels.dispose?.() };
+    return { model: OpenELM.load(src, { ...opts, kernels }, dir), dir, dispose: () => kernels.dispose?.() };
   } catch (e) {
     kernels.dispose?.();
+    throw e;
+  }
+}
+
+/** Opens the model and its tokenizer (the checkpoint's, else the built-in LLaMA-2 vocabulary). */
+export async function loadModel(source: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const loaded = await loadOpenELM(source, opts);
+  try {
+    return { ...loaded, tokenizer: await loadTokenizer(loaded.dir) };
+  } catch (e) {
+    loaded.dispose();
     throw e;
   }
 }

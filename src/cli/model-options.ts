@@ -1,6 +1,6 @@
 // Options every model-running command shares, and opening the model they name.
 import { num, UsageError, type Options } from './args.ts';
-import { loadModel, type LoadedModel } from '../load.ts';
+import { loadModel, loadOpenELM, type LoadedModel, type LoadedOpenELM, type LoadOptions } from '../load.ts';
 import type { LoadDType } from '../model/weights.ts';
 import { ProgressBar } from '../io/progress.ts';
 import type { DownloadProgress } from '../io/hub.ts';
@@ -50,9 +50,18 @@ export function downloadBars(): (p: DownloadProgress) => void {
 }
 
 export async function openModel(values: Record<string, unknown>, quiet = false): Promise<LoadedModel> {
+  return loadModel(modelSource(values), loadOptions(values, quiet));
+}
+
+/** openModel without the tokenizer, for commands that work on token ids only (bench). */
+export async function openModelOnly(values: Record<string, unknown>, quiet = false): Promise<LoadedOpenELM> {
+  return loadOpenELM(modelSource(values), loadOptions(values, quiet));
+}
+
+function loadOptions(values: Record<string, unknown>, quiet: boolean): LoadOptions {
   const backend = (values.backend as string | undefined) ?? 'wasm';
   if (backend !== 'wasm' && backend !== 'ref') throw new UsageError(`--backend must be wasm or ref, got "${backend}"`);
-  return loadModel(modelSource(values), {
+  return {
     dtype: parseDType(values.dtype as string | undefined),
     threads: num(values.threads as string | undefined, 'threads', { int: true, min: 1 }),
     backend,
@@ -60,5 +69,5 @@ export async function openModel(values: Record<string, unknown>, quiet = false):
     revision: values.revision as string | undefined,
     offline: values.offline as boolean | undefined,
     onProgress: quiet ? undefined : downloadBars(),
-  });
+  };
 }

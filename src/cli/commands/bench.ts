@@ -1,6 +1,6 @@
 import { num, parse, printJson } from '../args.ts';
 import type { Command } from '../command.ts';
-import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.ts';
+import { MODEL_HELP, MODEL_OPTIONS, openModelOnly } from '../model-options.ts';
 import { benchModel, formatBench } from '../../bench.ts';
 
 export const benchCommand: Command = {
@@ -31,7 +31,7 @@ npm run bench compares this against llama.cpp (node-llama-cpp) on the same weigh
     const repeat = num(v.repeat as string, 'repeat', { int: true, min: 1 }) ?? 3;
     const warmup = num(v.warmup as string, 'warmup', { int: true, min: 0 }) ?? 4;
     const t0 = performance.now();
-    const loaded = await openModel({ ...v, context: v.context ?? String(promptTokens + genTokens + warmup) }, Boolean(v.json));
+    const loaded = await openModelOnly({ ...v, context: v.context ?? String(promptTokens + genTokens + warmup) }, Boolean(v.json));
     const loadMs = performance.now() - t0;
     try {
       const r = benchModel(loaded.model, { promptTokens, genTokens, repeat, warmup });
