@@ -243,8 +243,10 @@ export class WasmKernels implements Kernels {
       case 'q8_0': case 'q4_0': {
         // activations → int8 blocks once per call (like llama.cpp's q8_0 × q8_0 dot)
         const nb = blocksPerRow(cols);
-        // xi (int8), xd and xs (f32), then for n ≥ 2 xw: the ints again as i16
-        const intBytes = n * nb * QK, wide = n >= 2 ? 2 * intBytes : 0;
+        // xi (int8), xd and xs (f32), then for n ≥ 2 xw: the ints again as i16 (not for the q4_0
+        // GEMM with relaxed SIMD, whose int8 dot product reads xi)
+        const intBytes = n * nb * QK;
+        const wide = n >= 2 && !(gemm && w.dtype === 'q4_0' && this.relaxedSimd) ? 2 * intBytes : 0;
         const xi = this.scratch('q', intBytes + 2 * n * nb * 4 + wide);
         const xd = xi + intBytes, xw = wide ? xd + 2 * n * nb * 4 : 0;
         // ~10 ops per value, split by token
