@@ -2,6 +2,7 @@
 // Micro-benchmark of the matmul kernels on OpenELM-270M shapes (model_dim 1280):
 //   decode  (n = 1, matrix × vector, memory-bound): GB/s of weights streamed
 //   prefill (n = 128): GFLOP/s (2 · rows · cols · n per call)
+//   sampling: ms per token of the Sampler (top-p / top-k over 32000 tokens), wasm vs the TS reference
 // Each figure is the median of 5 windows, with the range of the windows in parentheses.
 // for every weight dtype and thread count, next to the plain-TypeScript reference.
 //
@@ -15,6 +16,7 @@ import { RefKernels } from '../src/kernels/ref.ts';
 import type { Kernels, Weight, WeightDType } from '../src/kernels/types.ts';
 import { createWasmKernels } from '../src/kernels/wasm/wasm.ts';
 import { f32ToF16Bits } from '../src/kernels/half.ts';
+import { Sampler } from '../src/generate/sampler.ts';
 
 const { values } = parseArgs({
   options: {
@@ -86,4 +88,26 @@ for (const n of [1, PREFILL]) {
       if (!values['no-ref'] && n === 1) row('ref', rows, cols, dtype, new RefKernels(), n, 0.05);
     }
   }
+}
+
+// sampling over a 32000-token vocabulary (Sampler: softmax, then the top-p / top-k candidates
+// selected and sorted), on logits shaped like a trained model's (peaked) and like a random one's
+console.log('\n# sampling: 32000-token vocabulary, ms per token');
+{
+  const V = 32000;
+  const wasm = await createWasmKernels({ threads: 1, relaxedSimd: !values.plain });
+  for (const [shape, std] of [['peaked logits (std 3)', 3], ['flat logits (std 0.5)', 0.5]] as const) {
+    const logits = new Float32Array(V);
+    for (let i = 0; i < V; i++) logits[i] = std * Math.sqrt(-2 * Math.log(Math.random() + 1e-12)) * Math.cos(2 * Math.PI * Math.random());
+    for (const opts of [{ temperature: 0.7, topP: 0.9 }, { temperature: 0.7, topK: 40, topP: 1 }]) {
+      const cells = [];
+      for (const [name, k] of [['wasm', wasm], ['ref', undefined]] as const) {
+        const s = new Sampler(V, { ...opts, seed: 1 }, k);
+        const { median } = time(() => s.sample(logits), name === 'ref' ? 0.1 : seconds);
+        cells.push(`${name} ${(median * 1e3).toFixed(3)}`);
+      }
+      console.log(`${shape.padEnd(22)} ${JSON.stringify(opts).padEnd(36)} ${cells.join('   ')}`);
+    }
+  }
+  wasm.dispose();
 }

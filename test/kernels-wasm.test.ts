@@ -83,7 +83,7 @@ for (const relaxed of variants) {
         if (relaxed) assert.ok(k.relaxedSimd);
         // n ≥ 4 runs the prefill GEMMs: row tiles of 12 (float) / 8 (quantized) with partial last
         // tiles, token groups of 3 / 4 with partial last groups; 1100 columns span three packed
-        // column chunks (512 each), 260 tokens five token blocks (64 each)
+        // column chunks (512 each), 260 tokens three token blocks (128 each)
         const cases: [number, number, number[]][] = [[1, 1, [1, 2, 3, 7, 33]], [7, 5, [1, 2, 3, 7, 33]], [13, 33, [1, 2, 3, 7, 33]],
           [37, 70, [1, 2, 3, 7, 33]], [64, 128, [1, 2, 3, 4, 7, 33]], [33, 257, [1, 2, 3, 7, 33]], [130, 96, [1, 2, 3, 5, 7, 33]],
           [41, 1100, [4, 6, 9]], [19, 37, [260]]];
@@ -104,6 +104,35 @@ for (const relaxed of variants) {
           x.set(c);
           x.fill(1e30, c.length); // beyond n: must be ignored
           assert.equal(k.argmax(x, c.length), ref.argmax(Float32Array.from(c), c.length), `argmax of [${c.slice(0, 12).join(', ')}${c.length > 12 ? ', …' : ''}] (n = ${c.length})`);
+        }
+      });
+    });
+
+    test(`softmax and selectDesc (sampling over the vocabulary): odd lengths, -inf, ties (${tag})`, async () => {
+      await withKernels(threads, relaxed, (k) => {
+        for (const n of [1, 3, 5, 17, 33, 1000, 32000]) {
+          for (const [spread, t] of [[3, 0.7], [0.5, 1], [20, 2], [60, 0.5]]) {
+            const logits = Array.from({ length: n }, (_, i) => (i % 97 === 5 ? -Infinity : (rand() * 2 - 1) * spread));
+            const x = k.f32(n + 3), e = Float32Array.from(logits);
+            x.set(logits);
+            x.fill(1e30, n); // beyond n: untouched
+            const pmax = k.softmax(x, n, t), epmax = ref.softmax(e, n, t);
+            assert.ok(Math.abs(pmax - epmax) <= 1e-6 * epmax, `softmax pmax n=${n} t=${t}: ${pmax} vs ${epmax}`);
+            for (let i = 0; i < n; i++) {
+              // relative error ~ |x/t - max| · 2^-24 (the f32 difference; the ref's is exact) ≤ 87 · 6e-8;
+              // exp4 flushes what the reference keeps as ~1e-38 subnormals
+              if (!(Math.abs(x[i] - e[i]) <= 1e-5 * e[i] + 1e-37)) assert.fail(`softmax n=${n} t=${t} [${i}]: wasm ${x[i]} vs ref ${e[i]}`);
+            }
+            assert.equal(x[n], Math.fround(1e30));
+            // selection on the same probabilities, with ties (rounded copies)
+            const p = k.f32(n), pr = new Float32Array(n), idx = k.i32(n), idr = new Int32Array(n);
+            for (let i = 0; i < n; i++) pr[i] = p[i] = i % 3 === 0 ? Math.round(e[i] * 64) / 64 : e[i];
+            for (const tau of [0, 1e-9, epmax * 0.05, epmax / 2, epmax, 2]) {
+              const c = k.selectDesc(p, n, tau, idx), cr = ref.selectDesc(pr, n, tau, idr);
+              assert.equal(c, cr, `selectDesc count n=${n} tau=${tau}`);
+              assert.deepEqual(Array.from(idx.subarray(0, c)), Array.from(idr.subarray(0, cr)), `selectDesc order n=${n} tau=${tau}`);
+            }
+          }
         }
       });
     });

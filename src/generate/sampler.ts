@@ -1,8 +1,29 @@
 // Choosing the next token from logits, with Hugging Face semantics and order:
 // repetition penalty → temperature → top-k → top-p → min-p → sample.
-// temperature 0 is plain argmax. All buffers are allocated once per vocabulary size.
+// temperature 0 is plain argmax. The vocabulary-sized work (softmax, selecting and sorting the
+// candidates) runs on a Kernels backend: the model's (WebAssembly SIMD) when given, else the
+// plain-TypeScript reference. Buffers are made once per backend and vocabulary size.
 import { Rng } from './rng.ts';
 import type { Kernels } from '../kernels/types.ts';
+import { RefKernels } from '../kernels/ref.ts';
+
+/** The ops a Sampler uses. */
+export type SamplerKernels = Pick<Kernels, 'argmax' | 'softmax' | 'selectDesc' | 'f32' | 'i32'>;
+
+const refKernels = new RefKernels();
+/**
+ * work and idx per backend and vocabulary size, shared by its samplers: a backend's memory is
+ * never freed (WasmKernels allocates from a bump arena), so a sampler per request must not
+ * allocate; sampling is synchronous and keeps nothing in them between calls.
+ */
+const buffers = new WeakMap<object, Map<number, { work: Float32Array; idx: Int32Array }>>();
+function buffersFor(k: SamplerKernels, V: number): { work: Float32Array; idx: Int32Array } {
+  let byV = buffers.get(k);
+  if (!byV) buffers.set(k, (byV = new Map()));
+  let b = byV.get(V);
+  if (!b) byV.set(V, (b = { work: k.f32(V), idx: k.i32(V) }));
+  return b;
+}
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax); default 0.7 */
@@ -46,14 +67,18 @@ export class Sampler {
   private readonly rng: Rng;
   private readonly work: Float32Array; // [vocab] penalised / scaled logits, then probabilities
   private readonly idx: Int32Array; // [vocab] candidate token ids
+  private readonly kernels: SamplerKernels;
+  /** greedy picks straight on the logits (only with the model's own backend: its memory) */
+  private readonly directArgmax: boolean;
   private readonly seen: Uint8Array; // [vocab] tokens already in the sequence
   private n = 0; // candidates in idx
 
   /**
-   * With `kernels`, greedy picks without a repetition penalty run the backend's argmax straight
-   * on the logits, which must then be that backend's memory (as a model's logits are).
+   * `kernels`: the backend for the vocabulary-sized work (default: the TypeScript reference). With
+   * it, greedy picks without a repetition penalty run its argmax straight on the logits, which
+   * must then be that backend's memory (as a model's logits are).
    */
-  constructor(readonly vocabSize: number, opts: SamplingOptions = {}, private readonly kernels?: Pick<Kernels, 'argmax'>) {
+  constructor(readonly vocabSize: number, opts: SamplingOptions = {}, kernels?: SamplerKernels) {
     checkSampling(opts);
     this.temperature = opts.temperature ?? DEFAULT_SAMPLING.temperature;
     this.topK = opts.topK ?? DEFAULT_SAMPLING.topK;
@@ -61,8 +86,9 @@ export class Sampler {
     this.minP = opts.minP ?? DEFAULT_SAMPLING.minP;
     this.repetitionPenalty = opts.repetitionPenalty ?? DEFAULT_SAMPLING.repetitionPenalty;
     this.rng = new Rng(opts.seed);
-    this.work = new Float32Array(vocabSize);
-    this.idx = new Int32Array(vocabSize);
+    this.kernels = kernels ?? refKernels;
+    this.directArgmax = kernels !== undefined;
+    ({ work: this.work, idx: this.idx } = buffersFor(this.kernels, vocabSize));
     this.seen = new Uint8Array(vocabSize);
   }
 
@@ -84,13 +110,13 @@ export class Sampler {
   /** Picks the next token. `logits` is not modified. */
   sample(logits: Float32Array): number {
     const V = this.vocabSize, w = this.work;
-    if (this.temperature === 0 && this.repetitionPenalty === 1 && this.kernels) return this.kernels.argmax(logits, V);
+    if (this.temperature === 0 && this.repetitionPenalty === 1 && this.directArgmax) return this.kernels.argmax(logits, V);
     w.set(logits.subarray(0, V));
     if (this.repetitionPenalty !== 1) {
       const p = this.repetitionPenalty;
       for (let i = 0; i < V; i++) if (this.seen[i]) w[i] = w[i] < 0 ? w[i] * p : w[i] / p;
     }
-    if (this.temperature === 0) return argmax(w);
+    if (this.temperature === 0) return this.kernels.argmax(w, V);
     this.filter();
     // sample from the renormalised candidates
     let mass = 0;
@@ -113,26 +139,16 @@ export class Sampler {
 
   /** work: logits → probabilities; idx[0..n): the surviving tokens. */
   private filter(): void {
-    const V = this.vocabSize, w = this.work;
-    for (let i = 0; i < V; i++) w[i] /= this.temperature;
-    // softmax over all tokens; w becomes probabilities
-    let max = -Infinity;
-    for (let i = 0; i < V; i++) if (w[i] > max) max = w[i];
-    let sum = 0;
-    for (let i = 0; i < V; i++) { w[i] = Math.exp(w[i] - max); sum += w[i]; }
-    for (let i = 0; i < V; i++) w[i] /= sum;
-    this.candidates();
+    this.candidates(this.kernels.softmax(this.work, this.vocabSize, this.temperature));
   }
 
   /**
-   * Fills idx[0 .. n) with the tokens that survive top-k, top-p and min-p, most likely first.
-   * Sorting 32000 tokens per step is slow, so only tokens above a probability threshold are
-   * sorted; the threshold is lowered until the survivors are provably among them.
+   * Fills idx[0 .. n) with the tokens that survive top-k, top-p and min-p, most likely first
+   * (pmax: the largest probability). Only tokens above a probability threshold are selected and
+   * sorted (selectDesc); the threshold is lowered until the survivors are provably among them.
    */
-  private candidates(): void {
+  private candidates(pmax: number): void {
     const V = this.vocabSize, w = this.work, idx = this.idx;
-    let pmax = 0;
-    for (let i = 0; i < V; i++) if (w[i] > pmax) pmax = w[i];
     const filtering = this.topK > 0 || this.topP < 1 || this.minP > 0;
     if (!filtering) {
       for (let i = 0; i < V; i++) idx[i] = i;
@@ -140,15 +156,14 @@ export class Sampler {
       return;
     }
     const floor = this.minP * pmax;
-    for (let tau = pmax * 1e-3; ; tau *= 1e-3) {
-      let n = 0, mass = 0;
-      for (let i = 0; i < V; i++) if (w[i] >= tau) { idx[n++] = i; mass += w[i]; }
+    for (let tau = pmax * 0.05; ; tau *= 0.05) {
+      let n = this.kernels.selectDesc(w, V, tau, idx), mass = 0;
+      for (let j = 0; j < n; j++) mass += w[idx[j]];
       // the filters apply in order top-k → top-p → min-p, each within the previous one's survivors,
       // so the first filter in use decides whether this set surely holds all survivors
-      const enough = tau < 1e-30 ||
+      const enough = tau < 1e-38 ||
         (this.topK > 0 ? n >= this.topK : this.topP < 1 ? mass >= this.topP : tau <= floor);
       if (!enough) continue;
-      sortByProbDesc(idx, n, w);
       if (this.topK > 0 && n > this.topK) {
         // HF keeps ties with the k-th value
         const kth = w[idx[this.topK - 1]];
@@ -179,8 +194,3 @@ export class Sampler {
   }
 }
 
-/** Sorts idx[0..n) by probability, highest first; ties by lower id. */
-function sortByProbDesc(idx: Int32Array, n: number, w: Float32Array): void {
-  const view = idx.subarray(0, n);
-  view.sort((a, b) => (w[b] - w[a]) || (a - b));
-}

@@ -78,6 +78,10 @@ export class RefKernels implements Kernels {
     return new Float32Array(n);
   }
 
+  i32(n: number): Int32Array {
+    return new Int32Array(n);
+  }
+
   weight(dtype: WeightDType, rows: number, cols: number): Weight {
     return makeWeight(dtype, rows, cols, new Uint8Array(weightBytes(dtype, rows, cols)));
   }
@@ -219,5 +223,23 @@ export class RefKernels implements Kernels {
     let best = 0;
     for (let i = 1; i < n; i++) if (x[i] > x[best]) best = i;
     return best;
+  }
+
+  softmax(x: Float32Array, n: number, temperature: number): number {
+    for (let i = 0; i < n; i++) x[i] /= temperature;
+    let max = -Infinity;
+    for (let i = 0; i < n; i++) if (x[i] > max) max = x[i];
+    let sum = 0;
+    for (let i = 0; i < n; i++) { x[i] = Math.exp(x[i] - max); sum += x[i]; }
+    let pmax = 0;
+    for (let i = 0; i < n; i++) { x[i] /= sum; if (x[i] > pmax) pmax = x[i]; }
+    return pmax;
+  }
+
+  selectDesc(p: Float32Array, n: number, tau: number, idx: Int32Array): number {
+    let c = 0;
+    for (let i = 0; i < n; i++) if (p[i] >= tau) idx[c++] = i;
+    idx.subarray(0, c).sort((a, b) => (p[b] - p[a]) || (a - b));
+    return c;
   }
 }

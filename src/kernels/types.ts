@@ -44,6 +44,8 @@ export interface Kernels {
   // ---- memory: everything an op touches comes from here ----
   /** A zeroed f32 buffer of n elements, owned by the backend. */
   f32(n: number): Float32Array;
+  /** A zeroed i32 buffer of n elements, owned by the backend (token ids for selectDesc). */
+  i32(n: number): Int32Array;
   /** Storage for a weight matrix; the caller fills `data` (e.g. straight from the checkpoint). */
   weight(dtype: WeightDType, rows: number, cols: number): Weight;
   /** Bytes of storage a weight of this dtype and shape takes. */
@@ -93,6 +95,20 @@ export interface Kernels {
    * `if (x[i] > x[best]) best = i` loop, which the reference backend is).
    */
   argmax(x: Float32Array, n: number): number;
+
+  /**
+   * x[0 .. n) ← softmax(x / temperature) in place (temperature > 0): divided by the temperature,
+   * minus the maximum, exponentiated, divided by the sum. Returns the largest probability.
+   * Backends may flush probabilities below ~1e-38 to 0 (the ref keeps f32 subnormals).
+   */
+  softmax(x: Float32Array, n: number, temperature: number): number;
+
+  /**
+   * idx[0 .. count) ← the i < n with p[i] ≥ tau, most probable first (ties: lower i first);
+   * returns count. p holds probabilities (≥ 0, not NaN); idx has room for n. The candidates of
+   * top-k / top-p / min-p sampling.
+   */
+  selectDesc(p: Float32Array, n: number, tau: number, idx: Int32Array): number;
 
   /** Releases what the backend holds beyond memory (e.g. worker threads); the kernels are unusable after. */
   dispose?(): void;

@@ -70,6 +70,8 @@ interface Exports {
     qNorm: number, kNorm: number, eps: number, cos: number, sin: number): void;
   add_in_place(out: number, x: number, len: number): void;
   argmax(x: number, n: number): number;
+  softmax(x: number, n: number, t: number): number;
+  select_desc(p: number, n: number, tau: number, idx: number, tmp: number): number;
   kv_store(qkv: number, kc: number, vc: number, n: number, pos0: number, nQ: number, nKV: number, hd: number): void;
 }
 
@@ -138,8 +140,8 @@ export class WasmKernels implements Kernels {
   private readonly buffers = new Set<ArrayBufferLike>();
   private top = ARENA_START;
   /** per-call data, grown (rarely) to the largest n × cols seen: quantized activations for q8_0/q4_0
-   * matmuls ('q'), scaled activations for f16 matrix × vector ('f') */
-  private readonly scratchAreas = { q: { at: 0, bytes: 0 }, f: { at: 0, bytes: 0 } };
+   * matmuls ('q'), scaled activations for f16 matrix × vector ('f'), selectDesc's radix sort ('s') */
+  private readonly scratchAreas = { q: { at: 0, bytes: 0 }, f: { at: 0, bytes: 0 }, s: { at: 0, bytes: 0 } };
   /**
    * Whether prompts (4+ tokens) run the GEMM kernels: the per-thread scratch must hold their packed
    * tiles and panels (with a smaller `threadScratch` they fall back to the matrix × vector kernels).
@@ -188,6 +190,11 @@ export class WasmKernels implements Kernels {
   f32(n: number): Float32Array {
     const at = this.alloc(n * 4); // first: it may grow the memory, which replaces memory.buffer
     return new Float32Array(this.memory.buffer, at, n);
+  }
+
+  i32(n: number): Int32Array {
+    const at = this.alloc(n * 4);
+    return new Int32Array(this.memory.buffer, at, n);
   }
 
   weight(dtype: WeightDType, rows: number, cols: number): Weight {
@@ -263,7 +270,7 @@ export class WasmKernels implements Kernels {
   }
 
   /** A reusable scratch area of at least `bytes` for per-call data ('q' quantized activations, 'f' scaled ones). */
-  private scratch(which: 'q' | 'f', bytes: number): number {
+  private scratch(which: 'q' | 'f' | 's', bytes: number): number {
     const s = this.scratchAreas[which];
     if (bytes > s.bytes) {
       s.bytes = Math.max(bytes, 2 * s.bytes);
@@ -314,6 +321,16 @@ export class WasmKernels implements Kernels {
 
   addInPlace(out: Float32Array, x: Float32Array, len: number): void {
     this.x.add_in_place(this.ptr(out, 'out'), this.ptr(x, 'x'), len);
+  }
+
+  softmax(x: Float32Array, n: number, temperature: number): number {
+    if (!(n >= 0 && n <= x.length)) throw new RangeError(`WasmKernels.softmax: n = ${n} is outside [0, ${x.length}]`);
+    return this.x.softmax(this.ptr(x, 'x'), n, temperature);
+  }
+
+  selectDesc(p: Float32Array, n: number, tau: number, idx: Int32Array): number {
+    if (!(n >= 0 && n <= p.length && n <= idx.length)) throw new RangeError(`WasmKernels.selectDesc: n = ${n} exceeds p (${p.length}) or idx (${idx.length})`);
+    return this.x.select_desc(this.ptr(p, 'p'), n, tau, this.ptr(idx, 'idx'), this.scratch('s', (3 * n + 256) * 4));
   }
 
   argmax(x: Float32Array, n: number): number {

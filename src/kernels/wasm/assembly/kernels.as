@@ -1147,3 +1147,90 @@ export function ffn_act(out: usize, x: usize, n: i32, dim: i32, act: i32, glu: i
   else if (act == ACT_SILU) ffnActRows(out, x, dim, ACT_SILU, 0, from, to);
   else ffnActRows(out, x, dim, act, glu, from, to);
 }
+
+// ---------------------------------------------------------------- sampling over the vocabulary
+
+/**
+ * x[0 .. n) ← softmax(x / t) in place (t > 0), as the reference computes it: x / t, minus its
+ * maximum, exp, divided by the sum. Logits below the maximum by more than 87 (after / t) give 0
+ * (exp4's range; the reference's exp gives at most ~1e-38 there). Returns the largest
+ * probability, 1 / sum.
+ */
+export function softmax(x: usize, n: i32, t: f32): f32 {
+  if (n <= 0) return 0;
+  let mv = f32x4.splat(-Infinity), i = 0;
+  for (; i + 4 <= n; i += 4) mv = f32x4.max(mv, v128.load(x + (<usize>i << 2)));
+  let m = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
+  for (; i < n; i++) m = max(m, load<f32>(x + (<usize>i << 2)));
+  m = m / t;
+  const tv = f32x4.splat(t), m4 = f32x4.splat(m), lo = f32x4.splat(-87.3), zero = f32x4.splat(0);
+  // the sum in f64 (as the reference): over 32000 terms an f32 sum drifts by ~1e-5
+  let sa = f64x2.splat(0), sb = f64x2.splat(0);
+  for (i = 0; i + 4 <= n; i += 4) {
+    const p = x + (<usize>i << 2);
+    const d = f32x4.sub(f32x4.div(v128.load(p), tv), m4);
+    const e = v128.bitselect(zero, exp4(d), f32x4.lt(d, lo));
+    v128.store(p, e);
+    sa = f64x2.add(sa, f64x2.promote_low_f32x4(e));
+    sb = f64x2.add(sb, f64x2.promote_low_f32x4(i32x4.shuffle(e, e, 2, 3, 0, 1)));
+  }
+  let sum64 = f64x2.extract_lane(sa, 0) + f64x2.extract_lane(sa, 1) + f64x2.extract_lane(sb, 0) + f64x2.extract_lane(sb, 1);
+  for (; i < n; i++) {
+    const p = x + (<usize>i << 2);
+    const d = load<f32>(p) / t - m;
+    const e = d < -87.3 ? <f32>0 : f32x4.extract_lane(exp4(f32x4.splat(d)), 0);
+    store<f32>(p, e);
+    sum64 += e;
+  }
+  const sum = <f32>sum64, s4 = f32x4.splat(sum);
+  for (i = 0; i + 4 <= n; i += 4) {
+    const p = x + (<usize>i << 2);
+    v128.store(p, f32x4.div(v128.load(p), s4));
+  }
+  for (; i < n; i++) store<f32>(x + (<usize>i << 2), load<f32>(x + (<usize>i << 2)) / sum);
+  return 1 / sum;
+}
+
+/**
+ * idx ← the i < n with p[i] ≥ tau (probabilities: ≥ 0), most probable first, ties by lower i;
+ * returns their count. A stable LSD radix sort on the f32 bits (which order non-negative floats),
+ * complemented for descending order, skipping the byte positions all keys share. tmp: 3n + 256
+ * i32 of scratch.
+ */
+export function select_desc(p: usize, n: i32, tau: f32, idx: usize, tmp: usize): i32 {
+  let c = 0, i = 0;
+  const tv = f32x4.splat(tau);
+  for (; i + 4 <= n; i += 4) {
+    let mask = i32x4.bitmask(f32x4.ge(v128.load(p + (<usize>i << 2)), tv));
+    while (mask) {
+      store<i32>(idx + (<usize>c << 2), i + <i32>ctz(mask));
+      c++;
+      mask &= mask - 1;
+    }
+  }
+  for (; i < n; i++) if (load<f32>(p + (<usize>i << 2)) >= tau) { store<i32>(idx + (<usize>c << 2), i); c++; }
+  const cb = <usize>c << 2;
+  let ka = tmp, ia = idx, kb = tmp + cb, ib = tmp + 2 * cb;
+  const hist = tmp + 3 * cb;
+  for (let j: usize = 0; j < cb; j += 4) store<u32>(ka + j, ~load<u32>(p + (<usize>load<i32>(ia + j) << 2)));
+  for (let shift: u32 = 0; shift < 32; shift += 8) {
+    memory.fill(hist, 0, 1024);
+    for (let j: usize = 0; j < cb; j += 4) {
+      const h = hist + (<usize>((load<u32>(ka + j) >> shift) & 255) << 2);
+      store<i32>(h, load<i32>(h) + 1);
+    }
+    if (load<i32>(hist + (<usize>((load<u32>(ka) >> shift) & 255) << 2)) == c) continue; // one digit for all
+    let sum = 0;
+    for (let b: usize = 0; b < 1024; b += 4) { const v = load<i32>(hist + b); store<i32>(hist + b, sum); sum += v; }
+    for (let j: usize = 0; j < cb; j += 4) {
+      const k = load<u32>(ka + j), h = hist + (<usize>((k >> shift) & 255) << 2), at = <usize>load<i32>(h) << 2;
+      store<i32>(h, load<i32>(h) + 1);
+      store<u32>(kb + at, k);
+      store<i32>(ib + at, load<i32>(ia + j));
+    }
+    const tk = ka, ti = ia;
+    ka = kb; ia = ib; kb = tk; ib = ti;
+  }
+  if (ia != idx) memory.copy(idx, ia, cb);
+  return c;
+}
