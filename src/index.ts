@@ -27,7 +27,7 @@ export { createKernels, createWasmKernels, type KernelsKind } from './kernels/in
 
 // generation
 export { generate, generateText, encodePrompt, type GenerateOptions, type GenerationResult, type TokenEvent, type FinishReason, type Prompt } from './generate/generate.ts';
-export { Sampler, argmax, type SamplingOptions } from './generate/sampler.ts';
+export { Sampler, argmax, type SamplingOptions, type SamplerKernels } from './generate/sampler.ts';
 export { chatTemplate, encodeChat, type ChatMessage, type Role } from './generate/chat.ts';
 export { Rng } from './generate/rng.ts';
 
