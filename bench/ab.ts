@@ -9,7 +9,7 @@
 // --a defaults to the committed relaxed-SIMD build. Without --model: one matmul of --shape
 // (rows, cols, tokens), the weights rotated through ≥ 96 MB of copies so they come from memory
 // as in a model (--copies 1: the same weights every call, from cache). With --model: the prefill of a 128-token prompt (two copies of the model, one per
-// build). Prints the best of each and the median of the per-round ratios B/A (> 1: B faster).
+// build); with --decode, 32 decode steps after a 4-token prompt instead. Prints the best of each and the median of the per-round ratios B/A (> 1: B faster).
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,7 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '1' },
     rounds: { type: 'string', default: '15' },
     copies: { type: 'string' },
+    decode: { type: 'boolean', default: false },
   },
 });
 if (!values.b) throw new Error('bench/ab.ts: --b BUILD.wasm is required (see the header)');
@@ -41,6 +42,7 @@ async function setup(file: string): Promise<() => void> {
     const dtype = parseDType(values.dtype);
     const model = OpenELM.load(checkpointSource(values.model), { kernels, dtype, contextLength: 256 }, values.model);
     const prompt = Array.from({ length: 128 }, (_, i) => 3 + ((i * 7919) % (model.config.vocab_size - 3)));
+    if (values.decode) return () => { model.reset(); model.forward(prompt.slice(0, 4)); for (let i = 0; i < 32; i++) model.step(5 + i); };
     return () => { model.reset(); model.forward(prompt); };
   }
   const [rows, cols, n] = values.shape.split(',').map(Number);
@@ -66,7 +68,7 @@ const ta: number[] = [], tb: number[] = [];
 for (let r = 0; r < rounds; r++) { ta.push(time(A)); tb.push(time(B)); }
 const median = (a: number[]): number => [...a].sort((p, q) => p - q)[a.length >> 1];
 const ms = (t: number): string => `${t.toFixed(2)} ms`;
-console.log(`${values.model ? `prefill 128 tokens of ${values.model}` : `matmul ${values.shape} ${values.dtype ?? 'bf16'}`}, ${threads} thread(s), ${rounds} rounds`);
+console.log(`${values.model ? `${values.decode ? '4-token prompt + 32 decode steps' : 'prefill 128 tokens'} of ${values.model}` : `matmul ${values.shape} ${values.dtype ?? 'bf16'}`}, ${threads} thread(s), ${rounds} rounds`);
 console.log(`A ${values.a}: best ${ms(Math.min(...ta))}`);
 console.log(`B ${values.b}: best ${ms(Math.min(...tb))}`);
 console.log(`B/A speed: ${median(ta.map((t, i) => t / tb[i])).toFixed(3)} (median of per-round ratios; range ${Math.min(...ta.map((t, i) => t / tb[i])).toFixed(3)}–${Math.max(...ta.map((t, i) => t / tb[i])).toFixed(3)})`);

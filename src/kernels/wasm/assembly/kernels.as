@@ -261,23 +261,32 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, x
 
 const Q8: i32 = 0, Q4: i32 = 1;
 
+/**
+ * i16 lane pairs summed to i32: i32x4.extadd_pairwise_i16x8_s, written as a dot product with ones
+ * because V8 lowers the former to pmaddwd against a constant it addresses anew at every use,
+ * while a splat constant stays in a register across a loop
+ */
+@inline function pairSums(v: v128): v128 { return i32x4.dot_i16x8_s(v, i16x8.splat(1)); }
+
 // Weight block decoders: the 32 int8 values of block b as two v128 (values 0..15, 16..31).
 @inline function blockQ8(w: usize): v128 { return v128.load(w, 2); }
 @inline function blockQ8hi(w: usize): v128 { return v128.load(w, 18); }
 // q4_0 nibbles stay unsigned (0..15); the - 8 is applied once per block through Σx (see xs)
 @inline function blockQ4(q: v128): v128 { return v128.and(q, i8x16.splat(0x0f)); }
-@inline function blockQ4hi(q: v128): v128 { return i8x16.shr_u(q, 4); }
+// (a 16-bit shift and the same mask as blockQ4: V8 lowers i8x16.shr_u to the shift plus a mask it
+// rebuilds from an immediate at every use)
+@inline function blockQ4hi(q: v128): v128 { return v128.and(i16x8.shr_u(q, 4), i8x16.splat(0x0f)); }
 
 /** Σ q·x over 32 pairs with q in 0..15: four products per i16 lane fit (≤ 4 · 15 · 127) */
 @inline function dot32u(lo: v128, hi: v128, x: usize): v128 {
   const x0 = v128.load(x), x1 = v128.load(x, 16);
   if (ASC_FEATURE_RELAXED_SIMD) {
     // the nibbles are valid 7-bit operands as they are
-    return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi)));
+    return pairSums(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi)));
   }
   const p = i16x8.add(i16x8.add(i16x8.extmul_low_i8x16_s(lo, x0), i16x8.extmul_high_i8x16_s(lo, x0)),
     i16x8.add(i16x8.extmul_low_i8x16_s(hi, x1), i16x8.extmul_high_i8x16_s(hi, x1)));
-  return i32x4.extadd_pairwise_i16x8_s(p);
+  return pairSums(p);
 }
 
 /** Σ w·x over one block of 32, w as four i16x8 vectors, x: 32 i16 at xp; i32x4 partial sums */
@@ -684,17 +693,17 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
     }
     const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = psc + (<usize>b << 5);
     let d = v128.load32_splat(xb), e = v128.load32_splat(xb, 16);
-    v128.store(o0, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(a0)), d, e), s0, v128.load(o0)));
-    v128.store(o0, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(c0)), d, e), s1, v128.load(o0, 16)), 16);
+    v128.store(o0, madd(madd(f32x4.convert_i32x4_s(pairSums(a0)), d, e), s0, v128.load(o0)));
+    v128.store(o0, madd(madd(f32x4.convert_i32x4_s(pairSums(c0)), d, e), s1, v128.load(o0, 16)), 16);
     d = v128.load32_splat(xb, 4); e = v128.load32_splat(xb, 20);
-    v128.store(o1, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(a1)), d, e), s0, v128.load(o1)));
-    v128.store(o1, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(c1)), d, e), s1, v128.load(o1, 16)), 16);
+    v128.store(o1, madd(madd(f32x4.convert_i32x4_s(pairSums(a1)), d, e), s0, v128.load(o1)));
+    v128.store(o1, madd(madd(f32x4.convert_i32x4_s(pairSums(c1)), d, e), s1, v128.load(o1, 16)), 16);
     d = v128.load32_splat(xb, 8); e = v128.load32_splat(xb, 24);
-    v128.store(o2, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(a2)), d, e), s0, v128.load(o2)));
-    v128.store(o2, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(c2)), d, e), s1, v128.load(o2, 16)), 16);
+    v128.store(o2, madd(madd(f32x4.convert_i32x4_s(pairSums(a2)), d, e), s0, v128.load(o2)));
+    v128.store(o2, madd(madd(f32x4.convert_i32x4_s(pairSums(c2)), d, e), s1, v128.load(o2, 16)), 16);
     d = v128.load32_splat(xb, 12); e = v128.load32_splat(xb, 28);
-    v128.store(o3, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(a3)), d, e), s0, v128.load(o3)));
-    v128.store(o3, madd(madd(f32x4.convert_i32x4_s(i32x4.extadd_pairwise_i16x8_s(c3)), d, e), s1, v128.load(o3, 16)), 16);
+    v128.store(o3, madd(madd(f32x4.convert_i32x4_s(pairSums(a3)), d, e), s0, v128.load(o3)));
+    v128.store(o3, madd(madd(f32x4.convert_i32x4_s(pairSums(c3)), d, e), s1, v128.load(o3, 16)), 16);
   }
 }
 
