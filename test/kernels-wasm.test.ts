@@ -124,6 +124,7 @@ for (const relaxed of variants) {
               if (!(Math.abs(x[i] - e[i]) <= 1e-5 * e[i] + 1e-37)) assert.fail(`softmax n=${n} t=${t} [${i}]: wasm ${x[i]} vs ref ${e[i]}`);
             }
             assert.equal(x[n], Math.fround(1e30));
+            for (const bad of [0, -1, NaN, Infinity]) assert.throws(() => k.softmax(x, n, bad), /temperature/);
             // selection on the same probabilities, with ties (rounded copies)
             const p = k.f32(n), pr = new Float32Array(n), idx = k.i32(n), idr = new Int32Array(n);
             for (let i = 0; i < n; i++) pr[i] = p[i] = i % 3 === 0 ? Math.round(e[i] * 64) / 64 : e[i];

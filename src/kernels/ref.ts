@@ -226,6 +226,7 @@ export class RefKernels implements Kernels {
   }
 
   softmax(x: Float32Array, n: number, temperature: number): number {
+    if (!(temperature > 0 && temperature < Infinity)) throw new RangeError(`RefKernels.softmax: temperature must be a positive finite number, got ${temperature}`);
     for (let i = 0; i < n; i++) x[i] /= temperature;
     let max = -Infinity;
     for (let i = 0; i < n; i++) if (x[i] > max) max = x[i];

@@ -325,6 +325,7 @@ export class WasmKernels implements Kernels {
 
   softmax(x: Float32Array, n: number, temperature: number): number {
     if (!(n >= 0 && n <= x.length)) throw new RangeError(`WasmKernels.softmax: n = ${n} is outside [0, ${x.length}]`);
+    if (!(temperature > 0 && temperature < Infinity)) throw new RangeError(`WasmKernels.softmax: temperature must be a positive finite number, got ${temperature}`);
     return this.x.softmax(this.ptr(x, 'x'), n, temperature);
   }
 
