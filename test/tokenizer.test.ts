@@ -1,5 +1,5 @@
 /// <reference types="node" />
-// The LLaMA-2 tokenizer: reference cases, the three vocabulary sources (npm package,
+// The LLaMA-2 tokenizer: reference cases, the three vocabulary sources (built in,
 // tokenizer.model, tokenizer.json) giving the same piece table and the same ids, loading from a
 // folder, speed, and errors. SentencePiece itself is the oracle in tokenizer-oracle.test.ts.
 import { test } from 'node:test';
@@ -104,10 +104,10 @@ test('API basics: pieceToId/idToPiece, BOS/EOS, skipSpecial', async () => {
   assert.equal(tok.decode([0]), ' \u2047 ', 'UNK decodes to the SentencePiece unk surface');
 });
 
-test('npm vocabulary: piece table equals llama2-tokenizer.model exactly (pieces, scores, types)', { skip: noModel }, async () => {
+test('built-in vocabulary: piece table equals llama2-tokenizer.model exactly (pieces, scores, types)', { skip: noModel }, async () => {
   const fromModel = parseSentencePieceModel(readFileSync(MODEL));
   const tok = await defaultTokenizer();
-  assertSameTable(tok.table, fromModel, 'npm vs .model');
+  assertSameTable(tok.table, fromModel, 'built-in vs .model');
   // the 16 whitespace-only pieces that merge last
   const last = [...fromModel.scores.keys()].filter((i) => fromModel.scores[i] === -1e9);
   assert.equal(last.length, 16);
@@ -115,10 +115,10 @@ test('npm vocabulary: piece table equals llama2-tokenizer.model exactly (pieces,
   assert.ok(last.every((i) => /^▁+$/.test(fromModel.pieces[i])));
 });
 
-test('tokenizer.json (Llama-2 layout): same piece table as the npm vocabulary', async () => {
+test('tokenizer.json (Llama-2 layout, from llama-tokenizer-js: scores ranked from its merges): same piece table as the built-in vocabulary', async () => {
   const fromJson = parseTokenizerJson(HF_JSON_TEXT, HF_JSON);
   const tok = await defaultTokenizer();
-  assertSameTable(fromJson, tok.table, 'tokenizer.json vs npm');
+  assertSameTable(fromJson, tok.table, 'tokenizer.json vs built-in');
 });
 
 test('tokenizer.json in the newer HF layout (Metaspace pre-tokenizer, merges as pairs): same table', async () => {
@@ -127,12 +127,12 @@ test('tokenizer.json in the newer HF layout (Metaspace pre-tokenizer, merges as 
   json.pre_tokenizer = { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: false };
   json.model.merges = json.model.merges.map((m: string) => m.split(' '));
   const tok = await defaultTokenizer();
-  assertSameTable(parseTokenizerJson(json), tok.table, 'Metaspace tokenizer.json vs npm');
+  assertSameTable(parseTokenizerJson(json), tok.table, 'Metaspace tokenizer.json vs built-in');
 });
 
 test('the three sources give identical ids on 1000+ texts', async () => {
   const sources: Array<[string, Tokenizer]> = [
-    ['npm', await defaultTokenizer()],
+    ['built-in', await defaultTokenizer()],
     ['tokenizer.json', fromTokenizerJson(HF_JSON_TEXT, HF_JSON)],
   ];
   if (existsSync(MODEL)) sources.push(['tokenizer.model', fromSentencePieceModel(readFileSync(MODEL), MODEL)]);
@@ -143,7 +143,7 @@ test('the three sources give identical ids on 1000+ texts', async () => {
   }
 });
 
-test('loadTokenizer: tokenizer.model first, then tokenizer.json, then the npm vocabulary', async () => {
+test('loadTokenizer: tokenizer.model first, then tokenizer.json, then the built-in vocabulary', async () => {
   await withTempDir(async (dir) => {
     const npm = await defaultTokenizer();
     assert.equal(await loadTokenizer(dir), npm, 'empty folder -> default');

@@ -1,7 +1,7 @@
 // LLaMA-2 SentencePiece BPE tokenizer (what OpenELM uses), id-for-id identical to SentencePiece.
 //
 //   import { loadTokenizer, StreamDecoder } from './tokenizer/index.ts';
-//   const tok = await loadTokenizer();              // npm vocabulary; or loadTokenizer(modelDir)
+//   const tok = await loadTokenizer();              // built-in LLaMA-2 vocabulary; or loadTokenizer(modelDir)
 //   const ids = tok.encode('Hello world', { bos: true });   // [1, 15043, 3186]
 //   tok.decode(ids);                                 // "Hello world"
 export { Tokenizer, type EncodeOptions, type DecodeOptions } from './tokenizer.ts';

@@ -1,9 +1,8 @@
 /// <reference types="node" />
 // Where a Tokenizer comes from: a model folder's tokenizer.model, else its tokenizer.json, else
-// the LLaMA-2 vocabulary bundled in the npm package llama-tokenizer-js (no gated download).
+// the LLaMA-2 vocabulary built in (src/tokenizer/llama2: no gated download).
 //
 //   const tok = await loadTokenizer('./OpenELM-270M');   // or loadTokenizer() for the default
-import { npmPieceTable } from './npm-vocab.ts';
 import { parseTokenizerJson } from './hf-json.ts';
 import { parseSentencePieceModel } from './sentencepiece-model.ts';
 import { Tokenizer } from './tokenizer.ts';
@@ -20,9 +19,12 @@ export function fromTokenizerJson(json: string | object, file = 'tokenizer.json'
 
 let defaultPromise: Promise<Tokenizer> | undefined;
 
-/** The LLaMA-2 tokenizer from the npm vocabulary; built on first use, then shared. */
+/**
+ * The LLaMA-2 tokenizer from the built-in vocabulary; built on first use (~15 ms), then shared.
+ * Imported on demand, so bundles that bring their own tokenizer.model skip its 275 KB of pieces.
+ */
 export function defaultTokenizer(): Promise<Tokenizer> {
-  defaultPromise ??= npmPieceTable().then((t) => new Tokenizer(t, 'llama-tokenizer-js'));
+  defaultPromise ??= import('./llama2/vocab.ts').then((m) => new Tokenizer(m.llama2PieceTable(), 'llama2 (built in)'));
   // a failed load is not cached, so a later call can retry
   defaultPromise.catch(() => (defaultPromise = undefined));
   return defaultPromise;
