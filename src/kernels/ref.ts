@@ -68,6 +68,35 @@ export function activate(x: number, act: Activation): number {
   }
 }
 
+/** d act(x) / dx, for the backward pass. */
+export function activateGrad(x: number, act: Activation): number {
+  switch (act) {
+    case 'swish': case 'silu': {
+      const sg = 1 / (1 + Math.exp(-x));
+      return sg * (1 + x * (1 - sg));
+    }
+    case 'gelu': return 0.5 * (1 + erf(x / Math.SQRT2)) + x * Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI);
+    case 'gelu_new': case 'gelu_pytorch_tanh': case 'gelu_fast': {
+      const c = Math.sqrt(2 / Math.PI);
+      const t = Math.tanh(c * (x + 0.044715 * x * x * x));
+      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
+    }
+    case 'quick_gelu': {
+      const sg = 1 / (1 + Math.exp(-1.702 * x));
+      return sg + 1.702 * x * sg * (1 - sg);
+    }
+    case 'relu': return x > 0 ? 1 : 0;
+    case 'sigmoid': {
+      const sg = 1 / (1 + Math.exp(-x));
+      return sg * (1 - sg);
+    }
+    case 'tanh': {
+      const t = Math.tanh(x);
+      return 1 - t * t;
+    }
+  }
+}
+
 export class RefKernels implements Kernels {
   readonly name = 'ref';
   /** one decoded weight row; grown (rarely) to the widest matrix seen */
@@ -242,5 +271,216 @@ export class RefKernels implements Kernels {
     for (let i = 0; i < n; i++) if (p[i] >= tau) idx[c++] = i;
     idx.subarray(0, c).sort((a, b) => (p[b] - p[a]) || (a - b));
     return c;
+  }
+
+  // ---- training ----
+
+  matmulGradInput(dx: Float32Array, dy: Float32Array, w: Weight, n: number): void {
+    const { rows, cols } = w;
+    const row = this.rowScratch(cols);
+    const acc = new Float64Array(n * cols);
+    for (let o = 0; o < rows; o++) {
+      decodeRow(w, o, row, this.rowBits);
+      for (let t = 0; t < n; t++) {
+        const g = dy[t * rows + o];
+        if (g === 0) continue;
+        for (let i = 0, a = t * cols; i < cols; i++) acc[a + i] += g * row[i];
+      }
+    }
+    for (let i = 0; i < n * cols; i++) dx[i] = acc[i];
+  }
+
+  matmulGradWeight(dw: Float32Array, dy: Float32Array, x: Float32Array, n: number, rows: number, cols: number): void {
+    const acc = new Float64Array(cols);
+    for (let o = 0; o < rows; o++) {
+      acc.fill(0);
+      for (let t = 0; t < n; t++) {
+        const g = dy[t * rows + o];
+        if (g === 0) continue;
+        for (let i = 0, a = t * cols; i < cols; i++) acc[i] += g * x[a + i];
+      }
+      for (let i = 0, a = o * cols; i < cols; i++) dw[a + i] += acc[i];
+    }
+  }
+
+  rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array,
+    n: number, dim: number, eps: number): void {
+    for (let t = 0; t < n; t++) {
+      const o = t * dim;
+      let ss = 0;
+      for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
+      const inv = 1 / Math.sqrt(ss / dim + eps);
+      // y = x · inv · w:  ∂/∂x_i = inv · g_i − x_i · inv³ · Σ_j g_j x_j / dim, with g = dy · w
+      let gx = 0;
+      for (let i = 0; i < dim; i++) gx += dy[o + i] * weight[i] * x[o + i];
+      const c = inv * inv * inv * gx / dim;
+      for (let i = 0; i < dim; i++) {
+        dweight[i] += dy[o + i] * x[o + i] * inv;
+        dx[o + i] += inv * dy[o + i] * weight[i] - x[o + i] * c;
+      }
+    }
+  }
+
+  headNormRopeBackward(dqkv: Float32Array, qkvIn: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
+    dqNorm: Float32Array | null, dkNorm: Float32Array | null, eps: number, cos: Float32Array, sin: Float32Array): void {
+    const { n, pos0, nQ, nKV, headDim: hd } = s;
+    const stride = (nQ + 2 * nKV) * hd;
+    const half = hd / 2;
+    for (let t = 0; t < n; t++) {
+      const c0 = (pos0 + t) * half;
+      for (let h = 0; h < nQ + nKV; h++) {
+        const o = t * stride + h * hd;
+        // rope⁻¹: the rotation's transpose takes the gradient back to the normed values z
+        for (let i = 0; i < half; i++) {
+          const d1 = dqkv[o + i], d2 = dqkv[o + i + half];
+          const c = cos[c0 + i], sn = sin[c0 + i];
+          dqkv[o + i] = d1 * c + d2 * sn;
+          dqkv[o + i + half] = d2 * c - d1 * sn;
+        }
+        const norm = h < nQ ? qNorm : kNorm;
+        const dnorm = h < nQ ? dqNorm : dkNorm;
+        if (norm) {
+          let ss = 0;
+          for (let i = 0; i < hd; i++) ss += qkvIn[o + i] * qkvIn[o + i];
+          const inv = 1 / Math.sqrt(ss / hd + eps);
+          let gx = 0;
+          for (let i = 0; i < hd; i++) gx += dqkv[o + i] * norm[i] * qkvIn[o + i];
+          const c = inv * inv * inv * gx / hd;
+          for (let i = 0; i < hd; i++) {
+            if (dnorm) dnorm[i] += dqkv[o + i] * qkvIn[o + i] * inv;
+            dqkv[o + i] = inv * dqkv[o + i] * norm[i] - qkvIn[o + i] * c;
+          }
+        }
+      }
+    }
+  }
+
+  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, out: Float32Array, s: AttentionShape): void {
+    const { n, nQ, nKV, headDim: hd } = s;
+    if (s.pos0 !== 0) throw new RangeError('attentionBackward: training attention starts at position 0');
+    const stride = (nQ + 2 * nKV) * hd;
+    const group = nQ / nKV;
+    const scale = 1 / Math.sqrt(hd);
+    const p = new Float64Array(n), dq = new Float64Array(hd);
+    const dkv = new Float64Array(n * 2 * nKV * hd); // [n, K heads | V heads]
+    const kvw = 2 * nKV * hd;
+    for (let t = 0; t < n; t++) {
+      for (let h = 0; h < nQ; h++) {
+        const q = t * stride + h * hd;
+        const kh = Math.floor(h / group);
+        const kOff = nQ * hd + kh * hd, vOff = (nQ + nKV) * hd + kh * hd;
+        // recompute the attention weights of (t, h)
+        let max = -Infinity;
+        for (let j = 0; j <= t; j++) {
+          let dot = 0;
+          for (let i = 0; i < hd; i++) dot += qkv[q + i] * qkv[j * stride + kOff + i];
+          p[j] = dot * scale;
+          if (p[j] > max) max = p[j];
+        }
+        let sum = 0;
+        for (let j = 0; j <= t; j++) { p[j] = Math.exp(p[j] - max); sum += p[j]; }
+        const o = t * nQ * hd + h * hd;
+        let D = 0; // Σ dout · out = Σ_j p_j (dout · v_j)
+        for (let i = 0; i < hd; i++) D += dout[o + i] * out[o + i];
+        dq.fill(0);
+        for (let j = 0; j <= t; j++) {
+          const pj = p[j] / sum;
+          let dp = 0;
+          for (let i = 0; i < hd; i++) dp += dout[o + i] * qkv[j * stride + vOff + i];
+          const ds = pj * (dp - D) * scale;
+          const kj = j * kvw + kh * hd, vj = j * kvw + nKV * hd + kh * hd;
+          for (let i = 0; i < hd; i++) {
+            dq[i] += ds * qkv[j * stride + kOff + i];
+            dkv[kj + i] += ds * qkv[q + i];
+            dkv[vj + i] += pj * dout[o + i];
+          }
+        }
+        for (let i = 0; i < hd; i++) dqkv[q + i] = dq[i];
+      }
+    }
+    for (let t = 0; t < n; t++) {
+      for (let i = 0; i < kvw; i++) dqkv[t * stride + nQ * hd + i] = dkv[t * kvw + i];
+    }
+  }
+
+  ffnActBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void {
+    for (let t = 0; t < n; t++) {
+      if (glu) {
+        const g = t * 2 * dim, u = g + dim;
+        for (let i = 0; i < dim; i++) {
+          const d = dy[t * dim + i];
+          dx[g + i] = d * x[u + i] * activateGrad(x[g + i], act);
+          dx[u + i] = d * activate(x[g + i], act);
+        }
+      } else {
+        for (let i = 0; i < dim; i++) dx[t * dim + i] = dy[t * dim + i] * activateGrad(x[t * dim + i], act);
+      }
+    }
+  }
+
+  embedBackward(dtable: Float32Array, dy: Float32Array, ids: ArrayLike<number>, n: number, dim: number): void {
+    for (let t = 0; t < n; t++) {
+      const r = ids[t] * dim;
+      for (let i = 0; i < dim; i++) dtable[r + i] += dy[t * dim + i];
+    }
+  }
+
+  crossEntropy(logits: Float32Array, targets: Int32Array, n: number, V: number, zLoss: number, scale: number, lse: Float32Array): number {
+    let loss = 0;
+    for (let t = 0; t < n; t++) {
+      const o = t * V, target = targets[t];
+      if (target < 0) {
+        logits.fill(0, o, o + V);
+        lse[t] = 0;
+        continue;
+      }
+      if (target >= V) throw new RangeError(`crossEntropy: target ${target} at row ${t} is outside the vocabulary [0, ${V})`);
+      let max = -Infinity;
+      for (let i = 0; i < V; i++) if (logits[o + i] > max) max = logits[o + i];
+      let sum = 0;
+      for (let i = 0; i < V; i++) sum += Math.exp(logits[o + i] - max);
+      const z = max + Math.log(sum);
+      loss += z - logits[o + target];
+      lse[t] = z;
+      const k = scale * (1 + 2 * zLoss * z);
+      for (let i = 0; i < V; i++) logits[o + i] = k * Math.exp(logits[o + i] - z);
+      logits[o + target] -= scale;
+    }
+    return loss;
+  }
+
+  sumSquares(x: Float32Array, n: number): number {
+    let s = 0;
+    for (let i = 0; i < n; i++) s += x[i] * x[i];
+    return s;
+  }
+
+  scale(x: Float32Array, n: number, s: number): void {
+    for (let i = 0; i < n; i++) x[i] *= s;
+  }
+
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+    adamwRef(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step);
+  }
+}
+
+/** AdamW as torch.optim.AdamW (single-tensor path) computes it: float32 tensors, float64 scalars. */
+export function adamwRef(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
+  lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+  const f = Math.fround;
+  const decay = f(1 - lr * weightDecay), b1 = f(beta1), b2 = f(beta2), a1 = f(1 - beta1), a2 = f(1 - beta2);
+  const stepSize = lr / (1 - beta1 ** step);
+  const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
+  const epsF = f(eps), negStep = f(-stepSize), bc2F = f(bc2Sqrt);
+  for (let i = 0; i < n; i++) {
+    const gi = g[i];
+    const pi = f(p[i] * decay);
+    const mi = f(f(m[i] * b1) + f(gi * a1));
+    const vi = f(f(v[i] * b2) + f(f(gi * gi) * a2));
+    m[i] = mi;
+    v[i] = vi;
+    const denom = f(f(f(Math.sqrt(vi)) / bc2F) + epsF);
+    p[i] = f(pi + f(negStep * f(mi / denom)));
   }
 }

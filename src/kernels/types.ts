@@ -110,6 +110,68 @@ export interface Kernels {
    */
   selectDesc(p: Float32Array, n: number, tau: number, idx: Int32Array): number;
 
+  // ---- training: backward ops and the optimizer (weights f32; see src/train/) ----
+  // Gradients are f32 buffers of the same shapes as what they differentiate. "+=" ops accumulate
+  // (weight gradients over micro-batches, the residual stream's gradient over branches).
+
+  /** dx = dy · W (overwrites).  dy: [n, w.rows], dx: [n, w.cols]. The input gradient of matmul. */
+  matmulGradInput(dx: Float32Array, dy: Float32Array, w: Weight, n: number): void;
+
+  /** dw += dyᵀ · x.  dy: [n, rows], x: [n, cols], dw: [rows, cols]. The weight gradient of matmul. */
+  matmulGradWeight(dw: Float32Array, dy: Float32Array, x: Float32Array, n: number, rows: number, cols: number): void;
+
+  /**
+   * Backward of rmsnorm(x, weight): dx += ∂/∂x, dweight += ∂/∂weight, given dy = ∂loss/∂out.
+   * x: the forward input [n, dim]; dy, dx: [n, dim] (dx must not alias dy).
+   */
+  rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array,
+    n: number, dim: number, eps: number): void;
+
+  /**
+   * Backward of headNormRope, in place: dqkv holds ∂loss/∂(its output) and becomes ∂loss/∂(its
+   * input); the V heads pass through. qkvIn: the forward input (before norm and rope), same layout;
+   * dqNorm / dkNorm += the norm weights' gradients (when qNorm / kNorm are given).
+   */
+  headNormRopeBackward(dqkv: Float32Array, qkvIn: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
+    dqNorm: Float32Array | null, dkNorm: Float32Array | null, eps: number, cos: Float32Array, sin: Float32Array): void;
+
+  /**
+   * Backward of causal attention over one sequence of s.n tokens that attends only to itself
+   * (s.pos0 = 0, as in training). qkv: the forward input (after norm and rope); out: the forward
+   * output [n, nQ * headDim]; dout: ∂loss/∂out. Writes ∂loss/∂qkv into dqkv [n, qkvDim] (Q, K and V
+   * parts; overwrites).
+   */
+  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, out: Float32Array, s: AttentionShape): void;
+
+  /** Backward of ffnAct: dx = ∂loss/∂x ([n, 2 dim] with glu, else [n, dim]; overwrites) given dy [n, dim] and x. */
+  ffnActBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void;
+
+  /** Backward of embed: dtable[ids[t], :] += dy[t, :].  dtable: [vocab, dim], dy: [n, dim]. */
+  embedBackward(dtable: Float32Array, dy: Float32Array, ids: ArrayLike<number>, n: number, dim: number): void;
+
+  /**
+   * Cross-entropy with z-loss, fused with its gradient, in place over a chunk of logits [n, V].
+   * For each row t with targets[t] ≥ 0: lse = logsumexp(row), loss += lse − row[target]; the row
+   * becomes scale · (softmax(row) − onehot(target) + zLoss · 2 · lse · softmax(row)) (the gradient
+   * of scale · (CE + zLoss · lse²)). Rows with a negative target (ignored) become 0.
+   * lse[t] ← the row's logsumexp (0 for ignored rows). Returns the summed CE of the chunk.
+   */
+  crossEntropy(logits: Float32Array, targets: Int32Array, n: number, V: number, zLoss: number, scale: number, lse: Float32Array): number;
+
+  /** Σ x[i]² over i < n, accumulated in float64 (for the global gradient norm). */
+  sumSquares(x: Float32Array, n: number): number;
+
+  /** x[i] *= s for i < n. */
+  scale(x: Float32Array, n: number, s: number): void;
+
+  /**
+   * One AdamW update of n parameters, float32 arithmetic as PyTorch's torch.optim.AdamW:
+   * p *= 1 − lr·wd; m = β1 m + (1 − β1) g; v = β2 v + (1 − β2) g²;
+   * p −= lr / (1 − β1^step) · m / (sqrt(v) / sqrt(1 − β2^step) + eps).  step counts from 1.
+   */
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+
   /** Releases what the backend holds beyond memory (e.g. worker threads); the kernels are unusable after. */
   dispose?(): void;
 }

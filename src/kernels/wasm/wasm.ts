@@ -17,7 +17,7 @@
 // 65536.. arena: the f16 → f32 table (256 KiB), per-thread scratch regions, then the model's
 // buffers and weights, and our activation-quantization scratch.
 import type { Activation, AttentionShape, Kernels, Weight, WeightDType } from '../types.ts';
-import { makeWeight, weightBytes } from '../ref.ts';
+import { makeWeight, RefKernels, weightBytes } from '../ref.ts';
 import { blocksPerRow, QK } from '../quant.ts';
 import { ThreadPool } from './pool.ts';
 import * as embedded from './build/kernels-wasm.ts';
@@ -337,5 +337,28 @@ export class WasmKernels implements Kernels {
   argmax(x: Float32Array, n: number): number {
     if (!(n >= 0 && n <= x.length)) throw new RangeError(`WasmKernels.argmax: n = ${n} is outside [0, ${x.length}]`);
     return this.x.argmax(this.ptr(x, 'x'), n);
+  }
+
+  // ---- training: the plain-TS reference until the SIMD versions land (same numbers, slow) ----
+  private readonly refOps = new RefKernels();
+  matmulGradInput(dx: Float32Array, dy: Float32Array, w: Weight, n: number): void { this.refOps.matmulGradInput(dx, dy, w, n); }
+  matmulGradWeight(dw: Float32Array, dy: Float32Array, x: Float32Array, n: number, rows: number, cols: number): void { this.refOps.matmulGradWeight(dw, dy, x, n, rows, cols); }
+  rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void {
+    this.refOps.rmsnormBackward(dx, dweight, dy, x, weight, n, dim, eps);
+  }
+  headNormRopeBackward(dqkv: Float32Array, qkvIn: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
+    dqNorm: Float32Array | null, dkNorm: Float32Array | null, eps: number, cos: Float32Array, sin: Float32Array): void {
+    this.refOps.headNormRopeBackward(dqkv, qkvIn, s, qNorm, kNorm, dqNorm, dkNorm, eps, cos, sin);
+  }
+  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, out: Float32Array, s: AttentionShape): void { this.refOps.attentionBackward(dqkv, dout, qkv, out, s); }
+  ffnActBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void { this.refOps.ffnActBackward(dx, dy, x, n, dim, act, glu); }
+  embedBackward(dtable: Float32Array, dy: Float32Array, ids: ArrayLike<number>, n: number, dim: number): void { this.refOps.embedBackward(dtable, dy, ids, n, dim); }
+  crossEntropy(logits: Float32Array, targets: Int32Array, n: number, V: number, zLoss: number, scale: number, lse: Float32Array): number {
+    return this.refOps.crossEntropy(logits, targets, n, V, zLoss, scale, lse);
+  }
+  sumSquares(x: Float32Array, n: number): number { return this.refOps.sumSquares(x, n); }
+  scale(x: Float32Array, n: number, s: number): void { this.refOps.scale(x, n, s); }
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+    this.refOps.adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step);
   }
 }

@@ -1,0 +1,85 @@
+// The backward pass against PyTorch: loss and every parameter's gradient of tiny-f32 on a 2×16
+// batch (../shared/fixtures: grads.safetensors), through both kernel backends, with and without
+// activation checkpointing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { checkpointSource } from '../src/load.ts';
+import { openSafetensors } from '../src/io/safetensors.ts';
+import { createKernels } from '../src/kernels/index.ts';
+import type { Kernels } from '../src/kernels/types.ts';
+import { ParamLayout } from '../src/train/params.ts';
+import { Backprop } from '../src/train/backprop.ts';
+import { IGNORE, type Batch } from '../src/train/options.ts';
+
+const DIR = fileURLToPath(new URL('./fixtures/openelm/tiny-f32/', import.meta.url));
+const expected = JSON.parse(fs.readFileSync(DIR + 'expected.json', 'utf8')).train;
+
+/** rows of ids → the batch the model reads: row[:-1] in, row[1:] out */
+export function batchFromRows(rows: number[][]): Batch {
+  const B = rows.length, S = rows[0].length - 1;
+  const inputs = new Int32Array(B * S), targets = new Int32Array(B * S);
+  rows.forEach((r, b) => {
+    for (let t = 0; t < S; t++) {
+      inputs[b * S + t] = r[t];
+      targets[b * S + t] = r[t + 1];
+    }
+  });
+  return { batchSize: B, seqLen: S, inputs, targets };
+}
+
+function relErr(a: Float32Array, b: Float32Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+async function gradsFor(k: Kernels, checkpointing: boolean) {
+  const src = checkpointSource(DIR);
+  const layout = new ParamLayout(src.config);
+  const params = k.f32(layout.size), grads = k.f32(layout.size);
+  layout.load(params, src);
+  const batch = batchFromRows(expected.batch_ids);
+  const bp = new Backprop(src.config, k, { batchSize: batch.batchSize, seqLen: batch.seqLen, activationCheckpointing: checkpointing, logitsChunk: 7 });
+  const r = bp.step(layout.weights(params), layout.weights(grads), batch);
+  return { layout, grads, r, bp, params, batch };
+}
+
+for (const backend of ['ref', 'wasm'] as const) {
+  for (const checkpointing of [false, true]) {
+    test(`gradients equal PyTorch's (${backend}, checkpointing ${checkpointing})`, async () => {
+      const k = await createKernels(backend, { threads: 2 });
+      try {
+        const { layout, grads, r } = await gradsFor(k, checkpointing);
+        assert.ok(Math.abs(r.loss - expected.loss) < 1e-4, `loss ${r.loss} vs ${expected.loss}`);
+        assert.equal(r.tokens, 30);
+        const ref = openSafetensors(DIR + 'grads.safetensors');
+        for (const t of layout.tensors) {
+          const want = ref.readAsF32(t.name);
+          const e = relErr(layout.view(grads, t.name), want);
+          assert.ok(e <= 1e-3, `${t.name}: relative error ${e}`);
+        }
+        assert.equal(ref.tensors.size, layout.tensors.length);
+      } finally {
+        k.dispose?.();
+      }
+    });
+  }
+}
+
+test('loss-only forward equals the training forward; ignored targets drop out of the loss', async () => {
+  const k = await createKernels('ref');
+  const { layout, params, bp, batch, r } = await gradsFor(k, false);
+  const w = layout.weights(params);
+  assert.equal(bp.loss(w, batch).loss, r.loss);
+  // ignoring a target removes its term: the mean over the rest
+  const t2 = Int32Array.from(batch.targets);
+  t2[3] = IGNORE;
+  const r2 = bp.loss(w, { ...batch, targets: t2 });
+  assert.equal(r2.tokens, 29);
+  assert.ok(Math.abs(r2.loss - r.loss) > 1e-6 && Number.isFinite(r2.loss));
+});
