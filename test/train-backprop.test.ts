@@ -83,3 +83,32 @@ test('loss-only forward equals the training forward; ignored targets drop out of
   assert.equal(r2.tokens, 29);
   assert.ok(Math.abs(r2.loss - r.loss) > 1e-6 && Number.isFinite(r2.loss));
 });
+
+test('five AdamW steps reproduce PyTorch (losses, grad norms before clipping, final parameters)', async () => {
+  const { Optimizer, clipGradNorm } = await import('../src/train/optim.ts');
+  const { DEFAULT_OPTIMIZER } = await import('../src/train/options.ts');
+  for (const backend of ['ref', 'wasm'] as const) {
+    const k = await createKernels(backend, { threads: 2 });
+    try {
+      const { layout, params, grads, bp, batch } = await gradsFor(k, false);
+      const a = expected.adamw;
+      const opt = new Optimizer(k, layout, { ...DEFAULT_OPTIMIZER, beta1: a.betas[0], beta2: a.betas[1], eps: a.eps, weightDecay: a.weight_decay });
+      const w = layout.weights(params), g = layout.weights(grads);
+      for (let s = 0; s < a.steps; s++) {
+        grads.fill(0);
+        const r = bp.step(w, g, batch);
+        const norm = clipGradNorm(k, grads, layout, a.clip_grad_norm);
+        assert.ok(Math.abs(r.loss - a.losses[s]) <= 1e-4 * Math.max(1, a.losses[s]), `${backend} step ${s + 1}: loss ${r.loss} vs ${a.losses[s]}`);
+        assert.ok(Math.abs(norm - a.grad_norms_before_clip[s]) <= 1e-4 * a.grad_norms_before_clip[s], `${backend} step ${s + 1}: grad norm ${norm} vs ${a.grad_norms_before_clip[s]}`);
+        opt.update(params, grads, a.lr);
+      }
+      const ref = openSafetensors(DIR + a.final_params_file);
+      for (const t of layout.tensors) {
+        const e = relErr(layout.view(params, t.name), ref.readAsF32(t.name));
+        assert.ok(e <= 1e-4, `${backend} ${t.name}: relative error ${e} after ${a.steps} steps`);
+      }
+    } finally {
+      k.dispose?.();
+    }
+  }
+});
