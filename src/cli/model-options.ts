@@ -1,5 +1,6 @@
 // Options every model-running command shares, and opening the model they name.
 import { num, UsageError, type Options } from './args.ts';
+import { BUILTIN_MODEL, builtinModelDir } from '../builtin.ts';
 import { loadModel, loadOpenELM, type LoadedModel, type LoadedOpenELM, type LoadOptions } from '../load.ts';
 import type { LoadDType } from '../model/weights.ts';
 import { ProgressBar } from '../io/progress.ts';
@@ -16,7 +17,8 @@ export const MODEL_OPTIONS: Options = {
 };
 
 export const MODEL_HELP = `Model options:
-  -m, --model M        checkpoint folder or hub repo id (default: $OPENELM_MODEL)
+  -m, --model M        checkpoint folder or hub repo id (default: $OPENELM_MODEL, else the
+                       built-in model trained by openelm itself, see 'openelm inspect builtin')
       --dtype D        weight storage: auto (as stored), f32, bf16, f16, q8 or q4 (default auto)
   -t, --threads N      worker threads for the math (default: all cores)
       --backend B      wasm (fast, default) or ref (plain TypeScript reference)
@@ -35,8 +37,10 @@ export function parseDType(v: string | undefined): LoadDType {
 
 export function modelSource(values: Record<string, unknown>): string {
   const m = (values.model as string | undefined) ?? process.env.OPENELM_MODEL;
-  if (!m) throw new UsageError('no model given: pass --model <folder or hub repo id> (or set OPENELM_MODEL)');
-  return m;
+  if (m && m !== BUILTIN_MODEL) return m;
+  const builtin = builtinModelDir();
+  if (!builtin) throw new UsageError('no model given and the built-in model is missing from this installation: pass --model <folder or hub repo id> (or set OPENELM_MODEL)');
+  return builtin;
 }
 
 /** A per-file download progress bar for resolveModel's onProgress (one bar per file, in turn). */

@@ -9,7 +9,7 @@ import { encodeChat, type ChatMessage } from '../../generate/chat.ts';
 export const chatCommand: Command = {
   name: 'chat',
   summary: 'chat with an -Instruct model in the terminal (multi-turn)',
-  help: `Usage: openelm chat --model M [options]
+  help: `Usage: openelm chat [--model M] [options]
 
 An interactive conversation using the OpenELM -Instruct chat format. The KV cache is kept
 between turns, so only the new turn is processed. Reads one message per line; when stdin is not

@@ -48,13 +48,13 @@ export function timingLine(r: GenerationResult): string {
 export const generateCommand: Command = {
   name: 'generate',
   summary: 'generate text from a prompt, streaming tokens',
-  help: `Usage: openelm generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [options]
+  help: `Usage: openelm generate [--model M] (PROMPT | --prompt TEXT | --prompt-ids 1,2,3) [options]
 
 Streams the continuation of a prompt. A text prompt gets a BOS token first, as the Hugging Face
-tokenizer adds it; --prompt-ids are used exactly as given.
+tokenizer adds it; --prompt-ids are used exactly as given. Without --model, the built-in model.
 
 Options:
-  -p, --prompt TEXT          the prompt text
+  PROMPT, -p, --prompt TEXT  the prompt text
       --prompt-ids IDS       the prompt as token ids (comma separated)
       --chat                 wrap the prompt in the -Instruct chat template
       --system TEXT          system message (with --chat)
@@ -65,15 +65,21 @@ ${SAMPLING_HELP}
 ${MODEL_HELP}
 
 Examples:
+  openelm generate "The state of the Union is"
   openelm generate -m apple/OpenELM-270M -p "Once upon a time" -n 64
   openelm generate -m ./my-model --prompt-ids 1,450,4996 --temperature 0 --json`,
   async run(argv) {
-    const { values: v } = parse(argv, {
+    const { values: v, positionals } = parse(argv, {
       ...MODEL_OPTIONS, ...SAMPLING_OPTIONS,
       prompt: { type: 'string', short: 'p' }, 'prompt-ids': { type: 'string' },
       chat: { type: 'boolean' }, system: { type: 'string' }, 'ignore-eos': { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' },
-    });
-    if ((v.prompt === undefined) === (v['prompt-ids'] === undefined)) throw new UsageError('give exactly one of --prompt TEXT or --prompt-ids IDS');
+    }, true);
+    if (positionals.length > 1) throw new UsageError(`one prompt expected, got ${positionals.length} arguments; quote the prompt: openelm generate "${positionals.join(' ')}"`);
+    if (positionals.length === 1) {
+      if (v.prompt !== undefined) throw new UsageError('give the prompt once: as an argument or with --prompt, not both');
+      v.prompt = positionals[0];
+    }
+    if ((v.prompt === undefined) === (v['prompt-ids'] === undefined)) throw new UsageError('give exactly one of PROMPT (or --prompt TEXT) or --prompt-ids IDS');
     const opts = { ...samplingOptions(v), ignoreEos: v['ignore-eos'] as boolean | undefined };
     const { model, tokenizer, dispose } = await openModel(v, Boolean(v.json));
     try {
