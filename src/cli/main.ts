@@ -11,8 +11,9 @@ import { pullCommand } from './commands/pull.ts';
 import { quantizeCommand } from './commands/quantize.ts';
 import { exportCommand } from './commands/export.ts';
 import { benchCommand } from './commands/bench.ts';
+import { plotCommand } from './commands/plot.ts';
 
-const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand, exportCommand, benchCommand];
+const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand, exportCommand, benchCommand, plotCommand];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));
