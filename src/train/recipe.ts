@@ -200,7 +200,7 @@ export function parseRecipe(text: string, file = 'recipe'): Recipe {
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
     const line = e.linePos?.[0]?.line;
-    throw new RecipeError(`${file}${line ? `:${line}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`, file, undefined, line);
+    throw new RecipeError(`${file}${line ? `:${line}` : ''}: not valid YAML: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`, file, undefined, line);
   }
   const root: unknown = doc.toJS({ maxAliasCount: 10000 });
   if (!isPlainObject(root)) {
@@ -259,7 +259,7 @@ class Reader {
       range.above !== undefined ? `> ${range.above}` : range.min !== undefined ? `≥ ${range.min}` : '',
       range.below !== undefined ? `< ${range.below}` : range.max !== undefined ? `≤ ${range.max}` : '',
     ].filter(Boolean).join(' and ');
-    const expected = `expected ${what}${bounds ? ` ${bounds}` : ''}, got ${describe(v)}`;
+    const expected = `must be ${what}${bounds ? ` ${bounds}` : ''}, got ${describe(v)}`;
     if (typeof v !== 'number' || !Number.isFinite(v) || (range.int && !Number.isInteger(v))) this.fail(key, expected);
     if ((range.min !== undefined && v < range.min) || (range.max !== undefined && v > range.max) ||
       (range.above !== undefined && !(v > range.above)) || (range.below !== undefined && !(v < range.below))) this.fail(key, expected);
@@ -269,14 +269,14 @@ class Reader {
   bool(key: string): boolean | undefined {
     const v = this.take(key);
     if (v === undefined) return undefined;
-    if (typeof v !== 'boolean') this.fail(key, `expected true or false, got ${describe(v)}`);
+    if (typeof v !== 'boolean') this.fail(key, `must be true or false, got ${describe(v)}`);
     return v;
   }
 
   str(key: string): string | undefined {
     const v = this.take(key);
     if (v === undefined) return undefined;
-    if (typeof v !== 'string' || v === '') this.fail(key, `expected a non-empty string, got ${describe(v)}`);
+    if (typeof v !== 'string' || v === '') this.fail(key, `must be a non-empty string, got ${describe(v)}`);
     return v;
   }
 
@@ -343,7 +343,7 @@ function readRecipe(r: Reader): void {
   // ---- optim ----
   const name = r.str('optim.name');
   if (name !== undefined && name !== 'adamw' && name !== 'sgd') {
-    r.fail('optim.name', `expected "adamw" or "sgd" (the optimizers openelm has), got ${describe(name)}`);
+    r.fail('optim.name', `must be "adamw" or "sgd" (the optimizers openelm has), got ${describe(name)}`);
   }
   const optName = (name ?? 'adamw') as OptimizerName;
   r.set('optimizer.name', name, 'optim.name');
@@ -372,7 +372,7 @@ function readRecipe(r: Reader): void {
   const modelName = r.str(gpt + 'model_name');
   if (modelName !== undefined) {
     const p = presetNameOf(modelName);
-    if (!p) r.fail(gpt + 'model_name', `expected one of ${PRESET_NAMES.join(', ')}, got ${describe(modelName)}`);
+    if (!p) r.fail(gpt + 'model_name', `must be one of ${PRESET_NAMES.join(', ')}, got ${describe(modelName)}`);
     r.set('preset', p, gpt + 'model_name');
   }
   for (const [k, kind] of Object.entries(MODEL_KEYS)) {
@@ -384,7 +384,7 @@ function readRecipe(r: Reader): void {
       : typeof v === 'number' || (Array.isArray(v) && v.every((x) => typeof x === 'number'));
     if (!ok) {
       const what = { int: 'an integer', number: 'a number', bool: 'true or false', string: 'a string', multiplier: 'a number or a list of numbers' }[kind];
-      r.fail(key, `expected ${what}, got ${describe(v)}`);
+      r.fail(key, `must be ${what}, got ${describe(v)}`);
     }
     r.model[k] = v;
   }
@@ -402,11 +402,10 @@ function readRecipe(r: Reader): void {
       newModelConfig(opts.preset, opts.modelOverrides);
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
-      const field = e.field;
-      const key = field && r.flat.has(gpt + field) ? gpt + field
-        : opts.preset !== undefined ? (r.flat.has(gpt + 'model_name') ? gpt + 'model_name' : 'openelm.preset')
-        : gpt + (field ?? 'model_dim');
-      r.fail(key, `does not give a valid model: ${e.message.replace(/^[^:]*: /, '')}`);
+      const { field, msg } = configProblem(e);
+      if (field && (r.flat.has(gpt + field) || opts.preset === undefined)) r.fail(gpt + field, msg);
+      const key = opts.preset !== undefined ? (r.flat.has(gpt + 'model_name') ? gpt + 'model_name' : 'openelm.preset') : gpt.slice(0, -1);
+      r.fail(key, `does not give a valid model: ${field ?? ''} ${msg}`.replace(/ {2,}/g, ' '));
     }
   }
 }
@@ -420,7 +419,7 @@ function readScheduler(r: Reader): void {
   const raw = (given ?? 'cosine').toLowerCase();
   const name = SCHEDULERS[raw];
   if (!name) {
-    r.fail('scheduler.name', `expected cosine, fixed or polynomial (power 1) — or constant, linear — got ${describe(given)}`);
+    r.fail('scheduler.name', `must be cosine, fixed or polynomial (power 1) — or constant, linear — got ${describe(given)}`);
   }
   r.set('schedule.name', name, given !== undefined ? 'scheduler.name' : 'scheduler');
 
@@ -467,17 +466,17 @@ function readScheduler(r: Reader): void {
 function readOpenelm(r: Reader): void {
   for (const k of r.flat.keys()) {
     if (k.startsWith('openelm.') && !(OPENELM_KEYS as readonly string[]).includes(k.slice(8))) {
-      r.fail(k, `is not an openelm setting; expected one of ${OPENELM_KEYS.map((x) => 'openelm.' + x).join(', ')}`);
+      r.fail(k, `is not an openelm setting; they are ${OPENELM_KEYS.map((x) => 'openelm.' + x).join(', ')}`);
     }
   }
-  if (r.flat.has('openelm') && r.flat.get('openelm') !== null) r.fail('openelm', `expected a map of settings, got ${describe(r.flat.get('openelm'))}`);
+  if (r.flat.has('openelm') && r.flat.get('openelm') !== null) r.fail('openelm', `must be a map of settings, got ${describe(r.flat.get('openelm'))}`);
   r.take('openelm');
 
   if (r.has('openelm.data')) {
     const v = r.take('openelm.data');
     const paths = typeof v === 'string' ? [v] : v;
     if (!Array.isArray(paths) || paths.length === 0 || !paths.every((p) => typeof p === 'string' && p !== '')) {
-      r.fail('openelm.data', `expected a path or a list of paths (files, folders, builtin:NAME), got ${describe(v)}`);
+      r.fail('openelm.data', `must be a path or a list of paths (files, folders, builtin:NAME), got ${describe(v)}`);
     }
     if (r.options.data?.paths !== undefined) {
       r.fail('openelm.data', 'and dataset.language_modeling.general_lm.train_data_info both give training files; keep one');
@@ -496,7 +495,7 @@ function readOpenelm(r: Reader): void {
   const preset = r.str('openelm.preset');
   if (preset !== undefined) {
     const p = presetNameOf(preset);
-    if (!p) r.fail('openelm.preset', `expected one of ${PRESET_NAMES.join(', ')}, got ${describe(preset)}`);
+    if (!p) r.fail('openelm.preset', `must be one of ${PRESET_NAMES.join(', ')}, got ${describe(preset)}`);
     if (r.options.preset !== undefined && r.options.preset !== p) {
       r.fail('openelm.preset', `(${p}) contradicts model.language_modeling.general_gpt.model_name (${r.options.preset})`);
     }
@@ -522,19 +521,19 @@ function readOpenelm(r: Reader): void {
 function trainDataInfo(r: Reader, key: string): string[] {
   const v = r.take(key);
   if (v === undefined) return [];
-  if (!Array.isArray(v)) r.fail(key, `expected a list of {file_name, text_key, file_id_range}, got ${describe(v)}`);
+  if (!Array.isArray(v)) r.fail(key, `must be a list of {file_name, text_key, file_id_range}, got ${describe(v)}`);
   const paths: string[] = [];
   v.forEach((entry, i) => {
-    if (!isPlainObject(entry)) r.fail(key, `[${i}]: expected a map {file_name, text_key, file_id_range}, got ${describe(entry)}`);
+    if (!isPlainObject(entry)) r.fail(key, `entry ${i} must be a map {file_name, text_key, file_id_range}, got ${describe(entry)}`);
     const name = entry.file_name;
     if (name === undefined || name === null) return;
-    if (typeof name !== 'string' || name === '') r.fail(key, `[${i}].file_name: expected a path, got ${describe(name)}`);
+    if (typeof name !== 'string' || name === '') r.fail(key, `entry ${i}: file_name must be a path, got ${describe(name)}`);
     const range = entry.file_id_range;
     if (!Array.isArray(range) || range.length !== 2 || !range.every((x) => Number.isInteger(x) && x >= 0) || range[0] > range[1]) {
-      r.fail(key, `[${i}].file_id_range: expected [first, end) as two integers, got ${describe(range)}`);
+      r.fail(key, `entry ${i}: file_id_range must be [first, end) as two integers, got ${describe(range)}`);
     }
     const left = /\{[^}]*\}/.exec(name.replace(/\{file_id(?::0?\d*d)?\}/g, ''));
-    if (left) r.fail(key, `[${i}].file_name: only {file_id} and {file_id:0Nd} can be filled in, found ${left[0]}`);
+    if (left) r.fail(key, `entry ${i}: file_name may hold only {file_id} or {file_id:0Nd}, found ${left[0]}`);
     for (let id = range[0]; id < range[1]; id++) {
       paths.push(name.replace(/\{file_id(?::(0?)(\d*)d)?\}/g, (_m, zero: string | undefined, width: string | undefined) => {
         const s = String(id);
@@ -648,7 +647,9 @@ export function validateTrainOptions(o: TrainOptions, names: { flags?: Record<st
       cfg = newModelConfig(o.preset, o.modelOverrides);
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
-      fail(o.preset !== undefined && (e.field === undefined || !(e.field in (o.modelOverrides ?? {}))) ? 'preset' : 'modelOverrides', `does not give a valid model: ${e.message}`);
+      const { field, msg } = configProblem(e);
+      if (field && (field in (o.modelOverrides ?? {}) || o.preset === undefined)) fail(`modelOverrides.${field}`, msg);
+      fail('preset', `does not give a valid model: ${field ?? ''} ${msg}`.replace(/ {2,}/g, ' '));
     }
   }
 
@@ -729,6 +730,12 @@ export function newModelConfig(preset: string | undefined, overrides: Record<str
 }
 
 // ---- helpers ----
+
+/** A ConfigError's field and what is wrong with it ("must be even …"), without the source prefix. */
+function configProblem(e: ConfigError): { field?: string; msg: string } {
+  const m = /field "([^"]+)" (.*)$/s.exec(e.message);
+  return m ? { field: m[1], msg: m[2] } : { field: e.field, msg: e.message.replace(/^[^:]*: /, '') };
+}
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
