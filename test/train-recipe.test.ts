@@ -243,6 +243,8 @@ dataset.language_modeling.general_lm.train_data_info:
   - {text_key: text, file_id_range: [0, 9]}
 `, 'i.yaml');
   assert.deepEqual(info.options.data?.paths, ['/d/train-00000-00003.parquet', '/d/train-00001-00003.parquet', '/d/train-00002-00003.parquet', '/d/book.jsonl']);
+  // openelm reads the "text" field: another text_key is reported, for the entries that give files
+  assert.deepEqual(info.ignored, ['dataset.language_modeling.general_lm.train_data_info[0].text_key']);
 });
 
 /** asserts that parsing `yaml` fails with a RecipeError naming `key` and matching `msg` */

@@ -214,7 +214,7 @@ export function parseRecipe(text: string, file = 'recipe'): Recipe {
   });
   const r = new Reader(flat, file, lines);
   readRecipe(r);
-  const ignored = [...flat.keys()].filter((k) => !r.used.has(k));
+  const ignored = [...[...flat.keys()].filter((k) => !r.used.has(k)), ...r.ignoredParts];
   const modelConfig = Object.keys(r.model).length > 0 ? r.model : undefined;
   return { file, options: r.options, ignored, ...(modelConfig ? { modelConfig } : {}), sources: r.sources };
 }
@@ -226,6 +226,8 @@ class Reader {
   readonly options: TrainOverrides = {};
   readonly sources: Record<string, string> = {};
   readonly model: Record<string, unknown> = {};
+  /** settings inside a value that openelm cannot honour (a train_data_info text_key) */
+  readonly ignoredParts: string[] = [];
 
   constructor(readonly flat: Map<string, unknown>, readonly file: string, readonly lines: Map<string, number>) {}
 
@@ -516,7 +518,8 @@ function readOpenelm(r: Reader): void {
 /**
  * CoreNet's train_data_info: [{file_name: "dir/part-{file_id:05d}.parquet", text_key, file_id_range: [a, b]}]
  * → the file names for file_id in [a, b). Entries without file_name (CoreNet's published recipes
- * leave it commented out) add nothing. text_key is not passed on: openelm's reader finds the text.
+ * leave it commented out) add nothing. text_key is not passed on (DataOptions has no such field):
+ * a text_key other than "text" is reported in `ignored` as KEY[i].text_key.
  */
 function trainDataInfo(r: Reader, key: string): string[] {
   const v = r.take(key);
@@ -534,6 +537,8 @@ function trainDataInfo(r: Reader, key: string): string[] {
     }
     const left = /\{[^}]*\}/.exec(name.replace(/\{file_id(?::0?\d*d)?\}/g, ''));
     if (left) r.fail(key, `entry ${i}: file_name may hold only {file_id} or {file_id:0Nd}, found ${left[0]}`);
+    // openelm's reader takes the "text" field/column; another text_key is reported as not used
+    if (entry.text_key !== undefined && entry.text_key !== null && entry.text_key !== 'text') r.ignoredParts.push(`${key}[${i}].text_key`);
     for (let id = range[0]; id < range[1]; id++) {
       paths.push(name.replace(/\{file_id(?::(0?)(\d*)d)?\}/g, (_m, zero: string | undefined, width: string | undefined) => {
         const s = String(id);
