@@ -227,7 +227,7 @@ scheduler:
 openelm.preset: openelm-270m
 `, 'o.yaml');
   const o = resolveTrainOptions(r);
-  assert.deepEqual(o.data, { paths: ['a.txt', 'builtin:sotu'], packing: true, minChars: 0, minTokens: 0, valFraction: 0.1, seqLen: 32 });
+  assert.deepEqual(o.data, { paths: ['a.txt', 'builtin:sotu'], packing: true, minChars: 200, minTokens: 256, valFraction: 0.1, seqLen: 32 });
   assert.equal(o.steps, 7); // openelm.steps: the run stops before the schedule's end
   assert.deepEqual(o.schedule, { name: 'linear', lr: 0.01, minLr: 0.001, warmup: 0, warmupInitLr: 1e-7, maxSteps: 20 });
   assert.equal(o.preset, 'OpenELM-270M');
@@ -311,7 +311,8 @@ test('without a recipe nothing is added that the flags do not ask for', () => {
   const o = resolveTrainOptions(undefined, MINIMAL);
   const expected: TrainOptions = {
     preset: 'OpenELM-270M',
-    data: { paths: ['t.txt'], packing: false, minChars: 0, minTokens: 0, valFraction: 0, seqLen: 64 },
+    // CoreNet's text filters and a small validation split are the data pipeline's defaults
+    data: { paths: ['t.txt'], packing: false, minChars: 200, minTokens: 256, valFraction: 0.01, seqLen: 64 },
     steps: 10, batchSize: 2, gradAccum: 1,
     optimizer: DEFAULT_OPTIMIZER,
     schedule: { name: 'constant', lr: 1e-3, minLr: 1e-3, warmup: 0, warmupInitLr: 1e-7, maxSteps: 10 },
@@ -378,7 +379,7 @@ test('resolved options are validated, naming the field and its flag or recipe ke
   invalid(undefined, { ...MINIMAL, optimizer: { name: 'sgd', nesterov: true } }, 'optimizer.nesterov', /momentum > 0/);
   invalid(undefined, { ...MINIMAL, gradClip: -1 }, 'gradClip', /^gradClip \(--grad-clip\) must be a positive number/);
   invalid(undefined, { ...MINIMAL, zLoss: -1 }, 'zLoss', /≥ 0/);
-  invalid(undefined, { ...MINIMAL, evalEvery: 10 }, 'evalEvery', /needs validation data: set data\.valFraction \(--val-fraction\) > 0/);
+  invalid(undefined, { ...MINIMAL, evalEvery: 10, data: { paths: ['t.txt'], seqLen: 64, valFraction: 0 } }, 'evalEvery', /needs validation data: set data\.valFraction \(--val-fraction\) > 0/);
   invalid(undefined, { ...MINIMAL, data: { paths: ['t'], seqLen: 4096 } }, 'data.seqLen', /exceeds the model's max_context_length \(2048\)/);
   invalid(undefined, { ...MINIMAL, data: { paths: ['t'], seqLen: 64, valFraction: 1 } }, 'data.valFraction', /≥ 0 and < 1/);
   invalid(undefined, { ...MINIMAL, modelOverrides: { head_dim: 63 } }, 'modelOverrides.head_dim', /^modelOverrides\.head_dim must be even for rotary embeddings, got 63$/);

@@ -136,8 +136,8 @@ export class TrainOptionsError extends Error {
  * to validateTrainOptions / resolveTrainOptions; these are the names it is expected to use.
  */
 export const FIELD_FLAGS: Record<string, string> = {
-  init: '--init', preset: '--preset', modelConfig: '--config',
-  'data.paths': '--data', 'data.idsFile': '--ids-file', 'data.seqLen': '--seq-len', 'data.packing': '--packing',
+  init: '--init', preset: '--preset', modelConfig: '--model-config',
+  'data.paths': '--data', 'data.idsFile': '--data-ids', 'data.seqLen': '--seq-len', 'data.packing': '--packing',
   'data.minChars': '--min-chars', 'data.minTokens': '--min-tokens', 'data.valFraction': '--val-fraction',
   steps: '--steps', batchSize: '--batch-size', gradAccum: '--grad-accum',
   'optimizer.name': '--optimizer', 'optimizer.beta1': '--beta1', 'optimizer.beta2': '--beta2', 'optimizer.eps': '--eps',
@@ -160,7 +160,7 @@ const DEFAULTS = {
   saveEvery: 0,
   resume: false,
   seed: 0,
-  data: { paths: [] as string[], packing: false, minChars: 0, minTokens: 0, valFraction: 0 },
+  data: { paths: [] as string[], packing: false, minChars: 200, minTokens: 256, valFraction: 0.01 },
   optimizer: DEFAULT_OPTIMIZER,
   schedule: { name: 'constant' as ScheduleName, warmup: 0, warmupInitLr: 1e-7, minLr: 0 },
 };

@@ -27,6 +27,9 @@ import type { ScheduleOptions } from './options.ts';
 /** The learning rate for optimizer step `step` (0 = the first update). */
 export function lrAt(step: number, s: ScheduleOptions): number {
   if (!Number.isInteger(step) || step < 0) throw new RangeError(`lrAt: step must be an integer ≥ 0, got ${step}`);
+  // a constant LR without warmup is used exactly as given (rounding to 8 places would turn
+  // --lr 1e-9 into 0): the same LR as a plain PyTorch loop with that LR
+  if (s.name === 'constant' && !(s.warmup > 0)) return s.lr;
   return pyRound(Math.max(0, rawLr(step, s)), 8);
 }
 
