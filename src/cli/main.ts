@@ -12,8 +12,9 @@ import { quantizeCommand } from './commands/quantize.ts';
 import { exportCommand } from './commands/export.ts';
 import { benchCommand } from './commands/bench.ts';
 import { plotCommand } from './commands/plot.ts';
+import { trainCommand } from './commands/train.ts';
 
-const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand, exportCommand, benchCommand, plotCommand];
+const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand, exportCommand, benchCommand, trainCommand, plotCommand];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));
