@@ -664,7 +664,8 @@ export function validateTrainOptions(o: TrainOptions, names: { flags?: Record<st
   }
   if (o.data.idsFile !== undefined) nonEmpty('data.idsFile');
   if (o.data.paths.length === 0 && o.data.idsFile === undefined) fail('data.paths', 'is required: there is no training data (files, folders or builtin:NAME)');
-  int('data.seqLen', 1);
+  // --data-ids rows fix the sequence length themselves (row length − 1)
+  if (o.data.idsFile === undefined || o.data.seqLen !== undefined) int('data.seqLen', 1);
   if (cfg && o.data.seqLen > cfg.max_context_length) {
     fail('data.seqLen', `(${o.data.seqLen}) exceeds the model's max_context_length (${cfg.max_context_length})`);
   }
