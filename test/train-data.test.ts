@@ -148,6 +148,27 @@ test('pieces of 2048 words (CoreNet) are split at spaces, which changes no token
   sotu.close();
 });
 
+test('pieces stay bounded: text without spaces, or with long words, is cut at a character boundary / the last space', async () => {
+  const LONE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+  const dense = 'é日😀x'.repeat(40_000); // 160 k UTF-16 units, 400 kB of UTF-8, no space
+  const longWords = Array.from({ length: 3000 }, (_, i) => String(i).padStart(100, 'y')).join(' ');
+  const paths = [write('caps/dense.txt', dense), write('caps/dense.jsonl', JSON.stringify({ text: dense })), write('caps/long.txt', longWords)];
+  const corpus = await Corpus.open(paths);
+  for (let d = 0; d < 3; d++) {
+    const doc = corpus.open(d);
+    let pieces = 0;
+    for (let p = doc.begin; p < doc.end; pieces++) {
+      const piece = doc.piece(p);
+      assert.ok(piece.next - p <= 1 << 16, 'at most PIECE_CAP units');
+      assert.ok(!piece.text.includes('\ufffd') && !LONE.test(piece.text), 'no character is split');
+      p = piece.next;
+    }
+    assert.ok(pieces > 2, `${corpus.where(d)}: ${pieces} pieces`);
+    assert.equal(corpus.text(d), d < 2 ? dense : longWords);
+  }
+  corpus.close();
+});
+
 test('truncate-and-pad: BOS + NFC text + EOS, its first seqLen + 1 tokens, pads ignored in the loss', async () => {
   const short = 'Caf\u0065\u0301 society met in the hall.'; // NFD "é"
   const long = words('L', 120);

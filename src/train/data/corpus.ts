@@ -124,15 +124,15 @@ export class Corpus {
   /** The whole text of a document (for tests and inspection; training reads pieces). */
   text(doc: number): string {
     const t = this.open(doc);
-    const parts: string[] = [];
+    let text = '';
     for (let p = t.begin; ; ) {
       const piece = t.piece(p);
-      parts.push(piece.text);
-      if (piece.next >= t.end) break;
+      text += piece.text;
+      if (piece.next >= t.end) return text;
+      // the space a piece ended at is not in its text
+      if (piece.next > piece.end) text += ' ';
       p = piece.next;
     }
-    // pieces drop the space they were split at
-    return parts.join(' ');
   }
 
   close(): void {
@@ -234,7 +234,8 @@ export class Corpus {
     try {
       value = JSON.parse(buf.toString('utf8', start, end));
     } catch (e) {
-      throw new Error(`${where}: not JSON (${(e as Error).message})`);
+      const hint = s.format === 'json' ? '; a .json file holds an array, or one object per line' : '';
+      throw new Error(`${where}: not JSON (${(e as Error).message})${hint}`);
     }
     textOf(value, where);
     this.index.push(src, offset, end - start, line);

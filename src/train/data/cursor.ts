@@ -85,9 +85,9 @@ export class RowCursor {
   private carry = -1;
   // truncate
   private nextPiece = 0;
-  private docRows = 0;
-  /** documents in a row that gave nothing (all filtered) */
-  private barren = 0;
+  /** documents (packing) or rows (truncate) of this epoch so far, and whether it was read from its start */
+  private admitted = 0;
+  private wholeEpoch = true;
 
   /**
    * @param orderFor the documents of epoch e in reading order, or null when the split is read once and e > 0
@@ -127,7 +127,8 @@ export class RowCursor {
     if (!this.order || p.doc < 0 || p.doc > this.order.length) throw bad(`document ${p.doc} of epoch ${p.epoch}`);
     this.pos = p.doc;
     this.pending = [];
-    this.barren = 0;
+    this.admitted = 0;
+    this.wholeEpoch = p.doc === 0 && p.piece < 0;
     this.text = null;
     this.unit = null;
     this.tokenPos = 0;
@@ -142,7 +143,6 @@ export class RowCursor {
       this.tokenPos = p.token;
     } else {
       this.nextPiece = p.piece;
-      this.docRows = 1; // it gave rows before the save, or it would not be open
     }
   }
 
@@ -198,13 +198,12 @@ export class RowCursor {
       if (!this.ensureOrder()) return false;
       const first = this.admit(this.order![this.pos]);
       if (first) {
-        this.barren = 0;
+        this.admitted++;
         this.setUnit(first);
         return true;
       }
       this.text = null;
       this.pos++;
-      this.checkBarren();
     }
   }
 
@@ -279,19 +278,17 @@ export class RowCursor {
         if (!this.ensureOrder()) return false;
         this.text = this.view(this.corpus.open(this.order![this.pos]));
         this.nextPiece = this.text.begin;
-        this.docRows = 0;
       }
       const piece = this.text.piece(this.nextPiece);
       this.nextPiece = piece.next;
-      const wrote = this.truncatedSample(piece.text, inputs, targets, at);
-      if (wrote) this.docRows++;
       if (piece.next >= this.text.end) {
         this.text = null;
         this.pos++;
-        if (this.docRows > 0) this.barren = 0;
-        else this.checkBarren();
       }
-      if (wrote) return true;
+      if (this.truncatedSample(piece.text, inputs, targets, at)) {
+        this.admitted++;
+        return true;
+      }
     }
   }
 
@@ -328,15 +325,14 @@ export class RowCursor {
   private ensureOrder(): boolean {
     if (this.order && this.pos < this.order.length) return true;
     if (!this.order) return false;
+    // a whole epoch without a row: nothing passes the filters
+    if (this.emptyError && this.wholeEpoch && this.admitted === 0) throw this.emptyError(this.counters);
+    this.admitted = 0;
+    this.wholeEpoch = true;
     this.epoch++;
     this.pos = 0;
     this.order = this.orderFor(this.epoch);
     return this.order !== null && this.order.length > 0;
-  }
-
-  private checkBarren(): void {
-    // two passes over the order without a single row: nothing can pass the filters
-    if (this.emptyError && ++this.barren > 2 * (this.order?.length ?? 0) + 1) throw this.emptyError(this.counters);
   }
 }
 

@@ -22,6 +22,8 @@ export const PIECE_CAP = 1 << 16;
 
 export interface Piece {
   text: string;
+  /** where the text ends: next - 1 when the piece ended at a space (dropped), else next */
+  end: number;
   /** where the next piece starts; === the document's end after the last piece */
   next: number;
 }
@@ -55,15 +57,15 @@ export class StringText implements DocText {
     for (;;) {
       const sp = s.indexOf(' ', pos);
       if (sp < 0 || sp >= limit) break;
-      if (++words === this.splitWords) return { text: s.slice(start, sp), next: sp + 1 };
+      if (++words === this.splitWords) return { text: s.slice(start, sp), end: sp, next: sp + 1 };
       lastSpace = sp;
       pos = sp + 1;
     }
-    if (limit === this.end) return { text: s.slice(start, limit), next: limit };
-    if (lastSpace >= 0) return { text: s.slice(start, lastSpace), next: lastSpace + 1 };
+    if (limit === this.end) return { text: s.slice(start, limit), end: limit, next: limit };
+    if (lastSpace >= 0) return { text: s.slice(start, lastSpace), end: lastSpace, next: lastSpace + 1 };
     let cut = limit;
     if (isHighSurrogate(s.charCodeAt(cut - 1))) cut--;
-    return { text: s.slice(start, cut), next: cut };
+    return { text: s.slice(start, cut), end: cut, next: cut };
   }
 
   boundaryAfter(pos: number): number {
@@ -112,14 +114,14 @@ export class FileText implements DocText {
     for (;;) {
       const sp = buf.indexOf(0x20, pos);
       if (sp < 0 || sp >= n) break;
-      if (++words === this.splitWords) return { text: buf.toString('utf8', 0, sp), next: start + sp + 1 };
+      if (++words === this.splitWords) return { text: buf.toString('utf8', 0, sp), end: start + sp, next: start + sp + 1 };
       lastSpace = sp;
       pos = sp + 1;
     }
-    if (start + n === this.end) return { text: buf.toString('utf8', 0, n), next: this.end };
-    if (lastSpace >= 0) return { text: buf.toString('utf8', 0, lastSpace), next: start + lastSpace + 1 };
+    if (start + n === this.end) return { text: buf.toString('utf8', 0, n), end: this.end, next: this.end };
+    if (lastSpace >= 0) return { text: buf.toString('utf8', 0, lastSpace), end: start + lastSpace, next: start + lastSpace + 1 };
     const cut = utf8Boundary(buf, n);
-    return { text: buf.toString('utf8', 0, cut), next: start + cut };
+    return { text: buf.toString('utf8', 0, cut), end: start + cut, next: start + cut };
   }
 
   boundaryAfter(pos: number): number {

@@ -108,15 +108,19 @@ export async function resolveSources(paths: string[], cacheDir = DEFAULT_CACHE_D
   }
 }
 
-/** files with a known extension below `dir`, sorted by path (code units, not locale) */
-function walk(dir: string): string[] {
+/** files with a known extension below `dir`, sorted by path (code units, not locale); symbolic links followed once */
+function walk(dir: string, seen = new Set<string>()): string[] {
+  const real = fs.realpathSync(dir);
+  if (seen.has(real)) return [];
+  seen.add(real);
   const files: string[] = [];
   const entries = fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const e of entries) {
     if (e.name.startsWith('.')) continue;
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) files.push(...walk(p));
-    else if (e.isFile() && extensionOf(e.name)) files.push(p);
+    const st = e.isSymbolicLink() ? fs.statSync(p, { throwIfNoEntry: false }) : e;
+    if (st?.isDirectory()) files.push(...walk(p, seen));
+    else if (st?.isFile() && extensionOf(e.name)) files.push(p);
   }
   return files;
 }
