@@ -83,6 +83,7 @@ export class IdsDataset implements TrainData {
   }
 
   restore(state: DataState): void {
+    if (state === null || typeof state !== 'object') throw new Error(`data state must be an object from state(), got ${state === null ? 'null' : typeof state}`);
     if (state.kind !== 'ids') throw new Error(`data state is for a ${state.kind} dataset, not a --data-ids file`);
     if (state.corpus !== this.fingerprint) throw new Error(`data state belongs to another --data-ids file (fingerprint ${state.corpus}, ${this.file} has ${this.fingerprint})`);
     if (!Number.isInteger(state.row) || state.row < 0 || state.row >= this.rows.length) throw new Error(`data state row ${state.row} is outside ${this.file}'s ${this.rows.length} rows`);

@@ -194,6 +194,7 @@ export class TextDataset implements TrainData {
   }
 
   restore(state: DataState): void {
+    if (state === null || typeof state !== 'object') throw new Error(`data state must be an object from state(), got ${state === null ? 'null' : typeof state}`);
     if (state.kind !== 'text') throw new Error(`data state is for a ${state.kind} dataset, not text sources`);
     if (state.version !== 1) throw new Error(`data state version ${state.version} is not supported`);
     if (state.corpus !== this.fingerprint) {
