@@ -38,3 +38,15 @@ export * from './tokenizer/index.ts';
 export { resolveModel } from './io/hub.ts';
 export * from './io/safetensors.ts';
 export * from './io/checkpoint.ts';
+
+// training (CoreNet's recipe: AdamW, cosine schedule with warmup, z-loss, on-the-fly data)
+export { Trainer, NonFiniteLossError, type TrainData, type StepRecord, type TrainerHooks, type TrainerSetup, type TrainResult } from './train/trainer.ts';
+export { Backprop, type BackpropOptions, type LossResult } from './train/backprop.ts';
+export { Optimizer, clipGradNorm, type OptimizerState } from './train/optim.ts';
+export { ParamLayout, type ParamTensor } from './train/params.ts';
+export { lrAt } from './train/schedule.ts';
+export { loadRecipe, parseRecipe, resolveTrainOptions, validateTrainOptions, newModelConfig, RecipeError, TrainOptionsError, type Recipe, type TrainOverrides } from './train/recipe.ts';
+export { openDataset, TextDataset, IdsDataset, Corpus, PAD_ID, type DataState, type DataStats } from './train/data/index.ts';
+export { listCheckpoints, saveCheckpoint, readTrainerState, type TrainerState } from './train/checkpoint.ts';
+export { IGNORE, DEFAULT_OPTIMIZER, type TrainOptions, type DataOptions, type OptimizerOptions, type ScheduleOptions, type Batch } from './train/options.ts';
+export { builtinModelDir, BUILTIN_MODEL } from './builtin.ts';
