@@ -48,8 +48,9 @@ const ARENA_START = 65536;
 const ALIGN = 64;
 
 /** Splittable exports, in the order the pool indexes them. */
-const SPLIT_OPS = ['matmul_f32', 'matmul_bf16', 'matmul_f16', 'matmul_q8_0', 'matmul_q4_0', 'attention', 'gemm_float', 'gemm_quant', 'ffn_act', 'quantize_q8'] as const;
-const OP = { matmul_f32: 0, matmul_bf16: 1, matmul_f16: 2, matmul_q8_0: 3, matmul_q4_0: 4, attention: 5, gemm_float: 6, gemm_quant: 7, ffn_act: 8, quantize_q8: 9 } as const;
+const SPLIT_OPS = ['matmul_f32', 'matmul_bf16', 'matmul_f16', 'matmul_q8_0', 'matmul_q4_0', 'attention', 'gemm_float', 'gemm_quant', 'ffn_act', 'quantize_q8',
+  'gemm_t', 'attention_bwd', 'attention_bwd_reduce', 'rmsnorm_bwd', 'ffn_act_bwd', 'cross_entropy', 'sum_squares', 'scale_f32', 'adamw'] as const;
+const OP = Object.fromEntries(SPLIT_OPS.map((name, i) => [name, i])) as { readonly [K in typeof SPLIT_OPS[number]]: number };
 /** From this many tokens on, matmul runs the prefill GEMMs (packed weight tiles), and their row tiles. */
 const GEMM_MIN_TOKENS = 4;
 const GEMM_FLOAT_ROWS = 12;
@@ -73,6 +74,25 @@ interface Exports {
   softmax(x: number, n: number, t: number): number;
   select_desc(p: number, n: number, tau: number, idx: number, tmp: number): number;
   kv_store(qkv: number, kc: number, vc: number, n: number, pos0: number, nQ: number, nKV: number, hd: number): void;
+  gemm_t_scratch_bytes(): number;
+  attention_bwd_scratch_bytes(n: number, R: number, hd: number): number;
+  head_norm_rope_bwd(dqkv: number, qkvIn: number, n: number, pos0: number, nQ: number, nKV: number, hd: number,
+    qNorm: number, kNorm: number, dqNorm: number, dkNorm: number, eps: number, cos: number, sin: number): void;
+  embed_bwd(dtable: number, dy: number, ids: number, n: number, dim: number): void;
+}
+
+/** elements per item of the flat-buffer ops (sum_squares, scale_f32, adamw in kernels.as) */
+const FLAT_BLOCK = 16384;
+/** query rows (tokens × the query heads of a KV head) per block of attentionBackward */
+const ATT_BWD_ROWS = 64;
+/** query chunks (each with its own dK/dV partial sums) per KV head in attentionBackward: fixed, so results do not depend on the thread count */
+const ATT_BWD_CHUNKS = 4;
+
+// f32 values cross the pool's i32 arguments as bit patterns
+const bitsF32 = new Float32Array(1), bitsI32 = new Int32Array(bitsF32.buffer);
+function f32Bits(x: number): number {
+  bitsF32[0] = x;
+  return bitsI32[0];
 }
 
 function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
@@ -141,12 +161,19 @@ export class WasmKernels implements Kernels {
   private top = ARENA_START;
   /** per-call data, grown (rarely) to the largest n × cols seen: quantized activations for q8_0/q4_0
    * matmuls ('q'), scaled activations for f16 matrix × vector ('f'), selectDesc's radix sort ('s') */
-  private readonly scratchAreas = { q: { at: 0, bytes: 0 }, f: { at: 0, bytes: 0 }, s: { at: 0, bytes: 0 } };
+  private readonly scratchAreas = {
+    q: { at: 0, bytes: 0 }, f: { at: 0, bytes: 0 }, s: { at: 0, bytes: 0 },
+    // training: attentionBackward's dK/dV partial sums ('a') and its chunk table ('c'), rmsnormBackward's
+    // weight-gradient partials ('r'), per-row / per-block f64 sums ('d'), AdamW's constants ('h'), token ids ('i')
+    a: { at: 0, bytes: 0 }, c: { at: 0, bytes: 0 }, r: { at: 0, bytes: 0 }, d: { at: 0, bytes: 0 }, h: { at: 0, bytes: 0 }, i: { at: 0, bytes: 0 },
+  };
   /**
    * Whether prompts (4+ tokens) run the GEMM kernels: the per-thread scratch must hold their packed
    * tiles and panels (with a smaller `threadScratch` they fall back to the matrix × vector kernels).
    */
   readonly prefillGemm: boolean;
+  /** Whether the matmul gradients run the GEMM (gemm_t); with a smaller `threadScratch` they use the TS reference. */
+  readonly trainGemm: boolean;
   /** f16 bit pattern → f32 value, 65536 entries, for the scales of q8_0/q4_0 blocks */
   private readonly halfTable: number;
 
@@ -158,6 +185,7 @@ export class WasmKernels implements Kernels {
     this.buffers.add(memory.buffer);
     this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
     this.prefillGemm = threadScratch >= this.x.gemm_scratch_bytes();
+    this.trainGemm = threadScratch >= this.x.gemm_t_scratch_bytes();
     this.halfTable = this.alloc(65536 * 4);
     this.x.init_half_table(this.halfTable);
   }
@@ -270,7 +298,7 @@ export class WasmKernels implements Kernels {
   }
 
   /** A reusable scratch area of at least `bytes` for per-call data ('q' quantized activations, 'f' scaled ones). */
-  private scratch(which: 'q' | 'f' | 's', bytes: number): number {
+  private scratch(which: keyof WasmKernels['scratchAreas'], bytes: number): number {
     const s = this.scratchAreas[which];
     if (bytes > s.bytes) {
       s.bytes = Math.max(bytes, 2 * s.bytes);
@@ -339,26 +367,147 @@ export class WasmKernels implements Kernels {
     return this.x.argmax(this.ptr(x, 'x'), n);
   }
 
-  // ---- training: the plain-TS reference until the SIMD versions land (same numbers, slow) ----
+
+  // ---- training (kernels.as, "training"; the TS reference is the definition) ----
+
+  /** refOps: the plain-TS ops, for what the SIMD kernels do not cover (quantized weights, odd head dims, a small threadScratch) */
   private readonly refOps = new RefKernels();
-  matmulGradInput(dx: Float32Array, dy: Float32Array, w: Weight, n: number): void { this.refOps.matmulGradInput(dx, dy, w, n); }
-  matmulGradWeight(dw: Float32Array, dy: Float32Array, x: Float32Array, n: number, rows: number, cols: number): void { this.refOps.matmulGradWeight(dw, dy, x, n, rows, cols); }
-  rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void {
-    this.refOps.rmsnormBackward(dx, dweight, dy, x, weight, n, dim, eps);
+
+  /** an f64 view of `count` values at a scratch area's offset (made per call: the memory may have grown) */
+  private f64At(at: number, count: number): Float64Array {
+    return new Float64Array(this.memory.buffer, at, count);
   }
+
+  /** the address of n token ids: the array itself when it is ours, else a copy in scratch area 'i' */
+  private idsPtr(ids: ArrayLike<number>, n: number): number {
+    if (ids instanceof Int32Array && this.buffers.has(ids.buffer)) return ids.byteOffset;
+    const at = this.scratch('i', n * 4), view = new Int32Array(this.memory.buffer, at, n);
+    for (let t = 0; t < n; t++) view[t] = ids[t];
+    return at;
+  }
+
+  matmulGradInput(dx: Float32Array, dy: Float32Array, w: Weight, n: number): void {
+    const { rows, cols } = w;
+    if (w.dtype === 'q8_0' || w.dtype === 'q4_0' || !this.trainGemm) return this.refOps.matmulGradInput(dx, dy, w, n);
+    if (n === 0 || cols === 0) return;
+    if (rows === 0) { dx.fill(0, 0, n * cols); return; }
+    // dx [n, cols] = dy [n, rows] · W [rows, cols]: W's rows are the packed tiles' k-major rows as they are
+    const work = rows * cols * n;
+    this.pool.run(OP.gemm_t, cols, GEMM_FLOAT_ROWS, this.minGrains(GEMM_FLOAT_ROWS * rows * n, work),
+      this.ptr(dx, 'dx'), this.ptr(dy, 'dy'), this.ptr(w.data, 'w'), n, cols, rows, DTYPE_CODE[w.dtype] << 2, 0, 0);
+  }
+
+  matmulGradWeight(dw: Float32Array, dy: Float32Array, x: Float32Array, n: number, rows: number, cols: number): void {
+    if (!this.trainGemm) return this.refOps.matmulGradWeight(dw, dy, x, n, rows, cols);
+    if (n === 0 || rows === 0 || cols === 0) return;
+    // dw [rows, cols] += dyᵀ [rows, n] · x [n, cols]: A = dy transposed block by block, B = x, accumulated
+    const work = rows * cols * n;
+    this.pool.run(OP.gemm_t, cols, GEMM_FLOAT_ROWS, this.minGrains(GEMM_FLOAT_ROWS * rows * n, work),
+      this.ptr(dw, 'dw'), this.ptr(dy, 'dy'), this.ptr(x, 'x'), rows, cols, n, 1 | 2, 0, 0);
+  }
+
+  rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array,
+    n: number, dim: number, eps: number): void {
+    if (n === 0) return;
+    // parts of rows, each with its own weight-gradient partial (the threads must not share one);
+    // how many depends on n only, so the result does not depend on the thread count
+    const parts = Math.min(n, Math.max(1, Math.floor(n * dim / 65536)), 8);
+    const dwp = parts === 1 ? this.ptr(dweight, 'dweight') : this.scratch('r', parts * dim * 4);
+    if (parts > 1) new Float32Array(this.memory.buffer, dwp, parts * dim).fill(0);
+    this.pool.run(OP.rmsnorm_bwd, parts, 1, this.minGrains(8 * n * dim / parts, 8 * n * dim), this.ptr(dx, 'dx'), dwp,
+      this.ptr(dy, 'dy'), this.ptr(x, 'x'), this.ptr(weight, 'weight'), n, dim, f32Bits(eps), parts);
+    if (parts > 1) {
+      const dwo = this.ptr(dweight, 'dweight');
+      for (let p = 0; p < parts; p++) this.x.add_in_place(dwo, dwp + p * dim * 4, dim);
+    }
+  }
+
   headNormRopeBackward(dqkv: Float32Array, qkvIn: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
     dqNorm: Float32Array | null, dkNorm: Float32Array | null, eps: number, cos: Float32Array, sin: Float32Array): void {
-    this.refOps.headNormRopeBackward(dqkv, qkvIn, s, qNorm, kNorm, dqNorm, dkNorm, eps, cos, sin);
+    this.x.head_norm_rope_bwd(this.ptr(dqkv, 'dqkv'), this.ptr(qkvIn, 'qkvIn'), s.n, s.pos0, s.nQ, s.nKV, s.headDim,
+      qNorm ? this.ptr(qNorm, 'qNorm') : 0, kNorm ? this.ptr(kNorm, 'kNorm') : 0,
+      qNorm && dqNorm ? this.ptr(dqNorm, 'dqNorm') : 0, kNorm && dkNorm ? this.ptr(dkNorm, 'dkNorm') : 0,
+      eps, this.ptr(cos, 'cos'), this.ptr(sin, 'sin'));
   }
-  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, out: Float32Array, s: AttentionShape): void { this.refOps.attentionBackward(dqkv, dout, qkv, out, s); }
-  ffnActBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void { this.refOps.ffnActBackward(dx, dy, x, n, dim, act, glu); }
-  embedBackward(dtable: Float32Array, dy: Float32Array, ids: ArrayLike<number>, n: number, dim: number): void { this.refOps.embedBackward(dtable, dy, ids, n, dim); }
+
+  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, out: Float32Array, s: AttentionShape): void {
+    const { n, nQ, nKV, headDim: hd } = s;
+    if (s.pos0 !== 0) throw new RangeError('attentionBackward: training attention starts at position 0');
+    if (n === 0) return;
+    const G = nQ / nKV;
+    // blocks of Bq tokens (R = Bq · G query rows, padded to 8) that fit the thread's scratch
+    let Bq = Math.max(1, Math.min(n, Math.floor(ATT_BWD_ROWS / G)));
+    const bytes = (b: number): number => this.x.attention_bwd_scratch_bytes(n, (b * G + 7) & ~7, hd);
+    while (Bq > 1 && bytes(Bq) > this.threadScratch) Bq = Math.ceil(Bq / 2);
+    if (hd % 8 !== 0 || !Number.isInteger(G) || bytes(Bq) > this.threadScratch) return this.refOps.attentionBackward(dqkv, dout, qkv, out, s);
+    // query chunks of about equal causal work (chunk [a, b) costs ∝ b² - a²), on block boundaries
+    const blocks = Math.ceil(n / Bq), P = Math.min(ATT_BWD_CHUNKS, blocks);
+    const ctlAt = this.scratch('c', (4 + P) * 4), ctl = new Int32Array(this.memory.buffer, ctlAt, 3 + P + 1);
+    const partials = this.scratch('a', P * nKV * (n + 4) * 2 * hd * 4);
+    ctl[0] = P; ctl[1] = Bq; ctl[2] = partials; ctl[3] = 0; ctl[3 + P] = n;
+    for (let c = 1; c < P; c++) ctl[3 + c] = Math.min(n, Math.max(ctl[2 + c], Math.round(blocks * Math.sqrt(c / P)) * Bq));
+    const work = 5 * nQ * hd * n * (n + 1) / 2, items = P * nKV;
+    const dq = this.ptr(dqkv, 'dqkv');
+    this.pool.run(OP.attention_bwd, items, 1, this.minGrains(work / items, work), dq, this.ptr(dout, 'dout'), this.ptr(qkv, 'qkv'),
+      this.ptr(out, 'out'), n, nQ, nKV, hd, ctlAt);
+    this.pool.run(OP.attention_bwd_reduce, n, 1, this.minGrains(2 * nKV * hd * P, 2 * nKV * hd * P * n), dq, ctlAt, n, nQ, nKV, hd, 0, 0, 0);
+  }
+
+  ffnActBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void {
+    const code = ACT_CODE[act];
+    if (code === undefined) throw new Error(`WasmKernels.ffnActBackward: unknown activation '${act}'`);
+    this.pool.run(OP.ffn_act_bwd, n, 1, this.minGrains(30 * dim, 30 * dim * n), this.ptr(dx, 'dx'), this.ptr(dy, 'dy'), this.ptr(x, 'x'),
+      n, dim, code, glu ? 1 : 0, 0, 0);
+  }
+
+  embedBackward(dtable: Float32Array, dy: Float32Array, ids: ArrayLike<number>, n: number, dim: number): void {
+    const rows = Math.floor(dtable.length / dim);
+    for (let t = 0; t < n; t++) {
+      const id = ids[t];
+      if (!(Number.isInteger(id) && id >= 0 && id < rows)) throw new RangeError(`WasmKernels.embedBackward: token id ${id} at ${t} is outside the table's ${rows} rows`);
+    }
+    this.x.embed_bwd(this.ptr(dtable, 'dtable'), this.ptr(dy, 'dy'), this.idsPtr(ids, n), n, dim);
+  }
+
   crossEntropy(logits: Float32Array, targets: Int32Array, n: number, V: number, zLoss: number, scale: number, lse: Float32Array): number {
-    return this.refOps.crossEntropy(logits, targets, n, V, zLoss, scale, lse);
+    for (let t = 0; t < n; t++) {
+      if (targets[t] >= V) throw new RangeError(`crossEntropy: target ${targets[t]} at row ${t} is outside the vocabulary [0, ${V})`);
+    }
+    if (n === 0) return 0;
+    const losses = this.scratch('d', n * 8);
+    // ~12 ops per logit (max, exp, sum, scale)
+    this.pool.run(OP.cross_entropy, n, 1, this.minGrains(12 * V, 12 * V * n), this.ptr(logits, 'logits'), this.idsPtr(targets, n),
+      n, V, f32Bits(zLoss), f32Bits(scale), this.ptr(lse, 'lse'), losses, 0);
+    const l = this.f64At(losses, n);
+    let sum = 0;
+    for (let t = 0; t < n; t++) sum += l[t];
+    return sum;
   }
-  sumSquares(x: Float32Array, n: number): number { return this.refOps.sumSquares(x, n); }
-  scale(x: Float32Array, n: number, s: number): void { this.refOps.scale(x, n, s); }
-  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
-    this.refOps.adamw(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step);
+
+  sumSquares(x: Float32Array, n: number): number {
+    if (n <= 0) return 0;
+    const blocks = Math.ceil(n / FLAT_BLOCK), sums = this.scratch('d', blocks * 8);
+    this.pool.run(OP.sum_squares, blocks, 1, this.minGrains(FLAT_BLOCK, n), this.ptr(x, 'x'), n, sums, 0, 0, 0, 0, 0, 0);
+    const p = this.f64At(sums, blocks);
+    let s = 0;
+    for (let b = 0; b < blocks; b++) s += p[b];
+    return s;
+  }
+
+  scale(x: Float32Array, n: number, s: number): void {
+    if (n <= 0) return;
+    this.pool.run(OP.scale_f32, Math.ceil(n / FLAT_BLOCK), 1, this.minGrains(FLAT_BLOCK, n), this.ptr(x, 'x'), n, f32Bits(s), 0, 0, 0, 0, 0, 0);
+  }
+
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
+    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+    if (n <= 0) return;
+    // the f32 constants exactly as adamwRef (ref.ts) rounds them
+    const hp = this.scratch('h', 32), c = new Float32Array(this.memory.buffer, hp, 8);
+    c[0] = 1 - lr * weightDecay; c[1] = beta1; c[2] = 1 - beta1; c[3] = beta2; c[4] = 1 - beta2;
+    c[5] = Math.sqrt(1 - beta2 ** step); c[6] = eps; c[7] = -(lr / (1 - beta1 ** step));
+    // ~14 ops and 28 bytes per parameter: memory-bound, split in blocks
+    this.pool.run(OP.adamw, Math.ceil(n / FLAT_BLOCK), 1, this.minGrains(4 * FLAT_BLOCK, 4 * n), this.ptr(p, 'p'), this.ptr(g, 'g'),
+      this.ptr(m, 'm'), this.ptr(v, 'v'), n, hp, 0, 0, 0);
   }
 }

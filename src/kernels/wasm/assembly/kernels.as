@@ -438,17 +438,22 @@ export function gemm_scratch_bytes(): i32 {
 }
 
 /**
- * sums collected in a panel (per row tile of `tile` rows, TB tokens × tile floats) → out, for rows
- * rs..re-1 and tokens t0..t0+nt-1
+ * sums collected in a panel (per row tile of `tile` rows, TB tokens × tile floats) → out (or, with
+ * `acc`, added to out), for rows rs..re-1 and tokens t0..t0+nt-1
  */
-@inline function panelToOut(panel: usize, out: usize, rows: i32, rs: i32, re: i32, t0: i32, nt: i32, tile: i32): void {
+@inline function panelToOut(panel: usize, out: usize, rows: i32, rs: i32, re: i32, t0: i32, nt: i32, tile: i32, acc: bool = false): void {
   const tb = <usize>tile << 2;
   for (let r = rs; r < re; r += tile) {
     const pt = panel + <usize>((r - rs) / tile) * TB * tb, nr = min(tile, re - r);
     for (let t = 0; t < nt; t++) {
       const pp = pt + <usize>t * tb, o = out + (<usize>(t0 + t) * rows + r << 2);
-      if (nr == tile) { for (let j: usize = 0; j < tb; j += 16) v128.store(o + j, v128.load(pp + j)); }
-      else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(pp + (<usize>j << 2)));
+      if (acc) {
+        if (nr == tile) { for (let j: usize = 0; j < tb; j += 16) v128.store(o + j, f32x4.add(v128.load(o + j), v128.load(pp + j))); }
+        else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(o + (<usize>j << 2)) + load<f32>(pp + (<usize>j << 2)));
+      } else {
+        if (nr == tile) { for (let j: usize = 0; j < tb; j += 16) v128.store(o + j, v128.load(pp + j)); }
+        else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(pp + (<usize>j << 2)));
+      }
     }
   }
 }
@@ -1243,4 +1248,654 @@ export function select_desc(p: usize, n: i32, tau: f32, idx: usize, tmp: usize):
   }
   if (ia != idx) memory.copy(idx, ia, cb);
   return c;
+}
+
+// ================================================================ training
+//
+// The backward ops and the optimizer (src/kernels/types.ts, "training"); the plain-TS versions in
+// ref.ts are the definitions. Weights and activations are f32; sums are f32 except where a long
+// sum decides a scalar the trainer reports (cross-entropy's log-sum-exp, sumSquares: f64).
+
+// ---------------------------------------------------------------- matmul gradients
+//
+// Both gradients of out = x · Wᵀ are GEMMs with the roles of the operands moved around, and both
+// run on the forward's 3 × 12 kernel (kernelFloat3x12: 12 output columns in a packed tile, 3 output
+// rows broadcast from A) with the same loop order, panel and packing scheme:
+//   gemm_t: out[i, j] (+)= Σ_k A(i, k) · B(k, j), out [M, N] row-major, B [K, N] row-major, so a
+//   packed tile (12 columns j, k-major) is a plain copy of 48 bytes per row k;
+//   A [M, K] row-major (aT = 0) or A = the transpose of a [K, M] (aT = 1: each (row block, column
+//   chunk) of A is transposed into the thread's scratch once, by 4 × 4 blocks, and reused by every
+//   tile of the pass).
+// - input gradient dx [n, cols] = dy [n, rows] · W [rows, cols]: M = n, N = cols, K = rows, A = dy;
+// - weight gradient dw [rows, cols] += dyᵀ · x: M = rows, N = cols, K = n, A = dyᵀ (aT), B = x,
+//   accumulated into dw when the panel is written out.
+// Split over threads by tiles of 12 output columns, as the forward splits weight rows.
+
+const KCA: i32 = 256; // inner-dimension chunk when A is transposed into scratch (TB × KCA f32: 128 KiB)
+
+/** bytes of per-thread scratch gemm_t needs: packed tile, junk row, panel, transposed A block */
+export function gemm_t_scratch_bytes(): i32 {
+  return KC * 48 + 48 + (RS / 12) * TB * 48 + TB * KCA * 4;
+}
+
+/**
+ * packs columns j..j+11 (clamped to < N) × rows k0..k0+kc of B [K, N] (dtype `kind`), k-major as
+ * f32 (48 bytes per row k): a copy, B's rows already hold the 12 values side by side
+ */
+@inline function packDirect(kind: i32, b: usize, N: i32, j: i32, k0: i32, kc: i32, pk: usize): void {
+  const stride = <usize>N * elemBytes(kind);
+  let p = b + <usize>k0 * stride, d = pk;
+  if (j + 12 <= N) {
+    for (let kk = 0; kk < kc; kk++, p += stride, d += 48) {
+      v128.store(d, load4(kind, p, j)); v128.store(d, load4(kind, p, j + 4), 16); v128.store(d, load4(kind, p, j + 8), 32);
+    }
+  } else {
+    for (let kk = 0; kk < kc; kk++, p += stride, d += 48) {
+      for (let c = 0; c < 12; c++) store<f32>(d + (<usize>c << 2), load1(kind, p, min(j + c, N - 1)));
+    }
+  }
+}
+
+/** A block rows i0..i0+mt-1 × columns k0..k0+kc-1 of A = aᵀ, a [K, M] → apk [mt, kc] row-major */
+@inline function packTransposedA(a: usize, M: i32, i0: i32, mt: i32, k0: i32, kc: i32, apk: usize): void {
+  const ms = <usize>M << 2, rowB = <usize>kc << 2;
+  let ii = 0;
+  for (; ii + 4 <= mt; ii += 4) {
+    const src = a + (<usize>(i0 + ii) << 2), dst = apk + <usize>ii * rowB;
+    let kk = 0;
+    for (; kk + 4 <= kc; kk += 4) {
+      const p = src + <usize>(k0 + kk) * ms;
+      storeTransposed(v128.load(p), v128.load(p + ms), v128.load(p + 2 * ms), v128.load(p + 3 * ms), dst + (<usize>kk << 2), rowB);
+    }
+    for (; kk < kc; kk++) {
+      const p = src + <usize>(k0 + kk) * ms, d = dst + (<usize>kk << 2);
+      store<f32>(d, load<f32>(p)); store<f32>(d + rowB, load<f32>(p, 4));
+      store<f32>(d + 2 * rowB, load<f32>(p, 8)); store<f32>(d + 3 * rowB, load<f32>(p, 12));
+    }
+  }
+  for (; ii < mt; ii++) {
+    for (let kk = 0; kk < kc; kk++) {
+      store<f32>(apk + <usize>ii * rowB + (<usize>kk << 2), load<f32>(a + ((<usize>(k0 + kk) * M + i0 + ii) << 2)));
+    }
+  }
+}
+
+@inline function gemmTrain(kind: i32, aT: bool, out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, acc: bool, j0: i32, j1: i32, scratch: usize): void {
+  const pk = scratch, junk = pk + <usize>KC * 48, panel = junk + 48, apk = panel + <usize>(RS / 12) * TB * 48;
+  const kcMax = aT ? KCA : KC, rs12 = RS / 12 * 12;
+  for (let js = j0; js < j1; js += rs12) {
+    const je = min(js + rs12, j1);
+    for (let i0 = 0; i0 < M; i0 += TB) {
+      const mt = min(TB, M - i0), il = mt - 1;
+      for (let k0 = 0; k0 < K; k0 += kcMax) {
+        const kc = min(kcMax, K - k0), first = k0 == 0;
+        let ab: usize, as: usize;
+        if (aT) { packTransposedA(a, M, i0, mt, k0, kc, apk); ab = apk; as = <usize>kc << 2; }
+        else { ab = a + ((<usize>i0 * K + k0) << 2); as = <usize>K << 2; }
+        for (let j = js; j < je; j += 12) {
+          packDirect(kind, b, N, j, k0, kc, pk);
+          const pt = panel + <usize>((j - js) / 12) * TB * 48;
+          for (let q = 0; q < mt; q += 3) {
+            const qb = min(q + 1, il), qc = min(q + 2, il), o = pt + <usize>q * 48;
+            kernelFloat3x12(pk, ab + <usize>q * as, ab + <usize>qb * as, ab + <usize>qc * as, kc,
+              o, q + 1 <= il ? o + 48 : junk, q + 2 <= il ? o + 96 : junk, first);
+          }
+        }
+      }
+      panelToOut(panel, out, N, js, je, i0, mt, 12, acc);
+    }
+  }
+}
+
+/**
+ * out [M, N] (+)= A · B over output columns [from, to) (split in tiles of 12). flags: bit 0 A is
+ * given transposed (a [K, M]), bit 1 accumulate into out, bits 2.. B's dtype (0 f32, 1 bf16, 2 f16).
+ */
+export function gemm_t(out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, flags: i32, _a7: i32, _a8: i32, from: i32, to: i32, scratch: usize): void {
+  const acc = (flags & 2) != 0, kind = flags >> 2;
+  if (flags & 1) gemmTrain(F32, true, out, a, b, M, N, K, acc, from, to, scratch);
+  else if (kind == F32) gemmTrain(F32, false, out, a, b, M, N, K, acc, from, to, scratch);
+  else if (kind == BF16) gemmTrain(BF16, false, out, a, b, M, N, K, acc, from, to, scratch);
+  else gemmTrain(F16, false, out, a, b, M, N, K, acc, from, to, scratch);
+}
+
+// ---------------------------------------------------------------- attention backward
+//
+// One sequence attending causally to itself. For each query token t and head h (KV head g):
+//   p_j = softmax_j(q·k_j · scale) (j ≤ t),  D = dout · out,  ds_j = p_j (dout · v_j − D) · scale,
+//   dq = Σ_j ds_j k_j,  dk_j += ds_j q,  dv_j += p_j dout.
+// Work items are (chunk of query tokens, KV head); a chunk goes in blocks of Bq tokens whose
+// R = Bq · group query rows (the group's heads of each token) are done together as small GEMMs
+// over the keys 0 .. L-1 the block sees (L = the block's last token + 1), all on one 4 × 8 kernel:
+//   Sᵀ [L, R] = K · (scale · Q)ᵀ      dPᵀ [L, R] = V · dOᵀ        (inner: head dim)
+//   Pᵀ, dSᵀ ← the softmax over each column of Sᵀ (causal mask) and ds from dPᵀ, in place
+//   dQ [R, hd] = dS · K  (inner: L)   dK += dSᵀ · Q,  dV += Pᵀ · dO  (inner: R)
+// Keys come first in the transposed products so that the softmax runs down columns with the R
+// query rows in SIMD lanes. dK and dV of different chunks overlap, so each item adds into its own
+// partial buffer and attention_bwd_reduce sums them into dqkv (over key tokens, split again).
+
+/**
+ * c_r[0..8) (+)= Σ_k A(r, k) · B[k, 0..8) for r = 0..3: A(r, k) at a_r + k · aks (broadcast),
+ * B rows `bs` bytes apart; eight accumulators, 2 + 4 loads per step (15 xmm registers)
+ */
+function kern4x8(a0: usize, a1: usize, a2: usize, a3: usize, aks: usize, b: usize, bs: usize, K: i32,
+  c0: usize, c1: usize, c2: usize, c3: usize, acc: bool): void {
+  let x0 = f32x4.splat(0), y0 = f32x4.splat(0), x1 = f32x4.splat(0), y1 = f32x4.splat(0);
+  let x2 = f32x4.splat(0), y2 = f32x4.splat(0), x3 = f32x4.splat(0), y3 = f32x4.splat(0);
+  if (acc) {
+    x0 = v128.load(c0); y0 = v128.load(c0, 16); x1 = v128.load(c1); y1 = v128.load(c1, 16);
+    x2 = v128.load(c2); y2 = v128.load(c2, 16); x3 = v128.load(c3); y3 = v128.load(c3, 16);
+  }
+  let ko: usize = 0, bp = b;
+  for (let k = 0; k < K; k++, ko += aks, bp += bs) {
+    const w0 = v128.load(bp), w1 = v128.load(bp, 16);
+    let v = v128.load32_splat(a0 + ko); x0 = madd(w0, v, x0); y0 = madd(w1, v, y0);
+    v = v128.load32_splat(a1 + ko); x1 = madd(w0, v, x1); y1 = madd(w1, v, y1);
+    v = v128.load32_splat(a2 + ko); x2 = madd(w0, v, x2); y2 = madd(w1, v, y2);
+    v = v128.load32_splat(a3 + ko); x3 = madd(w0, v, x3); y3 = madd(w1, v, y3);
+  }
+  v128.store(c3, x3); v128.store(c3, y3, 16); v128.store(c2, x2); v128.store(c2, y2, 16);
+  v128.store(c1, x1); v128.store(c1, y1, 16); v128.store(c0, x0); v128.store(c0, y0, 16);
+}
+
+/**
+ * C [rows, hd·] (+)= A · B with rows of C `cs` bytes apart and columns in steps of 8 up to `cols`:
+ * row r of A starts at a + r · ais (elements aks apart), B rows bs apart; rows past `rows` (a
+ * short last group of 4) repeat the last row into junk
+ */
+@inline function gemm4x8(a: usize, ais: usize, aks: usize, b: usize, bs: usize, K: i32, c: usize, cs: usize, rows: i32, cols: i32, acc: bool, junk: usize): void {
+  for (let r = 0; r < rows; r += 4) {
+    const rl = rows - 1;
+    const r1 = min(r + 1, rl), r2 = min(r + 2, rl), r3 = min(r + 3, rl);
+    const a0 = a + <usize>r * ais, a1 = a + <usize>r1 * ais, a2 = a + <usize>r2 * ais, a3 = a + <usize>r3 * ais;
+    for (let j = 0; j < cols; j += 8) {
+      const jo = <usize>j << 2;
+      const c0 = c + <usize>r * cs + jo;
+      const c1 = r + 1 <= rl ? c + <usize>r1 * cs + jo : junk;
+      const c2 = r + 2 <= rl ? c + <usize>r2 * cs + jo : junk;
+      const c3 = r + 3 <= rl ? c + <usize>r3 * cs + jo : junk;
+      kern4x8(a0, a1, a2, a3, aks, b + jo, bs, K, c0, c1, c2, c3, acc);
+    }
+  }
+}
+
+/** bytes of thread scratch attention_bwd needs for blocks of R query rows (R a multiple of 8) over n keys */
+export function attention_bwd_scratch_bytes(n: i32, R: i32, hd: i32): i32 {
+  return (5 * R * hd + 4 * R + 2 * (n + 4) * R + 2 * max(R, hd)) * 4;
+}
+
+/**
+ * items [i0, i1) of (query chunk c, KV head g), item = c · nKV + g. ctl (i32): P (chunks), Bq
+ * (tokens per block), partials (address), then the P + 1 chunk bounds (multiples of Bq but the
+ * last). Partial buffer of item: [n + 4, 2 hd] (dK | dV per key), at partials + item · (n + 4) · 2hd · 4.
+ * Writes dqkv's Q heads of the chunk's tokens; dK, dV into the partial buffer.
+ */
+export function attention_bwd(dqkv: usize, dout: usize, qkv: usize, out: usize, n: i32, nQ: i32, nKV: i32, hd: i32, ctl: usize,
+  i0: i32, i1: i32, scratch: usize): void {
+  const G = nQ / nKV, Bq = load<i32>(ctl, 4), partials = <usize>load<i32>(ctl, 8);
+  const stride = <usize>(nQ + 2 * nKV) * hd << 2, hb = <usize>hd << 2, ostride = <usize>nQ * hd << 2;
+  const scale: f32 = 1 / Mathf.sqrt(<f32>hd);
+  const RpMax = (Bq * G + 7) & ~7;
+  const rowB = <usize>RpMax * hd << 2;
+  const Qp = scratch, dOp = Qp + rowB, QT = dOp + rowB, dOT = QT + rowB, dQb = dOT + rowB;
+  const Dv = dQb + rowB, tr = Dv + (<usize>RpMax << 2), mx = tr + (<usize>RpMax << 2), sm = mx + (<usize>RpMax << 2);
+  const ST = sm + (<usize>RpMax << 2), dPT = ST + (<usize>(n + 4) * RpMax << 2), junk = dPT + (<usize>(n + 4) * RpMax << 2);
+  const pb = <usize>(n + 4) * hd << 3; // bytes of one partial buffer
+  for (let it = i0; it < i1; it++) {
+    const c = it / nKV, g = it % nKV;
+    const s0 = load<i32>(ctl + (<usize>(3 + c) << 2)), s1 = load<i32>(ctl + (<usize>(4 + c) << 2));
+    const part = partials + <usize>it * pb;
+    memory.fill(part, 0, <usize>((s1 + 3) & ~3) * hd << 3);
+    const kBase = qkv + (<usize>(nQ + g) * hd << 2), vBase = qkv + (<usize>(nQ + nKV + g) * hd << 2);
+    for (let tb = s0; tb < s1; tb += Bq) {
+      const tq1 = min(tb + Bq, s1), R = (tq1 - tb) * G, Rp = (R + 7) & ~7, L = tq1, Lp = (L + 3) & ~3;
+      const rs = <usize>Rp << 2; // bytes per row of Sᵀ / dPᵀ
+      // gather the block's query rows (scaled, transposed copies for the score products), dout rows, D
+      for (let r = 0; r < Rp; r++) {
+        const qr = Qp + <usize>r * hb, dr = dOp + <usize>r * hb;
+        if (r < R) {
+          const t = tb + r / G, h = g * G + r % G;
+          const qs = qkv + <usize>t * stride + <usize>h * hb, ds = dout + <usize>t * ostride + <usize>h * hb;
+          const os = out + <usize>t * ostride + <usize>h * hb;
+          let dd = f32x4.splat(0);
+          for (let i: usize = 0; i < hb; i += 16) {
+            const dv = v128.load(ds + i);
+            v128.store(qr + i, v128.load(qs + i));
+            v128.store(dr + i, dv);
+            dd = madd(dv, v128.load(os + i), dd);
+          }
+          store<f32>(Dv + (<usize>r << 2), hsum(dd));
+          store<i32>(tr + (<usize>r << 2), t);
+        } else {
+          memory.fill(qr, 0, hb);
+          memory.fill(dr, 0, hb);
+          store<f32>(Dv + (<usize>r << 2), 0);
+          store<i32>(tr + (<usize>r << 2), tq1 - 1);
+        }
+      }
+      for (let r = 0; r < Rp; r += 4) {
+        for (let i = 0; i < hd; i += 4) {
+          const o = <usize>i << 2, sc = f32x4.splat(scale);
+          const q0 = Qp + <usize>r * hb + o, d0 = dOp + <usize>r * hb + o;
+          storeTransposed(f32x4.mul(v128.load(q0), sc), f32x4.mul(v128.load(q0 + hb), sc), f32x4.mul(v128.load(q0 + 2 * hb), sc),
+            f32x4.mul(v128.load(q0 + 3 * hb), sc), QT + <usize>i * rs + (<usize>r << 2), rs);
+          storeTransposed(v128.load(d0), v128.load(d0 + hb), v128.load(d0 + 2 * hb), v128.load(d0 + 3 * hb), dOT + <usize>i * rs + (<usize>r << 2), rs);
+        }
+      }
+      // Sᵀ = K · (scale Q)ᵀ and dPᵀ = V · dOᵀ over keys 0 .. L-1 (a short last group of keys repeats key L-1)
+      gemm4x8(kBase, stride, 4, QT, rs, hd, ST, rs, L, Rp, false, junk);
+      gemm4x8(vBase, stride, 4, dOT, rs, hd, dPT, rs, L, Rp, false, junk);
+      // softmax down each column (4 query rows per vector), causal: key j counts for row r iff j ≤ t_r
+      for (let r = 0; r < Rp; r += 4) {
+        const ro = <usize>r << 2, tv = v128.load(tr + ro);
+        let m = f32x4.splat(-Infinity);
+        for (let j = 0; j < tb; j++) m = f32x4.max(m, v128.load(ST + <usize>j * rs + ro));
+        for (let j = tb; j < L; j++) {
+          const live = i32x4.le_s(i32x4.splat(j), tv);
+          m = f32x4.max(m, v128.bitselect(v128.load(ST + <usize>j * rs + ro), f32x4.splat(-Infinity), live));
+        }
+        let sum = f32x4.splat(0);
+        for (let j = 0; j < tb; j++) {
+          const p = ST + <usize>j * rs + ro, e = exp4(f32x4.sub(v128.load(p), m));
+          v128.store(p, e);
+          sum = f32x4.add(sum, e);
+        }
+        for (let j = tb; j < L; j++) {
+          const p = ST + <usize>j * rs + ro, live = i32x4.le_s(i32x4.splat(j), tv);
+          const e = v128.and(exp4(f32x4.sub(v128.load(p), m)), live);
+          v128.store(p, e);
+          sum = f32x4.add(sum, e);
+        }
+        const inv = f32x4.div(f32x4.splat(1), sum), dv = v128.load(Dv + ro), sc = f32x4.splat(scale);
+        for (let j = 0; j < L; j++) {
+          const p = ST + <usize>j * rs + ro, q = dPT + <usize>j * rs + ro;
+          const pr = f32x4.mul(v128.load(p), inv);
+          v128.store(p, pr);
+          v128.store(q, f32x4.mul(f32x4.mul(pr, f32x4.sub(v128.load(q), dv)), sc));
+        }
+      }
+      // rows L .. Lp-1 (the padding of the dK, dV products below) are past every query: 0
+      memory.fill(ST + <usize>L * rs, 0, <usize>(Lp - L) * rs);
+      memory.fill(dPT + <usize>L * rs, 0, <usize>(Lp - L) * rs);
+      // dQ = dS · K: A(r, j) = dSᵀ[j, r]
+      gemm4x8(dPT, 4, rs, kBase, stride, L, dQb, hb, R, hd, false, junk);
+      for (let r = 0; r < R; r++) {
+        const t = tb + r / G, h = g * G + r % G;
+        memory.copy(dqkv + <usize>t * stride + <usize>h * hb, dQb + <usize>r * hb, hb);
+      }
+      // dK += dSᵀ · Q, dV += Pᵀ · dO over keys 0 .. Lp-1 (partial rows, 2 hd apart)
+      gemm4x8(dPT, rs, 4, Qp, hb, R, part, hb << 1, Lp, hd, true, junk);
+      gemm4x8(ST, rs, 4, dOp, hb, R, part + hb, hb << 1, Lp, hd, true, junk);
+    }
+  }
+}
+
+/**
+ * dqkv's K and V heads of key tokens [j0, j1) = the sum of the partial buffers of the chunks that
+ * reach them (ctl as in attention_bwd)
+ */
+export function attention_bwd_reduce(dqkv: usize, ctl: usize, n: i32, nQ: i32, nKV: i32, hd: i32, _a6: i32, _a7: i32, _a8: i32,
+  j0: i32, j1: i32, _scratch: usize): void {
+  const P = load<i32>(ctl), partials = <usize>load<i32>(ctl, 8);
+  const stride = <usize>(nQ + 2 * nKV) * hd << 2, hb = <usize>hd << 2, pb = <usize>(n + 4) * hd << 3;
+  for (let j = j0; j < j1; j++) {
+    for (let g = 0; g < nKV; g++) {
+      const dk = dqkv + <usize>j * stride + (<usize>(nQ + g) * hd << 2), dv = dk + (<usize>nKV * hd << 2);
+      const src = partials + <usize>g * pb + <usize>j * (hb << 1);
+      for (let i: usize = 0; i < hb; i += 16) {
+        let k = f32x4.splat(0), v = f32x4.splat(0);
+        // chunk c (queries s_c .. s_{c+1}-1) reaches keys j < s_{c+1}; its rows past that are not written
+        for (let c = 0; c < P; c++) {
+          if (j < load<i32>(ctl + (<usize>(4 + c) << 2))) {
+            const s = src + <usize>c * nKV * pb;
+            k = f32x4.add(k, v128.load(s + i));
+            v = f32x4.add(v, v128.load(s + hb + i));
+          }
+        }
+        v128.store(dk + i, k);
+        v128.store(dv + i, v);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- norms backward
+
+/**
+ * Backward of one RMSNorm row y = x · inv · w, inv = 1 / sqrt(mean(x²) + eps), given dy:
+ * out (+)= inv · dy · w − x · inv³ · Σ(dy · w · x) / dim, and dw += dy · x · inv (when hasDw).
+ * out may be dy (acc false: overwritten after each vector is read).
+ */
+@inline function normBackRow(out: usize, dw: usize, hasDw: bool, dy: usize, x: usize, w: usize, dim: i32, eps: f32, acc: bool): void {
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), g0 = f32x4.splat(0), g1 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 8 <= dim; i += 8) {
+    const o = <usize>i << 2;
+    const x0 = v128.load(x + o), x1 = v128.load(x + o, 16);
+    s0 = madd(x0, x0, s0); s1 = madd(x1, x1, s1);
+    g0 = madd(f32x4.mul(v128.load(dy + o), v128.load(w + o)), x0, g0);
+    g1 = madd(f32x4.mul(v128.load(dy + o, 16), v128.load(w + o, 16)), x1, g1);
+  }
+  for (; i + 4 <= dim; i += 4) {
+    const o = <usize>i << 2, x0 = v128.load(x + o);
+    s0 = madd(x0, x0, s0);
+    g0 = madd(f32x4.mul(v128.load(dy + o), v128.load(w + o)), x0, g0);
+  }
+  let ss = hsum(f32x4.add(s0, s1)), gx = hsum(f32x4.add(g0, g1));
+  for (; i < dim; i++) {
+    const o = <usize>i << 2, xi = load<f32>(x + o);
+    ss += xi * xi;
+    gx += load<f32>(dy + o) * load<f32>(w + o) * xi;
+  }
+  const inv: f32 = 1 / Mathf.sqrt(ss / <f32>dim + eps);
+  const c: f32 = inv * inv * inv * gx / <f32>dim;
+  const iv = f32x4.splat(inv), cv = f32x4.splat(c);
+  i = 0;
+  for (; i + 4 <= dim; i += 4) {
+    const o = <usize>i << 2, d = v128.load(dy + o), xv = v128.load(x + o);
+    if (hasDw) v128.store(dw + o, f32x4.add(v128.load(dw + o), f32x4.mul(f32x4.mul(d, xv), iv)));
+    let r = f32x4.sub(f32x4.mul(f32x4.mul(iv, d), v128.load(w + o)), f32x4.mul(xv, cv));
+    if (acc) r = f32x4.add(v128.load(out + o), r);
+    v128.store(out + o, r);
+  }
+  for (; i < dim; i++) {
+    const o = <usize>i << 2, d = load<f32>(dy + o), xv = load<f32>(x + o);
+    if (hasDw) store<f32>(dw + o, load<f32>(dw + o) + d * xv * inv);
+    let r = inv * d * load<f32>(w + o) - xv * c;
+    if (acc) r += load<f32>(out + o);
+    store<f32>(out + o, r);
+  }
+}
+
+/**
+ * RMSNorm backward, rows of parts [p0, p1) of `parts` (part p: rows p·n/parts ..): dx += ∂/∂x,
+ * the weight gradient added into the part's own buffer dwp + p · dim · 4 (summed by the caller)
+ */
+export function rmsnorm_bwd(dx: usize, dwp: usize, dy: usize, x: usize, w: usize, n: i32, dim: i32, epsBits: i32, parts: i32,
+  p0: i32, p1: i32, _scratch: usize): void {
+  const eps = reinterpret<f32>(epsBits), db = <usize>dim << 2;
+  for (let p = p0; p < p1; p++) {
+    const r0 = <i32>(<i64>p * n / parts), r1 = <i32>(<i64>(p + 1) * n / parts), dw = dwp + <usize>p * db;
+    for (let t = r0; t < r1; t++) {
+      const o = <usize>t * db;
+      normBackRow(dx + o, dw, true, dy + o, x + o, w, dim, eps, true);
+    }
+  }
+}
+
+/** backward of head_norm_rope, in place on dqkv (see Kernels.headNormRopeBackward); norm pointers 0 = none */
+export function head_norm_rope_bwd(dqkv: usize, qkvIn: usize, n: i32, pos0: i32, nQ: i32, nKV: i32, hd: i32,
+  qNorm: usize, kNorm: usize, dqNorm: usize, dkNorm: usize, eps: f32, cos: usize, sin: usize): void {
+  const stride = <usize>(nQ + 2 * nKV) * hd << 2;
+  const half = hd >> 1, hb = <usize>half << 2;
+  for (let t = 0; t < n; t++) {
+    const c = cos + (<usize>(pos0 + t) * half << 2), s = sin + (<usize>(pos0 + t) * half << 2);
+    for (let h = 0; h < nQ + nKV; h++) {
+      const ho = <usize>t * stride + (<usize>h * hd << 2), o = dqkv + ho;
+      // the rotation's transpose
+      let i = 0;
+      for (; i + 4 <= half; i += 4) {
+        const b = <usize>i << 2;
+        const d1 = v128.load(o + b), d2 = v128.load(o + hb + b), cv = v128.load(c + b), sv = v128.load(s + b);
+        v128.store(o + b, f32x4.add(f32x4.mul(d1, cv), f32x4.mul(d2, sv)));
+        v128.store(o + hb + b, f32x4.sub(f32x4.mul(d2, cv), f32x4.mul(d1, sv)));
+      }
+      for (; i < half; i++) {
+        const b = <usize>i << 2;
+        const d1 = load<f32>(o + b), d2 = load<f32>(o + hb + b), cv = load<f32>(c + b), sv = load<f32>(s + b);
+        store<f32>(o + b, d1 * cv + d2 * sv);
+        store<f32>(o + hb + b, d2 * cv - d1 * sv);
+      }
+      const norm = h < nQ ? qNorm : kNorm, dn = h < nQ ? dqNorm : dkNorm;
+      if (norm != 0) normBackRow(o, dn, dn != 0, o, qkvIn + ho, norm, hd, eps, false);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- activations backward
+
+/** d act(x) / dx, as ref.ts's activateGrad */
+function actGrad1(x: f32, act: i32): f32 {
+  switch (act) {
+    case ACT_SILU: { const sg: f32 = 1 / (1 + Mathf.exp(-x)); return sg * (1 + x * (1 - sg)); }
+    case ACT_GELU: return 0.5 * (1 + erf(x * 0.70710678118654752)) + x * Mathf.exp(-0.5 * x * x) * 0.3989422804014327;
+    case ACT_GELU_TANH: {
+      const c: f32 = 0.7978845608028654;
+      const th = Mathf.tanh(c * (x + 0.044715 * x * x * x));
+      return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * c * (1 + 3 * 0.044715 * x * x);
+    }
+    case ACT_QUICK_GELU: { const sg: f32 = 1 / (1 + Mathf.exp(-1.702 * x)); return sg + 1.702 * x * sg * (1 - sg); }
+    case ACT_RELU: return x > 0 ? 1 : 0;
+    case ACT_SIGMOID: { const sg: f32 = 1 / (1 + Mathf.exp(-x)); return sg * (1 - sg); }
+    default: { const th = Mathf.tanh(x); return 1 - th * th; }
+  }
+}
+
+@inline function actGrad4(x: v128, act: i32): v128 {
+  const one = f32x4.splat(1);
+  if (act == ACT_SILU) {
+    const sg = f32x4.div(one, f32x4.add(one, exp4(f32x4.neg(x))));
+    return f32x4.mul(sg, f32x4.add(one, f32x4.mul(x, f32x4.sub(one, sg))));
+  }
+  if (act == ACT_QUICK_GELU) {
+    const sg = f32x4.div(one, f32x4.add(one, exp4(f32x4.mul(x, f32x4.splat(-1.702)))));
+    return f32x4.add(sg, f32x4.mul(f32x4.mul(f32x4.mul(x, f32x4.splat(1.702)), sg), f32x4.sub(one, sg)));
+  }
+  if (act == ACT_SIGMOID) {
+    const sg = f32x4.div(one, f32x4.add(one, exp4(f32x4.neg(x))));
+    return f32x4.mul(sg, f32x4.sub(one, sg));
+  }
+  if (act == ACT_RELU) return v128.and(f32x4.gt(x, f32x4.splat(0)), one);
+  let r = f32x4.splat(actGrad1(f32x4.extract_lane(x, 0), act));
+  r = f32x4.replace_lane(r, 1, actGrad1(f32x4.extract_lane(x, 1), act));
+  r = f32x4.replace_lane(r, 2, actGrad1(f32x4.extract_lane(x, 2), act));
+  return f32x4.replace_lane(r, 3, actGrad1(f32x4.extract_lane(x, 3), act));
+}
+
+@inline function ffnActBwdRows(dx: usize, dy: usize, x: usize, dim: i32, act: i32, glu: i32, from: i32, to: i32): void {
+  const db = <usize>dim << 2, xs = glu ? 2 * db : db;
+  for (let t = from; t < to; t++) {
+    const g = x + <usize>t * xs, u = g + db, d = dy + <usize>t * db, o = dx + <usize>t * xs, ou = o + db;
+    let i = 0;
+    for (; i + 4 <= dim; i += 4) {
+      const b = <usize>i << 2, xv = v128.load(g + b), dv = v128.load(d + b);
+      if (glu) {
+        let a: v128, gr: v128;
+        if (act == ACT_SILU) {
+          // σ once for both: act = x σ, act' = σ (1 + x (1 - σ))
+          const one = f32x4.splat(1), sg = f32x4.div(one, f32x4.add(one, exp4(f32x4.neg(xv))));
+          a = f32x4.mul(xv, sg);
+          gr = f32x4.mul(sg, f32x4.add(one, f32x4.mul(xv, f32x4.sub(one, sg))));
+        } else {
+          a = act4(xv, act);
+          gr = actGrad4(xv, act);
+        }
+        const uv = v128.load(u + b);
+        v128.store(o + b, f32x4.mul(f32x4.mul(dv, uv), gr));
+        v128.store(ou + b, f32x4.mul(dv, a));
+      } else {
+        v128.store(o + b, f32x4.mul(dv, actGrad4(xv, act)));
+      }
+    }
+    for (; i < dim; i++) {
+      const b = <usize>i << 2, xv = load<f32>(g + b), dv = load<f32>(d + b);
+      if (glu) {
+        const uv = load<f32>(u + b);
+        store<f32>(o + b, dv * uv * actGrad1(xv, act));
+        store<f32>(ou + b, dv * act1(xv, act));
+      } else {
+        store<f32>(o + b, dv * actGrad1(xv, act));
+      }
+    }
+  }
+}
+
+/** backward of ffn_act: dx [n, 2 dim] (glu) or [n, dim] from dy [n, dim] and x; tokens [from, to) */
+export function ffn_act_bwd(dx: usize, dy: usize, x: usize, n: i32, dim: i32, act: i32, glu: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  if (act == ACT_SILU && glu) ffnActBwdRows(dx, dy, x, dim, ACT_SILU, 1, from, to);
+  else if (act == ACT_SILU) ffnActBwdRows(dx, dy, x, dim, ACT_SILU, 0, from, to);
+  else ffnActBwdRows(dx, dy, x, dim, act, glu, from, to);
+}
+
+// ---------------------------------------------------------------- embedding backward
+
+/** dtable[ids[t], :] += dy[t, :] for t < n, in order (ids may repeat; the caller checks their range) */
+export function embed_bwd(dtable: usize, dy: usize, ids: usize, n: i32, dim: i32): void {
+  const db = <usize>dim << 2;
+  for (let t = 0; t < n; t++) {
+    const dst = dtable + <usize>load<i32>(ids + (<usize>t << 2)) * db, src = dy + <usize>t * db;
+    let i: usize = 0;
+    for (; i + 16 <= db; i += 16) v128.store(dst + i, f32x4.add(v128.load(dst + i), v128.load(src + i)));
+    for (; i < db; i += 4) store<f32>(dst + i, load<f32>(dst + i) + load<f32>(src + i));
+  }
+}
+
+// ---------------------------------------------------------------- cross-entropy with z-loss
+
+/**
+ * ln x for a normal, positive f64 (≈ 1 ulp), without the library's Math.log: its lookup tables are
+ * 4 KiB of static data, which would reach the thread pool's control block at 4096 (wasm.ts).
+ * x = 2^e · m with m in [√½, √2), ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| ≤ 0.172: the odd
+ * series to s^21 (the next term is below 1e-18 relative).
+ */
+function ln64(x: f64): f64 {
+  const bits = reinterpret<u64>(x);
+  let e = <i32>(bits >> 52) - 1023;
+  let m = reinterpret<f64>((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000);
+  if (m > 1.4142135623730951) { m *= 0.5; e++; }
+  const s = (m - 1) / (m + 1), s2 = s * s;
+  let t: f64 = 1.0 / 21;
+  t = t * s2 + 1.0 / 19; t = t * s2 + 1.0 / 17; t = t * s2 + 1.0 / 15; t = t * s2 + 1.0 / 13; t = t * s2 + 1.0 / 11;
+  t = t * s2 + 1.0 / 9; t = t * s2 + 1.0 / 7; t = t * s2 + 1.0 / 5; t = t * s2 + 1.0 / 3; t = t * s2 + 1;
+  // ln 2 in two parts: e · LN2_HI is exact for |e| < 2^20
+  return <f64>e * 6.93147180369123816490e-01 + (2 * s * t + <f64>e * 1.90821492927058770002e-10);
+}
+
+/**
+ * Rows [from, to) of logits [n, V] (see Kernels.crossEntropy): per row with target ≥ 0, the max,
+ * e = exp(x - max) in place with its sum in f64, lse = max + log(sum), then the row ← k · e / sum
+ * with k = scale (1 + 2 zLoss lse), minus scale at the target. losses[t] (f64) ← lse - x[target];
+ * ignored rows: 0 everywhere. zLoss, scale: f32 bit patterns.
+ */
+export function cross_entropy(logits: usize, targets: usize, n: i32, V: i32, zBits: i32, sBits: i32, lse: usize, losses: usize, _a8: i32,
+  from: i32, to: i32, _scratch: usize): void {
+  const zLoss = <f64>reinterpret<f32>(zBits), scale = reinterpret<f32>(sBits);
+  for (let t = from; t < to; t++) {
+    const row = logits + (<usize>t * V << 2), target = load<i32>(targets + (<usize>t << 2));
+    if (target < 0) {
+      memory.fill(row, 0, <usize>V << 2);
+      store<f32>(lse + (<usize>t << 2), 0);
+      store<f64>(losses + (<usize>t << 3), 0);
+      continue;
+    }
+    let m0 = f32x4.splat(-Infinity), m1 = m0, i = 0;
+    for (; i + 8 <= V; i += 8) {
+      const p = row + (<usize>i << 2);
+      m0 = f32x4.max(m0, v128.load(p)); m1 = f32x4.max(m1, v128.load(p, 16));
+    }
+    for (; i + 4 <= V; i += 4) m0 = f32x4.max(m0, v128.load(row + (<usize>i << 2)));
+    m0 = f32x4.max(m0, m1);
+    let m = max(max(f32x4.extract_lane(m0, 0), f32x4.extract_lane(m0, 1)), max(f32x4.extract_lane(m0, 2), f32x4.extract_lane(m0, 3)));
+    for (; i < V; i++) m = max(m, load<f32>(row + (<usize>i << 2)));
+    const xt = load<f32>(row + (<usize>target << 2));
+    const mv = f32x4.splat(m);
+    let sa = f64x2.splat(0), sb = f64x2.splat(0);
+    for (i = 0; i + 4 <= V; i += 4) {
+      const p = row + (<usize>i << 2), e = exp4(f32x4.sub(v128.load(p), mv));
+      v128.store(p, e);
+      sa = f64x2.add(sa, f64x2.promote_low_f32x4(e));
+      sb = f64x2.add(sb, f64x2.promote_low_f32x4(i32x4.shuffle(e, e, 2, 3, 0, 1)));
+    }
+    let sum = f64x2.extract_lane(sa, 0) + f64x2.extract_lane(sa, 1) + f64x2.extract_lane(sb, 0) + f64x2.extract_lane(sb, 1);
+    for (; i < V; i++) {
+      const p = row + (<usize>i << 2), e = f32x4.extract_lane(exp4(f32x4.splat(load<f32>(p) - m)), 0);
+      store<f32>(p, e);
+      sum += e;
+    }
+    const z = <f64>m + ln64(sum);
+    store<f32>(lse + (<usize>t << 2), <f32>z);
+    store<f64>(losses + (<usize>t << 3), z - <f64>xt);
+    const f = <f32>(<f64>scale * (1 + 2 * zLoss * z) / sum), fv = f32x4.splat(f);
+    for (i = 0; i + 4 <= V; i += 4) {
+      const p = row + (<usize>i << 2);
+      v128.store(p, f32x4.mul(v128.load(p), fv));
+    }
+    for (; i < V; i++) store<f32>(row + (<usize>i << 2), load<f32>(row + (<usize>i << 2)) * f);
+    const pt = row + (<usize>target << 2);
+    store<f32>(pt, load<f32>(pt) - scale);
+  }
+}
+
+// ---------------------------------------------------------------- flat-buffer ops (gradient norm, clipping, AdamW)
+//
+// Items are blocks of FLAT_BLOCK elements, so a split never changes which elements a sum groups.
+
+const FLAT_BLOCK: i32 = 16384;
+
+/** partial Σ x² (f64) of blocks [b0, b1) of x [n] → sums[b] */
+export function sum_squares(x: usize, n: i32, sums: usize, _a3: i32, _a4: i32, _a5: i32, _a6: i32, _a7: i32, _a8: i32,
+  b0: i32, b1: i32, _scratch: usize): void {
+  for (let b = b0; b < b1; b++) {
+    const i0 = b * FLAT_BLOCK, i1 = min(n, i0 + FLAT_BLOCK);
+    let s0 = f64x2.splat(0), s1 = f64x2.splat(0), s2 = f64x2.splat(0), s3 = f64x2.splat(0);
+    let i = i0;
+    for (; i + 8 <= i1; i += 8) {
+      const p = x + (<usize>i << 2), v = v128.load(p), u = v128.load(p, 16);
+      const a = f64x2.promote_low_f32x4(v), c = f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1));
+      const d = f64x2.promote_low_f32x4(u), e = f64x2.promote_low_f32x4(i32x4.shuffle(u, u, 2, 3, 0, 1));
+      s0 = f64x2.add(s0, f64x2.mul(a, a)); s1 = f64x2.add(s1, f64x2.mul(c, c));
+      s2 = f64x2.add(s2, f64x2.mul(d, d)); s3 = f64x2.add(s3, f64x2.mul(e, e));
+    }
+    const s = f64x2.add(f64x2.add(s0, s1), f64x2.add(s2, s3));
+    let sum = f64x2.extract_lane(s, 0) + f64x2.extract_lane(s, 1);
+    for (; i < i1; i++) { const v = <f64>load<f32>(x + (<usize>i << 2)); sum += v * v; }
+    store<f64>(sums + (<usize>b << 3), sum);
+  }
+}
+
+/** x[i] *= s over blocks [b0, b1) of x [n]; s: f32 bits */
+export function scale_f32(x: usize, n: i32, sBits: i32, _a3: i32, _a4: i32, _a5: i32, _a6: i32, _a7: i32, _a8: i32,
+  b0: i32, b1: i32, _scratch: usize): void {
+  const s = reinterpret<f32>(sBits), sv = f32x4.splat(s);
+  const i1 = min(n, b1 * FLAT_BLOCK);
+  let i = b0 * FLAT_BLOCK;
+  for (; i + 4 <= i1; i += 4) { const p = x + (<usize>i << 2); v128.store(p, f32x4.mul(v128.load(p), sv)); }
+  for (; i < i1; i++) { const p = x + (<usize>i << 2); store<f32>(p, load<f32>(p) * s); }
+}
+
+/**
+ * AdamW over blocks [b0, b1) of n parameters, in f32 with PyTorch's order of operations (no fused
+ * multiply-adds: every step rounds as torch.optim.AdamW's single-tensor path does). hp: 8 f32:
+ * decay = 1 - lr·wd, β1, 1 - β1, β2, 1 - β2, sqrt(1 - β2^step), eps, -lr / (1 - β1^step).
+ */
+export function adamw(p: usize, g: usize, m: usize, v: usize, n: i32, hp: usize, _a6: i32, _a7: i32, _a8: i32,
+  b0: i32, b1: i32, _scratch: usize): void {
+  const decay = v128.load32_splat(hp), beta1 = v128.load32_splat(hp, 4), a1 = v128.load32_splat(hp, 8);
+  const beta2 = v128.load32_splat(hp, 12), a2 = v128.load32_splat(hp, 16), bc2 = v128.load32_splat(hp, 20);
+  const eps = v128.load32_splat(hp, 24), negStep = v128.load32_splat(hp, 28);
+  const i1 = min(n, b1 * FLAT_BLOCK);
+  let i = b0 * FLAT_BLOCK;
+  for (; i + 4 <= i1; i += 4) {
+    const o = <usize>i << 2;
+    const gi = v128.load(g + o);
+    const pi = f32x4.mul(v128.load(p + o), decay);
+    const mi = f32x4.add(f32x4.mul(v128.load(m + o), beta1), f32x4.mul(gi, a1));
+    const vi = f32x4.add(f32x4.mul(v128.load(v + o), beta2), f32x4.mul(f32x4.mul(gi, gi), a2));
+    v128.store(m + o, mi);
+    v128.store(v + o, vi);
+    const denom = f32x4.add(f32x4.div(f32x4.sqrt(vi), bc2), eps);
+    v128.store(p + o, f32x4.add(pi, f32x4.mul(negStep, f32x4.div(mi, denom))));
+  }
+  const sd = f32x4.extract_lane(decay, 0), s1 = f32x4.extract_lane(beta1, 0), sa1 = f32x4.extract_lane(a1, 0);
+  const s2 = f32x4.extract_lane(beta2, 0), sa2 = f32x4.extract_lane(a2, 0), sbc = f32x4.extract_lane(bc2, 0);
+  const se = f32x4.extract_lane(eps, 0), sn = f32x4.extract_lane(negStep, 0);
+  for (; i < i1; i++) {
+    const o = <usize>i << 2, gi = load<f32>(g + o);
+    const pi = load<f32>(p + o) * sd;
+    const mi = load<f32>(m + o) * s1 + gi * sa1;
+    const vi = load<f32>(v + o) * s2 + (gi * gi) * sa2;
+    store<f32>(m + o, mi);
+    store<f32>(v + o, vi);
+    store<f32>(p + o, pi + sn * (mi / (Mathf.sqrt(vi) / sbc + se)));
+  }
 }

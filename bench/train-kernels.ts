@@ -1,0 +1,168 @@
+/// <reference types="node" />
+// Micro-benchmark of the training kernels on the benchmark model (vocab 32000, d 256, 8 layers,
+// head_dim 32, GQA 4, seq 256, batch 8; bench/train-torch.py describes it):
+//   gemm: GFLOP/s (2 · rows · cols · n per call) of the forward matmul, matmulGradInput and
+//         matmulGradWeight at the model's shapes, n = 2048 tokens (the head: 128-token chunks)
+//   step: one whole training step (Backprop.step: forward, loss, backward; then the gradient norm,
+//         clipping and AdamW, as the trainer does) on random weights, tokens/s, and the time per
+//         kernel op, measured by wrapping the kernels in a timing proxy
+//
+//   node --import tsx bench/train-kernels.ts [--threads 1,2] [--seconds 0.5] [--steps 3] [--only gemm|step] [--plain]
+//
+// Each GEMM figure is the median of 5 windows (range in parentheses); the step is the median of
+// --steps steps after one warm-up step.
+import { parseArgs } from 'node:util';
+import { availableParallelism } from 'node:os';
+import type { Kernels } from '../src/kernels/types.ts';
+import { createWasmKernels, type WasmKernels } from '../src/kernels/wasm/wasm.ts';
+import { parseConfig } from '../src/config/index.ts';
+import { ParamLayout } from '../src/train/params.ts';
+import { Backprop } from '../src/train/backprop.ts';
+import { clipGradNorm } from '../src/train/optim.ts';
+
+const { values } = parseArgs({
+  options: {
+    threads: { type: 'string', default: '1,2' },
+    seconds: { type: 'string', default: '0.5' },
+    steps: { type: 'string', default: '3' },
+    only: { type: 'string' },
+    plain: { type: 'boolean', default: false },
+  },
+});
+const threadCounts = values.threads.split(',').map(Number);
+const seconds = Number(values.seconds);
+
+/** seconds per call: the median (and range) of 5 windows of `budget / 5` seconds, after warm-up */
+function time(fn: () => void, budget: number): { median: number; min: number; max: number } {
+  for (let t0 = performance.now(); performance.now() - t0 < 50;) fn();
+  const windows: number[] = [];
+  for (let wdw = 0; wdw < 5; wdw++) {
+    let calls = 0;
+    const t0 = performance.now();
+    let t = t0;
+    do { fn(); calls++; t = performance.now(); } while (t - t0 < budget * 200);
+    windows.push((t - t0) / 1000 / calls);
+  }
+  windows.sort((a, b) => a - b);
+  return { median: windows[2], min: windows[0], max: windows[4] };
+}
+
+function random(k: Kernels, n: number, scale: number): Float32Array {
+  const a = k.f32(n);
+  for (let i = 0; i < n; i++) a[i] = (Math.random() * 2 - 1) * scale;
+  return a;
+}
+
+// ---- the matmul gradients next to the forward GEMM ----
+
+const GEMM_SHAPES: [string, number, number, number][] = [
+  // name, rows, cols (nn.Linear [out, in]), tokens per call
+  ['qkv_proj', 512, 256, 2048], ['out_proj', 256, 256, 2048], ['proj_1', 2048, 256, 2048], ['proj_2', 256, 1024, 2048],
+  ['lm_head (chunk)', 32000, 256, 128],
+];
+
+function gemmRows(k: WasmKernels): void {
+  for (const [name, rows, cols, n] of GEMM_SHAPES) {
+    const w = k.weight('f32', rows, cols);
+    (w.data as Float32Array).set(random(k, rows * cols, 0.05));
+    const x = random(k, n * cols, 1), y = k.f32(n * rows), dy = random(k, n * rows, 1), dx = k.f32(n * cols), dw = k.f32(rows * cols);
+    const flops = 2 * rows * cols * n;
+    const cells = [
+      ['matmul', () => k.matmul(y, x, w, n)],
+      ['gradInput', () => k.matmulGradInput(dx, dy, w, n)],
+      ['gradWeight', () => k.matmulGradWeight(dw.subarray(0), dy, x, n, rows, cols)],
+    ] as const;
+    const out = cells.map(([label, fn]) => {
+      const { median, min, max } = time(fn, seconds);
+      return `${label} ${(flops / median / 1e9).toFixed(1).padStart(5)} (${(flops / max / 1e9).toFixed(0)}–${(flops / min / 1e9).toFixed(0)})`;
+    });
+    console.log(`${k.name.padEnd(20)} ${name.padEnd(16)} ${`[${rows} x ${cols}] n=${n}`.padEnd(22)} GFLOP/s: ${out.join('  ')}`);
+  }
+}
+
+// ---- one training step ----
+
+const CONFIG = parseConfig({
+  vocab_size: 32000, model_dim: 256, num_transformer_layers: 8, head_dim: 32, num_gqa_groups: 4,
+  qkv_multipliers: [0.5, 1.0], ffn_multipliers: [0.5, 4.0], ffn_dim_divisor: 64, max_context_length: 256,
+}, 'bench config');
+const B = 8, S = 256;
+
+/** the kernels with every method call timed into `spent` (ms per op name) */
+function timed(k: Kernels, spent: Map<string, { ms: number; calls: number }>): Kernels {
+  return new Proxy(k, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (typeof v !== 'function' || typeof prop !== 'string' || ['f32', 'i32', 'weight', 'weightBytes', 'dispose'].includes(prop)) {
+        return typeof v === 'function' ? v.bind(target) : v;
+      }
+      return (...args: unknown[]) => {
+        const t0 = performance.now();
+        const r = (v as (...a: unknown[]) => unknown).apply(target, args);
+        const s = spent.get(prop) ?? { ms: 0, calls: 0 };
+        s.ms += performance.now() - t0;
+        s.calls++;
+        spent.set(prop, s);
+        return r;
+      };
+    },
+  });
+}
+
+async function stepRows(threads: number): Promise<void> {
+  const base = await createWasmKernels({ threads, relaxedSimd: !values.plain });
+  const spent = new Map<string, { ms: number; calls: number }>();
+  const k = timed(base, spent);
+  const layout = new ParamLayout(CONFIG);
+  const params = k.f32(layout.size), grads = k.f32(layout.size), m = k.f32(layout.size), v = k.f32(layout.size);
+  layout.init(params, 0);
+  const bp = new Backprop(CONFIG, k, { batchSize: B, seqLen: S });
+  const w = layout.weights(params), g = layout.weights(grads);
+  const inputs = new Int32Array(B * S), targets = new Int32Array(B * S);
+  const step = (i: number): { fwdBwd: number; optim: number; loss: number } => {
+    for (let j = 0; j < B * S; j++) { inputs[j] = (Math.random() * CONFIG.vocab_size) | 0; targets[j] = (Math.random() * CONFIG.vocab_size) | 0; }
+    const t0 = performance.now();
+    grads.fill(0);
+    const r = bp.step(w, g, { batchSize: B, seqLen: S, inputs, targets });
+    const t1 = performance.now();
+    clipGradNorm(k, grads, layout, 1.0);
+    for (const t of layout.tensors) {
+      const a = t.offset, b = a + t.size;
+      k.adamw(params.subarray(a, b), grads.subarray(a, b), m.subarray(a, b), v.subarray(a, b), t.size, 1e-3, 0.9, 0.95, 1e-8, t.decay ? 0.1 : 0, i + 1);
+    }
+    return { fwdBwd: t1 - t0, optim: performance.now() - t1, loss: r.loss };
+  };
+  step(0); // warm-up
+  spent.clear();
+  const steps = Number(values.steps), runs: { fwdBwd: number; optim: number; loss: number }[] = [];
+  for (let i = 1; i <= steps; i++) runs.push(step(i));
+  const totals = runs.map((r) => r.fwdBwd + r.optim).sort((a, b) => a - b), median = totals[Math.floor(steps / 2)];
+  const fb = runs.map((r) => r.fwdBwd).sort((a, b) => a - b)[Math.floor(steps / 2)];
+  console.log(`\n${base.name}: step ${median.toFixed(0)} ms (forward+backward ${fb.toFixed(0)}, clip+AdamW ${(median - fb).toFixed(0)}) → ` +
+    `${(B * S / median * 1000).toFixed(0)} tokens/s (steps ${totals.map((t) => t.toFixed(0)).join(', ')} ms; loss ${runs.map((r) => r.loss.toFixed(3)).join(', ')})`);
+  const all = [...spent.entries()].sort((a, b) => b[1].ms - a[1].ms);
+  const sum = all.reduce((a, [, s]) => a + s.ms, 0);
+  for (const [op, s] of all) {
+    console.log(`  ${op.padEnd(22)} ${(s.ms / steps).toFixed(1).padStart(8)} ms/step ${(100 * s.ms / sum).toFixed(1).padStart(5)} %  (${s.calls / steps} calls)`);
+  }
+  console.log(`  ${'(outside the kernels)'.padEnd(22)} ${(median - sum / steps).toFixed(1).padStart(8)} ms/step`);
+  base.dispose();
+}
+
+console.log(`node ${process.version}, ${availableParallelism()} cores; ${values.plain ? 'plain' : 'relaxed'} SIMD build`);
+if (values.only !== 'step') {
+  console.log('\n# matmul gradients vs the forward GEMM (f32 weights)');
+  for (const threads of threadCounts) {
+    const k = await createWasmKernels({ threads, relaxedSimd: !values.plain });
+    gemmRows(k);
+    k.dispose();
+  }
+}
+if (values.only !== 'gemm') {
+  console.log(`\n# one training step: batch ${B} × seq ${S}, ${layout()} parameters`);
+  for (const threads of threadCounts) await stepRows(threads);
+}
+
+function layout(): string {
+  return (new ParamLayout(CONFIG).count / 1e6).toFixed(2) + 'M';
+}
