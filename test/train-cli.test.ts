@@ -52,6 +52,15 @@ test('train --init --data-ids reproduces PyTorch step by step (losses, grad norm
   const g = openelm(['generate', '-m', path.join(dir, 'out'), '--prompt-ids', '1,5,6', '-n', '3', '--temperature', '0', '--json']);
   assert.equal(g.status, 0, g.stderr);
   assert.equal(JSON.parse(g.stdout).output_ids.length, 3);
+  // a bf16 copy for inference: every value is the fp32 weight rounded to bf16
+  const e = openelm(['export', '--format', 'hf', '-m', path.join(dir, 'out'), '-o', path.join(dir, 'bf16'), '--dtype', 'bf16', '--json']);
+  assert.equal(e.status, 0, e.stderr);
+  const bf = openSafetensors(path.join(dir, 'bf16', 'model.safetensors'));
+  for (const name of ref.tensors.keys()) {
+    assert.equal(bf.info(name).dtype, 'BF16');
+    const a = bf.readAsF32(name), b = final.readAsF32(name);
+    for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= Math.abs(b[i]) * 2 ** -8, `${name}[${i}]`);
+  }
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -8,13 +8,19 @@ import { exportGGUF, GGUF_EXPORT_DTYPES, type GGUFExportDType } from '../../io/g
 import { ProgressBar } from '../../io/progress.ts';
 import { checkpointSource } from '../../load.ts';
 import { loadTokenizer } from '../../tokenizer/index.ts';
+import { expectedTensors } from '../../config/index.ts';
+import { writeCheckpoint } from '../../io/checkpoint.ts';
 
 const DTYPES: Record<string, GGUFExportDType> = { f32: 'f32', f16: 'f16', bf16: 'bf16', q8: 'q8_0', q8_0: 'q8_0', q4: 'q4_0', q4_0: 'q4_0' };
 
 export const exportCommand: Command = {
   name: 'export',
-  summary: 'write a model in another format: GGUF for llama.cpp',
+  summary: 'write a model in another format: GGUF for llama.cpp, or an HF folder in bf16/f16/f32',
   help: `Usage: openelm export --format gguf --model M --out FILE [--dtype f16|q8_0|q4_0|bf16|f32] [--json]
+       openelm export --format hf --model M --out DIR [--dtype bf16|f16|f32] [--json]
+
+--format hf writes a Hugging Face checkpoint folder (config.json + safetensors) with its weights
+in another float dtype, e.g. a bf16 copy of a training checkpoint's fp32 weights for inference.
 
 Writes the model and its tokenizer as a GGUF file that llama.cpp (and everything built on it:
 llama-cli, llama-server, node-llama-cpp, ollama) runs as architecture "openelm" — the same
@@ -22,7 +28,7 @@ layout llama.cpp's convert_hf_to_gguf.py produces. Tensors are converted one at 
 exporting needs about one tensor of extra memory, not a second copy of the model.
 
 Options:
-      --format F   output format; only "gguf" for now
+      --format F   gguf (default) or hf
   -m, --model M    checkpoint folder or hub repo id (default: $OPENELM_MODEL)
   -o, --out FILE   the .gguf file to write (replaced atomically if it exists)
       --dtype D    storage of the weight matrices (norms stay f32):
@@ -54,9 +60,10 @@ Example:
       offline: { type: 'boolean' },
     });
     if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-    const format = (v.format as string | undefined) ?? 'gguf';
-    if (format.toLowerCase() !== 'gguf') throw new UsageError(`--format must be gguf, got "${format}"`);
+    const format = ((v.format as string | undefined) ?? 'gguf').toLowerCase();
+    if (format !== 'gguf' && format !== 'hf') throw new UsageError(`--format must be gguf or hf, got "${v.format}"`);
     const out = v.out as string | undefined;
+    if (format === 'hf') return exportHF(v, out);
     if (!out) throw new UsageError('--out FILE is required (the .gguf file to write)');
     const dtypeArg = ((v.dtype as string | undefined) ?? 'f16').toLowerCase();
     const dtype = DTYPES[dtypeArg];
@@ -87,3 +94,31 @@ Example:
     process.stdout.write(`wrote ${out}: ${r.tensors} tensors, ${(fileBytes / 1e6).toFixed(1)} MB, ${dtype} (${seconds.toFixed(1)} s)\n`);
   },
 };
+
+/** --format hf: the checkpoint's tensors, one at a time, rewritten in another float dtype. */
+async function exportHF(v: Record<string, unknown>, out: string | undefined): Promise<void> {
+  if (!out) throw new UsageError('--out DIR is required (the folder to write)');
+  const dtype = ((v.dtype as string | undefined) ?? 'bf16').toLowerCase();
+  if (dtype !== 'bf16' && dtype !== 'f16' && dtype !== 'f32') throw new UsageError(`--dtype must be bf16, f16 or f32 with --format hf; got "${v.dtype}"`);
+  const dir = await resolveModel(modelSource(v), { revision: v.revision as string | undefined, offline: v.offline as boolean | undefined });
+  const src = checkpointSource(dir);
+  const names = [...expectedTensors(src.config)];
+  const bar = new ProgressBar({ label: `export ${path.basename(out)} (${dtype})`, total: names.length, unit: 'items' });
+  await writeCheckpoint(out, src.config, (function* () {
+    for (const [name, shape] of names) {
+      const info = src.info(name)!;
+      if (info.dtype !== 'F32' && info.dtype !== 'BF16' && info.dtype !== 'F16') throw new Error(`${dir}: tensor "${name}" is ${info.dtype}; --format hf needs float weights`);
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = info.dtype === 'F32' ? new Float32Array(n) : new Uint16Array(n);
+      src.readInto(name, new Uint8Array(data.buffer));
+      bar.tick();
+      yield { name, shape, data, dtype: info.dtype };
+    }
+  })(), { dtype });
+  bar.finish();
+  for (const f of ['tokenizer.model', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
+    if (fs.existsSync(path.join(dir, f))) fs.copyFileSync(path.join(dir, f), path.join(out, f));
+  }
+  if (v.json) printJson({ path: path.resolve(out), dtype, tensors: names.length });
+  else process.stdout.write(`wrote ${out}: ${names.length} tensors, ${dtype}\n`);
+}
