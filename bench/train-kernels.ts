@@ -8,9 +8,12 @@
 //         kernel op, measured by wrapping the kernels in a timing proxy
 //
 //   node --import tsx bench/train-kernels.ts [--threads 1,2] [--seconds 0.5] [--steps 3] [--only gemm|step] [--plain]
+//   node --import tsx bench/train-kernels.ts --b /tmp/variant/kernels-relaxed.wasm [--a A.wasm] [--threads 1] [--rounds 9]
 //
 // Each GEMM figure is the median of 5 windows (range in parentheses); the step is the median of
-// --steps steps after one warm-up step.
+// --steps steps after one warm-up step. With --b: an in-process A/B of two kernel builds (--a
+// defaults to the committed relaxed build), alternating rounds of every GEMM cell, the attention
+// backward, cross-entropy and AdamW, printing the median ratio of B's speed to A's (> 1: B faster).
 import { parseArgs } from 'node:util';
 import { availableParallelism } from 'node:os';
 import type { Kernels } from '../src/kernels/types.ts';
@@ -27,6 +30,9 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '3' },
     only: { type: 'string' },
     plain: { type: 'boolean', default: false },
+    a: { type: 'string' },
+    b: { type: 'string' },
+    rounds: { type: 'string', default: '9' },
   },
 });
 const threadCounts = values.threads.split(',').map(Number);
@@ -149,7 +155,62 @@ async function stepRows(threads: number): Promise<void> {
   base.dispose();
 }
 
+// ---- A/B of two builds ----
+
+/** the measured units of work of the A/B: name → a closure per backend (same data in both) */
+function abCells(k: WasmKernels): [string, () => void][] {
+  const cells: [string, () => void][] = [];
+  for (const [name, rows, cols, n] of GEMM_SHAPES) {
+    const w = k.weight('f32', rows, cols);
+    (w.data as Float32Array).set(random(k, rows * cols, 0.05));
+    const x = random(k, n * cols, 1), y = k.f32(n * rows), dy = random(k, n * rows, 1), dx = k.f32(n * cols), dw = k.f32(rows * cols);
+    cells.push([`${name} matmul`, () => k.matmul(y, x, w, n)]);
+    cells.push([`${name} gradInput`, () => k.matmulGradInput(dx, dy, w, n)]);
+    cells.push([`${name} gradWeight`, () => k.matmulGradWeight(dw, dy, x, n, rows, cols)]);
+  }
+  {
+    const n = S, nQ = 8, nKV = 2, hd = 32, qkvDim = (nQ + 2 * nKV) * hd, s = { n, pos0: 0, nQ, nKV, headDim: hd };
+    const qkv = random(k, n * qkvDim, 1), out = random(k, n * nQ * hd, 1), dout = random(k, n * nQ * hd, 1), d = k.f32(n * qkvDim);
+    cells.push(['attentionBackward 8/2 hd 32 n 256', () => k.attentionBackward(d, dout, qkv, out, s)]);
+  }
+  {
+    const n = 128, V = 32000, logits = random(k, n * V, 4), copy = k.f32(n * V), targets = k.i32(n), lse = k.f32(n);
+    for (let t = 0; t < n; t++) targets[t] = t * 7;
+    cells.push(['crossEntropy [128, 32000]', () => { copy.set(logits); k.crossEntropy(copy, targets, n, V, 1e-4, 1 / 2048, lse); }]);
+  }
+  {
+    const n = 1 << 22, p = random(k, n, 1), g = random(k, n, 1), m = random(k, n, 1), v = k.f32(n);
+    cells.push(['adamw 4M', () => k.adamw(p, g, m, v, n, 1e-3, 0.9, 0.95, 1e-8, 0.1, 5)]);
+  }
+  return cells;
+}
+
+async function ab(): Promise<void> {
+  const { readFileSync } = await import('node:fs');
+  const threads = threadCounts[0], rounds = Number(values.rounds);
+  const load = (file: string | undefined) => createWasmKernels({ threads, binary: file ? new Uint8Array(readFileSync(file)) : undefined });
+  const ka = await load(values.a), kb = await load(values.b);
+  const ca = abCells(ka), cb = abCells(kb);
+  console.log(`A/B, ${threads} thread(s): A = ${values.a ?? 'committed build'}, B = ${values.b}; B's speed / A's, median of ${rounds} rounds`);
+  for (let c = 0; c < ca.length; c++) {
+    const ratios: number[] = [];
+    let bestA = Infinity, bestB = Infinity;
+    for (let r = 0; r < rounds; r++) {
+      const ta = time(ca[c][1], seconds / 5).median, tb = time(cb[c][1], seconds / 5).median;
+      bestA = Math.min(bestA, ta); bestB = Math.min(bestB, tb);
+      ratios.push(ta / tb);
+    }
+    ratios.sort((x, y) => x - y);
+    console.log(`${ca[c][0].padEnd(36)} A ${(bestA * 1e3).toFixed(3).padStart(8)} ms  B ${(bestB * 1e3).toFixed(3).padStart(8)} ms  B/A ${ratios[rounds >> 1].toFixed(3)} (${ratios[0].toFixed(2)}–${ratios[rounds - 1].toFixed(2)})`);
+  }
+  ka.dispose(); kb.dispose();
+}
+
 console.log(`node ${process.version}, ${availableParallelism()} cores; ${values.plain ? 'plain' : 'relaxed'} SIMD build`);
+if (values.b) {
+  await ab();
+  process.exit(0);
+}
 if (values.only !== 'step') {
   console.log('\n# matmul gradients vs the forward GEMM (f32 weights)');
   for (const threads of threadCounts) {

@@ -215,20 +215,32 @@ export class WasmKernels implements Kernels {
     return at;
   }
 
+  /**
+   * memory.buffer, registered as ours. V8 may hand out a new SharedArrayBuffer object for a shared
+   * memory that did not grow (when another shared memory of the process grew: seen with two
+   * backends in one process), so every object a view is made on is recorded, not only those after
+   * our own growths.
+   */
+  private buffer(): ArrayBufferLike {
+    const b = this.memory.buffer;
+    this.buffers.add(b);
+    return b;
+  }
+
   f32(n: number): Float32Array {
     const at = this.alloc(n * 4); // first: it may grow the memory, which replaces memory.buffer
-    return new Float32Array(this.memory.buffer, at, n);
+    return new Float32Array(this.buffer(), at, n);
   }
 
   i32(n: number): Int32Array {
     const at = this.alloc(n * 4);
-    return new Int32Array(this.memory.buffer, at, n);
+    return new Int32Array(this.buffer(), at, n);
   }
 
   weight(dtype: WeightDType, rows: number, cols: number): Weight {
     const bytes = weightBytes(dtype, rows, cols);
     const at = this.alloc(bytes);
-    return makeWeight(dtype, rows, cols, new Uint8Array(this.memory.buffer, at, bytes));
+    return makeWeight(dtype, rows, cols, new Uint8Array(this.buffer(), at, bytes));
   }
 
   weightBytes(dtype: WeightDType, rows: number, cols: number): number {
