@@ -1081,10 +1081,16 @@ export function attention(out: usize, qkv: usize, kc: usize, vc: usize, n: i32, 
 // ---------------------------------------------------------------- FFN activation
 
 // exp(x) for 4 lanes: x = k ln2 + r, |r| ≤ ln2/2, Cephes' degree-6 polynomial for e^r, times 2^k.
-// Relative error ≈ 1e-7 on the clamped range [-87.3, 88.3].
+// Relative error ≈ 1e-7 on the clamped range [-87.3, 88.3]. k = x log2(e) rounded to the nearest
+// integer (ties to even) by adding 1.5 · 2^23, where the f32 spacing is 1: the sum's low mantissa
+// bits are then k itself, so 2^k is a shift of those bits; the same k as f32x4.nearest and
+// i32x4.trunc_sat (the latter is ~8 x64 instructions with V8, its NaN and overflow fix-ups).
+// The clamp is pmax / pmin (one maxps / minps each; f32x4.max / min add NaN fix-ups), which
+// agree with max / min here, NaNs included.
 @inline function exp4(x: v128): v128 {
-  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.3)), f32x4.splat(88.3));
-  const k = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504)));
+  x = f32x4.pmin(f32x4.pmax(x, f32x4.splat(-87.3)), f32x4.splat(88.3));
+  const t = f32x4.add(f32x4.mul(x, f32x4.splat(1.44269504)), f32x4.splat(12582912));
+  const k = f32x4.sub(t, f32x4.splat(12582912));
   let r = f32x4.sub(x, f32x4.mul(k, f32x4.splat(0.693359375)));
   r = f32x4.sub(r, f32x4.mul(k, f32x4.splat(-2.12194440e-4)));
   let p = f32x4.splat(1.9875691500e-4);
@@ -1094,7 +1100,7 @@ export function attention(out: usize, qkv: usize, kc: usize, vc: usize, n: i32, 
   p = madd(p, r, f32x4.splat(1.6666665459e-1));
   p = madd(p, r, f32x4.splat(5.0000001201e-1));
   p = madd(p, f32x4.mul(r, r), f32x4.add(r, f32x4.splat(1)));
-  const pow2 = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(k), i32x4.splat(127)), 23);
+  const pow2 = i32x4.shl(i32x4.add(t, i32x4.splat(127)), 23);
   return f32x4.mul(p, pow2);
 }
 
@@ -1799,8 +1805,20 @@ export function cross_entropy(logits: usize, targets: usize, n: i32, V: i32, zBi
     for (; i < V; i++) m = max(m, load<f32>(row + (<usize>i << 2)));
     const xt = load<f32>(row + (<usize>target << 2));
     const mv = f32x4.splat(m);
+    // e summed in f32 over runs of 64 (each term ≤ 1: the run's sum is off by < 64 · 2^-24 of it),
+    // the runs in f64
     let sa = f64x2.splat(0), sb = f64x2.splat(0);
-    for (i = 0; i + 4 <= V; i += 4) {
+    for (i = 0; i + 64 <= V;) {
+      let s4 = f32x4.splat(0);
+      for (const end = i + 64; i < end; i += 4) {
+        const p = row + (<usize>i << 2), e = exp4(f32x4.sub(v128.load(p), mv));
+        v128.store(p, e);
+        s4 = f32x4.add(s4, e);
+      }
+      sa = f64x2.add(sa, f64x2.promote_low_f32x4(s4));
+      sb = f64x2.add(sb, f64x2.promote_low_f32x4(i32x4.shuffle(s4, s4, 2, 3, 0, 1)));
+    }
+    for (; i + 4 <= V; i += 4) {
       const p = row + (<usize>i << 2), e = exp4(f32x4.sub(v128.load(p), mv));
       v128.store(p, e);
       sa = f64x2.add(sa, f64x2.promote_low_f32x4(e));
