@@ -54,6 +54,8 @@ const OP = Object.fromEntries(SPLIT_OPS.map((name, i) => [name, i])) as { readon
 /** From this many tokens on, matmul runs the prefill GEMMs (packed weight tiles), and their row tiles. */
 const GEMM_MIN_TOKENS = 4;
 const GEMM_FLOAT_ROWS = 12;
+/** the GEMMs' token block (TB in kernels.as): the row granule of gemm_t split by rows */
+const GEMM_TOKEN_BLOCK = 128;
 const GEMM_QUANT_ROWS = 8;
 const DTYPE_CODE: Record<WeightDType, number> = { f32: 0, bf16: 1, f16: 2, q8_0: 3, q4_0: 4 };
 const ACT_CODE: Record<Activation, number> = {
@@ -404,18 +406,30 @@ export class WasmKernels implements Kernels {
     if (n === 0 || cols === 0) return;
     if (rows === 0) { dx.fill(0, 0, n * cols); return; }
     // dx [n, cols] = dy [n, rows] · W [rows, cols]: W's rows are the packed tiles' k-major rows as they are
-    const work = rows * cols * n;
-    this.pool.run(OP.gemm_t, cols, GEMM_FLOAT_ROWS, this.minGrains(GEMM_FLOAT_ROWS * rows * n, work),
-      this.ptr(dx, 'dx'), this.ptr(dy, 'dy'), this.ptr(w.data, 'w'), n, cols, rows, DTYPE_CODE[w.dtype] << 2, 0, 0);
+    this.gemmT(this.ptr(dx, 'dx'), this.ptr(dy, 'dy'), this.ptr(w.data, 'w'), n, cols, rows, DTYPE_CODE[w.dtype] << 4);
   }
 
   matmulGradWeight(dw: Float32Array, dy: Float32Array, x: Float32Array, n: number, rows: number, cols: number): void {
     if (!this.trainGemm) return this.refOps.matmulGradWeight(dw, dy, x, n, rows, cols);
     if (n === 0 || rows === 0 || cols === 0) return;
     // dw [rows, cols] += dyᵀ [rows, n] · x [n, cols]: A = dy transposed block by block, B = x, accumulated
-    const work = rows * cols * n;
-    this.pool.run(OP.gemm_t, cols, GEMM_FLOAT_ROWS, this.minGrains(GEMM_FLOAT_ROWS * rows * n, work),
-      this.ptr(dw, 'dw'), this.ptr(dy, 'dy'), this.ptr(x, 'x'), rows, cols, n, 1 | 2, 0, 0);
+    this.gemmT(this.ptr(dw, 'dw'), this.ptr(dy, 'dy'), this.ptr(x, 'x'), rows, cols, n, 1 | 2);
+  }
+
+  /**
+   * gemm_t over the threads: by blocks of output rows when every thread gets at least one (no part
+   * of A is read twice), else by tiles of 12 columns in one range per thread (each range streams
+   * all of A: the input gradient of the output head, 128 token rows against 32000 vocabulary rows)
+   */
+  private gemmT(out: number, a: number, b: number, M: number, N: number, K: number, flags: number): void {
+    const work = M * N * K;
+    if (M >= GEMM_TOKEN_BLOCK * this.threads) {
+      this.pool.run(OP.gemm_t, M, GEMM_TOKEN_BLOCK, this.minGrains(GEMM_TOKEN_BLOCK * N * K, work), out, a, b, M, N, K, flags | 8, 0, 0);
+    } else {
+      const tiles = Math.ceil(N / GEMM_FLOAT_ROWS);
+      const minGrains = work < this.minParallelWork ? 0x7fffffff : Math.max(1, Math.ceil(tiles / this.threads));
+      this.pool.run(OP.gemm_t, N, GEMM_FLOAT_ROWS, minGrains, out, a, b, M, N, K, flags, 0, 0);
+    }
   }
 
   rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array,

@@ -443,10 +443,11 @@ export function gemm_scratch_bytes(): i32 {
  */
 @inline function panelToOut(panel: usize, out: usize, rows: i32, rs: i32, re: i32, t0: i32, nt: i32, tile: i32, acc: bool = false): void {
   const tb = <usize>tile << 2;
-  for (let r = rs; r < re; r += tile) {
-    const pt = panel + <usize>((r - rs) / tile) * TB * tb, nr = min(tile, re - r);
-    for (let t = 0; t < nt; t++) {
-      const pp = pt + <usize>t * tb, o = out + (<usize>(t0 + t) * rows + r << 2);
+  // token by token: each writes one contiguous run of out's row
+  for (let t = 0; t < nt; t++) {
+    for (let r = rs; r < re; r += tile) {
+      const nr = min(tile, re - r);
+      const pp = panel + <usize>((r - rs) / tile) * TB * tb + <usize>t * tb, o = out + (<usize>(t0 + t) * rows + r << 2);
       if (acc) {
         if (nr == tile) { for (let j: usize = 0; j < tb; j += 16) v128.store(o + j, f32x4.add(v128.load(o + j), v128.load(pp + j))); }
         else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(o + (<usize>j << 2)) + load<f32>(pp + (<usize>j << 2)));
@@ -1326,13 +1327,15 @@ export function gemm_t_scratch_bytes(): i32 {
   }
 }
 
-@inline function gemmTrain(kind: i32, aT: bool, out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, acc: bool, j0: i32, j1: i32, scratch: usize): void {
+/** out rows [i0, i1) × columns [j0, j1) */
+@inline function gemmTrain(kind: i32, aT: bool, out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, acc: bool,
+  ib: i32, ie: i32, j0: i32, j1: i32, scratch: usize): void {
   const pk = scratch, junk = pk + <usize>KC * 48, panel = junk + 48, apk = panel + <usize>(RS / 12) * TB * 48;
   const kcMax = aT ? KCA : KC, rs12 = RS / 12 * 12;
   for (let js = j0; js < j1; js += rs12) {
     const je = min(js + rs12, j1);
-    for (let i0 = 0; i0 < M; i0 += TB) {
-      const mt = min(TB, M - i0), il = mt - 1;
+    for (let i0 = ib; i0 < ie; i0 += TB) {
+      const mt = min(TB, ie - i0), il = mt - 1;
       for (let k0 = 0; k0 < K; k0 += kcMax) {
         const kc = min(kcMax, K - k0), first = k0 == 0;
         let ab: usize, as: usize;
@@ -1354,15 +1357,20 @@ export function gemm_t_scratch_bytes(): i32 {
 }
 
 /**
- * out [M, N] (+)= A · B over output columns [from, to) (split in tiles of 12). flags: bit 0 A is
- * given transposed (a [K, M]), bit 1 accumulate into out, bits 2.. B's dtype (0 f32, 1 bf16, 2 f16).
+ * out [M, N] (+)= A · B. Items: output columns [from, to) (tiles of 12), or with flag bit 3 output
+ * rows [from, to) (blocks of TB): a thread that claims a range of columns transposes / streams all
+ * of A for it, one that claims rows only its own part of A (B's tiles are packed per row block
+ * either way), so rows are split when there are enough of them. flags: bit 0 A is given transposed
+ * (a [K, M]), bit 1 accumulate into out, bit 3 the items are rows, bits 4.. B's dtype (0 f32,
+ * 1 bf16, 2 f16).
  */
 export function gemm_t(out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, flags: i32, _a7: i32, _a8: i32, from: i32, to: i32, scratch: usize): void {
-  const acc = (flags & 2) != 0, kind = flags >> 2;
-  if (flags & 1) gemmTrain(F32, true, out, a, b, M, N, K, acc, from, to, scratch);
-  else if (kind == F32) gemmTrain(F32, false, out, a, b, M, N, K, acc, from, to, scratch);
-  else if (kind == BF16) gemmTrain(BF16, false, out, a, b, M, N, K, acc, from, to, scratch);
-  else gemmTrain(F16, false, out, a, b, M, N, K, acc, from, to, scratch);
+  const acc = (flags & 2) != 0, kind = flags >> 4, byRows = (flags & 8) != 0;
+  const ib = byRows ? from : 0, ie = byRows ? to : M, j0 = byRows ? 0 : from, j1 = byRows ? N : to;
+  if (flags & 1) gemmTrain(F32, true, out, a, b, M, N, K, acc, ib, ie, j0, j1, scratch);
+  else if (kind == F32) gemmTrain(F32, false, out, a, b, M, N, K, acc, ib, ie, j0, j1, scratch);
+  else if (kind == BF16) gemmTrain(BF16, false, out, a, b, M, N, K, acc, ib, ie, j0, j1, scratch);
+  else gemmTrain(F16, false, out, a, b, M, N, K, acc, ib, ie, j0, j1, scratch);
 }
 
 // ---------------------------------------------------------------- attention backward
