@@ -7,7 +7,7 @@
 //         clipping and AdamW, as the trainer does) on random weights, tokens/s, and the time per
 //         kernel op, measured by wrapping the kernels in a timing proxy
 //
-//   node --import tsx bench/train-kernels.ts [--threads 1,2] [--seconds 0.5] [--steps 3] [--only gemm|step] [--plain]
+//   node --import tsx bench/train-kernels.ts [--threads 1,2] [--seconds 0.5] [--steps 3] [--only gemm|step] [--plain] [--chunk 128]
 //   node --import tsx bench/train-kernels.ts --b /tmp/variant/kernels-relaxed.wasm [--a A.wasm] [--threads 1] [--rounds 9]
 //
 // Each GEMM figure is the median of 5 windows (range in parentheses); the step is the median of
@@ -28,6 +28,7 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '1,2' },
     seconds: { type: 'string', default: '0.5' },
     steps: { type: 'string', default: '3' },
+    chunk: { type: 'string', default: '128' },
     only: { type: 'string' },
     plain: { type: 'boolean', default: false },
     a: { type: 'string' },
@@ -122,7 +123,7 @@ async function stepRows(threads: number): Promise<void> {
   const layout = new ParamLayout(CONFIG);
   const params = k.f32(layout.size), grads = k.f32(layout.size), m = k.f32(layout.size), v = k.f32(layout.size);
   layout.init(params, 0);
-  const bp = new Backprop(CONFIG, k, { batchSize: B, seqLen: S });
+  const bp = new Backprop(CONFIG, k, { batchSize: B, seqLen: S, logitsChunk: Number(values.chunk) });
   const w = layout.weights(params), g = layout.weights(grads);
   const inputs = new Int32Array(B * S), targets = new Int32Array(B * S);
   const step = (i: number): { fwdBwd: number; optim: number; loss: number } => {
@@ -144,7 +145,7 @@ async function stepRows(threads: number): Promise<void> {
   for (let i = 1; i <= steps; i++) runs.push(step(i));
   const totals = runs.map((r) => r.fwdBwd + r.optim).sort((a, b) => a - b), median = totals[Math.floor(steps / 2)];
   const fb = runs.map((r) => r.fwdBwd).sort((a, b) => a - b)[Math.floor(steps / 2)];
-  console.log(`\n${base.name}: step ${median.toFixed(0)} ms (forward+backward ${fb.toFixed(0)}, clip+AdamW ${(median - fb).toFixed(0)}) → ` +
+  console.log(`\n${base.name}, logits chunk ${values.chunk}: step ${median.toFixed(0)} ms (forward+backward ${fb.toFixed(0)}, clip+AdamW ${(median - fb).toFixed(0)}) → ` +
     `${(B * S / median * 1000).toFixed(0)} tokens/s (steps ${totals.map((t) => t.toFixed(0)).join(', ')} ms; loss ${runs.map((r) => r.loss.toFixed(3)).join(', ')})`);
   const all = [...spent.entries()].sort((a, b) => b[1].ms - a[1].ms);
   const sum = all.reduce((a, [, s]) => a + s.ms, 0);

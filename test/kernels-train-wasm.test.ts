@@ -318,6 +318,54 @@ for (const relaxed of variants) {
   }
 }
 
+test('ops over more items than the pool has granules (32766): tokens of a 16 × 2048 micro-batch', async () => {
+  const k = await createWasmKernels({ threads: 2, minParallelWork: 0, chunkWork: 1 });
+  try {
+    const n = 40000, dim = 3, x = random(n * 2 * dim, 4), dy = random(n * dim);
+    const expected = new Float32Array(n * 2 * dim), out = new Float32Array(n * dim);
+    ref.ffnActBackward(expected, dy, x, n, dim, 'silu', true);
+    ref.ffnAct(out, x, n, dim, 'silu', true);
+    const dx = k.f32(n * 2 * dim), outK = k.f32(n * dim);
+    k.ffnActBackward(dx, put(k, dy), put(k, x), n, dim, 'silu', true);
+    k.ffnAct(outK, put(k, x), n, dim, 'silu', true);
+    assertClose(dx, expected, 'ffnActBackward n=40000');
+    assertClose(outK, out, 'ffnAct n=40000');
+    const V = 2, logits = random(n * V, 3), targets = new Int32Array(n).map((_, t) => t % 3 - 1);
+    const g = Float32Array.from(logits), lse = new Float32Array(n);
+    const loss = ref.crossEntropy(g, targets, n, V, 0, 1, lse);
+    const gk = put(k, logits), tk = k.i32(n), lk = k.f32(n);
+    tk.set(targets);
+    assert.ok(Math.abs(k.crossEntropy(gk, tk, n, V, 0, 1, lk) - loss) <= 1e-9 * loss, 'crossEntropy n=40000: loss');
+    assertWithin(gk, g, (i) => 2e-5 * Math.abs(g[i]) + 2e-5, 'crossEntropy n=40000: gradient');
+  } finally {
+    k.dispose();
+  }
+});
+
+test('a small per-thread scratch: the matmul gradients use the reference, attention backward smaller blocks', async () => {
+  const k = await createWasmKernels({ threads: 2, threadScratch: 64 << 10 });
+  try {
+    assert.equal(k.trainGemm, false);
+    const rows = 37, cols = 29, n = 9, dy = random(n * rows), x = random(n * cols), before = random(rows * cols);
+    const dw = Float32Array.from(before);
+    ref.matmulGradWeight(dw, dy, x, n, rows, cols);
+    const dwk = put(k, before);
+    k.matmulGradWeight(dwk, put(k, dy), put(k, x), n, rows, cols);
+    assert.deepEqual(dwk, put(k, dw));
+    const s = { n: 200, pos0: 0, nQ: 16, nKV: 1, headDim: 64 }, qkvDim = 18 * 64;
+    const qkv = random(s.n * qkvDim), out = random(s.n * 16 * 64), dout = random(s.n * 16 * 64), expected = new Float32Array(s.n * qkvDim);
+    ref.attentionBackward(expected, dout, qkv, out, s);
+    const d = k.f32(s.n * qkvDim);
+    k.attentionBackward(d, put(k, dout), put(k, qkv), put(k, out), s);
+    assertClose(d, expected, 'attentionBackward with a small scratch');
+  } finally {
+    k.dispose();
+  }
+  // the defaults leave room for them (a kernel change that outgrows the scratch would silently fall back)
+  const kd = await createWasmKernels({ threads: 1 });
+  try { assert.equal(kd.trainGemm, true); } finally { kd.dispose(); }
+});
+
 /** the end of the highest active data segment of a wasm binary (its static data) */
 function staticDataEnd(bytes: Uint8Array): number {
   let at = 8, end = 0;

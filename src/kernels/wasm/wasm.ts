@@ -299,7 +299,7 @@ export class WasmKernels implements Kernels {
         const xi = this.scratch('q', intBytes + 2 * n * nb * 4 + wide);
         const xd = xi + intBytes, xw = wide ? xd + 2 * n * nb * 4 : 0;
         // ~10 ops per value, split by token
-        this.pool.run(OP.quantize_q8, n, 1, this.minGrains(10 * cols, 10 * cols * n), xp, xi, xd, n, cols, xw, 0, 0, 0);
+        this.runItems(OP.quantize_q8, n, 10 * cols, xp, xi, xd, n, cols, xw, 0, 0, 0);
         const kind = DTYPE_CODE[w.dtype];
         if (gemm) {
           const tile = GEMM_QUANT_ROWS;
@@ -319,6 +319,17 @@ export class WasmKernels implements Kernels {
       s.at = this.alloc(s.bytes);
     }
     return s.at;
+  }
+
+  /**
+   * Runs split op `op` over `units` independent items of about `itemWork` multiply-adds each, in
+   * granules of one item, or of several when there are more items than the pool takes granules
+   * (32766: e.g. one per token of a 16 × 2048-token micro-batch).
+   */
+  private runItems(op: number, units: number, itemWork: number,
+    a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, a6: number, a7: number, a8: number): void {
+    const grain = Math.max(1, Math.ceil(units / 16384));
+    this.pool.run(op, units, grain, this.minGrains(grain * itemWork, units * itemWork), a0, a1, a2, a3, a4, a5, a6, a7, a8);
   }
 
   /**
@@ -351,14 +362,14 @@ export class WasmKernels implements Kernels {
     // q·k and p·v over every cached position, for every (token, head); items are (token, KV head)
     const work = 2 * n * nQ * (pos0 + n) * headDim;
     const items = n * nKV;
-    this.pool.run(OP.attention, items, 1, this.minGrains(work / items, work), o, q, kc, vc, n, pos0, nQ, nKV, headDim);
+    this.runItems(OP.attention, items, work / items, o, q, kc, vc, n, pos0, nQ, nKV, headDim);
   }
 
   ffnAct(out: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void {
     const code = ACT_CODE[act];
     if (code === undefined) throw new Error(`WasmKernels.ffnAct: unknown activation '${act}'`);
     // items are tokens; an activation costs ~20 ops per value, so weigh it like that many multiply-adds
-    this.pool.run(OP.ffn_act, n, 1, this.minGrains(20 * dim, 20 * dim * n), this.ptr(out, 'out'), this.ptr(x, 'x'), n, dim, code, glu ? 1 : 0, 0, 0, 0);
+    this.runItems(OP.ffn_act, n, 20 * dim, this.ptr(out, 'out'), this.ptr(x, 'x'), n, dim, code, glu ? 1 : 0, 0, 0, 0);
   }
 
   addInPlace(out: Float32Array, x: Float32Array, len: number): void {
@@ -440,7 +451,7 @@ export class WasmKernels implements Kernels {
     const parts = Math.min(n, Math.max(1, Math.floor(n * dim / 65536)), 8);
     const dwp = parts === 1 ? this.ptr(dweight, 'dweight') : this.scratch('r', parts * dim * 4);
     if (parts > 1) new Float32Array(this.memory.buffer, dwp, parts * dim).fill(0);
-    this.pool.run(OP.rmsnorm_bwd, parts, 1, this.minGrains(8 * n * dim / parts, 8 * n * dim), this.ptr(dx, 'dx'), dwp,
+    this.runItems(OP.rmsnorm_bwd, parts, 8 * n * dim / parts, this.ptr(dx, 'dx'), dwp,
       this.ptr(dy, 'dy'), this.ptr(x, 'x'), this.ptr(weight, 'weight'), n, dim, f32Bits(eps), parts);
     if (parts > 1) {
       const dwo = this.ptr(dweight, 'dweight');
@@ -474,15 +485,15 @@ export class WasmKernels implements Kernels {
     for (let c = 1; c < P; c++) ctl[3 + c] = Math.min(n, Math.max(ctl[2 + c], Math.round(blocks * Math.sqrt(c / P)) * Bq));
     const work = 5 * nQ * hd * n * (n + 1) / 2, items = P * nKV;
     const dq = this.ptr(dqkv, 'dqkv');
-    this.pool.run(OP.attention_bwd, items, 1, this.minGrains(work / items, work), dq, this.ptr(dout, 'dout'), this.ptr(qkv, 'qkv'),
+    this.runItems(OP.attention_bwd, items, work / items, dq, this.ptr(dout, 'dout'), this.ptr(qkv, 'qkv'),
       this.ptr(out, 'out'), n, nQ, nKV, hd, ctlAt);
-    this.pool.run(OP.attention_bwd_reduce, n, 1, this.minGrains(2 * nKV * hd * P, 2 * nKV * hd * P * n), dq, ctlAt, n, nQ, nKV, hd, 0, 0, 0);
+    this.runItems(OP.attention_bwd_reduce, n, 2 * nKV * hd * P, dq, ctlAt, n, nQ, nKV, hd, 0, 0, 0);
   }
 
   ffnActBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void {
     const code = ACT_CODE[act];
     if (code === undefined) throw new Error(`WasmKernels.ffnActBackward: unknown activation '${act}'`);
-    this.pool.run(OP.ffn_act_bwd, n, 1, this.minGrains(30 * dim, 30 * dim * n), this.ptr(dx, 'dx'), this.ptr(dy, 'dy'), this.ptr(x, 'x'),
+    this.runItems(OP.ffn_act_bwd, n, 30 * dim, this.ptr(dx, 'dx'), this.ptr(dy, 'dy'), this.ptr(x, 'x'),
       n, dim, code, glu ? 1 : 0, 0, 0);
   }
 
@@ -502,7 +513,7 @@ export class WasmKernels implements Kernels {
     if (n === 0) return 0;
     const losses = this.scratch('d', n * 8);
     // ~12 ops per logit (max, exp, sum, scale)
-    this.pool.run(OP.cross_entropy, n, 1, this.minGrains(12 * V, 12 * V * n), this.ptr(logits, 'logits'), this.idsPtr(targets, n),
+    this.runItems(OP.cross_entropy, n, 12 * V, this.ptr(logits, 'logits'), this.idsPtr(targets, n),
       n, V, f32Bits(zLoss), f32Bits(scale), this.ptr(lse, 'lse'), losses, 0);
     const l = this.f64At(losses, n);
     let sum = 0;
@@ -513,7 +524,7 @@ export class WasmKernels implements Kernels {
   sumSquares(x: Float32Array, n: number): number {
     if (n <= 0) return 0;
     const blocks = Math.ceil(n / FLAT_BLOCK), sums = this.scratch('d', blocks * 8);
-    this.pool.run(OP.sum_squares, blocks, 1, this.minGrains(FLAT_BLOCK, n), this.ptr(x, 'x'), n, sums, 0, 0, 0, 0, 0, 0);
+    this.runItems(OP.sum_squares, blocks, FLAT_BLOCK, this.ptr(x, 'x'), n, sums, 0, 0, 0, 0, 0, 0);
     const p = this.f64At(sums, blocks);
     let s = 0;
     for (let b = 0; b < blocks; b++) s += p[b];
@@ -522,7 +533,7 @@ export class WasmKernels implements Kernels {
 
   scale(x: Float32Array, n: number, s: number): void {
     if (n <= 0) return;
-    this.pool.run(OP.scale_f32, Math.ceil(n / FLAT_BLOCK), 1, this.minGrains(FLAT_BLOCK, n), this.ptr(x, 'x'), n, f32Bits(s), 0, 0, 0, 0, 0, 0);
+    this.runItems(OP.scale_f32, Math.ceil(n / FLAT_BLOCK), FLAT_BLOCK, this.ptr(x, 'x'), n, f32Bits(s), 0, 0, 0, 0, 0, 0);
   }
 
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
@@ -533,7 +544,7 @@ export class WasmKernels implements Kernels {
     c[0] = 1 - lr * weightDecay; c[1] = beta1; c[2] = 1 - beta1; c[3] = beta2; c[4] = 1 - beta2;
     c[5] = Math.sqrt(1 - beta2 ** step); c[6] = eps; c[7] = -(lr / (1 - beta1 ** step));
     // ~14 ops and 28 bytes per parameter: memory-bound, split in blocks
-    this.pool.run(OP.adamw, Math.ceil(n / FLAT_BLOCK), 1, this.minGrains(4 * FLAT_BLOCK, 4 * n), this.ptr(p, 'p'), this.ptr(g, 'g'),
+    this.runItems(OP.adamw, Math.ceil(n / FLAT_BLOCK), 4 * FLAT_BLOCK, this.ptr(p, 'p'), this.ptr(g, 'g'),
       this.ptr(m, 'm'), this.ptr(v, 'v'), n, hp, 0, 0, 0);
   }
 }
