@@ -34,18 +34,18 @@ export const BENCH_CONFIG: OpenELMConfig = parseConfig({
 }, 'bench config');
 
 /**
- * Training FLOPs per token: 6 × (multiply-adds per token of every matmul, the output head
- * included) + 6 × the attention's q·k and p·v multiply-adds (causal: on average (S + 1) / 2 keys).
- * The same formula as bench/train-torch.py.
+ * Training FLOPs per token, the formula bench/train-torch.py uses: 6 × the multiply-adds per token
+ * of every matmul (the tied output head included) + 12 · seq · Σ_layers nQ · head_dim for the
+ * attention scores and weighted values (the full seq × seq square, not halved for the mask).
  */
 export function flopsPerToken(cfg: OpenELMConfig, seqLen: number): number {
   let matmul = cfg.vocab_size * cfg.model_dim, attn = 0;
   for (let i = 0; i < cfg.num_transformer_layers; i++) {
     const nQ = cfg.num_query_heads[i], nKV = cfg.num_kv_heads[i], hd = cfg.head_dim, F = cfg.ffn_dims[i];
     matmul += (nQ + 2 * nKV) * hd * cfg.model_dim + nQ * hd * cfg.model_dim + (cfg.ffn_with_glu ? 3 : 2) * F * cfg.model_dim;
-    attn += 2 * nQ * hd * ((seqLen + 1) / 2);
+    attn += nQ * hd;
   }
-  return 6 * matmul + 6 * attn;
+  return 6 * matmul + 12 * seqLen * attn;
 }
 
 function randomBatch(rng: Rng): Batch {
@@ -84,13 +84,17 @@ async function openelmRound(): Promise<{ tokens_per_s: number; step_ms: number[]
   }
 }
 
-function torchAvailable(): boolean {
-  return spawnSync('python3', ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+/** A Python that imports torch: $TORCH_PYTHON, python3, or Debian's /usr/bin/python3 (python3-torch). */
+function torchPython(): string | null {
+  for (const py of [process.env.TORCH_PYTHON, 'python3', '/usr/bin/python3']) {
+    if (py && spawnSync(py, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0) return py;
+  }
+  return null;
 }
 
-function torchRound(): { tokens_per_s: number; torch_version: string; step_ms: number[] } {
+function torchRound(py: string): { tokens_per_s: number; torch_version: string; blas?: string; step_ms: number[] } {
   const script = fileURLToPath(new URL('./train-torch.py', import.meta.url));
-  const out = execFileSync('python3', [script, '--threads', String(threads), '--steps', String(steps), '--warmup-steps', String(warmup), '--json'], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const out = execFileSync(py, [script, '--threads', String(threads), '--steps', String(steps), '--warmup-steps', String(warmup), '--json'], { encoding: 'utf8', maxBuffer: 1 << 24 });
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
@@ -101,16 +105,18 @@ const median = (xs: number[]) => {
 
 const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
 const fpt = flopsPerToken(BENCH_CONFIG, S);
-const withTorch = !a['no-torch'] && torchAvailable();
+const py = a['no-torch'] ? null : torchPython();
+const withTorch = py !== null;
 const ours: number[] = [], theirs: number[] = [], ratios: number[] = [];
-let torchVersion: string | undefined;
+let torchVersion: string | undefined, blas: string | undefined;
 for (let r = 0; r < rounds; r++) {
   const o = await openelmRound();
   ours.push(o.tokens_per_s);
   if (!a.json) process.stderr.write(`round ${r + 1}: openelm ${o.tokens_per_s.toFixed(0)} tokens/s (steps ${o.step_ms.join(', ')} ms)\n`);
   if (withTorch) {
-    const t = torchRound();
+    const t = torchRound(py!);
     torchVersion = t.torch_version;
+    blas = t.blas;
     theirs.push(t.tokens_per_s);
     ratios.push(o.tokens_per_s / t.tokens_per_s);
     if (!a.json) process.stderr.write(`round ${r + 1}: pytorch ${t.tokens_per_s.toFixed(0)} tokens/s → ${(o.tokens_per_s / t.tokens_per_s).toFixed(2)}×\n`);
@@ -121,7 +127,7 @@ const result = {
   cpu, threads, batch: B, seq_len: S, params: new ParamLayout(BENCH_CONFIG).count,
   tokens_per_s: tps, gflops: (tps * fpt) / 1e9, flops_per_token: fpt,
   peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
-  pytorch: withTorch ? { version: torchVersion, tokens_per_s: median(theirs), gflops: (median(theirs) * fpt) / 1e9 } : null,
+  pytorch: withTorch ? { version: torchVersion, blas, tokens_per_s: median(theirs), gflops: (median(theirs) * fpt) / 1e9 } : null,
   ratio: withTorch ? median(ratios) : null,
   ratio_range: withTorch ? [Math.min(...ratios), Math.max(...ratios)] : null,
   rounds,
@@ -131,7 +137,7 @@ else {
   process.stdout.write(`\nTraining throughput, ${cpu}, ${threads} threads, batch ${B} × seq ${S}, ${(result.params / 1e6).toFixed(2)} M parameters\n`);
   process.stdout.write(`  openelm   ${tps.toFixed(0)} tokens/s  ${result.gflops.toFixed(1)} GFLOP/s  peak RSS ${result.peak_rss_mb} MB\n`);
   if (result.pytorch) {
-    process.stdout.write(`  pytorch   ${result.pytorch.tokens_per_s.toFixed(0)} tokens/s  ${result.pytorch.gflops.toFixed(1)} GFLOP/s  (torch ${torchVersion}, eager)\n`);
+    process.stdout.write(`  pytorch   ${result.pytorch.tokens_per_s.toFixed(0)} tokens/s  ${result.pytorch.gflops.toFixed(1)} GFLOP/s  (torch ${torchVersion}, eager, BLAS ${blas ?? '?'})\n`);
     process.stdout.write(`  ratio     ${result.ratio!.toFixed(2)}× [${result.ratio_range![0].toFixed(2)}–${result.ratio_range![1].toFixed(2)}] (median of ${rounds} rounds)\n`);
   } else process.stdout.write('  pytorch   not measured (install Debian\'s python3-torch)\n');
 }
