@@ -85,6 +85,8 @@ interface Exports {
 
 /** elements per item of the flat-buffer ops (sum_squares, scale_f32, adamw in kernels.as) */
 const FLAT_BLOCK = 16384;
+/** floats of dequantized weight rows per chunk of matmulGradInput on q8_0 / q4_0 weights (4 MiB) */
+const GRAD_INPUT_DEQUANT_FLOATS = 1 << 20;
 /** query rows (tokens × the query heads of a KV head) per block of attentionBackward */
 const ATT_BWD_ROWS = 64;
 /** query chunks (each with its own dK/dV partial sums) per KV head in attentionBackward: fixed, so results do not depend on the thread count */
@@ -166,8 +168,10 @@ export class WasmKernels implements Kernels {
   private readonly scratchAreas = {
     q: { at: 0, bytes: 0 }, f: { at: 0, bytes: 0 }, s: { at: 0, bytes: 0 },
     // training: attentionBackward's dK/dV partial sums ('a') and its chunk table ('c'), rmsnormBackward's
-    // weight-gradient partials ('r'), per-row / per-block f64 sums ('d'), AdamW's constants ('h'), token ids ('i')
+    // weight-gradient partials ('r'), per-row / per-block f64 sums ('d'), AdamW's constants ('h'), token ids ('i'),
+    // dequantized weight rows for matmulGradInput ('w')
     a: { at: 0, bytes: 0 }, c: { at: 0, bytes: 0 }, r: { at: 0, bytes: 0 }, d: { at: 0, bytes: 0 }, h: { at: 0, bytes: 0 }, i: { at: 0, bytes: 0 },
+    w: { at: 0, bytes: 0 },
   };
   /**
    * Whether prompts (4+ tokens) run the GEMM kernels: the per-thread scratch must hold their packed
@@ -413,18 +417,28 @@ export class WasmKernels implements Kernels {
 
   matmulGradInput(dx: Float32Array, dy: Float32Array, w: Weight, n: number): void {
     const { rows, cols } = w;
-    if (w.dtype === 'q8_0' || w.dtype === 'q4_0' || !this.trainGemm) return this.refOps.matmulGradInput(dx, dy, w, n);
+    if (!this.trainGemm) return this.refOps.matmulGradInput(dx, dy, w, n);
     if (n === 0 || cols === 0) return;
     if (rows === 0) { dx.fill(0, 0, n * cols); return; }
+    const dxp = this.ptr(dx, 'dx'), dyp = this.ptr(dy, 'dy'), wp = this.ptr(w.data, 'w');
     // dx [n, cols] = dy [n, rows] · W [rows, cols]: W's rows are the packed tiles' k-major rows as they are
-    this.gemmT(this.ptr(dx, 'dx'), this.ptr(dy, 'dy'), this.ptr(w.data, 'w'), n, cols, rows, DTYPE_CODE[w.dtype] << 4);
+    if (w.dtype !== 'q8_0' && w.dtype !== 'q4_0') return this.gemmT(dxp, dyp, wp, n, cols, rows, DTYPE_CODE[w.dtype] << 4, 0);
+    // quantized weights (a frozen base under an adapter): rows dequantized into scratch a chunk at
+    // a time (O(rows · cols) against the product's O(n · rows · cols)), each chunk's product added
+    const chunk = Math.max(16, Math.min(rows, Math.floor(GRAD_INPUT_DEQUANT_FLOATS / cols)));
+    const buf = this.scratch('w', chunk * cols * 4), kind = DTYPE_CODE[w.dtype];
+    for (let r0 = 0; r0 < rows; r0 += chunk) {
+      const kc = Math.min(chunk, rows - r0);
+      for (let r = 0; r < kc; r++) this.x.decode_row(kind, wp, r0 + r, cols, buf + r * cols * 4);
+      this.gemmT(dxp, dyp + r0 * 4, buf, n, cols, kc, r0 > 0 ? 2 : 0, rows);
+    }
   }
 
   matmulGradWeight(dw: Float32Array, dy: Float32Array, x: Float32Array, n: number, rows: number, cols: number): void {
     if (!this.trainGemm) return this.refOps.matmulGradWeight(dw, dy, x, n, rows, cols);
     if (n === 0 || rows === 0 || cols === 0) return;
     // dw [rows, cols] += dyᵀ [rows, n] · x [n, cols]: A = dy transposed block by block, B = x, accumulated
-    this.gemmT(this.ptr(dw, 'dw'), this.ptr(dy, 'dy'), this.ptr(x, 'x'), rows, cols, n, 1 | 2);
+    this.gemmT(this.ptr(dw, 'dw'), this.ptr(dy, 'dy'), this.ptr(x, 'x'), rows, cols, n, 1 | 2, 0);
   }
 
   /**
@@ -432,14 +446,14 @@ export class WasmKernels implements Kernels {
    * of A is read twice), else by tiles of 12 columns in one range per thread (each range streams
    * all of A: the input gradient of the output head, 128 token rows against 32000 vocabulary rows)
    */
-  private gemmT(out: number, a: number, b: number, M: number, N: number, K: number, flags: number): void {
+  private gemmT(out: number, a: number, b: number, M: number, N: number, K: number, flags: number, lda: number): void {
     const work = M * N * K;
     if (M >= GEMM_TOKEN_BLOCK * this.threads) {
-      this.pool.run(OP.gemm_t, M, GEMM_TOKEN_BLOCK, this.minGrains(GEMM_TOKEN_BLOCK * N * K, work), out, a, b, M, N, K, flags | 8, 0, 0);
+      this.pool.run(OP.gemm_t, M, GEMM_TOKEN_BLOCK, this.minGrains(GEMM_TOKEN_BLOCK * N * K, work), out, a, b, M, N, K, flags | 8, lda, 0);
     } else {
       const tiles = Math.ceil(N / GEMM_FLOAT_ROWS);
       const minGrains = work < this.minParallelWork ? 0x7fffffff : Math.max(1, Math.ceil(tiles / this.threads));
-      this.pool.run(OP.gemm_t, N, GEMM_FLOAT_ROWS, minGrains, out, a, b, M, N, K, flags, 0, 0);
+      this.pool.run(OP.gemm_t, N, GEMM_FLOAT_ROWS, minGrains, out, a, b, M, N, K, flags, lda, 0);
     }
   }
 

@@ -1303,7 +1303,7 @@ export function gemm_t_scratch_bytes(): i32 {
   }
 }
 
-/** A block rows i0..i0+mt-1 × columns k0..k0+kc-1 of A = aᵀ, a [K, M] → apk [mt, kc] row-major */
+/** A block rows i0..i0+mt-1 × columns k0..k0+kc-1 of A = aᵀ, a [K, M] (row stride M) → apk [mt, kc] row-major */
 @inline function packTransposedA(a: usize, M: i32, i0: i32, mt: i32, k0: i32, kc: i32, apk: usize): void {
   const ms = <usize>M << 2, rowB = <usize>kc << 2;
   let ii = 0;
@@ -1327,8 +1327,8 @@ export function gemm_t_scratch_bytes(): i32 {
   }
 }
 
-/** out rows [i0, i1) × columns [j0, j1) */
-@inline function gemmTrain(kind: i32, aT: bool, out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, acc: bool,
+/** out rows [i0, i1) × columns [j0, j1); lda: A's row stride in elements (a [M, lda], or transposed a [K, lda]) */
+@inline function gemmTrain(kind: i32, aT: bool, out: usize, a: usize, lda: i32, b: usize, M: i32, N: i32, K: i32, acc: bool,
   ib: i32, ie: i32, j0: i32, j1: i32, scratch: usize): void {
   const pk = scratch, junk = pk + <usize>KC * 48, panel = junk + 48, apk = panel + <usize>(RS / 12) * TB * 48;
   const kcMax = aT ? KCA : KC, rs12 = RS / 12 * 12;
@@ -1339,8 +1339,8 @@ export function gemm_t_scratch_bytes(): i32 {
       for (let k0 = 0; k0 < K; k0 += kcMax) {
         const kc = min(kcMax, K - k0), first = k0 == 0;
         let ab: usize, as: usize;
-        if (aT) { packTransposedA(a, M, i0, mt, k0, kc, apk); ab = apk; as = <usize>kc << 2; }
-        else { ab = a + ((<usize>i0 * K + k0) << 2); as = <usize>K << 2; }
+        if (aT) { packTransposedA(a, lda, i0, mt, k0, kc, apk); ab = apk; as = <usize>kc << 2; }
+        else { ab = a + ((<usize>i0 * lda + k0) << 2); as = <usize>lda << 2; }
         for (let j = js; j < je; j += 12) {
           packDirect(kind, b, N, j, k0, kc, pk);
           const pt = panel + <usize>((j - js) / 12) * TB * 48;
@@ -1362,15 +1362,16 @@ export function gemm_t_scratch_bytes(): i32 {
  * of A for it, one that claims rows only its own part of A (B's tiles are packed per row block
  * either way), so rows are split when there are enough of them. flags: bit 0 A is given transposed
  * (a [K, M]), bit 1 accumulate into out, bit 3 the items are rows, bits 4.. B's dtype (0 f32,
- * 1 bf16, 2 f16).
+ * 1 bf16, 2 f16). lda: A's row stride in elements, 0 for the dense default (K, or M transposed).
  */
-export function gemm_t(out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, flags: i32, _a7: i32, _a8: i32, from: i32, to: i32, scratch: usize): void {
-  const acc = (flags & 2) != 0, kind = flags >> 4, byRows = (flags & 8) != 0;
+export function gemm_t(out: usize, a: usize, b: usize, M: i32, N: i32, K: i32, flags: i32, lda: i32, _a8: i32, from: i32, to: i32, scratch: usize): void {
+  const acc = (flags & 2) != 0, kind = flags >> 4, byRows = (flags & 8) != 0, aT = (flags & 1) != 0;
   const ib = byRows ? from : 0, ie = byRows ? to : M, j0 = byRows ? 0 : from, j1 = byRows ? N : to;
-  if (flags & 1) gemmTrain(F32, true, out, a, b, M, N, K, acc, ib, ie, j0, j1, scratch);
-  else if (kind == F32) gemmTrain(F32, false, out, a, b, M, N, K, acc, ib, ie, j0, j1, scratch);
-  else if (kind == BF16) gemmTrain(BF16, false, out, a, b, M, N, K, acc, ib, ie, j0, j1, scratch);
-  else gemmTrain(F16, false, out, a, b, M, N, K, acc, ib, ie, j0, j1, scratch);
+  const ld = lda != 0 ? lda : aT ? M : K;
+  if (aT) gemmTrain(F32, true, out, a, ld, b, M, N, K, acc, ib, ie, j0, j1, scratch);
+  else if (kind == F32) gemmTrain(F32, false, out, a, ld, b, M, N, K, acc, ib, ie, j0, j1, scratch);
+  else if (kind == BF16) gemmTrain(BF16, false, out, a, ld, b, M, N, K, acc, ib, ie, j0, j1, scratch);
+  else gemmTrain(F16, false, out, a, ld, b, M, N, K, acc, ib, ie, j0, j1, scratch);
 }
 
 // ---------------------------------------------------------------- attention backward
