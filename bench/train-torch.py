@@ -107,7 +107,19 @@ u64-LE header length, JSON header, raw little-endian data) and a batch
 "labels": [[...]] (optional, defaults to input_ids)}), runs forward + backward in float32
 and prints the loss, the global grad L2 norm and each parameter's grad L2 norm (JSON with
 --json). --grads-out FILE writes every gradient (F32, HF names) as a safetensors file.
-No optimizer step is taken.
+No optimizer step is taken. Other keys of a batch object are ignored (so an expected.json that
+carries input_ids/labels can serve as the batch file).
+
+The loss is the mean cross-entropy of logits[:, :-1] against labels[:, 1:]; a negative label
+(-100 as in HF, or -1, the TypeScript trainer's IGNORE) is ignored: no term, and the mean is
+over the counted positions only (padding). Every variant modeling_openelm.py supports is
+built from config.json: share_input_output_layers false (a separate lm_head.weight [V, d]),
+ffn_with_glu false (proj_1 [F, d], proj_2(act(proj_1 x))), normalize_qk_projections false (no
+q_norm / k_norm tensors), any num_gqa_groups (K/V repeat_interleave'd nQ/nKV times), any
+head_dim and rope_freq_constant, and activation_fn_name as HF's ACT2FN: swish/silu, gelu
+(exact erf), gelu_new/gelu_fast/gelu_pytorch_tanh (tanh approximation), quick_gelu
+(x * sigmoid(1.702 x)), relu, sigmoid, tanh. Golden fixtures made this way:
+test/fixtures/train-variants/ (make.py there regenerates them).
 """
 
 import argparse
@@ -315,9 +327,15 @@ class Attention(nn.Module):
 
 
 class FFN(nn.Module):
+    # HF transformers' ACT2FN, for the names OpenELM configs use: "gelu" is the exact (erf) GELU,
+    # "gelu_new" / "gelu_fast" / "gelu_pytorch_tanh" the tanh approximation (one formula, written
+    # three ways in activations.py), "quick_gelu" x * sigmoid(1.702 x), "swish" = "silu".
     ACTS = {"swish": F.silu, "silu": F.silu, "relu": F.relu, "gelu": F.gelu,
             "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-            "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
+            "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
+            "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+            "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+            "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 
     def __init__(self, cfg, i):
         super().__init__()
@@ -399,10 +417,14 @@ class OpenELM(nn.Module):
         return F.linear(h, w)
 
     def loss(self, ids, labels=None):
+        """Mean CE of logits[:, :-1] against labels[:, 1:] (HF OpenELMForCausalLM's shift). A
+        negative label (HF's -100, the TypeScript trainer's IGNORE = -1) is ignored: it adds
+        nothing and the mean is over the remaining positions (CrossEntropyLoss(ignore_index=-100))."""
         labels = ids if labels is None else labels
+        labels = labels.masked_fill(labels < 0, -100)
         logits = self(ids)
         V = logits.shape[-1]
-        return F.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1))
+        return F.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1), ignore_index=-100)
 
 
 # ----------------------------------------------------------------------------- safetensors
