@@ -11,32 +11,11 @@ import { createKernels } from '../src/kernels/index.ts';
 import type { Kernels } from '../src/kernels/types.ts';
 import { ParamLayout } from '../src/train/params.ts';
 import { Backprop } from '../src/train/backprop.ts';
-import { IGNORE, type Batch } from '../src/train/options.ts';
+import { IGNORE } from '../src/train/options.ts';
+import { batchFromRows, relErr } from './helpers/train.ts';
 
 const DIR = fileURLToPath(new URL('./fixtures/openelm/tiny-f32/', import.meta.url));
 const expected = JSON.parse(fs.readFileSync(DIR + 'expected.json', 'utf8')).train;
-
-/** rows of ids → the batch the model reads: row[:-1] in, row[1:] out */
-export function batchFromRows(rows: number[][]): Batch {
-  const B = rows.length, S = rows[0].length - 1;
-  const inputs = new Int32Array(B * S), targets = new Int32Array(B * S);
-  rows.forEach((r, b) => {
-    for (let t = 0; t < S; t++) {
-      inputs[b * S + t] = r[t];
-      targets[b * S + t] = r[t + 1];
-    }
-  });
-  return { batchSize: B, seqLen: S, inputs, targets };
-}
-
-function relErr(a: Float32Array, b: Float32Array): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
 
 async function gradsFor(k: Kernels, checkpointing: boolean) {
   const src = checkpointSource(DIR);

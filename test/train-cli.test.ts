@@ -9,6 +9,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { openSafetensors } from '../src/io/safetensors.ts';
+import { relErr } from './helpers/train.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FIX = (f: string) => path.join(ROOT, 'test/fixtures/openelm', f);
@@ -18,12 +19,6 @@ const readLog = (f: string) => fs.readFileSync(f, 'utf8').trim().split('\n').map
 
 function openelm(args: string[]) {
   return spawnSync(process.execPath, [...CLI, ...args], { encoding: 'utf8', cwd: ROOT, env: { ...process.env, CI: process.env.CI ?? '' } });
-}
-
-function relErr(a: Float32Array, b: Float32Array): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
-  return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
 test('train --init --data-ids reproduces PyTorch step by step (losses, grad norms, final parameters)', () => {

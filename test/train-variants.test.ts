@@ -21,7 +21,7 @@ import type { Kernels } from '../src/kernels/types.ts';
 import type { OpenELMConfig } from '../src/config/config.ts';
 import { ParamLayout } from '../src/train/params.ts';
 import { Backprop } from '../src/train/backprop.ts';
-import { IGNORE, type Batch } from '../src/train/options.ts';
+import { batchFromRows, relErr } from './helpers/train.ts';
 
 const ROOT = fileURLToPath(new URL('./fixtures/train-variants/', import.meta.url));
 const VARIANTS = fs.readdirSync(ROOT, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
@@ -33,30 +33,6 @@ interface Expected {
   counted_targets: number;
 }
 
-/** rows of ids and labels (HF convention: -100 = ignored) → row[:-1] in, labels[1:] out */
-function batchFrom(ids: number[][], labels: number[][]): Batch {
-  const B = ids.length, S = ids[0].length - 1;
-  const inputs = new Int32Array(B * S), targets = new Int32Array(B * S);
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < S; t++) {
-      inputs[b * S + t] = ids[b][t];
-      const y = labels[b][t + 1];
-      targets[b * S + t] = y < 0 ? IGNORE : y;
-    }
-  }
-  return { batchSize: B, seqLen: S, inputs, targets };
-}
-
-/** ‖a − b‖ / ‖b‖ */
-function relErr(a: Float32Array, b: Float32Array): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
-
 const LOSS_TOL = 1e-4; // absolute
 const GRAD_TOL = 1e-4; // relative, per tensor
 
@@ -64,7 +40,7 @@ function load(name: string) {
   const dir = ROOT + name + '/';
   const expected = JSON.parse(fs.readFileSync(dir + 'expected.json', 'utf8')) as Expected;
   const src = checkpointSource(dir);
-  return { dir, expected, src, batch: batchFrom(expected.input_ids, expected.labels), ref: openSafetensors(dir + 'grads.safetensors') };
+  return { dir, expected, src, batch: batchFromRows(expected.input_ids, expected.labels), ref: openSafetensors(dir + 'grads.safetensors') };
 }
 
 /** loss and the largest per-tensor relative gradient error against PyTorch (config may be edited) */

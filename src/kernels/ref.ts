@@ -305,20 +305,7 @@ export class RefKernels implements Kernels {
 
   rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array,
     n: number, dim: number, eps: number): void {
-    for (let t = 0; t < n; t++) {
-      const o = t * dim;
-      let ss = 0;
-      for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
-      const inv = 1 / Math.sqrt(ss / dim + eps);
-      // y = x · inv · w:  ∂/∂x_i = inv · g_i − x_i · inv³ · Σ_j g_j x_j / dim, with g = dy · w
-      let gx = 0;
-      for (let i = 0; i < dim; i++) gx += dy[o + i] * weight[i] * x[o + i];
-      const c = inv * inv * inv * gx / dim;
-      for (let i = 0; i < dim; i++) {
-        dweight[i] += dy[o + i] * x[o + i] * inv;
-        dx[o + i] += inv * dy[o + i] * weight[i] - x[o + i] * c;
-      }
-    }
+    for (let t = 0; t < n; t++) rmsRowBackward(dx, dweight, dy, x, weight, t * dim, dim, eps, true);
   }
 
   headNormRopeBackward(dqkv: Float32Array, qkvIn: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
@@ -339,18 +326,7 @@ export class RefKernels implements Kernels {
         }
         const norm = h < nQ ? qNorm : kNorm;
         const dnorm = h < nQ ? dqNorm : dkNorm;
-        if (norm) {
-          let ss = 0;
-          for (let i = 0; i < hd; i++) ss += qkvIn[o + i] * qkvIn[o + i];
-          const inv = 1 / Math.sqrt(ss / hd + eps);
-          let gx = 0;
-          for (let i = 0; i < hd; i++) gx += dqkv[o + i] * norm[i] * qkvIn[o + i];
-          const c = inv * inv * inv * gx / hd;
-          for (let i = 0; i < hd; i++) {
-            if (dnorm) dnorm[i] += dqkv[o + i] * qkvIn[o + i] * inv;
-            dqkv[o + i] = inv * dqkv[o + i] * norm[i] - qkvIn[o + i] * c;
-          }
-        }
+        if (norm) rmsRowBackward(dqkv, dnorm, dqkv, qkvIn, norm, o, hd, eps, false);
       }
     }
   }
@@ -462,6 +438,26 @@ export class RefKernels implements Kernels {
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
     lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
     adamwRef(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step);
+  }
+}
+
+/**
+ * Backward of one RMSNorm row y = x · inv · w (inv = 1 / sqrt(mean(x²) + eps)) at offset o:
+ * ∂/∂x_i = inv · g_i − x_i · inv³ · Σ_j g_j x_j / dim with g = dy · w, added into dx (add) or
+ * written over it (dx may then be dy itself); dw += dy · x · inv when dw is given.
+ */
+function rmsRowBackward(dx: Float32Array, dw: Float32Array | null, dy: Float32Array, x: Float32Array, w: Float32Array,
+  o: number, dim: number, eps: number, add: boolean): void {
+  let ss = 0;
+  for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
+  const inv = 1 / Math.sqrt(ss / dim + eps);
+  let gx = 0;
+  for (let i = 0; i < dim; i++) gx += dy[o + i] * w[i] * x[o + i];
+  const c = inv * inv * inv * gx / dim;
+  for (let i = 0; i < dim; i++) {
+    if (dw) dw[i] += dy[o + i] * x[o + i] * inv;
+    const g = inv * dy[o + i] * w[i] - x[o + i] * c;
+    dx[o + i] = add ? dx[o + i] + g : g;
   }
 }
 
