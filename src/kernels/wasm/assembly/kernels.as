@@ -7,7 +7,10 @@
 //
 // Contract with the TypeScript side (`../wasm.ts`):
 // - memory is imported (shared, owned by TS); every pointer is a byte offset into it;
-// - nothing here allocates, there is no runtime (--runtime stub) and no static data;
+// - nothing here allocates and there is no runtime (--runtime stub); the only static data is the
+//   standard library's math tables (Mathf.exp's, 256 bytes at 1024), and it must end below 4096,
+//   where wasm.ts keeps the thread pool's control block (test/kernels-train-wasm.test.ts checks):
+//   f64 Math.log, for one, would bring 4 KiB of tables;
 // - matrices are row-major; a weight is [rows, cols] in nn.Linear layout, out = x · Wᵀ;
 // - q8_0 / q4_0 weight rows are GGUF blocks (f16 scale + 32 int8 / 16 bytes of nibbles),
 //   ceil(cols / 32) blocks per row; activations for them are quantized once per call by
@@ -15,7 +18,9 @@
 //   block scales are read through a half → f32 table filled once by `init_half_table`;
 // - work that is split over threads is an export `f(a0 .. a8, from, to, scratch)` over independent
 //   items (weight rows, attention heads): a call does items [from, to), the threads of the pool
-//   claim such ranges until none are left; `scratch` is the calling thread's private region.
+//   claim such ranges until none are left; `scratch` is the calling thread's private region;
+//   f32 arguments of split exports come as i32 bit patterns (the pool passes i32 words);
+// - the training ops (backward, loss, optimizer) are the last section.
 
 const QK: i32 = 32;
 const Q8_BYTES: i32 = 34;
@@ -1486,7 +1491,8 @@ export function att_bwd_softmax(ST: usize, dPT: usize, tr: usize, Dv: usize, rs:
 
 /** bytes of thread scratch attention_bwd needs for blocks of R query rows (R a multiple of 8) over n keys */
 export function attention_bwd_scratch_bytes(n: i32, R: i32, hd: i32): i32 {
-  return (5 * R * hd + 4 * R + 2 * (n + 4) * R + 2 * max(R, hd)) * 4;
+  // Q, dO, their transposes, dQ [R, hd] · D, t [R] · Sᵀ, dPᵀ [n + 4, R] · junk
+  return (5 * R * hd + 2 * R + 2 * (n + 4) * R + 2 * max(R, hd)) * 4;
 }
 
 /**
@@ -1503,8 +1509,8 @@ export function attention_bwd(dqkv: usize, dout: usize, qkv: usize, out: usize, 
   const RpMax = (Bq * G + 7) & ~7;
   const rowB = <usize>RpMax * hd << 2;
   const Qp = scratch, dOp = Qp + rowB, QT = dOp + rowB, dOT = QT + rowB, dQb = dOT + rowB;
-  const Dv = dQb + rowB, tr = Dv + (<usize>RpMax << 2), mx = tr + (<usize>RpMax << 2), sm = mx + (<usize>RpMax << 2);
-  const ST = sm + (<usize>RpMax << 2), dPT = ST + (<usize>(n + 4) * RpMax << 2), junk = dPT + (<usize>(n + 4) * RpMax << 2);
+  const Dv = dQb + rowB, tr = Dv + (<usize>RpMax << 2);
+  const ST = tr + (<usize>RpMax << 2), dPT = ST + (<usize>(n + 4) * RpMax << 2), junk = dPT + (<usize>(n + 4) * RpMax << 2);
   const pb = <usize>(n + 4) * hd << 3; // bytes of one partial buffer
   for (let it = i0; it < i1; it++) {
     const c = it / nKV, g = it % nKV;
