@@ -282,6 +282,12 @@ export class WasmKernels implements Kernels {
     switch (w.dtype) {
       case 'f32': case 'bf16': case 'f16': {
         if (gemm) {
+          // by token blocks when every thread gets one (training batches), else by row tiles (prompts
+          // come in chunks of 128 tokens)
+          if (n >= GEMM_TOKEN_BLOCK * this.threads) {
+            const g = this.rowGranule(n);
+            return this.pool.run(OP.gemm_float, n, g, this.minGrains(g * rows * cols, work), o, xp, wp, rows, cols, n, DTYPE_CODE[w.dtype], 1, 0);
+          }
           const tile = GEMM_FLOAT_ROWS;
           return this.pool.run(OP.gemm_float, rows, tile, this.minGrains(tile * cols * n, work), o, xp, wp, rows, cols, n, DTYPE_CODE[w.dtype], 0, 0);
         }
@@ -442,6 +448,17 @@ export class WasmKernels implements Kernels {
   }
 
   /**
+   * The rows a claim of a GEMM split by rows is made of: a block (128) when there are 4 or more
+   * per thread (the guided claims even out), else an equal share per thread, so that 3 blocks
+   * (qkv_proj's 384 rows) do not split 2 : 1 (a claim still runs in blocks of up to 128 rows;
+   * smaller claims measured slower: each packs the tiles of B again)
+   */
+  private rowGranule(M: number): number {
+    if (M >= 4 * GEMM_TOKEN_BLOCK * this.threads) return GEMM_TOKEN_BLOCK;
+    return Math.ceil(M / this.threads / 8) * 8;
+  }
+
+  /**
    * gemm_t over the threads: by blocks of output rows when every thread gets at least one (no part
    * of A is read twice), else by tiles of 12 columns in one range per thread (each range streams
    * all of A: the input gradient of the output head, 128 token rows against 32000 vocabulary rows)
@@ -449,7 +466,8 @@ export class WasmKernels implements Kernels {
   private gemmT(out: number, a: number, b: number, M: number, N: number, K: number, flags: number, lda: number): void {
     const work = M * N * K;
     if (M >= GEMM_TOKEN_BLOCK * this.threads) {
-      this.pool.run(OP.gemm_t, M, GEMM_TOKEN_BLOCK, this.minGrains(GEMM_TOKEN_BLOCK * N * K, work), out, a, b, M, N, K, flags | 8, lda, 0);
+      const g = this.rowGranule(M);
+      this.pool.run(OP.gemm_t, M, g, this.minGrains(g * N * K, work), out, a, b, M, N, K, flags | 8, lda, 0);
     } else {
       const tiles = Math.ceil(N / GEMM_FLOAT_ROWS);
       const minGrains = work < this.minParallelWork ? 0x7fffffff : Math.max(1, Math.ceil(tiles / this.threads));

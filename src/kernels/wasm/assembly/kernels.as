@@ -518,13 +518,14 @@ function kernelFloat3x12(pk: usize, x0: usize, x1: usize, x2: usize, kc: i32, o0
   v128.store(o0, a0); v128.store(o0, b0, 16); v128.store(o0, c0, 32);
 }
 
-@inline function gemmFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, r0: i32, r1: i32, scratch: usize): void {
+/** weight rows [r0, r1) × tokens [n0, n1) */
+@inline function gemmFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, r0: i32, r1: i32, n0: i32, n1: i32, scratch: usize): void {
   const pk = scratch, junk = pk + <usize>KC * 48, panel = junk + 48;
   const xs = <usize>cols << 2, rs12 = RS / 12 * 12;
   for (let rs = r0; rs < r1; rs += rs12) {
     const re = min(rs + rs12, r1);
-    for (let t0 = 0; t0 < n; t0 += TB) {
-      const nt = min(TB, n - t0), tl = t0 + nt - 1;
+    for (let t0 = n0; t0 < n1; t0 += TB) {
+      const nt = min(TB, n1 - t0), tl = t0 + nt - 1;
       for (let k0 = 0; k0 < cols; k0 += KC) {
         const kc = min(KC, cols - k0), first = k0 == 0;
         const xb = x + (<usize>k0 << 2);
@@ -545,11 +546,17 @@ function kernelFloat3x12(pk: usize, x0: usize, x1: usize, x2: usize, kc: i32, o0
   }
 }
 
-/** f32 / bf16 / f16 weights (kind 0, 1, 2), n ≥ 1 tokens of plain (unscaled) f32 activations */
-export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, kind: i32, _a7: i32, _a8: i32, from: i32, to: i32, scratch: usize): void {
-  if (kind == F32) gemmFloat(F32, out, x, w, rows, cols, n, from, to, scratch);
-  else if (kind == BF16) gemmFloat(BF16, out, x, w, rows, cols, n, from, to, scratch);
-  else gemmFloat(F16, out, x, w, rows, cols, n, from, to, scratch);
+/**
+ * f32 / bf16 / f16 weights (kind 0, 1, 2), n ≥ 1 tokens of plain (unscaled) f32 activations. Items:
+ * weight rows [from, to) (tiles of 12), or with byTokens tokens [from, to) (blocks of TB): a thread
+ * claiming rows reads every token's activations for them, one claiming tokens only its own, and
+ * the weight tiles are packed per token block either way (see gemm_t)
+ */
+export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, kind: i32, byTokens: i32, _a8: i32, from: i32, to: i32, scratch: usize): void {
+  const r0 = byTokens ? 0 : from, r1 = byTokens ? rows : to, n0 = byTokens ? from : 0, n1 = byTokens ? to : n;
+  if (kind == F32) gemmFloat(F32, out, x, w, rows, cols, r0, r1, n0, n1, scratch);
+  else if (kind == BF16) gemmFloat(BF16, out, x, w, rows, cols, r0, r1, n0, n1, scratch);
+  else gemmFloat(F16, out, x, w, rows, cols, r0, r1, n0, n1, scratch);
 }
 
 /**
