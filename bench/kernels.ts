@@ -17,6 +17,7 @@ import type { Kernels, Weight, WeightDType } from '../src/kernels/types.ts';
 import { createWasmKernels } from '../src/kernels/wasm/wasm.ts';
 import { f32ToF16Bits } from '../src/kernels/half.ts';
 import { Sampler } from '../src/generate/sampler.ts';
+import { time } from './timing.ts';
 
 const { values } = parseArgs({
   options: {
@@ -48,19 +49,6 @@ function fill(w: Weight): void {
 }
 
 /** seconds per call: the median (and range) of 5 windows of `budget / 5` seconds, after warm-up */
-function time(fn: () => void, budget: number): { median: number; min: number; max: number } {
-  for (let t0 = performance.now(); performance.now() - t0 < 50;) fn(); // lets V8 tier up the wasm code
-  const windows: number[] = [];
-  for (let wdw = 0; wdw < 5; wdw++) {
-    let calls = 0;
-    const t0 = performance.now();
-    let t = t0;
-    do { fn(); calls++; t = performance.now(); } while (t - t0 < budget * 200);
-    windows.push((t - t0) / 1000 / calls);
-  }
-  windows.sort((a, b) => a - b);
-  return { median: windows[2], min: windows[0], max: windows[4] };
-}
 
 function row(label: string, rows: number, cols: number, dtype: WeightDType, k: Kernels, n: number, budget: number): void {
   const w = k.weight(dtype, rows, cols);

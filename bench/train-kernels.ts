@@ -22,6 +22,7 @@ import { parseConfig } from '../src/config/index.ts';
 import { ParamLayout } from '../src/train/params.ts';
 import { Backprop } from '../src/train/backprop.ts';
 import { clipGradNorm } from '../src/train/optim.ts';
+import { time } from './timing.ts';
 
 const { values } = parseArgs({
   options: {
@@ -40,19 +41,6 @@ const threadCounts = values.threads.split(',').map(Number);
 const seconds = Number(values.seconds);
 
 /** seconds per call: the median (and range) of 5 windows of `budget / 5` seconds, after warm-up */
-function time(fn: () => void, budget: number): { median: number; min: number; max: number } {
-  for (let t0 = performance.now(); performance.now() - t0 < 50;) fn();
-  const windows: number[] = [];
-  for (let wdw = 0; wdw < 5; wdw++) {
-    let calls = 0;
-    const t0 = performance.now();
-    let t = t0;
-    do { fn(); calls++; t = performance.now(); } while (t - t0 < budget * 200);
-    windows.push((t - t0) / 1000 / calls);
-  }
-  windows.sort((a, b) => a - b);
-  return { median: windows[2], min: windows[0], max: windows[4] };
-}
 
 function random(k: Kernels, n: number, scale: number): Float32Array {
   const a = k.f32(n);

@@ -25,19 +25,12 @@ import type { Activation, AttentionShape, Weight, WeightDType } from '../src/ker
 import { createWasmKernels, enableRelaxedSimd, wasmBinary, type WasmKernels } from '../src/kernels/wasm/wasm.ts';
 import { fillWeight } from './helpers/kernel-check.ts';
 import { ropeTables } from '../src/model/rope.ts';
+import { rng } from './helpers/rng.ts';
 
 const ref = new RefKernels();
 await enableRelaxedSimd();
 const variants = wasmBinary(true).relaxed ? [false, true] : [false];
 
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = rng(4321);
 function random(n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);

@@ -24,6 +24,7 @@ import type { Activation, Kernels, Weight, WeightDType } from '../src/kernels/ty
 import { createWasmKernels, enableRelaxedSimd, wasmBinary, type WasmKernels } from '../src/kernels/wasm/wasm.ts';
 import { checkMatmul as checkMatmulAgainstRef, sameWeights } from './helpers/kernel-check.ts';
 import { ropeTables } from '../src/model/rope.ts';
+import { rng } from './helpers/rng.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const DTYPES: WeightDType[] = ['f32', 'bf16', 'f16', 'q8_0', 'q4_0'];
@@ -37,14 +38,6 @@ test('relaxed SIMD is available on this Node (the V8 flag is switched on at run 
   assert.ok(relaxedHere);
 });
 
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rand = rng(1234);
 function fillRandom(a: Float32Array, scale = 1): Float32Array {
   for (let i = 0; i < a.length; i++) a[i] = (rand() * 2 - 1) * scale;
