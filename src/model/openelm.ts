@@ -5,7 +5,7 @@ import type { OpenELMConfig } from '../config/config.ts';
 import type { Activation, Kernels } from '../kernels/types.ts';
 import { RefKernels } from '../kernels/ref.ts';
 import { KVCache } from './kv-cache.ts';
-import { NORM_EPS, OpenELMLayer, type Scratch } from './layer.ts';
+import { NORM_EPS, OpenELMLayer, type ForwardAdapter, type Scratch } from './layer.ts';
 import { ropeTables } from './rope.ts';
 import { checkTensors, loadWeights, type LoadDType, type ModelWeights, type TensorSource } from './weights.ts';
 
@@ -37,6 +37,8 @@ export class OpenELM {
   private readonly logitsLast: Float32Array; // [vocab]
   private logitsChunk: Float32Array | null = null; // [chunk, vocab], made on the first forwardAll
   private readonly one = new Int32Array(1);
+  /** a LoRA / DoRA adapter applied while running (src/peft: attachAdapter), or null */
+  adapter: ForwardAdapter | null = null;
 
   constructor(readonly config: OpenELMConfig, readonly weights: ModelWeights, readonly kernels: Kernels, opts: ModelOptions = {}) {
     const cfg = config;
@@ -122,7 +124,9 @@ export class OpenELM {
       const chunk = start === 0 && n === total ? ids : Array.prototype.slice.call(ids, start, start + n) as number[];
       const pos0 = cache.length;
       k.embed(this.x, this.weights.token_embeddings, chunk, n);
-      for (const layer of this.layers) layer.forward(k, this.x, n, pos0, d, cache.k[layer.index], cache.v[layer.index], this.scratch);
+      const ad = this.adapter;
+      ad?.embed(this.x, chunk, n);
+      for (const layer of this.layers) layer.forward(k, this.x, n, pos0, d, cache.k[layer.index], cache.v[layer.index], this.scratch, ad);
       for (let i = 0; i < n; i++) cache.ids.push(chunk[i]);
       if (all) {
         k.rmsnorm(this.x, this.x, this.weights.norm, n, d, NORM_EPS);

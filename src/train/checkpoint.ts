@@ -19,7 +19,7 @@ import { writeCheckpoint } from '../io/checkpoint-write.ts';
 import { openSafetensors, writeSafetensors } from '../io/safetensors.ts';
 import { syncDir } from '../io/safetensors-write.ts';
 import type { OptimizerState } from './optim.ts';
-import type { ParamLayout } from './params.ts';
+import type { FlatLayout } from './params.ts';
 
 export const CHECKPOINTS_DIR = 'checkpoints';
 const STEP_DIR = /^step-(\d{8})$/;
@@ -60,7 +60,7 @@ export function listCheckpoints(out: string): { step: number; dir: string }[] {
 }
 
 /** Writes a checkpoint atomically, points OUT's model files at it, keeps the newest `keep`. */
-export async function saveCheckpoint(out: string, config: OpenELMConfig, layout: ParamLayout, params: Float32Array,
+export async function saveCheckpoint(out: string, config: OpenELMConfig, layout: FlatLayout, params: Float32Array,
   opt: OptimizerState, state: TrainerState, keep = 2): Promise<string> {
   const dir = checkpointDir(out, state.step);
   const root = path.dirname(dir);
@@ -103,7 +103,7 @@ export interface LoadedTrainerState {
   dir: string;
   state: TrainerState;
   /** reads the optimizer buffers into the given ones (same names) */
-  readOptimizer(into: Record<string, Float32Array>, layout: ParamLayout): void;
+  readOptimizer(into: Record<string, Float32Array>, layout: FlatLayout): void;
 }
 
 export function readTrainerState(dir: string): LoadedTrainerState {

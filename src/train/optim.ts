@@ -3,7 +3,7 @@
 // tensors (norm weights), and global grad-norm clipping as torch.nn.utils.clip_grad_norm_.
 import type { Kernels } from '../kernels/types.ts';
 import type { OptimizerOptions } from './options.ts';
-import type { ParamLayout } from './params.ts';
+import type { FlatLayout } from './params.ts';
 
 /** The optimizer's state that a checkpoint must keep for an exact resume. */
 export interface OptimizerState {
@@ -17,7 +17,7 @@ export class Optimizer {
   step = 0;
   readonly buffers: Record<string, Float32Array> = {};
 
-  constructor(readonly kernels: Kernels, readonly layout: ParamLayout, readonly opts: OptimizerOptions) {
+  constructor(readonly kernels: Kernels, readonly layout: FlatLayout, readonly opts: OptimizerOptions) {
     if (opts.name === 'adamw') {
       this.buffers.exp_avg = kernels.f32(layout.size);
       this.buffers.exp_avg_sq = kernels.f32(layout.size);
@@ -80,7 +80,7 @@ export class Optimizer {
  * maxNorm / (norm + 1e-6) if that is below 1 (torch.nn.utils.clip_grad_norm_). Returns the norm
  * before clipping.
  */
-export function clipGradNorm(k: Kernels, grads: Float32Array, layout: ParamLayout, maxNorm: number | null): number {
+export function clipGradNorm(k: Kernels, grads: Float32Array, layout: FlatLayout, maxNorm: number | null): number {
   // per-tensor norms in f32, then the norm of the norms, as PyTorch's clip_grad_norm_ does
   let total = 0;
   for (const t of layout.tensors) {

@@ -19,18 +19,21 @@ export interface ParamTensor {
   decay: boolean;
 }
 
-/** Where every tensor of a config sits in a flat buffer. */
-export class ParamLayout {
+/**
+ * Where named tensors sit in one flat f32 buffer (16-element aligned). The optimizer, clipping and
+ * checkpoints work on any layout: a model's parameters (ParamLayout) or an adapter's (src/peft).
+ */
+export class FlatLayout {
   readonly tensors: ParamTensor[] = [];
   readonly size: number;
   private readonly byName = new Map<string, ParamTensor>();
 
-  constructor(readonly config: OpenELMConfig) {
+  constructor(list: Iterable<{ name: string; shape: number[]; decay?: boolean }>) {
     let offset = 0;
-    for (const [name, shape] of expectedTensors(config)) {
+    for (const { name, shape, decay } of list) {
       const size = shape.reduce((a, b) => a * b, 1);
       // 16-element alignment keeps every tensor on a 64-byte boundary for the SIMD kernels
-      const t = { name, shape, offset, size, decay: shape.length >= 2 };
+      const t = { name, shape, offset, size, decay: decay ?? shape.length >= 2 };
       this.tensors.push(t);
       this.byName.set(name, t);
       offset += Math.ceil(size / 16) * 16;
@@ -44,6 +47,10 @@ export class ParamLayout {
     return t;
   }
 
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
   /** Number of real (unpadded) parameters. */
   get count(): number {
     return this.tensors.reduce((a, t) => a + t.size, 0);
@@ -52,6 +59,18 @@ export class ParamLayout {
   view(buf: Float32Array, name: string): Float32Array {
     const t = this.get(name);
     return buf.subarray(t.offset, t.offset + t.size);
+  }
+
+  /** The tensors of buf for writing a checkpoint (views, no copies). */
+  *entries(buf: Float32Array): Generator<{ name: string; shape: number[]; data: Float32Array }> {
+    for (const t of this.tensors) yield { name: t.name, shape: t.shape, data: this.view(buf, t.name) };
+  }
+}
+
+/** Where every tensor of a model config sits in a flat buffer, in the checkpoint's names and order. */
+export class ParamLayout extends FlatLayout {
+  constructor(readonly config: OpenELMConfig) {
+    super([...expectedTensors(config)].map(([name, shape]) => ({ name, shape })));
   }
 
   /**
@@ -111,14 +130,9 @@ export class ParamLayout {
   init(buf: Float32Array, seed: number): void {
     for (const t of initTensors(this.config, seed)) this.view(buf, t.name).set(t.data);
   }
-
-  /** The tensors of buf for writing a checkpoint (views, no copies). */
-  *entries(buf: Float32Array): Generator<{ name: string; shape: number[]; data: Float32Array }> {
-    for (const t of this.tensors) yield { name: t.name, shape: t.shape, data: this.view(buf, t.name) };
-  }
 }
 
 /** A flat buffer of the layout's size in kernel memory (parameters, gradients, moments). */
-export function allocParams(k: Kernels, layout: ParamLayout): Float32Array {
+export function allocParams(k: Kernels, layout: FlatLayout): Float32Array {
   return k.f32(layout.size);
 }

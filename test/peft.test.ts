@@ -1,0 +1,141 @@
+// LoRA and DoRA adapters in PEFT's layout: logits of the adapted model against PEFT's (golden
+// vectors from the PyTorch reference), over float and quantized bases, on both backends; reading
+// and writing PEFT's files.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { checkpointSource } from '../src/load.ts';
+import { OpenELM } from '../src/model/openelm.ts';
+import { createKernels } from '../src/kernels/index.ts';
+import type { Kernels } from '../src/kernels/types.ts';
+import { Adapter, attachAdapter, loadAdapter, parseAdapterConfig } from '../src/peft/index.ts';
+
+const BASE = fileURLToPath(new URL('./fixtures/openelm/tiny-f32/', import.meta.url));
+const PEFT = fileURLToPath(new URL('./fixtures/openelm/tiny-f32-peft/', import.meta.url));
+const expected = JSON.parse(fs.readFileSync(path.join(PEFT, 'expected.json'), 'utf8'));
+
+function maxAbsDiff(a: Float32Array, rows: number[][]): number {
+  const V = rows[0].length;
+  let m = 0;
+  rows.forEach((row, t) => row.forEach((v, j) => { m = Math.max(m, Math.abs(v - a[t * V + j])); }));
+  return m;
+}
+
+for (const backend of ['ref', 'wasm'] as const) {
+  for (const kind of ['lora', 'dora'] as const) {
+    test(`${kind} logits match PEFT (${backend})`, async () => {
+      const k: Kernels = await createKernels(backend, { threads: 2 });
+      try {
+        const model = OpenELM.load(checkpointSource(BASE), { kernels: k });
+        const adapter = loadAdapter(path.join(PEFT, kind), model.config, k);
+        assert.equal(adapter.scale, expected.scaling);
+        const base = model.forwardAll(expected.input_ids);
+        attachAdapter(model, adapter);
+        model.reset();
+        const got = model.forwardAll(expected.input_ids);
+        assert.ok(maxAbsDiff(got, expected[kind].logits) <= 1e-3, `max diff ${maxAbsDiff(got, expected[kind].logits)}`);
+        assert.ok(maxAbsDiff(base, expected[kind].logits) > 1e-2, 'the adapter changes the logits');
+        // token by token through the KV cache = all at once
+        model.reset();
+        const V = model.config.vocab_size, ids = expected.input_ids as number[];
+        for (let t = 0; t < ids.length; t++) {
+          const row = model.step(ids[t]);
+          let m = 0;
+          for (let j = 0; j < V; j++) m = Math.max(m, Math.abs(row[j] - got[t * V + j]));
+          assert.ok(m < 1e-4, `position ${t}: ${m}`);
+        }
+        attachAdapter(model, null);
+        model.reset();
+        assert.deepEqual(model.forwardAll(expected.input_ids), base);
+      } finally {
+        k.dispose?.();
+      }
+    });
+  }
+}
+
+test('adapters over a quantized base (q8_0): the error is the quantization\'s, not more', async () => {
+  const k = await createKernels('wasm', { threads: 2 });
+  try {
+    const f32 = OpenELM.load(checkpointSource(BASE), { kernels: k });
+    const q8 = OpenELM.load(checkpointSource(BASE), { kernels: k, dtype: 'q8_0' });
+    const V = f32.config.vocab_size;
+    const baseErr = maxAbsDiff(q8.forwardAll(expected.input_ids), chunkRows(f32.forwardAll(expected.input_ids), V));
+    for (const kind of ['lora', 'dora'] as const) {
+      attachAdapter(q8, loadAdapter(path.join(PEFT, kind), q8.config, k));
+      q8.reset();
+      const d = maxAbsDiff(q8.forwardAll(expected.input_ids), expected[kind].logits);
+      assert.ok(d > 0 && d < 2 * baseErr, `${kind}: ${d} against the base's own q8 error ${baseErr}`);
+    }
+  } finally {
+    k.dispose?.();
+  }
+});
+
+function chunkRows(a: Float32Array, V: number): number[][] {
+  const rows: number[][] = [];
+  for (let t = 0; t < a.length / V; t++) rows.push(Array.from(a.subarray(t * V, (t + 1) * V)));
+  return rows;
+}
+
+test('an adapter written by openelm reads back identically, in PEFT\'s layout', async () => {
+  const k = await createKernels('ref');
+  const model = OpenELM.load(checkpointSource(BASE), { kernels: k });
+  const a = loadAdapter(path.join(PEFT, 'dora'), model.config, k);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-peft-'));
+  try {
+    a.save(path.join(dir, 'out'));
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'out', 'adapter_config.json'), 'utf8'));
+    assert.equal(cfg.peft_type, 'LORA');
+    assert.equal(cfg.use_dora, true);
+    assert.equal(cfg.r, 4);
+    assert.deepEqual(cfg.target_modules, ['qkv_proj', 'out_proj', 'proj_1', 'proj_2']);
+    const b = loadAdapter(path.join(dir, 'out'), model.config, k);
+    assert.deepEqual(b.params, a.params);
+    const names = fs.readdirSync(path.join(dir, 'out')).sort();
+    assert.deepEqual(names, ['adapter_config.json', 'adapter_model.safetensors']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('adapter configs: bad settings are named', () => {
+  const bad = (o: object, re: RegExp) => assert.throws(() => parseAdapterConfig(o, 'x.json'), re);
+  bad({ r: 0 }, /"r" must be an integer/);
+  bad({ r: 4, lora_dropout: 1 }, /"lora_dropout"/);
+  bad({ r: 4, target_modules: ['q_proj'] }, /"target_modules" names "q_proj"/);
+  bad({ r: 4, bias: 'all' }, /"bias"/);
+  bad({ r: 4, fan_in_fan_out: true }, /"fan_in_fan_out"/);
+  bad({ r: 4, rank_pattern: { qkv_proj: 8 } }, /"rank_pattern"/);
+  bad({ peft_type: 'IA3' }, /"peft_type"/);
+  const c = parseAdapterConfig({ r: 16, lora_alpha: 32, use_rslora: true, target_modules: 'transformer\\.layers\\.[01]\\..*\\.qkv_proj' }, 'x.json');
+  assert.equal(c.r, 16);
+  assert.equal(typeof c.target_modules, 'string');
+});
+
+test('a fresh adapter starts equal to the base model (B = 0) and covers the targets asked for', async () => {
+  const k = await createKernels('ref');
+  const model = OpenELM.load(checkpointSource(BASE), { kernels: k });
+  const base = model.forwardAll(expected.input_ids);
+  for (const dora of [false, true]) {
+    const cfg = parseAdapterConfig({ r: 2, lora_alpha: 4, use_dora: dora, target_modules: dora ? ['qkv_proj', 'proj_2'] : ['qkv_proj', 'proj_2', 'token_embeddings'], layers_to_transform: [0, 2] }, 'x');
+    const a = new Adapter(cfg, model.config, k);
+    a.init(1, model.weights);
+    const t = a.tensors();
+    assert.deepEqual(t.linears.map((l) => `${l.layer}.${l.target}`), ['0.qkv_proj', '0.proj_2', '2.qkv_proj', '2.proj_2']);
+    assert.equal(t.embedding !== null, !dora);
+    attachAdapter(model, a);
+    model.reset();
+    const got = model.forwardAll(expected.input_ids);
+    let m = 0;
+    for (let i = 0; i < got.length; i++) m = Math.max(m, Math.abs(got[i] - base[i]));
+    assert.ok(m < 1e-5, `dora=${dora}: ${m}`);
+    attachAdapter(model, null);
+    model.reset();
+  }
+  const tooDeep = parseAdapterConfig({ r: 2, layers_to_transform: [9] }, 'x');
+  assert.throws(() => new Adapter(tooDeep, model.config, k), /layers_to_transform names layer\(s\) 9 but the model has 4/);
+});
