@@ -1,0 +1,192 @@
+// Log-likelihood of continuations, the lm-evaluation-harness way (HFLM with add_bos_token=True):
+//
+//   context' , continuation' = context with its trailing whitespace moved onto the continuation
+//   context tokens      = [BOS] + encode(context')
+//   continuation tokens = encode(context' + continuation')[len(encode(context')):]
+//   loglik   = Σ log p(continuation token t | everything before it)
+//   is_greedy = every continuation token is the argmax of its row
+//
+// The model reads (context + continuation)[:-1], left-truncated to the context window as the
+// harness truncates. Requests of one item usually share their context: it is run once, and the
+// choices are scored from its KV cache (several choices in one batched pass, BranchForward).
+// What stays in the cache after an item is reused by the next item as far as the tokens agree
+// (a few-shot prefix is computed once for the whole task).
+import type { OpenELM } from '../model/openelm.ts';
+import type { Tokenizer } from '../tokenizer/index.ts';
+import { BranchForward } from './branch-forward.ts';
+import { pyRstrip } from './pystr.ts';
+
+/** Token ids of one request: the context (BOS first) and the continuation to score. */
+export interface LoglikRequest {
+  context: number[];
+  continuation: number[];
+}
+
+export interface LoglikResult {
+  /** Σ log p over the continuation tokens (natural log) */
+  loglik: number;
+  /** every continuation token was the model's argmax */
+  isGreedy: boolean;
+  /** continuation tokens scored */
+  tokens: number;
+}
+
+/**
+ * The harness's `_encode_pair` with BOS: trailing whitespace of the context moves to the
+ * continuation, the continuation's tokens are what encoding the whole adds after the context's
+ * tokens. An empty context becomes [BOS] with the continuation encoded alone (the harness's
+ * `prefix_token_id` case).
+ */
+export function encodePair(tokenizer: Tokenizer, context: string, continuation: string): LoglikRequest {
+  if (context === '') {
+    const cont = tokenizer.encode(continuation);
+    // the harness drops a leading BOS of the continuation in favour of its own
+    return cont[0] === tokenizer.bosId ? { context: cont.slice(0, 1), continuation: cont.slice(1) } : { context: [tokenizer.bosId], continuation: cont };
+  }
+  const trimmed = pyRstrip(context);
+  if (trimmed.length < context.length) {
+    continuation = context.slice(trimmed.length) + continuation;
+    context = trimmed;
+  }
+  const whole = tokenizer.encode(context + continuation, { bos: true });
+  const ctx = tokenizer.encode(context, { bos: true });
+  return { context: ctx, continuation: whole.slice(ctx.length) };
+}
+
+/** log softmax(row)[target] in f64 (max subtracted) and whether target is the row's argmax (first on ties). */
+export function tokenLogprob(logits: Float32Array, offset: number, vocab: number, target: number): { logprob: number; greedy: boolean } {
+  let max = -Infinity, arg = 0;
+  for (let j = 0; j < vocab; j++) {
+    const v = logits[offset + j];
+    if (v > max) { max = v; arg = j; }
+  }
+  let sum = 0;
+  for (let j = 0; j < vocab; j++) sum += Math.exp(logits[offset + j] - max);
+  return { logprob: logits[offset + target] - max - Math.log(sum), greedy: arg === target };
+}
+
+export interface ScorerOptions {
+  /**
+   * Tokens of choices run together in one batched pass after their shared context (default 128).
+   * 1 runs each choice on its own (the plain path, one forward per choice).
+   */
+  batchTokens?: number;
+}
+
+/** Counters for throughput. */
+export interface ScorerStats {
+  /** requests scored */
+  requests: number;
+  /** Σ over requests of the tokens the harness would feed the model for it (context + continuation - 1) */
+  requestTokens: number;
+  /** tokens that actually went through the model (shared prefixes once) */
+  modelTokens: number;
+  /** continuation tokens scored */
+  continuationTokens: number;
+}
+
+interface Prepared {
+  full: number[];
+  /** full minus its last token: what the model reads */
+  input: number[];
+  /** the continuation starts at full[ctxLen] */
+  ctxLen: number;
+}
+
+export class LoglikScorer {
+  readonly stats: ScorerStats = { requests: 0, requestTokens: 0, modelTokens: 0, continuationTokens: 0 };
+  private readonly batchTokens: number;
+  private branch: BranchForward | null = null;
+
+  constructor(readonly model: OpenELM, opts: ScorerOptions = {}) {
+    const b = opts.batchTokens ?? 128;
+    if (!(Number.isInteger(b) && b >= 1)) throw new RangeError(`batchTokens must be a positive integer, got ${b}`);
+    this.batchTokens = b;
+  }
+
+  /**
+   * Scores requests, sharing the KV cache of their common token prefix (one item's choices).
+   * The model's cache is left holding that prefix, for the next call to reuse.
+   */
+  score(requests: readonly LoglikRequest[]): LoglikResult[] {
+    if (requests.length === 0) return [];
+    const model = this.model, cache = model.cache, cap = cache.capacity, V = model.config.vocab_size;
+    const prep: Prepared[] = requests.map((r, i) => {
+      if (r.continuation.length === 0) throw new RangeError(`request ${i}: the continuation has no tokens`);
+      if (r.context.length === 0) throw new RangeError(`request ${i}: the context has no tokens (it should start with BOS)`);
+      let full = r.context.concat(r.continuation);
+      // the harness keeps the last max_length + 1 tokens: (context + continuation)[-(L+1):][:-1]
+      if (full.length > cap + 1) full = full.slice(full.length - (cap + 1));
+      const ctxLen = full.length - r.continuation.length;
+      if (ctxLen < 1) throw new RangeError(`request ${i}: the continuation (${r.continuation.length} tokens) does not fit the context window of ${cap} tokens`);
+      return { full, input: full.slice(0, -1), ctxLen };
+    });
+
+    // P: tokens every request reads identically, always short of each request's last context
+    // token (so each branch is at least one token and yields the row predicting its continuation)
+    let P = Math.min(...prep.map((p) => p.ctxLen - 1));
+    const first = prep[0].input;
+    for (const p of prep) P = Math.min(P, commonPrefix(first, p.input, P));
+    // keep what the cache already holds of it; run the rest
+    const kept = commonPrefix(cache.ids, first, P);
+    cache.truncate(kept);
+    if (P > kept) model.forward(first.slice(kept, P));
+    this.stats.modelTokens += P - kept;
+
+    const results: LoglikResult[] = new Array(prep.length);
+    const scoreRows = (i: number, logits: Float32Array, row0: number) => {
+      const p = prep[i];
+      let loglik = 0, greedy = true;
+      // logits row r (r = 0 is input[P]) predicts full[P + r + 1]
+      for (let t = p.ctxLen; t < p.full.length; t++) {
+        const s = tokenLogprob(logits, (row0 + t - 1 - P) * V, V, p.full[t]);
+        loglik += s.logprob;
+        greedy &&= s.greedy;
+      }
+      results[i] = { loglik, isGreedy: greedy, tokens: p.full.length - p.ctxLen };
+    };
+
+    // branches, packed into batches of at most batchTokens tokens; a longer one runs alone
+    let i = 0;
+    while (i < prep.length) {
+      const len = prep[i].input.length - P;
+      if (this.batchTokens === 1 || len > this.batchTokens) {
+        cache.truncate(P);
+        scoreRows(i, model.forwardAll(prep[i].input.slice(P)), 0);
+        cache.truncate(P);
+        this.stats.modelTokens += len;
+        i++;
+        continue;
+      }
+      const group: number[] = [];
+      let total = 0;
+      while (i < prep.length && total + prep[i].input.length - P <= this.batchTokens) {
+        group.push(i);
+        total += prep[i].input.length - P;
+        i++;
+      }
+      this.branch ??= new BranchForward(model, this.batchTokens);
+      const logits = this.branch.run(group.map((g) => prep[g].input.slice(P)));
+      let row = 0;
+      for (const g of group) {
+        scoreRows(g, logits, row);
+        row += prep[g].input.length - P;
+      }
+      this.stats.modelTokens += total;
+    }
+    for (const p of prep) {
+      this.stats.requests++;
+      this.stats.requestTokens += p.input.length;
+      this.stats.continuationTokens += p.full.length - p.ctxLen;
+    }
+    return results;
+  }
+}
+
+/** Length of the common prefix of a and b, at most `max`. */
+function commonPrefix(a: readonly number[], b: readonly number[], max: number): number {
+  const n = Math.min(a.length, b.length, max);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
