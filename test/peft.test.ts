@@ -139,3 +139,65 @@ test('a fresh adapter starts equal to the base model (B = 0) and covers the targ
   const tooDeep = parseAdapterConfig({ r: 2, layers_to_transform: [9] }, 'x');
   assert.throws(() => new Adapter(tooDeep, model.config, k), /layers_to_transform names layer\(s\) 9 but the model has 4/);
 });
+
+// ---- training: gradients of the adapter, SFT and DPO losses ----
+
+import { Backprop } from '../src/train/backprop.ts';
+import { openSafetensors } from '../src/io/safetensors.ts';
+import { IGNORE, type Batch } from '../src/train/options.ts';
+import { relErr } from './helpers/train.ts';
+
+/** Rows padded to a common length; targets only from position `promptLen` on (the response). */
+function responseBatch(rows: number[][], promptLen: number): Batch {
+  const S = Math.max(...rows.map((r) => r.length)) - 1, B = rows.length;
+  const inputs = new Int32Array(B * S), targets = new Int32Array(B * S).fill(IGNORE);
+  rows.forEach((r, b) => {
+    for (let t = 0; t + 1 < r.length; t++) {
+      inputs[b * S + t] = r[t];
+      if (t + 1 >= promptLen) targets[b * S + t] = r[t + 1];
+    }
+  });
+  return { batchSize: B, seqLen: S, inputs, targets };
+}
+
+for (const backend of ['ref', 'wasm'] as const) {
+  for (const kind of ['lora', 'dora'] as const) {
+    test(`${kind}: SFT loss and adapter gradients match PEFT, DPO losses too (${backend})`, async () => {
+      const k = await createKernels(backend, { threads: 2 });
+      try {
+        const model = OpenELM.load(checkpointSource(BASE), { kernels: k });
+        const adapter = loadAdapter(path.join(PEFT, kind), model.config, k);
+        const e = expected[kind];
+        for (const checkpointing of [false, true]) {
+          const batch = responseBatch([expected.input_ids], e.sft.prompt_len);
+          const bp = new Backprop(model.config, k, { batchSize: 1, seqLen: batch.seqLen, adapter, activationCheckpointing: checkpointing });
+          const grads = k.f32(adapter.layout.size);
+          const r = bp.step(model.weights, null, batch, 0, 1, { adapterGrads: adapter.tensors(grads) });
+          assert.ok(Math.abs(r.loss - e.sft.loss) < 1e-4, `loss ${r.loss} vs ${e.sft.loss}`);
+          const ref = openSafetensors(path.join(PEFT, e.sft.grads_file));
+          for (const t of adapter.layout.tensors) {
+            const want = ref.readAsF32(t.name);
+            const err = relErr(adapter.layout.view(grads, t.name), want);
+            assert.ok(err <= 1e-3, `${t.name}: relative error ${err}`);
+          }
+          // the sequence-level path (per-row coefficients) with the mean's coefficients gives the same gradients
+          const g2 = k.f32(adapter.layout.size);
+          bp.step(model.weights, null, batch, 0, 1, { adapterGrads: adapter.tensors(g2), rowCoef: (_nll, tok) => Float64Array.from(tok, () => 1 / r.tokens) });
+          assert.ok(relErr(g2, grads) < 1e-6);
+        }
+        // DPO: summed response log-probs of policy (base + adapter) and reference (base alone)
+        const d = e.dpo;
+        const batch = responseBatch([d.chosen_ids, d.rejected_ids], d.prompt_len);
+        const bp = new Backprop(model.config, k, { batchSize: 2, seqLen: batch.seqLen, adapter });
+        const pol = Array.from(bp.loss(model.weights, batch).rowNll, (x) => -x);
+        const ref = Array.from(bp.loss(model.weights, batch, 0, { noAdapter: true }).rowNll, (x) => -x);
+        for (let i = 0; i < 2; i++) {
+          assert.ok(Math.abs(pol[i] - d.policy_logp[i]) < 2e-3, `policy ${pol[i]} vs ${d.policy_logp[i]}`);
+          assert.ok(Math.abs(ref[i] - d.reference_logp[i]) < 2e-3, `reference ${ref[i]} vs ${d.reference_logp[i]}`);
+        }
+      } finally {
+        k.dispose?.();
+      }
+    });
+  }
+}

@@ -25,6 +25,9 @@ import type { LayerWeights, ModelWeights } from '../model/weights.ts';
 import { NORM_EPS } from '../model/layer.ts';
 import { ropeTables } from '../model/rope.ts';
 import type { Batch } from './options.ts';
+import type { Adapter, AdapterTensors, LinearAdapter } from '../peft/adapter.ts';
+import type { LinearTarget } from '../peft/config.ts';
+import { doraGains, dropout, embeddingBackward, embeddingForward, linearBackward, linearForward, loraScratch, type DoraGain, type LoraScratch } from '../peft/lora.ts';
 
 interface LayerActs {
   xb1: Float32Array;
@@ -46,6 +49,27 @@ export interface BackpropOptions {
   activationCheckpointing?: boolean;
   /** tokens per chunk of logits (default 128): at most [chunk, vocab] logits exist at a time */
   logitsChunk?: number;
+  /**
+   * a LoRA / DoRA adapter on frozen base weights (fine-tuning, src/peft): its forward runs inside
+   * every adapted matmul and its gradients are what the backward computes
+   */
+  adapter?: Adapter;
+}
+
+/** What a pass may add to the plain loss (fine-tuning). */
+export interface PassOptions {
+  /** gradients of the adapter's tensors (a buffer of its layout) are added here; the base gets none */
+  adapterGrads?: AdapterTensors | null;
+  /** run without the adapter (the reference model of DPO) */
+  noAdapter?: boolean;
+  /** the dropout masks' stream for this micro-batch (a resumed run passes the same) */
+  dropoutSeed?: number;
+  /**
+   * A loss over whole sequences (DPO): given each row's summed cross-entropy over its counted
+   * targets (−log p of the row's response) and their number, returns ∂loss/∂(that sum) per row.
+   * The logits are then computed twice: once for the sums, once for the gradient.
+   */
+  rowCoef?: (rowNll: Float64Array, rowTokens: Int32Array) => Float64Array;
 }
 
 export interface LossResult {
@@ -55,6 +79,14 @@ export interface LossResult {
   zLoss: number;
   /** targets counted (not IGNORE) */
   tokens: number;
+  /** per row: summed cross-entropy and counted targets (views of the trainer's buffers, overwritten by the next pass) */
+  rowNll: Float64Array;
+  rowTokens: Int32Array;
+}
+
+interface LoraActs {
+  u: Float32Array; // [N, r]
+  z: Float32Array | null; // [N, out], DoRA
 }
 
 export class Backprop {
@@ -88,6 +120,16 @@ export class Backprop {
   private readonly targets: Int32Array; // [N]
   private readonly inputs: Int32Array; // [N]
   private readonly attnShape: AttentionShape;
+  private readonly rowNll: Float64Array;
+  private readonly rowTokens: Int32Array;
+  private readonly dnorm: Float32Array; // [d] sink for norm-weight gradients of a frozen base
+  // ---- adapter (fine-tuning) ----
+  readonly adapter: Adapter | null;
+  private readonly aw: AdapterTensors | null = null;
+  private readonly loraActs: Map<LinearAdapter, LoraActs> = new Map();
+  private readonly lsc: LoraScratch | null = null;
+  private readonly gains = new Map<LinearAdapter, DoraGain>();
+  private pass: { ag: AdapterTensors | null; on: boolean; seed: number } = { ag: null, on: false, seed: 0 };
 
   constructor(readonly config: OpenELMConfig, readonly kernels: Kernels, opts: BackpropOptions) {
     const cfg = config, k = kernels;
@@ -138,6 +180,27 @@ export class Backprop {
     this.targets = k.i32(N);
     this.inputs = k.i32(N);
     this.attnShape = { n: S, pos0: 0, nQ: 0, nKV: 0, headDim: cfg.head_dim };
+    this.rowNll = new Float64Array(B);
+    this.rowTokens = new Int32Array(B);
+    this.dnorm = k.f32(Math.max(d, cfg.head_dim));
+    this.adapter = opts.adapter ?? null;
+    if (this.adapter) {
+      const a = this.adapter;
+      this.aw = a.tensors();
+      this.lsc = loraScratch(k, a, N);
+      // with activation checkpointing one set per target serves every layer (recomputed before its backward)
+      const shared = new Map<string, LoraActs>();
+      for (const l of this.aw.linears) {
+        const key = `${l.target}`;
+        let acts = this.checkpointing ? shared.get(key) : undefined;
+        if (!acts) {
+          const out = Math.max(...this.aw.linears.filter((m) => m.target === l.target).map((m) => m.out));
+          acts = { u: k.f32(N * a.r), z: l.magnitude ? k.f32(N * out) : null };
+          if (this.checkpointing) shared.set(key, acts);
+        }
+        this.loraActs.set(l, acts);
+      }
+    }
   }
 
   /** Bytes of activations and scratch this micro-batch size needs (for --help and errors). */
@@ -156,62 +219,97 @@ export class Backprop {
    * before the first micro-batch of a step). The loss is averaged over the batch's counted targets;
    * gradients are scaled by `gradScale` / that count (gradScale = 1 / accumulation steps).
    */
-  step(w: ModelWeights, grads: ModelWeights, batch: Batch, zLoss = 0, gradScale = 1): LossResult {
-    return this.run(w, grads, batch, zLoss, gradScale);
+  step(w: ModelWeights, grads: ModelWeights | null, batch: Batch, zLoss = 0, gradScale = 1, opts: PassOptions = {}): LossResult {
+    return this.run(w, grads, batch, zLoss, gradScale, opts);
   }
 
   /** Forward and loss only (validation): nothing is written to gradients. */
-  loss(w: ModelWeights, batch: Batch, zLoss = 0): LossResult {
-    return this.run(w, null, batch, zLoss, 1);
+  loss(w: ModelWeights, batch: Batch, zLoss = 0, opts: Pick<PassOptions, 'noAdapter'> = {}): LossResult {
+    return this.run(w, null, batch, zLoss, 1, opts);
   }
 
-  private run(w: ModelWeights, grads: ModelWeights | null, batch: Batch, zLoss: number, gradScale: number): LossResult {
-    const cfg = this.config, k = this.kernels, { N } = this;
+  private run(w: ModelWeights, grads: ModelWeights | null, batch: Batch, zLoss: number, gradScale: number, opts: PassOptions): LossResult {
+    const cfg = this.config, k = this.kernels, { N, S } = this;
+    const ag = opts.adapterGrads ?? null;
+    if (ag && !this.adapter) throw new Error('adapter gradients asked for, but this Backprop has no adapter');
+    if (ag && grads) throw new Error('with an adapter the base weights are frozen: pass null for their gradients');
+    const useAdapter = !!this.adapter && !opts.noAdapter;
+    this.pass = { ag: useAdapter ? ag : null, on: useAdapter, seed: opts.dropoutSeed ?? 0 };
+    const backward = !!grads || (!!ag && useAdapter);
+    if (useAdapter) doraGains(this.adapter!, this.aw!, w, this.gains);
     const d = cfg.model_dim, V = cfg.vocab_size, L = cfg.num_transformer_layers;
     if (batch.batchSize !== this.B || batch.seqLen !== this.S) {
       throw new RangeError(`batch is ${batch.batchSize}×${batch.seqLen} but the trainer was sized for ${this.B}×${this.S}`);
     }
     let count = 0;
+    this.rowTokens.fill(0);
     for (let i = 0; i < N; i++) {
       const id = batch.inputs[i], t = batch.targets[i];
       if (!(id >= 0 && id < V)) throw new RangeError(`input token id ${id} at position ${i} is outside the vocabulary [0, ${V})`);
       if (t >= V) throw new RangeError(`target token id ${t} at position ${i} is outside the vocabulary [0, ${V})`);
-      if (t >= 0) count++;
+      if (t >= 0) {
+        count++;
+        this.rowTokens[(i / S) | 0]++;
+      }
     }
     this.inputs.set(batch.inputs);
     this.targets.set(batch.targets);
 
     // ---- forward ----
     k.embed(this.xs[0], w.token_embeddings, this.inputs, N);
+    if (useAdapter && this.aw!.embedding) embeddingForward(this.aw!.embedding, this.adapter!.scale, this.xs[0], this.inputs, N, this.adapter!.r);
     for (let i = 0; i < L; i++) this.layerForward(i, w.layers[i]);
     k.rmsnorm(this.xf, this.xs[L], w.norm, N, d, NORM_EPS);
 
     // ---- loss, fused with the output head's backward, one chunk of logits at a time ----
-    const scale = count > 0 ? gradScale / count : 0;
-    let ce = 0, z2 = 0;
-    for (let r0 = 0; r0 < N; r0 += this.chunk) {
-      const c = Math.min(this.chunk, N - r0);
-      const xc = this.xf.subarray(r0 * d, (r0 + c) * d);
-      k.matmul(this.logits, xc, w.lm_head, c);
-      ce += k.crossEntropy(this.logits, this.targets.subarray(r0, r0 + c), c, V, zLoss, scale, this.lse);
-      for (let t = 0; t < c; t++) z2 += this.lse[t] * this.lse[t] * (this.targets[r0 + t] >= 0 ? 1 : 0);
-      if (grads) {
-        k.matmulGradInput(this.dxf.subarray(r0 * d, (r0 + c) * d), this.logits, w.lm_head, c);
-        k.matmulGradWeight(grads.lm_head.data as Float32Array, this.logits, xc, c, V, d);
+    // Each chunk's cross-entropy runs row segment by row segment, so every row's sum is known and
+    // may have its own gradient scale (a sequence-level loss such as DPO's).
+    const rowNll = this.rowNll;
+    const lossPass = (withGrad: boolean, scaleOf: (row: number) => number): { ce: number; z2: number } => {
+      let ce = 0, z2 = 0;
+      rowNll.fill(0);
+      for (let r0 = 0; r0 < N; r0 += this.chunk) {
+        const c = Math.min(this.chunk, N - r0);
+        const xc = this.xf.subarray(r0 * d, (r0 + c) * d);
+        k.matmul(this.logits, xc, w.lm_head, c);
+        for (let a = r0; a < r0 + c;) {
+          const row = (a / S) | 0, e = Math.min(r0 + c, (row + 1) * S);
+          const seg = k.crossEntropy(this.logits.subarray((a - r0) * V), this.targets.subarray(a, e), e - a, V, zLoss, scaleOf(row), this.lse.subarray(a - r0));
+          rowNll[row] += seg;
+          ce += seg;
+          a = e;
+        }
+        for (let t = 0; t < c; t++) z2 += this.lse[t] * this.lse[t] * (this.targets[r0 + t] >= 0 ? 1 : 0);
+        if (withGrad) {
+          k.matmulGradInput(this.dxf.subarray(r0 * d, (r0 + c) * d), this.logits, w.lm_head, c);
+          if (grads) k.matmulGradWeight(grads.lm_head.data as Float32Array, this.logits, xc, c, V, d);
+        }
       }
+      return { ce, z2 };
+    };
+    let ce: number, z2: number;
+    if (opts.rowCoef) {
+      lossPass(false, () => 0);
+      const coef = opts.rowCoef(rowNll, this.rowTokens);
+      if (backward) ({ ce, z2 } = lossPass(true, (row) => gradScale * coef[row]));
+      else ({ ce, z2 } = lossPass(false, () => 0));
+    } else {
+      const scale = count > 0 ? gradScale / count : 0;
+      ({ ce, z2 } = lossPass(backward, () => scale));
     }
-    const result = { loss: count > 0 ? ce / count : NaN, zLoss: count > 0 ? zLoss * z2 / count : 0, tokens: count };
-    if (!grads) return result;
+    const result = { loss: count > 0 ? ce / count : NaN, zLoss: count > 0 ? zLoss * z2 / count : 0, tokens: count, rowNll, rowTokens: this.rowTokens };
+    if (!backward) return result;
 
     // ---- backward ----
     const dX = this.dX;
     dX.fill(0);
-    k.rmsnormBackward(dX, grads.norm, this.dxf, this.xs[L], w.norm, N, d, NORM_EPS);
+    k.rmsnormBackward(dX, grads ? grads.norm : this.dnorm, this.dxf, this.xs[L], w.norm, N, d, NORM_EPS);
     for (let i = L - 1; i >= 0; i--) {
       if (this.checkpointing) this.layerForward(i, w.layers[i]);
-      this.layerBackward(i, w.layers[i], grads.layers[i]);
+      this.layerBackward(i, w.layers[i], grads ? grads.layers[i] : null);
     }
-    k.embedBackward(grads.token_embeddings.data as Float32Array, dX, this.inputs, N, d);
+    if (grads) k.embedBackward(grads.token_embeddings.data as Float32Array, dX, this.inputs, N, d);
+    if (ag?.embedding) embeddingBackward(this.aw!.embedding!, ag.embedding, this.adapter!.scale, dX, this.inputs, N, this.adapter!.r);
     return result;
   }
 
@@ -225,6 +323,7 @@ export class Backprop {
 
     k.rmsnorm(A.xb1, x0, w.attn_norm, N, d, NORM_EPS);
     k.matmul(A.qkv0, A.xb1, w.qkv_proj, N); // [N, qkvDim]
+    this.adaptForward(i, 'qkv_proj', A.qkv0, A.xb1);
     A.qkv.set(A.qkv0.subarray(0, N * qkvDim));
     for (let b = 0; b < B; b++) {
       const qkv = A.qkv.subarray(b * S * qkvDim, (b + 1) * S * qkvDim);
@@ -232,46 +331,82 @@ export class Backprop {
       k.attention(A.att.subarray(b * S * qDim, (b + 1) * S * qDim), qkv, this.kc, this.vc, as, this.scores);
     }
     k.matmul(this.proj, A.att, w.out_proj, N); // [N, d]
+    this.adaptForward(i, 'out_proj', this.proj, A.att);
     A.x1.set(x0);
     k.addInPlace(A.x1, this.proj, N * d);
 
     k.rmsnorm(A.xb2, A.x1, w.ffn_norm, N, d, NORM_EPS);
     k.matmul(A.h, A.xb2, w.proj_1, N); // [N, 2F]
+    this.adaptForward(i, 'proj_1', A.h, A.xb2);
     k.ffnAct(A.a, A.h, N, sh.ffnDim, this.act, this.glu); // [N, F]
     k.matmul(this.proj, A.a, w.proj_2, N);
+    this.adaptForward(i, 'proj_2', this.proj, A.a);
     x2.set(A.x1.subarray(0, N * d));
     k.addInPlace(x2, this.proj, N * d);
   }
 
   /** dX: ∂loss/∂(layer i's output) on entry, ∂loss/∂(its input) on exit; weight gradients added into g. */
-  private layerBackward(i: number, w: LayerWeights, g: LayerWeights): void {
+  private layerBackward(i: number, w: LayerWeights, g: LayerWeights | null): void {
     const k = this.kernels, { N, B, S } = this, d = this.config.model_dim;
     const sh = this.shapes[i], A = this.acts[i], x0 = this.xs[i], dX = this.dX;
     const as = this.attnShape;
     as.nQ = sh.nQ; as.nKV = sh.nKV; as.n = S; as.pos0 = 0;
     const F = sh.ffnDim, qkvDim = sh.qkvDim, qDim = sh.nQ * sh.headDim;
+    const sink = this.dnorm;
 
     // feed-forward block: x2 = x1 + proj_2(act(proj_1(ffn_norm(x1))))
-    k.matmulGradWeight(g.proj_2.data as Float32Array, dX, A.a, N, d, F);
-    k.matmulGradInput(this.da, dX, w.proj_2, N); // [N, F]
+    if (g) k.matmulGradWeight(g.proj_2.data as Float32Array, dX, A.a, N, d, F);
+    this.linearBackward(i, 'proj_2', w.proj_2, this.da, dX, A.a); // [N, F]
     k.ffnActBackward(this.dh, this.da, A.h, N, F, this.act, this.glu); // [N, 2F]
-    k.matmulGradWeight(g.proj_1.data as Float32Array, this.dh, A.xb2, N, w.proj_1.rows, d);
-    k.matmulGradInput(this.dxb, this.dh, w.proj_1, N); // [N, d]
-    k.rmsnormBackward(dX, g.ffn_norm, this.dxb, A.x1, w.ffn_norm, N, d, NORM_EPS); // dX = ∂/∂x1
+    if (g) k.matmulGradWeight(g.proj_1.data as Float32Array, this.dh, A.xb2, N, w.proj_1.rows, d);
+    this.linearBackward(i, 'proj_1', w.proj_1, this.dxb, this.dh, A.xb2); // [N, d]
+    k.rmsnormBackward(dX, g ? g.ffn_norm : sink, this.dxb, A.x1, w.ffn_norm, N, d, NORM_EPS); // dX = ∂/∂x1
 
     // attention block: x1 = x0 + out_proj(attention(rope(qk_norm(qkv_proj(attn_norm(x0))))))
-    k.matmulGradWeight(g.out_proj.data as Float32Array, dX, A.att, N, d, qDim);
-    k.matmulGradInput(this.datt, dX, w.out_proj, N); // [N, nQ·hd]
+    if (g) k.matmulGradWeight(g.out_proj.data as Float32Array, dX, A.att, N, d, qDim);
+    this.linearBackward(i, 'out_proj', w.out_proj, this.datt, dX, A.att); // [N, nQ·hd]
     for (let b = 0; b < B; b++) {
       const dq = this.dqkv.subarray(b * S * qkvDim, (b + 1) * S * qkvDim);
       k.attentionBackward(dq, this.datt.subarray(b * S * qDim, (b + 1) * S * qDim),
         A.qkv.subarray(b * S * qkvDim, (b + 1) * S * qkvDim), A.att.subarray(b * S * qDim, (b + 1) * S * qDim), as);
       k.headNormRopeBackward(dq, A.qkv0.subarray(b * S * qkvDim, (b + 1) * S * qkvDim), as, w.q_norm, w.k_norm,
-        g.q_norm, g.k_norm, NORM_EPS, this.rope.cos, this.rope.sin);
+        g ? g.q_norm : null, g ? g.k_norm : null, NORM_EPS, this.rope.cos, this.rope.sin);
     }
     const dqkv = this.dqkv.subarray(0, N * qkvDim);
-    k.matmulGradWeight(g.qkv_proj.data as Float32Array, dqkv, A.xb1, N, qkvDim, d);
-    k.matmulGradInput(this.dxb, dqkv, w.qkv_proj, N);
-    k.rmsnormBackward(dX, g.attn_norm, this.dxb, x0, w.attn_norm, N, d, NORM_EPS); // dX = ∂/∂x0
+    if (g) k.matmulGradWeight(g.qkv_proj.data as Float32Array, dqkv, A.xb1, N, qkvDim, d);
+    this.linearBackward(i, 'qkv_proj', w.qkv_proj, this.dxb, dqkv, A.xb1);
+    k.rmsnormBackward(dX, g ? g.attn_norm : sink, this.dxb, x0, w.attn_norm, N, d, NORM_EPS); // dX = ∂/∂x0
+  }
+
+  // ---- adapters ----
+
+  /** The dropout stream of one adapted matmul in this pass. */
+  private dropSeed(i: number, target: LinearTarget): number {
+    return (Math.imul(this.pass.seed, 0x9e3779b1) ^ Math.imul(i * 4 + TARGET_INDEX[target] + 1, 0x85ebca77)) >>> 0;
+  }
+
+  /** y = x Wᵀ (already computed) gets the adapter's term when layer i's target is adapted. */
+  private adaptForward(i: number, target: LinearTarget, y: Float32Array, x: Float32Array): void {
+    if (!this.pass.on) return;
+    const a = this.aw!.byLayer[i][target];
+    if (!a) return;
+    const ad = this.adapter!, acts = this.loraActs.get(a)!;
+    const xd = dropout(x, this.N * a.in, ad.config.lora_dropout, this.dropSeed(i, target), this.lsc!.xd);
+    linearForward(this.kernels, a, ad.scale, this.gains.get(a), y, xd, this.N, acts.u, this.lsc!.v, acts.z);
+  }
+
+  /** dx = ∂loss/∂(the matmul's input) given dy; the adapter's gradients when it is adapted and trained. */
+  private linearBackward(i: number, target: LinearTarget, W: LayerWeights[LinearTarget], dx: Float32Array, dy: Float32Array, x: Float32Array): void {
+    const a = this.pass.on ? this.aw!.byLayer[i][target] : undefined;
+    const ga = a && this.pass.ag ? this.pass.ag.byLayer[i][target] : undefined;
+    if (!a || !ga) {
+      this.kernels.matmulGradInput(dx, dy, W, this.N);
+      return;
+    }
+    const ad = this.adapter!, acts = this.loraActs.get(a)!, p = ad.config.lora_dropout, seed = this.dropSeed(i, target);
+    const xd = dropout(x, this.N * a.in, p, seed, this.lsc!.xd);
+    linearBackward(this.kernels, a, ga, ad.scale, this.gains.get(a), W, dx, dy, xd, this.N, acts.u, acts.z, p, seed, this.lsc!);
   }
 }
+
+const TARGET_INDEX: Record<LinearTarget, number> = { qkv_proj: 0, out_proj: 1, proj_1: 2, proj_2: 3 };
