@@ -92,7 +92,7 @@ test('repetition penalty follows HF: positive logits divided, negative multiplie
 
 test('invalid sampling options are rejected by name', () => {
   assert.throws(() => new Sampler(10, { temperature: -1 }), /temperature/);
-  assert.throws(() => new Sampler(10, { topP: 0 }), /top-p/);
-  assert.throws(() => new Sampler(10, { topK: 1.5 }), /top-k/);
-  assert.throws(() => new Sampler(10, { repetitionPenalty: 0 }), /repetition penalty/);
+  assert.throws(() => new Sampler(10, { topP: 0 }), /topP/);
+  assert.throws(() => new Sampler(10, { topK: 1.5 }), /topK/);
+  assert.throws(() => new Sampler(10, { repetitionPenalty: 0 }), /repetitionPenalty/);
 });
