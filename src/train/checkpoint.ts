@@ -19,7 +19,7 @@ import { writeCheckpoint } from '../io/checkpoint-write.ts';
 import { openSafetensors, writeSafetensors } from '../io/safetensors.ts';
 import { syncDir } from '../io/safetensors-write.ts';
 import type { OptimizerState } from './optim.ts';
-import type { FlatLayout } from './params.ts';
+import type { FlatLayout, ParamLayout } from './params.ts';
 
 export const CHECKPOINTS_DIR = 'checkpoints';
 const STEP_DIR = /^step-(\d{8})$/;
@@ -59,8 +59,26 @@ export function listCheckpoints(out: string): { step: number; dir: string }[] {
     .sort((a, b) => a.step - b.step);
 }
 
-/** Writes a checkpoint atomically, points OUT's model files at it, keeps the newest `keep`. */
-export async function saveCheckpoint(out: string, config: OpenELMConfig, layout: FlatLayout, params: Float32Array,
+/** How a checkpoint's weights are written: a full model (HF layout) or an adapter (PEFT layout). */
+export interface CheckpointWeights {
+  /** writes the weight files into a new folder */
+  write(dir: string): Promise<void> | void;
+  /** the files OUT links to the newest checkpoint */
+  files: string[];
+  /** the file touched last (the checkpoint's newest) */
+  newest: string;
+}
+
+/** The weights of a full model in HF layout (config.json + model.safetensors, fp32). */
+export function modelWeights(config: OpenELMConfig, layout: ParamLayout, params: Float32Array): CheckpointWeights {
+  return {
+    files: ['config.json', 'model.safetensors'], newest: 'model.safetensors',
+    write: (dir) => writeCheckpoint(dir, config, layout.entries(params), { dtype: 'f32' }),
+  };
+}
+
+/** Writes a checkpoint atomically, points OUT's weight files at it, keeps the newest `keep`. */
+export async function saveCheckpoint(out: string, weights: CheckpointWeights, layout: FlatLayout,
   opt: OptimizerState, state: TrainerState, keep = 2): Promise<string> {
   const dir = checkpointDir(out, state.step);
   const root = path.dirname(dir);
@@ -70,7 +88,7 @@ export async function saveCheckpoint(out: string, config: OpenELMConfig, layout:
   const tmp = `${dir}.tmp`;
   fs.rmSync(tmp, { recursive: true, force: true });
   if (fs.existsSync(dir)) fs.rmSync(dir, { recursive: true, force: true }); // the same step saved again (Ctrl-C right after a save)
-  await writeCheckpoint(tmp, config, layout.entries(params), { dtype: 'f32' });
+  await weights.write(tmp);
   const tensors = [];
   for (const [buf, data] of Object.entries(opt.buffers)) {
     for (const t of layout.tensors) tensors.push({ name: `${buf}.${t.name}`, dtype: 'F32' as const, shape: t.shape, data: layout.view(data, t.name) });
@@ -78,12 +96,12 @@ export async function saveCheckpoint(out: string, config: OpenELMConfig, layout:
   writeSafetensors(path.join(tmp, OPTIMIZER_FILE), tensors, { optimizer: state.optimizer.name, step: String(opt.step) });
   writeJsonSynced(path.join(tmp, STATE_FILE), state);
   const now = new Date();
-  fs.utimesSync(path.join(tmp, 'model.safetensors'), now, now);
+  fs.utimesSync(path.join(tmp, weights.newest), now, now);
   syncDir(tmp);
   fs.renameSync(tmp, dir);
   syncDir(root);
   // OUT/model.safetensors and OUT/config.json: the newest weights, replaced atomically
-  for (const f of ['config.json', 'model.safetensors']) {
+  for (const f of weights.files) {
     const link = path.join(out, `.${f}.tmp`);
     fs.rmSync(link, { force: true });
     try {
