@@ -18,6 +18,8 @@ export interface PerplexityOptions {
   chunk?: number;
   /** how far the window moves each time (default chunk / 2, rounded up) */
   stride?: number;
+  /** also return every predicted token's NLL */
+  perToken?: boolean;
 }
 
 export interface PerplexityResult {
@@ -29,6 +31,8 @@ export interface PerplexityResult {
   tokens: number;
   /** number of forward passes (windows) it took */
   windows: number;
+  /** NLL of ids[1], ids[2], … (with perToken) */
+  tokenNlls?: number[];
 }
 
 /** −log softmax(logits)[target], computed in f64 with the max subtracted. */
@@ -61,16 +65,67 @@ export function perplexity(model: OpenELM, ids: ArrayLike<number>, opts: Perplex
   let total = 0;
   let scored = 1; // ids[0..scored) are done: the first token is never predicted
   let windows = 0;
+  const perToken: number[] | undefined = opts.perToken ? [] : undefined;
   for (let begin = 0; scored < n; begin += stride) {
     const end = Math.min(begin + chunk, n);
     model.reset();
     const logits = model.forwardAll(all.slice(begin, end)); // [end - begin, V]
     windows++;
     // logits row i predicts ids[begin + i + 1]
-    for (let t = scored; t < end; t++) total += tokenNll(logits, (t - 1 - begin) * V, V, all[t]);
+    for (let t = scored; t < end; t++) {
+      const nll = tokenNll(logits, (t - 1 - begin) * V, V, all[t]);
+      total += nll;
+      perToken?.push(nll);
+    }
     scored = end;
   }
   model.reset();
   const meanNll = total / (n - 1);
-  return { perplexity: Math.exp(meanNll), meanNll, tokens: n - 1, windows };
+  return { perplexity: Math.exp(meanNll), meanNll, tokens: n - 1, windows, ...(perToken ? { tokenNlls: perToken } : {}) };
+}
+
+export interface TextsPerplexity {
+  documents: number;
+  /** predicted tokens over all documents (BOS is never predicted) */
+  tokens: number;
+  /** UTF-8 bytes of the texts */
+  bytes: number;
+  /** whitespace-separated words (the harness's re.split(r"\s+", text)) */
+  words: number;
+  /** Σ NLL / tokens, in nats */
+  meanNll: number;
+  /** exp(meanNll) */
+  perplexity: number;
+  /** Σ NLL / (bytes · ln 2): the harness's bits_per_byte */
+  bitsPerByte: number;
+  /** exp(Σ NLL / words) */
+  wordPerplexity: number;
+  windows: number;
+  /** per document (with perToken, its tokens' NLLs too) */
+  docs: (PerplexityResult & { nll: number; bytes: number })[];
+}
+
+/**
+ * Perplexity over several texts: each is BOS + encode(text), scored on its own (sliding window
+ * when longer than the window); the means are over all tokens together, as the harness
+ * aggregates (Σ NLL / Σ tokens), not a mean of per-text perplexities.
+ */
+export function perplexityOfTexts(model: OpenELM, encode: (text: string) => number[], texts: readonly string[], opts: PerplexityOptions = {}): TextsPerplexity {
+  const docs: TextsPerplexity['docs'] = [];
+  let nll = 0, tokens = 0, bytes = 0, words = 0, windows = 0;
+  for (const text of texts) {
+    const r = perplexity(model, encode(text), opts);
+    const b = Buffer.byteLength(text, 'utf8');
+    docs.push({ ...r, nll: r.meanNll * r.tokens, bytes: b });
+    nll += r.meanNll * r.tokens;
+    tokens += r.tokens;
+    bytes += b;
+    words += text.split(/\s+/).length;
+    windows += r.windows;
+  }
+  const meanNll = nll / tokens;
+  return {
+    documents: texts.length, tokens, bytes, words, meanNll, perplexity: Math.exp(meanNll),
+    bitsPerByte: nll / bytes / Math.LN2, wordPerplexity: Math.exp(nll / words), windows, docs,
+  };
 }
