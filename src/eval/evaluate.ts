@@ -139,7 +139,7 @@ export interface TaskResult {
   stats: ScorerStats & { seconds: number };
 }
 
-/** Evaluates a loaded task; deterministic for a given model, task, seed and options. */
+/** Evaluates a loaded task; deterministic for a given model, task, seed and options. Leaves the model's KV cache empty. */
 export function evaluateTask(model: OpenELM, tokenizer: Tokenizer, task: LoadedTask, opts: EvaluateOptions = {}): TaskResult {
   const spec = task.spec;
   const k = opts.numFewshot ?? 0;
@@ -183,6 +183,7 @@ export function evaluateTask(model: OpenELM, tokenizer: Tokenizer, task: LoadedT
     opts.onProgress?.(i + 1, n);
   }
   const seconds = (performance.now() - t0) / 1000;
+  model.reset();
   const res: TaskResult = {
     task: spec.name, n, num_fewshot: k, metrics: spec.metrics,
     acc: mean(accs), acc_stderr: meanStderr(accs),
