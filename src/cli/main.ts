@@ -13,6 +13,8 @@ import { exportCommand } from './commands/export.ts';
 import { benchCommand } from './commands/bench.ts';
 import { plotCommand } from './commands/plot.ts';
 import { trainCommand } from './commands/train.ts';
+import { finetuneCommand } from './commands/finetune.ts';
+import { mergeCommand } from './commands/merge.ts';
 import { evalCommand } from './commands/eval.ts';
 
 const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand, exportCommand, benchCommand, trainCommand, plotCommand, evalCommand];

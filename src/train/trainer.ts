@@ -161,6 +161,11 @@ export class Trainer {
     return numParameters(this.setup.config);
   }
 
+  /** The weights the forward pass reads (under an adapter: the frozen base, e.g. to initialise DoRA's magnitudes). */
+  get weights(): ModelWeights {
+    return this.w;
+  }
+
   /** Parameters being trained (the adapter's, or all the model's). */
   get numTrainable(): number {
     return this.layout.count;

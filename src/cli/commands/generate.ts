@@ -1,6 +1,7 @@
 import { idList, num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.ts';
+import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 import { generate, type GenerateOptions, type GenerationResult, type Prompt } from '../../generate/generate.ts';
 import { encodeChat } from '../../generate/chat.ts';
 
@@ -63,6 +64,7 @@ Options:
       --json                 print {"output_ids", "text", "prompt_ids", "finish_reason", ...} at the end
 ${SAMPLING_HELP}
 ${MODEL_HELP}
+${ADAPTER_HELP}
 
 Examples:
   openelm generate "The state of the Union is"
@@ -70,7 +72,7 @@ Examples:
   openelm generate -m ./my-model --prompt-ids 1,450,4996 --temperature 0 --json`,
   async run(argv) {
     const { values: v, positionals } = parse(argv, {
-      ...MODEL_OPTIONS, ...SAMPLING_OPTIONS,
+      ...MODEL_OPTIONS, ...ADAPTER_OPTION, ...SAMPLING_OPTIONS,
       prompt: { type: 'string', short: 'p' }, 'prompt-ids': { type: 'string' },
       chat: { type: 'boolean' }, system: { type: 'string' }, 'ignore-eos': { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' },
     }, true);
@@ -83,6 +85,7 @@ Examples:
     const opts = { ...samplingOptions(v), ignoreEos: v['ignore-eos'] as boolean | undefined };
     const { model, tokenizer, dispose } = await openModel(v, Boolean(v.json));
     try {
+      applyAdapterOption(model, v);
       let prompt: Prompt;
       if (v['prompt-ids'] !== undefined) prompt = { ids: idList(v['prompt-ids'] as string, 'prompt-ids') };
       else if (v.chat) {

@@ -1,6 +1,7 @@
 import { idList, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.ts';
+import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 
 export const logitsCommand: Command = {
   name: 'logits',
@@ -11,14 +12,16 @@ Runs the ids through the model (no BOS is added) and prints the next-token logit
 position. With --json: {"logits": [[...vocab floats...], ...]} (float32 values, one row per
 position); otherwise the top N (default 5) tokens per position.
 
-${MODEL_HELP}`,
+${MODEL_HELP}
+${ADAPTER_HELP}`,
   async run(argv) {
-    const { values: v } = parse(argv, { ...MODEL_OPTIONS, ids: { type: 'string' }, top: { type: 'string' } });
+    const { values: v } = parse(argv, { ...MODEL_OPTIONS, ...ADAPTER_OPTION, ids: { type: 'string' }, top: { type: 'string' } });
     if (v.ids === undefined) throw new UsageError('--ids is required (comma separated token ids)');
     const ids = idList(v.ids as string, 'ids');
     const top = v.top === undefined ? 5 : Number(v.top);
     const { model, tokenizer, dispose } = await openModel(v, true);
     try {
+      applyAdapterOption(model, v);
       const V = model.config.vocab_size;
       const all = model.forwardAll(ids);
       if (v.json) {
