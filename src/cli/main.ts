@@ -17,7 +17,7 @@ import { finetuneCommand } from './commands/finetune.ts';
 import { mergeCommand } from './commands/merge.ts';
 import { evalCommand } from './commands/eval.ts';
 
-const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand, exportCommand, benchCommand, trainCommand, plotCommand, evalCommand];
+const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand, exportCommand, benchCommand, trainCommand, finetuneCommand, mergeCommand, plotCommand, evalCommand];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));
