@@ -81,7 +81,9 @@ export async function resolveDataset(repo: string, opts: DatasetResolveOptions):
     if (token && new URL(url).origin === new URL(endpoint).origin) h.authorization = `Bearer ${token}`;
     return h;
   };
-  const request = async (url: string): Promise<Response> => {
+  /** GET with redirects followed by hand; `etag` is the hub's own (X-Linked-Etag on an LFS redirect, else ETag). */
+  const request = async (url: string): Promise<Response & { hubEtag?: string }> => {
+    let hubEtag: string | undefined;
     for (let hop = 0; hop < 10; hop++) {
       let res: Response;
       try {
@@ -90,6 +92,7 @@ export async function resolveDataset(repo: string, opts: DatasetResolveOptions):
         const cause = (e as { cause?: { code?: string } }).cause;
         throw new HubError('network', `GET ${url} failed: ${cause?.code ?? (e as Error).message}`, { cause: e });
       }
+      if (hop === 0) hubEtag = res.headers.get('x-linked-etag') ?? res.headers.get('etag') ?? undefined;
       const location = res.headers.get('location');
       if (res.status >= 300 && res.status < 400 && location) {
         await res.body?.cancel().catch(() => {});
@@ -103,7 +106,7 @@ export async function resolveDataset(repo: string, opts: DatasetResolveOptions):
         if (res.status === 404 || res.status === 401) throw new HubError('not-found', `dataset ${repo}: ${url} not found (HTTP ${res.status}${code ? `, ${code}` : ''})`);
         throw new HubError('http', `dataset ${repo}: ${url}: HTTP ${res.status} ${res.statusText}`);
       }
-      return res;
+      return Object.assign(res, { hubEtag });
     }
     throw new HubError('http', `dataset ${repo}: too many redirects for ${url}`);
   };
@@ -146,7 +149,7 @@ export async function resolveDataset(repo: string, opts: DatasetResolveOptions):
     opts.onProgress?.({ repo, file, done: bytes.length, total: bytes.length });
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     // the hub's etag names the blob: sha256 for LFS files (checked), git's blob sha1 for others
-    const etag = (res.headers.get('x-linked-etag') ?? res.headers.get('etag') ?? '').replace(/^W\//, '').replace(/"/g, '') || sha256;
+    const etag = (res.hubEtag ?? '').replace(/^W\//, '').replace(/"/g, '') || sha256;
     if (!/^[\w.-]+$/.test(etag)) throw new HubError('http', `${file} in dataset ${repo}: unusable ETag ${JSON.stringify(etag)}`);
     if (/^[0-9a-f]{64}$/.test(etag) && etag !== sha256) throw new HubError('integrity', `${file} in dataset ${repo}: sha256 ${sha256} does not match the hub's ${etag}`);
     const blob = path.join(repoDir, 'blobs', etag);
