@@ -112,8 +112,8 @@ test('init writes a loadable HF checkpoint, deterministic per seed', () => {
   assert.equal(gen('a').length, 5);
   assert.deepEqual(gen('a'), gen('b'));
   const again = cli(['init', '--config', path.join(dir, 'small.json'), '--out', path.join(dir, 'a')]);
-  assert.notEqual(again.code, 0);
-  assert.match(again.err, /not empty/);
+  assert.equal(again.code, 2, again.err); // --out is a flag error
+  assert.match(again.err, /--out .* already exists and is not an empty folder/);
   const kept = cli(['init', '--config', path.join(dir, 'small.json'), '--out', path.join(dir, 'a'), '--exist-ok', '--json']);
   assert.equal(kept.code, 0, kept.err);
   assert.equal(json(kept.out).existed, true);
@@ -129,7 +129,8 @@ test('bench --json reports speeds, bandwidth and memory', () => {
   assert.equal(b.weight_bytes, 681344 * 4);
   assert.ok(b.peak_rss_bytes > b.weight_bytes);
   const tooLong = cli(['bench', '-m', path.join(FIX, 'tiny-f32'), '--prompt-tokens', '60', '--gen-tokens', '60', '--json']);
-  assert.equal(tooLong.code, 1);
+  assert.equal(tooLong.code, 2, tooLong.err); // a flag error
+  assert.match(tooLong.err, /--prompt-tokens \+ --gen-tokens \+ --warmup = 124 tokens, more than the model's context: max_context_length \(64 in /);
 });
 
 test('chat: piped multi-turn conversation', () => {

@@ -1,5 +1,6 @@
 // Small helpers over node:util parseArgs: typed option specs, numeric parsing with clear errors.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { checkSampling, SamplingOptionError, type SamplingOptions } from '../generate/sampler.ts';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -51,4 +52,20 @@ export function out(s: string): void {
 
 export function printJson(v: unknown): void {
   process.stdout.write(JSON.stringify(v) + '\n');
+}
+
+/** The flag of each sampling option. */
+export const SAMPLING_FLAGS: Record<keyof SamplingOptions, string> = {
+  temperature: 'temperature', topK: 'top-k', topP: 'top-p', minP: 'min-p', repetitionPenalty: 'repetition-penalty', seed: 'seed',
+};
+
+/** Checks sampling options parsed from flags; an out-of-range value is a UsageError naming its flag (exit 2). */
+export function checkSamplingFlags<T extends SamplingOptions>(o: T): T {
+  try {
+    checkSampling(o);
+  } catch (e) {
+    if (e instanceof SamplingOptionError) throw new UsageError(e.message.replace(/^\w+/, `--${SAMPLING_FLAGS[e.option]}`));
+    throw e;
+  }
+  return o;
 }

@@ -1,8 +1,9 @@
 // Options every model-running command shares, and opening the model they name.
 import { num, UsageError, type Options } from './args.ts';
 import { BUILTIN_MODEL, builtinModelDir } from '../builtin.ts';
-import { loadModel, loadOpenELM, type LoadedModel, type LoadedOpenELM, type LoadOptions } from '../load.ts';
+import { LoadOptionError, loadModel, loadOpenELM, maxThreads, type LoadedModel, type LoadedOpenELM, type LoadOptions } from '../load.ts';
 import type { LoadDType } from '../model/weights.ts';
+import { normalizeDType } from '../io/dtype.ts';
 import { ProgressBar } from '../io/progress.ts';
 import type { DownloadProgress } from '../io/hub.ts';
 
@@ -19,20 +20,25 @@ export const MODEL_OPTIONS: Options = {
 export const MODEL_HELP = `Model options:
   -m, --model M        checkpoint folder or hub repo id (default: $OPENELM_MODEL, else the
                        built-in model trained by openelm itself, see 'openelm inspect builtin')
-      --dtype D        weight storage: auto (as stored), f32, bf16, f16, q8 or q4 (default auto)
-  -t, --threads N      worker threads for the math (default: all cores)
+      --dtype D        weight storage: auto (as stored), f32, bf16, f16, q8 (q8_0) or q4 (q4_0)
+                       (default auto)
+  -t, --threads N      worker threads for the math (default: all cores; at most 4 × cores)
       --backend B      wasm (fast, default) or ref (plain TypeScript reference)
       --context N      KV cache size in tokens (default: the model's max_context_length)
       --revision R     hub revision (default main)
       --offline        use only the local hub cache`;
 
-const DTYPES: Record<string, LoadDType> = { auto: 'auto', f32: 'f32', bf16: 'bf16', f16: 'f16', q8: 'q8_0', q8_0: 'q8_0', q4: 'q4_0', q4_0: 'q4_0' };
-
-export function parseDType(v: string | undefined): LoadDType {
+/** --dtype of the model-running commands: auto or a dtype in any spelling (q8 = q8_0, q4 = q4_0). */
+export function parseDType(v: string | undefined, flag = 'dtype'): LoadDType {
   if (v === undefined) return 'auto';
-  const d = DTYPES[v.toLowerCase()];
-  if (!d) throw new UsageError(`--dtype must be one of auto, f32, bf16, f16, q8, q4; got "${v}"`);
+  const d = normalizeDType(v, true);
+  if (!d) throw new UsageError(`--${flag} must be one of auto, f32, bf16, f16, q8 (q8_0), q4 (q4_0); got "${v}"`);
   return d;
+}
+
+/** --threads: 1 to 4 × the cores (each worker costs memory; more than the cores only slows down). */
+export function parseThreads(v: string | undefined): number | undefined {
+  return num(v, 'threads', { int: true, min: 1, max: maxThreads() });
 }
 
 export function modelSource(values: Record<string, unknown>): string {
@@ -54,12 +60,24 @@ export function downloadBars(): (p: DownloadProgress) => void {
 }
 
 export async function openModel(values: Record<string, unknown>, quiet = false): Promise<LoadedModel> {
-  return loadModel(modelSource(values), loadOptions(values, quiet));
+  return asFlagError(values, () => loadModel(modelSource(values), loadOptions(values, quiet)));
 }
 
 /** openModel without the tokenizer, for commands that work on token ids only (bench). */
 export async function openModelOnly(values: Record<string, unknown>, quiet = false): Promise<LoadedOpenELM> {
-  return loadOpenELM(modelSource(values), loadOptions(values, quiet));
+  return asFlagError(values, () => loadOpenELM(modelSource(values), loadOptions(values, quiet)));
+}
+
+/** A library option error caused by a flag the user gave becomes a usage error naming the flag (exit 2). */
+async function asFlagError<T>(values: Record<string, unknown>, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof LoadOptionError && e.option === 'contextLength' && values.context !== undefined && /at most max_context_length/.test(e.message)) {
+      throw new UsageError(`--context ${e.message.replace(/^contextLength /, '')}`);
+    }
+    throw e;
+  }
 }
 
 function loadOptions(values: Record<string, unknown>, quiet: boolean): LoadOptions {
@@ -67,7 +85,7 @@ function loadOptions(values: Record<string, unknown>, quiet: boolean): LoadOptio
   if (backend !== 'wasm' && backend !== 'ref') throw new UsageError(`--backend must be wasm or ref, got "${backend}"`);
   return {
     dtype: parseDType(values.dtype as string | undefined),
-    threads: num(values.threads as string | undefined, 'threads', { int: true, min: 1 }),
+    threads: parseThreads(values.threads as string | undefined),
     backend,
     contextLength: num(values.context as string | undefined, 'context', { int: true, min: 1 }),
     revision: values.revision as string | undefined,

@@ -70,12 +70,48 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Upper bounds checked before anything is computed or allocated from a config: far above every
+ * published OpenELM (3B: 36 layers, model_dim 3072, context 2048), far below what would exhaust
+ * memory while parsing (1e9 layers used to crash V8 building the per-layer lists).
+ */
+export const CONFIG_LIMITS = {
+  vocab_size: 1 << 24,
+  max_context_length: 1 << 20,
+  num_transformer_layers: 1024,
+  model_dim: 1 << 16,
+  head_dim: 4096,
+  num_gqa_groups: 1024,
+  ffn_dim_divisor: 1 << 16,
+  rope_max_length: 1 << 24,
+  bos_token_id: 2 ** 31 - 1,
+  eos_token_id: 2 ** 31 - 1,
+  /** qkv_multipliers / ffn_multipliers, each value */
+  multiplier: 1024,
+  /** rope_freq_constant: the RoPE base θ; below 1 the frequencies exceed 1 and grow without bound */
+  rope_freq_constant: [1, 1e12] as const,
+  initializer_range: 1e3,
+  /** per-layer FFN width after rounding */
+  ffn_dim: 1 << 20,
+} as const;
+
 const INT_FIELDS = ['vocab_size', 'max_context_length', 'num_transformer_layers', 'model_dim', 'head_dim',
   'num_gqa_groups', 'ffn_dim_divisor', 'rope_max_length', 'bos_token_id', 'eos_token_id'] as const;
 const BOOL_FIELDS = ['ffn_with_glu', 'normalize_qk_projections', 'share_input_output_layers'] as const;
 const REQUIRED = ['num_transformer_layers', 'model_dim', 'head_dim'] as const;
 
 export const ACTIVATIONS = ['swish', 'silu', 'gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'quick_gelu', 'relu', 'sigmoid', 'tanh'] as const;
+
+/** A value for an error message: JSON, at most 80 characters, never throwing (deep nesting, cycles, BigInt). */
+function short(v: unknown): string {
+  let s: string;
+  try {
+    s = typeof v === 'number' ? String(v) : JSON.stringify(v) ?? String(v);
+  } catch {
+    s = Array.isArray(v) ? `an array of ${v.length}` : typeof v;
+  }
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
 
 /**
  * Validates a parsed `config.json` and computes the per-layer shapes.
@@ -87,28 +123,36 @@ export function parseConfig(raw: unknown, source = 'config.json'): OpenELMConfig
   };
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: expected a JSON object`);
   const r = raw as Record<string, unknown>;
-  if (r.model_type !== undefined && r.model_type !== 'openelm') fail('model_type', `must be "openelm", got ${JSON.stringify(r.model_type)}`);
+  if (r.model_type !== undefined && r.model_type !== 'openelm') fail('model_type', `must be "openelm", got ${short(r.model_type)}`);
   for (const f of REQUIRED) if (r[f] === undefined) fail(f, 'is missing');
   const c = { ...DEFAULTS, ...r } as Record<string, unknown>;
 
   for (const f of INT_FIELDS) {
     const v = c[f];
-    if (typeof v !== 'number' || !Number.isInteger(v)) fail(f, `must be an integer, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v)) fail(f, `must be an integer, got ${short(v)}`);
     if (f !== 'bos_token_id' && f !== 'eos_token_id' && (v as number) <= 0) fail(f, `must be positive, got ${v}`);
+    if (Math.abs(v as number) > CONFIG_LIMITS[f]) fail(f, `is ${v}, above the limit of ${CONFIG_LIMITS[f]} (no OpenELM comes near it: a corrupt or hostile config.json?)`);
   }
-  for (const f of BOOL_FIELDS) if (typeof c[f] !== 'boolean') fail(f, `must be true or false, got ${JSON.stringify(c[f])}`);
+  for (const f of BOOL_FIELDS) if (typeof c[f] !== 'boolean') fail(f, `must be true or false, got ${short(c[f])}`);
   for (const f of ['rope_freq_constant', 'initializer_range'] as const) {
-    if (typeof c[f] !== 'number' || !((c[f] as number) > 0)) fail(f, `must be a positive number, got ${JSON.stringify(c[f])}`);
+    if (typeof c[f] !== 'number' || !((c[f] as number) > 0) || !Number.isFinite(c[f])) fail(f, `must be a positive finite number, got ${short(c[f])}`);
   }
+  const [ropeLo, ropeHi] = CONFIG_LIMITS.rope_freq_constant;
+  if (!((c.rope_freq_constant as number) >= ropeLo && (c.rope_freq_constant as number) <= ropeHi)) {
+    fail('rope_freq_constant', `must be in [${ropeLo}, ${ropeHi}] (the RoPE base; OpenELM uses 10000), got ${c.rope_freq_constant}`);
+  }
+  if ((c.initializer_range as number) > CONFIG_LIMITS.initializer_range) fail('initializer_range', `must be at most ${CONFIG_LIMITS.initializer_range}, got ${c.initializer_range}`);
   if (typeof c.activation_fn_name !== 'string' || !(ACTIVATIONS as readonly string[]).includes(c.activation_fn_name)) {
-    fail('activation_fn_name', `must be one of ${ACTIVATIONS.join(', ')}, got ${JSON.stringify(c.activation_fn_name)}`);
+    fail('activation_fn_name', `must be one of ${ACTIVATIONS.join(', ')}, got ${short(c.activation_fn_name)}`);
   }
-  if (c.normalization_layer_name !== 'rms_norm') fail('normalization_layer_name', `must be "rms_norm", got ${JSON.stringify(c.normalization_layer_name)}`);
+  if (c.normalization_layer_name !== 'rms_norm') fail('normalization_layer_name', `must be "rms_norm", got ${short(c.normalization_layer_name)}`);
   const L = c.num_transformer_layers as number;
   const checkMult = (f: 'qkv_multipliers' | 'ffn_multipliers'): number[] => {
     const v = c[f];
-    const ok = typeof v === 'number' ? v > 0 : Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number' && x > 0);
-    if (!ok) fail(f, `must be a positive number or a list of positive numbers, got ${JSON.stringify(v)}`);
+    const M = CONFIG_LIMITS.multiplier;
+    const okNum = (x: unknown) => typeof x === 'number' && x > 0 && x <= M;
+    const ok = typeof v === 'number' ? okNum(v) : Array.isArray(v) && v.length > 0 && v.length <= CONFIG_LIMITS.num_transformer_layers && v.every(okNum);
+    if (!ok) fail(f, `must be a number in (0, ${M}] or a list of them (2 values or one per layer), got ${short(v)}`);
     try {
       return perLayerMultipliers(v as number | number[], L, f);
     } catch (e) {
@@ -129,13 +173,15 @@ export function parseConfig(raw: unknown, source = 'config.json'): OpenELMConfig
     return q / groups;
   });
   const ffnDims = ffnMult.map((m) => Math.trunc(makeDivisible(m * modelDim, c.ffn_dim_divisor as number)));
+  const widest = ffnDims.reduce((a, b) => Math.max(a, b), 0);
+  if (widest > CONFIG_LIMITS.ffn_dim) fail('ffn_multipliers', `give an FFN width of ${widest}, above the limit of ${CONFIG_LIMITS.ffn_dim}`);
 
   // If the file carries the expanded lists (HF writes them), they must agree with the computation.
   for (const [f, mine] of [['num_query_heads', numQueryHeads], ['num_kv_heads', numKvHeads]] as const) {
     const given = r[f];
     if (given === undefined) continue;
     if (!Array.isArray(given) || given.length !== L || given.some((x, i) => x !== mine[i])) {
-      fail(f, `is ${JSON.stringify(given)} but layer-wise scaling of qkv_multipliers gives ${JSON.stringify(mine)}`);
+      fail(f, `is ${short(given)} but layer-wise scaling of qkv_multipliers gives ${JSON.stringify(mine)}`);
     }
   }
   return {

@@ -16,6 +16,7 @@ import { configToJson, expectedTensors, type OpenELMConfig } from '../config/con
 import { DTYPE_SIZES, fromF32, toF32, type FloatDType } from './dtype.ts';
 import { SafetensorsWriter, syncDir } from './safetensors-write.ts';
 import { CheckpointError } from './checkpoint-error.ts';
+import { checkOutputDir, cleanStaleTemps, fsError, OutputPathError } from './output.ts';
 
 export interface CheckpointTensorInput {
   name: string;
@@ -57,9 +58,13 @@ export async function writeCheckpoint(
   if (!target) throw new Error(`writeCheckpoint: dtype must be f32, bf16 or f16, got ${JSON.stringify(opts.dtype)}`);
   const shardSize = opts.shardSize ?? 5e9;
   if (!(shardSize > 0)) throw new Error(`writeCheckpoint: shardSize must be a positive number of bytes, got ${shardSize}`);
-  if (fs.existsSync(dir) && (!fs.statSync(dir).isDirectory() || fs.readdirSync(dir).length > 0)) {
-    throw new CheckpointError(`${dir} already exists and is not an empty folder; writeCheckpoint does not overwrite`, dir);
+  try {
+    checkOutputDir(dir, 'writeCheckpoint');
+  } catch (e) {
+    if (e instanceof OutputPathError) throw new CheckpointError(`${e.message.replace(/^writeCheckpoint /, '')}; writeCheckpoint does not overwrite`, dir);
+    throw e;
   }
+  cleanStaleTemps(dir);
 
   // Plan: tensor → shard, in expectedTensors order.
   const esize = DTYPE_SIZES[target.dtype];
@@ -79,7 +84,11 @@ export async function writeCheckpoint(
 
   const tmp = `${nodePath.resolve(dir)}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp, { recursive: true });
+  try {
+    fs.mkdirSync(tmp, { recursive: true });
+  } catch (e) {
+    throw fsError(e, `writeCheckpoint: creating ${tmp}`);
+  }
   const writers: SafetensorsWriter[] = [];
   try {
     for (const s of shards) writers.push(new SafetensorsWriter(nodePath.join(tmp, s.name), s.specs, { format: 'pt' }));
@@ -127,13 +136,17 @@ export async function writeCheckpoint(
       writeFileSynced(nodePath.join(tmp, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n');
     }
     syncDir(tmp);
-    if (fs.existsSync(dir)) fs.rmdirSync(dir); // empty (checked above); rename cannot replace a folder everywhere
-    fs.renameSync(tmp, dir);
+    try {
+      if (fs.existsSync(dir)) fs.rmdirSync(dir); // empty (checked above); rename cannot replace a folder everywhere
+      fs.renameSync(tmp, dir);
+    } catch (e) {
+      throw fsError(e, `writeCheckpoint: moving ${tmp} to ${dir} (did something write into ${dir} meanwhile?)`);
+    }
     syncDir(nodePath.dirname(nodePath.resolve(dir)));
   } catch (e) {
     for (const w of writers) w.abort();
     fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    throw fsError(e, `writeCheckpoint ${dir}`);
   }
 }
 

@@ -18,6 +18,7 @@ import { isFloatDType } from './dtype.ts';
 import { openSafetensors, type SafetensorsFile, type SafetensorsTensorInfo, type TensorArray } from './safetensors.ts';
 import { explainShape } from './checkpoint-shapes.ts';
 import { CheckpointError } from './checkpoint-error.ts';
+import { readJsonFile } from './json.ts';
 
 export { CheckpointError } from './checkpoint-error.ts';
 export { writeCheckpoint, type CheckpointTensorInput, type WriteCheckpointOptions } from './checkpoint-write.ts';
@@ -93,9 +94,9 @@ function readConfig(dir: string): OpenELMConfig {
   if (!fs.existsSync(file)) throw new CheckpointError(`${dir}: no ${CONFIG_FILE} (looked for ${file})`, file);
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    raw = readJsonFile(file, 1024 * 1024); // a config is a few KB
   } catch (e) {
-    throw new CheckpointError(`${file}: not valid JSON (${(e as Error).message})`, file);
+    throw new CheckpointError((e as Error).message, file);
   }
   return parseConfig(raw, file);
 }
@@ -106,9 +107,9 @@ function openSharded(dir: string, config: OpenELMConfig, indexPath: string): Che
   };
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(indexPath, 'utf8'));
+    raw = readJsonFile(indexPath);
   } catch (e) {
-    return fail(`not valid JSON (${(e as Error).message})`);
+    return fail((e as Error).message.replace(`${indexPath}: `, ''));
   }
   const map = (raw as { weight_map?: unknown } | null)?.weight_map;
   if (map === null || typeof map !== 'object' || Array.isArray(map)) return fail('needs a "weight_map" object of tensor name → shard file');

@@ -108,3 +108,36 @@ export function fromF32(dtype: FloatDType, src: Float32Array, dst: Float32Array 
   } else if (dtype === 'BF16') f32ToBf16(src, dst as Uint16Array);
   else f32ToF16(src, dst as Uint16Array);
 }
+
+// ---- dtype names: one table for every command and the library ----
+
+/** The weight dtypes a model can be held in (kernels/types.ts WeightDType), by canonical name. */
+export type WeightDTypeName = 'f32' | 'bf16' | 'f16' | 'q8_0' | 'q4_0';
+
+/** Every spelling accepted for a weight dtype (case-insensitive): q8 = q8_0, q4 = q4_0, as in llama.cpp and ollama. */
+export const DTYPE_ALIASES: Readonly<Record<string, WeightDTypeName>> = {
+  f32: 'f32', fp32: 'f32', float32: 'f32',
+  bf16: 'bf16', bfloat16: 'bf16',
+  f16: 'f16', fp16: 'f16', float16: 'f16',
+  q8: 'q8_0', q8_0: 'q8_0',
+  q4: 'q4_0', q4_0: 'q4_0',
+};
+
+/** The canonical name of a dtype spelling (`'q8'` → `'q8_0'`, `'BF16'` → `'bf16'`); `'auto'` when allowed; else undefined. */
+export function normalizeDType(v: unknown, allowAuto = false): WeightDTypeName | 'auto' | undefined {
+  if (typeof v !== 'string') return undefined;
+  const k = v.toLowerCase();
+  if (allowAuto && k === 'auto') return 'auto';
+  return Object.hasOwn(DTYPE_ALIASES, k) ? DTYPE_ALIASES[k] : undefined;
+}
+
+/** The canonical dtype of the file dtypes a checkpoint stores (safetensors F32/BF16/F16, quantized Q8_0/Q4_0). */
+export function dtypeOfFile(d: string): WeightDTypeName | undefined {
+  const k = d.toLowerCase();
+  return Object.hasOwn(DTYPE_ALIASES, k) ? DTYPE_ALIASES[k] : undefined;
+}
+
+/** Bytes per weight of a dtype (q8_0: 34 bytes per block of 32, q4_0: 18). */
+export function bytesPerWeight(d: WeightDTypeName): number {
+  return d === 'f32' ? 4 : d === 'q8_0' ? 34 / 32 : d === 'q4_0' ? 18 / 32 : 2;
+}

@@ -6,6 +6,7 @@
 //   padding to `general.alignment` (32), then tensor data, each tensor aligned the same way.
 // Strings are u64 length + UTF-8 bytes; everything little-endian.
 import fs from 'node:fs';
+import { checkOutputFile, cleanStaleTemps, fsError } from './output.ts';
 
 export enum GGUFValueType { UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7, STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12 }
 
@@ -115,8 +116,15 @@ export function writeGGUF(path: string, metadata: Map<string, GGUFValue>, tensor
     offset += t.byteLength + pad(t.byteLength);
   }
   h.push(Buffer.alloc(pad(h.length)));
+  checkOutputFile(path, 'GGUF output');
+  cleanStaleTemps(path);
   const tmp = `${path}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w');
+  let fd: number;
+  try {
+    fd = fs.openSync(tmp, 'w');
+  } catch (e) {
+    throw fsError(e, `writing ${tmp}`);
+  }
   try {
     fs.writeSync(fd, h.bytes());
     for (const t of tensors) {
@@ -132,7 +140,7 @@ export function writeGGUF(path: string, metadata: Map<string, GGUFValue>, tensor
   } catch (e) {
     try { fs.closeSync(fd); } catch { /* already closed */ }
     fs.rmSync(tmp, { force: true });
-    throw e;
+    throw fsError(e, `writing ${path}`);
   }
 }
 

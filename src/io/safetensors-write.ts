@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import nodePath from 'node:path';
 import { SafetensorsError } from './safetensors-error.ts';
 import { DTYPE_SIZES, isSafetensorsDType, type SafetensorsDType } from './dtype.ts';
+import { checkOutputFile, cleanStaleTemps, fsError } from './output.ts';
 
 export interface SafetensorsTensorSpec {
   name: string;
@@ -82,8 +83,14 @@ export class SafetensorsWriter {
     this.dataStart = 8 + header.length;
     this.totalBytes = offset;
 
+    checkOutputFile(path, 'safetensors output');
+    cleanStaleTemps(path);
     this.tmpPath = `${path}.tmp-${process.pid}`;
-    this.fd = fs.openSync(this.tmpPath, 'w');
+    try {
+      this.fd = fs.openSync(this.tmpPath, 'w');
+    } catch (e) {
+      throw fsError(e, `writing ${this.tmpPath}`);
+    }
     try {
       const len = Buffer.alloc(8);
       len.writeBigUInt64LE(BigInt(header.length));
@@ -91,7 +98,7 @@ export class SafetensorsWriter {
       this.writeAt(header, 8);
     } catch (e) {
       this.abort();
-      throw e;
+      throw fsError(e, `writing ${this.tmpPath}`);
     }
   }
 
@@ -108,7 +115,11 @@ export class SafetensorsWriter {
     if (s.filled + bytes.length > s.end - s.begin) {
       throw new SafetensorsError(this.path, `tensor "${name}" (${s.spec.dtype} [${s.spec.shape}]) takes ${s.end - s.begin} bytes; writing ${bytes.length} more after ${s.filled} overflows it`, name);
     }
-    this.writeAt(bytes, this.dataStart + s.begin + s.filled);
+    try {
+      this.writeAt(bytes, this.dataStart + s.begin + s.filled);
+    } catch (e) {
+      throw fsError(e, `writing tensor "${name}" to ${this.tmpPath}`);
+    }
     s.filled += bytes.length;
   }
 
@@ -127,7 +138,7 @@ export class SafetensorsWriter {
       fs.renameSync(this.tmpPath, this.path);
     } catch (e) {
       this.abort();
-      throw e;
+      throw fsError(e, `writing ${this.path}`);
     }
     syncDir(nodePath.dirname(this.path));
   }

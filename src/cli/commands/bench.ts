@@ -1,4 +1,4 @@
-import { num, parse, printJson } from '../args.ts';
+import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, openModelOnly } from '../model-options.ts';
 import { benchModel, formatBench } from '../../bench.ts';
@@ -31,7 +31,17 @@ npm run bench compares this against llama.cpp (node-llama-cpp) on the same weigh
     const repeat = num(v.repeat as string, 'repeat', { int: true, min: 1 }) ?? 3;
     const warmup = num(v.warmup as string, 'warmup', { int: true, min: 0 }) ?? 4;
     const t0 = performance.now();
-    const loaded = await openModelOnly({ ...v, context: v.context ?? String(promptTokens + genTokens + warmup) }, Boolean(v.json));
+    const needed = promptTokens + genTokens + warmup;
+    let loaded;
+    try {
+      loaded = await openModelOnly({ ...v, context: v.context ?? String(needed) }, Boolean(v.json));
+    } catch (e) {
+      // the context is ours, not the user's: name the flags that made it too long
+      if (v.context === undefined && e instanceof UsageError && e.message.startsWith('--context')) {
+        throw new UsageError(`--prompt-tokens + --gen-tokens + --warmup = ${needed} tokens, more than the model's context: ${e.message.replace(/^--context must be at most /, '').replace(/, got \d+$/, '')}`);
+      }
+      throw e;
+    }
     const loadMs = performance.now() - t0;
     try {
       const r = benchModel(loaded.model, { promptTokens, genTokens, repeat, warmup });

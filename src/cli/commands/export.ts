@@ -10,8 +10,24 @@ import { checkpointSource } from '../../load.ts';
 import { loadTokenizer } from '../../tokenizer/index.ts';
 import { expectedTensors } from '../../config/index.ts';
 import { writeCheckpoint } from '../../io/checkpoint.ts';
+import { normalizeDType } from '../../io/dtype.ts';
+import { checkOutputDir, checkOutputFile, OutputPathError } from '../../io/output.ts';
+import type { TensorSource } from '../../model/weights.ts';
 
-const DTYPES: Record<string, GGUFExportDType> = { f32: 'f32', f16: 'f16', bf16: 'bf16', q8: 'q8_0', q8_0: 'q8_0', q4: 'q4_0', q4_0: 'q4_0' };
+/** The dtype a checkpoint's weight matrices are stored in, when they are quantized (q8_0 / q4_0). */
+function quantizedDType(src: TensorSource): 'q8_0' | 'q4_0' | undefined {
+  const d = src.info('transformer.token_embeddings.weight')?.dtype;
+  return d === 'Q8_0' ? 'q8_0' : d === 'Q4_0' ? 'q4_0' : undefined;
+}
+
+/** Output path problems are the user's --out: a usage error (exit 2). */
+function checkOut(f: () => void): void {
+  try {
+    f();
+  } catch (e) {
+    throw e instanceof OutputPathError ? new UsageError(e.message) : e;
+  }
+}
 
 export const exportCommand: Command = {
   name: 'export',
@@ -30,11 +46,13 @@ exporting needs about one tensor of extra memory, not a second copy of the model
 Options:
       --format F   gguf (default) or hf
   -m, --model M    checkpoint folder or hub repo id (default: $OPENELM_MODEL)
-  -o, --out FILE   the .gguf file to write (replaced atomically if it exists)
+  -o, --out FILE   the .gguf file to write (a regular file is replaced atomically; symlinks,
+                   devices, FIFOs and the model's own files are refused)
       --dtype D    storage of the weight matrices (norms stay f32):
-                     f16   (default) half precision, like convert_hf_to_gguf --outtype f16
-                     q8_0  8-bit blocks of 32 with an f16 scale (llama.cpp Q8_0)
-                     q4_0  4-bit blocks of 32 with an f16 scale (llama.cpp Q4_0)
+                     f16   (default; a quantized checkpoint: its own q8_0 / q4_0) half precision,
+                           like convert_hf_to_gguf --outtype f16
+                     q8_0  8-bit blocks of 32 with an f16 scale (llama.cpp Q8_0; also: q8)
+                     q4_0  4-bit blocks of 32 with an f16 scale (llama.cpp Q4_0; also: q4)
                      bf16  bfloat16 (lossless for bf16 checkpoints)
                      f32   full precision
       --name N     general.name stored in the file (default: the model folder's name)
@@ -42,8 +60,8 @@ Options:
       --offline    use only the local hub cache
       --json       print {"path", "dtype", "fileType", "tensors", "tensorBytes", "fileBytes"}
 
-A checkpoint written by 'openelm quantize' exports only at its own dtype (its blocks are
-copied as they are). Progress goes to stderr. llama.cpp's OpenELM needs the standard OpenELM shape (SwiGLU FFN,
+A checkpoint written by 'openelm quantize' exports at its own dtype, the default for it (its
+blocks are copied as they are). Progress goes to stderr. llama.cpp's OpenELM needs the standard OpenELM shape (SwiGLU FFN,
 q/k norms, tied output embedding); other configs are refused, naming the field.
 
 Example:
@@ -65,14 +83,16 @@ Example:
     const out = v.out as string | undefined;
     if (format === 'hf') return exportHF(v, out);
     if (!out) throw new UsageError('--out FILE is required (the .gguf file to write)');
-    const dtypeArg = ((v.dtype as string | undefined) ?? 'f16').toLowerCase();
-    const dtype = DTYPES[dtypeArg];
-    if (!dtype) throw new UsageError(`--dtype must be one of ${GGUF_EXPORT_DTYPES.join(', ')}; got "${v.dtype}"`);
-    const outDir = path.dirname(path.resolve(out));
-    if (!fs.existsSync(outDir)) throw new UsageError(`--out: folder ${outDir} does not exist`);
+    let dtype = v.dtype === undefined ? undefined : normalizeDType(v.dtype) as GGUFExportDType | undefined;
+    if (v.dtype !== undefined && !(dtype && GGUF_EXPORT_DTYPES.includes(dtype))) throw new UsageError(`--dtype must be one of ${GGUF_EXPORT_DTYPES.join(', ')} (q8 = q8_0, q4 = q4_0); got "${v.dtype}"`);
+    checkOut(() => checkOutputFile(out, '--out'));
 
     const dir = await resolveModel(modelSource(v), { revision: v.revision as string | undefined, offline: v.offline as boolean | undefined });
+    checkOut(() => checkOutputFile(out, '--out', [dir]));
     const src = checkpointSource(dir);
+    const stored = quantizedDType(src);
+    if (stored && dtype && dtype !== stored) throw new UsageError(`--dtype ${v.dtype}: ${dir} is quantized as ${stored} and exports only as ${stored} (re-quantizing would add a second rounding error); export the original checkpoint instead`);
+    dtype ??= stored ?? 'f16';
     const tokenizer = await loadTokenizer(dir);
     const bar = new ProgressBar({ label: `export ${path.basename(out)} (${dtype})`, unit: 'bytes' });
     const t0 = performance.now();
@@ -98,10 +118,14 @@ Example:
 /** --format hf: the checkpoint's tensors, one at a time, rewritten in another float dtype. */
 async function exportHF(v: Record<string, unknown>, out: string | undefined): Promise<void> {
   if (!out) throw new UsageError('--out DIR is required (the folder to write)');
-  const dtype = ((v.dtype as string | undefined) ?? 'bf16').toLowerCase();
+  const dtype = normalizeDType((v.dtype as string | undefined) ?? 'bf16');
   if (dtype !== 'bf16' && dtype !== 'f16' && dtype !== 'f32') throw new UsageError(`--dtype must be bf16, f16 or f32 with --format hf; got "${v.dtype}"`);
+  checkOut(() => checkOutputDir(out, '--out'));
   const dir = await resolveModel(modelSource(v), { revision: v.revision as string | undefined, offline: v.offline as boolean | undefined });
+  checkOut(() => checkOutputDir(out, '--out', dir));
   const src = checkpointSource(dir);
+  const stored = quantizedDType(src);
+  if (stored) throw new UsageError(`${dir} is quantized (${stored}); --format hf writes float weights: export the original checkpoint, or use --format gguf`);
   const names = [...expectedTensors(src.config)];
   const bar = new ProgressBar({ label: `export ${path.basename(out)} (${dtype})`, total: names.length, unit: 'items' });
   await writeCheckpoint(out, src.config, (function* () {

@@ -6,6 +6,9 @@ import { numParameters, parseConfig, presetConfig, type OpenELMConfig } from '..
 import { initTensors } from '../../model/init.ts';
 import { openCheckpoint, writeCheckpoint } from '../../io/checkpoint.ts';
 import { ProgressBar } from '../../io/progress.ts';
+import { readJsonFile } from '../../io/json.ts';
+import { normalizeDType } from '../../io/dtype.ts';
+import { checkOutputDir, OutputPathError } from '../../io/output.ts';
 
 export const initCommand: Command = {
   name: 'init',
@@ -28,20 +31,14 @@ Options:
     const { values: v } = parse(argv, { preset: { type: 'string' }, config: { type: 'string' }, out: { type: 'string', short: 'o' }, dtype: { type: 'string' }, seed: { type: 'string' }, 'exist-ok': { type: 'boolean' } });
     if ((v.preset === undefined) === (v.config === undefined)) throw new UsageError('give exactly one of --preset P or --config FILE');
     if (!v.out) throw new UsageError('--out DIR is required');
-    const dtype = (v.dtype as string | undefined) ?? 'f32';
-    if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'f16') throw new UsageError(`--dtype must be f32, bf16 or f16, got "${dtype}"`);
+    const dtype = normalizeDType((v.dtype as string | undefined) ?? 'f32');
+    if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'f16') throw new UsageError(`--dtype must be f32, bf16 or f16, got "${v.dtype}" (quantize an initialised checkpoint with 'openelm quantize')`);
     const seed = num(v.seed as string | undefined, 'seed', { int: true }) ?? 0;
     let cfg: OpenELMConfig;
     if (v.preset) cfg = presetConfig(v.preset as string);
     else {
       const file = v.config as string;
-      let raw: unknown;
-      try {
-        raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-      } catch (e) {
-        throw new Error(`${file}: ${(e as Error).message}`);
-      }
-      cfg = parseConfig(raw, file);
+      cfg = parseConfig(readJsonFile(file, 1024 * 1024), file);
     }
     const out = v.out as string;
     if (v['exist-ok'] && fs.existsSync(path.join(out, 'config.json'))) {
@@ -50,7 +47,11 @@ Options:
       else process.stderr.write(`${out} already holds a checkpoint; keeping it\n`);
       return;
     }
-    if (fs.existsSync(out) && fs.readdirSync(out).length > 0) throw new Error(`${out} already exists and is not empty; choose a new --out folder`);
+    try {
+      checkOutputDir(out, '--out');
+    } catch (e) {
+      throw e instanceof OutputPathError ? new UsageError(e.message) : e;
+    }
     const total = numParameters(cfg);
     const bar = v.json ? undefined : new ProgressBar({ label: 'init', total, unit: 'items' });
     let done = 0;

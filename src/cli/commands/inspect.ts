@@ -4,20 +4,15 @@ import { parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { expectedTensors, numParameters, parseConfig, presetConfig, presetNameOf, layerShape, type OpenELMConfig } from '../../config/index.ts';
 import { resolveModel } from '../../io/hub.ts';
+import { readJsonFile } from '../../io/json.ts';
 
 async function configOf(what: string, offline?: boolean): Promise<OpenELMConfig> {
-  if (fs.existsSync(what) && fs.statSync(what).isFile()) return parseConfig(JSON.parse(fs.readFileSync(what, 'utf8')), what);
+  if (fs.existsSync(what) && fs.statSync(what).isFile()) return parseConfig(readJsonFile(what, 1024 * 1024), what);
   if (!fs.existsSync(what) && presetNameOf(what)) return presetConfig(what);
   const dir = await resolveModel(what, { offline });
   const file = path.join(dir, 'config.json');
   if (!fs.existsSync(file)) throw new Error(`${dir}: no config.json`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  return parseConfig(raw, file);
+  return parseConfig(readJsonFile(file, 1024 * 1024), file);
 }
 
 function human(n: number): string {

@@ -14,6 +14,9 @@ import { openCheckpoint } from '../../io/checkpoint.ts';
 import { resolveModel } from '../../io/hub.ts';
 import { ProgressBar } from '../../io/progress.ts';
 import { SafetensorsWriter, syncDir, type SafetensorsTensorSpec } from '../../io/safetensors-write.ts';
+import { checkOutputDir, cleanStaleTemps, fsError, OutputPathError } from '../../io/output.ts';
+import { normalizeDType } from '../../io/dtype.ts';
+import { maxThreads } from '../../load.ts';
 import { QK } from '../../kernels/quant.ts';
 import { RefKernels } from '../../kernels/ref.ts';
 import { loadModel } from '../../load.ts';
@@ -50,9 +53,8 @@ export interface QuantizeResult {
  * renamed at the end. `out` must not exist or be an empty folder.
  */
 export function quantizeCheckpoint(dir: string, out: string, type: QuantType, onTensor?: (bytes: number, total: number) => void): QuantizeResult {
-  if (fs.existsSync(out) && (!fs.statSync(out).isDirectory() || fs.readdirSync(out).length > 0)) {
-    throw new Error(`${out} already exists and is not an empty folder; choose a new --out folder`);
-  }
+  checkOutputDir(out, 'output folder', dir);
+  cleanStaleTemps(out);
   const src = checkpointSource(dir);
   checkTensors(src, dir);
   const cfg = src.config;
@@ -72,7 +74,11 @@ export function quantizeCheckpoint(dir: string, out: string, type: QuantType, on
 
   const tmp = `${nodePath.resolve(out)}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp, { recursive: true });
+  try {
+    fs.mkdirSync(tmp, { recursive: true });
+  } catch (e) {
+    throw fsError(e, `creating ${tmp}`);
+  }
   try {
     const file = nodePath.join(tmp, 'model.safetensors');
     const writer = new SafetensorsWriter(file, specs, metadata);
@@ -101,8 +107,12 @@ export function quantizeCheckpoint(dir: string, out: string, type: QuantType, on
       const p = nodePath.join(dir, f);
       if (fs.existsSync(p)) fs.copyFileSync(p, nodePath.join(tmp, f));
     }
-    if (fs.existsSync(out)) fs.rmdirSync(out); // empty, checked above
-    fs.renameSync(tmp, out);
+    try {
+      if (fs.existsSync(out)) fs.rmdirSync(out); // empty, checked above
+      fs.renameSync(tmp, out);
+    } catch (e) {
+      throw fsError(e, `moving ${tmp} to ${out} (did something write into ${out} meanwhile?)`);
+    }
     syncDir(nodePath.dirname(nodePath.resolve(out)));
     return {
       out, type, tensors: specs.length, quantized: specs.filter((s) => s.dtype === 'U8').length,
@@ -111,11 +121,9 @@ export function quantizeCheckpoint(dir: string, out: string, type: QuantType, on
     };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    throw fsError(e, `writing ${out}`);
   }
 }
-
-const TYPES: Record<string, QuantType> = { q8: 'q8_0', q8_0: 'q8_0', q4: 'q4_0', q4_0: 'q4_0' };
 
 function mb(bytes: number): string {
   return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(2)} MB`;
@@ -156,12 +164,18 @@ Options:
     const source = (v.model as string | undefined) ?? process.env.OPENELM_MODEL;
     if (!source) throw new UsageError('no model given: pass --model <folder or hub repo id> (or set OPENELM_MODEL)');
     if (v.to === undefined) throw new UsageError('--to q8|q4 is required');
-    const type = TYPES[(v.to as string).toLowerCase()];
-    if (!type) throw new UsageError(`--to must be q8 or q4 (or q8_0, q4_0), got "${v.to}"`);
+    const to = normalizeDType(v.to);
+    if (to !== 'q8_0' && to !== 'q4_0') throw new UsageError(`--to must be q8 or q4 (or q8_0, q4_0), got "${v.to}"`);
+    const type: QuantType = to;
     if (!v.out) throw new UsageError('--out DIR is required');
+    try {
+      checkOutputDir(v.out as string, '--out');
+    } catch (e) {
+      throw e instanceof OutputPathError ? new UsageError(e.message) : e;
+    }
     const backend = (v.backend as string | undefined) ?? 'wasm';
     if (backend !== 'wasm' && backend !== 'ref') throw new UsageError(`--backend must be wasm or ref, got "${backend}"`);
-    const threads = num(v.threads as string | undefined, 'threads', { int: true, min: 1 });
+    const threads = num(v.threads as string | undefined, 'threads', { int: true, min: 1, max: maxThreads() });
     let text = DEFAULT_TEXT;
     if (v.text !== undefined) {
       try {
@@ -175,7 +189,12 @@ Options:
     const dir = await resolveModel(source, { revision: v.revision as string | undefined, offline: v.offline as boolean | undefined });
     const bar = json ? undefined : new ProgressBar({ label: `quantize ${type}`, unit: 'bytes' });
     const t0 = performance.now();
-    const q = quantizeCheckpoint(dir, v.out as string, type, (done, total) => bar?.update(done, total));
+    let q: QuantizeResult;
+    try {
+      q = quantizeCheckpoint(dir, v.out as string, type, (done, total) => bar?.update(done, total));
+    } catch (e) {
+      throw e instanceof OutputPathError ? new UsageError(e.message.replace(/^output folder/, '--out')) : e;
+    }
     bar?.finish();
     const seconds = (performance.now() - t0) / 1000;
     const sizes = { before: q.bytesBefore, after: q.bytesAfter, ratio: q.bytesAfter / q.bytesBefore };
