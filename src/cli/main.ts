@@ -13,11 +13,12 @@ import { exportCommand } from './commands/export.ts';
 import { benchCommand } from './commands/bench.ts';
 import { plotCommand } from './commands/plot.ts';
 import { trainCommand } from './commands/train.ts';
+import { checkCommand } from './commands/check.ts';
 import { finetuneCommand } from './commands/finetune.ts';
 import { mergeCommand } from './commands/merge.ts';
 import { evalCommand } from './commands/eval.ts';
 
-const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand, exportCommand, benchCommand, trainCommand, finetuneCommand, mergeCommand, plotCommand, evalCommand];
+const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand, exportCommand, benchCommand, checkCommand, trainCommand, finetuneCommand, mergeCommand, plotCommand, evalCommand];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -36,7 +37,24 @@ Run 'openelm <command> --help' for a command's options. Add --json for machine-r
 `;
 }
 
+/**
+ * A reader that goes away (`openelm generate ... | head -c 10`) is the end of the output, not an
+ * error: stop quietly with status 0 instead of an EPIPE stack trace.
+ */
+let pipesHandled = false;
+function endOnBrokenPipe(): void {
+  if (pipesHandled) return;
+  pipesHandled = true;
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(0);
+      throw e;
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  endOnBrokenPipe();
   const [name, ...rest] = argv;
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage());
