@@ -159,3 +159,64 @@ test('an adapter trained on the embedding too: merge unties the head and compute
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a LoRA run with dropout killed after a checkpoint and resumed logs the same losses and ends with the same adapter', () => {
+  const dir = tmp();
+  try {
+    const rows = Array.from({ length: 12 }, (_, i) => Array.from({ length: 6 + (i % 5) }, (_, t) => 1 + ((i * 37 + t * 11) % 500)));
+    fs.writeFileSync(path.join(dir, 'sft.jsonl'), rows.map((r) => JSON.stringify({ prompt_ids: r.slice(0, 3), completion_ids: r.slice(3) })).join('\n') + '\n');
+    const args = (out: string, steps: number) => ['finetune', '-m', BASE, '--data', path.join(dir, 'sft.jsonl'), '--peft', 'dora', '--rank', '4', '--dropout', '0.2',
+      '--lr', '0.01', '--steps', String(steps), '--batch-size', '3', '--save-every', '2', '--eval-every', '2', '--val-fraction', '0.2', '--out', out, '--quiet'];
+    // the uninterrupted run, and one that stops after step 4 (as a kill after that checkpoint leaves it) then resumes to 6
+    assert.equal(openelm(args(path.join(dir, 'a'), 6)).status, 0);
+    assert.equal(openelm(args(path.join(dir, 'b'), 4)).status, 0);
+    const r = openelm([...args(path.join(dir, 'b'), 6), '--resume']);
+    assert.equal(r.status, 0, r.stderr);
+    const la = readLog(path.join(dir, 'a', 'train.jsonl')), lb = readLog(path.join(dir, 'b', 'train.jsonl'));
+    assert.deepEqual(lb.map((x) => [x.step, x.loss, x.val_loss]), la.map((x) => [x.step, x.loss, x.val_loss]));
+    const A = openSafetensors(path.join(dir, 'a', 'adapter_model.safetensors')), B = openSafetensors(path.join(dir, 'b', 'adapter_model.safetensors'));
+    for (const name of A.tensors.keys()) assert.deepEqual(B.readAsF32(name), A.readAsF32(name), name);
+    // refuses to start over a run without --resume
+    const again = openelm(args(path.join(dir, 'a'), 6));
+    assert.equal(again.status, 1);
+    assert.match(again.stderr, /already holds checkpoints of a run: add --resume/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the shipped fine-tuning recipes load: the paper\'s PEFT settings and Apple\'s DPO settings per size', async () => {
+  const { loadFinetuneRecipe } = await import('../src/train/finetune/recipe.ts');
+  const { loadRecipe, resolveTrainOptions } = await import('../src/train/recipe.ts');
+  const lora = loadFinetuneRecipe(path.join(ROOT, 'recipes/finetune-lora.yaml'));
+  assert.deepEqual(lora.lora, { r: 32, alpha: 32, dropout: 0.1, rslora: false, targets: ['qkv_proj', 'out_proj', 'proj_1', 'proj_2', 'token_embeddings'] });
+  assert.equal(lora.peft, 'lora');
+  const o = resolveTrainOptions(loadRecipe(path.join(ROOT, 'recipes/finetune-lora.yaml')), { init: BASE, data: { paths: ['x'], seqLen: 8 }, steps: 4375, out: 'x' });
+  assert.equal(o.schedule.lr, 3e-4);
+  assert.equal(o.schedule.minLr, 3e-5);
+  assert.equal(o.schedule.warmup, 1000);
+  assert.equal(o.optimizer.weightDecay, 0);
+  assert.equal(o.gradClip, 1);
+  assert.equal(o.gradAccum, 2);
+  assert.equal(loadFinetuneRecipe(path.join(ROOT, 'recipes/finetune-dora.yaml')).peft, 'dora');
+  const want = { '270M': ['hinge', 5, 2e-5], '450M': ['hinge', 8, 3e-5], '1_1B': ['sigmoid', 5, 5e-5], '3B': ['hinge', 10, 1e-4] } as const;
+  for (const [size, [loss, epochs, lr]] of Object.entries(want)) {
+    const f = path.join(ROOT, `recipes/dpo-${size}.yaml`);
+    const ft = loadFinetuneRecipe(f);
+    assert.deepEqual([ft.method, ft.dpo?.loss, ft.dpo?.beta, ft.epochs, ft.peft], ['dpo', loss, 0.01, epochs, 'none']);
+    assert.equal(resolveTrainOptions(loadRecipe(f), { init: BASE, data: { paths: ['x'], seqLen: 8 }, steps: 10, out: 'x' }).schedule.lr, lr);
+  }
+  // and one runs: full DPO with the 270M recipe on the tiny model
+  const dir = tmp();
+  try {
+    fs.writeFileSync(path.join(dir, 'p.jsonl'), JSON.stringify({ prompt_ids: [1, 5, 6], chosen_ids: [7, 8], rejected_ids: [9, 10, 11] }) + '\n');
+    const r = openelm(['finetune', '-m', BASE, '--config', path.join(ROOT, 'recipes/dpo-270M.yaml'), '--data', path.join(dir, 'p.jsonl'), '--out', path.join(dir, 'o'), '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const s = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    assert.equal(s.adapter, false);
+    assert.ok(Math.abs(s.loss - 1) < 1e-6, 'hinge loss of a policy equal to its reference is 1');
+    assert.ok(fs.existsSync(path.join(dir, 'o', 'model.safetensors')));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -61,7 +61,7 @@ export function loadFinetuneRecipe(file: string): FinetuneRecipe {
     }
     const p = params!;
     const num = (k: string, d: number) => (p[k] === undefined ? d : typeof p[k] === 'number' ? (p[k] as number) : bad(`model.lora.config.params.${k}`, 'must be a number'));
-    out.lora = { r: num('r', 8), alpha: num('lora_alpha', 8), dropout: num('lora_dropout', 0), rslora: p.use_rslora === true, targets: [...targets] };
+    out.lora = { r: num('r', 8), alpha: num('lora_alpha', 8), dropout: num('lora_dropout', 0), rslora: p.use_rslora === true, targets: [...LINEAR_TARGETS, 'token_embeddings'].filter((t) => targets.has(t)) };
     out.peft = p.use_dora === true ? 'dora' : 'lora';
   }
   const walk = (o: unknown, prefix: string) => {
