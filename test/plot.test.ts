@@ -339,3 +339,15 @@ test('plot command: --help text names every option it parses', () => {
   }
   assert.ok(plotCommand.help.split('\n').every((l) => l.length <= 100));
 });
+
+test('a DPO log: --y reward_margin draws the margin, and its validation values as a second series', () => {
+  const text = [1, 2, 3, 4].map((s) => JSON.stringify({ step: s, loss: 0.7 - 0.05 * s, reward_margin: 0.1 * s, ...(s % 2 === 0 ? { val_reward_margin: 0.08 * s } : {}) })).join('\n');
+  const log = parseTrainingLog(text, 'dpo.jsonl');
+  const series = buildSeries([log], ['dpo'], { y: 'reward_margin', smooth: 0 });
+  const ys = series.map((s) => s.points.map((p) => p[1]));
+  assert.ok(ys.some((y) => y.length === 4 && Math.abs(y[3] - 0.4) < 1e-12), 'the training margin');
+  assert.ok(ys.some((y) => y.length === 2 && Math.abs(y[1] - 0.32) < 1e-12), 'the validation margin');
+  const plot = plotTrainingLogs([log], { y: 'reward_margin' });
+  assert.match(plot.svg, /DPO reward margin/);
+  assert.throws(() => buildSeries([parseTrainingLog('{"step":1,"loss":1}', 'sft.jsonl')], ['sft'], { y: 'reward_margin' }), /no record has "reward_margin"/);
+});

@@ -19,7 +19,8 @@ import fs from 'node:fs';
 import { renderLineChart, type Limits, type Series, type XY } from './svg-chart.ts';
 
 /** The numeric fields a record may carry; anything else in a record is ignored. */
-export const LOG_FIELDS = ['loss', 'val_loss', 'lr', 'grad_norm', 'tokens_per_s', 'tokens'] as const;
+export const LOG_FIELDS = ['loss', 'val_loss', 'lr', 'grad_norm', 'tokens_per_s', 'tokens',
+  'reward_margin', 'val_reward_margin', 'reward_accuracy', 'val_reward_accuracy'] as const;
 export type LogField = (typeof LOG_FIELDS)[number];
 
 export interface LogRecord extends Partial<Record<LogField, number>> {
@@ -40,7 +41,8 @@ export interface TrainingLog {
 }
 
 /** Metrics that can go on the y axis. */
-export const METRICS = ['loss', 'lr', 'grad_norm', 'tokens_per_s'] as const;
+/** Metrics that can go on the y axis (the reward ones: DPO fine-tuning logs). */
+export const METRICS = ['loss', 'lr', 'grad_norm', 'tokens_per_s', 'reward_margin', 'reward_accuracy'] as const;
 export type Metric = (typeof METRICS)[number];
 export type XAxis = 'step' | 'tokens';
 
@@ -49,6 +51,8 @@ const METRIC_TEXT: Record<Metric, { title: string; label: string; smooth: number
   lr: { title: 'Learning rate', label: 'learning rate', smooth: 0 }, // a schedule, not noise
   grad_norm: { title: 'Gradient norm', label: 'gradient norm', smooth: 0.9 },
   tokens_per_s: { title: 'Throughput', label: 'tokens / s', smooth: 0.9 },
+  reward_margin: { title: 'DPO reward margin', label: 'β (π − ρ) chosen − rejected', smooth: 0.9 },
+  reward_accuracy: { title: 'DPO reward accuracy', label: 'pairs ranked right', smooth: 0.9 },
 };
 
 // ---- reading ------------------------------------------------------------------------------
@@ -181,7 +185,7 @@ export interface LossPlotOptions {
   labels?: readonly string[];
   /** x axis: optimizer step (default) or tokens seen (records must carry "tokens") */
   x?: XAxis;
-  /** y axis metric (default loss; validation loss is drawn only for loss) */
+  /** y axis metric (default loss); its validation counterpart (val_loss, val_reward_margin, …) is drawn dashed */
   y?: Metric;
   /** EMA weight in [0, 1): 0 draws the raw curve only (default 0.9, and 0 for lr) */
   smooth?: number;
@@ -237,7 +241,8 @@ function runCurves(log: TrainingLog, xAxis: XAxis, metric: Metric, smooth: numbe
   const ys = rows.map((r) => r[metric]!);
   const raw = xs.map((x, j): XY => [x, ys[j]]);
   const sm = smooth > 0 ? emaSmooth(ys, smooth) : ys;
-  const val = metric === 'loss' ? log.records.filter((r) => Number.isFinite(r.val_loss)).map((r): XY => [xOf(r, xAxis, log.file), r.val_loss!]) : [];
+  const vf = `val_${metric}` as LogField;
+  const val = (LOG_FIELDS as readonly string[]).includes(vf) ? log.records.filter((r) => Number.isFinite(r[vf])).map((r): XY => [xOf(r, xAxis, log.file), r[vf]!]) : [];
   return { raw, main: xs.map((x, j): XY => [x, sm[j]]), val };
 }
 

@@ -35,7 +35,8 @@ Options:
       --smooth K      exponential moving average weight in [0, 1), like TensorBoard's slider:
                       0.9 (default; 0 for --y lr), 0.99 for long noisy runs, 0 = raw curve only
       --x AXIS        step (default) or tokens (records must carry "tokens")
-      --y METRIC      loss (default), lr, grad_norm or tokens_per_s
+      --y METRIC      loss (default), lr, grad_norm, tokens_per_s, or a DPO run's
+                      reward_margin / reward_accuracy (with their validation values dashed)
       --log-y         logarithmic y axis
       --xlim LO,HI    x range; either side may be empty (--xlim 1000,)
       --ylim LO,HI    y range (--ylim ,4 leaves out the first steps' high loss)
