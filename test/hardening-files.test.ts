@@ -241,9 +241,14 @@ test('flag errors name the flag and exit 2: --threads, --context, --dtype, sampl
   r = cli(['generate', '-m', TINY, '--prompt-ids', '1', '--dtype', 'q5']);
   assert.equal(r.code, 2, r.err);
   assert.match(r.err, /--dtype must be one of auto, f32, bf16, f16, q8 \(q8_0\), q4 \(q4_0\); got "q5"/);
-  r = cli(['chat', '-m', TINY, '--repetition-penalty', '0', '--threads', '1'], 'hi\n');
+  for (const cmd of ['chat', 'generate']) {
+    r = cli([cmd, '-m', TINY, '--prompt-ids', '1', '--repetition-penalty', '1e-300', '--threads', '1'].filter((a, i, all) => cmd === 'generate' || (a !== '--prompt-ids' && all[i - 1] !== '--prompt-ids')), 'hi\n');
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /--repetition-penalty must be ≥ 0\.001, got 1e-300/);
+  }
+  r = cli(['generate', '-m', TINY, '--prompt-ids', '1', '--top-p', '0']);
   assert.equal(r.code, 2, r.err);
-  assert.match(r.err, /--repetition-penalty must be in \[0\.001, 1000\]/);
+  assert.match(r.err, /--top-p must be > 0, got 0/);
   r = cli(['chat', '-m', TINY, '--top-p', '0', '--threads', '1'], 'hi\n');
   assert.equal(r.code, 2, r.err);
   assert.match(r.err, /--top-p must be/);

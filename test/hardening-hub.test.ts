@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import * as zlib from 'node:zlib';
 import { HubError, resolveModel, type ResolveOptions } from '../src/io/hub.ts';
+import { listModels, removeCachedModel } from '../src/io/hub-cache.ts';
 
 const SHA = 'c'.repeat(40);
 const REPO = 'apple/OpenELM-hostile';
@@ -308,5 +309,27 @@ describe('concurrency and the disk', () => {
     fs.symlinkSync('/dev/full', `${blob}.incomplete`); // every write: ENOSPC
     await rejectsWith(resolveModel(REPO, opts()), 'io', /model\.safetensors in apple\/OpenELM-hostile@main: writing .*\.incomplete failed after 0 of 200000 bytes: ENOSPC/);
     assert.ok(!fs.existsSync(`${blob}.lock`));
+  });
+});
+
+describe('listing and removing cached models', () => {
+  test('listModels shows cached repos and local folders with size, dtype and parameters; removeCachedModel deletes one', async () => {
+    await resolveModel(REPO, opts());
+    const tiny = path.join(import.meta.dirname, 'fixtures', 'openelm', 'tiny-f32');
+    const list = listModels({ cacheDir: cache, folders: [tiny] });
+    assert.deepEqual(list.map((m) => m.name), [REPO, tiny]);
+    const [cached, local] = list;
+    assert.equal(cached.dir, path.join(cache, 'models--apple--OpenELM-hostile', 'snapshots', SHA));
+    assert.deepEqual(cached.refs, ['main']);
+    assert.equal(cached.bytes, CONFIG.length + WEIGHTS.length);
+    assert.equal(cached.dtype, '?', 'not real safetensors');
+    assert.ok(cached.parameters! > 0);
+    assert.equal(local.dtype, 'f32');
+    assert.equal(local.parameters, 681344);
+
+    for (const bad of ['../x/y', 'a/../../b', 'nope']) assert.throws(() => removeCachedModel(bad, { cacheDir: cache }), /is not a hub repo id|does not name a folder/);
+    assert.throws(() => removeCachedModel('apple/other', { cacheDir: cache }), /not in the Hugging Face cache/);
+    assert.equal(removeCachedModel(REPO, { cacheDir: cache }), CONFIG.length + WEIGHTS.length + SHA.length, 'blobs and refs/main');
+    assert.deepEqual(listModels({ cacheDir: cache }), []);
   });
 });

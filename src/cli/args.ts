@@ -1,6 +1,6 @@
 // Small helpers over node:util parseArgs: typed option specs, numeric parsing with clear errors.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { checkSampling, SamplingOptionError, type SamplingOptions } from '../generate/sampler.ts';
+import { checkSampling, SAMPLING_LIMITS, SamplingOptionError, type SamplingOptions } from '../generate/sampler.ts';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -24,14 +24,29 @@ export function parse(argv: string[], options: Options, allowPositionals = false
   }
 }
 
-export function num(v: string | undefined, name: string, opts: { int?: boolean; min?: number; max?: number } = {}): number | undefined {
+/**
+ * Ranges of flags whose library option has a stricter range than a caller may pass to num(): the
+ * flag is checked here, so the error names the flag and exits 2 (not the library's RangeError).
+ */
+const FLAG_RANGES: Record<string, { above?: number; min?: number; max?: number }> = {
+  'repetition-penalty': { min: SAMPLING_LIMITS.minRepetitionPenalty, max: SAMPLING_LIMITS.maxRepetitionPenalty },
+  'top-p': { above: 0, max: 1 },
+  'min-p': { min: 0, max: 1 },
+  temperature: { min: 0 },
+  'top-k': { min: 0 },
+  seed: { min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER },
+};
+
+export function num(v: string | undefined, name: string, opts: { int?: boolean; min?: number; max?: number; above?: number } = {}): number | undefined {
   if (v === undefined) return undefined;
   const x = Number(v);
   if (v.trim() === '' || !Number.isFinite(x) || (opts.int && !Number.isInteger(x))) {
     throw new UsageError(`--${name} must be ${opts.int ? 'an integer' : 'a number'}, got "${v}"`);
   }
-  if (opts.min !== undefined && x < opts.min) throw new UsageError(`--${name} must be ≥ ${opts.min}, got ${x}`);
-  if (opts.max !== undefined && x > opts.max) throw new UsageError(`--${name} must be ≤ ${opts.max}, got ${x}`);
+  const r = { ...FLAG_RANGES[name], ...opts };
+  if (r.above !== undefined && !(x > r.above)) throw new UsageError(`--${name} must be > ${r.above}, got ${x}`);
+  if (r.min !== undefined && x < r.min) throw new UsageError(`--${name} must be ≥ ${r.min}, got ${x}`);
+  if (r.max !== undefined && x > r.max) throw new UsageError(`--${name} must be ≤ ${r.max}, got ${x}`);
   return x;
 }
 
@@ -68,4 +83,28 @@ export function checkSamplingFlags<T extends SamplingOptions>(o: T): T {
     throw e;
   }
   return o;
+}
+
+/** What `generate` reports about speed: prompt and generation tokens/s (from a GenerationResult's counts and timings). */
+export interface SpeedFigures {
+  promptTokens: number;
+  promptMs: number;
+  generatedTokens: number;
+  generateMs: number;
+}
+
+/** The one-line summary `generate` prints on stderr when it finishes (like llama.cpp / ollama --verbose). */
+export function speedLine(s: SpeedFigures): string {
+  const tps = (n: number, ms: number) => (ms > 0 ? (n / ms) * 1000 : 0).toFixed(1);
+  return `prompt: ${s.promptTokens} tokens, ${tps(s.promptTokens, s.promptMs)} tokens/s · generation: ${s.generatedTokens} tokens, ${tps(s.generatedTokens, s.generateMs)} tokens/s`;
+}
+
+/** The same figures for --json, rounded (ms to 0.1, tokens/s to 0.01). */
+export function speedJson(s: SpeedFigures): Record<string, number> {
+  const r = (x: number, d: number) => Math.round(x * d) / d;
+  const tps = (n: number, ms: number) => (ms > 0 ? r((n / ms) * 1000, 100) : 0);
+  return {
+    prompt_tokens: s.promptTokens, prompt_ms: r(s.promptMs, 10), prompt_tokens_per_s: tps(s.promptTokens, s.promptMs),
+    generated_tokens: s.generatedTokens, generate_ms: r(s.generateMs, 10), generate_tokens_per_s: tps(s.generatedTokens, s.generateMs),
+  };
 }
