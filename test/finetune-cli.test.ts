@@ -220,3 +220,26 @@ test('the shipped fine-tuning recipes load: the paper\'s PEFT settings and Apple
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('QLoRA-style (a q8_0 base, a float adapter) and full SFT both learn; the full run writes a model', () => {
+  const dir = tmp();
+  try {
+    const rows = Array.from({ length: 8 }, (_, i) => [1, 20 + i, 30 + i, 40 + i, 50 + i, 60 + i, 2]);
+    fs.writeFileSync(path.join(dir, 'sft.jsonl'), rows.map((r) => JSON.stringify({ prompt_ids: r.slice(0, 2), completion_ids: r.slice(2) })).join('\n') + '\n');
+    const common = ['-m', BASE, '--data', path.join(dir, 'sft.jsonl'), '--steps', '6', '--batch-size', '4', '--quiet'];
+    const q = openelm(['finetune', ...common, '--peft', 'lora', '--rank', '4', '--dtype', 'q8_0', '--lr', '0.02', '--out', path.join(dir, 'q')]);
+    assert.equal(q.status, 0, q.stderr);
+    const lq = readLog(path.join(dir, 'q', 'train.jsonl'));
+    assert.ok(lq[5].loss < lq[0].loss - 0.1, `QLoRA loss falls: ${lq.map((x) => x.loss.toFixed(3))}`);
+    const f = openelm(['finetune', ...common, '--lr', '0.003', '--out', path.join(dir, 'f')]);
+    assert.equal(f.status, 0, f.stderr);
+    const lf = readLog(path.join(dir, 'f', 'train.jsonl'));
+    assert.ok(lf[5].loss < lf[0].loss - 0.1, `full SFT loss falls: ${lf.map((x) => x.loss.toFixed(3))}`);
+    assert.ok(fs.existsSync(path.join(dir, 'f', 'model.safetensors')) && !fs.existsSync(path.join(dir, 'f', 'adapter_model.safetensors')));
+    const bad = openelm(['finetune', ...common, '--dtype', 'q8_0', '--lr', '0.01', '--out', path.join(dir, 'x')]);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--dtype sets the frozen base's storage of an adapter run/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
