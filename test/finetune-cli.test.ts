@@ -243,3 +243,36 @@ test('QLoRA-style (a q8_0 base, a float adapter) and full SFT both learn; the fu
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('chat and generate take --adapter; a wrong adapter is named', async () => {
+  const dir = tmp();
+  try {
+    const missing = openelm(['generate', '-m', BASE, '--adapter', path.join(dir, 'nope'), '--prompt-ids', '1,2', '-n', '2']);
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /--adapter .*nope: .*not an adapter folder \(no adapter_config\.json\)/);
+    // an adapter for another model: shapes named
+    const vocab = path.join(ROOT, 'test/fixtures/openelm/tiny-vocab32k-bf16');
+    const other = openelm(['generate', '-m', vocab, '--adapter', path.join(PEFT, 'lora'), '--prompt-ids', '1,2', '-n', '2']);
+    assert.equal(other.status, 1);
+    assert.match(other.stderr, /--adapter .*has shape \[.*\] but this model and r=4 need \[.*\] \(an adapter for another model\?\)/);
+    // chat with the built-in model and an adapter made for it (B random, so it changes the reply)
+    const { Adapter, parseAdapterConfig } = await import('../src/peft/index.ts');
+    const { RefKernels } = await import('../src/kernels/ref.ts');
+    const { checkpointSource } = await import('../src/load.ts');
+    const { OpenELM } = await import('../src/model/openelm.ts');
+    const k = new RefKernels();
+    const builtin = OpenELM.load(checkpointSource(path.join(ROOT, 'builtin/openelm-sotu')), { kernels: k });
+    const a = new Adapter(parseAdapterConfig({ r: 2, lora_alpha: 64, target_modules: ['proj_2'] }, 'x'), builtin.config, k);
+    a.init(3, builtin.weights);
+    for (const l of a.tensors().linears) (l.B.data as Float32Array).forEach((_, i, b) => { b[i] = ((i * 7919) % 13) / 13 - 0.5; });
+    a.save(path.join(dir, 'ad'));
+    const chat = (extra: string[]) => spawnSync(process.execPath, [...CLI, 'chat', '-m', 'builtin', ...extra, '--temperature', '0', '-n', '8'],
+      { input: 'Who are you?\n', encoding: 'utf8', cwd: ROOT });
+    const plain = chat([]), adapted = chat(['--adapter', path.join(dir, 'ad')]);
+    assert.equal(plain.status, 0, plain.stderr);
+    assert.equal(adapted.status, 0, adapted.stderr);
+    assert.notEqual(adapted.stdout, plain.stdout);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

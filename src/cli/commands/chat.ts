@@ -2,6 +2,7 @@ import readline from 'node:readline';
 import { checkSamplingFlags, parse, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.ts';
+import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 import { SAMPLING_HELP, SAMPLING_OPTIONS, samplingOptions, timingLine } from './generate.ts';
 import { generate, type GenerateOptions } from '../../generate/generate.ts';
 import { encodeChat, type ChatMessage } from '../../generate/chat.ts';
@@ -122,12 +123,19 @@ Options:
       --system TEXT          initial system message
   -v, --verbose              print timings after each reply
 ${SAMPLING_HELP}
-${MODEL_HELP}`,
+${MODEL_HELP}
+${ADAPTER_HELP}`,
   async run(argv) {
-    const { values: v } = parse(argv, { ...MODEL_OPTIONS, ...SAMPLING_OPTIONS, system: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } });
+    const { values: v } = parse(argv, { ...MODEL_OPTIONS, ...ADAPTER_OPTION, ...SAMPLING_OPTIONS, system: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } });
     const session = new ChatSession(v.system as string | undefined, checkSamplingFlags(samplingOptions(v)));
     const tty = Boolean(process.stdin.isTTY);
     const { model, tokenizer, dispose } = await openModel(v);
+    try {
+      applyAdapterOption(model, v);
+    } catch (e) {
+      dispose();
+      throw e;
+    }
     const capacity = model.cache.capacity;
     const note = (s: string) => process.stderr.write(`${s}\n`);
     const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: tty });
