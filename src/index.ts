@@ -41,12 +41,19 @@ export * from './io/checkpoint.ts';
 
 // training (CoreNet's recipe: AdamW, cosine schedule with warmup, z-loss, on-the-fly data)
 export { Trainer, NonFiniteLossError, type TrainData, type StepRecord, type TrainerHooks, type TrainerSetup, type TrainResult } from './train/trainer.ts';
-export { Backprop, type BackpropOptions, type LossResult } from './train/backprop.ts';
+export { Backprop, type BackpropOptions, type LossResult, type PassOptions } from './train/backprop.ts';
 export { Optimizer, clipGradNorm, type OptimizerState } from './train/optim.ts';
-export { ParamLayout, type ParamTensor } from './train/params.ts';
+export { ParamLayout, FlatLayout, type ParamTensor } from './train/params.ts';
 export { lrAt } from './train/schedule.ts';
 export { loadRecipe, parseRecipe, resolveTrainOptions, validateTrainOptions, newModelConfig, RecipeError, TrainOptionsError, type Recipe, type TrainOverrides } from './train/recipe.ts';
 export { openDataset, TextDataset, IdsDataset, Corpus, PAD_ID, type DataState, type DataStats } from './train/data/index.ts';
 export { listCheckpoints, saveCheckpoint, readTrainerState, type TrainerState } from './train/checkpoint.ts';
 export { IGNORE, DEFAULT_OPTIMIZER, type TrainOptions, type DataOptions, type OptimizerOptions, type ScheduleOptions, type Batch } from './train/options.ts';
 export { builtinModelDir, BUILTIN_MODEL } from './builtin.ts';
+
+// fine-tuning: LoRA / DoRA adapters in PEFT's format, SFT and DPO on the same trainer
+export { Adapter, loadAdapter, attachAdapter, isAdapterDir, parseAdapterConfig, adapterConfigJson, adapterScaling, AdapterRuntime, type AdapterConfig, type AdapterTensors, type LinearAdapter, type LinearTarget } from './peft/index.ts';
+export { mergeAdapter } from './peft/merge.ts';
+export { readRecords, RecordError, type Example, type Row, type FinetuneMethod } from './train/finetune/records.ts';
+export { ExampleData, fitSeqLen, type ExampleBatch } from './train/finetune/examples.ts';
+export { dpoPair, dpoBatch, type DpoOptions, type DpoLossKind, type DpoMetrics } from './train/finetune/dpo.ts';
