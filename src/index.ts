@@ -57,3 +57,6 @@ export { mergeAdapter } from './peft/merge.ts';
 export { readRecords, RecordError, type Example, type Row, type FinetuneMethod } from './train/finetune/records.ts';
 export { ExampleData, fitSeqLen, type ExampleBatch } from './train/finetune/examples.ts';
 export { dpoPair, dpoBatch, type DpoOptions, type DpoLossKind, type DpoMetrics } from './train/finetune/dpo.ts';
+
+// evaluation (lm-evaluation-harness's zero-/few-shot method, perplexity)
+export * from './eval/index.ts';
