@@ -97,6 +97,9 @@ Examples:
 
     const method = ((v.method as string | undefined) ?? ft.method ?? 'sft') as FinetuneMethod;
     if (method !== 'sft' && method !== 'dpo') throw new UsageError(`--method must be sft or dpo, got "${method}"`);
+    if (!v.peft && !v['init-adapter'] && (!ft.peft || ft.peft === 'none')) {
+      for (const f of ['rank', 'alpha', 'dropout', 'targets', 'rslora'] as const) if (v[f] !== undefined) throw new UsageError(`--${f} needs --peft lora|dora (without it, all weights are fine-tuned)`);
+    }
     const dataFiles = (v.data as string[] | undefined) ?? [];
     if (dataFiles.length === 0) throw new UsageError('--data FILE.jsonl is required (the fine-tuning records)');
     if (!v.out) throw new UsageError('--out DIR is required');
@@ -105,10 +108,12 @@ Examples:
     const src = checkpointSource(modelDir);
     const config = src.config;
     const tokenizer = await loadTokenizer(modelDir);
+    // a tokenizer larger than the model's vocabulary (a test model without its own) only serves token-id records
+    const tok = tokenizer.vocabSize <= config.vocab_size ? tokenizer : null;
 
     // records: read and checked in full before anything else happens
-    const train = dataFiles.flatMap((f) => readRecords(f, method, tokenizer, config.vocab_size));
-    const val = v['val-data'] ? readRecords(v['val-data'] as string, method, tokenizer, config.vocab_size) : undefined;
+    const train = dataFiles.flatMap((f) => readRecords(f, method, tok, config.vocab_size));
+    const val = v['val-data'] ? readRecords(v['val-data'] as string, method, tok, config.vocab_size) : undefined;
     const cap = n('seq-len', { int: true, min: 1 }) ?? config.max_context_length;
     if (cap > config.max_context_length) throw new UsageError(`--seq-len ${cap} exceeds the model's max_context_length (${config.max_context_length})`);
     const seqLen = fitSeqLen([...train, ...(val ?? [])], cap);
@@ -166,14 +171,12 @@ Examples:
     } else if (peft) {
       const r = n('rank', { int: true, min: 1 }) ?? ft.lora?.r ?? DEFAULT_ADAPTER.r;
       const targets = v.targets ? (v.targets as string).split(',').map((s) => s.trim()).filter(Boolean) : ft.lora?.targets ?? [...DEFAULT_ADAPTER.target_modules as string[]];
-      const cfg = parseAdapterConfig({
+      const cfg = flagErrors(() => parseAdapterConfig({
         r, lora_alpha: n('alpha') ?? (v.rank === undefined ? ft.lora?.alpha : undefined) ?? r, lora_dropout: n('dropout', { min: 0, max: 0.99 }) ?? ft.lora?.dropout ?? 0,
         target_modules: targets, use_dora: peft === 'dora', use_rslora: !!v.rslora || !!ft.lora?.rslora,
         base_model_name_or_path: v.model ?? 'builtin',
-      }, '--peft options');
+      }, 'adapter'));
       adapter = new Adapter(cfg, config, kernels); // initialised below, on the trainer's copy of the base
-    } else {
-      for (const f of ['rank', 'alpha', 'dropout', 'targets', 'rslora'] as const) if (v[f] !== undefined) throw new UsageError(`--${f} needs --peft lora|dora (without it, all weights are fine-tuned)`);
     }
     const dpoLoss = ((v['dpo-loss'] as string | undefined) ?? ft.dpo?.loss ?? 'sigmoid') as DpoLossKind;
     if (dpoLoss !== 'sigmoid' && dpoLoss !== 'hinge') throw new UsageError(`--dpo-loss must be sigmoid or hinge, got "${dpoLoss}"`);
@@ -222,6 +225,18 @@ Examples:
     }
   },
 };
+
+/** An adapter setting's error in the words of the flag that set it (exit 2). */
+function flagErrors<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    const FLAG: Record<string, string> = { r: '--rank', lora_alpha: '--alpha', lora_dropout: '--dropout', target_modules: '--targets' };
+    const m = /^adapter: "(\w+)" (.*)$/s.exec((e as Error).message);
+    if (m && FLAG[m[1]]) throw new UsageError(`${FLAG[m[1]]} ${m[2].replace(/^names /, 'names ')}`);
+    throw e;
+  }
+}
 
 function defined<T extends object>(o: T): Partial<T> | undefined {
   const r = Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;

@@ -76,7 +76,7 @@ function toExample(obj: unknown, method: FinetuneMethod, tok: Tokenizer | null, 
     a.forEach((x, i) => { if (!(Number.isInteger(x) && x >= 0 && x < V)) fail(f, `element ${i} (${JSON.stringify(x)}) is not a token id in [0, ${V})`); });
     return a as number[];
   };
-  const needTok = (): Tokenizer => tok ?? fail(null, 'text records need a tokenizer');
+  const needTok = (): Tokenizer => tok ?? fail(null, `is a text record, but the model has no tokenizer that fits its vocabulary of ${V} tokens: use token-id records (prompt_ids, …)`);
   const row = (prompt: number[], response: number[]): Row => ({
     ids: [...prompt, ...response],
     loss: [...prompt.map(() => false), ...response.map(() => true)],
@@ -91,7 +91,7 @@ function toExample(obj: unknown, method: FinetuneMethod, tok: Tokenizer | null, 
   };
 
   if (method === 'sft') {
-    if ('messages' in o) return { rows: [chatRow(o.messages, needTok(), fail)], line };
+    if ('messages' in o) return { rows: [chatRow(o.messages, needTok, fail)], line };
     if ('prompt_ids' in o || 'completion_ids' in o) {
       const r = row(ids('prompt_ids', true), ids('completion_ids'));
       if (r.ids.length < 2) fail('completion_ids', 'a row needs at least 2 tokens');
@@ -119,7 +119,7 @@ function toExample(obj: unknown, method: FinetuneMethod, tok: Tokenizer | null, 
 }
 
 /** The chat template's ids, with the loss on each assistant reply and the </s> that ends it. */
-function chatRow(messages: unknown, tok: Tokenizer, fail: (field: string | null, msg: string) => never): Row {
+function chatRow(messages: unknown, needTok: () => Tokenizer, fail: (field: string | null, msg: string) => never): Row {
   if (!Array.isArray(messages) || messages.length === 0) return fail('messages', 'must be a non-empty array of {"role", "content"}');
   messages.forEach((m, i) => {
     if (typeof m !== 'object' || m === null) fail('messages', `element ${i} is not an object`);
@@ -129,6 +129,7 @@ function chatRow(messages: unknown, tok: Tokenizer, fail: (field: string | null,
   });
   const msgs = messages as ChatMessage[];
   if (!msgs.some((m) => m.role === 'assistant')) fail('messages', 'has no assistant message to learn');
+  const tok = needTok();
   const ids = encodeChat(tok, msgs, false);
   const loss = ids.map(() => false);
   for (let i = 0; i < msgs.length; i++) {
