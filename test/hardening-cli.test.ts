@@ -50,7 +50,8 @@ test('/set checks values like the flags and names the setting; /set system start
   assert.equal(s.set('max-tokens 5'), '(max-tokens = 5)');
   assert.equal(s.opts.maxNewTokens, 5);
   assert.throws(() => s.set('top-p 7'), /^UsageError: \/set top-p must be ≤ 1, got 7|\/set top-p must be/);
-  assert.throws(() => s.set('repetition-penalty 0'), /\/set repetition-penalty must be in \[0\.001, 1000\]/);
+  assert.throws(() => s.set('repetition-penalty 0'), /\/set repetition-penalty must be ≥ 0\.001, got 0/);
+  assert.throws(() => s.set('top-p 0'), /\/set top-p must be > 0, got 0/);
   assert.throws(() => s.set('temperature hot'), /\/set temperature must be a number, got "hot"/);
   assert.throws(() => s.set('warmth 3'), /unknown setting "warmth"/);
   assert.equal(s.opts.topP, undefined, 'a refused value changes nothing');
