@@ -259,6 +259,19 @@ describe('timeouts', () => {
     assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
   });
 
+  test('an error response with an endless body is not read to its end', async () => {
+    scenario.get = (f, _req, res) => {
+      if (f !== 'model.safetensors') return res.end(FILES[f]);
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      const junk = Buffer.alloc(64 * 1024, 0x41);
+      const pump = () => { while (!res.destroyed && res.write(junk)) { /* fill */ } if (!res.destroyed) res.once('drain', pump); };
+      pump();
+    };
+    const t0 = Date.now();
+    await rejectsWith(resolveModel(REPO, opts()), 'http', /model\.safetensors in apple\/OpenELM-hostile@main: HTTP 500/);
+    assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+  });
+
   test('HF_HUB_ETAG_TIMEOUT sets the connect timeout (seconds)', async () => {
     scenario.hangApi = true;
     const t0 = Date.now();

@@ -482,7 +482,8 @@ class Hub {
   /** Turns a hub error response into a HubError that names the repo, revision or file. */
   private async httpError(res: Response, file?: string): Promise<HubError> {
     const code = res.headers.get('x-error-code');
-    const serverMsg = res.headers.get('x-error-message') ?? (await res.text().catch(() => '')).slice(0, 300);
+    // the body of an error is read only to quote it: at most 64 KiB, under the idle timer
+    const serverMsg = res.headers.get('x-error-message') ?? (await this.readBody(res, 64 * 1024, 'error body').catch(() => '')).slice(0, 300);
     await res.body?.cancel().catch(() => {});
     const what = file ? `${file} in ${this.label}` : this.label;
     if (code === 'GatedRepo' || ((res.status === 401 || res.status === 403) && code !== 'RepoNotFound')) {
