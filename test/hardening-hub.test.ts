@@ -3,6 +3,7 @@
 // slow-loris servers; wrong hashes; concurrent downloads of one blob; a stale lock; a full disk.
 // Timeouts are set to fractions of a second through the options, so every case is fast.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -295,6 +296,32 @@ describe('concurrency and the disk', () => {
     const gets = requests.filter((r) => r.method === 'GET' && r.url.endsWith('/model.safetensors'));
     assert.equal(gets.length, 1, 'the second call waited for the first one instead of writing the same file');
     assert.deepEqual(fs.readdirSync(blobsDir()).sort(), Object.keys(FILES).map(etagOf).sort(), 'no lock or partial file left');
+  });
+
+  test('two processes pulling the same model at once: one downloads, the other waits; the cache is whole', async () => {
+    scenario.get = (f, _req, res) => {
+      const data = FILES[f];
+      res.writeHead(200, { 'content-length': data.length });
+      res.write(data.subarray(0, data.length >> 1));
+      setTimeout(() => res.end(data.subarray(data.length >> 1)), 400);
+    };
+    const main = path.join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
+    const env = { ...process.env, HF_ENDPOINT: endpoint, HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '', HF_TOKEN: '' };
+    const run = () => new Promise<{ code: number | null; out: string; err: string }>((ok) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', main, 'pull', REPO, '--json'], { env, cwd: path.join(import.meta.dirname, '..') });
+      let out = '', err = '';
+      p.stdout.on('data', (d) => (out += d));
+      p.stderr.on('data', (d) => (err += d));
+      p.on('close', (code) => ok({ code, out, err }));
+    });
+    const [a, b] = await Promise.all([run(), run()]);
+    assert.equal(a.code, 0, a.err);
+    assert.equal(b.code, 0, b.err);
+    const dir = JSON.parse(a.out).path;
+    assert.equal(JSON.parse(b.out).path, dir);
+    assert.ok(fs.readFileSync(path.join(dir, 'model.safetensors')).equals(WEIGHTS));
+    assert.equal(requests.filter((r) => r.method === 'GET' && r.url.endsWith('/model.safetensors')).length, 1);
+    assert.deepEqual(fs.readdirSync(blobsDir()).sort(), Object.keys(FILES).map(etagOf).sort());
   });
 
   test('a lock left by a dead process is taken over; its partial bytes are hashed before use', async () => {
