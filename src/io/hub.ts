@@ -575,6 +575,7 @@ class Hub {
     const lock = await this.io(`locking ${blob}.lock`, () => acquireLock(`${blob}.lock`, this.lockStaleMs, () => exists(blob)));
     if (!lock) return; // another process finished it while we waited
     try {
+      if (exists(blob)) return; // it finished it just before we took the lock
       await this.downloadLocked(m, blob, progress, lock);
     } finally {
       await lock.release();
