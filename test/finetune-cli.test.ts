@@ -276,3 +276,38 @@ test('chat and generate take --adapter; a wrong adapter is named', async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('eval --adapter scores what the merged model scores (the cached-context batched path included)', async () => {
+  const dir = tmp();
+  try {
+    const { Adapter, parseAdapterConfig } = await import('../src/peft/index.ts');
+    const { RefKernels } = await import('../src/kernels/ref.ts');
+    const { checkpointSource } = await import('../src/load.ts');
+    const { OpenELM } = await import('../src/model/openelm.ts');
+    const k = new RefKernels();
+    const builtin = OpenELM.load(checkpointSource(path.join(ROOT, 'builtin/openelm-sotu')), { kernels: k });
+    const a = new Adapter(parseAdapterConfig({ r: 2, lora_alpha: 8, use_dora: true, target_modules: ['qkv_proj', 'out_proj', 'proj_1', 'proj_2'] }, 'x'), builtin.config, k);
+    a.init(5, builtin.weights);
+    for (const l of a.tensors().linears) (l.B.data as Float32Array).forEach((_, i, b) => { b[i] = ((i * 7919) % 17) / 170 - 0.05; });
+    a.save(path.join(dir, 'ad'));
+    const items = [
+      { context: 'The Congress of the United States', choices: ['shall make laws', 'is a fish', 'met in Washington'], label: 0 },
+      { context: 'Fellow citizens, the state of the Union is', choices: ['strong', 'purple today'], label: 0 },
+    ];
+    fs.writeFileSync(path.join(dir, 'mc.jsonl'), items.map((x) => JSON.stringify(x)).join('\n') + '\n');
+    const evalJson = (args: string[]) => {
+      const r = openelm(['eval', ...args, '--tasks', path.join(dir, 'mc.jsonl'), '--json', '--per-item']);
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout);
+    };
+    const plain = evalJson(['-m', 'builtin']);
+    const adapted = evalJson(['-m', 'builtin', '--adapter', path.join(dir, 'ad')]);
+    assert.equal(openelm(['merge', '-m', 'builtin', '--adapter', path.join(dir, 'ad'), '--out', path.join(dir, 'merged')]).status, 0);
+    const merged = evalJson(['-m', path.join(dir, 'merged')]);
+    const ll = (r: { items: { loglik: number[] }[] }) => r.items.flatMap((x) => x.loglik);
+    ll(adapted).forEach((x, i) => assert.ok(Math.abs(x - ll(merged)[i]) < 2e-3, `choice ${i}: adapter ${x} vs merged ${ll(merged)[i]}`));
+    assert.ok(ll(adapted).some((x, i) => Math.abs(x - ll(plain)[i]) > 1e-2), 'the adapter changes the scores');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -79,11 +79,14 @@ export class BranchForward {
 
     const { x, xb, qkv, att, proj, ffnIn, ffnAct, shape } = this;
     k.embed(x, model.weights.token_embeddings, ids, n);
+    const ad = model.adapter; // a LoRA / DoRA adapter (--adapter): its term after each matmul
+    ad?.embed(x, ids, n);
     for (const layer of model.layers) {
       const w = layer.w, { qkvDim, nQ, nKV, headDim, ffnDim } = layer.shape;
       const qDim = nQ * headDim;
       k.rmsnorm(xb, x, w.attn_norm, n, d, NORM_EPS);
       k.matmul(qkv, xb, w.qkv_proj, n); // [n, qkvDim]
+      ad?.linear(layer.index, 'qkv_proj', qkv, xb, n);
       shape.nQ = nQ; shape.nKV = nKV; shape.headDim = headDim; shape.pos0 = P;
       let row = 0;
       for (const b of branches) {
@@ -95,11 +98,14 @@ export class BranchForward {
         row += b.length;
       }
       k.matmul(proj, att, w.out_proj, n); // [n, d]
+      ad?.linear(layer.index, 'out_proj', proj, att, n);
       k.addInPlace(x, proj, n * d);
       k.rmsnorm(xb, x, w.ffn_norm, n, d, NORM_EPS);
       k.matmul(ffnIn, xb, w.proj_1, n);
+      ad?.linear(layer.index, 'proj_1', ffnIn, xb, n);
       k.ffnAct(ffnAct, ffnIn, n, ffnDim, cfg.activation_fn_name as Activation, cfg.ffn_with_glu);
       k.matmul(proj, ffnAct, w.proj_2, n);
+      ad?.linear(layer.index, 'proj_2', proj, ffnAct, n);
       k.addInPlace(x, proj, n * d);
     }
     k.rmsnorm(x, x, model.weights.norm, n, d, NORM_EPS);

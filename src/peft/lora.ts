@@ -162,7 +162,8 @@ export class AdapterRuntime {
   private readonly u: Float32Array;
   private readonly v: Float32Array;
 
-  constructor(readonly kernels: Kernels, readonly adapter: Adapter, base: ModelWeights, chunk: number) {
+  /** chunk: rows the scratch holds; longer calls run in blocks of that many rows */
+  constructor(readonly kernels: Kernels, readonly adapter: Adapter, base: ModelWeights, readonly chunk: number) {
     if (adapter.kernels !== kernels) throw new Error('the adapter was loaded for other kernels than the model\'s');
     this.tensors = adapter.tensors();
     this.gains = doraGains(adapter, this.tensors, base);
@@ -174,7 +175,11 @@ export class AdapterRuntime {
   /** y (= x Wᵀ for layer `layer`'s `target`) gets the adapter's contribution, in place. */
   linear(layer: number, target: LinearTarget, y: Float32Array, x: Float32Array, n: number): void {
     const a = this.tensors.byLayer[layer][target];
-    if (a) linearForward(this.kernels, a, this.adapter.scale, this.gains.get(a), y, x, n, this.u, this.v, null);
+    if (!a) return;
+    for (let t0 = 0; t0 < n; t0 += this.chunk) {
+      const m = Math.min(this.chunk, n - t0);
+      linearForward(this.kernels, a, this.adapter.scale, this.gains.get(a), y.subarray(t0 * a.out), x.subarray(t0 * a.in), m, this.u, this.v, null);
+    }
   }
 
   embed(x: Float32Array, ids: ArrayLike<number>, n: number): void {

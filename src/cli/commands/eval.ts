@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel } from '../model-options.ts';
+import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 import { ProgressBar } from '../../io/progress.ts';
 import { evaluateTask, loadTask, type TaskResult } from '../../eval/evaluate.ts';
 import { paperFigures } from '../../eval/paper.ts';
@@ -46,6 +47,7 @@ Options:
       --stride N           window step for texts longer than the window (default window / 2)
       --json               print {"results": {TASK: {acc, acc_stderr, acc_norm, acc_norm_stderr, n}}}
 ${MODEL_HELP}
+${ADAPTER_HELP}
 
 Examples:
   openelm eval -m apple/OpenELM-270M --tasks all
@@ -54,7 +56,7 @@ Examples:
   openelm eval -m ./my-model --perplexity wiki.txt --json`,
   async run(argv) {
     const { values: v } = parse(argv, {
-      ...MODEL_OPTIONS,
+      ...MODEL_OPTIONS, ...ADAPTER_OPTION,
       tasks: { type: 'string' }, limit: { type: 'string' }, 'num-fewshot': { type: 'string' }, seed: { type: 'string' },
       'batch-size': { type: 'string' }, 'per-item': { type: 'boolean' }, output: { type: 'string' },
       perplexity: { type: 'string' }, stride: { type: 'string' }, window: { type: 'string' },
@@ -80,6 +82,7 @@ Examples:
     const source = modelSource(v);
     const { model, tokenizer, dispose } = await openModel(v, json);
     try {
+      applyAdapterOption(model, v);
       const results: TaskResult[] = [];
       for (const task of tasks) {
         const total = Math.min(task.docs.length, limit ?? Infinity);
