@@ -57,18 +57,21 @@ for (const backend of ['ref', 'wasm'] as const) {
   }
 }
 
-test('adapters over a quantized base (q8_0): the error is the quantization\'s, not more', async () => {
+test('adapters over a quantized base (q8_0, q4_0): the error is the quantization\'s, not more', async () => {
   const k = await createKernels('wasm', { threads: 2 });
   try {
     const f32 = OpenELM.load(checkpointSource(BASE), { kernels: k });
-    const q8 = OpenELM.load(checkpointSource(BASE), { kernels: k, dtype: 'q8_0' });
     const V = f32.config.vocab_size;
-    const baseErr = maxAbsDiff(q8.forwardAll(expected.input_ids), chunkRows(f32.forwardAll(expected.input_ids), V));
-    for (const kind of ['lora', 'dora'] as const) {
-      attachAdapter(q8, loadAdapter(path.join(PEFT, kind), q8.config, k));
-      q8.reset();
-      const d = maxAbsDiff(q8.forwardAll(expected.input_ids), expected[kind].logits);
-      assert.ok(d > 0 && d < 2 * baseErr, `${kind}: ${d} against the base's own q8 error ${baseErr}`);
+    const exact = chunkRows(f32.forwardAll(expected.input_ids), V);
+    for (const dtype of ['q8_0', 'q4_0'] as const) {
+      const q = OpenELM.load(checkpointSource(BASE), { kernels: k, dtype });
+      const baseErr = maxAbsDiff(q.forwardAll(expected.input_ids), exact);
+      for (const kind of ['lora', 'dora'] as const) {
+        attachAdapter(q, loadAdapter(path.join(PEFT, kind), q.config, k));
+        q.reset();
+        const d = maxAbsDiff(q.forwardAll(expected.input_ids), expected[kind].logits);
+        assert.ok(d > 0 && d < 2 * baseErr, `${dtype} ${kind}: ${d} against the base's own error ${baseErr}`);
+      }
     }
   } finally {
     k.dispose?.();

@@ -122,10 +122,13 @@ export function linearBackward(k: Kernels, a: LinearAdapter, ga: LinearAdapter, 
   k.addInPlace(dx, dxa, n * inF);
 }
 
+let embedCol = new Float64Array(0); // A's column of one token (grown once, never per token)
+
 /** x[t] += s · B · A[:, ids[t]] for the n tokens (x: [n, dim], the embedded rows). */
 export function embeddingForward(e: EmbeddingAdapter, s: number, x: Float32Array, ids: ArrayLike<number>, n: number, r: number): void {
   const { A, B, vocab, dim } = e;
-  const col = new Float64Array(r);
+  if (embedCol.length < r) embedCol = new Float64Array(r);
+  const col = embedCol;
   for (let t = 0; t < n; t++) {
     const id = ids[t];
     for (let k = 0; k < r; k++) col[k] = A[k * vocab + id];
