@@ -17,6 +17,7 @@ export {
 // model
 export { OpenELM, ContextLengthError, type ModelOptions } from './model/openelm.ts';
 export { KVCache } from './model/kv-cache.ts';
+export { BatchForward, type BatchSegment } from './model/batch.ts';
 export { loadWeights, type TensorSource, type ModelWeights, type LoadDType } from './model/weights.ts';
 export { initTensors } from './model/init.ts';
 
@@ -30,6 +31,10 @@ export { generate, generateText, encodePrompt, type GenerateOptions, type Genera
 export { Sampler, argmax, type SamplingOptions, type SamplerKernels } from './generate/sampler.ts';
 export { chatTemplate, encodeChat, type ChatMessage, type Role } from './generate/chat.ts';
 export { Rng } from './generate/rng.ts';
+
+// serving: many sequences batched on one model (continuous batching), the OpenAI-compatible server
+export { Engine, Sequence, QueueFullError, type EngineOptions, type SequenceRequest, type EngineToken, type EngineFinish, type TokenConstraint } from './engine/engine.ts';
+export { createServer, type ServeOptions } from './serve/server.ts';
 
 // tokenizer
 export * from './tokenizer/index.ts';

@@ -28,6 +28,22 @@ export class KVCache {
     this.ids.length = Math.min(n, this.ids.length);
   }
 
+  /**
+   * Makes this cache hold the first n positions of `src` (same model): copies their keys, values
+   * and ids. Prefix caching: a sequence whose prompt starts like another's skips those tokens.
+   */
+  copyPrefix(src: KVCache, n: number): void {
+    if (src === this) { this.truncate(n); return; }
+    if (!(n >= 0 && n <= src.length && n <= this.capacity)) throw new RangeError(`copyPrefix: ${n} positions from a cache of ${src.length} into one of capacity ${this.capacity}`);
+    for (let l = 0; l < this.k.length; l++) {
+      const kvDim = this.k[l].length / this.capacity;
+      this.k[l].set(src.k[l].subarray(0, n * kvDim));
+      this.v[l].set(src.v[l].subarray(0, n * kvDim));
+    }
+    this.ids.length = 0;
+    for (let i = 0; i < n; i++) this.ids.push(src.ids[i]);
+  }
+
   /** Bytes the cache occupies. */
   get bytes(): number {
     return this.k.reduce((s, a) => s + a.byteLength * 2, 0);

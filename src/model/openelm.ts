@@ -82,6 +82,19 @@ export class OpenELM {
     return this.cache.capacity - this.cache.length;
   }
 
+  /**
+   * A new, empty KV cache for another sequence on the same weights (default capacity: the
+   * model's). The forward methods take it as their last argument; the model's own `cache` is the
+   * default, so single-sequence code never names one. Capacity is at most the model's: the RoPE
+   * tables and attention scratch are sized for that.
+   */
+  newCache(capacity = this.cache.capacity): KVCache {
+    if (!(Number.isInteger(capacity) && capacity >= 1 && capacity <= this.cache.capacity)) {
+      throw new RangeError(`a KV cache's capacity must be an integer in [1, ${this.cache.capacity}] (the model's context), got ${capacity}`);
+    }
+    return new KVCache(this.config, this.kernels, capacity);
+  }
+
   /** Empties the KV cache. */
   reset(): void {
     this.cache.truncate(0);
@@ -91,26 +104,26 @@ export class OpenELM {
    * Feeds tokens after those already cached and returns the logits [vocab] predicting the next
    * token. The returned array is reused by the next call.
    */
-  forward(ids: ArrayLike<number>): Float32Array {
-    this.run(ids, null);
+  forward(ids: ArrayLike<number>, cache: KVCache = this.cache): Float32Array {
+    this.run(ids, null, cache);
     return this.logitsLast;
   }
 
   /** Feeds one token (no allocation): the decode step. */
-  step(id: number): Float32Array {
+  step(id: number, cache: KVCache = this.cache): Float32Array {
     this.one[0] = id;
-    return this.forward(this.one);
+    return this.forward(this.one, cache);
   }
 
   /** Feeds tokens and returns the logits of every position: [ids.length, vocab]. */
-  forwardAll(ids: ArrayLike<number>): Float32Array {
+  forwardAll(ids: ArrayLike<number>, cache: KVCache = this.cache): Float32Array {
     const out = new Float32Array(ids.length * this.config.vocab_size);
-    this.run(ids, out);
+    this.run(ids, out, cache);
     return out;
   }
 
-  private run(ids: ArrayLike<number>, all: Float32Array | null): void {
-    const cfg = this.config, k = this.kernels, cache = this.cache;
+  private run(ids: ArrayLike<number>, all: Float32Array | null, cache: KVCache): void {
+    const cfg = this.config, k = this.kernels;
     const d = cfg.model_dim, V = cfg.vocab_size;
     const total = ids.length;
     if (total === 0) throw new RangeError('forward needs at least one token');

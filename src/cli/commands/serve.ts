@@ -1,0 +1,89 @@
+import path from 'node:path';
+import { num, parse, UsageError } from '../args.ts';
+import type { Command } from '../command.ts';
+import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel } from '../model-options.ts';
+import { Engine } from '../../engine/engine.ts';
+import type { ForwardAdapter } from '../../model/layer.ts';
+import { loadAdapter } from '../../peft/index.ts';
+import { AdapterRuntime } from '../../peft/lora.ts';
+import { createServer } from '../../serve/server.ts';
+import { chatFormat } from '../../serve/chat-template.ts';
+import { builtinModelDir } from '../../builtin.ts';
+
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'an OpenAI-compatible HTTP server with continuous batching',
+  help: `Usage: openelm serve [--model M] [--adapter NAME=DIR]... [--host H] [--port P] [--parallel N] [options]
+
+Serves the OpenAI API (POST /v1/completions, /v1/chat/completions; GET /v1/models) and
+/tokenize, /detokenize, /health, /metrics. Every request's sequences are decoded together in one
+batched pass per step (continuous batching); long prompts are prefilled in chunks between decode
+steps; prompts that start like an earlier one reuse its KV cache. Details: docs/serve.md.
+
+Options:
+      --host H               address to listen on (default 127.0.0.1)
+      --port P               port (default 8080; 0 picks a free one)
+      --parallel N           sequences decoded together, each with its own KV cache (default 8)
+      --queue N              requests waiting for a sequence before 429 (default 64)
+      --step-tokens N        most tokens in one batched step (decode + prompt chunks; default 64)
+      --api-key KEY          require "Authorization: Bearer KEY" (default: $OPENELM_API_KEY, else none)
+      --served-name NAME     the model id clients send (default: the --model argument)
+      --adapter NAME=DIR     serve a LoRA / DoRA adapter as model NAME (repeatable)
+      --max-tokens N         largest max_tokens a request may ask for (default 4096)
+${MODEL_HELP}
+
+Examples:
+  openelm serve -m apple/OpenELM-270M-Instruct --dtype q8 --port 8080
+  openelm serve -m builtin --adapter sotu=runs/sft-lora --parallel 8 --api-key secret`,
+  async run(argv) {
+    const { values: v } = parse(argv, {
+      ...MODEL_OPTIONS,
+      host: { type: 'string' }, port: { type: 'string' }, parallel: { type: 'string' }, queue: { type: 'string' },
+      'step-tokens': { type: 'string' }, 'api-key': { type: 'string' }, 'served-name': { type: 'string' },
+      adapter: { type: 'string', multiple: true }, 'max-tokens': { type: 'string' },
+    });
+    const port = num(v.port as string | undefined, 'port', { int: true, min: 0, max: 65535 }) ?? 8080;
+    const parallel = num(v.parallel as string | undefined, 'parallel', { int: true, min: 1, max: 256 }) ?? 8;
+    const maxQueue = num(v.queue as string | undefined, 'queue', { int: true, min: 0, max: 100000 }) ?? 64;
+    const stepTokens = num(v['step-tokens'] as string | undefined, 'step-tokens', { int: true, min: parallel, max: 4096 }) ?? Math.max(64, parallel);
+    const maxTokens = num(v['max-tokens'] as string | undefined, 'max-tokens', { int: true, min: 1 }) ?? 4096;
+    const adapterSpecs = ((v.adapter as string[] | undefined) ?? []).map((s) => {
+      const i = s.indexOf('=');
+      if (i <= 0 || i === s.length - 1) throw new UsageError(`--adapter must be NAME=DIR, got "${s}"`);
+      return { name: s.slice(0, i), dir: s.slice(i + 1) };
+    });
+    const source = modelSource(v);
+    const modelName = (v['served-name'] as string | undefined) ?? (v.model as string | undefined) ?? 'builtin';
+    if (adapterSpecs.some((a) => a.name === modelName)) throw new UsageError(`--adapter name "${modelName}" is the base model's id; pick another`);
+    const { model, tokenizer, dir, dispose } = await openModel(v);
+    const adapters = new Map<string, ForwardAdapter>();
+    for (const a of adapterSpecs) {
+      try {
+        adapters.set(a.name, new AdapterRuntime(model.kernels, loadAdapter(a.dir, model.config, model.kernels), model.weights, stepTokens));
+      } catch (e) {
+        dispose();
+        throw new Error(`--adapter ${a.name}=${a.dir}: ${(e as Error).message}`);
+      }
+    }
+    const engine = new Engine(model, { parallel, maxQueue, stepTokens, adapters });
+    const chat = chatFormat(source === builtinModelDir() ? null : dir, tokenizer);
+    const app = await createServer({
+      engine, tokenizer, modelName, chat, apiKey: (v['api-key'] as string | undefined) ?? process.env.OPENELM_API_KEY,
+      limits: { maxTokens },
+    });
+    const address = await app.listen({ host: (v.host as string | undefined) ?? '127.0.0.1', port });
+    process.stderr.write(`openelm serve: ${modelName} (${path.basename(dir)}, ${model.config.num_transformer_layers} layers, context ${engine.capacity}) ` +
+      `on ${address} · ${parallel} parallel sequences, queue ${maxQueue}, chat template: ${chat.source}\n`);
+    // SIGTERM / SIGINT: stop accepting, let the requests in flight finish, exit 0
+    await new Promise<void>((resolve) => {
+      const stop = (sig: string) => {
+        process.stderr.write(`openelm serve: ${sig}, draining ${engine.stats.active + engine.stats.waiting} sequences\n`);
+        app.close().then(() => engine.idle()).finally(resolve);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    dispose();
+    return 0;
+  },
+};

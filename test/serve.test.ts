@@ -1,0 +1,221 @@
+// openelm serve, driven by the official `openai` client over loopback (and raw fetch where a
+// client would never send such a request). The model is the tiny 32k-vocabulary fixture on the
+// reference backend; the references are the library's own single-sequence generate and eval.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { loadModel, type LoadedModel } from '../src/load.ts';
+import { generateText } from '../src/generate/generate.ts';
+import { encodeChat } from '../src/generate/chat.ts';
+import { Engine } from '../src/engine/engine.ts';
+import { createServer } from '../src/serve/server.ts';
+import { chatFormat } from '../src/serve/chat-template.ts';
+import { encodePair, LoglikScorer } from '../src/eval/loglikelihood.ts';
+import type { FastifyInstance } from 'fastify';
+
+const DIR = new URL('./fixtures/openelm/tiny-vocab32k-bf16/', import.meta.url).pathname;
+const MODEL = 'tiny';
+let loaded: LoadedModel, ref: LoadedModel, app: FastifyInstance, base: string, client: OpenAI, engine: Engine;
+
+before(async () => {
+  loaded = await loadModel(DIR, { backend: 'ref' });
+  ref = await loadModel(DIR, { backend: 'ref' }); // the single-sequence reference, its own cache
+  engine = new Engine(loaded.model, { parallel: 4, maxQueue: 8, stepTokens: 16 });
+  app = await createServer({ engine, tokenizer: loaded.tokenizer, modelName: MODEL, chat: chatFormat(null, loaded.tokenizer) });
+  base = (await app.listen({ host: '127.0.0.1', port: 0 })) + '/v1';
+  client = new OpenAI({ baseURL: base, apiKey: 'none', maxRetries: 0 });
+});
+after(async () => {
+  await app.close();
+  loaded.dispose();
+  ref.dispose();
+});
+
+async function greedy(prompt: string | { ids: number[] }, n: number): Promise<{ ids: number[]; text: string }> {
+  ref.model.reset();
+  const r = await generateText(ref.model, ref.tokenizer, prompt, { temperature: 0, maxNewTokens: n, ignoreEos: true });
+  return { ids: r.outputIds, text: r.text };
+}
+
+const extra = { ignore_eos: true } as Record<string, unknown>;
+
+test('completions: greedy text of every prompt form equals openelm generate; usage counts BOS', async () => {
+  const a = 'Once upon a time', b = 'The weather today';
+  const ga = await greedy(a, 12), gb = await greedy(b, 12);
+  const idsB = ref.tokenizer.encode(b, { bos: true });
+  const one = await client.completions.create({ model: MODEL, prompt: a, max_tokens: 12, temperature: 0, ...extra });
+  assert.equal(one.choices[0].text, ga.text);
+  assert.equal(one.choices[0].finish_reason, 'length');
+  assert.deepEqual(one.usage, { prompt_tokens: 5, completion_tokens: 12, total_tokens: 17 });
+  const two = await client.completions.create({ model: MODEL, prompt: [a, b], max_tokens: 12, temperature: 0, ...extra });
+  assert.deepEqual(two.choices.map((c) => [c.index, c.text]), [[0, ga.text], [1, gb.text]]);
+  const ids = await client.completions.create({ model: MODEL, prompt: idsB, max_tokens: 12, temperature: 0, ...extra });
+  assert.equal(ids.choices[0].text, gb.text);
+  const lists = await client.completions.create({ model: MODEL, prompt: [idsB, ref.tokenizer.encode(a, { bos: true })], max_tokens: 12, temperature: 0, ...extra });
+  assert.deepEqual(lists.choices.map((c) => c.text), [gb.text, ga.text]);
+  // token ids are used as given: without BOS the continuation differs from the text prompt's
+  const noBos = await greedy({ ids: idsB.slice(1) }, 12);
+  const r = await client.completions.create({ model: MODEL, prompt: idsB.slice(1), max_tokens: 12, temperature: 0, ...extra });
+  assert.equal(r.choices[0].text, noBos.text);
+});
+
+test('streaming: chunks concatenate to the non-streamed text, then the usage chunk', async () => {
+  const p = 'In the beginning';
+  const full = await client.completions.create({ model: MODEL, prompt: p, max_tokens: 10, temperature: 0, ...extra });
+  const stream = await client.completions.create({ model: MODEL, prompt: p, max_tokens: 10, temperature: 0, stream: true, stream_options: { include_usage: true }, ...extra });
+  let text = '', finish: string | null = null, usage = null, afterUsage = 0;
+  for await (const c of stream) {
+    if (usage) afterUsage++;
+    if (c.usage) usage = c.usage;
+    for (const ch of c.choices) { text += ch.text; if (ch.finish_reason) finish = ch.finish_reason; }
+  }
+  assert.equal(text, full.choices[0].text);
+  assert.equal(finish, 'length');
+  assert.deepEqual(usage, full.usage);
+  assert.equal(afterUsage, 0);
+
+  const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hi there' }], max_tokens: 8, temperature: 0, stream: true, ...extra });
+  let ctext = '', role = '';
+  for await (const c of chat) { ctext += c.choices[0]?.delta.content ?? ''; role ||= c.choices[0]?.delta.role ?? ''; }
+  const ids = encodeChat(ref.tokenizer, [{ role: 'user', content: 'Hi there' }]);
+  assert.equal(ctext, (await greedy({ ids }, 8)).text);
+  assert.equal(role, 'assistant');
+});
+
+test('chat: the -Instruct template, greedy reply equals generate on encodeChat; logprobs per token', async () => {
+  const messages = [{ role: 'system' as const, content: 'Be brief.' }, { role: 'user' as const, content: 'Name a color.' }];
+  const want = await greedy({ ids: encodeChat(ref.tokenizer, messages) }, 10);
+  const r = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 10, temperature: 0, logprobs: true, top_logprobs: 3, ...extra });
+  assert.equal(r.choices[0].message.content, want.text);
+  assert.equal(r.usage?.prompt_tokens, encodeChat(ref.tokenizer, messages).length);
+  const lp = r.choices[0].logprobs!.content!;
+  assert.equal(lp.length, 10);
+  for (const e of lp) {
+    assert.equal(e.top_logprobs.length, 3);
+    assert.ok(e.logprob <= 0 && Math.abs(e.logprob - e.top_logprobs[0].logprob) < 1e-9, 'greedy picks the top token');
+  }
+});
+
+test('n, seed: choices are independent samples, reproducible alone and batched with other requests', async () => {
+  const q = { model: MODEL, prompt: 'The state of the Union is', max_tokens: 12, temperature: 1, n: 3, seed: 42, ...extra };
+  const a = await client.completions.create(q);
+  assert.equal(a.choices.length, 3);
+  assert.ok(new Set(a.choices.map((c) => c.text)).size > 1, 'the n choices differ');
+  // the same request while other requests decode in the same batches
+  const [b] = await Promise.all([
+    client.completions.create(q),
+    client.completions.create({ ...q, seed: 7, prompt: 'Something else entirely' }),
+    client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], max_tokens: 12, ...extra }),
+  ]);
+  assert.deepEqual(b.choices.map((c) => c.text), a.choices.map((c) => c.text));
+  const c = await client.completions.create({ ...q, seed: 43 });
+  assert.notDeepEqual(c.choices.map((x) => x.text), a.choices.map((x) => x.text));
+});
+
+test('concurrent greedy requests give the outputs each gives alone', async () => {
+  const prompts = ['A', 'The cat sat on', 'Numbers: 1, 2, 3,', 'Hello world', 'Why is the sky', 'Once upon a time'];
+  const want: { text: string }[] = [];
+  for (const p of prompts) want.push(await greedy(p, 16)); // one at a time: generate() owns the model's single cache
+  const got = await Promise.all(prompts.map((p) => client.completions.create({ model: MODEL, prompt: p, max_tokens: 16, temperature: 0, ...extra })));
+  assert.deepEqual(got.map((g) => g.choices[0].text), want.map((w) => w.text));
+});
+
+test('stop strings cut the text before them; max_tokens past the context ends with length', async () => {
+  const full = (await greedy('Once upon a time', 16)).text;
+  const stop = full.slice(6, 10);
+  const r = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 16, temperature: 0, stop: [stop], ...extra });
+  assert.equal(r.choices[0].text, full.slice(0, full.indexOf(stop)));
+  assert.equal(r.choices[0].finish_reason, 'stop');
+  const long = ref.tokenizer.encode('word '.repeat(200), { bos: true }).slice(0, 120);
+  const l = await client.completions.create({ model: MODEL, prompt: long, max_tokens: 100, temperature: 0, ...extra });
+  assert.equal(l.choices[0].finish_reason, 'length');
+  assert.equal(l.usage?.completion_tokens, 128 - 120);
+});
+
+test('echo + logprobs + max_tokens 1 (lm-evaluation-harness local-completions) agrees with openelm eval', async () => {
+  const tok = ref.tokenizer;
+  const items = [['Question: How many legs does a spider have?\nAnswer:', ' eight'], ['The trophy did not fit in the suitcase because the trophy was too', ' big'],
+    ['Goal: Keep bread fresh for longer.\nSolution:', ' Store it in a sealed bag.']];
+  const reqs = items.map(([c, x]) => encodePair(tok, c, x));
+  const scorer = new LoglikScorer(ref.model);
+  const want = reqs.map((r) => { ref.model.reset(); return scorer.score([r])[0]; });
+  // as the harness sends them: token ids of context + continuation, several prompts per request
+  const r = await client.completions.create({ model: MODEL, prompt: reqs.map((q) => [...q.context, ...q.continuation]), max_tokens: 1, temperature: 0, logprobs: 1, echo: true, seed: 1234 });
+  r.choices.forEach((c, i) => {
+    const lp = c.logprobs!, ctxlen = reqs[i].context.length;
+    assert.equal(lp.token_logprobs!.length, reqs[i].context.length + reqs[i].continuation.length + 1);
+    assert.equal(lp.token_logprobs![0], null);
+    const tokenLps = lp.token_logprobs!.slice(ctxlen, -1) as number[];
+    const sum = tokenLps.reduce((s, v) => s + v, 0);
+    assert.ok(Math.abs(sum - want[i].loglik) < 1e-3, `item ${i}: ${sum} vs ${want[i].loglik}`);
+    const greedyAll = tokenLps.every((v, j) => v === Math.max(...Object.values(lp.top_logprobs![ctxlen + j]!)));
+    assert.equal(greedyAll, want[i].isGreedy);
+    assert.ok(c.text.startsWith(tok.decode(reqs[i].context)), 'echo returns the prompt text first');
+    assert.equal(lp.text_offset![0], 0);
+  });
+});
+
+test('errors: OpenAI-style 400s, 404 for an unknown model, an over-long prompt names both numbers', async () => {
+  const long = Array.from({ length: 200 }, () => 450);
+  await assert.rejects(client.completions.create({ model: MODEL, prompt: long, max_tokens: 4 }), (e: InstanceType<typeof OpenAI.BadRequestError>) => {
+    assert.equal(e.status, 400);
+    assert.match(e.message, /128 tokens.*200 tokens/);
+    return true;
+  });
+  await assert.rejects(client.completions.create({ model: MODEL, prompt: 'x', temperature: 5 }), (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /temperature/.test(e.message));
+  await assert.rejects(client.completions.create({ model: MODEL, prompt: [99999] }), (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /vocabulary/.test(e.message));
+  await assert.rejects(client.chat.completions.create({ model: MODEL, messages: [] }), (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /messages/.test(e.message));
+  await assert.rejects(client.completions.create({ model: 'gpt-4', prompt: 'x' }), (e: InstanceType<typeof OpenAI.NotFoundError>) => e.status === 404);
+  for (const body of ['{"model": "tiny", "prompt": ', '[1, 2]', 'null']) {
+    const res = await fetch(base + '/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    assert.equal(res.status, 400, body);
+    const j = await res.json() as { error: { message: string; type: string } };
+    assert.equal(j.error.type, 'invalid_request_error');
+  }
+  assert.equal((await fetch(base.replace('/v1', '/health'))).status, 200);
+});
+
+test('an aborted stream cancels its sequence; the server keeps serving; /metrics and /v1/models', async () => {
+  const ac = new AbortController();
+  const stream = await client.completions.create({ model: MODEL, prompt: 'Abort me', max_tokens: 100, temperature: 0, stream: true, ...extra }, { signal: ac.signal });
+  let chunks = 0;
+  try {
+    for await (const _ of stream) if (++chunks === 2) ac.abort();
+  } catch { /* the client reports the abort as an error or just ends */ }
+  assert.equal(chunks, 2);
+  for (let i = 0; i < 100 && engine.stats.active > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(engine.stats.active, 0, 'the slot is freed');
+  const m = await (await fetch(base.replace('/v1', '/metrics'))).text();
+  assert.match(m, /openelm_sequences_cancelled_total 1/);
+  assert.match(m, /openelm_generation_tokens_total \d+/);
+  const models = await client.models.list();
+  assert.deepEqual(models.data.map((x) => x.id), [MODEL]);
+  const ok = await client.completions.create({ model: MODEL, prompt: 'still alive', max_tokens: 2 });
+  assert.equal(ok.choices.length, 1);
+});
+
+test('tokenize / detokenize round trip', async () => {
+  const t = await (await fetch(base.replace('/v1', '/tokenize'), { method: 'POST', body: JSON.stringify({ prompt: 'Hello world' }), headers: { 'content-type': 'application/json' } })).json() as { tokens: number[] };
+  assert.deepEqual(t.tokens, ref.tokenizer.encode('Hello world', { bos: true }));
+  const d = await (await fetch(base.replace('/v1', '/detokenize'), { method: 'POST', body: JSON.stringify({ tokens: t.tokens }), headers: { 'content-type': 'application/json' } })).json() as { prompt: string };
+  assert.equal(d.prompt, 'Hello world');
+});
+
+test('a full queue is a 429; an API key is enforced (401) except on /health', async () => {
+  const e2 = new Engine(loaded.model, { parallel: 1, maxQueue: 1, stepTokens: 8 });
+  const s2 = await createServer({ engine: e2, tokenizer: loaded.tokenizer, modelName: MODEL, chat: chatFormat(null, loaded.tokenizer), apiKey: 'sekret' });
+  const url = (await s2.listen({ host: '127.0.0.1', port: 0 })) + '/v1';
+  try {
+    const bad = new OpenAI({ baseURL: url, apiKey: 'wrong', maxRetries: 0 });
+    await assert.rejects(bad.models.list(), (e: InstanceType<typeof OpenAI.AuthenticationError>) => e.status === 401);
+    assert.equal((await fetch(url.replace('/v1', '/health'))).status, 200);
+    const good = new OpenAI({ baseURL: url, apiKey: 'sekret', maxRetries: 0 });
+    const q = { model: MODEL, prompt: 'busy', max_tokens: 30, ...extra };
+    const results = await Promise.allSettled([good.completions.create(q), good.completions.create(q), good.completions.create(q), good.completions.create(q)]);
+    const statuses = results.map((r) => (r.status === 'fulfilled' ? 200 : (r.reason as { status: number }).status));
+    assert.ok(statuses.includes(429), `statuses ${statuses}`);
+    assert.ok(statuses.filter((s) => s === 200).length >= 2);
+  } finally {
+    await s2.close();
+  }
+});
