@@ -1,0 +1,103 @@
+// The engine on its own: batched steps over several sequences give what one sequence alone gives
+// (on both backends), adapters apply per sequence inside a mixed batch, prefix caching reuses
+// KV rows, cancellation frees the slot.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadOpenELM } from '../src/load.ts';
+import { Engine } from '../src/engine/engine.ts';
+import { BatchForward } from '../src/model/batch.ts';
+import { attachAdapter, loadAdapter } from '../src/peft/index.ts';
+import { AdapterRuntime } from '../src/peft/lora.ts';
+import type { OpenELM } from '../src/model/openelm.ts';
+
+const TINY = fileURLToPath(new URL('./fixtures/openelm/tiny-f32/', import.meta.url));
+const PEFT = fileURLToPath(new URL('./fixtures/openelm/tiny-f32-peft/', import.meta.url));
+
+function alone(model: OpenELM, prompt: number[], n: number): number[] {
+  model.reset();
+  const out: number[] = [];
+  let logits = model.forward(prompt);
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let j = 1; j < model.config.vocab_size; j++) if (logits[j] > logits[best]) best = j;
+    out.push(best);
+    if (i + 1 < n) logits = model.step(best);
+  }
+  return out;
+}
+
+const prompts = [[1, 5, 9, 200, 17], [1, 300], [1, 5, 9, 200, 17, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60], [1, 7, 7, 7]];
+
+for (const backend of ['ref', 'wasm'] as const) {
+  test(`${backend}: batched greedy decoding equals each sequence alone; prefix cache reused`, async () => {
+    const { model, dispose } = await loadOpenELM(TINY, { backend, threads: 2 });
+    try {
+      const want = prompts.map((p) => alone(model, p, 12));
+      const engine = new Engine(model, { parallel: 3, stepTokens: 8 }); // 4 prompts on 3 slots: one waits; the long one is prefilled in chunks
+      const seqs = prompts.map((p) => engine.submit({ promptIds: p, maxTokens: 12, eosIds: [], sampling: { temperature: 0 } }));
+      assert.deepEqual(await Promise.all(seqs.map((s) => s.done())), want);
+      assert.ok(seqs.every((s) => s.finishReason === 'length'));
+      // the third prompt starts with the first: one of them reused the other's keys and values
+      const again = engine.submit({ promptIds: prompts[2], maxTokens: 12, eosIds: [], sampling: { temperature: 0 } });
+      assert.deepEqual(await again.done(), want[2]);
+      assert.equal(again.cachedTokens, prompts[2].length - 1);
+    } finally {
+      dispose();
+    }
+  });
+}
+
+test('adapters per sequence: base and LoRA / DoRA sequences in one batch each get their own logits', async () => {
+  const { model, dispose } = await loadOpenELM(TINY, { backend: 'ref' });
+  try {
+    const k = model.kernels;
+    const lora = loadAdapter(path.join(PEFT, 'lora'), model.config, k), dora = loadAdapter(path.join(PEFT, 'dora'), model.config, k);
+    const want: Record<string, number[]> = {};
+    for (const [name, a] of [['base', null], ['lora', lora], ['dora', dora]] as const) {
+      attachAdapter(model, a);
+      want[name] = alone(model, prompts[0], 10);
+    }
+    attachAdapter(model, null);
+    assert.notDeepEqual(want.lora, want.base);
+    const adapters = new Map([['lora', new AdapterRuntime(k, lora, model.weights, 16)], ['dora', new AdapterRuntime(k, dora, model.weights, 16)]]);
+    const engine = new Engine(model, { parallel: 4, stepTokens: 16, adapters });
+    const names = ['lora', null, 'dora', 'lora'] as const;
+    const seqs = names.map((adapter) => engine.submit({ promptIds: prompts[0], maxTokens: 10, eosIds: [], adapter, sampling: { temperature: 0 } }));
+    const got = await Promise.all(seqs.map((s) => s.done()));
+    names.forEach((n, i) => assert.deepEqual(got[i], want[n ?? 'base'], String(n)));
+    assert.throws(() => engine.submit({ promptIds: [1], maxTokens: 1, adapter: 'nope' }), /no adapter named "nope"/);
+  } finally {
+    dispose();
+  }
+});
+
+test('BatchForward rows equal model.forward; cancel frees the slot; context and queue limits', async () => {
+  const { model, dispose } = await loadOpenELM(TINY, { backend: 'ref' });
+  try {
+    const V = model.config.vocab_size;
+    const batch = new BatchForward(model, 32);
+    const a = model.newCache(), b = model.newCache();
+    const rows = batch.run([{ cache: a, ids: prompts[0], logits: 'all', adapter: null }, { cache: b, ids: prompts[1], logits: 'last', adapter: null }]);
+    model.reset();
+    const allA = model.forwardAll(prompts[0]);
+    model.reset();
+    const lastB = model.forward(prompts[1]);
+    assert.deepEqual(Array.from(rows.subarray(0, prompts[0].length * V)), Array.from(allA));
+    assert.deepEqual(Array.from(rows.subarray(prompts[0].length * V)), Array.from(lastB));
+
+    const engine = new Engine(model, { parallel: 1, maxQueue: 1, stepTokens: 8 });
+    const long = engine.submit({ promptIds: [1, 2, 3], maxTokens: 50, eosIds: [], sampling: { temperature: 0 } });
+    const queued = engine.submit({ promptIds: [1, 4], maxTokens: 3, eosIds: [], sampling: { temperature: 0 } });
+    assert.throws(() => engine.submit({ promptIds: [1], maxTokens: 1 }), /busy/);
+    let n = 0;
+    for await (const _ of long) if (++n === 3) long.cancel();
+    assert.equal(long.finishReason, 'cancelled');
+    assert.ok(long.outputIds.length < 50);
+    assert.equal((await queued.done()).length, 3);
+    assert.throws(() => engine.submit({ promptIds: new Array(64).fill(1), maxTokens: 1 }), /needs 65 tokens but the model's context holds 64/);
+  } finally {
+    dispose();
+  }
+});
