@@ -1,4 +1,4 @@
-import { idList, num, parse, printJson, UsageError } from '../args.ts';
+import { checkSamplingFlags, idList, num, parse, printJson, speedJson, speedLine, UsageError, type SpeedFigures } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.ts';
 import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
@@ -27,7 +27,7 @@ export const SAMPLING_HELP = `Sampling options:
       --stop TEXT            stop when TEXT appears (repeatable)`;
 
 export function samplingOptions(v: Record<string, unknown>): GenerateOptions {
-  return {
+  return checkSamplingFlags({
     maxNewTokens: num(v['max-new-tokens'] as string, 'max-new-tokens', { int: true, min: 0 }),
     temperature: num(v.temperature as string, 'temperature', { min: 0 }),
     topK: num(v['top-k'] as string, 'top-k', { int: true, min: 0 }),
@@ -36,7 +36,7 @@ export function samplingOptions(v: Record<string, unknown>): GenerateOptions {
     repetitionPenalty: num(v['repetition-penalty'] as string, 'repetition-penalty'),
     seed: num(v.seed as string, 'seed', { int: true }),
     stop: v.stop as string[] | undefined,
-  };
+  });
 }
 
 export function timingLine(r: GenerationResult): string {
@@ -60,8 +60,9 @@ Options:
       --chat                 wrap the prompt in the -Instruct chat template
       --system TEXT          system message (with --chat)
       --ignore-eos           keep going past the end-of-sequence token
-  -v, --verbose              print timings to stderr
-      --json                 print {"output_ids", "text", "prompt_ids", "finish_reason", ...} at the end
+  -q, --quiet                no speed summary on stderr at the end
+  -v, --verbose              print timings and the finish reason to stderr instead
+      --json                 print {"output_ids", "text", "prompt_ids", "finish_reason", "speed", ...} at the end
 ${SAMPLING_HELP}
 ${MODEL_HELP}
 ${ADAPTER_HELP}
@@ -75,6 +76,7 @@ Examples:
       ...MODEL_OPTIONS, ...ADAPTER_OPTION, ...SAMPLING_OPTIONS,
       prompt: { type: 'string', short: 'p' }, 'prompt-ids': { type: 'string' },
       chat: { type: 'boolean' }, system: { type: 'string' }, 'ignore-eos': { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' },
+      quiet: { type: 'boolean', short: 'q' },
     }, true);
     if (positionals.length > 1) throw new UsageError(`one prompt expected, got ${positionals.length} arguments; quote the prompt: openelm generate "${positionals.join(' ')}"`);
     if (positionals.length === 1) {
@@ -96,13 +98,17 @@ Examples:
       let r = await it.next();
       for (; !r.done; r = await it.next()) if (!v.json) process.stdout.write(r.value.text);
       const res = r.value;
+      const speed: SpeedFigures = {
+        promptTokens: res.promptIds.length - res.cachedTokens, promptMs: res.prefillMs, generatedTokens: res.outputIds.length, generateMs: res.decodeMs,
+      };
       if (v.json) {
         printJson({
           prompt_ids: res.promptIds, output_ids: res.outputIds, text: res.text, finish_reason: res.finishReason,
-          timings: { prefill_ms: res.prefillMs, decode_ms: res.decodeMs },
+          timings: { prefill_ms: res.prefillMs, decode_ms: res.decodeMs }, speed: speedJson(speed),
         });
       } else process.stdout.write('\n');
       if (v.verbose) process.stderr.write(timingLine(res) + '\n');
+      else if (!v.quiet && !v.json) process.stderr.write(speedLine(speed) + '\n');
     } finally {
       dispose();
     }
