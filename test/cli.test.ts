@@ -178,18 +178,18 @@ test('bad input: clear errors and exit codes', () => {
 test('generate ends with a speed summary on stderr (--quiet silences it, --json carries it)', () => {
   const m = path.join(FIX, 'tiny-f32');
   const r = cli(['generate', '-m', m, '--prompt-ids', '1,5,6', '-n', '4', '--temperature', '0']);
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stderr, /^prompt: 3 tokens, [\d.]+ tokens\/s · generation: 4 tokens, [\d.]+ tokens\/s$/m);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /^prompt: 3 tokens, [\d.]+ tokens\/s · generation: 4 tokens, [\d.]+ tokens\/s$/m);
   const q = cli(['generate', '-m', m, '--prompt-ids', '1,5,6', '-n', '4', '--temperature', '0', '--quiet']);
-  assert.equal(q.status, 0, q.stderr);
-  assert.doesNotMatch(q.stderr, /tokens\/s/);
+  assert.equal(q.code, 0, q.err);
+  assert.doesNotMatch(q.err, /tokens\/s/);
   const j = cli(['generate', '-m', m, '--prompt-ids', '1,5,6', '-n', '4', '--temperature', '0', '--json']);
-  const s = json(j.stdout).speed;
+  const s = json(j.out).speed;
   assert.equal(s.prompt_tokens, 3);
   assert.equal(s.generated_tokens, 4);
   assert.ok(s.generate_tokens_per_s > 0 && s.prompt_tokens_per_s > 0);
   // a sampling flag out of range names the flag
   const bad = cli(['generate', '-m', m, '--prompt-ids', '1', '--repetition-penalty', '0']);
-  assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /--repetition-penalty/);
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /--repetition-penalty/);
 });
