@@ -193,3 +193,42 @@ test('generate ends with a speed summary on stderr (--quiet silences it, --json 
   assert.equal(bad.code, 2);
   assert.match(bad.err, /--repetition-penalty/);
 });
+
+test('list shows cached models, the built-in one and folders given; rm removes a cached repo', () => {
+  const cache = tmp();
+  try {
+    // a cached repo in the hub cache's layout: blobs, a snapshot linking to them, refs/main
+    const repo = path.join(cache, 'models--apple--OpenELM-tiny');
+    const sha = 'a'.repeat(40);
+    fs.mkdirSync(path.join(repo, 'snapshots', sha), { recursive: true });
+    fs.mkdirSync(path.join(repo, 'blobs'));
+    fs.mkdirSync(path.join(repo, 'refs'));
+    fs.writeFileSync(path.join(repo, 'refs', 'main'), sha);
+    for (const f of ['config.json', 'model.safetensors']) {
+      fs.copyFileSync(path.join(FIX, 'tiny-f32', f), path.join(repo, 'blobs', f + '.blob'));
+      fs.symlinkSync(path.join('..', '..', 'blobs', f + '.blob'), path.join(repo, 'snapshots', sha, f));
+    }
+    const env = { HF_HUB_CACHE: cache };
+    const l = cli(['list', '--json'], { env });
+    assert.equal(l.code, 0, l.err);
+    const rows = json(l.out) as { name: string; parameters: number; dtype: string; bytes: number; refs: string[] }[];
+    const tiny = rows.find((r) => r.name === 'apple/OpenELM-tiny')!;
+    assert.deepEqual([tiny.parameters, tiny.dtype, tiny.refs], [681344, 'f32', ['main']]);
+    assert.equal(tiny.bytes, fs.statSync(path.join(FIX, 'tiny-f32', 'config.json')).size + fs.statSync(path.join(FIX, 'tiny-f32', 'model.safetensors')).size);
+    assert.ok(rows.some((r) => r.name === 'builtin' && r.dtype === 'bf16'));
+    const table = cli(['list', path.join(FIX, 'tiny-bf16-sharded')], { env });
+    assert.match(table.out, /^NAME +PARAMETERS +DTYPE +SIZE +MODIFIED$/m);
+    assert.match(table.out, /apple\/OpenELM-tiny +681\.3K +f32 +[\d.]+ MB/);
+    assert.match(table.out, /tiny-bf16-sharded .* bf16 /);
+    const rm = cli(['rm', 'apple/OpenELM-tiny'], { env });
+    assert.equal(rm.code, 0, rm.err);
+    assert.match(rm.out, /removed apple\/OpenELM-tiny \([\d.]+ MB freed\)/);
+    assert.ok(!fs.existsSync(repo));
+    const again = cli(['rm', 'apple/OpenELM-tiny'], { env });
+    assert.equal(again.code, 1);
+    assert.match(again.err, /apple\/OpenELM-tiny is not in the Hugging Face cache/);
+    assert.equal(cli(['rm', '../etc'], { env }).code, 1);
+  } finally {
+    fs.rmSync(cache, { recursive: true, force: true });
+  }
+});

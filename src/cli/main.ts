@@ -16,10 +16,12 @@ import { trainCommand } from './commands/train.ts';
 import { checkCommand } from './commands/check.ts';
 import { finetuneCommand } from './commands/finetune.ts';
 import { mergeCommand } from './commands/merge.ts';
+import { listCommand } from './commands/list.ts';
+import { rmCommand } from './commands/rm.ts';
 import { evalCommand } from './commands/eval.ts';
 import { serveCommand } from './commands/serve.ts';
 
-const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, quantizeCommand, exportCommand, benchCommand, checkCommand, trainCommand, finetuneCommand, mergeCommand, plotCommand, evalCommand, serveCommand];
+const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, listCommand, rmCommand, quantizeCommand, exportCommand, benchCommand, checkCommand, trainCommand, finetuneCommand, mergeCommand, plotCommand, evalCommand, serveCommand];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));
