@@ -219,3 +219,20 @@ test('a full queue is a 429; an API key is enforced (401) except on /health', as
     await s2.close();
   }
 });
+
+test('response_format json_object: the output is always a JSON object (or a prefix of one when max_tokens cuts it); json_schema is refused', async () => {
+  const plainQ = { model: MODEL, prompt: 'JSON:', max_tokens: 60, temperature: 1, n: 4, seed: 11 };
+  const q = { ...plainQ, response_format: { type: 'json_object' } } as typeof plainQ; // an openelm extension on /v1/completions
+  const plain = await client.completions.create(plainQ);
+  assert.ok(plain.choices.every((c) => !c.text.trimStart().startsWith('{')), 'unconstrained, the tiny model writes no JSON');
+  const r = await client.completions.create(q);
+  for (const c of r.choices) {
+    assert.ok(c.text.trimStart().startsWith('{'), c.text);
+    if (c.finish_reason === 'stop') assert.equal(typeof JSON.parse(c.text), 'object', c.text);
+  }
+  assert.ok(r.choices.some((c) => c.finish_reason === 'stop'), 'some choice closes its object');
+  const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'JSON please' }], max_tokens: 60, seed: 2, n: 4, response_format: { type: 'json_object' } });
+  for (const c of chat.choices) if (c.finish_reason === 'stop') assert.equal(typeof JSON.parse(c.message.content!), 'object');
+  await assert.rejects(client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } } }),
+    (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /json_schema/.test(e.message));
+});
