@@ -24,7 +24,9 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/ch
 const skip = CHROMIUM ? false : process.env.CI ? false : 'no Chromium here (apt-get install chromium, or set CHROMIUM_PATH)';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BUILTIN = join(ROOT, 'builtin/openelm-sotu');
-export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+// with Chromium's software WebGPU adapter (SwiftShader), so the page's WebGPU path runs too
+export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
+  '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-features=Vulkan'];
 
 /** `openelm generate PROMPT -n N --temperature 0 --json`'s text, from the CLI itself. */
 function cliText(prompt: string, n: number): string {
@@ -97,6 +99,19 @@ describe('the chat page in headless Chromium', { skip, timeout: 240_000 }, () =>
     assert.ok(model.length > 20, `${model.length} requests`);
     assert.ok(model.every((r) => r.range && r.status === 206), JSON.stringify(model.filter((r) => !r.range).slice(0, 3)));
     assert.equal(model[0].range, 'bytes=0-0');
+    await page.close();
+  });
+
+  test('deep link on WebGPU (?device=webgpu, SwiftShader here): the same text; auto keeps WebAssembly on a software adapter', async () => {
+    assert.ok(cli, 'needs the previous test');
+    const page = await open(`${server.url}/index.html?prompt=${encodeURIComponent(PROMPT)}&max_new_tokens=16&temperature=0&autorun=1&device=webgpu`);
+    const out = await outputOf(page);
+    if (out.error && /no adapter|not available/.test(out.error) && !process.env.CI) return; // no WebGPU in this Chromium
+    assert.equal(out.error, undefined);
+    assert.equal(out.text, cli);
+    assert.match(await page.$eval('#status', (e) => e.textContent ?? ''), /WebGPU on .*swiftshader/i);
+    await page.goto(`${server.url}/index.html`);
+    assert.match(await waitReady(page), /WebAssembly SIMD on 2 threads \(WebGPU's adapter here is software/);
     await page.close();
   });
 

@@ -23,6 +23,8 @@ export interface LoadRequest {
   threads?: number;
   dtype?: LoadDType;
   contextLength?: number;
+  /** 'auto' (default): WebGPU when a hardware adapter exists, else WebAssembly; 'webgpu' also takes a software adapter */
+  device?: 'auto' | 'webgpu' | 'wasm';
 }
 
 /** A prompt: text (BOS first, no template: as `openelm generate`), token ids, or a conversation (-Instruct template). */

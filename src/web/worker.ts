@@ -8,11 +8,30 @@ import { cacheApiStore, cachedFiles, defaultStore, directoryFiles, blobFiles, hu
 import { encodeChat } from '../generate/chat.ts';
 import { generate, type Prompt } from '../generate/generate.ts';
 import { loadBrowserModel, type BrowserModel } from './load.ts';
+import { WebGpuKernels } from '../kernels/webgpu/webgpu.ts';
+import { GpuOpenELM } from '../kernels/webgpu/model.ts';
+import { gpuGenerate } from './gpu-generate.ts';
 import type { FromWorker, LoadRequest, RunOptions, RunPrompt, ToWorker } from './protocol.ts';
 
 const post = (m: FromWorker) => (self as unknown as { postMessage(m: FromWorker): void }).postMessage(m);
 
 let loaded: BrowserModel | null = null;
+/** the model on the GPU when the WebGPU backend was chosen (then `loaded` holds the tokenizer and config) */
+let gpuModel: GpuOpenELM | null = null;
+
+/** A WebGPU device when one should be used: asked for, or (auto) a hardware adapter exists. */
+async function webgpuFor(device: LoadRequest['device']): Promise<{ gpu: WebGpuKernels | null; why: string }> {
+  if (device === 'wasm') return { gpu: null, why: '' };
+  try {
+    const gpu = await WebGpuKernels.create();
+    if (device === 'webgpu' || !gpu.software) return { gpu, why: '' };
+    gpu.dispose();
+    return { gpu: null, why: ` (WebGPU's adapter here is software, ${gpu.adapterName}: WebAssembly is faster)` };
+  } catch (e) {
+    if (device === 'webgpu') throw e;
+    return { gpu: null, why: '' };
+  }
+}
 let abort: AbortController | null = null;
 let queue: Promise<void> = Promise.resolve();
 
@@ -44,12 +63,20 @@ async function load(req: LoadRequest): Promise<void> {
   abort?.abort();
   loaded?.dispose();
   loaded = null;
+  gpuModel?.gpu.dispose();
+  gpuModel = null;
   const t0 = performance.now();
   const files = await filesFor(req);
+  const { gpu, why } = await webgpuFor(req.device);
   const m = await loadBrowserModel(files, {
-    backend: req.backend, threads: req.threads, dtype: req.dtype, contextLength: req.contextLength,
+    backend: gpu ? 'ref' : req.backend, threads: req.threads, dtype: req.dtype, contextLength: req.contextLength,
     onLoad: (p) => post({ type: 'progress', phase: 'load', file: p.tensor, loaded: p.loaded, total: p.total }),
   });
+  if (gpu) {
+    gpuModel = GpuOpenELM.fromWeights(gpu, m.config, m.model.weights, m.model.cache.capacity);
+    m.backend = 'webgpu';
+    m.note = `WebGPU on ${gpu.adapterName}`;
+  } else m.note += why;
   loaded = m;
   post({
     type: 'ready',
@@ -66,6 +93,13 @@ async function run(id: number, prompt: RunPrompt, options: RunOptions = {}): Pro
   const { model, tokenizer } = loaded;
   const p: Prompt = typeof prompt === 'object' && 'messages' in prompt ? { ids: encodeChat(tokenizer, prompt.messages) } : prompt;
   abort = new AbortController();
+  if (gpuModel) {
+    const res = await gpuGenerate(gpuModel, tokenizer, p, { ...options, signal: abort.signal }, (text) => post({ type: 'text', id, text }));
+    abort = null;
+    const n = res.outputIds.length - 1;
+    post({ type: 'done', id, result: { ...res, cachedTokens: 0, tokensPerSecond: n > 0 ? n / (res.decodeMs / 1000) : 0 } });
+    return;
+  }
   const it = generate(model, tokenizer, p, { ...options, signal: abort.signal });
   let r = await it.next();
   for (; !r.done; r = await it.next()) if (r.value.text) post({ type: 'text', id, text: r.value.text });

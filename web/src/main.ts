@@ -66,7 +66,9 @@ async function loadModel(req: Omit<LoadRequest, 'type'>, label: string): Promise
   }
 }
 
-const loadBuiltin = () => loadModel({ spec: { kind: 'url', url: BUILTIN_URL }, cache: 'none' }, 'built-in model');
+/** ?device=webgpu|wasm overrides the choice (default: WebGPU on a hardware adapter, else WebAssembly) */
+const DEVICE = (['webgpu', 'wasm'].includes(new URLSearchParams(location.search).get('device') ?? '') ? new URLSearchParams(location.search).get('device') : 'auto') as 'auto' | 'webgpu' | 'wasm';
+const loadBuiltin = () => loadModel({ spec: { kind: 'url', url: BUILTIN_URL }, cache: 'none', device: DEVICE }, 'built-in model');
 
 function num(id: string, fallback: number): number {
   const v = Number(($<HTMLInputElement>(id)).value);
@@ -147,18 +149,18 @@ $<HTMLInputElement>('folder').addEventListener('change', (e) => {
   const files = Array.from((e.target as HTMLInputElement).files ?? []);
   if (!files.length) return;
   const name = (files[0] as File & { webkitRelativePath?: string }).webkitRelativePath?.split('/')[0] || 'picked folder';
-  void loadModel({ spec: { kind: 'files', files, name } }, name).catch(() => undefined);
+  void loadModel({ spec: { kind: 'files', files, name }, device: DEVICE }, name).catch(() => undefined);
 });
 $<HTMLFormElement>('hub-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const repo = ($<HTMLInputElement>('hub-repo')).value.trim();
   const endpoint = new URLSearchParams(location.search).get('hub_endpoint') ?? undefined;
-  if (repo) void loadModel({ spec: { kind: 'hub', repo, endpoint } }, repo).catch(() => undefined);
+  if (repo) void loadModel({ spec: { kind: 'hub', repo, endpoint }, device: DEVICE }, repo).catch(() => undefined);
 });
 $<HTMLFormElement>('url-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const url = ($<HTMLInputElement>('model-url')).value.trim();
-  if (url) void loadModel({ spec: { kind: 'url', url: new URL(url, location.href).href } }, url).catch(() => undefined);
+  if (url) void loadModel({ spec: { kind: 'url', url: new URL(url, location.href).href }, device: DEVICE }, url).catch(() => undefined);
 });
 
 /** ?prompt=…&autorun=1: one completion with the built-in model into #output. */
