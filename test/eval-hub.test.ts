@@ -54,7 +54,7 @@ const REPOS: Record<string, Record<string, Repo>> = {
   },
 };
 
-interface Logged { server: 'hub' | 'cdn'; url: string; auth?: string }
+interface Logged { server: 'hub' | 'cdn'; method: string; url: string; auth?: string }
 let requests: Logged[] = [];
 let corrupt = false;
 let hub: http.Server, cdn: http.Server, endpoint = '', cdnUrl = '';
@@ -64,7 +64,7 @@ function start(): Promise<void> {
   const blobs = new Map<string, Buffer>();
   for (const revs of Object.values(REPOS)) for (const r of Object.values(revs)) for (const b of Object.values(r.files)) blobs.set(sha256(b), b);
   hub = http.createServer((req, res) => {
-    requests.push({ server: 'hub', url: req.url ?? '', auth: req.headers.authorization });
+    requests.push({ server: 'hub', method: req.method ?? '', url: req.url ?? '', auth: req.headers.authorization });
     const url = new URL(req.url ?? '/', 'http://x');
     const api = /^\/api\/datasets\/([^/]+\/[^/]+)\/revision\/(.+)$/.exec(url.pathname);
     const resolve = /^\/datasets\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
@@ -95,11 +95,13 @@ function start(): Promise<void> {
       res.writeHead(302, { location: `${cdnUrl}/lfs/${sha}`, 'x-linked-etag': `"${sha}"`, 'x-linked-size': data.length, etag: '"pointer"' });
       return res.end();
     }
-    res.writeHead(200, { etag: `"${createHash('sha1').update(data).digest('hex')}"` });
-    res.end(data);
+    // a regular (non-LFS) file: the hub's ETag is git's blob id
+    const gitSha1 = createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
+    res.writeHead(200, { etag: `"${gitSha1}"`, 'content-length': data.length });
+    res.end(req.method === 'HEAD' ? undefined : data);
   });
   cdn = http.createServer((req, res) => {
-    requests.push({ server: 'cdn', url: req.url ?? '', auth: req.headers.authorization });
+    requests.push({ server: 'cdn', method: req.method ?? '', url: req.url ?? '', auth: req.headers.authorization });
     if (req.headers.authorization) {
       res.writeHead(400);
       return res.end('Authorization must not reach the CDN');
@@ -111,7 +113,7 @@ function start(): Promise<void> {
     }
     const body = corrupt ? Buffer.concat([data.subarray(0, -1), Buffer.from([data[data.length - 1] ^ 1])]) : data;
     res.writeHead(200, { 'content-length': body.length });
-    res.end(body);
+    res.end(req.method === 'HEAD' ? undefined : body);
   });
   const listen = (s: http.Server) => new Promise<string>((ok) => s.listen(0, '127.0.0.1', () => ok(`http://127.0.0.1:${(s.address() as AddressInfo).port}`)));
   return Promise.all([listen(hub), listen(cdn)]).then(([h, c]) => { endpoint = h; cdnUrl = c; });
@@ -142,7 +144,9 @@ describe('datasets from the hub', () => {
     assert.ok(fs.lstatSync(file).isSymbolicLink());
     assert.equal(fs.realpathSync(file), fs.realpathSync(path.join(repoDir, 'blobs', sha256(read('ai2_arc/ARC-Easy/test-00000-of-00001.parquet')))));
     assert.equal(fs.readFileSync(path.join(repoDir, 'refs', 'main'), 'utf8'), 'a'.repeat(40));
-    const gets = requests.filter((r) => r.url.includes('/resolve/'));
+    // the model downloader's protocol: HEAD the resolve URL (etag, size), then GET it (a 302 to the CDN)
+    const gets = requests.filter((r) => r.url.includes('/resolve/') && r.method === 'GET');
+    assert.deepEqual(requests.filter((r) => r.url.includes('/resolve/') && r.method === 'HEAD').map((r) => r.url), gets.map((r) => r.url));
     assert.deepEqual(gets.map((r) => r.url), [`/datasets/allenai/ai2_arc/resolve/${'a'.repeat(40)}/ARC-Easy/test-00000-of-00001.parquet`]);
     assert.ok(requests.filter((r) => r.server === 'hub').every((r) => r.auth === `Bearer ${TOKEN}`));
     assert.ok(requests.filter((r) => r.server === 'cdn').every((r) => r.auth === undefined));
@@ -155,7 +159,7 @@ describe('datasets from the hub', () => {
     // few-shot needs the train split: fetched on top of the cached test split
     const fs2 = await loadTask('arc_easy', opts({ fewshot: true }));
     assert.equal(fs2.fewshotDocs!.length, 4);
-    assert.deepEqual(requests.filter((r) => r.url.includes('/resolve/')).map((r) => path.basename(r.url)), ['train-00000-of-00001.parquet']);
+    assert.deepEqual(requests.filter((r) => r.url.includes('/resolve/') && r.method === 'GET').map((r) => path.basename(r.url)), ['train-00000-of-00001.parquet']);
   });
 
   test("a loading-script dataset (Rowan/hellaswag) is read from the hub's refs/convert/parquet branch", async () => {

@@ -25,6 +25,11 @@
 // downloads a blob, holding blobs/<etag>.lock (its host and pid); others wait for it, and take a
 // lock over when its holder is dead or silent.
 //
+// Datasets (lm-evaluation-harness data for `openelm eval`) go through the same downloader:
+// resolveRepo(repo, { repoType: 'dataset', selectFiles, isComplete }) uses datasets--{owner}--{name},
+// /api/datasets/{repo}/revision/{rev} and {endpoint}/datasets/{repo}/resolve/{sha}/{file}, with
+// the files and the completeness rule the caller gives.
+//
 // Example:
 //   const dir = await resolveModel('apple/OpenELM-270M-Instruct', { onProgress: (p) => console.log(p.file, p.done, p.total) });
 //   // dir = ~/.cache/huggingface/hub/models--apple--OpenELM-270M-Instruct/snapshots/<sha>
@@ -80,6 +85,15 @@ export interface ResolveOptions {
   fetch?: typeof fetch;
 }
 
+/** resolveRepo's options: a model (default) or a dataset repo, and which of its files make a usable snapshot. */
+export interface RepoOptions extends ResolveOptions {
+  repoType?: 'model' | 'dataset';
+  /** the files to fetch, from the repo's file list (default: a model's config, tokenizer and safetensors weights, by allowPatterns) */
+  selectFiles?: (files: string[]) => string[];
+  /** whether a snapshot folder holds what the caller needs (default: config.json and every weight file) */
+  isComplete?: (dir: string) => boolean;
+}
+
 export const DEFAULT_ALLOW_PATTERNS = [
   'config.json', 'generation_config.json', '*.safetensors', 'model.safetensors.index.json',
   'tokenizer.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json',
@@ -104,6 +118,21 @@ export async function resolveModel(source: string, opts: ResolveOptions = {}): P
   }
   if (opts.revision !== undefined && !isSafeRevision(opts.revision)) {
     throw new HubError('invalid', `revision ${JSON.stringify(opts.revision)} is not a branch, tag or commit name (letters, digits, - _ . and / between parts; no "..", no leading "/")`);
+  }
+  return new Hub(repo, opts).snapshot();
+}
+
+/**
+ * A local snapshot folder of hub repo `repo` (a model, or with repoType 'dataset' a dataset)
+ * holding the files `selectFiles` picks: the cached one when `isComplete` accepts it, else
+ * downloaded with every guarantee of resolveModel (resume, locks, hashes, timeouts, size caps).
+ */
+export async function resolveRepo(repo: string, opts: RepoOptions = {}): Promise<string> {
+  if (!REPO_ID.test(repo) || repo.includes('..') || repo.includes('--')) {
+    throw new HubError('not-found', `"${repo}" is not a Hugging Face repo id like ${opts.repoType === 'dataset' ? 'allenai/ai2_arc' : 'apple/OpenELM-270M'}`);
+  }
+  if (opts.revision !== undefined && !isSafeRevision(opts.revision)) {
+    throw new HubError('invalid', `revision ${JSON.stringify(opts.revision)} is not a branch, tag or commit name`);
   }
   return new Hub(repo, opts).snapshot();
 }
@@ -268,14 +297,19 @@ class Hub {
   private readonly minSpeed: number;
   private readonly lockStaleMs: number;
 
-  constructor(private readonly repo: string, private readonly opts: ResolveOptions) {
+  private readonly kind: 'model' | 'dataset';
+  private readonly isComplete: (dir: string) => boolean;
+
+  constructor(private readonly repo: string, private readonly opts: RepoOptions) {
     const env = opts.env ?? process.env;
+    this.kind = opts.repoType ?? 'model';
+    this.isComplete = opts.isComplete ?? isCompleteSnapshot;
     this.revision = opts.revision ?? 'main';
     this.endpoint = (opts.endpoint ?? env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
     this.token = opts.token ?? hubToken(env);
     this.offline = opts.offline ?? isTrue(env.HF_HUB_OFFLINE);
     this.cacheRoot = path.resolve(opts.cacheDir ?? hubCacheDir(env));
-    this.repoDir = inside(this.cacheRoot, path.join(this.cacheRoot, `models--${repo.replace(/\//g, '--')}`), `repo ${repo}`);
+    this.repoDir = inside(this.cacheRoot, path.join(this.cacheRoot, `${this.kind}s--${repo.replace(/\//g, '--')}`), `repo ${repo}`);
     this.fetch = opts.fetch ?? globalThis.fetch;
     this.retries = opts.retries ?? 3;
     const positive = (v: number | undefined, name: string): number | undefined => {
@@ -290,7 +324,7 @@ class Hub {
   }
 
   private get label(): string {
-    return `${this.repo}@${this.revision}`;
+    return `${this.kind === 'dataset' ? 'dataset ' : ''}${this.repo}@${this.revision}`;
   }
 
   /** The cached snapshot for this revision, when it is complete. */
@@ -305,7 +339,7 @@ class Hub {
       if (!COMMIT_SHA.test(sha)) return undefined; // a damaged or planted ref: ask the hub again
     }
     const dir = path.join(this.repoDir, 'snapshots', sha);
-    return isCompleteSnapshot(dir) ? dir : undefined;
+    return this.isComplete(dir) ? dir : undefined;
   }
 
   private notCached(why: string, cause?: unknown): HubError {
@@ -313,7 +347,9 @@ class Hub {
       why === 'offline' ? 'not-cached' : 'network',
       `${this.label} is not (completely) in the Hugging Face cache at ${this.repoDir}` +
         (why === 'offline' ? ' and offline mode is on (offline option or HF_HUB_OFFLINE=1)' : `, and ${why}`) +
-        `. Download it once with network access (openelm pull ${this.repo}), or pass a local folder instead of a repo id.`,
+        (this.kind === 'model'
+          ? `. Download it once with network access (openelm pull ${this.repo}), or pass a local folder instead of a repo id.`
+          : '. Download it once with network access, or pass a local folder (--tasks NAME=PATH).'),
       { cause },
     );
   }
@@ -337,7 +373,8 @@ class Hub {
       throw e;
     }
 
-    const files = this.selectFiles(info.siblings);
+    const files = this.opts.selectFiles ? this.opts.selectFiles(info.siblings.filter(isSafeFileName)) : this.selectFiles(info.siblings);
+    for (const f of files) if (!isSafeFileName(f)) throw new HubError('invalid', `${this.label}: refusing the file name ${JSON.stringify(f)}`);
     const snapDir = inside(this.repoDir, path.join(this.repoDir, 'snapshots', info.sha), 'the snapshot');
     // Files already linked in this commit's snapshot are immutable: no request needed.
     const missing = files.filter((f) => !exists(path.join(snapDir, f)));
@@ -362,8 +399,10 @@ class Hub {
       await this.io(`writing ${ref}`, () => writeRef(ref, info.sha));
     }
 
-    if (!isCompleteSnapshot(snapDir)) {
-      throw new HubError('no-weights', `${this.label}: after download, ${snapDir} lacks config.json or a *.safetensors weight file listed in model.safetensors.index.json`);
+    if (!this.isComplete(snapDir)) {
+      throw new HubError('no-weights', this.opts.isComplete
+        ? `${this.label}: after download, ${snapDir} still lacks files it needs`
+        : `${this.label}: after download, ${snapDir} lacks config.json or a *.safetensors weight file listed in model.safetensors.index.json`);
     }
     return snapDir;
   }
@@ -490,7 +529,7 @@ class Hub {
       return new HubError('gated',
         `${this.repo} is gated or private (HTTP ${res.status}${serverMsg ? `: ${serverMsg}` : ''}). ` +
           (this.token ? 'Your token was sent but has no access: ' : 'No token was sent: set HF_TOKEN to a token from https://huggingface.co/settings/tokens and ') +
-          `accept the licence on https://huggingface.co/${this.repo}.`);
+          `accept the licence on https://huggingface.co/${this.kind === 'dataset' ? 'datasets/' : ''}${this.repo}.`);
     }
     if (code === 'RevisionNotFound') return new HubError('not-found', `revision "${this.revision}" not found in repo ${this.repo} (HTTP ${res.status})`);
     if (code === 'EntryNotFound') return new HubError('not-found', `file ${what} not found (HTTP ${res.status})`);
@@ -504,7 +543,7 @@ class Hub {
   }
 
   private async revisionInfo(): Promise<{ sha: string; siblings: string[] }> {
-    const url = `${this.endpoint}/api/models/${this.repo}/revision/${encodeURIComponent(this.revision)}`;
+    const url = `${this.endpoint}/api/${this.kind}s/${this.repo}/revision/${encodeURIComponent(this.revision)}`;
     const res = await this.request(url, { headers: this.headers(url) });
     if (!res.ok) throw await this.httpError(res);
     const text = await this.readBody(res, MAX_JSON_BYTES, url);
@@ -526,7 +565,8 @@ class Hub {
   }
 
   private resolveUrl(sha: string, file: string): string {
-    return `${this.endpoint}/${this.repo}/resolve/${sha}/${file.split('/').map(encodeURIComponent).join('/')}`;
+    const prefix = this.kind === 'dataset' ? 'datasets/' : '';
+    return `${this.endpoint}/${prefix}${this.repo}/resolve/${sha}/${file.split('/').map(encodeURIComponent).join('/')}`;
   }
 
   /** HEAD the resolve URL: etag and size come from the hub's own response (a 302 for LFS files). */
@@ -548,7 +588,7 @@ class Hub {
       // the etag names the blob file and is the hash it is checked against: git sha1 or sha256 only
       if (!etag || !ETAG.test(etag)) throw new HubError('http', `${name} in ${this.label}: the hub sent no usable ETag (got ${JSON.stringify(etag?.slice(0, 100))}; expected a git sha1 or a sha256)`);
       if (size === undefined) throw new HubError('http', `${name} in ${this.label}: the hub sent no file size (X-Linked-Size / Content-Length) for HEAD ${url}`);
-      const max = this.opts.maxFileBytes ?? (WEIGHTS.test(name) ? MAX_WEIGHT_BYTES : MAX_OTHER_BYTES);
+      const max = this.opts.maxFileBytes ?? (WEIGHTS.test(name) || this.kind === 'dataset' ? MAX_WEIGHT_BYTES : MAX_OTHER_BYTES);
       if (size > max) throw new HubError('http', `${name} in ${this.label}: the hub announces ${size} bytes, more than the limit of ${max} (maxFileBytes)`);
       return { name, etag, size, url: this.resolveUrl(sha, name) };
     }
