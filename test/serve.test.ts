@@ -4,6 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
+import { Ajv } from 'ajv';
 import { loadModel, type LoadedModel } from '../src/load.ts';
 import { generateText } from '../src/generate/generate.ts';
 import { encodeChat } from '../src/generate/chat.ts';
@@ -220,7 +221,7 @@ test('a full queue is a 429; an API key is enforced (401) except on /health', as
   }
 });
 
-test('response_format json_object: the output is always a JSON object (or a prefix of one when max_tokens cuts it); json_schema is refused', async () => {
+test('response_format json_object: the output is always a JSON object (or a prefix of one when max_tokens cuts it, finish_reason length)', async () => {
   const plainQ = { model: MODEL, prompt: 'JSON:', max_tokens: 60, temperature: 1, n: 4, seed: 11 };
   const q = { ...plainQ, response_format: { type: 'json_object' } } as typeof plainQ; // an openelm extension on /v1/completions
   const plain = await client.completions.create(plainQ);
@@ -233,6 +234,47 @@ test('response_format json_object: the output is always a JSON object (or a pref
   assert.ok(r.choices.some((c) => c.finish_reason === 'stop'), 'some choice closes its object');
   const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'JSON please' }], max_tokens: 60, seed: 2, n: 4, response_format: { type: 'json_object' } });
   for (const c of chat.choices) if (c.finish_reason === 'stop') assert.equal(typeof JSON.parse(c.message.content!), 'object');
-  await assert.rejects(client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } } }),
-    (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /json_schema/.test(e.message));
+  const cut = await client.completions.create({ ...q, max_tokens: 3 });
+  assert.ok(cut.choices.some((c) => c.finish_reason === 'length'));
+  for (const c of cut.choices) {
+    // a closed object ends the reply (stop); one cut by max_tokens is an honest prefix (length)
+    if (c.finish_reason === 'stop') assert.equal(typeof JSON.parse(c.text), 'object', c.text);
+    else assert.throws(() => JSON.parse(c.text), c.text);
+  }
+});
+
+test('response_format json_schema: every reply parses and validates against the schema (ajv); unsupported keywords are a 400 naming them', async () => {
+  const schema = {
+    type: 'object', additionalProperties: false, required: ['name', 'age', 'pets', 'address'],
+    properties: {
+      name: { type: 'string', maxLength: 12 }, age: { type: 'integer' }, height: { type: 'number' }, student: { type: 'boolean' },
+      spouse: { type: 'null' }, mood: { enum: ['happy', 'sad', 42] },
+      pets: { type: 'array', items: { type: 'object', properties: { kind: { enum: ['cat', 'dog'] }, legs: { type: 'integer' } }, required: ['kind'] }, maxItems: 2 },
+      address: { type: 'object', properties: { city: { type: ['string', 'null'], maxLength: 10 } }, required: ['city'] },
+    },
+  };
+  const validate = new Ajv({ strict: false }).compile(schema);
+  const format = { type: 'json_schema' as const, json_schema: { name: 'person', strict: true, schema } };
+  const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Describe a person as JSON' }], max_tokens: 400, seed: 5, n: 3, temperature: 1, response_format: format });
+  for (const c of chat.choices) {
+    assert.equal(c.finish_reason, 'stop', c.message.content!);
+    const v = JSON.parse(c.message.content!);
+    assert.ok(validate(v), `${c.message.content}\n${JSON.stringify(validate.errors)}`);
+  }
+  // greedy and streamed: the same document as the non-streamed greedy reply
+  const q = { model: MODEL, messages: [{ role: 'user' as const, content: 'JSON' }], max_tokens: 400, temperature: 0, response_format: format };
+  const one = await client.chat.completions.create(q);
+  let streamed = '';
+  for await (const ch of await client.chat.completions.create({ ...q, stream: true })) streamed += ch.choices[0]?.delta.content ?? '';
+  assert.equal(streamed, one.choices[0].message.content);
+  assert.ok(validate(JSON.parse(streamed)));
+  // too few tokens: finish_reason length, the text a prefix that does not parse
+  const cut = await client.chat.completions.create({ ...q, max_tokens: 4 });
+  assert.equal(cut.choices[0].finish_reason, 'length');
+  assert.ok(one.choices[0].message.content!.startsWith(cut.choices[0].message.content!));
+  const bad = { ...format, json_schema: { name: 'x', schema: { type: 'object', properties: { when: { type: 'string', format: 'date-time', pattern: '^2' } } } } };
+  await assert.rejects(client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], response_format: bad }),
+    (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /'format', 'pattern'/.test(e.message) && /properties\/when/.test(e.message));
+  const ok = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], max_tokens: 2 });
+  assert.equal(ok.choices.length, 1, 'the server is still serving');
 });

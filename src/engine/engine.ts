@@ -31,6 +31,8 @@ export interface TokenConstraint {
   accept(token: number): void;
   /** the output is complete: the sequence ends here */
   done(): boolean;
+  /** optional fast path: allowed[t] = allows(t) for every token of the vocabulary */
+  fill?(allowed: Uint8Array): void;
 }
 
 export interface SequenceRequest {
@@ -180,6 +182,7 @@ export class Engine {
   private readonly batch: BatchForward;
   private readonly work: Float32Array; // [vocab] adjusted logits of one sequence (backend memory)
   private readonly mask: Float32Array; // [vocab]
+  private readonly allowed: Uint8Array; // [vocab] what the constraint allows
   private readonly adapters: ReadonlyMap<string, ForwardAdapter>;
   private running: Promise<void> | null = null;
   private clock = 0;
@@ -198,6 +201,7 @@ export class Engine {
     this.batch = new BatchForward(model, stepTokens);
     this.work = model.kernels.f32(model.config.vocab_size);
     this.mask = new Float32Array(model.config.vocab_size);
+    this.allowed = new Uint8Array(model.config.vocab_size);
     this.adapters = opts.adapters ?? new Map();
     this.stats = { active: 0, waiting: 0, parallel, steps: 0, promptTokens: 0, cachedPromptTokens: 0, generatedTokens: 0 };
   }
@@ -391,10 +395,12 @@ export class Engine {
         if (c && !c.allows(token)) {
           // mask every token the constraint refuses (EOS too: the output is not complete) and sample again
           if (input !== this.work) this.work.set(row.subarray(0, V));
-          const m = this.mask;
+          const m = this.mask, allowed = this.allowed;
+          if (c.fill) c.fill(allowed);
+          else for (let t = 0; t < V; t++) allowed[t] = c.allows(t) ? 1 : 0;
           let any = false;
           for (let t = 0; t < V; t++) {
-            const ok = !eos.includes(t) && c.allows(t);
+            const ok = allowed[t] === 1 && !eos.includes(t);
             m[t] = ok ? 0 : 1;
             any ||= ok;
           }
@@ -416,10 +422,10 @@ export class Engine {
     seq.sampler.observeOne(token);
     seq.adjuster.observe(token);
     const isEos = eos.includes(token);
-    if (!isEos) c?.accept(token);
+    if (!isEos && !c?.done()) c?.accept(token);
     seq.emit({ token, logprob: req.logprobs !== undefined ? tokenLogprob(row, V, token, req.logprobs) : undefined });
     this.stats.generatedTokens++;
-    if (isEos) { seq.finish('stop'); this.release(slot); return; }
+    if (isEos || c?.done()) { seq.finish('stop'); this.release(slot); return; } // a closed constraint ends the sequence (even with eosIds [])
     if (seq.outputIds.length >= req.maxTokens || slot.cache.length >= slot.cache.capacity) { seq.finish('length'); this.release(slot); return; }
     seq.pending = token;
   }

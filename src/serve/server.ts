@@ -11,7 +11,7 @@
 // is OpenAI's {"error": {...}} with the status the official clients expect.
 import crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { Engine, QueueFullError, type EngineToken, type Sequence, type TokenConstraint } from '../engine/engine.ts';
+import { Engine, QueueFullError, type EngineToken, type Sequence } from '../engine/engine.ts';
 import { TextTail, tokenString } from '../engine/text.ts';
 import type { TokenLogprob } from '../engine/logits.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
@@ -20,7 +20,7 @@ import { ApiError, badParam } from './errors.ts';
 import { chatMessages, checkBody, commonParams, completionPrompts, DEFAULT_LIMITS, type CommonParams, type ServeLimits } from './params.ts';
 import { ServerMetrics } from './metrics.ts';
 import type { ChatFormat } from './chat-template.ts';
-import { jsonConstraint } from './json-constraint.ts';
+import { compileFormat } from './json-constraint.ts';
 
 export interface ServeOptions {
   engine: Engine;
@@ -136,13 +136,13 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
       for (const c of choices) if (!c.seq.finishReason) { c.seq.cancel(); metrics.cancelled.inc(); }
     };
     reply.raw.on('close', () => { if (!reply.raw.writableFinished) cancelAll(); });
+    const format = p.responseFormat ? compileFormat(tok, p.responseFormat, V) : null; // a 400 before anything is queued
     try {
       prompts.forEach(({ ids, echo }, i) => {
         const maxTokens = Math.min(p.maxTokens ?? defaultMax(ids.length), capacity - ids.length);
         for (let j = 0; j < p.n; j++) {
           const index = i * p.n + j;
-          let constraint: TokenConstraint | undefined;
-          if (p.responseFormat && p.responseFormat.type !== 'text') constraint = jsonConstraint(tok, p.responseFormat, V);
+          const constraint = format?.constraint();
           const seq = engine.submit({
             promptIds: ids, maxTokens, adapter, constraint,
             sampling: { ...p.sampling, seed: p.seed === undefined ? undefined : p.seed + index },
