@@ -3,6 +3,7 @@ import type { OpenELM } from '../model/openelm.ts';
 import { ContextLengthError } from '../model/openelm.ts';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/index.ts';
 import { Sampler, type SamplingOptions } from './sampler.ts';
+import { speculativeTokens, type SpeculativeOptions, type SpeculativeStats } from './speculative.ts';
 
 export interface GenerateOptions extends SamplingOptions {
   /** maximum tokens to generate (default 256; capped by the context left) */
@@ -15,6 +16,8 @@ export interface GenerateOptions extends SamplingOptions {
   eosIds?: number[];
   /** cancel generation */
   signal?: AbortSignal;
+  /** speculative decoding: a draft model or prompt lookup proposes tokens, the model checks them in one pass (speculative.ts) */
+  speculative?: SpeculativeOptions;
 }
 
 export interface TokenEvent {
@@ -35,6 +38,8 @@ export interface GenerationResult {
   cachedTokens: number;
   prefillMs: number;
   decodeMs: number;
+  /** with opts.speculative: verification rounds, draft tokens proposed and kept */
+  speculative?: SpeculativeStats;
 }
 
 /** A prompt: text (BOS is prepended, as the HF tokenizer does) or token ids used as given. */
@@ -64,7 +69,7 @@ export async function* generate(model: OpenELM, tok: Tokenizer, prompt: Prompt, 
   const t0 = performance.now();
   const cachedTokens = reusablePrefix(model.cache.ids, promptIds);
   model.cache.truncate(cachedTokens);
-  let logits = model.forward(promptIds.slice(cachedTokens));
+  const logits = model.forward(promptIds.slice(cachedTokens));
   const prefillMs = performance.now() - t0;
 
   const outputIds: number[] = [];
@@ -75,11 +80,15 @@ export async function* generate(model: OpenELM, tok: Tokenizer, prompt: Prompt, 
   let emitted = 0; // characters of `text` already yielded
   let finishReason: FinishReason = 'length';
   const t1 = performance.now();
-  for (let i = 0; i < maxNew; i++) {
+  const spec = opts.speculative;
+  const stats: SpeculativeStats | undefined = spec ? { rounds: 0, drafted: 0, accepted: 0 } : undefined;
+  if (spec?.draft && spec.draft.config.vocab_size !== model.config.vocab_size) {
+    throw new RangeError(`the draft model's vocabulary (${spec.draft.config.vocab_size} tokens) differs from the model's (${model.config.vocab_size})`);
+  }
+  const tokens = spec ? speculativeTokens(model, sampler, logits, promptIds, maxNew, spec, opts, stats!) : plainTokens(model, sampler, logits, maxNew);
+  for (const token of tokens) {
     if (opts.signal?.aborted) { finishReason = 'aborted'; break; }
-    const token = sampler.sample(logits);
     outputIds.push(token);
-    sampler.observeOne(token);
     if (eos.has(token)) { finishReason = 'eos'; break; }
     text += decoder.push(token);
     const hit = firstStop(text, stops, emitted);
@@ -92,12 +101,21 @@ export async function* generate(model: OpenELM, tok: Tokenizer, prompt: Prompt, 
     const safe = Math.max(emitted, text.length - holdBack);
     yield { token, text: text.slice(emitted, safe) };
     emitted = safe;
-    if (i + 1 < maxNew) logits = model.step(token);
     await new Promise<void>((r) => setImmediate(r)); // let I/O (streams, servers) run between tokens
   }
   if (finishReason !== 'stop') text += decoder.flush();
   if (text.length > emitted) yield { token: outputIds[outputIds.length - 1], text: text.slice(emitted) };
-  return { promptIds, outputIds, text, finishReason, cachedTokens, prefillMs, decodeMs: performance.now() - t1 };
+  return { promptIds, outputIds, text, finishReason, cachedTokens, prefillMs, decodeMs: performance.now() - t1, ...(stats ? { speculative: stats } : {}) };
+}
+
+/** One token per step: sample from the logits, then feed the token (only when another is wanted). */
+function* plainTokens(model: OpenELM, sampler: Sampler, logits: Float32Array, maxNew: number): Generator<number, void, void> {
+  for (let i = 0; i < maxNew; i++) {
+    const token = sampler.sample(logits);
+    sampler.observeOne(token);
+    yield token;
+    if (i + 1 < maxNew) logits = model.step(token);
+  }
 }
 
 /** Runs generation to the end and returns the result. */

@@ -2,6 +2,77 @@ import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, openModelOnly } from '../model-options.ts';
 import { benchModel, formatBench } from '../../bench.ts';
+import { openSpeculative, SPECULATIVE_HELP, SPECULATIVE_OPTIONS } from './generate.ts';
+import type { OpenELM } from '../../model/openelm.ts';
+import { Rng } from '../../generate/rng.ts';
+import { Sampler } from '../../generate/sampler.ts';
+import { speculativeTokens, type SpeculativeOptions, type SpeculativeStats } from '../../generate/speculative.ts';
+
+export interface SpeculativeBench {
+  draft: string;
+  draft_tokens: number;
+  /** draft tokens the model kept / proposed */
+  acceptance: number;
+  /** tokens per pass of the model (including plain steps when nothing was drafted) */
+  tokens_per_pass: number;
+  plain_decode_tps: number;
+  decode_tps: number;
+  speedup: number;
+  /** greedy output identical with and without the draft */
+  identical: boolean;
+  runs: { plain_decode_tps: number; decode_tps: number }[];
+}
+
+/**
+ * Greedy decoding of the same seeded random prompt with and without the draft, interleaved
+ * (plain, speculative, plain, ...), best of `repeat` each; the decode phase only.
+ */
+export function benchSpeculative(model: OpenELM, spec: SpeculativeOptions, o: { promptTokens: number; genTokens: number; repeat: number; seed?: number }, label: string): SpeculativeBench {
+  const V = model.config.vocab_size;
+  const rng = new Rng(o.seed ?? 0);
+  const prompt = Array.from({ length: o.promptTokens }, () => 3 + (rng.nextU32() % (V - 3)));
+  const runs: SpeculativeBench['runs'] = [];
+  let stats: SpeculativeStats = { rounds: 0, drafted: 0, accepted: 0 };
+  let identical = true;
+  const decode = (useSpec: boolean): { ids: number[]; ms: number } => {
+    model.reset();
+    spec.draft?.reset();
+    const sampler = new Sampler(V, { temperature: 0 }, model.kernels);
+    const logits = model.forward(prompt);
+    const ids: number[] = [];
+    const t0 = performance.now();
+    if (useSpec) {
+      stats = { rounds: 0, drafted: 0, accepted: 0 };
+      for (const t of speculativeTokens(model, sampler, logits, prompt, o.genTokens, spec, { temperature: 0 }, stats)) ids.push(t);
+    } else {
+      let x = logits;
+      for (let i = 0; i < o.genTokens; i++) { const t = sampler.sample(x); ids.push(t); if (i + 1 < o.genTokens) x = model.step(t); }
+    }
+    return { ids, ms: performance.now() - t0 };
+  };
+  decode(false); // warm-up (JIT, page faults) of both paths
+  decode(true);
+  for (let r = 0; r < o.repeat; r++) {
+    const a = decode(false), b = decode(true);
+    identical &&= a.ids.join() === b.ids.join();
+    runs.push({ plain_decode_tps: (o.genTokens / a.ms) * 1000, decode_tps: (o.genTokens / b.ms) * 1000 });
+  }
+  const plain = Math.max(...runs.map((r) => r.plain_decode_tps)), fast = Math.max(...runs.map((r) => r.decode_tps));
+  return {
+    draft: label, draft_tokens: spec.draft ? spec.draftTokens ?? 4 : spec.promptLookup ?? 10,
+    acceptance: stats.drafted ? stats.accepted / stats.drafted : 0,
+    tokens_per_pass: (o.genTokens - 1) / Math.max(1, o.genTokens - 1 - stats.accepted),
+    plain_decode_tps: plain, decode_tps: fast, speedup: fast / plain, identical, runs,
+  };
+}
+
+export function formatSpeculative(s: SpeculativeBench): string {
+  const spread = (k: 'plain_decode_tps' | 'decode_tps') => `${Math.min(...s.runs.map((r) => r[k])).toFixed(1)}–${Math.max(...s.runs.map((r) => r[k])).toFixed(1)}`;
+  return [
+    `speculative (${s.draft}, ${s.draft_tokens} per round): ${(100 * s.acceptance).toFixed(0)}% of drafted tokens kept, ${s.tokens_per_pass.toFixed(2)} tokens per pass`,
+    `  decode ${s.decode_tps.toFixed(1)} tok/s (runs ${spread('decode_tps')}) vs ${s.plain_decode_tps.toFixed(1)} without (runs ${spread('plain_decode_tps')}): ${s.speedup.toFixed(2)}× · output ${s.identical ? 'identical' : 'DIFFERENT'}`,
+  ].join('\n');
+}
 
 export const benchCommand: Command = {
   name: 'bench',
@@ -19,12 +90,15 @@ Options:
       --repeat N           runs; the best is reported (default 3)
       --warmup N           untimed decode steps before measuring (default 4)
       --json               machine-readable output
+${SPECULATIVE_HELP}
+  With a draft or --prompt-lookup, bench also decodes the prompt greedily with and without it
+  (interleaved) and reports the acceptance rate, the speed-up and whether the output is identical.
 ${MODEL_HELP}
 
 npm run bench compares this against llama.cpp (node-llama-cpp) on the same weights.`,
   async run(argv) {
     const { values: v } = parse(argv, {
-      ...MODEL_OPTIONS, 'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' }, repeat: { type: 'string' }, warmup: { type: 'string' },
+      ...MODEL_OPTIONS, ...SPECULATIVE_OPTIONS, 'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' }, repeat: { type: 'string' }, warmup: { type: 'string' },
     });
     const promptTokens = num(v['prompt-tokens'] as string, 'prompt-tokens', { int: true, min: 1 }) ?? 128;
     const genTokens = num(v['gen-tokens'] as string, 'gen-tokens', { int: true, min: 1 }) ?? 128;
@@ -43,13 +117,18 @@ npm run bench compares this against llama.cpp (node-llama-cpp) on the same weigh
       throw e;
     }
     const loadMs = performance.now() - t0;
+    let draft: Awaited<ReturnType<typeof openSpeculative>> = { dispose: () => {} };
     try {
+      draft = await openSpeculative(v, loaded.model, Boolean(v.json));
       const r = benchModel(loaded.model, { promptTokens, genTokens, repeat, warmup });
       const k = loaded.model.kernels as { name: string; threads?: number };
       const out = { model: loaded.dir, dtype: (v.dtype as string | undefined) ?? 'auto', threads: k.threads ?? 1, backend: k.name, load_ms: loadMs, ...r };
-      if (v.json) printJson(out);
-      else process.stdout.write(formatBench(out) + '\n');
+      const label = v['draft-model'] !== undefined ? `draft ${v['draft-model']}${v['draft-dtype'] ? ` as ${v['draft-dtype']}` : ''}` : 'prompt lookup';
+      const spec = draft.spec ? benchSpeculative(loaded.model, draft.spec, { promptTokens, genTokens, repeat }, label) : undefined;
+      if (v.json) printJson(spec ? { ...out, speculative: spec } : out);
+      else process.stdout.write(formatBench(out) + '\n' + (spec ? formatSpeculative(spec) + '\n' : ''));
     } finally {
+      draft.dispose();
       loaded.dispose();
     }
   },

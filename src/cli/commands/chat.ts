@@ -3,7 +3,7 @@ import { checkSamplingFlags, parse, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.ts';
 import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
-import { SAMPLING_HELP, SAMPLING_OPTIONS, samplingOptions, timingLine } from './generate.ts';
+import { SAMPLING_HELP, SAMPLING_OPTIONS, samplingOptions, timingLine, SPECULATIVE_HELP, SPECULATIVE_OPTIONS, openSpeculative, speculativeLine } from './generate.ts';
 import { generate, type GenerateOptions } from '../../generate/generate.ts';
 import { encodeChat, type ChatMessage } from '../../generate/chat.ts';
 
@@ -123,19 +123,23 @@ Options:
       --system TEXT          initial system message
   -v, --verbose              print timings after each reply
 ${SAMPLING_HELP}
+${SPECULATIVE_HELP}
 ${MODEL_HELP}
 ${ADAPTER_HELP}`,
   async run(argv) {
-    const { values: v } = parse(argv, { ...MODEL_OPTIONS, ...ADAPTER_OPTION, ...SAMPLING_OPTIONS, system: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } });
+    const { values: v } = parse(argv, { ...MODEL_OPTIONS, ...ADAPTER_OPTION, ...SAMPLING_OPTIONS, ...SPECULATIVE_OPTIONS, system: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } });
     const session = new ChatSession(v.system as string | undefined, checkSamplingFlags(samplingOptions(v)));
     const tty = Boolean(process.stdin.isTTY);
-    const { model, tokenizer, dispose } = await openModel(v);
+    const { model, tokenizer, dispose: disposeModel } = await openModel(v);
+    let draft: Awaited<ReturnType<typeof openSpeculative>>;
     try {
       applyAdapterOption(model, v);
+      draft = await openSpeculative(v, model);
     } catch (e) {
-      dispose();
+      disposeModel();
       throw e;
     }
+    const dispose = () => { draft.dispose(); disposeModel(); };
     const capacity = model.cache.capacity;
     const note = (s: string) => process.stderr.write(`${s}\n`);
     const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: tty });
@@ -196,7 +200,7 @@ ${ADAPTER_HELP}`,
 
         generating = new AbortController();
         try {
-          const it = generate(model, tokenizer, { ids }, { ...session.opts, signal: generating.signal });
+          const it = generate(model, tokenizer, { ids }, { ...session.opts, signal: generating.signal, speculative: draft.spec });
           let r = await it.next();
           for (; !r.done; r = await it.next()) process.stdout.write(r.value.text);
           const res = r.value;
@@ -209,6 +213,7 @@ ${ADAPTER_HELP}`,
           }
           msgs.push({ role: 'assistant', content: res.text });
           if (v.verbose) note(timingLine(res));
+          if (v.verbose && res.speculative) note(speculativeLine(res.speculative, res.outputIds.length));
         } catch (e) {
           msgs.pop(); // the user turn that failed: not part of the conversation
           failures++;

@@ -1,6 +1,9 @@
 import { checkSamplingFlags, idList, num, parse, printJson, speedJson, speedLine, UsageError, type SpeedFigures } from '../args.ts';
 import type { Command } from '../command.ts';
-import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.ts';
+import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel, parseDType, parseThreads } from '../model-options.ts';
+import { loadOpenELM, type LoadedOpenELM } from '../../load.ts';
+import type { OpenELM } from '../../model/openelm.ts';
+import type { SpeculativeOptions, SpeculativeStats } from '../../generate/speculative.ts';
 import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 import { generate, type GenerateOptions, type GenerationResult, type Prompt } from '../../generate/generate.ts';
 import { encodeChat } from '../../generate/chat.ts';
@@ -25,6 +28,51 @@ export const SAMPLING_HELP = `Sampling options:
       --repetition-penalty R HF repetition penalty (default 1 = off; OpenELM's card suggests 1.2)
       --seed S               seed for reproducible sampling
       --stop TEXT            stop when TEXT appears (repeatable)`;
+
+export const SPECULATIVE_OPTIONS = {
+  'draft-model': { type: 'string' },
+  'draft-dtype': { type: 'string' },
+  'draft-tokens': { type: 'string' },
+  'prompt-lookup': { type: 'string' },
+} as const;
+
+export const SPECULATIVE_HELP = `Speculative decoding (the output is the model's: greedy text is identical):
+      --draft-model M        a draft model with the same vocabulary: a smaller OpenELM, the built-in
+                             model, or the model itself with --draft-dtype q4 (a 4-bit copy)
+      --draft-dtype D        the draft's weight storage (default auto)
+      --draft-tokens K       tokens the draft proposes per round (default 4)
+      --prompt-lookup N      no draft model: propose N tokens that followed the last matching
+                             n-gram of the text so far (OpenELM's card suggests 10)`;
+
+/** The draft model and options the speculative flags ask for (nothing without them); dispose() frees the draft. */
+export async function openSpeculative(v: Record<string, unknown>, target: OpenELM, quiet = false): Promise<{ spec?: SpeculativeOptions; dispose: () => void }> {
+  const lookup = num(v['prompt-lookup'] as string | undefined, 'prompt-lookup', { int: true, min: 1, max: 64 });
+  const draftTokens = num(v['draft-tokens'] as string | undefined, 'draft-tokens', { int: true, min: 1, max: 64 });
+  if (v['draft-model'] === undefined) {
+    if (v['draft-dtype'] !== undefined || draftTokens !== undefined) throw new UsageError(`--${v['draft-dtype'] !== undefined ? 'draft-dtype' : 'draft-tokens'} needs --draft-model`);
+    return { spec: lookup === undefined ? undefined : { promptLookup: lookup }, dispose: () => {} };
+  }
+  if (lookup !== undefined) throw new UsageError('give --draft-model or --prompt-lookup, not both');
+  const dtype = parseDType(v['draft-dtype'] as string | undefined, 'draft-dtype');
+  const draft: LoadedOpenELM = await loadOpenELM(modelSource({ model: v['draft-model'] }), {
+    dtype, threads: parseThreads(v.threads as string | undefined), backend: (v.backend as 'wasm' | 'ref' | undefined) ?? 'wasm',
+    contextLength: num(v.context as string | undefined, 'context', { int: true, min: 1 }), offline: v.offline as boolean | undefined,
+  }).catch((e: Error) => { throw new UsageError(`--draft-model: ${e.message}`); });
+  if (draft.model.config.vocab_size !== target.config.vocab_size) {
+    draft.dispose();
+    throw new UsageError(`--draft-model ${v['draft-model']}: its vocabulary has ${draft.model.config.vocab_size} tokens, the model's ${target.config.vocab_size}; a draft must share the tokenizer`);
+  }
+  if (!quiet) process.stderr.write(`draft: ${draft.dir}${dtype === 'auto' ? '' : ` as ${dtype}`}\n`);
+  return { spec: { draft: draft.model, draftTokens }, dispose: () => draft.dispose() };
+}
+
+/** "draft: 82% of 160 tokens kept, 3.3 tokens per pass" */
+export function speculativeLine(s: SpeculativeStats, generated: number): string {
+  const rate = s.drafted ? (100 * s.accepted) / s.drafted : 0;
+  // the first token comes from the prompt's pass; every later pass (a check or a plain step) adds its kept drafts + 1
+  const passes = Math.max(1, generated - 1 - s.accepted);
+  return `draft: ${rate.toFixed(0)}% of ${s.drafted} proposed tokens kept, ${((generated - 1) / passes).toFixed(2)} tokens per pass of the model`;
+}
 
 export function samplingOptions(v: Record<string, unknown>): GenerateOptions {
   return checkSamplingFlags({
@@ -64,16 +112,19 @@ Options:
   -v, --verbose              print timings and the finish reason to stderr instead
       --json                 print {"output_ids", "text", "prompt_ids", "finish_reason", "speed", ...} at the end
 ${SAMPLING_HELP}
+${SPECULATIVE_HELP}
 ${MODEL_HELP}
 ${ADAPTER_HELP}
 
 Examples:
   openelm generate "The state of the Union is"
   openelm generate -m apple/OpenELM-270M -p "Once upon a time" -n 64
-  openelm generate -m ./my-model --prompt-ids 1,450,4996 --temperature 0 --json`,
+  openelm generate -m ./my-model --prompt-ids 1,450,4996 --temperature 0 --json
+  openelm generate -m apple/OpenELM-1_1B --draft-model apple/OpenELM-1_1B --draft-dtype q4 -p "..."
+  openelm generate -m apple/OpenELM-270M-Instruct --chat --prompt-lookup 10 -p "Summarize: ..."`,
   async run(argv) {
     const { values: v, positionals } = parse(argv, {
-      ...MODEL_OPTIONS, ...ADAPTER_OPTION, ...SAMPLING_OPTIONS,
+      ...MODEL_OPTIONS, ...ADAPTER_OPTION, ...SAMPLING_OPTIONS, ...SPECULATIVE_OPTIONS,
       prompt: { type: 'string', short: 'p' }, 'prompt-ids': { type: 'string' },
       chat: { type: 'boolean' }, system: { type: 'string' }, 'ignore-eos': { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' },
       quiet: { type: 'boolean', short: 'q' },
@@ -86,7 +137,9 @@ Examples:
     if ((v.prompt === undefined) === (v['prompt-ids'] === undefined)) throw new UsageError('give exactly one of PROMPT (or --prompt TEXT) or --prompt-ids IDS');
     const opts = { ...samplingOptions(v), ignoreEos: v['ignore-eos'] as boolean | undefined };
     const { model, tokenizer, dispose } = await openModel(v, Boolean(v.json));
+    let draft = { dispose: () => {} } as Awaited<ReturnType<typeof openSpeculative>>;
     try {
+      draft = await openSpeculative(v, model, Boolean(v.json));
       applyAdapterOption(model, v);
       let prompt: Prompt;
       if (v['prompt-ids'] !== undefined) prompt = { ids: idList(v['prompt-ids'] as string, 'prompt-ids') };
@@ -94,7 +147,7 @@ Examples:
         const msgs = [...(v.system ? [{ role: 'system' as const, content: v.system as string }] : []), { role: 'user' as const, content: v.prompt as string }];
         prompt = { ids: encodeChat(tokenizer, msgs) };
       } else prompt = v.prompt as string;
-      const it = generate(model, tokenizer, prompt, opts);
+      const it = generate(model, tokenizer, prompt, { ...opts, speculative: draft.spec });
       let r = await it.next();
       for (; !r.done; r = await it.next()) if (!v.json) process.stdout.write(r.value.text);
       const res = r.value;
@@ -105,11 +158,14 @@ Examples:
         printJson({
           prompt_ids: res.promptIds, output_ids: res.outputIds, text: res.text, finish_reason: res.finishReason,
           timings: { prefill_ms: res.prefillMs, decode_ms: res.decodeMs }, speed: speedJson(speed),
+          ...(res.speculative ? { speculative: { ...res.speculative, acceptance: res.speculative.drafted ? res.speculative.accepted / res.speculative.drafted : 0 } } : {}),
         });
       } else process.stdout.write('\n');
       if (v.verbose) process.stderr.write(timingLine(res) + '\n');
       else if (!v.quiet && !v.json) process.stderr.write(speedLine(speed) + '\n');
+      if (res.speculative && !v.quiet && !v.json) process.stderr.write(speculativeLine(res.speculative, res.outputIds.length) + '\n');
     } finally {
+      draft.dispose();
       dispose();
     }
   },

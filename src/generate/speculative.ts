@@ -1,0 +1,239 @@
+// Speculative decoding: a cheap drafter proposes k tokens, the target model checks them all in
+// one batched forward pass (k + 1 rows: one weight read instead of k + 1), and keeps the longest
+// prefix it agrees with plus one token of its own. Decoding is bound by reading the weights, so
+// each round costs about one target step and yields 1 .. k + 1 tokens.
+//
+// Output is the target's: greedy keeps a draft token only when it is the target's argmax (so the
+// text is identical to the target alone); sampling uses the standard rule (Leviathan et al. 2023,
+// Chen et al. 2023): keep draft token x with probability min(1, p(x) / q(x)), else sample the next
+// token from max(0, p − q) renormalised; p and q are the target's and the draft's distributions
+// after the same repetition penalty, temperature and top-k / top-p / min-p. Every token then has
+// exactly the target's distribution.
+//
+// Drafters: another model (a smaller OpenELM, or a 4-bit copy of the same one; every OpenELM
+// shares the LLaMA-2 vocabulary) with its own KV cache, or prompt lookup (Saxena 2023): the tokens
+// that followed the last occurrence of the sequence's final n-gram, free to compute, good when the
+// output repeats the prompt (summaries, code edits, extraction).
+import type { OpenELM } from '../model/openelm.ts';
+import { Rng } from './rng.ts';
+import { argmax, Sampler, type SamplingOptions, DEFAULT_SAMPLING } from './sampler.ts';
+
+export interface SpeculativeOptions {
+  /** a draft model with the target's vocabulary (its own KV cache is used) */
+  draft?: OpenELM;
+  /** prompt-lookup decoding: propose this many tokens from an n-gram match (no draft model) */
+  promptLookup?: number;
+  /** tokens a draft model proposes per round (default 4) */
+  draftTokens?: number;
+}
+
+export interface SpeculativeStats {
+  /** verification passes of the target */
+  rounds: number;
+  /** draft tokens proposed */
+  drafted: number;
+  /** draft tokens the target kept */
+  accepted: number;
+}
+
+/** Proposed tokens; probs[i] is the draft's distribution the i-th token was sampled from (null: picked deterministically). */
+export interface Draft {
+  tokens: number[];
+  probs: (Map<number, number> | null)[];
+}
+
+export interface Drafter {
+  /** Up to k tokens continuing ctx (the whole sequence so far: prompt and generated tokens). */
+  propose(ctx: readonly number[], k: number): Draft;
+}
+
+/**
+ * The sampling rule as a distribution (for the accept / reject test) rather than a draw: the
+ * repetition penalty over the tokens seen, then the Sampler's temperature and filters.
+ */
+export class Policy {
+  readonly greedy: boolean;
+  private readonly penalty: number;
+  private readonly sampler: Sampler;
+  private readonly work: Float32Array; // [vocab] penalised logits of one row
+  readonly rng: Rng;
+
+  constructor(readonly vocab: number, opts: SamplingOptions, rngSeed?: number) {
+    this.penalty = opts.repetitionPenalty ?? DEFAULT_SAMPLING.repetitionPenalty;
+    this.greedy = (opts.temperature ?? DEFAULT_SAMPLING.temperature) === 0;
+    this.sampler = new Sampler(vocab, { ...opts, repetitionPenalty: 1 });
+    this.work = new Float32Array(vocab);
+    this.rng = new Rng(rngSeed);
+  }
+
+  private penalised(row: Float32Array, seen: Uint8Array): Float32Array {
+    const V = this.vocab;
+    if (this.penalty === 1) return row.subarray(0, V);
+    const w = this.work, p = this.penalty, M = 3.4028234663852886e38;
+    w.set(row.subarray(0, V));
+    for (let i = 0; i < V; i++) if (seen[i]) w[i] = Math.max(-M, Math.min(M, w[i] < 0 ? w[i] * p : w[i] / p)); // as Sampler.sample
+    return w;
+  }
+
+  /** The greedy pick (as Sampler.sample with temperature 0). */
+  pick(row: Float32Array, seen: Uint8Array): number {
+    return argmax(this.penalised(row, seen));
+  }
+
+  /** The distribution a sampled token comes from (temperature > 0), renormalised. */
+  dist(row: Float32Array, seen: Uint8Array): Map<number, number> {
+    const { ids, probs } = this.sampler.candidatesOf(this.penalised(row, seen));
+    let total = 0;
+    for (const p of probs) total += p;
+    const m = new Map<number, number>();
+    ids.forEach((id, i) => m.set(id, probs[i] / total));
+    return m;
+  }
+
+  draw(d: Map<number, number>): number {
+    let r = this.rng.next(), last = -1;
+    for (const [id, p] of d) { last = id; r -= p; if (r < 0) return id; }
+    return last;
+  }
+}
+
+/** A draft model: greedy or sampled with the same rule as the target, on its own KV cache. */
+export class ModelDrafter implements Drafter {
+  private readonly policy: Policy;
+  private readonly seen: Uint8Array;
+
+  constructor(readonly model: OpenELM, opts: SamplingOptions) {
+    this.policy = new Policy(model.config.vocab_size, opts, opts.seed === undefined ? undefined : opts.seed + 1);
+    this.seen = new Uint8Array(model.config.vocab_size);
+  }
+
+  propose(ctx: readonly number[], k: number): Draft {
+    const cache = this.model.cache;
+    k = Math.min(k, cache.capacity - ctx.length);
+    if (k <= 0) return { tokens: [], probs: [] };
+    // keep the cached prefix the draft already computed, feed the rest (usually 1 or 2 tokens)
+    let n = 0;
+    const max = Math.min(cache.ids.length, ctx.length - 1);
+    while (n < max && cache.ids[n] === ctx[n]) n++;
+    cache.truncate(n);
+    let logits = this.model.forward(ctx.slice(n));
+    const seen = this.seen;
+    seen.fill(0);
+    for (const t of ctx) seen[t] = 1;
+    const out: Draft = { tokens: [], probs: [] };
+    for (let i = 0; i < k; i++) {
+      let t: number;
+      if (this.policy.greedy) { t = this.policy.pick(logits, seen); out.probs.push(null); }
+      else { const q = this.policy.dist(logits, seen); t = this.policy.draw(q); out.probs.push(q); }
+      out.tokens.push(t);
+      seen[t] = 1;
+      if (i + 1 < k) logits = this.model.step(t);
+    }
+    return out;
+  }
+}
+
+/** Prompt lookup: the tokens after the latest earlier occurrence of the last n tokens (n = maxNgram .. 1). */
+export class PromptLookupDrafter implements Drafter {
+  constructor(readonly maxNgram = 3) {}
+
+  propose(ctx: readonly number[], k: number): Draft {
+    const L = ctx.length;
+    for (let n = Math.min(this.maxNgram, L - 1); n >= 1; n--) {
+      for (let start = L - n - 1; start >= 0; start--) {
+        let j = 0;
+        while (j < n && ctx[start + j] === ctx[L - n + j]) j++;
+        if (j < n) continue;
+        const tokens = ctx.slice(start + n, Math.min(start + n + k, L));
+        if (tokens.length) return { tokens, probs: tokens.map(() => null) };
+      }
+    }
+    return { tokens: [], probs: [] };
+  }
+}
+
+/**
+ * Checks a draft against the target's logits rows: rows[i] (i = 0 .. n) follows the draft's first
+ * i tokens. Returns how many draft tokens are kept and the target's own next token. `seen` (the
+ * repetition penalty's tokens) gets the kept ones.
+ */
+export function verify(policy: Policy, rows: Float32Array, draft: Draft, seen: Uint8Array): { accepted: number; next: number } {
+  const V = policy.vocab, n = draft.tokens.length;
+  const row = (i: number) => rows.subarray(i * V, (i + 1) * V);
+  for (let i = 0; i < n; i++) {
+    const d = draft.tokens[i];
+    if (policy.greedy) {
+      const g = policy.pick(row(i), seen);
+      if (g !== d) return { accepted: i, next: g };
+    } else {
+      const p = policy.dist(row(i), seen), q = draft.probs[i];
+      const pd = p.get(d) ?? 0, qd = q ? q.get(d) ?? 0 : 1;
+      if (!(policy.rng.next() * qd < pd)) {
+        // rejected: the next token comes from the part of p that q does not cover
+        const rest = new Map<number, number>();
+        let total = 0;
+        for (const [id, pp] of p) {
+          const r = pp - (q ? q.get(id) ?? 0 : id === d ? 1 : 0);
+          if (r > 0) { rest.set(id, r); total += r; }
+        }
+        if (total <= 0) return { accepted: i, next: policy.draw(p) }; // p = q up to rounding
+        for (const [id, r] of rest) rest.set(id, r / total);
+        return { accepted: i, next: policy.draw(rest) };
+      }
+    }
+    seen[d] = 1;
+  }
+  return { accepted: n, next: policy.greedy ? policy.pick(row(n), seen) : policy.draw(policy.dist(row(n), seen)) };
+}
+
+/**
+ * The decode loop of `generate` with a drafter: yields the target's tokens, the first one sampled
+ * by `sampler` from `logits` (as without a draft), then the kept draft tokens and the target's own
+ * token of each round. The caller stops it (EOS, stop strings, maxNew); the model's cache always
+ * holds exactly the tokens it has keys and values for.
+ */
+export function* speculativeTokens(model: OpenELM, sampler: Sampler, logits: Float32Array, promptIds: readonly number[], maxNew: number,
+  spec: SpeculativeOptions, opts: SamplingOptions, stats: SpeculativeStats): Generator<number, void, void> {
+  const V = model.config.vocab_size;
+  const drafter: Drafter = spec.draft ? new ModelDrafter(spec.draft, opts) : new PromptLookupDrafter();
+  const k = spec.draft ? spec.draftTokens ?? 4 : spec.promptLookup ?? 10;
+  const policy = new Policy(V, opts, opts.seed === undefined ? undefined : opts.seed + 2);
+  const ctx = promptIds.slice();
+  const seen = new Uint8Array(V);
+  for (const t of ctx) seen[t] = 1;
+
+  let t = sampler.sample(logits);
+  sampler.observeOne(t);
+  seen[t] = 1;
+  ctx.push(t);
+  let emitted = 1;
+  yield t;
+  while (emitted < maxNew) {
+    // t is the last token: in ctx, not yet in the target's cache
+    const cache = model.cache;
+    const room = Math.min(k, maxNew - emitted - 1, cache.capacity - cache.length - 1);
+    const draft = room > 0 ? drafter.propose(ctx, room) : { tokens: [], probs: [] };
+    let kept: number[];
+    if (draft.tokens.length === 0) {
+      t = sampler.sample(model.step(t)); // nothing to check: a plain step
+      kept = [t];
+    } else {
+      const base = cache.length;
+      const rows = model.forwardAll([t, ...draft.tokens]);
+      const { accepted, next } = verify(policy, rows, draft, seen);
+      cache.truncate(base + 1 + accepted);
+      stats.rounds++;
+      stats.drafted += draft.tokens.length;
+      stats.accepted += accepted;
+      kept = [...draft.tokens.slice(0, accepted), next];
+      t = next;
+    }
+    for (const x of kept) {
+      sampler.observeOne(x);
+      seen[x] = 1;
+      ctx.push(x);
+      emitted++;
+      yield x;
+    }
+  }
+}

@@ -1,0 +1,101 @@
+// Speculative decoding (src/generate/speculative.ts): greedy output with a draft is identical to
+// the target alone (a q4_0 copy of the same weights, a smaller OpenELM, prompt lookup; reference
+// and wasm backends), and sampling keeps the target's distribution (the accept / reject rule
+// checked against the exact next-token distribution).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadModel, loadOpenELM } from '../src/load.ts';
+import { generateText } from '../src/generate/generate.ts';
+import { Policy, verify, PromptLookupDrafter } from '../src/generate/speculative.ts';
+
+const F = (name: string) => new URL(`./fixtures/openelm/${name}/`, import.meta.url).pathname;
+
+for (const backend of ['wasm'] as const) { // the reference backend: the next test
+  test(`greedy with a q4_0 copy of the same weights as draft, or prompt lookup, equals the model alone (${backend})`, async () => {
+    const target = await loadModel(F('tiny-vocab32k-bf16'), { backend, threads: 2 });
+    const draft = await loadOpenELM(F('tiny-vocab32k-bf16'), { backend, threads: 2, dtype: 'q4' });
+    try {
+      const prompts = ['Once upon a time', 'The weather today is the weather today is the', 'a b c a b c a b'];
+      for (const p of prompts) {
+        const opts = { temperature: 0, maxNewTokens: 40, ignoreEos: true };
+        target.model.reset();
+        const alone = await generateText(target.model, target.tokenizer, p, opts);
+        for (const speculative of [{ draft: draft.model, draftTokens: 4 }, { draft: draft.model, draftTokens: 7 }, { promptLookup: 10 }]) {
+          target.model.reset();
+          const r = await generateText(target.model, target.tokenizer, p, { ...opts, speculative });
+          assert.deepEqual(r.outputIds, alone.outputIds, `${p} ${JSON.stringify({ ...speculative, draft: !!speculative.draft })}`);
+          assert.ok(r.speculative!.rounds > 0 && r.speculative!.accepted <= r.speculative!.drafted);
+          if (speculative.draft) assert.ok(r.speculative!.accepted > 0, 'the q4 copy agrees with its own weights sometimes');
+          // the cache holds exactly the prompt and the output but the last token
+          assert.deepEqual(target.model.cache.ids, [...r.promptIds, ...r.outputIds].slice(0, r.promptIds.length + r.outputIds.length - 1));
+        }
+      }
+      // a repetition penalty and a stop string go through the same verification
+      target.model.reset();
+      const opts = { temperature: 0, maxNewTokens: 30, repetitionPenalty: 1.3, ignoreEos: true };
+      const alone = await generateText(target.model, target.tokenizer, 'It was the best of times', opts);
+      target.model.reset();
+      const r = await generateText(target.model, target.tokenizer, 'It was the best of times', { ...opts, speculative: { draft: draft.model } });
+      assert.deepEqual(r.outputIds, alone.outputIds);
+    } finally {
+      target.dispose();
+      draft.dispose();
+    }
+  });
+}
+
+test('reference backend: greedy with a smaller OpenELM or a q4_0 copy as draft equals the model alone; a draft with another vocabulary is refused', async () => {
+  const target = await loadModel(F('tiny-bf16-sharded'), { backend: 'ref' });
+  const small = await loadOpenELM(F('tiny-f32'), { backend: 'ref' });
+  const q4 = await loadOpenELM(F('tiny-bf16-sharded'), { backend: 'ref', dtype: 'q4' });
+  const other = await loadOpenELM(F('tiny-vocab32k-bf16'), { backend: 'ref' });
+  try {
+    const opts = { temperature: 0, maxNewTokens: 40, ignoreEos: true };
+    for (const prompt of [[1, 5, 9, 12], [1, 300, 301, 302, 300, 301]]) {
+      target.model.reset();
+      const alone = await generateText(target.model, target.tokenizer, { ids: prompt }, opts);
+      for (const speculative of [{ draft: small.model, draftTokens: 3 }, { draft: q4.model, draftTokens: 5 }, { promptLookup: 10 }]) {
+        target.model.reset();
+        const r = await generateText(target.model, target.tokenizer, { ids: prompt }, { ...opts, speculative });
+        assert.deepEqual(r.outputIds, alone.outputIds);
+      }
+    }
+    await assert.rejects(generateText(target.model, target.tokenizer, { ids: [1, 5] }, { ...opts, speculative: { draft: other.model } }), /vocabulary \(32000 tokens\) differs/);
+  } finally {
+    target.dispose(); small.dispose(); q4.dispose(); other.dispose();
+  }
+});
+
+test('sampling: the accept / reject rule gives exactly the target distribution (exact sums over the draft)', () => {
+  // vocabulary of 4; target p and draft q known; the first token of the verified output has
+  // probability Σ_d q(d) · [accept d] + reject mass · residual = p, computed by enumerating draws
+  const V = 4;
+  const logitsP = new Float32Array([1.2, 0.1, -0.5, 0.7]), logitsQ = [0.2, 1.0, 0.3, -1];
+  const policy = new Policy(V, { temperature: 0.9, topP: 1 }, 7);
+  const seen = new Uint8Array(V);
+  const p = policy.dist(logitsP, seen);
+  const q = policy.dist(new Float32Array(logitsQ), seen);
+  const counts = new Float64Array(V);
+  const N = 40000;
+  const rows = new Float32Array(2 * V);
+  rows.set(logitsP, 0);
+  rows.set(logitsP, V);
+  for (let i = 0; i < N; i++) {
+    const d = policy.draw(q);
+    const { accepted, next } = verify(policy, rows, { tokens: [d], probs: [q] }, new Uint8Array(V));
+    counts[accepted === 1 ? d : next]++;
+  }
+  for (let t = 0; t < V; t++) {
+    const want = p.get(t)!, got = counts[t] / N, sd = Math.sqrt(want * (1 - want) / N);
+    assert.ok(Math.abs(got - want) < 5 * sd, `token ${t}: ${got.toFixed(4)} vs p ${want.toFixed(4)}`);
+  }
+  // and q alone is visibly different, so the check can fail
+  assert.ok(Math.abs(q.get(1)! - p.get(1)!) > 0.2);
+});
+
+test('prompt lookup proposes what followed the latest earlier occurrence of the last n-gram', () => {
+  const d = new PromptLookupDrafter(3);
+  assert.deepEqual(d.propose([1, 7, 8, 9, 4, 5, 7, 8], 3).tokens, [9, 4, 5]);
+  assert.deepEqual(d.propose([1, 7, 8, 9, 2, 7, 8, 3, 7, 8], 2).tokens, [3, 7]); // the latest match
+  assert.deepEqual(d.propose([1, 2, 3], 4).tokens, []);
+});
