@@ -166,8 +166,54 @@ export function scale_for_f16(dst: usize, src: usize, len: i32): void {
   store<f32>(out + 3 * os, s3 * k);
 }
 
+/** a += w[i .. i+8) · x (two f32x4 of x at column i): one row's step in decodeRowsFloat */
+@inline function rowCols8(kind: i32, w: usize, i: i32, x0: v128, x1: v128, a: v128): v128 {
+  return madd(load4(kind, w, i + 4), x1, madd(load4(kind, w, i), x0, a));
+}
+
+/**
+ * Decode (one token) of a float matmul over rows [r0, r1) in groups of DECODE_ROWS_FLOAT: eight
+ * weight rows streamed side by side, eight columns per step, as decodeRows does for the
+ * quantized dtypes (one row at a time leaves the memory system idle between its requests).
+ * Returns the first row it did not do.
+ */
+@inline function decodeRowsFloat(kind: i32, out: usize, x: usize, w: usize, wStride: usize, cols: i32, r0: i32, r1: i32): i32 {
+  let r = r0;
+  const k = outScale(kind);
+  for (; r + DECODE_ROWS_FLOAT <= r1; r += DECODE_ROWS_FLOAT) {
+    const w0 = w + <usize>r * wStride;
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    let i = 0;
+    for (; i + 8 <= cols; i += 8) {
+      const xp = x + (<usize>i << 2), x0 = v128.load(xp), x1 = v128.load(xp, 16);
+      a0 = rowCols8(kind, w0, i, x0, x1, a0);
+      a1 = rowCols8(kind, w0 + wStride, i, x0, x1, a1);
+      a2 = rowCols8(kind, w0 + 2 * wStride, i, x0, x1, a2);
+      a3 = rowCols8(kind, w0 + 3 * wStride, i, x0, x1, a3);
+      a4 = rowCols8(kind, w0 + 4 * wStride, i, x0, x1, a4);
+      a5 = rowCols8(kind, w0 + 5 * wStride, i, x0, x1, a5);
+      a6 = rowCols8(kind, w0 + 6 * wStride, i, x0, x1, a6);
+      a7 = rowCols8(kind, w0 + 7 * wStride, i, x0, x1, a7);
+    }
+    let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3), s4 = hsum(a4), s5 = hsum(a5), s6 = hsum(a6), s7 = hsum(a7);
+    for (; i < cols; i++) {
+      const xi = load<f32>(x + (<usize>i << 2));
+      s0 += load1(kind, w0, i) * xi; s1 += load1(kind, w0 + wStride, i) * xi;
+      s2 += load1(kind, w0 + 2 * wStride, i) * xi; s3 += load1(kind, w0 + 3 * wStride, i) * xi;
+      s4 += load1(kind, w0 + 4 * wStride, i) * xi; s5 += load1(kind, w0 + 5 * wStride, i) * xi;
+      s6 += load1(kind, w0 + 6 * wStride, i) * xi; s7 += load1(kind, w0 + 7 * wStride, i) * xi;
+    }
+    const o = out + (<usize>r << 2);
+    store<f32>(o, s0 * k); store<f32>(o, s1 * k, 4); store<f32>(o, s2 * k, 8); store<f32>(o, s3 * k, 12);
+    store<f32>(o, s4 * k, 16); store<f32>(o, s5 * k, 20); store<f32>(o, s6 * k, 24); store<f32>(o, s7 * k, 28);
+  }
+  return r;
+}
+const DECODE_ROWS_FLOAT: i32 = 8;
+
 @inline function matmulFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, r0: i32, r1: i32): void {
   const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
+  if (n == 1) r0 = decodeRowsFloat(kind, out, x, w, wStride, cols, r0, r1);
   for (let r = r0; r < r1; r++) {
     const wr = w + <usize>r * wStride;
     let t = 0;
