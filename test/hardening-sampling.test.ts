@@ -134,3 +134,21 @@ test('openelm generate --temperature 1e-39 ends, with the greedy tokens; a NaN c
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('generate checks its options and prompt at run time, naming them (JavaScript callers)', async () => {
+  const m = await loadModel(fileURLToPath(new URL('./fixtures/openelm/tiny-f32/', import.meta.url)), { backend: 'ref' });
+  try {
+    const run = (prompt: unknown, opts: unknown) => generateText(m.model, m.tokenizer, prompt as { ids: number[] }, opts as object);
+    await assert.rejects(run({ ids: [1, 2] }, { maxNewTokens: 2.5 }), /maxNewTokens must be an integer ≥ 0, got 2.5/);
+    await assert.rejects(run({ ids: [1, 2] }, { maxNewTokens: '3' }), /maxNewTokens must be an integer ≥ 0, got "3"/);
+    await assert.rejects(run({ ids: [1, 2] }, { stop: 'x' }), /stop must be an array of strings/);
+    await assert.rejects(run({ ids: [1, 2] }, { eosIds: [2, 9999] }), /eosIds must be an array of token ids in \[0, 512\)/);
+    await assert.rejects(run({ ids: [1, 600] }, {}), /prompt token 1 \(600\) is not a token id in \[0, 512\)/);
+    await assert.rejects(run({ ids: [1, 2.5] }, {}), /prompt token 1 \(2.5\) is not a token id/);
+    await assert.rejects(run(42, {}), /prompt must be a string or \{ ids: number\[\] \}/);
+    const ok = await run({ ids: [1, 2] }, { maxNewTokens: 2, temperature: 0 });
+    assert.equal(ok.outputIds.length, 2);
+  } finally {
+    m.dispose();
+  }
+});

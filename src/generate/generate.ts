@@ -54,13 +54,30 @@ export function encodePrompt(tok: Tokenizer, prompt: Prompt): number[] {
  *   const it = generate(model, tok, 'Once upon a time', { maxNewTokens: 32 });
  *   for (let r = await it.next(); !r.done; r = await it.next()) process.stdout.write(r.value.text);
  */
+/** Checks what JavaScript callers pass at run time, naming the option (TypeScript's types do not reach them). */
+export function checkGenerateOptions(opts: GenerateOptions, vocab: number): void {
+  const m = opts.maxNewTokens;
+  if (m !== undefined && !(Number.isInteger(m) && m >= 0)) throw new RangeError(`maxNewTokens must be an integer ≥ 0, got ${JSON.stringify(m)}`);
+  if (opts.stop !== undefined && !(Array.isArray(opts.stop) && opts.stop.every((x) => typeof x === 'string'))) {
+    throw new TypeError(`stop must be an array of strings, got ${JSON.stringify(opts.stop)?.slice(0, 80)}`);
+  }
+  if (opts.eosIds !== undefined && !(Array.isArray(opts.eosIds) && opts.eosIds.every((x) => Number.isInteger(x) && x >= 0 && x < vocab))) {
+    throw new TypeError(`eosIds must be an array of token ids in [0, ${vocab}), got ${JSON.stringify(opts.eosIds)?.slice(0, 80)}`);
+  }
+}
+
 export async function* generate(model: OpenELM, tok: Tokenizer, prompt: Prompt, opts: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerationResult> {
+  const V = model.config.vocab_size;
+  checkGenerateOptions(opts, V);
+  if (typeof prompt !== 'string' && !(prompt && Array.isArray(prompt.ids))) throw new TypeError('prompt must be a string or { ids: number[] }');
   const promptIds = encodePrompt(tok, prompt);
   if (promptIds.length === 0) throw new RangeError('the prompt is empty: give text or at least one token id');
+  promptIds.forEach((id, i) => {
+    if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new RangeError(`prompt token ${i} (${JSON.stringify(id)}) is not a token id in [0, ${V})`);
+  });
   const capacity = model.cache.capacity;
   if (promptIds.length >= capacity) throw new ContextLengthError(promptIds.length + 1, capacity);
   const maxNew = Math.min(opts.maxNewTokens ?? 256, capacity - promptIds.length);
-  if (!(Number.isInteger(maxNew) && maxNew >= 0)) throw new RangeError(`maxNewTokens must be an integer ≥ 0, got ${opts.maxNewTokens}`);
   const eos = new Set(opts.ignoreEos ? [] : opts.eosIds ?? [model.config.eos_token_id]);
   const sampler = new Sampler(model.config.vocab_size, opts, model.kernels);
   sampler.observe(promptIds);
