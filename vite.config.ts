@@ -24,11 +24,13 @@ function builtinModel(): Plugin {
       server.middlewares.use((req, res, next) => {
         const m = new RegExp(`/${MODEL_PATH}([^/?]+)`).exec(req.url ?? '');
         if (!m || !BUILTIN_FILES.includes(m[1])) return next();
-        const file = BUILTIN_DIR + m[1], size = statSync(file).size;
+        const file = BUILTIN_DIR + m[1],
+          size = statSync(file).size;
         const range = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ''));
         const bytes = readFileSync(file);
         if (range) {
-          const a = Number(range[1]), b = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
+          const a = Number(range[1]),
+            b = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
           res.writeHead(206, { 'Content-Range': `bytes ${a}-${b}/${size}`, 'Content-Length': b - a + 1, 'Accept-Ranges': 'bytes' });
           res.end(bytes.subarray(a, b + 1));
         } else {

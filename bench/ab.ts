@@ -10,14 +10,15 @@
 // (rows, cols, tokens), the weights rotated through ≥ 96 MB of copies so they come from memory
 // as in a model (--copies 1: the same weights every call, from cache). With --model: the prefill of a 128-token prompt (two copies of the model, one per
 // build); with --decode, 32 decode steps after a 4-token prompt instead. Prints the best of each and the median of the per-round ratios B/A (> 1: B faster).
-import { parseArgs } from 'node:util';
+
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { parseDType } from '../src/cli/model-options.ts';
+import type { WeightDType } from '../src/kernels/types.ts';
 import { createWasmKernels } from '../src/kernels/wasm/wasm.ts';
 import { checkpointSource } from '../src/load.ts';
 import { OpenELM } from '../src/model/openelm.ts';
-import { parseDType } from '../src/cli/model-options.ts';
-import type { WeightDType } from '../src/kernels/types.ts';
 
 const { values } = parseArgs({
   options: {
@@ -33,7 +34,8 @@ const { values } = parseArgs({
   },
 });
 if (!values.b) throw new Error('bench/ab.ts: --b BUILD.wasm is required (see the header)');
-const threads = Number(values.threads), rounds = Number(values.rounds);
+const threads = Number(values.threads),
+  rounds = Number(values.rounds);
 
 /** a function running one measured unit of work with the build in `file` */
 async function setup(file: string): Promise<() => void> {
@@ -42,34 +44,61 @@ async function setup(file: string): Promise<() => void> {
     const dtype = parseDType(values.dtype);
     const model = OpenELM.load(checkpointSource(values.model), { kernels, dtype, contextLength: 256 }, values.model);
     const prompt = Array.from({ length: 128 }, (_, i) => 3 + ((i * 7919) % (model.config.vocab_size - 3)));
-    if (values.decode) return () => { model.reset(); model.forward(prompt.slice(0, 4)); for (let i = 0; i < 32; i++) model.step(5 + i); };
-    return () => { model.reset(); model.forward(prompt); };
+    if (values.decode)
+      return () => {
+        model.reset();
+        model.forward(prompt.slice(0, 4));
+        for (let i = 0; i < 32; i++) model.step(5 + i);
+      };
+    return () => {
+      model.reset();
+      model.forward(prompt);
+    };
   }
   const [rows, cols, n] = values.shape.split(',').map(Number);
   const dtype = (values.dtype ?? 'bf16') as WeightDType;
   const bytes = kernels.weightBytes(dtype, rows, cols);
   const copies = values.copies ? Number(values.copies) : Math.max(1, Math.ceil((96 << 20) / bytes));
   const weights = Array.from({ length: copies }, () => {
-    const w = kernels.weight(dtype, rows, cols), b = new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength);
+    const w = kernels.weight(dtype, rows, cols),
+      b = new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength);
     // small finite values in every dtype: bytes 0..63 (bf16/f16 halves ≤ ~2, q blocks' scales tiny)
     for (let i = 0; i < b.length; i++) b[i] = (i * 37) & 0x3f;
     return w;
   });
-  const x = kernels.f32(n * cols), y = kernels.f32(n * rows);
+  const x = kernels.f32(n * cols),
+    y = kernels.f32(n * rows);
   for (let i = 0; i < x.length; i++) x[i] = Math.sin(i);
   let c = 0;
-  return () => kernels.matmul(y, x, weights[c = (c + 1) % weights.length], n);
+  return () => kernels.matmul(y, x, weights[(c = (c + 1) % weights.length)], n);
 }
 
-const A = await setup(values.a), B = await setup(values.b);
-for (let i = 0; i < 3; i++) { A(); B(); }
-const time = (f: () => void): number => { const t = performance.now(); f(); f(); return (performance.now() - t) / 2; };
-const ta: number[] = [], tb: number[] = [];
-for (let r = 0; r < rounds; r++) { ta.push(time(A)); tb.push(time(B)); }
+const A = await setup(values.a),
+  B = await setup(values.b);
+for (let i = 0; i < 3; i++) {
+  A();
+  B();
+}
+const time = (f: () => void): number => {
+  const t = performance.now();
+  f();
+  f();
+  return (performance.now() - t) / 2;
+};
+const ta: number[] = [],
+  tb: number[] = [];
+for (let r = 0; r < rounds; r++) {
+  ta.push(time(A));
+  tb.push(time(B));
+}
 const median = (a: number[]): number => [...a].sort((p, q) => p - q)[a.length >> 1];
 const ms = (t: number): string => `${t.toFixed(2)} ms`;
-console.log(`${values.model ? `${values.decode ? '4-token prompt + 32 decode steps' : 'prefill 128 tokens'} of ${values.model}` : `matmul ${values.shape} ${values.dtype ?? 'bf16'}`}, ${threads} thread(s), ${rounds} rounds`);
+console.log(
+  `${values.model ? `${values.decode ? '4-token prompt + 32 decode steps' : 'prefill 128 tokens'} of ${values.model}` : `matmul ${values.shape} ${values.dtype ?? 'bf16'}`}, ${threads} thread(s), ${rounds} rounds`,
+);
 console.log(`A ${values.a}: best ${ms(Math.min(...ta))}`);
 console.log(`B ${values.b}: best ${ms(Math.min(...tb))}`);
-console.log(`B/A speed: ${median(ta.map((t, i) => t / tb[i])).toFixed(3)} (median of per-round ratios; range ${Math.min(...ta.map((t, i) => t / tb[i])).toFixed(3)}–${Math.max(...ta.map((t, i) => t / tb[i])).toFixed(3)})`);
+console.log(
+  `B/A speed: ${median(ta.map((t, i) => t / tb[i])).toFixed(3)} (median of per-round ratios; range ${Math.min(...ta.map((t, i) => t / tb[i])).toFixed(3)}–${Math.max(...ta.map((t, i) => t / tb[i])).toFixed(3)})`,
+);
 process.exit(0);

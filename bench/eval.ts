@@ -16,15 +16,17 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { loadModel } from '../src/load.ts';
+import { parseArgs } from 'node:util';
 import { benchModel } from '../src/bench.ts';
-import { LoglikScorer, encodePair, type LoglikRequest } from '../src/eval/loglikelihood.ts';
+import { encodePair, type LoglikRequest, LoglikScorer } from '../src/eval/loglikelihood.ts';
 import { Rng } from '../src/generate/rng.ts';
+import { loadModel } from '../src/load.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const { values: v } = parseArgs({ options: { model: { type: 'string' }, threads: { type: 'string' }, items: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' } } });
+const { values: v } = parseArgs({
+  options: { model: { type: 'string' }, threads: { type: 'string' }, items: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' } },
+});
 const threads = Number(v.threads ?? os.availableParallelism());
 const nItems = Number(v.items ?? 16);
 const rounds = Number(v.rounds ?? 3);
@@ -35,21 +37,30 @@ if (!dir) {
   dir = path.join(ROOT, 'bench/out/OpenELM-270M-bf16');
   if (!fs.existsSync(path.join(dir, 'config.json'))) {
     log(`making ${dir} (openelm init, seed 0)`);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'init', '--preset', 'OpenELM-270M', '--out', dir, '--seed', '0', '--dtype', 'bf16', '--json'], { cwd: ROOT, encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', 'init', '--preset', 'OpenELM-270M', '--out', dir, '--seed', '0', '--dtype', 'bf16', '--json'],
+      { cwd: ROOT, encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(`openelm init failed:\n${r.stderr}`);
   }
 }
 const { model, tokenizer, dispose } = await loadModel(dir, { threads, contextLength: 512 });
 
 // words of ordinary English, so token counts look like the tasks'
-const WORDS = ('the of and to in is was for on that with as by at from his her they which this be are have one had not but what all were when we there can an your who more will out if about up their time has so said she would make like into him them see than number way could people water been called who oil its now find long down day did get come made may part over new sound take only little work know place years live me back give most very after thing our just name good sentence man think say great where help through much before line right too means old any same tell boy follow came want show also around form three small set put end does another well large must big even such because turn here why ask went men read need land different home us move try kind hand picture again change off play spell air away animal house point page letter mother answer found study still learn should world').split(' ');
+const WORDS =
+  'the of and to in is was for on that with as by at from his her they which this be are have one had not but what all were when we there can an your who more will out if about up their time has so said she would make like into him them see than number way could people water been called who oil its now find long down day did get come made may part over new sound take only little work know place years live me back give most very after thing our just name good sentence man think say great where help through much before line right too means old any same tell boy follow came want show also around form three small set put end does another well large must big even such because turn here why ask went men read need land different home us move try kind hand picture again change off play spell air away animal house point page letter mother answer found study still learn should world'.split(
+    ' ',
+  );
 const rng = new Rng(7);
 const words = (n: number) => Array.from({ length: n }, () => WORDS[rng.nextU32() % WORDS.length]).join(' ');
 const cap = (s: string) => s[0].toUpperCase() + s.slice(1);
 
 type Item = LoglikRequest[];
 function shapes(): Record<string, Item[]> {
-  const arc: Item[] = [], hs: Item[] = [], wg: Item[] = [];
+  const arc: Item[] = [],
+    hs: Item[] = [],
+    wg: Item[] = [];
   for (let i = 0; i < nItems; i++) {
     const q = `Question: ${cap(words(20 + (i % 8)))}?\nAnswer:`;
     arc.push([1, 2, 3, 4].map((k) => encodePair(tokenizer, q, ' ' + words(k + (i % 3)))));
@@ -69,7 +80,13 @@ function score(items: Item[], batchTokens: number) {
   for (const it of items) s.score(it);
   const sec = (performance.now() - t) / 1000;
   model.reset();
-  return { request_tps: s.stats.requestTokens / sec, model_tps: s.stats.modelTokens / sec, items_per_s: items.length / sec, request_tokens: s.stats.requestTokens, model_tokens: s.stats.modelTokens };
+  return {
+    request_tps: s.stats.requestTokens / sec,
+    model_tps: s.stats.modelTokens / sec,
+    items_per_s: items.length / sec,
+    request_tokens: s.stats.requestTokens,
+    model_tokens: s.stats.modelTokens,
+  };
 }
 
 // warm up: JIT, page faults, the batched pass's buffers
@@ -80,7 +97,12 @@ benchModel(model, { promptTokens: 128, genTokens: 1, repeat: 1, warmup: 1 });
 type Run = ReturnType<typeof score>;
 const prefill: number[] = [];
 const runs: Record<string, { batched: Run[]; plain: Run[] }> = {};
-log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model}, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}; ${threads} threads`);
+log(
+  `machine: ${os.cpus().length} × ${os.cpus()[0]?.model}, load average ${os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}; ${threads} threads`,
+);
 for (let r = 0; r < rounds; r++) {
   prefill.push(benchModel(model, { promptTokens: 128, genTokens: 1, repeat: 1, warmup: 0 }).prefill_tps);
   for (const [name, items] of Object.entries(tasks)) {
@@ -91,26 +113,45 @@ for (let r = 0; r < rounds; r++) {
   log(`round ${r + 1}/${rounds}: prefill ${prefill[r].toFixed(1)} tok/s`);
 }
 const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
+  const s = [...xs].sort((a, b) => a - b),
+    m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 const pre = median(prefill);
-const summary = Object.fromEntries(Object.entries(runs).map(([name, r]) => [name, {
-  request_tps: median(r.batched.map((x) => x.request_tps)),
-  model_tps: median(r.batched.map((x) => x.model_tps)),
-  items_per_s: median(r.batched.map((x) => x.items_per_s)),
-  ratio_to_prefill: median(r.batched.map((x) => x.request_tps)) / pre,
-  plain_request_tps: median(r.plain.map((x) => x.request_tps)),
-  request_tokens: r.batched[0].request_tokens, model_tokens: r.batched[0].model_tokens,
-  runs: r.batched.map((x) => x.request_tps),
-}]));
+const summary = Object.fromEntries(
+  Object.entries(runs).map(([name, r]) => [
+    name,
+    {
+      request_tps: median(r.batched.map((x) => x.request_tps)),
+      model_tps: median(r.batched.map((x) => x.model_tps)),
+      items_per_s: median(r.batched.map((x) => x.items_per_s)),
+      ratio_to_prefill: median(r.batched.map((x) => x.request_tps)) / pre,
+      plain_request_tps: median(r.plain.map((x) => x.request_tps)),
+      request_tokens: r.batched[0].request_tokens,
+      model_tokens: r.batched[0].model_tokens,
+      runs: r.batched.map((x) => x.request_tps),
+    },
+  ]),
+);
 dispose();
-const out = { model: dir, threads, cpu: os.cpus()[0]?.model, load_average: os.loadavg(), items_per_task: nItems, rounds, prefill_tps: pre, prefill_runs: prefill, tasks: summary };
+const out = {
+  model: dir,
+  threads,
+  cpu: os.cpus()[0]?.model,
+  load_average: os.loadavg(),
+  items_per_task: nItems,
+  rounds,
+  prefill_tps: pre,
+  prefill_runs: prefill,
+  tasks: summary,
+};
 if (v.json) process.stdout.write(JSON.stringify(out) + '\n');
 else {
   process.stdout.write(`prefill (openelm bench, 128 tokens): ${pre.toFixed(1)} tok/s (runs ${prefill.map((x) => x.toFixed(1)).join(', ')})\n`);
   for (const [name, s] of Object.entries(summary)) {
-    process.stdout.write(`${name.padEnd(16)} request ${s.request_tps.toFixed(1)} tok/s = ${s.ratio_to_prefill.toFixed(2)}× prefill (runs ${s.runs.map((x) => x.toFixed(0)).join(', ')}) · ` +
-      `model ${s.model_tps.toFixed(1)} tok/s · ${s.items_per_s.toFixed(2)} items/s · one choice at a time: ${s.plain_request_tps.toFixed(1)} tok/s\n`);
+    process.stdout.write(
+      `${name.padEnd(16)} request ${s.request_tps.toFixed(1)} tok/s = ${s.ratio_to_prefill.toFixed(2)}× prefill (runs ${s.runs.map((x) => x.toFixed(0)).join(', ')}) · ` +
+        `model ${s.model_tps.toFixed(1)} tok/s · ${s.items_per_s.toFixed(2)} items/s · one choice at a time: ${s.plain_request_tps.toFixed(1)} tok/s\n`,
+    );
   }
 }

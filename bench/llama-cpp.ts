@@ -9,7 +9,13 @@ import { Rng } from '../src/generate/rng.ts';
 
 const { values: v, positionals } = parseArgs({
   allowPositionals: true,
-  options: { threads: { type: 'string' }, 'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' }, repeat: { type: 'string' }, warmup: { type: 'string' } },
+  options: {
+    threads: { type: 'string' },
+    'prompt-tokens': { type: 'string' },
+    'gen-tokens': { type: 'string' },
+    repeat: { type: 'string' },
+    warmup: { type: 'string' },
+  },
 });
 const file = positionals[0];
 const threads = Number(v.threads ?? 2);
@@ -21,7 +27,12 @@ const warmup = Number(v.warmup ?? 4);
 const t0 = performance.now();
 const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
 const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
-const context = await model.createContext({ contextSize: promptTokens + genTokens + warmup + 16, batchSize: promptTokens, threads: { ideal: threads, min: threads }, sequences: 1 });
+const context = await model.createContext({
+  contextSize: promptTokens + genTokens + warmup + 16,
+  batchSize: promptTokens,
+  threads: { ideal: threads, min: threads },
+  sequences: 1,
+});
 const seq = context.getSequence();
 const loadMs = performance.now() - t0;
 const V = 32000; // OpenELM: the LLaMA-2 vocabulary
@@ -53,8 +64,12 @@ for (let r = 0; r < repeat; r++) {
   runs.push({ prefill_tps: (promptTokens / prefillMs) * 1000, decode_tps: (genTokens / decodeMs) * 1000 });
 }
 const out = {
-  backend: 'llama.cpp (node-llama-cpp)', model: file, threads, load_ms: loadMs,
-  prompt_tokens: promptTokens, gen_tokens: genTokens,
+  backend: 'llama.cpp (node-llama-cpp)',
+  model: file,
+  threads,
+  load_ms: loadMs,
+  prompt_tokens: promptTokens,
+  gen_tokens: genTokens,
   prefill_tps: Math.max(...runs.map((r) => r.prefill_tps)),
   decode_tps: Math.max(...runs.map((r) => r.decode_tps)),
   runs,

@@ -10,14 +10,20 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values: v } = parseArgs({
   options: {
-    preset: { type: 'string' }, threads: { type: 'string' }, precisions: { type: 'string' }, rounds: { type: 'string' },
-    'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' }, json: { type: 'boolean' }, out: { type: 'string' },
+    preset: { type: 'string' },
+    threads: { type: 'string' },
+    precisions: { type: 'string' },
+    rounds: { type: 'string' },
+    'prompt-tokens': { type: 'string' },
+    'gen-tokens': { type: 'string' },
+    json: { type: 'boolean' },
+    out: { type: 'string' },
   },
 });
 const preset = v.preset ?? 'OpenELM-270M';
@@ -86,16 +92,28 @@ function prepare(prec: string): { ours: string; gguf: string } {
   return { ours, gguf };
 }
 
-interface Side { prefill_tps: number; decode_tps: number; peak_rss_bytes: number; weight_bytes?: number; kv_cache_bytes?: number }
+interface Side {
+  prefill_tps: number;
+  decode_tps: number;
+  peak_rss_bytes: number;
+  weight_bytes?: number;
+  kv_cache_bytes?: number;
+}
 const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
+  const s = [...xs].sort((a, b) => a - b),
+    m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
 const common = ['--prompt-tokens', String(promptTokens), '--gen-tokens', String(genTokens), '--repeat', '2'];
 const results: Record<string, { ours: Side[]; llama: Side[] }> = {};
 const models = Object.fromEntries(precisions.map((p) => [p, prepare(p)]));
-log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model}, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+log(
+  `machine: ${os.cpus().length} × ${os.cpus()[0]?.model}, load average ${os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}`,
+);
 for (let r = 0; r < rounds; r++) {
   for (const p of precisions) {
     results[p] ??= { ours: [], llama: [] };
@@ -109,29 +127,46 @@ for (let r = 0; r < rounds; r++) {
         results[p].llama.push(lastJson(run(['--import', 'tsx', 'bench/llama-cpp.ts', gguf, '--threads', String(threads), ...common], `llama.cpp bench ${p}`)));
       }
     }
-    const o = results[p].ours.at(-1)!, l = results[p].llama.at(-1)!;
-    log(`round ${r + 1}/${rounds} ${p}: decode ${o.decode_tps.toFixed(1)} vs ${l.decode_tps.toFixed(1)} tok/s, prefill ${o.prefill_tps.toFixed(1)} vs ${l.prefill_tps.toFixed(1)} tok/s`);
+    const o = results[p].ours.at(-1)!,
+      l = results[p].llama.at(-1)!;
+    log(
+      `round ${r + 1}/${rounds} ${p}: decode ${o.decode_tps.toFixed(1)} vs ${l.decode_tps.toFixed(1)} tok/s, prefill ${o.prefill_tps.toFixed(1)} vs ${l.prefill_tps.toFixed(1)} tok/s`,
+    );
   }
 }
 
 const rows = precisions.map((p) => {
   const { ours, llama } = results[p];
   const o = { decode: median(ours.map((x) => x.decode_tps)), prefill: median(ours.map((x) => x.prefill_tps)), rss: median(ours.map((x) => x.peak_rss_bytes)) };
-  const l = { decode: median(llama.map((x) => x.decode_tps)), prefill: median(llama.map((x) => x.prefill_tps)), rss: median(llama.map((x) => x.peak_rss_bytes)) };
+  const l = {
+    decode: median(llama.map((x) => x.decode_tps)),
+    prefill: median(llama.map((x) => x.prefill_tps)),
+    rss: median(llama.map((x) => x.peak_rss_bytes)),
+  };
   const weights = ours[0].weight_bytes ?? 0;
   const budget = 1.15 * weights + (ours[0].kv_cache_bytes ?? 0) + 100e6;
   const spread = (xs: number[], digits = 1) => `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
   return {
-    precision: p, threads,
+    precision: p,
+    threads,
     openelm: { ...o, decode_runs: spread(ours.map((x) => x.decode_tps)), prefill_runs: spread(ours.map((x) => x.prefill_tps)) },
     llama_cpp: { ...l, decode_runs: spread(llama.map((x) => x.decode_tps)), prefill_runs: spread(llama.map((x) => x.prefill_tps)) },
     // each round runs both sides back to back, so the ratio of a round is less exposed to the
     // machine's drift between rounds than the ratio of medians: report the median of those
     decode_ratio: median(ours.map((x, i) => x.decode_tps / llama[i].decode_tps)),
     prefill_ratio: median(ours.map((x, i) => x.prefill_tps / llama[i].prefill_tps)),
-    decode_ratio_runs: spread(ours.map((x, i) => x.decode_tps / llama[i].decode_tps), 2),
-    prefill_ratio_runs: spread(ours.map((x, i) => x.prefill_tps / llama[i].prefill_tps), 2),
-    weight_bytes: weights, decode_gbps: (weights * o.decode) / 1e9, rss_budget: budget, rss_ok: o.rss <= budget,
+    decode_ratio_runs: spread(
+      ours.map((x, i) => x.decode_tps / llama[i].decode_tps),
+      2,
+    ),
+    prefill_ratio_runs: spread(
+      ours.map((x, i) => x.prefill_tps / llama[i].prefill_tps),
+      2,
+    ),
+    weight_bytes: weights,
+    decode_gbps: (weights * o.decode) / 1e9,
+    rss_budget: budget,
+    rss_ok: o.rss <= budget,
   };
 });
 
@@ -145,9 +180,12 @@ if (v.json) {
     '',
     '| precision | decode tok/s openelm | llama.cpp | ratio | prefill tok/s openelm | llama.cpp | ratio | weights GB/s | peak RSS (budget) |',
     '|---|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.precision} | ${f(r.openelm.decode)} [${r.openelm.decode_runs}] | ${f(r.llama_cpp.decode)} [${r.llama_cpp.decode_runs}] | **${r.decode_ratio.toFixed(2)}×** [${r.decode_ratio_runs}] | ` +
-      `${f(r.openelm.prefill)} [${r.openelm.prefill_runs}] | ${f(r.llama_cpp.prefill)} [${r.llama_cpp.prefill_runs}] | **${r.prefill_ratio.toFixed(2)}×** [${r.prefill_ratio_runs}] | ` +
-      `${r.decode_gbps.toFixed(1)} | ${mb(r.openelm.rss)} (${mb(r.rss_budget)}${r.rss_ok ? '' : ' EXCEEDED'}); llama.cpp ${mb(r.llama_cpp.rss)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.precision} | ${f(r.openelm.decode)} [${r.openelm.decode_runs}] | ${f(r.llama_cpp.decode)} [${r.llama_cpp.decode_runs}] | **${r.decode_ratio.toFixed(2)}×** [${r.decode_ratio_runs}] | ` +
+        `${f(r.openelm.prefill)} [${r.openelm.prefill_runs}] | ${f(r.llama_cpp.prefill)} [${r.llama_cpp.prefill_runs}] | **${r.prefill_ratio.toFixed(2)}×** [${r.prefill_ratio_runs}] | ` +
+        `${r.decode_gbps.toFixed(1)} | ${mb(r.openelm.rss)} (${mb(r.rss_budget)}${r.rss_ok ? '' : ' EXCEEDED'}); llama.cpp ${mb(r.llama_cpp.rss)} |`,
+    ),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }

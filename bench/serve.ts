@@ -10,7 +10,7 @@
 //
 //   npm run bench:serve
 //   npm run bench:serve -- --requests 32 --levels 1,8 --max-tokens 48 --threads 2 --json
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,21 +20,36 @@ import { Rng } from '../src/generate/rng.ts';
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: v } = parseArgs({
   options: {
-    requests: { type: 'string' }, levels: { type: 'string' }, 'max-tokens': { type: 'string' }, 'prompt-tokens': { type: 'string' },
-    threads: { type: 'string' }, parallel: { type: 'string' }, model: { type: 'string' }, dtype: { type: 'string' }, json: { type: 'boolean' },
+    requests: { type: 'string' },
+    levels: { type: 'string' },
+    'max-tokens': { type: 'string' },
+    'prompt-tokens': { type: 'string' },
+    threads: { type: 'string' },
+    parallel: { type: 'string' },
+    model: { type: 'string' },
+    dtype: { type: 'string' },
+    json: { type: 'boolean' },
   },
 });
-const REQUESTS = Number(v.requests ?? 64), LEVELS = (v.levels ?? '1,4,8').split(',').map(Number);
-const MAX_TOKENS = Number(v['max-tokens'] ?? 32), PROMPT_TOKENS = Number(v['prompt-tokens'] ?? 32);
-const THREADS = v.threads ?? '2', DTYPE = v.dtype ?? 'q8', PARALLEL = v.parallel ?? String(Math.max(8, ...LEVELS));
+const REQUESTS = Number(v.requests ?? 64),
+  LEVELS = (v.levels ?? '1,4,8').split(',').map(Number);
+const MAX_TOKENS = Number(v['max-tokens'] ?? 32),
+  PROMPT_TOKENS = Number(v['prompt-tokens'] ?? 32);
+const THREADS = v.threads ?? '2',
+  DTYPE = v.dtype ?? 'q8',
+  PARALLEL = v.parallel ?? String(Math.max(8, ...LEVELS));
 const CLI = ['--import', 'tsx', path.join(ROOT, 'src/cli/main.ts')];
-const log = (s: string) => { if (!v.json) process.stderr.write(s + '\n'); };
+const log = (s: string) => {
+  if (!v.json) process.stderr.write(s + '\n');
+};
 
 function cpuModel(): string {
   try {
     const m = /Model name:\s*(.+)/.exec(execFileSync('lscpu', { encoding: 'utf8' }));
     if (m) return m[1].trim();
-  } catch { /* no lscpu */ }
+  } catch {
+    /* no lscpu */
+  }
   return os.cpus()[0]?.model ?? 'unknown';
 }
 
@@ -46,8 +61,28 @@ if (!v.model && !existsSync(path.join(dir, 'model.safetensors'))) {
 }
 
 // the server, in its own process, as a user runs it
-const server = spawn(process.execPath, [...CLI, 'serve', '-m', dir, '--dtype', DTYPE, '--threads', THREADS, '--port', '0',
-  '--parallel', PARALLEL, '--queue', String(REQUESTS), '--served-name', 'bench'], { stdio: ['ignore', 'ignore', 'pipe'] });
+const server = spawn(
+  process.execPath,
+  [
+    ...CLI,
+    'serve',
+    '-m',
+    dir,
+    '--dtype',
+    DTYPE,
+    '--threads',
+    THREADS,
+    '--port',
+    '0',
+    '--parallel',
+    PARALLEL,
+    '--queue',
+    String(REQUESTS),
+    '--served-name',
+    'bench',
+  ],
+  { stdio: ['ignore', 'ignore', 'pipe'] },
+);
 const base = await new Promise<string>((resolve, reject) => {
   let err = '';
   server.stderr.on('data', (d: Buffer) => {
@@ -61,7 +96,11 @@ log(`server at ${base}`);
 
 const V = 32000;
 let promptSeed = 1;
-interface One { ttft: number; gaps: number[]; tokens: number }
+interface One {
+  ttft: number;
+  gaps: number[];
+  tokens: number;
+}
 
 /** One streaming completion; times the first token and the gaps between tokens. */
 async function one(): Promise<One> {
@@ -69,17 +108,28 @@ async function one(): Promise<One> {
   const prompt = [1, ...Array.from({ length: PROMPT_TOKENS - 1 }, () => 3 + (rng.nextU32() % (V - 3)))];
   const t0 = performance.now();
   const res = await fetch(base + '/v1/completions', {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'bench', prompt, max_tokens: MAX_TOKENS, temperature: 0, ignore_eos: true, stream: true, stream_options: { include_usage: true }, logprobs: 0 }),
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'bench',
+      prompt,
+      max_tokens: MAX_TOKENS,
+      temperature: 0,
+      ignore_eos: true,
+      stream: true,
+      stream_options: { include_usage: true },
+      logprobs: 0,
+    }),
   });
   if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
   const times: number[] = [];
-  let tokens = 0, buf = '';
+  let tokens = 0,
+    buf = '';
   const dec = new TextDecoder();
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
     const now = performance.now();
     buf += dec.decode(chunk, { stream: true });
-    let i;
+    let i: number;
     while ((i = buf.indexOf('\n\n')) >= 0) {
       const ev = buf.slice(0, i);
       buf = buf.slice(i + 2);
@@ -99,22 +149,45 @@ const pct = (xs: number[], p: number) => {
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN;
 };
 
-interface Level { concurrency: number; requests: number; wall_s: number; tokens: number; tokens_per_s: number;
-  ttft_ms: { p50: number; p95: number; p99: number }; itl_ms: { p50: number; p95: number; p99: number }; load_avg: number[] }
+interface Level {
+  concurrency: number;
+  requests: number;
+  wall_s: number;
+  tokens: number;
+  tokens_per_s: number;
+  ttft_ms: { p50: number; p95: number; p99: number };
+  itl_ms: { p50: number; p95: number; p99: number };
+  load_avg: number[];
+}
 
 async function level(c: number): Promise<Level> {
   const load0 = os.loadavg();
   const results: One[] = [];
   let next = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: c }, async () => {
-    while (next < REQUESTS) { next++; results.push(await one()); }
-  }));
+  await Promise.all(
+    Array.from({ length: c }, async () => {
+      while (next < REQUESTS) {
+        next++;
+        results.push(await one());
+      }
+    }),
+  );
   const wall = (performance.now() - t0) / 1000;
   const tokens = results.reduce((s, r) => s + r.tokens, 0);
-  const ttft = results.map((r) => r.ttft), gaps = results.flatMap((r) => r.gaps);
+  const ttft = results.map((r) => r.ttft),
+    gaps = results.flatMap((r) => r.gaps);
   const q = (xs: number[]) => ({ p50: pct(xs, 50), p95: pct(xs, 95), p99: pct(xs, 99) });
-  return { concurrency: c, requests: results.length, wall_s: wall, tokens, tokens_per_s: tokens / wall, ttft_ms: q(ttft), itl_ms: q(gaps), load_avg: [load0[0], os.loadavg()[0]] };
+  return {
+    concurrency: c,
+    requests: results.length,
+    wall_s: wall,
+    tokens,
+    tokens_per_s: tokens / wall,
+    ttft_ms: q(ttft),
+    itl_ms: q(gaps),
+    load_avg: [load0[0], os.loadavg()[0]],
+  };
 }
 
 const cpu = cpuModel();
@@ -132,18 +205,32 @@ try {
 }
 const first = levels[0];
 const out = {
-  cpu, cores: os.cpus().length, node: process.version, threads: Number(THREADS), parallel: Number(PARALLEL), model: 'OpenELM-270M shape, random weights', dtype: DTYPE,
-  requests_per_level: REQUESTS, prompt_tokens: PROMPT_TOKENS, max_tokens: MAX_TOKENS, load_avg_start: loadStart, load_avg_end: os.loadavg()[0],
+  cpu,
+  cores: os.cpus().length,
+  node: process.version,
+  threads: Number(THREADS),
+  parallel: Number(PARALLEL),
+  model: 'OpenELM-270M shape, random weights',
+  dtype: DTYPE,
+  requests_per_level: REQUESTS,
+  prompt_tokens: PROMPT_TOKENS,
+  max_tokens: MAX_TOKENS,
+  load_avg_start: loadStart,
+  load_avg_end: os.loadavg()[0],
   levels: levels.map((l) => ({ ...l, throughput_ratio: l.tokens_per_s / first.tokens_per_s, ttft_p95_ratio: l.ttft_ms.p95 / first.ttft_ms.p95 })),
 };
 if (v.json) process.stdout.write(JSON.stringify(out, null, 2) + '\n');
 else {
   const f = (x: number) => x.toFixed(0);
   console.log(`openelm serve · ${out.model} · ${DTYPE} · ${THREADS} threads · --parallel ${PARALLEL} · ${cpu} (${out.cores} cores) · Node ${process.version}`);
-  console.log(`${REQUESTS} streaming requests per level, ${PROMPT_TOKENS}-token prompts, ${MAX_TOKENS} tokens each (greedy, ignore_eos); load average ${loadStart.toFixed(2)} → ${out.load_avg_end.toFixed(2)}`);
+  console.log(
+    `${REQUESTS} streaming requests per level, ${PROMPT_TOKENS}-token prompts, ${MAX_TOKENS} tokens each (greedy, ignore_eos); load average ${loadStart.toFixed(2)} → ${out.load_avg_end.toFixed(2)}`,
+  );
   console.log('| concurrent | tokens/s | × 1 stream | TTFT p50 / p95 / p99 ms | × 1 stream (p95) | inter-token p50 / p95 / p99 ms |');
   console.log('|---|---|---|---|---|---|');
   for (const l of out.levels) {
-    console.log(`| ${l.concurrency} | ${l.tokens_per_s.toFixed(1)} | ${l.throughput_ratio.toFixed(2)}× | ${f(l.ttft_ms.p50)} / ${f(l.ttft_ms.p95)} / ${f(l.ttft_ms.p99)} | ${l.ttft_p95_ratio.toFixed(2)}× | ${f(l.itl_ms.p50)} / ${f(l.itl_ms.p95)} / ${f(l.itl_ms.p99)} |`);
+    console.log(
+      `| ${l.concurrency} | ${l.tokens_per_s.toFixed(1)} | ${l.throughput_ratio.toFixed(2)}× | ${f(l.ttft_ms.p50)} / ${f(l.ttft_ms.p95)} / ${f(l.ttft_ms.p99)} | ${l.ttft_p95_ratio.toFixed(2)}× | ${f(l.itl_ms.p50)} / ${f(l.itl_ms.p95)} / ${f(l.itl_ms.p99)} |`,
+    );
   }
 }

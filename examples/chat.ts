@@ -1,6 +1,6 @@
 // A scripted multi-turn conversation with an -Instruct model; the KV cache is reused between turns.
 //   node --import tsx examples/chat.ts <model folder or hub repo id>
-import { loadModel, generateText, encodeChat, type ChatMessage } from '../src/index.ts';
+import { type ChatMessage, encodeChat, generateText, loadModel } from '../src/index.ts';
 
 const source = process.argv[2] ?? 'apple/OpenELM-270M-Instruct';
 const { model, tokenizer, dispose } = await loadModel(source);

@@ -1,6 +1,6 @@
 // Stream a continuation from an OpenELM checkpoint.
 //   node --import tsx examples/generate.ts <model folder or hub repo id> "Once upon a time"
-import { loadModel, generate } from '../src/index.ts';
+import { generate, loadModel } from '../src/index.ts';
 
 const [source = 'apple/OpenELM-270M', prompt = 'Once upon a time'] = process.argv.slice(2);
 const { model, tokenizer, dispose } = await loadModel(source, { dtype: 'q8_0' });

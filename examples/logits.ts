@@ -1,6 +1,6 @@
 // The lowest level: a checkpoint as a tensor source, the model, and raw logits.
 //   node --import tsx examples/logits.ts <model folder>
-import { OpenELM, checkpointSource, createKernels, argmax } from '../src/index.ts';
+import { argmax, checkpointSource, createKernels, OpenELM } from '../src/index.ts';
 
 const dir = process.argv[2] ?? 'test/fixtures/openelm/tiny-f32';
 const kernels = await createKernels('wasm', { threads: 2 });

@@ -4,9 +4,10 @@
 // built-in model folder builtin/openelm-sotu: the newest checkpoint's weights in bf16 (config.json
 // + model.safetensors), the recipe, the training log, the loss curve (openelm plot) and a model
 // card with the numbers. Everything through the CLI, as a user would do it.
+
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -16,16 +17,30 @@ if (!run || !fs.existsSync(path.join(run, 'model.safetensors'))) {
   process.exit(2);
 }
 const OUT = path.join(ROOT, 'builtin', 'openelm-sotu');
-const cli = (...args: string[]) => execFileSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/main.ts'), ...args], { encoding: 'utf8', cwd: ROOT });
+const cli = (...args: string[]) =>
+  execFileSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/main.ts'), ...args], { encoding: 'utf8', cwd: ROOT });
 
 const tmp = OUT + '.tmp';
 fs.rmSync(tmp, { recursive: true, force: true });
 cli('export', '--format', 'hf', '-m', run, '-o', tmp, '--dtype', 'bf16');
 fs.copyFileSync(path.join(ROOT, 'recipes', 'builtin.yaml'), path.join(tmp, 'recipe.yaml'));
 fs.copyFileSync(path.join(run, 'train.jsonl'), path.join(tmp, 'train.jsonl'));
-cli('plot', path.join(tmp, 'train.jsonl'), '--label', 'openelm-sotu', '--out', path.join(tmp, 'loss.svg'), '--title', 'Built-in model: training and validation loss');
+cli(
+  'plot',
+  path.join(tmp, 'train.jsonl'),
+  '--label',
+  'openelm-sotu',
+  '--out',
+  path.join(tmp, 'loss.svg'),
+  '--title',
+  'Built-in model: training and validation loss',
+);
 
-const log = fs.readFileSync(path.join(run, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const log = fs
+  .readFileSync(path.join(run, 'train.jsonl'), 'utf8')
+  .trim()
+  .split('\n')
+  .map((l) => JSON.parse(l));
 const last = log[log.length - 1];
 const vals = log.filter((r) => typeof r.val_loss === 'number');
 const cfg = JSON.parse(fs.readFileSync(path.join(tmp, 'config.json'), 'utf8'));
@@ -39,7 +54,7 @@ A small OpenELM that openelm trained itself, on a 2-core CPU, with \`openelm tra
 the CLI, so \`npx openelm generate "The state of the Union is"\` works offline on a fresh install.
 It writes English in the style of presidential addresses; it knows little and makes things up.
 
-- ${info.num_parameters.toLocaleString('en-US')} parameters (${(info.num_parameters / 1e6).toFixed(1)} M; the tied 32000 × ${cfg.model_dim} embedding is ${(32000 * cfg.model_dim / 1e6).toFixed(1)} M of them), bf16, ${(fs.statSync(path.join(tmp, 'model.safetensors')).size / 1e6).toFixed(1)} MB
+- ${info.num_parameters.toLocaleString('en-US')} parameters (${(info.num_parameters / 1e6).toFixed(1)} M; the tied 32000 × ${cfg.model_dim} embedding is ${((32000 * cfg.model_dim) / 1e6).toFixed(1)} M of them), bf16, ${(fs.statSync(path.join(tmp, 'model.safetensors')).size / 1e6).toFixed(1)} MB
 - layer-wise scaling over ${cfg.num_transformer_layers} layers: query heads ${cfg.num_query_heads.join(', ')}; KV heads ${cfg.num_kv_heads.join(', ')}; FFN widths ${info.ffn_dims.join(', ')}
 - LLaMA-2's 32000-token vocabulary, so it shares the tokenizer with Apple's OpenELM models
 - trained ${last.step} steps, ${(last.tokens / 1e6).toFixed(2)} M tokens (packed documents), ${(secs / 60).toFixed(0)} minutes of training (2 threads)

@@ -1,7 +1,8 @@
 // Speed measurement of a loaded model: prefill and decode tokens/s, weight bandwidth, memory.
+
+import { Rng } from './generate/rng.ts';
 import type { OpenELM } from './model/openelm.ts';
 import type { ModelWeights } from './model/weights.ts';
-import { Rng } from './generate/rng.ts';
 
 export interface BenchOptions {
   promptTokens: number;
@@ -39,7 +40,8 @@ export function weightBytes(w: ModelWeights): number {
 }
 
 export function benchModel(model: OpenELM, o: BenchOptions): BenchResult {
-  const V = model.config.vocab_size, k = model.kernels;
+  const V = model.config.vocab_size,
+    k = model.kernels;
   const argmax = (x: Float32Array): number => k.argmax(x, V);
   const rng = new Rng(o.seed ?? 0);
   const prompt = Array.from({ length: o.promptTokens }, () => 3 + (rng.nextU32() % (V - 3)));

@@ -11,21 +11,38 @@
 // src/web/client.ts) so that decoding never blocks the page; web/ is the chat page built on it.
 import './web/portable.ts';
 
-export { parseConfig, expectedTensors, numParameters, layerShape, type OpenELMConfig } from './config/config.ts';
-export { OpenELM, ContextLengthError, type ModelOptions } from './model/openelm.ts';
-export { KVCache } from './model/kv-cache.ts';
-export { loadWeights, type TensorSource, type ModelWeights, type LoadDType } from './model/weights.ts';
-export type { Kernels, Weight, WeightDType, Activation } from './kernels/types.ts';
-export { RefKernels } from './kernels/ref.ts';
-export { createWasmKernels, type WasmKernelsOptions } from './kernels/wasm/wasm.ts';
-export { generate, generateText, encodePrompt, type GenerateOptions, type GenerationResult, type TokenEvent, type FinishReason, type Prompt } from './generate/generate.ts';
-export { Sampler, argmax, type SamplingOptions } from './generate/sampler.ts';
-export { chatTemplate, encodeChat, type ChatMessage, type Role } from './generate/chat.ts';
+export { expectedTensors, layerShape, numParameters, type OpenELMConfig, parseConfig } from './config/config.ts';
+export { type ChatMessage, chatTemplate, encodeChat, type Role } from './generate/chat.ts';
+export {
+  encodePrompt,
+  type FinishReason,
+  type GenerateOptions,
+  type GenerationResult,
+  generate,
+  generateText,
+  type Prompt,
+  type TokenEvent,
+} from './generate/generate.ts';
 export { Rng } from './generate/rng.ts';
-export { Tokenizer, StreamDecoder, defaultTokenizer, fromSentencePieceModel, fromTokenizerJson } from './tokenizer/index.ts';
+export { argmax, Sampler, type SamplingOptions } from './generate/sampler.ts';
 export * from './io/browser-files.ts';
-export { openBrowserSource, type BrowserTensorSource } from './io/browser-source.ts';
-export { loadBrowserModel, loadWeightsAsync, loadTokenizerFrom, createBrowserKernels, canUseThreads,
-  type BrowserModel, type BrowserLoadOptions, type BrowserBackend } from './web/load.ts';
+export { type BrowserTensorSource, openBrowserSource } from './io/browser-source.ts';
+export { RefKernels } from './kernels/ref.ts';
+export type { Activation, Kernels, Weight, WeightDType } from './kernels/types.ts';
+export { createWasmKernels, type WasmKernelsOptions } from './kernels/wasm/wasm.ts';
+export { KVCache } from './model/kv-cache.ts';
+export { ContextLengthError, type ModelOptions, OpenELM } from './model/openelm.ts';
+export { type LoadDType, loadWeights, type ModelWeights, type TensorSource } from './model/weights.ts';
+export { defaultTokenizer, fromSentencePieceModel, fromTokenizerJson, StreamDecoder, Tokenizer } from './tokenizer/index.ts';
 export { ModelWorker } from './web/client.ts';
+export {
+  type BrowserBackend,
+  type BrowserLoadOptions,
+  type BrowserModel,
+  canUseThreads,
+  createBrowserKernels,
+  loadBrowserModel,
+  loadTokenizerFrom,
+  loadWeightsAsync,
+} from './web/load.ts';
 export type * from './web/protocol.ts';

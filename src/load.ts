@@ -5,12 +5,12 @@
 // memory plan (weights + KV cache) that must fit the backend, naming the option or config field
 // that makes it too large.
 import os from 'node:os';
-import { resolveModel, type DownloadProgress } from './io/hub.ts';
+import { expectedTensors, type OpenELMConfig } from './config/config.ts';
 import { checkpointSource } from './io/checkpoint-source.ts';
 import { bytesPerWeight, DTYPE_ALIASES, dtypeOfFile, normalizeDType, type WeightDTypeName } from './io/dtype.ts';
-import { expectedTensors, type OpenELMConfig } from './config/config.ts';
+import { type DownloadProgress, resolveModel } from './io/hub.ts';
 import { createKernels } from './kernels/index.ts';
-import { OpenELM, type ModelOptions } from './model/openelm.ts';
+import { type ModelOptions, OpenELM } from './model/openelm.ts';
 import type { LoadDType, TensorSource } from './model/weights.ts';
 import { loadTokenizer, type Tokenizer } from './tokenizer/index.ts';
 
@@ -45,7 +45,10 @@ export interface LoadedModel extends LoadedOpenELM {
 
 /** An option of loadModel / loadOpenELM out of range; `option` is its LoadOptions key (the CLI maps it to its flag). */
 export class LoadOptionError extends RangeError {
-  constructor(readonly option: string, message: string) {
+  constructor(
+    readonly option: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'LoadOptionError';
   }
@@ -65,7 +68,11 @@ export function checkLoadOptions(opts: unknown): LoadOptions & { dtype: LoadDTyp
   const o = opts as Record<string, unknown>;
   const bad = (key: string, want: string): never => {
     let got: string;
-    try { got = JSON.stringify(o[key]) ?? String(o[key]); } catch { got = String(o[key]); }
+    try {
+      got = JSON.stringify(o[key]) ?? String(o[key]);
+    } catch {
+      got = String(o[key]);
+    }
     throw new LoadOptionError(key, `${key} must be ${want}, got ${got}`);
   };
   if (o.backend !== undefined && o.backend !== 'wasm' && o.backend !== 'ref') bad('backend', `'wasm' or 'ref'`);
@@ -76,7 +83,8 @@ export function checkLoadOptions(opts: unknown): LoadOptions & { dtype: LoadDTyp
   const dtype = o.dtype === undefined ? 'auto' : normalizeDType(o.dtype, true);
   if (!dtype) bad('dtype', `'auto' or one of ${Object.keys(DTYPE_ALIASES).join(', ')}`);
   if (o.contextLength !== undefined && !(Number.isInteger(o.contextLength) && (o.contextLength as number) >= 1)) bad('contextLength', 'an integer ≥ 1');
-  if (o.chunkSize !== undefined && !(Number.isInteger(o.chunkSize) && (o.chunkSize as number) >= 1 && (o.chunkSize as number) <= 65536)) bad('chunkSize', 'an integer in [1, 65536]');
+  if (o.chunkSize !== undefined && !(Number.isInteger(o.chunkSize) && (o.chunkSize as number) >= 1 && (o.chunkSize as number) <= 65536))
+    bad('chunkSize', 'an integer in [1, 65536]');
   for (const k of ['revision', 'token'] as const) if (o[k] !== undefined && typeof o[k] !== 'string') bad(k, 'a string');
   if (o.offline !== undefined && typeof o.offline !== 'boolean') bad('offline', 'true or false');
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') bad('onProgress', 'a function');
@@ -106,7 +114,10 @@ function checkMemory(src: TensorSource, dir: string, opts: LoadOptions & { dtype
   const cfg = src.config;
   const capacity = opts.contextLength ?? cfg.max_context_length;
   if (capacity > cfg.max_context_length) {
-    throw new LoadOptionError('contextLength', `contextLength must be at most max_context_length (${cfg.max_context_length} in ${dir}/config.json), got ${capacity}`);
+    throw new LoadOptionError(
+      'contextLength',
+      `contextLength must be at most max_context_length (${cfg.max_context_length} in ${dir}/config.json), got ${capacity}`,
+    );
   }
   const plan = memoryPlan(src, opts.dtype, capacity);
   const wasm = (opts.backend ?? 'wasm') === 'wasm';
@@ -115,9 +126,15 @@ function checkMemory(src: TensorSource, dir: string, opts: LoadOptions & { dtype
   const where = wasm ? `WebAssembly memory (4 GiB; use --backend ref / backend: 'ref' for more)` : `this machine's ${gb(os.totalmem())} of RAM`;
   const kvWhy = opts.contextLength !== undefined ? `contextLength ${capacity}` : `max_context_length ${capacity} in ${dir}/config.json`;
   if (plan.kvCache > plan.weights) {
-    throw new LoadOptionError('contextLength', `${dir}: the KV cache for ${kvWhy} needs ${gb(plan.kvCache)} (weights ${gb(plan.weights)}), more than ${where}; pass a smaller context (--context N / contextLength)`);
+    throw new LoadOptionError(
+      'contextLength',
+      `${dir}: the KV cache for ${kvWhy} needs ${gb(plan.kvCache)} (weights ${gb(plan.weights)}), more than ${where}; pass a smaller context (--context N / contextLength)`,
+    );
   }
-  throw new LoadOptionError('dtype', `${dir}: the weights need ${gb(plan.weights)} as ${opts.dtype === 'auto' ? 'stored' : opts.dtype} (KV cache ${gb(plan.kvCache)} for ${kvWhy}), more than ${where}; load them quantized (--dtype q8 or q4)`);
+  throw new LoadOptionError(
+    'dtype',
+    `${dir}: the weights need ${gb(plan.weights)} as ${opts.dtype === 'auto' ? 'stored' : opts.dtype} (KV cache ${gb(plan.kvCache)} for ${kvWhy}), more than ${where}; load them quantized (--dtype q8 or q4)`,
+  );
 }
 
 /**
@@ -125,7 +142,8 @@ function checkMemory(src: TensorSource, dir: string, opts: LoadOptions & { dtype
  * tokenizer in memory (the built-in vocabulary's tables take ~8 MB of JS heap).
  */
 export async function loadOpenELM(source: string, options: LoadOptions = {}): Promise<LoadedOpenELM> {
-  if (typeof source !== 'string' || source === '') throw new LoadOptionError('source', `the model must be a folder or hub repo id (a non-empty string), got ${String(source)}`);
+  if (typeof source !== 'string' || source === '')
+    throw new LoadOptionError('source', `the model must be a folder or hub repo id (a non-empty string), got ${String(source)}`);
   const opts = checkLoadOptions(options);
   const dir = await resolveModel(source, { revision: opts.revision, offline: opts.offline, token: opts.token, onProgress: opts.onProgress });
   const src = checkpointSource(dir);

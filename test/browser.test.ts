@@ -4,11 +4,12 @@
 // (COOP/COEP), and opened in headless Chromium (Debian's `chromium`, driven by playwright-core).
 // The page runs the kernels on two threads (a Web Worker plus the page) against the plain-TS
 // kernels. `.ci/run` installs Chromium; elsewhere the test is skipped when it is missing.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { chromium } from 'playwright-core';
@@ -20,7 +21,11 @@ test('wasm kernels in headless Chromium: Web Workers on shared memory, relaxed S
   assert.ok(CHROMIUM, 'CI must have Chromium: .ci/run installs the Debian package');
   const bundle = await build({
     entryPoints: [fileURLToPath(new URL('./browser/kernels-page.ts', import.meta.url))],
-    bundle: true, format: 'esm', platform: 'browser', target: 'es2022', write: false,
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    write: false,
     external: ['node:*'], // only reached in Node
   });
   const js = bundle.outputFiles[0].text;
@@ -39,8 +44,13 @@ test('wasm kernels in headless Chromium: Web Workers on shared memory, relaxed S
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
     await page.waitForFunction(() => (window as unknown as { __result?: unknown }).__result !== undefined, null, { timeout: 120_000 });
-    const r = await page.evaluate(() => (window as unknown as { __result: unknown }).__result) as {
-      error?: string; backend: string; relaxedSimd: boolean; threads: number; crossOriginIsolated: boolean; q8Gemm: number;
+    const r = (await page.evaluate(() => (window as unknown as { __result: unknown }).__result)) as {
+      error?: string;
+      backend: string;
+      relaxedSimd: boolean;
+      threads: number;
+      crossOriginIsolated: boolean;
+      q8Gemm: number;
       checks: { what: string; ok: boolean; detail: string }[];
     };
     assert.equal(r.error, undefined, `the page failed: ${r.error}`);

@@ -1,16 +1,17 @@
 // Hugging Face checkpoint folders: the three tiny fixtures read (values checked against numpy),
 // sharded == index, every broken-folder case rejected naming the file and tensor or field, and
 // writeCheckpoint round trips (f32/bf16/f16, sharded) that are atomic when the input fails.
-import { after, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { openCheckpoint, writeCheckpoint, CheckpointError, type CheckpointTensorInput } from '../src/io/checkpoint.ts';
-import { openSafetensors, writeSafetensors, type SafetensorsTensorToWrite } from '../src/io/safetensors.ts';
-import { f32ToBf16, f32ToF16 } from '../src/io/dtype.ts';
 import { expectedTensors } from '../src/config/config.ts';
+import { CheckpointError, type CheckpointTensorInput, openCheckpoint, writeCheckpoint } from '../src/io/checkpoint.ts';
+import { f32ToBf16, f32ToF16 } from '../src/io/dtype.ts';
+import { openSafetensors, type SafetensorsTensorToWrite, writeSafetensors } from '../src/io/safetensors.ts';
 
 const FIX = fileURLToPath(new URL('./fixtures/openelm/', import.meta.url));
 const TINY_F32 = path.join(FIX, 'tiny-f32');
@@ -38,7 +39,10 @@ function tensorsOf(file: string): SafetensorsTensorToWrite[] {
 }
 function fails(dir: string, res: RegExp[], tensor?: string): Error {
   let err: unknown;
-  assert.throws(() => openCheckpoint(dir), (e) => ((err = e), true));
+  assert.throws(
+    () => openCheckpoint(dir),
+    (e) => ((err = e), true),
+  );
   const msg = (err as Error).message;
   for (const re of res) assert.match(msg, re);
   if (tensor) assert.equal((err as { tensor?: string }).tensor, tensor, msg);
@@ -93,7 +97,10 @@ describe('reading the fixtures', () => {
     const ck = openCheckpoint(SHARDED);
     const index = JSON.parse(fs.readFileSync(path.join(SHARDED, 'model.safetensors.index.json'), 'utf8'));
     assert.equal(ck.index, path.join(SHARDED, 'model.safetensors.index.json'));
-    assert.deepEqual(ck.files.map((f) => path.basename(f)), ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
+    assert.deepEqual(
+      ck.files.map((f) => path.basename(f)),
+      ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'],
+    );
     assert.deepEqual([...ck.tensors.keys()].sort(), Object.keys(index.weight_map).sort());
     let bytes = 0;
     for (const [name, shard] of Object.entries(index.weight_map) as [string, string][]) {
@@ -110,7 +117,10 @@ describe('reading the fixtures', () => {
     const dest = new Float32Array(128);
     ck.readInto('transformer.norm.weight', dest);
     assert.deepEqual(dest, ck.read('transformer.norm.weight'));
-    assert.throws(() => ck.read('lm_head.weight'), (e: Error) => e instanceof CheckpointError && /tiny-f32: checkpoint has no tensor "lm_head\.weight"/.test(e.message));
+    assert.throws(
+      () => ck.read('lm_head.weight'),
+      (e: Error) => e instanceof CheckpointError && /tiny-f32: checkpoint has no tensor "lm_head\.weight"/.test(e.message),
+    );
   });
 });
 
@@ -127,20 +137,41 @@ describe('broken folders', () => {
   test('no weights: says what was looked for and what was found', () => {
     const d = copy(TINY_F32, ['config.json']);
     fs.writeFileSync(path.join(d, 'pytorch_model.bin'), 'x');
-    fails(d, [new RegExp(`${esc(d)}: no model weights: looked for model\\.safetensors and model\\.safetensors\\.index\\.json \\(found pytorch_model\\.bin; only safetensors weights are read\\)`)]);
+    fails(d, [
+      new RegExp(
+        `${esc(d)}: no model weights: looked for model\\.safetensors and model\\.safetensors\\.index\\.json \\(found pytorch_model\\.bin; only safetensors weights are read\\)`,
+      ),
+    ]);
   });
 
   test('index points at a missing shard', () => {
     const d = copy(SHARDED);
     fs.rmSync(path.join(d, 'model-00002-of-00002.safetensors'));
-    fails(d, [/model\.safetensors\.index\.json: maps 25 tensor\(s\) \(e\.g\. "transformer\.layers\.0\.attn\.out_proj\.weight"\) to shard model-00002-of-00002\.safetensors, which is missing from /], 'transformer.layers.0.attn.out_proj.weight');
+    fails(
+      d,
+      [
+        /model\.safetensors\.index\.json: maps 25 tensor\(s\) \(e\.g\. "transformer\.layers\.0\.attn\.out_proj\.weight"\) to shard model-00002-of-00002\.safetensors, which is missing from /,
+      ],
+      'transformer.layers.0.attn.out_proj.weight',
+    );
   });
 
   test('index lists a tensor its shard does not have', () => {
     const d = copy(SHARDED);
     const t = 'transformer.norm.weight';
-    editJson(path.join(d, 'model.safetensors.index.json'), (j) => (j.weight_map[t] = j.weight_map[t].includes('00001') ? 'model-00002-of-00002.safetensors' : 'model-00001-of-00002.safetensors'));
-    fails(d, [new RegExp(`index\\.json: lists tensor "${esc(t)}" in model-0000\\d-of-00002\\.safetensors, but .*model-0000\\d-of-00002\\.safetensors has no such tensor`)], t);
+    editJson(
+      path.join(d, 'model.safetensors.index.json'),
+      (j) => (j.weight_map[t] = j.weight_map[t].includes('00001') ? 'model-00002-of-00002.safetensors' : 'model-00001-of-00002.safetensors'),
+    );
+    fails(
+      d,
+      [
+        new RegExp(
+          `index\\.json: lists tensor "${esc(t)}" in model-0000\\d-of-00002\\.safetensors, but .*model-0000\\d-of-00002\\.safetensors has no such tensor`,
+        ),
+      ],
+      t,
+    );
   });
 
   test('a tensor in two shards', () => {
@@ -179,13 +210,21 @@ describe('broken folders', () => {
     const d = copy(TINY_F32);
     const file = path.join(d, 'model.safetensors');
     const t = 'transformer.layers.2.ffn.proj_1.weight';
-    writeSafetensors(file, tensorsOf(file).filter((x) => x.name !== t), { format: 'pt' });
+    writeSafetensors(
+      file,
+      tensorsOf(file).filter((x) => x.name !== t),
+      { format: 'pt' },
+    );
     fails(d, [new RegExp(`1 missing tensor\\(s\\), which ${esc(file)} should hold:\\n\\s+${esc(t)} \\[704,128\\]`)], t);
 
     const s = copy(SHARDED);
     editJson(path.join(s, 'model.safetensors.index.json'), (j) => delete j.weight_map['transformer.norm.weight']);
     const shard = path.join(s, 'model-00001-of-00002.safetensors');
-    writeSafetensors(shard, tensorsOf(shard).filter((x) => x.name !== 'transformer.norm.weight'), { format: 'pt' });
+    writeSafetensors(
+      shard,
+      tensorsOf(shard).filter((x) => x.name !== 'transformer.norm.weight'),
+      { format: 'pt' },
+    );
     fails(s, [/missing tensor\(s\), which .*model\.safetensors\.index\.json does not list:\n\s+transformer\.norm\.weight \[192\]/], 'transformer.norm.weight');
   });
 
@@ -193,25 +232,38 @@ describe('broken folders', () => {
     const d = copy(TINY_F32);
     const file = path.join(d, 'model.safetensors');
     const base = tensorsOf(file);
-    const extra = (name: string, shape: number[]): SafetensorsTensorToWrite => ({ name, dtype: 'F32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
+    const extra = (name: string, shape: number[]): SafetensorsTensorToWrite => ({
+      name,
+      dtype: 'F32',
+      shape,
+      data: new Float32Array(shape.reduce((a, b) => a * b, 1)),
+    });
     writeSafetensors(file, [...base, extra('transformer.layers.0.attn.rotary_emb.inv_freq', [16])], { format: 'pt' });
     openCheckpoint(d);
     writeSafetensors(file, [...base, extra('lm_head.weight', [512, 128]), extra('transformer.layers.4.attn_norm.weight', [128])], { format: 'pt' });
-    fails(d, [
-      /2 unexpected tensor\(s\), not part of an OpenELM with this config/,
-      /lm_head\.weight \[512,128\] in .*model\.safetensors \(share_input_output_layers = true ties the output head to the embedding\)/,
-      /transformer\.layers\.4\.attn_norm\.weight \[128\] in .*model\.safetensors \(layer 4, but num_transformer_layers = 4\)/,
-    ], 'lm_head.weight');
+    fails(
+      d,
+      [
+        /2 unexpected tensor\(s\), not part of an OpenELM with this config/,
+        /lm_head\.weight \[512,128\] in .*model\.safetensors \(share_input_output_layers = true ties the output head to the embedding\)/,
+        /transformer\.layers\.4\.attn_norm\.weight \[128\] in .*model\.safetensors \(layer 4, but num_transformer_layers = 4\)/,
+      ],
+      'lm_head.weight',
+    );
   });
 
   test('a config that does not match the weights: shapes named with the fields behind them', () => {
     const d = copy(TINY_F32);
     editJson(path.join(d, 'config.json'), (j) => (j.ffn_multipliers = [0.5, 1.67, 2.83, 3.5]));
-    const e = fails(d, [
-      /2 tensor\(s\) with the wrong shape for .*config\.json/,
-      /transformer\.layers\.3\.ffn\.proj_1\.weight in .*model\.safetensors has shape \[1024,128\], expected \[896,128\] = \[2·ffn_dims\[3\], model_dim\] = \[2·448, 128\] \(ffn_with_glu\); ffn_dims come from ffn_multipliers, model_dim and ffn_dim_divisor/,
-      /transformer\.layers\.3\.ffn\.proj_2\.weight .* has shape \[128,512\], expected \[128,448\]/,
-    ], 'transformer.layers.3.ffn.proj_1.weight');
+    const e = fails(
+      d,
+      [
+        /2 tensor\(s\) with the wrong shape for .*config\.json/,
+        /transformer\.layers\.3\.ffn\.proj_1\.weight in .*model\.safetensors has shape \[1024,128\], expected \[896,128\] = \[2·ffn_dims\[3\], model_dim\] = \[2·448, 128\] \(ffn_with_glu\); ffn_dims come from ffn_multipliers, model_dim and ffn_dim_divisor/,
+        /transformer\.layers\.3\.ffn\.proj_2\.weight .* has shape \[128,512\], expected \[128,448\]/,
+      ],
+      'transformer.layers.3.ffn.proj_1.weight',
+    );
     assert.ok(e instanceof CheckpointError);
 
     const g = copy(TINY_F32);
@@ -220,7 +272,9 @@ describe('broken folders', () => {
       delete j.num_query_heads;
       delete j.num_kv_heads;
     });
-    fails(g, [/transformer\.layers\.0\.attn\.qkv_proj\.weight in .* has shape \[128,128\], expected \[192,128\] = \[\(num_query_heads\[0\] \+ 2·num_kv_heads\[0\]\)·head_dim, model_dim\] = \[\(2 \+ 2·2\)·32, 128\]; num_query_heads\/num_kv_heads come from qkv_multipliers, model_dim, head_dim and num_gqa_groups/]);
+    fails(g, [
+      /transformer\.layers\.0\.attn\.qkv_proj\.weight in .* has shape \[128,128\], expected \[192,128\] = \[\(num_query_heads\[0\] \+ 2·num_kv_heads\[0\]\)·head_dim, model_dim\] = \[\(2 \+ 2·2\)·32, 128\]; num_query_heads\/num_kv_heads come from qkv_multipliers, model_dim, head_dim and num_gqa_groups/,
+    ]);
 
     const l = copy(TINY_F32);
     editJson(path.join(l, 'config.json'), (j) => {
@@ -234,7 +288,11 @@ describe('broken folders', () => {
   test('a weight stored as an integer dtype', () => {
     const d = copy(TINY_F32);
     const file = path.join(d, 'model.safetensors');
-    writeSafetensors(file, tensorsOf(file).map((t) => (t.name === 'transformer.norm.weight' ? { ...t, dtype: 'I32' as const } : t)), { format: 'pt' });
+    writeSafetensors(
+      file,
+      tensorsOf(file).map((t) => (t.name === 'transformer.norm.weight' ? { ...t, dtype: 'I32' as const } : t)),
+      { format: 'pt' },
+    );
     fails(d, [/1 tensor\(s\) not stored as F32, BF16 or F16:\n\s+transformer\.norm\.weight is I32 in .*model\.safetensors/], 'transformer.norm.weight');
     assert.equal(openCheckpoint(d, { validate: false }).tensors.get('transformer.norm.weight')!.dtype, 'I32');
   });
@@ -256,7 +314,10 @@ describe('writeCheckpoint', () => {
   });
 
   test('bf16 and f16: converted on the fly, equal to converting the f32 values', async () => {
-    for (const [dtype, conv, torch] of [['bf16', f32ToBf16, 'bfloat16'], ['f16', f32ToF16, 'float16']] as const) {
+    for (const [dtype, conv, torch] of [
+      ['bf16', f32ToBf16, 'bfloat16'],
+      ['f16', f32ToF16, 'float16'],
+    ] as const) {
       const out = tmpDir(dtype);
       // an async iterable input, tensors in reverse order
       async function* gen() {
@@ -279,7 +340,12 @@ describe('writeCheckpoint', () => {
     const sharded = openCheckpoint(SHARDED);
     const out = tmpDir('sharded');
     const shardSize = 1_000_000;
-    const given = [...expectedTensors(sharded.config)].map(([name, shape]) => ({ name, shape, data: sharded.read(name) as Uint16Array, dtype: 'BF16' as const }));
+    const given = [...expectedTensors(sharded.config)].map(([name, shape]) => ({
+      name,
+      shape,
+      data: sharded.read(name) as Uint16Array,
+      dtype: 'BF16' as const,
+    }));
     await writeCheckpoint(out, sharded.config, given, { dtype: 'bf16', shardSize });
     const files = fs.readdirSync(out).sort();
     const shards = files.filter((f) => f.endsWith('.safetensors'));
@@ -294,7 +360,10 @@ describe('writeCheckpoint', () => {
     const back = openCheckpoint(out);
     const index = JSON.parse(fs.readFileSync(path.join(out, 'model.safetensors.index.json'), 'utf8'));
     assert.deepEqual(Object.keys(index.weight_map), Object.keys(index.weight_map).sort());
-    assert.equal(index.metadata.total_size, [...back.tensors.values()].reduce((a, t) => a + t.byteLength, 0));
+    assert.equal(
+      index.metadata.total_size,
+      [...back.tensors.values()].reduce((a, t) => a + t.byteLength, 0),
+    );
     for (const [name] of expectedTensors(sharded.config)) assert.deepEqual(back.read(name), sharded.read(name), name);
 
     // bf16 → f32 widening on write
@@ -314,23 +383,44 @@ describe('writeCheckpoint', () => {
     }
     await assert.rejects(writeCheckpoint(out, cfg, failing(), { shardSize: 500_000 }), /generator failed/);
     assert.ok(!fs.existsSync(out));
-    assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.includes('atomic')), []);
+    assert.deepEqual(
+      fs.readdirSync(tmp).filter((f) => f.includes('atomic')),
+      [],
+    );
   });
 
   test('bad input is named and leaves nothing behind', async () => {
     const cases: [CheckpointTensorInput[], RegExp][] = [
-      [[...inputs(), { name: 'lm_head.weight', shape: [512, 128], data: new Float32Array(512 * 128) }], /tensor "lm_head\.weight" is not part of an OpenELM with this config/],
-      [inputs().map((t) => (t.name === 'transformer.norm.weight' ? { ...t, shape: [64], data: t.data.subarray(0, 64) } : t)), /tensor "transformer\.norm\.weight" has shape \[64\] but the config implies \[128\]/],
-      [inputs().filter((t) => !t.name.startsWith('transformer.layers.3.')), /8 tensor\(s\) the config needs were never given, e\.g\. "transformer\.layers\.3\.attn_norm\.weight"/],
+      [
+        [...inputs(), { name: 'lm_head.weight', shape: [512, 128], data: new Float32Array(512 * 128) }],
+        /tensor "lm_head\.weight" is not part of an OpenELM with this config/,
+      ],
+      [
+        inputs().map((t) => (t.name === 'transformer.norm.weight' ? { ...t, shape: [64], data: t.data.subarray(0, 64) } : t)),
+        /tensor "transformer\.norm\.weight" has shape \[64\] but the config implies \[128\]/,
+      ],
+      [
+        inputs().filter((t) => !t.name.startsWith('transformer.layers.3.')),
+        /8 tensor\(s\) the config needs were never given, e\.g\. "transformer\.layers\.3\.attn_norm\.weight"/,
+      ],
       [[...inputs(), inputs()[0]], /tensor "transformer\.token_embeddings\.weight" is given twice/],
-      [inputs().map((t) => (t.name === 'transformer.norm.weight' ? { ...t, data: new Uint16Array(128) } : t)), /tensor "transformer\.norm\.weight" data is a Uint16Array but dtype is F32/],
+      [
+        inputs().map((t) => (t.name === 'transformer.norm.weight' ? { ...t, data: new Uint16Array(128) } : t)),
+        /tensor "transformer\.norm\.weight" data is a Uint16Array but dtype is F32/,
+      ],
     ];
     for (const [given, re] of cases) {
       const out = tmpDir('bad');
-      await assert.rejects(writeCheckpoint(out, cfg, given), (e: Error) => e instanceof CheckpointError && re.test(e.message) && !!e.tensor && e.message.includes(`"${e.tensor}"`));
+      await assert.rejects(
+        writeCheckpoint(out, cfg, given),
+        (e: Error) => e instanceof CheckpointError && re.test(e.message) && !!e.tensor && e.message.includes(`"${e.tensor}"`),
+      );
       assert.ok(!fs.existsSync(out));
     }
-    assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.includes('.tmp-')), []);
+    assert.deepEqual(
+      fs.readdirSync(tmp).filter((f) => f.includes('.tmp-')),
+      [],
+    );
   });
 
   test('an existing non-empty folder is refused; an empty one is filled', async () => {
@@ -338,7 +428,10 @@ describe('writeCheckpoint', () => {
     fs.mkdirSync(full);
     fs.writeFileSync(path.join(full, 'keep.txt'), 'mine');
     await assert.rejects(writeCheckpoint(full, cfg, inputs()), /full already exists and is not an empty folder/);
-    await assert.rejects(writeCheckpoint(tmpDir(), cfg, inputs(), { dtype: 'toString' as 'f32' }), /writeCheckpoint: dtype must be f32, bf16 or f16, got "toString"/);
+    await assert.rejects(
+      writeCheckpoint(tmpDir(), cfg, inputs(), { dtype: 'toString' as 'f32' }),
+      /writeCheckpoint: dtype must be f32, bf16 or f16, got "toString"/,
+    );
     assert.deepEqual(fs.readdirSync(full), ['keep.txt']);
     const empty = tmpDir('empty');
     fs.mkdirSync(empty);
@@ -350,6 +443,11 @@ describe('writeCheckpoint', () => {
 test('the vocab-32k fixture converts bf16 → f32 → bf16 exactly through a written checkpoint', async () => {
   const ck = openCheckpoint(VOCAB32K);
   const out = tmpDir('v32k');
-  await writeCheckpoint(out, ck.config, [...expectedTensors(ck.config)].map(([name, shape]) => ({ name, shape, data: ck.readAsF32(name) })), { dtype: 'bf16' });
+  await writeCheckpoint(
+    out,
+    ck.config,
+    [...expectedTensors(ck.config)].map(([name, shape]) => ({ name, shape, data: ck.readAsF32(name) })),
+    { dtype: 'bf16' },
+  );
   for (const name of ck.tensors.keys()) assert.deepEqual(openCheckpoint(out).read(name), ck.read(name), name);
 });

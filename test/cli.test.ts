@@ -1,11 +1,12 @@
 // The `openelm` command end to end: real processes, real files, JSON outputs checked against
 // the PyTorch golden vectors.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -14,7 +15,11 @@ const MAIN = path.join(ROOT, 'src/cli/main.ts');
 
 function cli(args: string[], opts: { input?: string; env?: Record<string, string> } = {}) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    cwd: ROOT, encoding: 'utf8', input: opts.input ?? '', env: { ...process.env, HF_HUB_OFFLINE: '1', ...opts.env }, timeout: 120_000,
+    cwd: ROOT,
+    encoding: 'utf8',
+    input: opts.input ?? '',
+    env: { ...process.env, HF_HUB_OFFLINE: '1', ...opts.env },
+    timeout: 120_000,
   });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
@@ -30,7 +35,11 @@ test('logits --json matches the reference for every checkpoint (both backends)',
       const { logits } = json(r.out);
       assert.equal(logits.length, e.input_ids.length);
       let maxDiff = 0;
-      e.logits.forEach((row: number[], t: number) => row.forEach((v, j) => { maxDiff = Math.max(maxDiff, Math.abs(v - logits[t][j])); }));
+      e.logits.forEach((row: number[], t: number) =>
+        row.forEach((v, j) => {
+          maxDiff = Math.max(maxDiff, Math.abs(v - logits[t][j]));
+        }),
+      );
       assert.ok(maxDiff <= 1e-3, `${f} ${backend}: max abs diff ${maxDiff}`);
     }
   }
@@ -39,7 +48,19 @@ test('logits --json matches the reference for every checkpoint (both backends)',
 test('generate --temperature 0 --json gives the reference greedy tokens', () => {
   for (const f of ['tiny-f32', 'tiny-bf16-sharded']) {
     const g = JSON.parse(fs.readFileSync(path.join(FIX, f, 'expected.json'), 'utf8')).greedy;
-    const r = cli(['generate', '-m', path.join(FIX, f), '--prompt-ids', g.prompt_ids.join(','), '-n', String(g.max_new_tokens), '--temperature', '0', '--ignore-eos', '--json']);
+    const r = cli([
+      'generate',
+      '-m',
+      path.join(FIX, f),
+      '--prompt-ids',
+      g.prompt_ids.join(','),
+      '-n',
+      String(g.max_new_tokens),
+      '--temperature',
+      '0',
+      '--ignore-eos',
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.err);
     const out = json(r.out);
     assert.deepEqual(out.output_ids, g.output_ids, f);
@@ -100,7 +121,12 @@ test('init writes a loadable HF checkpoint, deterministic per seed', () => {
   const dir = tmp();
   const cfg = { num_transformer_layers: 2, model_dim: 64, head_dim: 16, vocab_size: 300, max_context_length: 32, ffn_dim_divisor: 16, num_gqa_groups: 2 };
   fs.writeFileSync(path.join(dir, 'small.json'), JSON.stringify(cfg));
-  for (const [out, dtype, seed] of [['a', 'f32', '3'], ['b', 'f32', '3'], ['c', 'bf16', '3'], ['d', 'f32', '4']]) {
+  for (const [out, dtype, seed] of [
+    ['a', 'f32', '3'],
+    ['b', 'f32', '3'],
+    ['c', 'bf16', '3'],
+    ['d', 'f32', '4'],
+  ]) {
     const r = cli(['init', '--config', path.join(dir, 'small.json'), '--out', path.join(dir, out), '--dtype', dtype, '--seed', seed, '--json']);
     assert.equal(r.code, 0, r.err);
   }
@@ -108,7 +134,8 @@ test('init writes a loadable HF checkpoint, deterministic per seed', () => {
   assert.ok(bytes('a').equals(bytes('b')));
   assert.ok(!bytes('a').equals(bytes('d')));
   assert.ok(bytes('c').length < bytes('a').length * 0.6);
-  const gen = (d: string) => json(cli(['generate', '-m', path.join(dir, d), '--prompt-ids', '1,2,3', '-n', '5', '--temperature', '0', '--json', '--ignore-eos']).out).output_ids;
+  const gen = (d: string) =>
+    json(cli(['generate', '-m', path.join(dir, d), '--prompt-ids', '1,2,3', '-n', '5', '--temperature', '0', '--json', '--ignore-eos']).out).output_ids;
   assert.equal(gen('a').length, 5);
   assert.deepEqual(gen('a'), gen('b'));
   const again = cli(['init', '--config', path.join(dir, 'small.json'), '--out', path.join(dir, 'a')]);
@@ -134,7 +161,9 @@ test('bench --json reports speeds, bandwidth and memory', () => {
 });
 
 test('chat: piped multi-turn conversation', () => {
-  const r = cli(['chat', '-m', path.join(FIX, 'tiny-vocab32k-bf16'), '--temperature', '0', '-n', '6', '--system', 'Be brief.'], { input: 'Hello\n/reset\nHow are you?\n' });
+  const r = cli(['chat', '-m', path.join(FIX, 'tiny-vocab32k-bf16'), '--temperature', '0', '-n', '6', '--system', 'Be brief.'], {
+    input: 'Hello\n/reset\nHow are you?\n',
+  });
   assert.equal(r.code, 0, r.err);
   const lines = r.out.split('\n').filter(Boolean);
   assert.ok(lines.includes('(new conversation)'));

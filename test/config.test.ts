@@ -1,7 +1,7 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { linspace, makeDivisible, numParameters, parseConfig, presetConfig, pyRound, ConfigError, expectedTensors } from '../src/config/index.ts';
+import { test } from 'node:test';
+import { ConfigError, expectedTensors, linspace, makeDivisible, numParameters, parseConfig, presetConfig, pyRound } from '../src/config/index.ts';
 
 const FIX = new URL('./fixtures/openelm/', import.meta.url);
 const readJson = (rel: string) => JSON.parse(fs.readFileSync(new URL(rel, FIX), 'utf8'));
@@ -15,7 +15,12 @@ test('Python round(x, 2) semantics: exact binary value, ties to even', () => {
   assert.equal(pyRound(1.5, 0), 2);
   assert.equal(pyRound(2.5, 0), 2);
   assert.equal(pyRound(-0.125, 2), -0.12);
-  assert.deepEqual(linspace(0.5, 4, 16).map((v) => pyRound(v, 2)).slice(0, 4), [0.5, 0.73, 0.97, 1.2]);
+  assert.deepEqual(
+    linspace(0.5, 4, 16)
+      .map((v) => pyRound(v, 2))
+      .slice(0, 4),
+    [0.5, 0.73, 0.97, 1.2],
+  );
 });
 
 test('make_divisible matches CoreNet', () => {
@@ -57,7 +62,15 @@ test('non-default variants: MHA, no q/k norm, untied head, scalar multipliers, n
   assert.deepEqual(mha.num_query_heads, [4, 4, 4]);
   assert.deepEqual(mha.num_kv_heads, [4, 4, 4]);
   assert.deepEqual(mha.ffn_dims, [128, 128, 128]);
-  const plain = parseConfig({ ...base, num_gqa_groups: 1, normalize_qk_projections: false, share_input_output_layers: false, ffn_with_glu: false, activation_fn_name: 'gelu', vocab_size: 100 });
+  const plain = parseConfig({
+    ...base,
+    num_gqa_groups: 1,
+    normalize_qk_projections: false,
+    share_input_output_layers: false,
+    ffn_with_glu: false,
+    activation_fn_name: 'gelu',
+    vocab_size: 100,
+  });
   const t = expectedTensors(plain);
   assert.ok(t.has('lm_head.weight'));
   assert.ok(!t.has('transformer.layers.0.attn.q_norm.weight'));
@@ -81,11 +94,14 @@ test('invalid configs name the field at fault', () => {
     [[1, 2], ''],
   ];
   for (const [raw, field] of bad) {
-    assert.throws(() => parseConfig(raw, 'x/config.json'), (e: unknown) => {
-      assert.ok(e instanceof ConfigError);
-      assert.match(e.message, /^x\/config\.json/);
-      if (field) assert.ok(e.message.includes(`"${field}"`), `${e.message} should name ${field}`);
-      return true;
-    });
+    assert.throws(
+      () => parseConfig(raw, 'x/config.json'),
+      (e: unknown) => {
+        assert.ok(e instanceof ConfigError);
+        assert.match(e.message, /^x\/config\.json/);
+        if (field) assert.ok(e.message.includes(`"${field}"`), `${e.message} should name ${field}`);
+        return true;
+      },
+    );
   }
 });

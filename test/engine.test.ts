@@ -1,16 +1,17 @@
 // The engine on its own: batched steps over several sequences give what one sequence alone gives
 // (on both backends), adapters apply per sequence inside a mixed batch, prefix caching reuses
 // KV rows, cancellation frees the slot.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { loadOpenELM } from '../src/load.ts';
 import { Engine } from '../src/engine/engine.ts';
+import { loadOpenELM } from '../src/load.ts';
 import { BatchForward } from '../src/model/batch.ts';
+import type { OpenELM } from '../src/model/openelm.ts';
 import { attachAdapter, loadAdapter } from '../src/peft/index.ts';
 import { AdapterRuntime } from '../src/peft/lora.ts';
-import type { OpenELM } from '../src/model/openelm.ts';
 
 const TINY = fileURLToPath(new URL('./fixtures/openelm/tiny-f32/', import.meta.url));
 const PEFT = fileURLToPath(new URL('./fixtures/openelm/tiny-f32-peft/', import.meta.url));
@@ -28,7 +29,12 @@ function alone(model: OpenELM, prompt: number[], n: number): number[] {
   return out;
 }
 
-const prompts = [[1, 5, 9, 200, 17], [1, 300], [1, 5, 9, 200, 17, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60], [1, 7, 7, 7]];
+const prompts = [
+  [1, 5, 9, 200, 17],
+  [1, 300],
+  [1, 5, 9, 200, 17, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60],
+  [1, 7, 7, 7],
+];
 
 for (const backend of ['ref', 'wasm'] as const) {
   test(`${backend}: batched greedy decoding equals each sequence alone; prefix cache reused`, async () => {
@@ -53,15 +59,23 @@ test('adapters per sequence: base and LoRA / DoRA sequences in one batch each ge
   const { model, dispose } = await loadOpenELM(TINY, { backend: 'ref' });
   try {
     const k = model.kernels;
-    const lora = loadAdapter(path.join(PEFT, 'lora'), model.config, k), dora = loadAdapter(path.join(PEFT, 'dora'), model.config, k);
+    const lora = loadAdapter(path.join(PEFT, 'lora'), model.config, k),
+      dora = loadAdapter(path.join(PEFT, 'dora'), model.config, k);
     const want: Record<string, number[]> = {};
-    for (const [name, a] of [['base', null], ['lora', lora], ['dora', dora]] as const) {
+    for (const [name, a] of [
+      ['base', null],
+      ['lora', lora],
+      ['dora', dora],
+    ] as const) {
       attachAdapter(model, a);
       want[name] = alone(model, prompts[0], 10);
     }
     attachAdapter(model, null);
     assert.notDeepEqual(want.lora, want.base);
-    const adapters = new Map([['lora', new AdapterRuntime(k, lora, model.weights, 16)], ['dora', new AdapterRuntime(k, dora, model.weights, 16)]]);
+    const adapters = new Map([
+      ['lora', new AdapterRuntime(k, lora, model.weights, 16)],
+      ['dora', new AdapterRuntime(k, dora, model.weights, 16)],
+    ]);
     const engine = new Engine(model, { parallel: 4, stepTokens: 16, adapters });
     const names = ['lora', null, 'dora', 'lora'] as const;
     const seqs = names.map((adapter) => engine.submit({ promptIds: prompts[0], maxTokens: 10, eosIds: [], adapter, sampling: { temperature: 0 } }));
@@ -78,8 +92,12 @@ test('BatchForward rows equal model.forward; cancel frees the slot; context and 
   try {
     const V = model.config.vocab_size;
     const batch = new BatchForward(model, 32);
-    const a = model.newCache(), b = model.newCache();
-    const rows = batch.run([{ cache: a, ids: prompts[0], logits: 'all', adapter: null }, { cache: b, ids: prompts[1], logits: 'last', adapter: null }]);
+    const a = model.newCache(),
+      b = model.newCache();
+    const rows = batch.run([
+      { cache: a, ids: prompts[0], logits: 'all', adapter: null },
+      { cache: b, ids: prompts[1], logits: 'last', adapter: null },
+    ]);
     model.reset();
     const allA = model.forwardAll(prompts[0]);
     model.reset();

@@ -6,7 +6,7 @@
 //   GET /datasets/{owner}/{name}/resolve/{rev}/{file}         → Parquet (LFS): 302 to the cdn with
 //                                                               X-Linked-Etag "<sha256>"; other files: 200
 //   GET cdn /lfs/{sha256}                                     → the bytes (Authorization refused)
-import { after, before, beforeEach, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -15,9 +15,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before, beforeEach, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { loadTask, type LoadTaskOptions } from '../src/eval/evaluate.ts';
-import { HubError } from '../src/io/hub.ts';
+import { type LoadTaskOptions, loadTask } from '../src/eval/evaluate.ts';
+import type { HubError } from '../src/io/hub.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FIX = path.join(ROOT, 'test/fixtures/eval');
@@ -25,7 +26,10 @@ const read = (rel: string) => fs.readFileSync(path.join(FIX, rel));
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const TOKEN = 'hf_dataset_token';
 
-interface Repo { sha: string; files: Record<string, Buffer> }
+interface Repo {
+  sha: string;
+  files: Record<string, Buffer>;
+}
 // repo id → revision → files
 const REPOS: Record<string, Record<string, Repo>> = {
   'allenai/ai2_arc': {
@@ -54,10 +58,18 @@ const REPOS: Record<string, Record<string, Repo>> = {
   },
 };
 
-interface Logged { server: 'hub' | 'cdn'; method: string; url: string; auth?: string }
+interface Logged {
+  server: 'hub' | 'cdn';
+  method: string;
+  url: string;
+  auth?: string;
+}
 let requests: Logged[] = [];
 let corrupt = false;
-let hub: http.Server, cdn: http.Server, endpoint = '', cdnUrl = '';
+let hub: http.Server,
+  cdn: http.Server,
+  endpoint = '',
+  cdnUrl = '';
 let tmp: string;
 
 function start(): Promise<void> {
@@ -116,7 +128,10 @@ function start(): Promise<void> {
     res.end(req.method === 'HEAD' ? undefined : body);
   });
   const listen = (s: http.Server) => new Promise<string>((ok) => s.listen(0, '127.0.0.1', () => ok(`http://127.0.0.1:${(s.address() as AddressInfo).port}`)));
-  return Promise.all([listen(hub), listen(cdn)]).then(([h, c]) => { endpoint = h; cdnUrl = c; });
+  return Promise.all([listen(hub), listen(cdn)]).then(([h, c]) => {
+    endpoint = h;
+    cdnUrl = c;
+  });
 }
 
 const opts = (extra: LoadTaskOptions = {}): LoadTaskOptions => ({ endpoint, cacheDir: path.join(tmp, 'hub'), env: {}, token: TOKEN, ...extra });
@@ -146,8 +161,14 @@ describe('datasets from the hub', () => {
     assert.equal(fs.readFileSync(path.join(repoDir, 'refs', 'main'), 'utf8'), 'a'.repeat(40));
     // the model downloader's protocol: HEAD the resolve URL (etag, size), then GET it (a 302 to the CDN)
     const gets = requests.filter((r) => r.url.includes('/resolve/') && r.method === 'GET');
-    assert.deepEqual(requests.filter((r) => r.url.includes('/resolve/') && r.method === 'HEAD').map((r) => r.url), gets.map((r) => r.url));
-    assert.deepEqual(gets.map((r) => r.url), [`/datasets/allenai/ai2_arc/resolve/${'a'.repeat(40)}/ARC-Easy/test-00000-of-00001.parquet`]);
+    assert.deepEqual(
+      requests.filter((r) => r.url.includes('/resolve/') && r.method === 'HEAD').map((r) => r.url),
+      gets.map((r) => r.url),
+    );
+    assert.deepEqual(
+      gets.map((r) => r.url),
+      [`/datasets/allenai/ai2_arc/resolve/${'a'.repeat(40)}/ARC-Easy/test-00000-of-00001.parquet`],
+    );
     assert.ok(requests.filter((r) => r.server === 'hub').every((r) => r.auth === `Bearer ${TOKEN}`));
     assert.ok(requests.filter((r) => r.server === 'cdn').every((r) => r.auth === undefined));
     assert.equal(requests.filter((r) => r.server === 'cdn').length, 1);
@@ -159,7 +180,10 @@ describe('datasets from the hub', () => {
     // few-shot needs the train split: fetched on top of the cached test split
     const fs2 = await loadTask('arc_easy', opts({ fewshot: true }));
     assert.equal(fs2.fewshotDocs!.length, 4);
-    assert.deepEqual(requests.filter((r) => r.url.includes('/resolve/') && r.method === 'GET').map((r) => path.basename(r.url)), ['train-00000-of-00001.parquet']);
+    assert.deepEqual(
+      requests.filter((r) => r.url.includes('/resolve/') && r.method === 'GET').map((r) => path.basename(r.url)),
+      ['train-00000-of-00001.parquet'],
+    );
   });
 
   test("a loading-script dataset (Rowan/hellaswag) is read from the hub's refs/convert/parquet branch", async () => {
@@ -174,22 +198,35 @@ describe('datasets from the hub', () => {
   });
 
   test('offline without a cache, a corrupted download, an unknown repo: HubErrors that say what to do', async () => {
-    await assert.rejects(loadTask('arc_challenge', opts({ offline: true })), (e: HubError) => e.code === 'not-cached' && /offline mode is on.*--tasks NAME=PATH/.test(e.message));
+    await assert.rejects(
+      loadTask('arc_challenge', opts({ offline: true })),
+      (e: HubError) => e.code === 'not-cached' && /offline mode is on.*--tasks NAME=PATH/.test(e.message),
+    );
     assert.equal(requests.length, 0);
     corrupt = true;
-    await assert.rejects(loadTask('arc_challenge', opts()), (e: HubError) => e.code === 'integrity' && /sha256 [0-9a-f]{64} does not match the hub's/.test(e.message));
+    await assert.rejects(
+      loadTask('arc_challenge', opts()),
+      (e: HubError) => e.code === 'integrity' && /sha256 [0-9a-f]{64} does not match the hub's/.test(e.message),
+    );
     await assert.rejects(loadTask('sciq', opts()), (e: HubError) => e.code === 'not-found' && /allenai\/sciq/.test(e.message));
   });
 
   test('openelm eval --tasks arc_challenge downloads through HF_ENDPOINT into HF_HUB_CACHE', async () => {
     const env = { ...process.env, HF_ENDPOINT: endpoint, HF_HUB_CACHE: path.join(tmp, 'cache'), HF_HUB_OFFLINE: '', HF_TOKEN: '' };
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'eval', '-m', 'test/fixtures/openelm/tiny-vocab32k-bf16', '--tasks', 'arc_challenge', '--json'], { cwd: ROOT, env });
-    let stdout = '', stderr = '';
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', 'eval', '-m', 'test/fixtures/openelm/tiny-vocab32k-bf16', '--tasks', 'arc_challenge', '--json'],
+      { cwd: ROOT, env },
+    );
+    let stdout = '',
+      stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const code = await new Promise((ok) => child.on('close', ok));
     assert.equal(code, 0, stderr);
     assert.equal(JSON.parse(stdout).results.arc_challenge.n, 2);
-    assert.ok(fs.existsSync(path.join(tmp, 'cache', 'datasets--allenai--ai2_arc', 'snapshots', 'a'.repeat(40), 'ARC-Challenge', 'test-00000-of-00001.parquet')));
+    assert.ok(
+      fs.existsSync(path.join(tmp, 'cache', 'datasets--allenai--ai2_arc', 'snapshots', 'a'.repeat(40), 'ARC-Challenge', 'test-00000-of-00001.parquet')),
+    );
   });
 });

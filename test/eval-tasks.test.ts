@@ -2,16 +2,17 @@
 // make-fixtures.mjs): the prompts are the harness's, written out by hand from its task YAMLs and
 // utils (lm_eval/tasks/{arc,super_glue/boolq,hellaswag,piqa,sciq,winogrande}); the few-shot
 // examples are the ones Python's random.Random(1234).sample picks; the scores are the model's.
-import { after, before, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { loadModel, type LoadedModel } from '../src/load.ts';
-import { evaluateTask, loadTask, meanStderr, argmax } from '../src/eval/evaluate.ts';
-import { buildItem, fewshotExample, hellaswagPreprocess, TASKS, type Doc } from '../src/eval/tasks.ts';
 import { pathInSplit, selectSplitFiles } from '../src/eval/datasets.ts';
+import { argmax, evaluateTask, loadTask, meanStderr } from '../src/eval/evaluate.ts';
 import { encodePair, tokenLogprob } from '../src/eval/loglikelihood.ts';
-import { PythonRandom } from '../src/eval/python-random.ts';
 import { pyCapitalize, pyLen, pyRstrip, pyStrip } from '../src/eval/pystr.ts';
+import { PythonRandom } from '../src/eval/python-random.ts';
+import { buildItem, type Doc, fewshotExample, hellaswagPreprocess, TASKS } from '../src/eval/tasks.ts';
+import { type LoadedModel, loadModel } from '../src/load.ts';
 
 const FIX = fileURLToPath(new URL('./fixtures/eval/', import.meta.url));
 const MODEL = fileURLToPath(new URL('./fixtures/openelm/tiny-vocab32k-bf16/', import.meta.url));
@@ -100,7 +101,10 @@ describe('task prompts, by hand from the harness task definitions', () => {
     const t = await loadTask(`arc_easy=${FIX}ai2_arc/ARC-Easy/test-00000-of-00001.parquet`);
     assert.equal(t.docs.length, 3);
     await assert.rejects(loadTask(`sciq=${FIX}piqa`), /task sciq: no test split in .*piqa/);
-    await assert.rejects(loadTask(`piqa=${FIX}sciq`), /sciq.*validation-00000-of-00001\.parquet: record 0 has no "goal", "sol1", "sol2", "label" \(task piqa needs/);
+    await assert.rejects(
+      loadTask(`piqa=${FIX}sciq`),
+      /sciq.*validation-00000-of-00001\.parquet: record 0 has no "goal", "sol1", "sol2", "label" \(task piqa needs/,
+    );
     await assert.rejects(loadTask('nope'), /unknown task "nope"/);
     await assert.rejects(loadTask(`arc_easy=${FIX}missing`), /does not exist/);
   });
@@ -114,7 +118,13 @@ describe('split files as the datasets library infers them', () => {
     assert.ok(pathInSplit('data/dev.jsonl', 'validation'));
     assert.ok(!pathInSplit('data/contest.parquet', 'test'));
     assert.ok(!pathInSplit('data/validation-00000-of-00001.parquet', 'train'));
-    const files = ['ARC-Easy/test-00001-of-00002.parquet', 'ARC-Easy/test-00000-of-00002.parquet', 'ARC-Challenge/test-00000-of-00001.parquet', 'README.md', 'ARC-Easy/train-00000-of-00001.parquet'];
+    const files = [
+      'ARC-Easy/test-00001-of-00002.parquet',
+      'ARC-Easy/test-00000-of-00002.parquet',
+      'ARC-Challenge/test-00000-of-00001.parquet',
+      'README.md',
+      'ARC-Easy/train-00000-of-00001.parquet',
+    ];
     assert.deepEqual(selectSplitFiles(files, 'test', 'ARC-Easy'), ['ARC-Easy/test-00000-of-00002.parquet', 'ARC-Easy/test-00001-of-00002.parquet']);
     assert.deepEqual(selectSplitFiles(files, 'test', 'ARC-Challenge'), ['ARC-Challenge/test-00000-of-00001.parquet']);
   });
@@ -158,7 +168,9 @@ describe('Python semantics', () => {
 
 describe('evaluation on the tiny model', () => {
   let m: LoadedModel;
-  before(async () => { m = await loadModel(MODEL, { backend: 'ref' }); });
+  before(async () => {
+    m = await loadModel(MODEL, { backend: 'ref' });
+  });
   after(() => m.dispose());
 
   /** A choice scored from scratch: a fresh cache, the whole of BOS + context + continuation, summed log-probabilities. */
@@ -181,7 +193,8 @@ describe('evaluation on the tiny model', () => {
       const r = evaluateTask(m.model, m.tokenizer, task, { perItem: true });
       assert.equal(r.n, task.docs.length);
       const its = task.docs.map((d) => buildItem(task.spec, task.spec.process ? task.spec.process(d) : d));
-      let acc = 0, norm = 0;
+      let acc = 0,
+        norm = 0;
       r.items!.forEach((item, i) => {
         const want = its[i].contexts.map((c, j) => direct(c, its[i].continuations[j]));
         want.forEach((w, j) => assert.ok(Math.abs(item.loglik[j] - w) < 1e-4, `${name} item ${i} choice ${j}: ${item.loglik[j]} vs ${w}`));
@@ -202,7 +215,11 @@ describe('evaluation on the tiny model', () => {
     assert.equal(task.fewshotDocs!.length, 4);
     const train = task.fewshotDocs!;
     // Python: r = random.Random(1234); [r.sample(range(4), 2) for _ in range(3)] == [[3, 0], [0, 3], [0, 2]]
-    const picks = [[3, 0], [0, 3], [0, 2]];
+    const picks = [
+      [3, 0],
+      [0, 3],
+      [0, 2],
+    ];
     assert.equal(fewshotExample(task.spec, train[3]), 'Question: Which is a mammal?\nAnswer: whale\n\n');
     assert.equal(fewshotExample(task.spec, train[2]), 'Question: What does a thermometer measure?\nAnswer: temperature\n\n');
     const r = evaluateTask(m.model, m.tokenizer, task, { numFewshot: 2, perItem: true });
@@ -229,7 +246,10 @@ describe('evaluation on the tiny model', () => {
     const task = await loadTask(`hellaswag=${FIX}hellaswag`);
     const a = evaluateTask(m.model, m.tokenizer, task, { perItem: true });
     const b = evaluateTask(m.model, m.tokenizer, task, { perItem: true, batchTokens: 1 });
-    assert.deepEqual(b.items!.map((x) => x.pred), a.items!.map((x) => x.pred));
+    assert.deepEqual(
+      b.items!.map((x) => x.pred),
+      a.items!.map((x) => x.pred),
+    );
     b.items!.forEach((x, i) => x.loglik.forEach((l, j) => assert.ok(Math.abs(l - a.items![i].loglik[j]) < 1e-4)));
     const c = evaluateTask(m.model, m.tokenizer, task, { perItem: true, limit: 2 });
     assert.equal(c.n, 2);

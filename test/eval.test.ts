@@ -1,36 +1,53 @@
 // openelm eval against the PyTorch reference (tiny-vocab32k-bf16/expected.json → multiple_choice
 // and perplexity), through the library and through the command line; the batched scoring of
 // choices against one-choice-at-a-time; left truncation; output formats.
-import { after, before, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { loadModel, type LoadedModel } from '../src/load.ts';
-import { encodePair, LoglikScorer, tokenLogprob } from '../src/eval/loglikelihood.ts';
 import { evaluateTask, loadTask } from '../src/eval/evaluate.ts';
+import { encodePair, LoglikScorer, tokenLogprob } from '../src/eval/loglikelihood.ts';
 import { paperFigures } from '../src/eval/paper.ts';
+import { type LoadedModel, loadModel } from '../src/load.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MODEL = path.join(ROOT, 'test/fixtures/openelm/tiny-vocab32k-bf16');
 const FIX = path.join(ROOT, 'test/fixtures/eval');
 const expected = JSON.parse(fs.readFileSync(path.join(MODEL, 'expected.json'), 'utf8'));
 const mc = expected.multiple_choice as {
-  items: { id: string; context: string; choices: string[]; label: number; loglik: number[]; num_tokens: number[]; is_greedy: boolean[]; pred_acc: number; pred_acc_norm: number }[];
+  items: {
+    id: string;
+    context: string;
+    choices: string[];
+    label: number;
+    loglik: number[];
+    num_tokens: number[];
+    is_greedy: boolean[];
+    pred_acc: number;
+    pred_acc_norm: number;
+  }[];
   summary: { acc: number; acc_norm: number };
 };
 const ppl = expected.perplexity as { text: string; ids: number[]; mean_nll: number; perplexity: number };
 
 function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'eval', ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, HF_HUB_OFFLINE: '1' } });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'eval', ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, HF_HUB_OFFLINE: '1' },
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 describe('against the PyTorch reference', () => {
   let m: LoadedModel;
-  before(async () => { m = await loadModel(MODEL, { backend: 'ref' }); });
+  before(async () => {
+    m = await loadModel(MODEL, { backend: 'ref' });
+  });
   after(() => m.dispose());
 
   test('multiple_choice: logliks, token counts, is_greedy, acc and acc_norm predictions (library)', async () => {
@@ -52,7 +69,8 @@ describe('against the PyTorch reference', () => {
     assert.equal(r.acc, mc.summary.acc);
     assert.equal(r.acc_norm, mc.summary.acc_norm);
     // the harness's mean_stderr of the 0/1 scores: sqrt(p (1 - p) n / (n - 1)) / sqrt(n)
-    const n = r.n, p = r.acc;
+    const n = r.n,
+      p = r.acc;
     assert.ok(Math.abs(r.acc_stderr! - Math.sqrt((p * (1 - p) * n) / (n - 1) / n)) < 1e-12);
   });
 
@@ -70,7 +88,9 @@ describe('against the PyTorch reference', () => {
 
 describe('batched choices', () => {
   let m: LoadedModel;
-  before(async () => { m = await loadModel(MODEL, { backend: 'wasm', threads: 2 }); });
+  before(async () => {
+    m = await loadModel(MODEL, { backend: 'wasm', threads: 2 });
+  });
   after(() => m.dispose());
 
   test('one batched pass after the shared context equals one choice at a time (wasm), across batch splits and long branches', () => {
@@ -79,10 +99,12 @@ describe('batched choices', () => {
     const want = reqs.map((r) => plain.score(r));
     for (const batchTokens of [128, 5, 3]) {
       const s = new LoglikScorer(m.model, { batchTokens });
-      reqs.forEach((r, i) => s.score(r).forEach((x, j) => {
-        assert.ok(Math.abs(x.loglik - want[i][j].loglik) < 1e-4, `batch ${batchTokens} item ${i} choice ${j}`);
-        assert.equal(x.isGreedy, want[i][j].isGreedy);
-      }));
+      reqs.forEach((r, i) =>
+        s.score(r).forEach((x, j) => {
+          assert.ok(Math.abs(x.loglik - want[i][j].loglik) < 1e-4, `batch ${batchTokens} item ${i} choice ${j}`);
+          assert.equal(x.isGreedy, want[i][j].isGreedy);
+        }),
+      );
       // the context runs once per item, not once per choice; the prefix shared with the previous item is kept
       assert.ok(s.stats.modelTokens < s.stats.requestTokens / 2, `${s.stats.modelTokens} of ${s.stats.requestTokens}`);
     }
@@ -113,7 +135,9 @@ describe('batched choices', () => {
 
 describe('openelm eval (command line)', () => {
   let tmp: string;
-  before(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-eval-')); });
+  before(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-eval-'));
+  });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
   test('--tasks FILE.jsonl --json --per-item: the reference logliks, acc and acc_norm', () => {

@@ -2,12 +2,13 @@
 // pre-tokenized record (the logged loss is PEFT's, the saved adapter is the initial one minus the
 // reference gradient), the DPO losses of a pre-tokenized pair, a killed-and-resumed adapter run,
 // and records that are wrong, named by file, line and field.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { openSafetensors } from '../src/io/safetensors.ts';
 import { relErr } from './helpers/train.ts';
@@ -18,7 +19,12 @@ const PEFT = path.join(ROOT, 'test/fixtures/openelm/tiny-f32-peft');
 const CLI = ['--import', 'tsx', path.join(ROOT, 'src/cli/main.ts')];
 const expected = JSON.parse(fs.readFileSync(path.join(PEFT, 'expected.json'), 'utf8'));
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-finetune-'));
-const readLog = (f: string) => fs.readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const readLog = (f: string) =>
+  fs
+    .readFileSync(f, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 
 function openelm(args: string[]) {
   return spawnSync(process.execPath, [...CLI, ...args], { encoding: 'utf8', cwd: ROOT, env: { ...process.env, CI: process.env.CI ?? '' } });
@@ -28,10 +34,33 @@ for (const kind of ['lora', 'dora'] as const) {
   test(`finetune --init-adapter (${kind}): one SGD step = the adapter minus PEFT's gradient`, () => {
     const dir = tmp();
     try {
-      const ids = expected.input_ids as number[], P = expected[kind].sft.prompt_len;
+      const ids = expected.input_ids as number[],
+        P = expected[kind].sft.prompt_len;
       fs.writeFileSync(path.join(dir, 'sft.jsonl'), JSON.stringify({ prompt_ids: ids.slice(0, P), completion_ids: ids.slice(P) }) + '\n');
-      const r = openelm(['finetune', '--model', BASE, '--init-adapter', path.join(PEFT, kind), '--data', path.join(dir, 'sft.jsonl'), '--method', 'sft',
-        '--optimizer', 'sgd', '--lr', '1', '--steps', '1', '--batch-size', '1', '--log', path.join(dir, 'log.jsonl'), '--out', path.join(dir, 'out'), '--quiet']);
+      const r = openelm([
+        'finetune',
+        '--model',
+        BASE,
+        '--init-adapter',
+        path.join(PEFT, kind),
+        '--data',
+        path.join(dir, 'sft.jsonl'),
+        '--method',
+        'sft',
+        '--optimizer',
+        'sgd',
+        '--lr',
+        '1',
+        '--steps',
+        '1',
+        '--batch-size',
+        '1',
+        '--log',
+        path.join(dir, 'log.jsonl'),
+        '--out',
+        path.join(dir, 'out'),
+        '--quiet',
+      ]);
       assert.equal(r.status, 0, r.stderr);
       const [rec] = readLog(path.join(dir, 'log.jsonl'));
       assert.equal(rec.step, 1);
@@ -40,10 +69,13 @@ for (const kind of ['lora', 'dora'] as const) {
       const init = openSafetensors(path.join(PEFT, kind, 'adapter_model.safetensors'));
       const grads = openSafetensors(path.join(PEFT, expected[kind].sft.grads_file));
       for (const name of init.tensors.keys()) {
-        const a = init.readAsF32(name), g = grads.readAsF32(name), want = a.map((x, i) => x - g[i]);
+        const a = init.readAsF32(name),
+          g = grads.readAsF32(name),
+          want = a.map((x, i) => x - g[i]);
         const got = saved.readAsF32(name);
         // compare the update itself (the adapter moved by −g), not just the parameters
-        const moved = got.map((x, i) => x - a[i]), step = want.map((x, i) => x - a[i]);
+        const moved = got.map((x, i) => x - a[i]),
+          step = want.map((x, i) => x - a[i]);
         assert.ok(relErr(moved, step) <= 1e-3, `${name}: update error ${relErr(moved, step)}`);
       }
       const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'out', 'adapter_config.json'), 'utf8'));
@@ -60,17 +92,47 @@ for (const kind of ['lora', 'dora'] as const) {
   test(`finetune --method dpo (${kind}): the step-1 loss is the reference's, sigmoid and hinge`, () => {
     const dir = tmp();
     try {
-      const d = expected[kind].dpo, P = d.prompt_len;
-      fs.writeFileSync(path.join(dir, 'dpo.jsonl'), JSON.stringify({ prompt_ids: d.chosen_ids.slice(0, P), chosen_ids: d.chosen_ids.slice(P), rejected_ids: d.rejected_ids.slice(P) }) + '\n');
+      const d = expected[kind].dpo,
+        P = d.prompt_len;
+      fs.writeFileSync(
+        path.join(dir, 'dpo.jsonl'),
+        JSON.stringify({ prompt_ids: d.chosen_ids.slice(0, P), chosen_ids: d.chosen_ids.slice(P), rejected_ids: d.rejected_ids.slice(P) }) + '\n',
+      );
       for (const loss of ['sigmoid', 'hinge'] as const) {
         const out = path.join(dir, loss);
-        const r = openelm(['finetune', '--model', BASE, '--init-adapter', path.join(PEFT, kind), '--data', path.join(dir, 'dpo.jsonl'), '--method', 'dpo',
-          '--dpo-loss', loss, '--beta', String(d.beta), '--optimizer', 'sgd', '--lr', '1', '--steps', '1', '--batch-size', '1', '--log', path.join(out, 'log.jsonl'), '--out', out, '--quiet']);
+        const r = openelm([
+          'finetune',
+          '--model',
+          BASE,
+          '--init-adapter',
+          path.join(PEFT, kind),
+          '--data',
+          path.join(dir, 'dpo.jsonl'),
+          '--method',
+          'dpo',
+          '--dpo-loss',
+          loss,
+          '--beta',
+          String(d.beta),
+          '--optimizer',
+          'sgd',
+          '--lr',
+          '1',
+          '--steps',
+          '1',
+          '--batch-size',
+          '1',
+          '--log',
+          path.join(out, 'log.jsonl'),
+          '--out',
+          out,
+          '--quiet',
+        ]);
         assert.equal(r.status, 0, r.stderr);
         const [rec] = readLog(path.join(out, 'log.jsonl'));
         const want = loss === 'sigmoid' ? d.loss_sigmoid : d.loss_hinge;
         assert.ok(Math.abs(rec.loss - want) < 1e-3, `${loss}: ${rec.loss} vs ${want}`);
-        const margin = d.beta * ((d.policy_logp[0] - d.reference_logp[0]) - (d.policy_logp[1] - d.reference_logp[1]));
+        const margin = d.beta * (d.policy_logp[0] - d.reference_logp[0] - (d.policy_logp[1] - d.reference_logp[1]));
         assert.ok(Math.abs(rec.reward_margin - margin) < 1e-3, `margin ${rec.reward_margin} vs ${margin}`);
       }
     } finally {
@@ -84,7 +146,11 @@ test('malformed records stop before any step, naming the file, line and field', 
   try {
     const f = path.join(dir, 'bad.jsonl');
     const cases: [string, string, RegExp][] = [
-      ['sft', '{"prompt_ids": [1, 2], "completion_ids": [3]}\n{"prompt_ids": [1], "completion_ids": [9999]}\n', /bad\.jsonl:2: "completion_ids" element 0 \(9999\) is not a token id in \[0, 512\)/],
+      [
+        'sft',
+        '{"prompt_ids": [1, 2], "completion_ids": [3]}\n{"prompt_ids": [1], "completion_ids": [9999]}\n',
+        /bad\.jsonl:2: "completion_ids" element 0 \(9999\) is not a token id in \[0, 512\)/,
+      ],
       ['sft', '{"prompt_ids": [1, 2], "completion_ids": [3]}\nnot json\n', /bad\.jsonl:2: this line is not valid JSON/],
       ['sft', '{"prompt": "a"}\n', /bad\.jsonl:1: "completion" is missing/],
       ['sft', '{"messages": [{"role": "bot", "content": "x"}]}\n', /bad\.jsonl:1: "messages" element 0: role must be system, user or assistant/],
@@ -94,7 +160,24 @@ test('malformed records stop before any step, naming the file, line and field', 
     for (const [method, text, re] of cases) {
       fs.writeFileSync(f, text);
       const out = path.join(dir, 'out');
-      const r = openelm(['finetune', '--model', BASE, '--data', f, '--method', method, '--peft', 'lora', '--lr', '0.1', '--steps', '1', '--out', out, '--quiet']);
+      const r = openelm([
+        'finetune',
+        '--model',
+        BASE,
+        '--data',
+        f,
+        '--method',
+        method,
+        '--peft',
+        'lora',
+        '--lr',
+        '0.1',
+        '--steps',
+        '1',
+        '--out',
+        out,
+        '--quiet',
+      ]);
       assert.equal(r.status, 1, r.stderr);
       assert.match(r.stderr, re);
       assert.ok(!fs.existsSync(path.join(out, 'checkpoints')), 'nothing written');
@@ -109,7 +192,11 @@ test('malformed records stop before any step, naming the file, line and field', 
 
 function maxDiff(a: number[][], b: number[][]): number {
   let m = 0;
-  a.forEach((row, t) => row.forEach((x, j) => { m = Math.max(m, Math.abs(x - b[t][j])); }));
+  a.forEach((row, t) =>
+    row.forEach((x, j) => {
+      m = Math.max(m, Math.abs(x - b[t][j]));
+    }),
+  );
   return m;
 }
 
@@ -141,9 +228,38 @@ for (const kind of ['lora', 'dora'] as const) {
 test('an adapter trained on the embedding too: merge unties the head and computes the same', () => {
   const dir = tmp();
   try {
-    fs.writeFileSync(path.join(dir, 'sft.jsonl'), [[1, 5, 9, 33, 7], [1, 8, 2, 90, 4, 6]].map((r) => JSON.stringify({ prompt_ids: r.slice(0, 2), completion_ids: r.slice(2) })).join('\n') + '\n');
-    const r = openelm(['finetune', '-m', BASE, '--data', path.join(dir, 'sft.jsonl'), '--peft', 'lora', '--rank', '2', '--targets', 'qkv_proj,proj_2,token_embeddings',
-      '--lr', '0.05', '--steps', '3', '--batch-size', '2', '--out', path.join(dir, 'run'), '--quiet', '--json']);
+    fs.writeFileSync(
+      path.join(dir, 'sft.jsonl'),
+      [
+        [1, 5, 9, 33, 7],
+        [1, 8, 2, 90, 4, 6],
+      ]
+        .map((r) => JSON.stringify({ prompt_ids: r.slice(0, 2), completion_ids: r.slice(2) }))
+        .join('\n') + '\n',
+    );
+    const r = openelm([
+      'finetune',
+      '-m',
+      BASE,
+      '--data',
+      path.join(dir, 'sft.jsonl'),
+      '--peft',
+      'lora',
+      '--rank',
+      '2',
+      '--targets',
+      'qkv_proj,proj_2,token_embeddings',
+      '--lr',
+      '0.05',
+      '--steps',
+      '3',
+      '--batch-size',
+      '2',
+      '--out',
+      path.join(dir, 'run'),
+      '--quiet',
+      '--json',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     const log = readLog(path.join(dir, 'run', 'train.jsonl'));
     assert.ok(log[2].loss < log[0].loss, `loss falls: ${log.map((x) => x.loss)}`);
@@ -165,16 +281,47 @@ test('a LoRA run with dropout killed after a checkpoint and resumed logs the sam
   try {
     const rows = Array.from({ length: 12 }, (_, i) => Array.from({ length: 6 + (i % 5) }, (_, t) => 1 + ((i * 37 + t * 11) % 500)));
     fs.writeFileSync(path.join(dir, 'sft.jsonl'), rows.map((r) => JSON.stringify({ prompt_ids: r.slice(0, 3), completion_ids: r.slice(3) })).join('\n') + '\n');
-    const args = (out: string, steps: number) => ['finetune', '-m', BASE, '--data', path.join(dir, 'sft.jsonl'), '--peft', 'dora', '--rank', '4', '--dropout', '0.2',
-      '--lr', '0.01', '--steps', String(steps), '--batch-size', '3', '--save-every', '2', '--eval-every', '2', '--val-fraction', '0.2', '--out', out, '--quiet'];
+    const args = (out: string, steps: number) => [
+      'finetune',
+      '-m',
+      BASE,
+      '--data',
+      path.join(dir, 'sft.jsonl'),
+      '--peft',
+      'dora',
+      '--rank',
+      '4',
+      '--dropout',
+      '0.2',
+      '--lr',
+      '0.01',
+      '--steps',
+      String(steps),
+      '--batch-size',
+      '3',
+      '--save-every',
+      '2',
+      '--eval-every',
+      '2',
+      '--val-fraction',
+      '0.2',
+      '--out',
+      out,
+      '--quiet',
+    ];
     // the uninterrupted run, and one that stops after step 4 (as a kill after that checkpoint leaves it) then resumes to 6
     assert.equal(openelm(args(path.join(dir, 'a'), 6)).status, 0);
     assert.equal(openelm(args(path.join(dir, 'b'), 4)).status, 0);
     const r = openelm([...args(path.join(dir, 'b'), 6), '--resume']);
     assert.equal(r.status, 0, r.stderr);
-    const la = readLog(path.join(dir, 'a', 'train.jsonl')), lb = readLog(path.join(dir, 'b', 'train.jsonl'));
-    assert.deepEqual(lb.map((x) => [x.step, x.loss, x.val_loss]), la.map((x) => [x.step, x.loss, x.val_loss]));
-    const A = openSafetensors(path.join(dir, 'a', 'adapter_model.safetensors')), B = openSafetensors(path.join(dir, 'b', 'adapter_model.safetensors'));
+    const la = readLog(path.join(dir, 'a', 'train.jsonl')),
+      lb = readLog(path.join(dir, 'b', 'train.jsonl'));
+    assert.deepEqual(
+      lb.map((x) => [x.step, x.loss, x.val_loss]),
+      la.map((x) => [x.step, x.loss, x.val_loss]),
+    );
+    const A = openSafetensors(path.join(dir, 'a', 'adapter_model.safetensors')),
+      B = openSafetensors(path.join(dir, 'b', 'adapter_model.safetensors'));
     for (const name of A.tensors.keys()) assert.deepEqual(B.readAsF32(name), A.readAsF32(name), name);
     // refuses to start over a run without --resume
     const again = openelm(args(path.join(dir, 'a'), 6));
@@ -185,13 +332,18 @@ test('a LoRA run with dropout killed after a checkpoint and resumed logs the sam
   }
 });
 
-test('the shipped fine-tuning recipes load: the paper\'s PEFT settings and Apple\'s DPO settings per size', async () => {
+test("the shipped fine-tuning recipes load: the paper's PEFT settings and Apple's DPO settings per size", async () => {
   const { loadFinetuneRecipe } = await import('../src/train/finetune/recipe.ts');
   const { loadRecipe, resolveTrainOptions } = await import('../src/train/recipe.ts');
   const lora = loadFinetuneRecipe(path.join(ROOT, 'recipes/finetune-lora.yaml'));
   assert.deepEqual(lora.lora, { r: 32, alpha: 32, dropout: 0.1, rslora: false, targets: ['qkv_proj', 'out_proj', 'proj_1', 'proj_2', 'token_embeddings'] });
   assert.equal(lora.peft, 'lora');
-  const o = resolveTrainOptions(loadRecipe(path.join(ROOT, 'recipes/finetune-lora.yaml')), { init: BASE, data: { paths: ['x'], seqLen: 8 }, steps: 4375, out: 'x' });
+  const o = resolveTrainOptions(loadRecipe(path.join(ROOT, 'recipes/finetune-lora.yaml')), {
+    init: BASE,
+    data: { paths: ['x'], seqLen: 8 },
+    steps: 4375,
+    out: 'x',
+  });
   assert.equal(o.schedule.lr, 3e-4);
   assert.equal(o.schedule.minLr, 3e-5);
   assert.equal(o.schedule.warmup, 1000);
@@ -210,7 +362,18 @@ test('the shipped fine-tuning recipes load: the paper\'s PEFT settings and Apple
   const dir = tmp();
   try {
     fs.writeFileSync(path.join(dir, 'p.jsonl'), JSON.stringify({ prompt_ids: [1, 5, 6], chosen_ids: [7, 8], rejected_ids: [9, 10, 11] }) + '\n');
-    const r = openelm(['finetune', '-m', BASE, '--config', path.join(ROOT, 'recipes/dpo-270M.yaml'), '--data', path.join(dir, 'p.jsonl'), '--out', path.join(dir, 'o'), '--json']);
+    const r = openelm([
+      'finetune',
+      '-m',
+      BASE,
+      '--config',
+      path.join(ROOT, 'recipes/dpo-270M.yaml'),
+      '--data',
+      path.join(dir, 'p.jsonl'),
+      '--out',
+      path.join(dir, 'o'),
+      '--json',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     const s = JSON.parse(r.stdout.trim().split('\n').pop()!);
     assert.equal(s.adapter, false);
@@ -264,11 +427,19 @@ test('chat and generate take --adapter; a wrong adapter is named', async () => {
     const builtin = OpenELM.load(checkpointSource(path.join(ROOT, 'builtin/openelm-sotu')), { kernels: k });
     const a = new Adapter(parseAdapterConfig({ r: 2, lora_alpha: 64, target_modules: ['proj_2'] }, 'x'), builtin.config, k);
     a.init(3, builtin.weights);
-    for (const l of a.tensors().linears) (l.B.data as Float32Array).forEach((_, i, b) => { b[i] = ((i * 7919) % 13) / 13 - 0.5; });
+    for (const l of a.tensors().linears)
+      (l.B.data as Float32Array).forEach((_, i, b) => {
+        b[i] = ((i * 7919) % 13) / 13 - 0.5;
+      });
     a.save(path.join(dir, 'ad'));
-    const chat = (extra: string[]) => spawnSync(process.execPath, [...CLI, 'chat', '-m', 'builtin', ...extra, '--temperature', '0', '-n', '8'],
-      { input: 'Who are you?\n', encoding: 'utf8', cwd: ROOT });
-    const plain = chat([]), adapted = chat(['--adapter', path.join(dir, 'ad')]);
+    const chat = (extra: string[]) =>
+      spawnSync(process.execPath, [...CLI, 'chat', '-m', 'builtin', ...extra, '--temperature', '0', '-n', '8'], {
+        input: 'Who are you?\n',
+        encoding: 'utf8',
+        cwd: ROOT,
+      });
+    const plain = chat([]),
+      adapted = chat(['--adapter', path.join(dir, 'ad')]);
     assert.equal(plain.status, 0, plain.stderr);
     assert.equal(adapted.status, 0, adapted.stderr);
     assert.notEqual(adapted.stdout, plain.stdout);
@@ -286,9 +457,16 @@ test('eval --adapter scores what the merged model scores (the cached-context bat
     const { OpenELM } = await import('../src/model/openelm.ts');
     const k = new RefKernels();
     const builtin = OpenELM.load(checkpointSource(path.join(ROOT, 'builtin/openelm-sotu')), { kernels: k });
-    const a = new Adapter(parseAdapterConfig({ r: 2, lora_alpha: 8, use_dora: true, target_modules: ['qkv_proj', 'out_proj', 'proj_1', 'proj_2'] }, 'x'), builtin.config, k);
+    const a = new Adapter(
+      parseAdapterConfig({ r: 2, lora_alpha: 8, use_dora: true, target_modules: ['qkv_proj', 'out_proj', 'proj_1', 'proj_2'] }, 'x'),
+      builtin.config,
+      k,
+    );
     a.init(5, builtin.weights);
-    for (const l of a.tensors().linears) (l.B.data as Float32Array).forEach((_, i, b) => { b[i] = ((i * 7919) % 17) / 170 - 0.05; });
+    for (const l of a.tensors().linears)
+      (l.B.data as Float32Array).forEach((_, i, b) => {
+        b[i] = ((i * 7919) % 17) / 170 - 0.05;
+      });
     a.save(path.join(dir, 'ad'));
     const items = [
       { context: 'The Congress of the United States', choices: ['shall make laws', 'is a fish', 'met in Washington'], label: 0 },
@@ -306,7 +484,10 @@ test('eval --adapter scores what the merged model scores (the cached-context bat
     const merged = evalJson(['-m', path.join(dir, 'merged')]);
     const ll = (r: { items: { loglik: number[] }[] }) => r.items.flatMap((x) => x.loglik);
     ll(adapted).forEach((x, i) => assert.ok(Math.abs(x - ll(merged)[i]) < 2e-3, `choice ${i}: adapter ${x} vs merged ${ll(merged)[i]}`));
-    assert.ok(ll(adapted).some((x, i) => Math.abs(x - ll(plain)[i]) > 1e-2), 'the adapter changes the scores');
+    assert.ok(
+      ll(adapted).some((x, i) => Math.abs(x - ll(plain)[i]) > 1e-2),
+      'the adapter changes the scores',
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

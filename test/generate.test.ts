@@ -1,10 +1,10 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { loadModel } from '../src/load.ts';
+import { chatTemplate, encodeChat } from '../src/generate/chat.ts';
 import { generate, generateText } from '../src/generate/generate.ts';
-import { encodeChat, chatTemplate } from '../src/generate/chat.ts';
+import { loadModel } from '../src/load.ts';
 import { ContextLengthError } from '../src/model/openelm.ts';
 
 const DIR = fileURLToPath(new URL('./fixtures/openelm/tiny-vocab32k-bf16/', import.meta.url));
@@ -94,7 +94,12 @@ test('a prompt longer than the context is a clear error', async () => {
 test('chat template: Apple -Instruct format with BOS and EOS tokens', async () => {
   const { tokenizer, dispose } = await loadModel(DIR, { backend: 'ref' });
   try {
-    const msgs = [{ role: 'system' as const, content: 'Be brief.' }, { role: 'user' as const, content: 'Hi' }, { role: 'assistant' as const, content: 'Hello!' }, { role: 'user' as const, content: 'Bye' }];
+    const msgs = [
+      { role: 'system' as const, content: 'Be brief.' },
+      { role: 'user' as const, content: 'Hi' },
+      { role: 'assistant' as const, content: 'Hello!' },
+      { role: 'user' as const, content: 'Bye' },
+    ];
     assert.equal(chatTemplate(msgs), '<s><|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello!</s>\n<|user|>\nBye</s>\n<|assistant|>\n');
     const ids = encodeChat(tokenizer, msgs);
     assert.equal(ids[0], 1);

@@ -10,20 +10,21 @@
 // sides convert with the same GGUF-compatible code). Attention runs without flash attention and
 // with an f32 KV cache (llama.cpp's defaults round Q/K/V to f16, ~0.005 logit error on their own),
 // so for F32 weights the two computations agree to float rounding.
-import { after, before, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { exportGGUF, ggufMetadata, GGUFExportError, type GGUFExportDType } from '../src/io/gguf-export.ts';
-import { readGGUF, GGMLType } from '../src/io/gguf.ts';
+import { after, before, describe, test } from 'node:test';
+import { generateText } from '../src/generate/generate.ts';
+import { GGMLType, readGGUF } from '../src/io/gguf.ts';
+import { exportGGUF, type GGUFExportDType, GGUFExportError, ggufMetadata } from '../src/io/gguf-export.ts';
+import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits } from '../src/kernels/half.ts';
 import { checkpointSource } from '../src/load.ts';
 import { OpenELM } from '../src/model/openelm.ts';
 import type { TensorSource } from '../src/model/weights.ts';
-import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits } from '../src/kernels/half.ts';
 import { loadTokenizer, type Tokenizer } from '../src/tokenizer/index.ts';
-import { generateText } from '../src/generate/generate.ts';
 
 const LOCAL = 'test/fixtures/openelm/tiny-vocab32k-bf16';
 const FIXTURE = fs.existsSync(path.join(LOCAL, 'model.safetensors')) ? LOCAL : path.resolve('../shared/fixtures/openelm/tiny-vocab32k-bf16');
@@ -154,8 +155,12 @@ describe('GGUF export read by llama.cpp', () => {
 
       const lm = await llama!.loadModel({ modelPath: file });
       const ctx = await lm.createContext({
-        contextSize: 64, threads: 1, sequences: 1,
-        flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
+        contextSize: 64,
+        threads: 1,
+        sequences: 1,
+        flashAttention: false,
+        experimentalKvCacheKeyType: 'F32',
+        experimentalKvCacheValueType: 'F32',
       });
       let ours: OpenELM;
       if (c.ours === 'f16') {
@@ -254,7 +259,8 @@ describe('GGUF export file layout', () => {
     assert.deepEqual([...g.metadata.keys()], [...want.keys()]);
     for (const [k, v] of want) {
       const got = g.metadata.get(k);
-      if (v.type === 6) assert.equal(got, Math.fround(v.value as number), k); // FLOAT32
+      if (v.type === 6)
+        assert.equal(got, Math.fround(v.value as number), k); // FLOAT32
       else if (k === 'tokenizer.ggml.scores') assert.deepEqual(got, (v.value as number[]).map(Math.fround), k);
       else assert.deepEqual(got, v.value, k);
     }
@@ -273,7 +279,9 @@ describe('GGUF export file layout', () => {
     assert.equal(byName.get('token_embd.weight')!.type, GGMLType.Q8_0);
     assert.equal(byName.get('output_norm.weight')!.type, GGMLType.F32);
     for (let i = 0; i < cfg.num_transformer_layers; i++) {
-      const hd = cfg.head_dim, F = cfg.ffn_dims[i], d = cfg.model_dim;
+      const hd = cfg.head_dim,
+        F = cfg.ffn_dims[i],
+        d = cfg.model_dim;
       const shape = (n: string) => byName.get(`blk.${i}.${n}.weight`)!.shape;
       assert.deepEqual(shape('attn_qkv'), [(cfg.num_query_heads[i] + 2 * cfg.num_kv_heads[i]) * hd, d]);
       assert.deepEqual(shape('attn_output'), [d, cfg.num_query_heads[i] * hd]);
@@ -305,9 +313,18 @@ describe('GGUF export file layout', () => {
 
   test('configs llama.cpp cannot represent are refused, naming the field', () => {
     const out = path.join(tmp, 'never.gguf');
-    for (const [field, value] of [['ffn_with_glu', false], ['activation_fn_name', 'gelu'], ['share_input_output_layers', false], ['normalize_qk_projections', false]] as const) {
+    for (const [field, value] of [
+      ['ffn_with_glu', false],
+      ['activation_fn_name', 'gelu'],
+      ['share_input_output_layers', false],
+      ['normalize_qk_projections', false],
+    ] as const) {
       const bad: TensorSource = { ...src, config: { ...src.config, [field]: value } };
-      assert.throws(() => exportGGUF(bad, tok, out), (e: Error) => e instanceof GGUFExportError && e.message.includes(`"${field}"`), field);
+      assert.throws(
+        () => exportGGUF(bad, tok, out),
+        (e: Error) => e instanceof GGUFExportError && e.message.includes(`"${field}"`),
+        field,
+      );
     }
     assert.throws(() => exportGGUF(src, tok, out, { dtype: 'q4_k' as GGUFExportDType }), /dtype must be one of/);
     assert.equal(fs.existsSync(out), false);
@@ -315,27 +332,40 @@ describe('GGUF export file layout', () => {
 
   test("a checkpoint from 'openelm quantize --to q8' exports to the same bytes as a q8_0 export of the original", () => {
     const qdir = path.join(tmp, 'q8-checkpoint');
-    const q = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'quantize', '--model', FIXTURE, '--to', 'q8', '--out', qdir], { encoding: 'utf8' });
+    const q = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'quantize', '--model', FIXTURE, '--to', 'q8', '--out', qdir], {
+      encoding: 'utf8',
+    });
     assert.equal(q.status, 0, q.stderr);
     const qsrc = checkpointSource(qdir);
-    const a = path.join(tmp, 'from-quantized.gguf'), b = path.join(tmp, 'direct-q8.gguf');
+    const a = path.join(tmp, 'from-quantized.gguf'),
+      b = path.join(tmp, 'direct-q8.gguf');
     exportGGUF(qsrc, tok, a, { dtype: 'q8_0' });
     exportGGUF(src, tok, b, { dtype: 'q8_0' });
-    const ga = readGGUF(a), gb = readGGUF(b);
+    const ga = readGGUF(a),
+      gb = readGGUF(b);
     assert.deepEqual(ga.tensors, gb.tensors);
     assert.ok(fs.readFileSync(a).subarray(ga.dataOffset).equals(fs.readFileSync(b).subarray(gb.dataOffset)));
-    assert.throws(() => exportGGUF(qsrc, tok, path.join(tmp, 'nope.gguf'), { dtype: 'f16' }), /stored quantized as q8_0; a quantized checkpoint can only be exported at its own dtype/);
+    assert.throws(
+      () => exportGGUF(qsrc, tok, path.join(tmp, 'nope.gguf'), { dtype: 'f16' }),
+      /stored quantized as q8_0; a quantized checkpoint can only be exported at its own dtype/,
+    );
   });
 
   test('openelm export --format gguf (CLI) writes the file and reports it as JSON', () => {
     const out = path.join(tmp, 'cli.gguf');
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'export', '--format', 'gguf', '--model', FIXTURE, '--out', out, '--dtype', 'q8', '--json', '--offline'], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', 'export', '--format', 'gguf', '--model', FIXTURE, '--out', out, '--dtype', 'q8', '--json', '--offline'],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 0, r.stderr);
     const j = JSON.parse(r.stdout);
     assert.equal(j.dtype, 'q8_0');
     assert.equal(j.fileBytes, fs.statSync(out).size);
     assert.equal(readGGUF(out).metadata.get('general.name'), 'tiny-vocab32k-bf16');
-    const bad = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'export', '--model', FIXTURE, '--out', out, '--dtype', 'q3'], { encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'export', '--model', FIXTURE, '--out', out, '--dtype', 'q3'], {
+      encoding: 'utf8',
+    });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /--dtype must be one of/);
   });

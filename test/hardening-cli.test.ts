@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ChatSession, MultilineReader } from '../src/cli/commands/chat.ts';
 import { checkCheckpoint } from '../src/check/scan.ts';
+import { ChatSession, MultilineReader } from '../src/cli/commands/chat.ts';
 import { quantizeCheckpoint } from '../src/cli/commands/quantize.ts';
 import { openSafetensors } from '../src/io/safetensors.ts';
 
@@ -23,7 +23,11 @@ after(() => fs.rmSync(root, { recursive: true, force: true }));
 
 function cli(args: string[], input = '') {
   const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    cwd: ROOT, encoding: 'utf8', input, timeout: 60_000, env: { ...process.env, HF_HUB_OFFLINE: '1' },
+    cwd: ROOT,
+    encoding: 'utf8',
+    input,
+    timeout: 60_000,
+    env: { ...process.env, HF_HUB_OFFLINE: '1' },
   });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
@@ -120,7 +124,10 @@ test('openelm check: a clean checkpoint passes; NaN, Inf and absurd norms are re
   const rep = JSON.parse(r.out);
   assert.equal(rep.ok, false);
   const bad = rep.tensors.filter((t: { problems: string[] }) => t.problems.length);
-  assert.deepEqual(bad.map((t: { name: string }) => t.name), ['transformer.layers.2.attn.qkv_proj.weight']);
+  assert.deepEqual(
+    bad.map((t: { name: string }) => t.name),
+    ['transformer.layers.2.attn.qkv_proj.weight'],
+  );
   assert.equal(bad[0].nan, 1);
   assert.match(bad[0].problems[0], /^1 NaN value\(s\) of \d+$/);
 
@@ -148,7 +155,10 @@ test('openelm check: quantized checkpoints are dequantized (a NaN block scale is
   fs.closeSync(fd);
   const rep = checkCheckpoint(q);
   const bad = rep.tensors.filter((x) => x.problems.length);
-  assert.deepEqual(bad.map((x) => x.name), ['transformer.layers.1.ffn.proj_2.weight']);
+  assert.deepEqual(
+    bad.map((x) => x.name),
+    ['transformer.layers.1.ffn.proj_2.weight'],
+  );
   assert.match(bad[0].problems[0], /NaN value\(s\) of \d+ \(a NaN block scale\?\)/);
   assert.equal(bad[0].dtype, 'q8_0');
 
@@ -156,7 +166,10 @@ test('openelm check: quantized checkpoints are dequantized (a NaN block scale is
   const mismatch = fs.mkdtempSync(path.join(root, 'mm-'));
   fs.copyFileSync(path.join(TINY, 'model.safetensors'), path.join(mismatch, 'model.safetensors'));
   const cfg = JSON.parse(fs.readFileSync(path.join(TINY, 'config.json'), 'utf8'));
-  fs.writeFileSync(path.join(mismatch, 'config.json'), JSON.stringify({ ...cfg, num_transformer_layers: 3, ffn_multipliers: [0.5, 4], num_query_heads: undefined, num_kv_heads: undefined }));
+  fs.writeFileSync(
+    path.join(mismatch, 'config.json'),
+    JSON.stringify({ ...cfg, num_transformer_layers: 3, ffn_multipliers: [0.5, 4], num_query_heads: undefined, num_kv_heads: undefined }),
+  );
   const rep2 = checkCheckpoint(mismatch);
   assert.equal(rep2.ok, false);
   assert.match(rep2.problems[0], /checkpoint does not match its config/);

@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import * as zlib from 'node:zlib';
-import { HubError, resolveModel, type ResolveOptions } from '../src/io/hub.ts';
+import { HubError, type ResolveOptions, resolveModel } from '../src/io/hub.ts';
 import { listModels, removeCachedModel } from '../src/io/hub-cache.ts';
 
 const SHA = 'c'.repeat(40);
@@ -74,7 +74,10 @@ beforeEach(async () => {
     res.writeHead(200, { ...headers, 'content-length': data.length });
     res.end(data);
   });
-  server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()));
   endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
@@ -109,7 +112,7 @@ async function rejectsWith(p: Promise<unknown>, code: string, re: RegExp): Promi
     assert.match(e.message, re);
     return e;
   }
-  assert.fail("expected a rejection");
+  assert.fail('expected a rejection');
 }
 
 /** Every path under `dir`, relative. */
@@ -132,7 +135,10 @@ describe('nothing is written outside the cache', () => {
       scenario.sha = sha;
       await rejectsWith(resolveModel(REPO, opts()), 'http', /commit sha .* not 40 hex digits; refusing/);
     }
-    assert.deepEqual(tree(tmp).filter((p) => !p.startsWith('cache')), []);
+    assert.deepEqual(
+      tree(tmp).filter((p) => !p.startsWith('cache')),
+      [],
+    );
     assert.ok(!fs.existsSync('/tmp/openelm-escaped'));
     assert.ok(!requests.some((r) => r.url.includes('/resolve/')), 'no file requested');
   });
@@ -166,7 +172,7 @@ describe('nothing is written outside the cache', () => {
 });
 
 describe('integrity', () => {
-  test('a 40-hex etag is checked as git\'s blob sha1: corrupt weights behind one are refused', async () => {
+  test("a 40-hex etag is checked as git's blob sha1: corrupt weights behind one are refused", async () => {
     const bad = Buffer.from(WEIGHTS);
     bad[1000] ^= 1;
     scenario.etag = (f) => (f === 'model.safetensors' ? gitSha1(WEIGHTS) : etagOf(f));
@@ -193,7 +199,12 @@ describe('integrity', () => {
       const gz = zlib.createGzip();
       gz.pipe(res);
       const zeros = Buffer.alloc(1 << 20);
-      const pump = () => { while (gz.write(zeros)) { /* fill */ } gz.once('drain', pump); };
+      const pump = () => {
+        while (gz.write(zeros)) {
+          /* fill */
+        }
+        gz.once('drain', pump);
+      };
       res.on('close', () => gz.destroy());
       pump();
     };
@@ -239,7 +250,11 @@ describe('timeouts', () => {
       res.write(WEIGHTS.subarray(0, 5000)); // then nothing
     };
     const t0 = Date.now();
-    await rejectsWith(resolveModel(REPO, opts({ idleTimeoutMs: 300 })), 'network', /interrupted \(connection lost after 5000 of 200000 bytes: no data for 300 ms/);
+    await rejectsWith(
+      resolveModel(REPO, opts({ idleTimeoutMs: 300 })),
+      'network',
+      /interrupted \(connection lost after 5000 of 200000 bytes: no data for 300 ms/,
+    );
     assert.ok(Date.now() - t0 < 5000);
     assert.equal(fs.statSync(path.join(blobsDir(), `${sha256(WEIGHTS)}.incomplete`)).size, 5000);
     scenario.get = undefined; // a healthy server: the next call completes (Range ignored here: starts over)
@@ -252,11 +267,18 @@ describe('timeouts', () => {
       if (f !== 'model.safetensors') return res.end(FILES[f]);
       res.writeHead(200, { 'content-length': WEIGHTS.length });
       let i = 0;
-      const t = setInterval(() => { if (res.destroyed) clearInterval(t); else res.write(WEIGHTS.subarray(i, ++i)); }, 20);
+      const t = setInterval(() => {
+        if (res.destroyed) clearInterval(t);
+        else res.write(WEIGHTS.subarray(i, ++i));
+      }, 20);
       res.on('close', () => clearInterval(t));
     };
     const t0 = Date.now();
-    await rejectsWith(resolveModel(REPO, opts({ idleTimeoutMs: 200, minBytesPerSecond: 1000 })), 'network', /bytes\/s over \d+ ms, below the minimum of 1000 bytes\/s/);
+    await rejectsWith(
+      resolveModel(REPO, opts({ idleTimeoutMs: 200, minBytesPerSecond: 1000 })),
+      'network',
+      /bytes\/s over \d+ ms, below the minimum of 1000 bytes\/s/,
+    );
     assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
   });
 
@@ -265,7 +287,12 @@ describe('timeouts', () => {
       if (f !== 'model.safetensors') return res.end(FILES[f]);
       res.writeHead(500, { 'content-type': 'text/plain' });
       const junk = Buffer.alloc(64 * 1024, 0x41);
-      const pump = () => { while (!res.destroyed && res.write(junk)) { /* fill */ } if (!res.destroyed) res.once('drain', pump); };
+      const pump = () => {
+        while (!res.destroyed && res.write(junk)) {
+          /* fill */
+        }
+        if (!res.destroyed) res.once('drain', pump);
+      };
       pump();
     };
     const t0 = Date.now();
@@ -276,7 +303,11 @@ describe('timeouts', () => {
   test('HF_HUB_ETAG_TIMEOUT sets the connect timeout (seconds)', async () => {
     scenario.hangApi = true;
     const t0 = Date.now();
-    await rejectsWith(resolveModel(REPO, { endpoint, cacheDir: cache, retries: 0, env: { HF_HUB_ETAG_TIMEOUT: '0.3' } }), 'network', /no response within 300 ms/);
+    await rejectsWith(
+      resolveModel(REPO, { endpoint, cacheDir: cache, retries: 0, env: { HF_HUB_ETAG_TIMEOUT: '0.3' } }),
+      'network',
+      /no response within 300 ms/,
+    );
     assert.ok(Date.now() - t0 < 5000);
   });
 });
@@ -307,13 +338,15 @@ describe('concurrency and the disk', () => {
     };
     const main = path.join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
     const env = { ...process.env, HF_ENDPOINT: endpoint, HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '', HF_TOKEN: '' };
-    const run = () => new Promise<{ code: number | null; out: string; err: string }>((ok) => {
-      const p = spawn(process.execPath, ['--import', 'tsx', main, 'pull', REPO, '--json'], { env, cwd: path.join(import.meta.dirname, '..') });
-      let out = '', err = '';
-      p.stdout.on('data', (d) => (out += d));
-      p.stderr.on('data', (d) => (err += d));
-      p.on('close', (code) => ok({ code, out, err }));
-    });
+    const run = () =>
+      new Promise<{ code: number | null; out: string; err: string }>((ok) => {
+        const p = spawn(process.execPath, ['--import', 'tsx', main, 'pull', REPO, '--json'], { env, cwd: path.join(import.meta.dirname, '..') });
+        let out = '',
+          err = '';
+        p.stdout.on('data', (d) => (out += d));
+        p.stderr.on('data', (d) => (err += d));
+        p.on('close', (code) => ok({ code, out, err }));
+      });
     const [a, b] = await Promise.all([run(), run()]);
     assert.equal(a.code, 0, a.err);
     assert.equal(b.code, 0, b.err);
@@ -334,7 +367,10 @@ describe('concurrency and the disk', () => {
       const data = FILES[f];
       const start = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
       const body = data.subarray(start);
-      res.writeHead(start ? 206 : 200, { 'content-length': body.length, ...(start ? { 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}) });
+      res.writeHead(start ? 206 : 200, {
+        'content-length': body.length,
+        ...(start ? { 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
+      });
       res.end(body);
     };
     await rejectsWith(resolveModel(REPO, opts()), 'integrity', /sha256 [0-9a-f]{64} does not match the hub's/);
@@ -347,7 +383,11 @@ describe('concurrency and the disk', () => {
     fs.mkdirSync(blobsDir(), { recursive: true });
     const blob = path.join(blobsDir(), sha256(WEIGHTS));
     fs.symlinkSync('/dev/full', `${blob}.incomplete`); // every write: ENOSPC
-    await rejectsWith(resolveModel(REPO, opts()), 'io', /model\.safetensors in apple\/OpenELM-hostile@main: writing .*\.incomplete failed after 0 of 200000 bytes: ENOSPC/);
+    await rejectsWith(
+      resolveModel(REPO, opts()),
+      'io',
+      /model\.safetensors in apple\/OpenELM-hostile@main: writing .*\.incomplete failed after 0 of 200000 bytes: ENOSPC/,
+    );
     assert.ok(!fs.existsSync(`${blob}.lock`));
   });
 });
@@ -357,7 +397,10 @@ describe('listing and removing cached models', () => {
     await resolveModel(REPO, opts());
     const tiny = path.join(import.meta.dirname, 'fixtures', 'openelm', 'tiny-f32');
     const list = listModels({ cacheDir: cache, folders: [tiny] });
-    assert.deepEqual(list.map((m) => m.name), [REPO, tiny]);
+    assert.deepEqual(
+      list.map((m) => m.name),
+      [REPO, tiny],
+    );
     const [cached, local] = list;
     assert.equal(cached.dir, path.join(cache, 'models--apple--OpenELM-hostile', 'snapshots', SHA));
     assert.deepEqual(cached.refs, ['main']);
@@ -367,7 +410,8 @@ describe('listing and removing cached models', () => {
     assert.equal(local.dtype, 'f32');
     assert.equal(local.parameters, 681344);
 
-    for (const bad of ['../x/y', 'a/../../b', 'nope']) assert.throws(() => removeCachedModel(bad, { cacheDir: cache }), /is not a hub repo id|does not name a folder/);
+    for (const bad of ['../x/y', 'a/../../b', 'nope'])
+      assert.throws(() => removeCachedModel(bad, { cacheDir: cache }), /is not a hub repo id|does not name a folder/);
     assert.throws(() => removeCachedModel('apple/other', { cacheDir: cache }), /not in the Hugging Face cache/);
     assert.equal(removeCachedModel(REPO, { cacheDir: cache }), CONFIG.length + WEIGHTS.length + SHA.length, 'blobs and refs/main');
     assert.deepEqual(listModels({ cacheDir: cache }), []);

@@ -37,14 +37,19 @@ test('a temperature of 1e-39 picks the argmax instead of sampling forever', () =
   const best = argmax(l);
   for (const opts of [{}, { topP: 1 }, { topK: 5 }, { minP: 0.1 }, { topP: 0.5, repetitionPenalty: 1.3 }]) {
     const s = new Sampler(512, { temperature: 1e-39, seed: 1, ...opts });
-    assert.equal(within(1000, () => s.sample(l)), best, JSON.stringify(opts));
+    assert.equal(
+      within(1000, () => s.sample(l)),
+      best,
+      JSON.stringify(opts),
+    );
   }
   // the same with the largest float32 logits
   const big = new Float32Array(512).fill(-3e38);
   big[77] = 3e38;
   assert.equal(new Sampler(512, { temperature: 1e-30, seed: 2 }).sample(big), 77);
   // and ordinary temperatures sample as before (same seed, same token)
-  const a = new Sampler(512, { temperature: 0.7, seed: 9 }), b = new Sampler(512, { temperature: 0.7, seed: 9 });
+  const a = new Sampler(512, { temperature: 0.7, seed: 9 }),
+    b = new Sampler(512, { temperature: 0.7, seed: 9 });
   for (let i = 0; i < 20; i++) assert.equal(a.sample(l), b.sample(l));
 });
 
@@ -59,11 +64,15 @@ test('NaN or Inf logits: greedy and sampling throw NonFiniteLogitsError naming t
       ['sampling', new Sampler(512, { temperature: 0.7, seed: 1 })],
       ['sampling, no filter', new Sampler(512, { temperature: 1, topP: 1 })],
     ] as const) {
-      assert.throws(() => within(1000, () => s.sample(l)), (e: unknown) => {
-        assert.ok(e instanceof NonFiniteLogitsError, `${name}: ${e}`);
-        assert.match(e.message, new RegExp(`non-finite logit \\(${bad} for token 300\\).*openelm check --model`));
-        return true;
-      }, `${name} with ${bad}`);
+      assert.throws(
+        () => within(1000, () => s.sample(l)),
+        (e: unknown) => {
+          assert.ok(e instanceof NonFiniteLogitsError, `${name}: ${e}`);
+          assert.match(e.message, new RegExp(`non-finite logit \\(${bad} for token 300\\).*openelm check --model`));
+          return true;
+        },
+        `${name} with ${bad}`,
+      );
     }
     assert.throws(() => argmax(l), NonFiniteLogitsError);
   }
@@ -73,7 +82,10 @@ test('NaN or Inf logits: greedy and sampling throw NonFiniteLogitsError naming t
 
 test('absurd repetition penalties are refused by name; large finite logits stay finite under the smallest one', () => {
   for (const repetitionPenalty of [1e-300, 0, -1, 1e300, Infinity, NaN]) {
-    assert.throws(() => new Sampler(8, { repetitionPenalty }), (e: unknown) => e instanceof SamplingOptionError && e.option === 'repetitionPenalty' && /repetitionPenalty must be in \[0\.001, 1000\]/.test(e.message));
+    assert.throws(
+      () => new Sampler(8, { repetitionPenalty }),
+      (e: unknown) => e instanceof SamplingOptionError && e.option === 'repetitionPenalty' && /repetitionPenalty must be in \[0\.001, 1000\]/.test(e.message),
+    );
   }
   const l = new Float32Array(8).fill(1);
   l[3] = 3e38; // seen, divided by 1e-3: clamped to float32's largest, not Inf
@@ -107,7 +119,11 @@ test('a checkpoint with a NaN weight stops generation with the error, on both ba
       const m = await loadModel(dir, { backend, threads: 1 });
       try {
         for (const temperature of [0, 0.8]) {
-          await assert.rejects(generateText(m.model, m.tokenizer, { ids: [1, 5, 6] }, { maxNewTokens: 3, temperature, seed: 1 }), NonFiniteLogitsError, `${backend} temperature ${temperature}`);
+          await assert.rejects(
+            generateText(m.model, m.tokenizer, { ids: [1, 5, 6] }, { maxNewTokens: 3, temperature, seed: 1 }),
+            NonFiniteLogitsError,
+            `${backend} temperature ${temperature}`,
+          );
         }
       } finally {
         m.dispose();
@@ -119,7 +135,13 @@ test('a checkpoint with a NaN weight stops generation with the error, on both ba
 });
 
 test('openelm generate --temperature 1e-39 ends, with the greedy tokens; a NaN checkpoint exits 1 naming the cause', () => {
-  const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', MAIN, 'generate', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, HF_HUB_OFFLINE: '1' } });
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', MAIN, 'generate', ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, HF_HUB_OFFLINE: '1' },
+    });
   const greedy = run(['-m', TINY, '--prompt-ids', '1,5,6', '-n', '3', '--temperature', '0', '--json', '--threads', '1']);
   const tiny = run(['-m', TINY, '--prompt-ids', '1,5,6', '-n', '3', '--temperature', '1e-39', '--json', '--threads', '1']);
   assert.equal(tiny.status, 0, tiny.stderr);

@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
-import { hubCacheDir, hubToken, HubError, resolveModel, type DownloadProgress, type ResolveOptions } from '../src/io/hub.ts';
-import { gitBlobSha1, sha256, startHubServer, tinyShardedDir, type FixtureRepo, type HubServer } from './helpers/hub-server.ts';
+import { type DownloadProgress, HubError, hubCacheDir, hubToken, type ResolveOptions, resolveModel } from '../src/io/hub.ts';
+import { type FixtureRepo, gitBlobSha1, type HubServer, sha256, startHubServer, tinyShardedDir } from './helpers/hub-server.ts';
 
 const SHA = 'a'.repeat(40);
 const SHARD1 = 'model-00001-of-00002.safetensors';
@@ -38,14 +38,20 @@ let server: HubServer;
 let tmp: string;
 let cache: string;
 
-before(async () => { server = await startHubServer(repos, { token: TOKEN }); });
-after(async () => { await server.close(); });
+before(async () => {
+  server = await startHubServer(repos, { token: TOKEN });
+});
+after(async () => {
+  await server.close();
+});
 beforeEach(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-hub-'));
   cache = path.join(tmp, 'hub');
   server.reset();
 });
-afterEach(() => { fs.rmSync(tmp, { recursive: true, force: true }); });
+afterEach(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
 
 /** Options that never read the real environment or ~/.cache. */
 function opts(extra: ResolveOptions = {}): ResolveOptions {
@@ -113,7 +119,10 @@ describe('download into the HF cache', () => {
     await resolveModel(REPO, opts());
     server.requests.length = 0;
     await resolveModel(REPO, opts({ refresh: true }));
-    assert.deepEqual(server.requests.map((r) => `${r.server} ${r.method}`), ['hub GET']); // only the revision API
+    assert.deepEqual(
+      server.requests.map((r) => `${r.server} ${r.method}`),
+      ['hub GET'],
+    ); // only the revision API
   });
 
   test('an interrupted download resumes on the next call with a Range request', async () => {
@@ -138,7 +147,10 @@ describe('download into the HF cache', () => {
     server.cutAfter(SHARD2, 123_457);
     const dir = await resolveModel(REPO, opts());
     const gets = cdnGets(SHARD2);
-    assert.deepEqual(gets.map((g) => g.headers.range), [undefined, 'bytes=123457-']);
+    assert.deepEqual(
+      gets.map((g) => g.headers.range),
+      [undefined, 'bytes=123457-'],
+    );
     assert.ok(fs.readFileSync(path.join(dir, SHARD2)).equals(files[SHARD2]));
   });
 
@@ -210,13 +222,21 @@ describe('environment and tokens', () => {
 
 describe('errors', () => {
   test('a gated repo without a token says to set HF_TOKEN and accept the licence', async () => {
-    const e = await rejectsWith(resolveModel('meta/gated-tiny', opts()), 'gated', /meta\/gated-tiny is gated or private \(HTTP 401.*set HF_TOKEN.*accept the licence on https:\/\/huggingface\.co\/meta\/gated-tiny/s);
+    const e = await rejectsWith(
+      resolveModel('meta/gated-tiny', opts()),
+      'gated',
+      /meta\/gated-tiny is gated or private \(HTTP 401.*set HF_TOKEN.*accept the licence on https:\/\/huggingface\.co\/meta\/gated-tiny/s,
+    );
     assert.ok(!e.message.includes('undefined'));
     await rejectsWith(resolveModel('meta/gated-tiny', opts({ token: 'wrong' })), 'gated', /HTTP 403.*token was sent but has no access/s);
   });
 
   test('an unknown repo, revision or file is named in the error', async () => {
-    await rejectsWith(resolveModel('nobody/missing-model', opts()), 'not-found', /repo nobody\/missing-model not found on http:\/\/127\.0\.0\.1:\d+ \(HTTP 401\).*HF_TOKEN if it is private/s);
+    await rejectsWith(
+      resolveModel('nobody/missing-model', opts()),
+      'not-found',
+      /repo nobody\/missing-model not found on http:\/\/127\.0\.0\.1:\d+ \(HTTP 401\).*HF_TOKEN if it is private/s,
+    );
     await rejectsWith(resolveModel('nobody/missing-model', opts({ token: TOKEN })), 'not-found', /repo nobody\/missing-model not found .*\(HTTP 404\)/);
     await rejectsWith(resolveModel(REPO, opts({ revision: 'v9' })), 'not-found', /revision "v9" not found in repo apple\/OpenELM-tiny/);
     await rejectsWith(resolveModel('not a model', opts()), 'not-found', /"not a model" is neither a folder nor a Hugging Face repo id/);
@@ -235,7 +255,11 @@ describe('errors', () => {
 
 describe('offline and unreachable hub', () => {
   test('offline with nothing cached: a clear error saying what to do', async () => {
-    await rejectsWith(resolveModel(REPO, opts({ offline: true })), 'not-cached', /apple\/OpenELM-tiny@main is not \(completely\) in the Hugging Face cache at .*offline mode is on.*openelm pull apple\/OpenELM-tiny/s);
+    await rejectsWith(
+      resolveModel(REPO, opts({ offline: true })),
+      'not-cached',
+      /apple\/OpenELM-tiny@main is not \(completely\) in the Hugging Face cache at .*offline mode is on.*openelm pull apple\/OpenELM-tiny/s,
+    );
     assert.equal(server.requests.length, 0);
   });
 
@@ -254,7 +278,11 @@ describe('offline and unreachable hub', () => {
     const endpoint = `http://127.0.0.1:${(dead.address() as AddressInfo).port}`;
     await new Promise((ok) => dead.close(ok));
 
-    await rejectsWith(resolveModel(REPO, opts({ endpoint })), 'network', /not \(completely\) in the Hugging Face cache.*hub could not be reached.*ECONNREFUSED/s);
+    await rejectsWith(
+      resolveModel(REPO, opts({ endpoint })),
+      'network',
+      /not \(completely\) in the Hugging Face cache.*hub could not be reached.*ECONNREFUSED/s,
+    );
     await resolveModel(REPO, opts());
     const dir = await resolveModel(REPO, opts({ endpoint, refresh: true }));
     assert.equal(dir, path.join(repoDir(), 'snapshots', SHA));

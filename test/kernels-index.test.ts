@@ -1,6 +1,7 @@
 /// <reference types="node" />
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { createKernels, RefKernels, WasmKernels } from '../src/kernels/index.ts';
 
 test('createKernels picks a backend by name', async () => {

@@ -12,18 +12,19 @@
 //   themselves are the same blocks in both backends: the ref dequantizes them exactly.
 // - everything else (norms, rope, attention, activations): 2e-5 relative + 1e-6 absolute; the
 //   SIMD exp is a degree-6 polynomial with ~1e-7 relative error.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RefKernels } from '../src/kernels/ref.ts';
 import type { Activation, Kernels, Weight, WeightDType } from '../src/kernels/types.ts';
-import { createWasmKernels, enableRelaxedSimd, wasmBinary, type WasmKernels } from '../src/kernels/wasm/wasm.ts';
-import { checkMatmul as checkMatmulAgainstRef, sameWeights } from './helpers/kernel-check.ts';
+import { createWasmKernels, enableRelaxedSimd, type WasmKernels, wasmBinary } from '../src/kernels/wasm/wasm.ts';
 import { ropeTables } from '../src/model/rope.ts';
+import { checkMatmul as checkMatmulAgainstRef, sameWeights } from './helpers/kernel-check.ts';
 import { rng } from './helpers/rng.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -50,7 +51,8 @@ function makeWeights(k: Kernels, dtype: WeightDType, rows: number, cols: number)
 
 function assertClose(actual: Float32Array, expected: Float32Array, len: number, what: string, rel = 2e-5, abs = 1e-6): void {
   for (let i = 0; i < len; i++) {
-    const a = actual[i], e = expected[i];
+    const a = actual[i],
+      e = expected[i];
     if (Number.isNaN(e) && Number.isNaN(a)) continue;
     if (!(Math.abs(a - e) <= rel * Math.abs(e) + abs)) assert.fail(`${what}: element ${i}: wasm ${a} vs ref ${e}`);
   }
@@ -64,7 +66,11 @@ function checkMatmul(k: Kernels, dtype: WeightDType, rows: number, cols: number,
 async function withKernels(threads: number, relaxedSimd: boolean, fn: (k: WasmKernels) => void | Promise<void>): Promise<void> {
   // split even tiny ops, into as many chunks as they have rows / items
   const k = await createWasmKernels({ threads, relaxedSimd, minParallelWork: 0, chunkWork: 1 });
-  try { await fn(k); } finally { k.dispose(); }
+  try {
+    await fn(k);
+  } finally {
+    k.dispose();
+  }
 }
 
 for (const relaxed of variants) {
@@ -77,17 +83,34 @@ for (const relaxed of variants) {
         // n ≥ 4 runs the prefill GEMMs: row tiles of 12 (float) / 8 (quantized) with partial last
         // tiles, token groups of 3 / 4 with partial last groups; 1100 columns span three packed
         // column chunks (512 each), 260 tokens three token blocks (128 each)
-        const cases: [number, number, number[]][] = [[1, 1, [1, 2, 3, 7, 33]], [7, 5, [1, 2, 3, 7, 33]], [13, 33, [1, 2, 3, 7, 33]],
-          [37, 70, [1, 2, 3, 7, 33]], [64, 128, [1, 2, 3, 4, 7, 33]], [33, 257, [1, 2, 3, 7, 33]], [130, 96, [1, 2, 3, 5, 7, 33]],
-          [41, 1100, [4, 6, 9]], [19, 37, [260]]];
+        const cases: [number, number, number[]][] = [
+          [1, 1, [1, 2, 3, 7, 33]],
+          [7, 5, [1, 2, 3, 7, 33]],
+          [13, 33, [1, 2, 3, 7, 33]],
+          [37, 70, [1, 2, 3, 7, 33]],
+          [64, 128, [1, 2, 3, 4, 7, 33]],
+          [33, 257, [1, 2, 3, 7, 33]],
+          [130, 96, [1, 2, 3, 5, 7, 33]],
+          [41, 1100, [4, 6, 9]],
+          [19, 37, [260]],
+        ];
         for (const dtype of DTYPES) for (const [rows, cols, ns] of cases) checkMatmul(k, dtype, rows, cols, ns);
       });
     });
 
     test(`argmax: random lengths, ties, NaN, infinities, signed zeros (${tag})`, async () => {
       await withKernels(threads, relaxed, (k) => {
-        const cases: number[][] = [[1], [NaN, 5, 7], [3, NaN, 7, NaN], [-Infinity, -Infinity], [-0, 0, 0], [0, -0],
-          [1, 2, 3, 3, 2, 1], [Infinity, 1, Infinity], Array.from({ length: 37 }, (_, i) => (i % 5 === 0 ? 9 : i % 9))];
+        const cases: number[][] = [
+          [1],
+          [NaN, 5, 7],
+          [3, NaN, 7, NaN],
+          [-Infinity, -Infinity],
+          [-0, 0, 0],
+          [0, -0],
+          [1, 2, 3, 3, 2, 1],
+          [Infinity, 1, Infinity],
+          Array.from({ length: 37 }, (_, i) => (i % 5 === 0 ? 9 : i % 9)),
+        ];
         for (const n of [2, 3, 5, 16, 17, 33, 100, 32000]) {
           cases.push(Array.from({ length: n }, () => Math.round((rand() * 2 - 1) * 20) / 4)); // many ties
           cases.push(Array.from({ length: n }, () => rand()));
@@ -96,7 +119,11 @@ for (const relaxed of variants) {
           const x = k.f32(c.length + 4);
           x.set(c);
           x.fill(1e30, c.length); // beyond n: must be ignored
-          assert.equal(k.argmax(x, c.length), ref.argmax(Float32Array.from(c), c.length), `argmax of [${c.slice(0, 12).join(', ')}${c.length > 12 ? ', …' : ''}] (n = ${c.length})`);
+          assert.equal(
+            k.argmax(x, c.length),
+            ref.argmax(Float32Array.from(c), c.length),
+            `argmax of [${c.slice(0, 12).join(', ')}${c.length > 12 ? ', …' : ''}] (n = ${c.length})`,
+          );
         }
       });
     });
@@ -104,12 +131,19 @@ for (const relaxed of variants) {
     test(`softmax and selectDesc (sampling over the vocabulary): odd lengths, -inf, ties (${tag})`, async () => {
       await withKernels(threads, relaxed, (k) => {
         for (const n of [1, 3, 5, 17, 33, 1000, 32000]) {
-          for (const [spread, t] of [[3, 0.7], [0.5, 1], [20, 2], [60, 0.5]]) {
+          for (const [spread, t] of [
+            [3, 0.7],
+            [0.5, 1],
+            [20, 2],
+            [60, 0.5],
+          ]) {
             const logits = Array.from({ length: n }, (_, i) => (i % 97 === 5 ? -Infinity : (rand() * 2 - 1) * spread));
-            const x = k.f32(n + 3), e = Float32Array.from(logits);
+            const x = k.f32(n + 3),
+              e = Float32Array.from(logits);
             x.set(logits);
             x.fill(1e30, n); // beyond n: untouched
-            const pmax = k.softmax(x, n, t), epmax = ref.softmax(e, n, t);
+            const pmax = k.softmax(x, n, t),
+              epmax = ref.softmax(e, n, t);
             assert.ok(Math.abs(pmax - epmax) <= 1e-6 * epmax, `softmax pmax n=${n} t=${t}: ${pmax} vs ${epmax}`);
             for (let i = 0; i < n; i++) {
               // relative error ~ |x/t - max| · 2^-24 (the f32 difference; the ref's is exact) ≤ 87 · 6e-8;
@@ -119,10 +153,14 @@ for (const relaxed of variants) {
             assert.equal(x[n], Math.fround(1e30));
             for (const bad of [0, -1, NaN, Infinity]) assert.throws(() => k.softmax(x, n, bad), /temperature/);
             // selection on the same probabilities, with ties (rounded copies)
-            const p = k.f32(n), pr = new Float32Array(n), idx = k.i32(n), idr = new Int32Array(n);
+            const p = k.f32(n),
+              pr = new Float32Array(n),
+              idx = k.i32(n),
+              idr = new Int32Array(n);
             for (let i = 0; i < n; i++) pr[i] = p[i] = i % 3 === 0 ? Math.round(e[i] * 64) / 64 : e[i];
             for (const tau of [0, 1e-9, epmax * 0.05, epmax / 2, epmax, 2]) {
-              const c = k.selectDesc(p, n, tau, idx), cr = ref.selectDesc(pr, n, tau, idr);
+              const c = k.selectDesc(p, n, tau, idx),
+                cr = ref.selectDesc(pr, n, tau, idr);
               assert.equal(c, cr, `selectDesc count n=${n} tau=${tau}`);
               assert.deepEqual(Array.from(idx.subarray(0, c)), Array.from(idr.subarray(0, cr)), `selectDesc order n=${n} tau=${tau}`);
             }
@@ -135,27 +173,40 @@ for (const relaxed of variants) {
       await withKernels(threads, relaxed, (k) => {
         for (const dtype of DTYPES) {
           const { w, wr } = makeWeights(k, dtype, 11, 45);
-          const ids = [3, 0, 10, 3], out = k.f32(4 * 45), expected = new Float32Array(4 * 45);
+          const ids = [3, 0, 10, 3],
+            out = k.f32(4 * 45),
+            expected = new Float32Array(4 * 45);
           k.embed(out, w, ids, 4);
           ref.embed(expected, wr, ids, 4);
           assert.deepEqual(out, expected, `embed ${dtype}`);
           assert.throws(() => k.embed(out, w, [11], 1), /outside the vocabulary/);
         }
         // every finite f16 bit pattern, subnormals included, through the SIMD decoder
-        const halves = k.weight('f16', 1, 65536), halvesRef = ref.weight('f16', 1, 65536);
+        const halves = k.weight('f16', 1, 65536),
+          halvesRef = ref.weight('f16', 1, 65536);
         for (let h = 0; h < 65536; h++) (halves.data as Uint16Array)[h] = (halvesRef.data as Uint16Array)[h] = (h & 0x7c00) === 0x7c00 ? 0 : h;
-        const decoded = k.f32(65536), decodedRef = new Float32Array(65536);
+        const decoded = k.f32(65536),
+          decodedRef = new Float32Array(65536);
         k.embed(decoded, halves, [0], 1);
         ref.embed(decodedRef, halvesRef, [0], 1);
         assert.deepEqual(decoded, decodedRef, 'f16 decoding');
-        for (const [n, dim] of [[1, 1], [3, 7], [2, 64], [5, 129]]) {
-          const x = fillRandom(k.f32(n * dim), 4), wt = fillRandom(k.f32(dim)), out = k.f32(n * dim), expected = new Float32Array(n * dim);
+        for (const [n, dim] of [
+          [1, 1],
+          [3, 7],
+          [2, 64],
+          [5, 129],
+        ]) {
+          const x = fillRandom(k.f32(n * dim), 4),
+            wt = fillRandom(k.f32(dim)),
+            out = k.f32(n * dim),
+            expected = new Float32Array(n * dim);
           ref.rmsnorm(expected, Float32Array.from(x), Float32Array.from(wt), n, dim, 1e-6);
           k.rmsnorm(out, x, wt, n, dim, 1e-6);
           assertClose(out, expected, n * dim, `rmsnorm [${n}, ${dim}]`);
           k.rmsnorm(x, x, wt, n, dim, 1e-6); // in place
           assertClose(x, expected, n * dim, `rmsnorm in place [${n}, ${dim}]`);
-          const y = fillRandom(k.f32(n * dim)), sum = Float32Array.from(x);
+          const y = fillRandom(k.f32(n * dim)),
+            sum = Float32Array.from(x);
           ref.addInPlace(sum, y, n * dim);
           k.addInPlace(x, y, n * dim);
           assert.deepEqual(x, sum, `addInPlace ${n * dim}`);
@@ -163,10 +214,17 @@ for (const relaxed of variants) {
         const acts: Activation[] = ['swish', 'silu', 'gelu', 'gelu_new', 'gelu_pytorch_tanh', 'gelu_fast', 'quick_gelu', 'relu', 'sigmoid', 'tanh'];
         for (const act of acts) {
           for (const glu of [true, false]) {
-            for (const [n, dim] of [[1, 3], [3, 13], [2, 64]]) {
+            for (const [n, dim] of [
+              [1, 3],
+              [3, 13],
+              [2, 64],
+            ]) {
               const x = fillRandom(k.f32(n * dim * (glu ? 2 : 1)), 8);
-              x[0] = 100; x[1] = -100; if (x.length > 2) x[2] = 1e-5;
-              const out = k.f32(n * dim), expected = new Float32Array(n * dim);
+              x[0] = 100;
+              x[1] = -100;
+              if (x.length > 2) x[2] = 1e-5;
+              const out = k.f32(n * dim),
+                expected = new Float32Array(n * dim);
               ref.ffnAct(expected, Float32Array.from(x), n, dim, act, glu);
               k.ffnAct(out, x, n, dim, act, glu);
               assertClose(out, expected, n * dim, `ffnAct ${act} glu=${glu} [${n}, ${dim}]`, 2e-5, 1e-6);
@@ -178,26 +236,46 @@ for (const relaxed of variants) {
 
     test(`headNormRope and attention with a partly filled cache, GQA (${tag})`, async () => {
       await withKernels(threads, relaxed, (k) => {
-        const heads: [number, number][] = [[1, 1], [4, 2], [6, 2], [3, 3], [12, 3]];
+        const heads: [number, number][] = [
+          [1, 1],
+          [4, 2],
+          [6, 2],
+          [3, 3],
+          [12, 3],
+        ];
         for (const hd of [2, 6, 8, 64]) {
           const maxPos = 80;
           const { cos, sin } = ropeTables(hd, 10000, maxPos, (n) => k.f32(n));
           for (const [nQ, nKV] of heads) {
-            const qkvDim = (nQ + 2 * nKV) * hd, kvDim = nKV * hd;
-            const kc = fillRandom(k.f32(maxPos * kvDim)), vc = fillRandom(k.f32(maxPos * kvDim));
-            const kr = Float32Array.from(kc), vr = Float32Array.from(vc);
-            const qNorm = fillRandom(k.f32(hd)), kNorm = fillRandom(k.f32(hd));
+            const qkvDim = (nQ + 2 * nKV) * hd,
+              kvDim = nKV * hd;
+            const kc = fillRandom(k.f32(maxPos * kvDim)),
+              vc = fillRandom(k.f32(maxPos * kvDim));
+            const kr = Float32Array.from(kc),
+              vr = Float32Array.from(vc);
+            const qNorm = fillRandom(k.f32(hd)),
+              kNorm = fillRandom(k.f32(hd));
             // a sequence of calls: the cache fills as a model's would (prefill, then decode steps)
             let pos0 = 5;
             for (const n of [1, 3, 7, 33, 1, 2]) {
               const s = { n, pos0, nQ, nKV, headDim: hd };
-              const qkv = fillRandom(k.f32(n * qkvDim), 2), qr = Float32Array.from(qkv);
+              const qkv = fillRandom(k.f32(n * qkvDim), 2),
+                qr = Float32Array.from(qkv);
               const norms = n !== 3; // also without q/k norms
-              ref.headNormRope(qr, s, norms ? Float32Array.from(qNorm) : null, norms ? Float32Array.from(kNorm) : null, 1e-6, Float32Array.from(cos), Float32Array.from(sin));
+              ref.headNormRope(
+                qr,
+                s,
+                norms ? Float32Array.from(qNorm) : null,
+                norms ? Float32Array.from(kNorm) : null,
+                1e-6,
+                Float32Array.from(cos),
+                Float32Array.from(sin),
+              );
               k.headNormRope(qkv, s, norms ? qNorm : null, norms ? kNorm : null, 1e-6, cos, sin);
               assertClose(qkv, qr, n * qkvDim, `headNormRope hd=${hd} ${nQ}/${nKV} n=${n} pos0=${pos0}`);
               qkv.set(qr); // both attend from identical inputs
-              const out = k.f32(n * nQ * hd), expected = new Float32Array(n * nQ * hd);
+              const out = k.f32(n * nQ * hd),
+                expected = new Float32Array(n * nQ * hd);
               ref.attention(expected, qr, kr, vr, s, new Float32Array(pos0 + n));
               k.attention(out, qkv, kc, vc, s, k.f32(1));
               assertClose(out, expected, n * nQ * hd, `attention hd=${hd} ${nQ}/${nKV} n=${n} pos0=${pos0}`);
@@ -212,17 +290,26 @@ for (const relaxed of variants) {
 
     test(`attention over a long cache: several 256-position blocks merged online (${tag})`, async () => {
       await withKernels(threads, relaxed, (k) => {
-        const hd = 64, maxPos = 700;
-        for (const [nQ, nKV] of [[4, 1], [6, 3]] as [number, number][]) {
-          const qkvDim = (nQ + 2 * nKV) * hd, kvDim = nKV * hd;
-          const kc = k.f32(maxPos * kvDim), vc = k.f32(maxPos * kvDim);
-          const kr = new Float32Array(maxPos * kvDim), vr = new Float32Array(maxPos * kvDim);
+        const hd = 64,
+          maxPos = 700;
+        for (const [nQ, nKV] of [
+          [4, 1],
+          [6, 3],
+        ] as [number, number][]) {
+          const qkvDim = (nQ + 2 * nKV) * hd,
+            kvDim = nKV * hd;
+          const kc = k.f32(maxPos * kvDim),
+            vc = k.f32(maxPos * kvDim);
+          const kr = new Float32Array(maxPos * kvDim),
+            vr = new Float32Array(maxPos * kvDim);
           let pos0 = 0;
           // a prompt longer than a block, decode steps across the 512 boundary, a chunk spanning blocks
           for (const n of [300, 1, 200, 9, 1, 3, 90, 1]) {
             const s = { n, pos0, nQ, nKV, headDim: hd };
-            const qkv = fillRandom(k.f32(n * qkvDim), 3), qr = Float32Array.from(qkv);
-            const out = k.f32(n * nQ * hd), expected = new Float32Array(n * nQ * hd);
+            const qkv = fillRandom(k.f32(n * qkvDim), 3),
+              qr = Float32Array.from(qkv);
+            const out = k.f32(n * nQ * hd),
+              expected = new Float32Array(n * nQ * hd);
             ref.attention(expected, qr, kr, vr, s, new Float32Array(pos0 + n));
             k.attention(out, qkv, kc, vc, s, k.f32(1));
             // out is a convex combination of V rows (|v| ≤ 1) summed in f32 over up to 700
@@ -239,15 +326,21 @@ for (const relaxed of variants) {
 test('f16 matmul over every finite f16 pattern, subnormals included, with activations from 1e-6 to 1e6', async () => {
   // the f16 kernel skips the per-weight rebias (×2^112) and scales activations by 2^64 and sums by 2^48
   await withKernels(2, false, (k) => {
-    const rows = 8, cols = 30720; // 8 × 30720 = 245760 ≥ 3 × 65536: every finite pattern in several rows
-    const w = k.weight('f16', rows, cols), wr = ref.weight('f16', rows, cols);
+    const rows = 8,
+      cols = 30720; // 8 × 30720 = 245760 ≥ 3 × 65536: every finite pattern in several rows
+    const w = k.weight('f16', rows, cols),
+      wr = ref.weight('f16', rows, cols);
     const d = w.data as Uint16Array;
-    for (let i = 0; i < d.length; i++) { const h = (i * 7) & 0xffff; d[i] = (h & 0x7c00) === 0x7c00 ? 0 : h; }
+    for (let i = 0; i < d.length; i++) {
+      const h = (i * 7) & 0xffff;
+      d[i] = (h & 0x7c00) === 0x7c00 ? 0 : h;
+    }
     (wr.data as Uint16Array).set(d);
     for (const n of [1, 5]) {
       const x = k.f32(n * cols);
       for (let i = 0; i < x.length; i++) x[i] = (rand() * 2 - 1) * 10 ** (((i * 13) % 13) - 6);
-      const out = k.f32(n * rows), expected = new Float32Array(n * rows);
+      const out = k.f32(n * rows),
+        expected = new Float32Array(n * rows);
       k.matmul(out, x, w, n);
       ref.matmul(expected, Float32Array.from(x), wr, n);
       const row = new Float32Array(cols);
@@ -256,7 +349,8 @@ test('f16 matmul over every finite f16 pattern, subnormals included, with activa
         for (let t = 0; t < n; t++) {
           let mag = 0;
           for (let j = 0; j < cols; j++) mag += Math.abs(row[j] * x[t * cols + j]);
-          const a = out[t * rows + r], e = expected[t * rows + r];
+          const a = out[t * rows + r],
+            e = expected[t * rows + r];
           assert.ok(Math.abs(a - e) <= 1e-5 * mag + 1e-6, `f16 row ${r} token ${t}: wasm ${a} vs ref ${e} (Σ|wx| ${mag})`);
         }
       }
@@ -274,7 +368,8 @@ test('a per-thread scratch too small for the GEMMs: prompts fall back to the mat
     assert.equal(kd.prefillGemm, true);
     for (const dtype of DTYPES) checkMatmul(k, dtype, 37, 300, [4, 9]);
   } finally {
-    k.dispose(); kd.dispose();
+    k.dispose();
+    kd.dispose();
   }
 });
 
@@ -285,27 +380,33 @@ test('default thresholds and default thread count give the same results', async 
   try {
     assert.ok(kd.threads >= 1);
     for (const dtype of DTYPES) {
-      const rows = 512, cols = 300;
+      const rows = 512,
+        cols = 300;
       const { w, dense } = makeWeights(k, dtype, rows, cols);
       const w1 = k1.weight(dtype, rows, cols);
       w1.data.set(w.data as never);
-      const x = fillRandom(k.f32(3 * cols)), x1 = k1.f32(3 * cols);
+      const x = fillRandom(k.f32(3 * cols)),
+        x1 = k1.f32(3 * cols);
       x1.set(x);
-      const out = k.f32(3 * rows), out1 = k1.f32(3 * rows);
+      const out = k.f32(3 * rows),
+        out1 = k1.f32(3 * rows);
       k.matmul(out, x, w, 3);
       k1.matmul(out1, x1, w1, 3);
       assert.deepEqual(out, out1, `${dtype}: the split must not change the result`);
       assert.equal(dense.length, rows * cols);
     }
   } finally {
-    k.dispose(); k1.dispose(); kd.dispose();
+    k.dispose();
+    k1.dispose();
+    kd.dispose();
   }
 });
 
 test('views survive memory growth; foreign arrays are rejected', async () => {
   await withKernels(2, false, (k) => {
     const before = k.memory.buffer.byteLength;
-    const x = fillRandom(k.f32(64)), w = k.weight('f32', 64, 64);
+    const x = fillRandom(k.f32(64)),
+      w = k.weight('f32', 64, 64);
     (w.data as Float32Array).fill(1 / 64);
     const big = k.f32((before / 4) * 2); // forces the memory to grow
     assert.ok(k.memory.buffer.byteLength > before);
@@ -322,11 +423,22 @@ test('views survive memory growth; foreign arrays are rejected', async () => {
 
 test('ops allocate nothing per call: memory is stable after warm-up', async () => {
   await withKernels(2, false, (k) => {
-    const d = 96, ffn = 160, n = 4, nQ = 4, nKV = 2, hd = 16, maxPos = 64;
+    const d = 96,
+      ffn = 160,
+      n = 4,
+      nQ = 4,
+      nKV = 2,
+      hd = 16,
+      maxPos = 64;
     const ws = DTYPES.map((dt) => makeWeights(k, dt, ffn, d).w);
-    const x = fillRandom(k.f32(n * d)), out = k.f32(n * ffn), nw = fillRandom(k.f32(d));
-    const qkv = fillRandom(k.f32(n * (nQ + 2 * nKV) * hd)), att = k.f32(n * nQ * hd);
-    const kc = k.f32(maxPos * nKV * hd), vc = k.f32(maxPos * nKV * hd), { cos, sin } = ropeTables(hd, 10000, maxPos, (m) => k.f32(m));
+    const x = fillRandom(k.f32(n * d)),
+      out = k.f32(n * ffn),
+      nw = fillRandom(k.f32(d));
+    const qkv = fillRandom(k.f32(n * (nQ + 2 * nKV) * hd)),
+      att = k.f32(n * nQ * hd);
+    const kc = k.f32(maxPos * nKV * hd),
+      vc = k.f32(maxPos * nKV * hd),
+      { cos, sin } = ropeTables(hd, 10000, maxPos, (m) => k.f32(m));
     const round = (): void => {
       for (const w of ws) k.matmul(out, x, w, n);
       k.rmsnorm(x, x, nw, n, d, 1e-6);
@@ -338,7 +450,8 @@ test('ops allocate nothing per call: memory is stable after warm-up', async () =
       k.embed(x, ws[3], [1, 2, 3, 4], n);
     };
     round();
-    const used = k.usedBytes, size = k.memory.buffer.byteLength;
+    const used = k.usedBytes,
+      size = k.memory.buffer.byteLength;
     for (let i = 0; i < 200; i++) round();
     assert.equal(k.usedBytes, used);
     assert.equal(k.memory.buffer.byteLength, size);

@@ -1,17 +1,18 @@
 // The OpenELM forward pass against the PyTorch golden vectors, through both kernel backends,
 // and the invariants the KV cache must keep (chunked prefill = one pass = token by token).
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { checkpointSource } from '../src/load.ts';
-import { OpenELM, ContextLengthError } from '../src/model/openelm.ts';
+import { type OpenELMConfig, parseConfig } from '../src/config/index.ts';
+import { argmax } from '../src/generate/sampler.ts';
 import { createKernels } from '../src/kernels/index.ts';
 import type { Kernels } from '../src/kernels/types.ts';
-import { parseConfig, type OpenELMConfig } from '../src/config/index.ts';
+import { checkpointSource } from '../src/load.ts';
 import { initTensors } from '../src/model/init.ts';
+import { ContextLengthError, OpenELM } from '../src/model/openelm.ts';
 import type { TensorSource } from '../src/model/weights.ts';
-import { argmax } from '../src/generate/sampler.ts';
 
 const FIX = (f: string) => fileURLToPath(new URL(`./fixtures/openelm/${f}/`, import.meta.url));
 const expected = (f: string) => JSON.parse(fs.readFileSync(FIX(f) + 'expected.json', 'utf8'));
@@ -19,7 +20,11 @@ const expected = (f: string) => JSON.parse(fs.readFileSync(FIX(f) + 'expected.js
 function maxAbsDiff(a: Float32Array, rows: number[][]): number {
   const V = rows[0].length;
   let m = 0;
-  rows.forEach((row, t) => row.forEach((v, j) => { m = Math.max(m, Math.abs(v - a[t * V + j])); }));
+  rows.forEach((row, t) =>
+    row.forEach((v, j) => {
+      m = Math.max(m, Math.abs(v - a[t * V + j]));
+    }),
+  );
   return m;
 }
 
@@ -44,7 +49,10 @@ function randomSource(config: OpenELMConfig, seed = 0): TensorSource {
   }
   return {
     config,
-    info: (name) => { const t = tensors.get(name); return t && { dtype: 'F32', shape: t.shape }; },
+    info: (name) => {
+      const t = tensors.get(name);
+      return t && { dtype: 'F32', shape: t.shape };
+    },
     readInto: (name, dest) => dest.set(new Uint8Array(tensors.get(name)!.data.buffer)),
   };
 }

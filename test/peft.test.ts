@@ -1,16 +1,17 @@
 // LoRA and DoRA adapters in PEFT's layout: logits of the adapted model against PEFT's (golden
 // vectors from the PyTorch reference), over float and quantized bases, on both backends; reading
 // and writing PEFT's files.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { checkpointSource } from '../src/load.ts';
-import { OpenELM } from '../src/model/openelm.ts';
 import { createKernels } from '../src/kernels/index.ts';
 import type { Kernels } from '../src/kernels/types.ts';
+import { checkpointSource } from '../src/load.ts';
+import { OpenELM } from '../src/model/openelm.ts';
 import { Adapter, attachAdapter, loadAdapter, parseAdapterConfig } from '../src/peft/index.ts';
 
 const BASE = fileURLToPath(new URL('./fixtures/openelm/tiny-f32/', import.meta.url));
@@ -20,7 +21,11 @@ const expected = JSON.parse(fs.readFileSync(path.join(PEFT, 'expected.json'), 'u
 function maxAbsDiff(a: Float32Array, rows: number[][]): number {
   const V = rows[0].length;
   let m = 0;
-  rows.forEach((row, t) => row.forEach((v, j) => { m = Math.max(m, Math.abs(v - a[t * V + j])); }));
+  rows.forEach((row, t) =>
+    row.forEach((v, j) => {
+      m = Math.max(m, Math.abs(v - a[t * V + j]));
+    }),
+  );
   return m;
 }
 
@@ -40,7 +45,8 @@ for (const backend of ['ref', 'wasm'] as const) {
         assert.ok(maxAbsDiff(base, expected[kind].logits) > 1e-2, 'the adapter changes the logits');
         // token by token through the KV cache = all at once
         model.reset();
-        const V = model.config.vocab_size, ids = expected.input_ids as number[];
+        const V = model.config.vocab_size,
+          ids = expected.input_ids as number[];
         for (let t = 0; t < ids.length; t++) {
           const row = model.step(ids[t]);
           let m = 0;
@@ -57,7 +63,7 @@ for (const backend of ['ref', 'wasm'] as const) {
   }
 }
 
-test('adapters over a quantized base (q8_0, q4_0): the error is the quantization\'s, not more', async () => {
+test("adapters over a quantized base (q8_0, q4_0): the error is the quantization's, not more", async () => {
   const k = await createKernels('wasm', { threads: 2 });
   try {
     const f32 = OpenELM.load(checkpointSource(BASE), { kernels: k });
@@ -84,7 +90,7 @@ function chunkRows(a: Float32Array, V: number): number[][] {
   return rows;
 }
 
-test('an adapter written by openelm reads back identically, in PEFT\'s layout', async () => {
+test("an adapter written by openelm reads back identically, in PEFT's layout", async () => {
   const k = await createKernels('ref');
   const model = OpenELM.load(checkpointSource(BASE), { kernels: k });
   const a = loadAdapter(path.join(PEFT, 'dora'), model.config, k);
@@ -124,11 +130,23 @@ test('a fresh adapter starts equal to the base model (B = 0) and covers the targ
   const model = OpenELM.load(checkpointSource(BASE), { kernels: k });
   const base = model.forwardAll(expected.input_ids);
   for (const dora of [false, true]) {
-    const cfg = parseAdapterConfig({ r: 2, lora_alpha: 4, use_dora: dora, target_modules: dora ? ['qkv_proj', 'proj_2'] : ['qkv_proj', 'proj_2', 'token_embeddings'], layers_to_transform: [0, 2] }, 'x');
+    const cfg = parseAdapterConfig(
+      {
+        r: 2,
+        lora_alpha: 4,
+        use_dora: dora,
+        target_modules: dora ? ['qkv_proj', 'proj_2'] : ['qkv_proj', 'proj_2', 'token_embeddings'],
+        layers_to_transform: [0, 2],
+      },
+      'x',
+    );
     const a = new Adapter(cfg, model.config, k);
     a.init(1, model.weights);
     const t = a.tensors();
-    assert.deepEqual(t.linears.map((l) => `${l.layer}.${l.target}`), ['0.qkv_proj', '0.proj_2', '2.qkv_proj', '2.proj_2']);
+    assert.deepEqual(
+      t.linears.map((l) => `${l.layer}.${l.target}`),
+      ['0.qkv_proj', '0.proj_2', '2.qkv_proj', '2.proj_2'],
+    );
     assert.equal(t.embedding !== null, !dora);
     attachAdapter(model, a);
     model.reset();
@@ -145,15 +163,17 @@ test('a fresh adapter starts equal to the base model (B = 0) and covers the targ
 
 // ---- training: gradients of the adapter, SFT and DPO losses ----
 
-import { Backprop } from '../src/train/backprop.ts';
 import { openSafetensors } from '../src/io/safetensors.ts';
-import { IGNORE, type Batch } from '../src/train/options.ts';
+import { Backprop } from '../src/train/backprop.ts';
+import { type Batch, IGNORE } from '../src/train/options.ts';
 import { relErr } from './helpers/train.ts';
 
 /** Rows padded to a common length; targets only from position `promptLen` on (the response). */
 function responseBatch(rows: number[][], promptLen: number): Batch {
-  const S = Math.max(...rows.map((r) => r.length)) - 1, B = rows.length;
-  const inputs = new Int32Array(B * S), targets = new Int32Array(B * S).fill(IGNORE);
+  const S = Math.max(...rows.map((r) => r.length)) - 1,
+    B = rows.length;
+  const inputs = new Int32Array(B * S),
+    targets = new Int32Array(B * S).fill(IGNORE);
   rows.forEach((r, b) => {
     for (let t = 0; t + 1 < r.length; t++) {
       inputs[b * S + t] = r[t];

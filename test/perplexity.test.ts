@@ -1,16 +1,19 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config/index.ts';
+import { perplexity, tokenNll } from '../src/eval/perplexity.ts';
 import { openSafetensors } from '../src/io/safetensors.ts';
 import { OpenELM } from '../src/model/openelm.ts';
 import type { FileDType, TensorSource } from '../src/model/weights.ts';
-import { perplexity, tokenNll } from '../src/eval/perplexity.ts';
 
 const DIR = fileURLToPath(new URL('./fixtures/openelm/tiny-vocab32k-bf16/', import.meta.url));
 const expected = JSON.parse(fs.readFileSync(DIR + 'expected.json', 'utf8')).perplexity as {
-  text: string; ids: number[]; mean_nll: number; perplexity: number;
+  text: string;
+  ids: number[];
+  mean_nll: number;
+  perplexity: number;
 };
 
 /** A single-file checkpoint as a TensorSource (no dependency on the checkpoint folder reader). */
@@ -47,7 +50,8 @@ test('sliding window: a window as long as the text equals the plain score; short
   assert.equal(slid.tokens, ids.length - 1);
   assert.equal(slid.windows, Math.ceil((ids.length - 8) / 4) + 1);
   // by hand: window [b, b+8) scores the tokens after the previous window's end
-  let total = 0, scored = 1;
+  let total = 0,
+    scored = 1;
   const V = model.config.vocab_size;
   for (let b = 0; scored < ids.length; b += 4) {
     const e = Math.min(b + 8, ids.length);

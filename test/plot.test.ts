@@ -1,14 +1,15 @@
 // `openelm plot`: training-log parsing (resumes, a killed run's last line, errors naming
 // file:line), series, ticks, and the SVG itself checked as XML.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { emaSmooth, buildSeries, parseTrainingLog, plotTrainingLogs, runNames, sparkline, type TrainingLog } from '../src/plot/loss-plot.ts';
-import { escapeXml, formatCompact, formatTicks, logTicks, niceTicks, renderLineChart, PALETTE } from '../src/plot/svg-chart.ts';
-import { plotCommand } from '../src/cli/commands/plot.ts';
+import { test } from 'node:test';
 import { UsageError } from '../src/cli/args.ts';
+import { plotCommand } from '../src/cli/commands/plot.ts';
+import { buildSeries, emaSmooth, parseTrainingLog, plotTrainingLogs, runNames, sparkline, type TrainingLog } from '../src/plot/loss-plot.ts';
+import { escapeXml, formatCompact, formatTicks, logTicks, niceTicks, PALETTE, renderLineChart } from '../src/plot/svg-chart.ts';
 
 const jsonl = (...recs: object[]) => recs.map((r) => JSON.stringify(r)).join('\n') + '\n';
 const steps = (log: TrainingLog) => log.records.map((r) => r.step);
@@ -23,7 +24,8 @@ function checkXml(s: string): { root: string; tags: string[] } {
   const entities = /&(?!(?:amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);)/;
   const stack: string[] = [];
   const tags: string[] = [];
-  let root = '', pos = 0;
+  let root = '',
+    pos = 0;
   while (pos < s.length) {
     re.lastIndex = pos;
     const m = re.exec(s);
@@ -56,10 +58,10 @@ function checkXml(s: string): { root: string; tags: string[] } {
 // ---- parsing ------------------------------------------------------------------------------
 
 test('parseTrainingLog: fields, null as NaN, other keys ignored', () => {
-  const log = parseTrainingLog(jsonl(
-    { step: 1, loss: 6.5, lr: 0.001, grad_norm: 18.4, tokens_per_s: 1234.5, epoch: 0, note: 'x' },
-    { step: 2, loss: null, val_loss: 5.9, tokens: 8192 },
-  ), 'run.jsonl');
+  const log = parseTrainingLog(
+    jsonl({ step: 1, loss: 6.5, lr: 0.001, grad_norm: 18.4, tokens_per_s: 1234.5, epoch: 0, note: 'x' }, { step: 2, loss: null, val_loss: 5.9, tokens: 8192 }),
+    'run.jsonl',
+  );
   assert.deepEqual(steps(log), [1, 2]);
   assert.deepEqual(log.records[0], { step: 1, line: 1, loss: 6.5, lr: 0.001, grad_norm: 18.4, tokens_per_s: 1234.5 });
   assert.ok(Number.isNaN(log.records[1].loss));
@@ -74,7 +76,10 @@ test('parseTrainingLog: a resumed run replaces the records from its restart step
   const resumed = [5, 6, 7, 8].map((step) => ({ step, loss: 100 + step }));
   const log = parseTrainingLog(jsonl(...first, ...resumed), 'r.jsonl');
   assert.deepEqual(steps(log), [1, 2, 3, 4, 5, 6, 7, 8]);
-  assert.deepEqual(log.records.map((r) => r.loss), [9, 8, 7, 6, 105, 106, 107, 108]);
+  assert.deepEqual(
+    log.records.map((r) => r.loss),
+    [9, 8, 7, 6, 105, 106, 107, 108],
+  );
   assert.deepEqual(log.resumedAt, [5]);
   assert.equal(log.records[4].line, 7);
   // a resume that has not yet reached the killed run's last step: the abandoned steps go too
@@ -136,30 +141,62 @@ test('emaSmooth: TensorBoard debiased EMA', () => {
 });
 
 const twoRuns = (): TrainingLog[] => [
-  parseTrainingLog(jsonl(...Array.from({ length: 20 }, (_, i) => ({ step: i + 1, loss: 5 - i * 0.1, lr: 1e-3, tokens: (i + 1) * 512, ...(i % 5 === 4 ? { val_loss: 5.2 - i * 0.1 } : {}) }))), 'a.jsonl'),
+  parseTrainingLog(
+    jsonl(
+      ...Array.from({ length: 20 }, (_, i) => ({
+        step: i + 1,
+        loss: 5 - i * 0.1,
+        lr: 1e-3,
+        tokens: (i + 1) * 512,
+        ...(i % 5 === 4 ? { val_loss: 5.2 - i * 0.1 } : {}),
+      })),
+    ),
+    'a.jsonl',
+  ),
   parseTrainingLog(jsonl(...Array.from({ length: 10 }, (_, i) => ({ step: i + 1, loss: 6 - i * 0.2, lr: 3e-4 }))), 'b.jsonl'),
 ];
 
 test('buildSeries: per run, faint raw + smoothed training loss and dashed validation, one colour', () => {
   const series = buildSeries(twoRuns(), ['a', 'b'], { smooth: 0.6 });
-  assert.deepEqual(series.map((s) => [s.name, s.color, s.legend ?? true, Boolean(s.dashed)]), [
-    ['a (raw)', 0, false, false], ['b (raw)', 1, false, false], // every faint curve under every smoothed one
-    ['a train', 0, true, false], ['a val', 0, true, true], ['b', 1, true, false],
-  ]);
+  assert.deepEqual(
+    series.map((s) => [s.name, s.color, s.legend ?? true, Boolean(s.dashed)]),
+    [
+      ['a (raw)', 0, false, false],
+      ['b (raw)', 1, false, false], // every faint curve under every smoothed one
+      ['a train', 0, true, false],
+      ['a val', 0, true, true],
+      ['b', 1, true, false],
+    ],
+  );
   assert.equal(series[0].fitRange, false);
   assert.ok((series[0].opacity ?? 1) < 0.5);
-  assert.deepEqual(series[3].points.map((p) => p[0]), [5, 10, 15, 20]);
+  assert.deepEqual(
+    series[3].points.map((p) => p[0]),
+    [5, 10, 15, 20],
+  );
   for (const [x, y] of series[3].points) assert.ok(Math.abs(y - (5.2 - (x - 1) * 0.1)) < 1e-12);
-  assert.deepEqual(series[2].points.map((p) => p[0]), series[0].points.map((p) => p[0]));
+  assert.deepEqual(
+    series[2].points.map((p) => p[0]),
+    series[0].points.map((p) => p[0]),
+  );
   assert.ok(series[2].points[5][1] > series[0].points[5][1]); // the EMA lags a falling loss
   // three or more runs with validation: the legend lists runs, plus one train / val style key
   const three = buildSeries([...twoRuns(), twoRuns()[0]], ['a', 'b', 'c'], { smooth: 0 });
-  assert.deepEqual(three.filter((s) => s.legend !== false).map((s) => s.name), ['a', 'b', 'c', 'train', 'val']);
+  assert.deepEqual(
+    three.filter((s) => s.legend !== false).map((s) => s.name),
+    ['a', 'b', 'c', 'train', 'val'],
+  );
   // no smoothing: the raw curve is the curve
-  assert.deepEqual(buildSeries(twoRuns(), ['a', 'b'], { smooth: 0 }).map((s) => s.name), ['a train', 'a val', 'b']);
+  assert.deepEqual(
+    buildSeries(twoRuns(), ['a', 'b'], { smooth: 0 }).map((s) => s.name),
+    ['a train', 'a val', 'b'],
+  );
   // other metrics: no validation; lr unsmoothed by default
   const lr = buildSeries(twoRuns(), ['a', 'b'], { y: 'lr' });
-  assert.deepEqual(lr.map((s) => s.name), ['a', 'b']);
+  assert.deepEqual(
+    lr.map((s) => s.name),
+    ['a', 'b'],
+  );
   assert.equal(lr[1].points[0][1], 3e-4);
   // x = tokens
   const tok = buildSeries(twoRuns().slice(0, 1), ['a'], { x: 'tokens', smooth: 0 });
@@ -171,17 +208,49 @@ test('buildSeries: per run, faint raw + smoothed training loss and dashed valida
 
 test('plotTrainingLogs: labels, summaries, sparkline', () => {
   const plot = plotTrainingLogs(twoRuns(), { labels: ['first <run>'] });
-  assert.deepEqual(plot.runs.map((r) => [r.name, r.steps, r.last_loss, r.min_val_loss, r.min_val_step]), [
-    ['first <run>', 20, 5 - 19 * 0.1, 5.2 - 19 * 0.1, 20], ['b', 10, 6 - 9 * 0.2, null, null],
-  ]);
+  assert.deepEqual(
+    plot.runs.map((r) => [r.name, r.steps, r.last_loss, r.min_val_loss, r.min_val_step]),
+    [
+      ['first <run>', 20, 5 - 19 * 0.1, 5.2 - 19 * 0.1, 20],
+      ['b', 10, 6 - 9 * 0.2, null, null],
+    ],
+  );
   assert.ok(plot.svg.includes('first &lt;run&gt; train'));
   const lines = plot.summary.trimEnd().split('\n');
   assert.equal(lines.length, 2);
   assert.match(lines[0], /^first <run> {2}[▁-█ ]+ {2}step 20 {2}loss 3\.100 {2}min val 3\.300 @ 20$/);
   assert.match(lines[1], /^b {11}[▁-█ ]+ {2}step 10 {2}loss 4\.200$/);
   assert.throws(() => plotTrainingLogs(twoRuns(), { labels: ['x', 'y', 'z'] }), /3 labels for 2 logs/);
-  assert.equal(sparkline([[0, 1], [1, 2], [2, 3], [3, 4]], 4, 0, 3, 1, 4), '▁▃▆█');
-  assert.equal(sparkline([[0, 1], [3, 4]], 4, 0, 3, 1, 4), '▁  █');
+  assert.equal(
+    sparkline(
+      [
+        [0, 1],
+        [1, 2],
+        [2, 3],
+        [3, 4],
+      ],
+      4,
+      0,
+      3,
+      1,
+      4,
+    ),
+    '▁▃▆█',
+  );
+  assert.equal(
+    sparkline(
+      [
+        [0, 1],
+        [3, 4],
+      ],
+      4,
+      0,
+      3,
+      1,
+      4,
+    ),
+    '▁  █',
+  );
 });
 
 // ---- chart --------------------------------------------------------------------------------
@@ -192,10 +261,18 @@ test('niceTicks: 1-2-5 steps, no float noise', () => {
   assert.deepEqual(niceTicks(0, 0.3, 3).values, [0, 0.1, 0.2, 0.3]);
   assert.deepEqual(niceTicks(-0.7, 0.7, 3).values, [-0.5, 0, 0.5]);
   assert.equal(niceTicks(0, 1e-3, 5).step, 2e-4);
-  for (const [lo, hi, n] of [[0, 1, 5], [3.1, 3.4, 6], [1e6, 4e7, 7], [2e-5, 9e-5, 4]]) {
+  for (const [lo, hi, n] of [
+    [0, 1, 5],
+    [3.1, 3.4, 6],
+    [1e6, 4e7, 7],
+    [2e-5, 9e-5, 4],
+  ]) {
     const t = niceTicks(lo, hi, n);
     const m = t.step / 10 ** Math.floor(Math.log10(t.step) + 1e-9);
-    assert.ok([1, 2, 5].some((k) => Math.abs(m - k) < 1e-9), `step ${t.step}`);
+    assert.ok(
+      [1, 2, 5].some((k) => Math.abs(m - k) < 1e-9),
+      `step ${t.step}`,
+    );
     assert.ok(t.values.length >= 2 && t.values.length <= n + 1, `${lo}..${hi}: ${t.values}`);
     for (const v of t.values) assert.ok(v >= lo - 1e-12 && v <= hi + 1e-12);
   }
@@ -211,7 +288,10 @@ test('logTicks: decades, 1-2-5 within about a decade, linear below', () => {
 });
 
 test('formatting: compact numbers, tick labels alike on an axis', () => {
-  assert.deepEqual([0, 999, 1000, 12345, 2.5e9, 0.00031, 3.14159, -1500].map((v) => formatCompact(v)), ['0', '999', '1k', '12.3k', '2.5B', '3.1e-4', '3.14', '-1.5k']);
+  assert.deepEqual(
+    [0, 999, 1000, 12345, 2.5e9, 0.00031, 3.14158, -1500].map((v) => formatCompact(v)),
+    ['0', '999', '1k', '12.3k', '2.5B', '3.1e-4', '3.14', '-1.5k'],
+  );
   assert.deepEqual(formatTicks([0, 500, 1000, 1500], 500), ['0', '500', '1k', '1.5k']);
   assert.deepEqual(formatTicks([2.5, 3, 3.5], 0.5), ['2.5', '3.0', '3.5']);
   assert.deepEqual(formatTicks([0, 2e-4, 4e-4, 1e-3], 2e-4), ['0', '2e-4', '4e-4', '1e-3']);
@@ -220,11 +300,31 @@ test('formatting: compact numbers, tick labels alike on an axis', () => {
 });
 
 test('renderLineChart: a standalone, well-formed SVG with title, axes, legend, escaped text', () => {
-  const svg = renderLineChart([
-    { name: 'run <a> & "b"', points: [[0, 3], [1, 2.5], [2, NaN], [3, 2]] },
-    { name: 'val', points: [[1, 2.8], [3, 2.4]], dashed: true, markers: true, color: 0 },
-    { name: 'hidden', points: [[0, 1]], legend: false, fitRange: false },
-  ], { title: 'Loss & "friends"', xLabel: 'step', yLabel: 'loss', width: 640, height: 400 });
+  const svg = renderLineChart(
+    [
+      {
+        name: 'run <a> & "b"',
+        points: [
+          [0, 3],
+          [1, 2.5],
+          [2, NaN],
+          [3, 2],
+        ],
+      },
+      {
+        name: 'val',
+        points: [
+          [1, 2.8],
+          [3, 2.4],
+        ],
+        dashed: true,
+        markers: true,
+        color: 0,
+      },
+      { name: 'hidden', points: [[0, 1]], legend: false, fitRange: false },
+    ],
+    { title: 'Loss & "friends"', xLabel: 'step', yLabel: 'loss', width: 640, height: 400 },
+  );
   const { root, tags } = checkXml(svg);
   assert.equal(root, 'svg');
   assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg" width="640" height="400" viewBox="0 0 640 400"/);
@@ -243,11 +343,17 @@ test('renderLineChart: a standalone, well-formed SVG with title, axes, legend, e
 
 test('renderLineChart: log-y, several runs, thinning, ranges', () => {
   const n = 100_000;
-  const runs = [0, 1, 2].map((k) => ({ name: `run ${k}`, points: Array.from({ length: n }, (_, i): [number, number] => [i + 1, (k + 3) * (1 + 9 * Math.exp(-i / 5000)) * (1 + 0.05 * Math.sin(i))]) }));
+  const runs = [0, 1, 2].map((k) => ({
+    name: `run ${k}`,
+    points: Array.from({ length: n }, (_, i): [number, number] => [i + 1, (k + 3) * (1 + 9 * Math.exp(-i / 5000)) * (1 + 0.05 * Math.sin(i))]),
+  }));
   const svg = renderLineChart(runs, { logY: true, title: 'three runs', xLabel: 'step', yLabel: 'loss' });
   checkXml(svg);
   const paths = [...svg.matchAll(/<path d="([^"]+)" fill="none" stroke="(#[0-9A-F]{6})"/g)];
-  assert.deepEqual(paths.slice(0, 3).map((p) => p[2]), PALETTE.slice(0, 3));
+  assert.deepEqual(
+    paths.slice(0, 3).map((p) => p[2]),
+    PALETTE.slice(0, 3),
+  );
   for (const [, d] of paths.slice(0, 3)) {
     const pts = d.split(/[ML]/).length - 1;
     assert.ok(pts > 500 && pts < 4 * 800, `${pts} points drawn for ${n}`); // ≤ 4 per pixel column
@@ -267,11 +373,20 @@ test('renderLineChart: log-y, several runs, thinning, ranges', () => {
 
 // ---- the command --------------------------------------------------------------------------
 
+// biome-ignore lint/suspicious/noConfusingVoidType: what Command.run returns
 async function runPlot(argv: string[]): Promise<{ out: string; err: string; code: number | void }> {
-  const out: string[] = [], err: string[] = [];
-  const w1 = process.stdout.write, w2 = process.stderr.write;
-  process.stdout.write = ((s: string) => { out.push(String(s)); return true; }) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => { err.push(String(s)); return true; }) as typeof process.stderr.write;
+  const out: string[] = [],
+    err: string[] = [];
+  const w1 = process.stdout.write,
+    w2 = process.stderr.write;
+  process.stdout.write = ((s: string) => {
+    out.push(String(s));
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => {
+    err.push(String(s));
+    return true;
+  }) as typeof process.stderr.write;
   try {
     const code = await plotCommand.run(argv);
     return { out: out.join(''), err: err.join(''), code };
@@ -284,8 +399,12 @@ async function runPlot(argv: string[]): Promise<{ out: string; err: string; code
 test('plot command: writes the SVG, --json, warnings and summary on stderr', async () => {
   const dir = tmp();
   for (const name of ['base', 'wide']) fs.mkdirSync(path.join(dir, name));
-  const a = path.join(dir, 'base/train.jsonl'), b = path.join(dir, 'wide/train.jsonl');
-  fs.writeFileSync(a, jsonl(...Array.from({ length: 50 }, (_, i) => ({ step: i + 1, loss: 8 - i * 0.1, ...(i % 10 === 9 ? { val_loss: 8.1 - i * 0.1 } : {}) }))));
+  const a = path.join(dir, 'base/train.jsonl'),
+    b = path.join(dir, 'wide/train.jsonl');
+  fs.writeFileSync(
+    a,
+    jsonl(...Array.from({ length: 50 }, (_, i) => ({ step: i + 1, loss: 8 - i * 0.1, ...(i % 10 === 9 ? { val_loss: 8.1 - i * 0.1 } : {}) }))),
+  );
   fs.writeFileSync(b, jsonl(...Array.from({ length: 30 }, (_, i) => ({ step: i + 1, loss: 7 - i * 0.1 }))) + '{"step": 31, "lo');
   const svgPath = path.join(dir, 'loss.svg');
 
@@ -293,7 +412,18 @@ test('plot command: writes the SVG, --json, warnings and summary on stderr', asy
   assert.equal(r.code, undefined);
   const j = JSON.parse(r.out);
   assert.equal(j.out, svgPath);
-  assert.deepEqual(j.runs.map((x: { name: string; steps: number; last_loss: number; min_val_loss: number | null }) => [x.name, x.steps, Number(x.last_loss.toFixed(6)), x.min_val_loss === null ? null : Number(x.min_val_loss.toFixed(6))]), [['base', 50, 3.1, 3.2], ['wide', 30, 4.1, null]]);
+  assert.deepEqual(
+    j.runs.map((x: { name: string; steps: number; last_loss: number; min_val_loss: number | null }) => [
+      x.name,
+      x.steps,
+      Number(x.last_loss.toFixed(6)),
+      x.min_val_loss === null ? null : Number(x.min_val_loss.toFixed(6)),
+    ]),
+    [
+      ['base', 50, 3.1, 3.2],
+      ['wide', 30, 4.1, null],
+    ],
+  );
   assert.match(r.err, /warning: .*wide\/train\.jsonl:31: ignoring a truncated last line/);
   checkXml(fs.readFileSync(svgPath, 'utf8'));
   assert.deepEqual(fs.readdirSync(dir).sort(), ['base', 'loss.svg', 'wide']); // no temp file left
@@ -307,7 +437,8 @@ test('plot command: writes the SVG, --json, warnings and summary on stderr', asy
 
 test('plot command: usage errors and errors naming the file', async () => {
   const dir = tmp();
-  const good = path.join(dir, 'good.jsonl'), bad = path.join(dir, 'bad.jsonl');
+  const good = path.join(dir, 'good.jsonl'),
+    bad = path.join(dir, 'bad.jsonl');
   fs.writeFileSync(good, jsonl({ step: 1, loss: 3 }, { step: 2, loss: 2 }));
   fs.writeFileSync(bad, jsonl({ step: 1, loss: 3 }) + 'oops\n' + jsonl({ step: 3, loss: 2 }));
   const out = path.join(dir, 'x.svg');
@@ -341,12 +472,20 @@ test('plot command: --help text names every option it parses', () => {
 });
 
 test('a DPO log: --y reward_margin draws the margin, and its validation values as a second series', () => {
-  const text = [1, 2, 3, 4].map((s) => JSON.stringify({ step: s, loss: 0.7 - 0.05 * s, reward_margin: 0.1 * s, ...(s % 2 === 0 ? { val_reward_margin: 0.08 * s } : {}) })).join('\n');
+  const text = [1, 2, 3, 4]
+    .map((s) => JSON.stringify({ step: s, loss: 0.7 - 0.05 * s, reward_margin: 0.1 * s, ...(s % 2 === 0 ? { val_reward_margin: 0.08 * s } : {}) }))
+    .join('\n');
   const log = parseTrainingLog(text, 'dpo.jsonl');
   const series = buildSeries([log], ['dpo'], { y: 'reward_margin', smooth: 0 });
   const ys = series.map((s) => s.points.map((p) => p[1]));
-  assert.ok(ys.some((y) => y.length === 4 && Math.abs(y[3] - 0.4) < 1e-12), 'the training margin');
-  assert.ok(ys.some((y) => y.length === 2 && Math.abs(y[1] - 0.32) < 1e-12), 'the validation margin');
+  assert.ok(
+    ys.some((y) => y.length === 4 && Math.abs(y[3] - 0.4) < 1e-12),
+    'the training margin',
+  );
+  assert.ok(
+    ys.some((y) => y.length === 2 && Math.abs(y[1] - 0.32) < 1e-12),
+    'the validation margin',
+  );
   const plot = plotTrainingLogs([log], { y: 'reward_margin' });
   assert.match(plot.svg, /DPO reward margin/);
   assert.throws(() => buildSeries([parseTrainingLog('{"step":1,"loss":1}', 'sft.jsonl')], ['sft'], { y: 'reward_margin' }), /no record has "reward_margin"/);

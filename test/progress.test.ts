@@ -6,7 +6,15 @@ import { formatBytes, formatDuration, ProgressBar } from '../src/io/progress.ts'
 
 function fakeStream(isTTY: boolean, columns = 100) {
   const writes: string[] = [];
-  return { isTTY, columns, writes, write: (s: string) => { writes.push(s); return true; } };
+  return {
+    isTTY,
+    columns,
+    writes,
+    write: (s: string) => {
+      writes.push(s);
+      return true;
+    },
+  };
 }
 
 function fakeClock() {
@@ -69,7 +77,7 @@ test('on a non-TTY it prints plain lines only every logIntervalMs, plus the fina
     assert.ok(!w.includes('\r') && !w.includes('\x1b'), 'no control characters in logs');
     assert.ok(w.endsWith('\n'));
   }
-  assert.match(stream.writes[2], /^dl 100% {2}1\.00\/1\.00 kB {2}in 0:20  50 B\/s\n$/);
+  assert.match(stream.writes[2], /^dl 100% {2}1\.00\/1\.00 kB {2}in 0:20 {2}50 B\/s\n$/);
 });
 
 test('quiet prints nothing; an unknown total shows no percent or ETA; a narrow terminal drops the bar', () => {

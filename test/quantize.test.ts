@@ -1,19 +1,19 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { expectedTensors, presetConfig, type OpenELMConfig } from '../src/config/index.ts';
-import { checkpointSource, loadModel } from '../src/load.ts';
 import { quantizeCheckpoint } from '../src/cli/commands/quantize.ts';
+import { expectedTensors, type OpenELMConfig, presetConfig } from '../src/config/index.ts';
 import { perplexity } from '../src/eval/perplexity.ts';
 import { Rng } from '../src/generate/rng.ts';
 import { openSafetensors, writeSafetensors } from '../src/io/safetensors.ts';
 import { createKernels } from '../src/kernels/index.ts';
 import { RefKernels, weightBytes } from '../src/kernels/ref.ts';
 import type { Kernels, Weight, WeightDType } from '../src/kernels/types.ts';
+import { checkpointSource, loadModel } from '../src/load.ts';
 import { OpenELM } from '../src/model/openelm.ts';
 import type { ModelWeights } from '../src/model/weights.ts';
 
@@ -42,7 +42,11 @@ function quantized(src: string, type: 'q8_0' | 'q4_0'): string {
 
 /** Every weight matrix and norm of a model, by HF-like name. */
 function parts(w: ModelWeights): Map<string, Weight | Float32Array> {
-  const m = new Map<string, Weight | Float32Array>([['emb', w.token_embeddings], ['norm', w.norm], ['lm_head', w.lm_head]]);
+  const m = new Map<string, Weight | Float32Array>([
+    ['emb', w.token_embeddings],
+    ['norm', w.norm],
+    ['lm_head', w.lm_head],
+  ]);
   w.layers.forEach((l, i) => {
     for (const [k, v] of Object.entries(l)) if (v) m.set(`${i}.${k}`, v);
   });
@@ -55,7 +59,8 @@ const bytesOf = (v: Weight | Float32Array): Uint8Array => {
 };
 
 function assertSameWeights(a: ModelWeights, b: ModelWeights, what: string): void {
-  const pa = parts(a), pb = parts(b);
+  const pa = parts(a),
+    pb = parts(b);
   assert.deepEqual([...pa.keys()], [...pb.keys()]);
   for (const [name, x] of pa) {
     const y = pb.get(name)!;
@@ -138,8 +143,12 @@ test('q8_0 logits stay within the documented tolerance of f32 on tiny-f32; greed
   const f32 = OpenELM.load(checkpointSource(TINY_F32));
   const q8 = OpenELM.load(checkpointSource(quantized(TINY_F32, 'q8_0')));
   const ids: number[] = expectedF32.input_ids;
-  const a = f32.forwardAll(ids), b = q8.forwardAll(ids);
-  let maxAbs = 0, se = 0, sr = 0, top1 = 0;
+  const a = f32.forwardAll(ids),
+    b = q8.forwardAll(ids);
+  let maxAbs = 0,
+    se = 0,
+    sr = 0,
+    top1 = 0;
   for (let i = 0; i < a.length; i++) {
     maxAbs = Math.max(maxAbs, Math.abs(a[i] - b[i]));
     se += (a[i] - b[i]) ** 2;
@@ -190,7 +199,12 @@ function corrupt(edit: (specs: { name: string; dtype: 'U8' | 'F32'; shape: numbe
   fs.mkdirSync(dir);
   fs.copyFileSync(path.join(good, 'config.json'), path.join(dir, 'config.json'));
   const f = openSafetensors(path.join(good, 'model.safetensors'));
-  const specs = [...f.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype as 'U8' | 'F32', shape: [...t.shape], data: new Uint8Array(f.read(t.name).buffer) }));
+  const specs = [...f.tensors.values()].map((t) => ({
+    name: t.name,
+    dtype: t.dtype as 'U8' | 'F32',
+    shape: [...t.shape],
+    data: new Uint8Array(f.read(t.name).buffer),
+  }));
   const meta = { ...f.metadata };
   edit(specs, meta);
   writeSafetensors(path.join(dir, 'model.safetensors'), specs, meta);
@@ -205,8 +219,12 @@ test('corrupt quantized checkpoints fail on load with errors naming the tensor',
     s.shape = [128, 66];
     s.data = s.data.subarray(0, 128 * 66);
   });
-  assert.throws(() => checkpointSource(shortRows), (e: Error) =>
-    e.message.includes(`tensor "${OUT_PROJ}" is declared q8_0 [128, 64], which takes U8 [128, 68]`) && e.message.includes('stored as U8 [128,66] (8448 bytes)'));
+  assert.throws(
+    () => checkpointSource(shortRows),
+    (e: Error) =>
+      e.message.includes(`tensor "${OUT_PROJ}" is declared q8_0 [128, 64], which takes U8 [128, 68]`) &&
+      e.message.includes('stored as U8 [128,66] (8448 bytes)'),
+  );
 
   const unknownType = corrupt((_, meta) => (meta['openelm.quant.' + OUT_PROJ] = 'q5_1:128x64'));
   assert.throws(() => checkpointSource(unknownType), new RegExp(`tensor "${OUT_PROJ.replace(/\./g, '\\.')}": unknown quantization type "q5_1"`));
@@ -229,21 +247,31 @@ test('corrupt quantized checkpoints fail on load with errors naming the tensor',
 
 test('a quantized checkpoint cannot be loaded as another dtype; quantize refuses a non-empty --out', async () => {
   const dir = quantized(TINY_F32, 'q8_0');
-  await assert.rejects(loadModel(dir, { backend: 'ref', dtype: 'f32' }), /"transformer\.token_embeddings\.weight" is stored quantized as q8_0; it can only be loaded as q8_0 \(dtype auto\), not f32/);
+  await assert.rejects(
+    loadModel(dir, { backend: 'ref', dtype: 'f32' }),
+    /"transformer\.token_embeddings\.weight" is stored quantized as q8_0; it can only be loaded as q8_0 \(dtype auto\), not f32/,
+  );
   await assert.rejects(loadModel(dir, { backend: 'ref', dtype: 'q4_0' }), /not q4_0/);
   assert.throws(() => quantizeCheckpoint(TINY_F32, dir, 'q8_0'), /already exists and is not an empty folder/);
   // re-quantizing q8 → q4 would round twice: refused, and nothing is left behind
   const out = tmpDir('requant');
   assert.throws(() => quantizeCheckpoint(dir, out, 'q4_0'), /stored quantized as q8_0/);
   assert.equal(fs.existsSync(out), false);
-  assert.deepEqual(fs.readdirSync(tmpRoot).filter((f) => f.includes('.tmp-')), []);
+  assert.deepEqual(
+    fs.readdirSync(tmpRoot).filter((f) => f.includes('.tmp-')),
+    [],
+  );
 });
 
 // ---- CLI ----
 
 test('CLI: openelm quantize --json writes the checkpoint and reports perplexity before/after and sizes', () => {
   const out = tmpDir('cli-q8');
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'quantize', '--model', TINY_BF16, '--to', 'q8', '--out', out, '--json', '--threads', '1'], { cwd: ROOT, encoding: 'utf8' });
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/main.ts', 'quantize', '--model', TINY_BF16, '--to', 'q8', '--out', out, '--json', '--threads', '1'],
+    { cwd: ROOT, encoding: 'utf8' },
+  );
   assert.equal(r.status, 0, r.stderr);
   const j = JSON.parse(r.stdout);
   assert.equal(j.out, out);
@@ -265,13 +293,20 @@ test('CLI: openelm quantize --json writes the checkpoint and reports perplexity 
   const textFile = path.join(tmpRoot, 'text.txt');
   fs.writeFileSync(textFile, 'Hello world, this is a short text about the sea and the wind.');
   const out4 = tmpDir('cli-q4');
-  const r4 = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'quantize', '-m', TINY_BF16, '--to', 'q4', '-o', out4, '--text', textFile, '--json', '--backend', 'ref'], { cwd: ROOT, encoding: 'utf8' });
+  const r4 = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/main.ts', 'quantize', '-m', TINY_BF16, '--to', 'q4', '-o', out4, '--text', textFile, '--json', '--backend', 'ref'],
+    { cwd: ROOT, encoding: 'utf8' },
+  );
   assert.equal(r4.status, 0, r4.stderr);
   const j4 = JSON.parse(r4.stdout);
   assert.equal(j4.type, 'q4_0');
   assert.equal(j4.text.source, textFile);
   assert.ok(j4.text.tokens < 30);
-  const bad = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'quantize', '-m', TINY_BF16, '--to', 'q3', '-o', tmpDir('x')], { cwd: ROOT, encoding: 'utf8' });
+  const bad = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'quantize', '-m', TINY_BF16, '--to', 'q3', '-o', tmpDir('x')], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--to must be q8 or q4/);
 });
@@ -290,13 +325,28 @@ function modelBytes(cfg: OpenELMConfig, dtype: WeightDType, context: number, chu
   for (const [, shape] of expectedTensors(cfg)) weights += align(shape.length === 2 ? weightBytes(dtype, shape[0], shape[1]) : 4 * shape[0]);
   let kv = 0;
   for (let i = 0; i < cfg.num_transformer_layers; i++) kv += 2 * align(4 * context * cfg.num_kv_heads[i] * cfg.head_dim);
-  const d = cfg.model_dim, V = cfg.vocab_size, T = Math.min(chunk, context);
+  const d = cfg.model_dim,
+    V = cfg.vocab_size,
+    T = Math.min(chunk, context);
   const L = cfg.num_transformer_layers;
   const maxQkv = Math.max(...Array.from({ length: L }, (_, i) => (cfg.num_query_heads[i] + 2 * cfg.num_kv_heads[i]) * cfg.head_dim));
   const maxQ = Math.max(...cfg.num_query_heads) * cfg.head_dim;
   const maxFfn = Math.max(...cfg.ffn_dims);
-  const floats = [T * d, T * d, T * maxQkv, T * maxQ, T * d, T * (cfg.ffn_with_glu ? 2 : 1) * maxFfn, T * maxFfn, context,
-    context * cfg.head_dim / 2, context * cfg.head_dim / 2, d, V, T * V];
+  const floats = [
+    T * d,
+    T * d,
+    T * maxQkv,
+    T * maxQ,
+    T * d,
+    T * (cfg.ffn_with_glu ? 2 : 1) * maxFfn,
+    T * maxFfn,
+    context,
+    (context * cfg.head_dim) / 2,
+    (context * cfg.head_dim) / 2,
+    d,
+    V,
+    T * V,
+  ];
   const activations = floats.reduce((s, n) => s + align(4 * n), 0);
   return { weights, kv, activations };
 }
@@ -322,7 +372,8 @@ test('memory formula matches what the model allocates (tiny-f32, q8_0 and q4_0)'
     const est = modelBytes(m.config, dtype, m.cache.capacity);
     // the [chunk, vocab] logits of forwardAll are allocated on its first use: the formula is the
     // worst case, reached once all-position logits have been asked for
-    const T = Math.min(64, m.cache.capacity), V = m.config.vocab_size;
+    const T = Math.min(64, m.cache.capacity),
+      V = m.config.vocab_size;
     assert.equal(k.weightTotal + k.f32Total, est.weights + est.kv + est.activations - align(4 * T * V), dtype);
     m.forwardAll([1, 2]);
     // matrices come from weight(), norms, KV cache and activations from f32()
@@ -344,7 +395,10 @@ test('OpenELM-3B fits in 32-bit WebAssembly memory (4 GiB) in q8_0 and q4_0 at f
     const b = modelBytes(cfg, dtype, cfg.max_context_length);
     const total = b.weights + b.kv + b.activations + overhead;
     sizes[dtype] = total;
-    assert.ok(total < 4 * GiB, `${dtype}: ${(total / GiB).toFixed(2)} GiB = weights ${(b.weights / GiB).toFixed(2)} + KV ${(b.kv / GiB).toFixed(2)} + activations ${(b.activations / GiB).toFixed(3)} GiB`);
+    assert.ok(
+      total < 4 * GiB,
+      `${dtype}: ${(total / GiB).toFixed(2)} GiB = weights ${(b.weights / GiB).toFixed(2)} + KV ${(b.kv / GiB).toFixed(2)} + activations ${(b.activations / GiB).toFixed(3)} GiB`,
+    );
   }
   // and f32/bf16 do not fit: quantization is what makes the 3B model usable in the browser
   const bf16 = modelBytes(cfg, 'bf16', cfg.max_context_length);

@@ -1,10 +1,9 @@
 // bf16/f16 ↔ f32 conversions, checked against an exact oracle: every f16/bf16 value decoded in
 // f64 arithmetic, and f32 inputs placed on, beside and exactly between neighbouring 16-bit values.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import {
-  bf16BitsToF32, bf16ToF32, f16BitsToF32, f16ToF32, f32ToBf16, f32ToBf16Bits, f32ToF16, f32ToF16Bits,
-} from '../src/io/dtype.ts';
+import { test } from 'node:test';
+import { bf16BitsToF32, bf16ToF32, f16BitsToF32, f16ToF32, f32ToBf16, f32ToBf16Bits, f32ToF16, f32ToF16Bits } from '../src/io/dtype.ts';
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -71,13 +70,19 @@ test('f32 → f16: NaN stays NaN (PyTorch 0x7e00 with sign), -0 keeps its sign',
 
 test('bf16 ↔ f32: round to nearest even like PyTorch, NaN → 0x7fc0, round trip exact', () => {
   const cases: [number, number][] = [
-    [1, 0x3f80], [-2, 0xc000], [0, 0], [-0, 0x8000], [Infinity, 0x7f80], [-Infinity, 0xff80],
+    [1, 0x3f80],
+    [-2, 0xc000],
+    [0, 0],
+    [-0, 0x8000],
+    [Infinity, 0x7f80],
+    [-Infinity, 0xff80],
     [fromBits(0x3f808000), 0x3f80], // tie, even stays
     [fromBits(0x3f818000), 0x3f82], // tie, odd rounds up
     [fromBits(0x3f808001), 0x3f81], // above the tie
     [fromBits(0x3f807fff), 0x3f80], // below the tie
     [fromBits(0x7f7fffff), 0x7f80], // f32 max rounds to inf, as in PyTorch
-    [NaN, 0x7fc0], [fromBits(0xff800001), 0x7fc0],
+    [NaN, 0x7fc0],
+    [fromBits(0xff800001), 0x7fc0],
   ];
   const src = new Float32Array(cases.map((c) => c[0]));
   const out = new Uint16Array(src.length);
@@ -103,7 +108,10 @@ test('bf16 ↔ f32: round to nearest even like PyTorch, NaN → 0x7fc0, round tr
 test('bf16/f16 → f32 run in place from the upper half of the destination', () => {
   const n = 1001;
   const values = new Float32Array(n).map((_, i) => (i - 500) / 64);
-  for (const [enc, dec] of [[f32ToBf16, bf16ToF32], [f32ToF16, f16ToF32]] as const) {
+  for (const [enc, dec] of [
+    [f32ToBf16, bf16ToF32],
+    [f32ToF16, f16ToF32],
+  ] as const) {
     const bits = new Uint16Array(n);
     enc(values, bits);
     const want = new Float32Array(n);

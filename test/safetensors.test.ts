@@ -1,14 +1,15 @@
 // safetensors reading and writing: the fixtures read back through an independent header parser,
 // byte-identical rewrites of files the reference (Rust) implementation wrote, and every kind of
 // corruption rejected with a message naming the file and the tensor or field at fault.
-import { after, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { openSafetensors, writeSafetensors, SafetensorsWriter, SafetensorsError, type SafetensorsTensorToWrite } from '../src/io/safetensors.ts';
 import { f32ToBf16 } from '../src/io/dtype.ts';
+import { openSafetensors, SafetensorsError, type SafetensorsTensorToWrite, SafetensorsWriter, writeSafetensors } from '../src/io/safetensors.ts';
 
 const FIX = fileURLToPath(new URL('./fixtures/openelm/', import.meta.url));
 const F32_FILE = path.join(FIX, 'tiny-f32/model.safetensors');
@@ -18,7 +19,11 @@ after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 let counter = 0;
 const tmpFile = (name = 'x.safetensors') => path.join(tmp, `${counter++}-${name}`);
 
-interface Entry { dtype: string; shape: number[]; data_offsets: [number, number] }
+interface Entry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
 /** Independent parse: header object and data section. */
 function split(file: string): { header: Record<string, Entry> & { __metadata__?: Record<string, string> }; data: Buffer } {
   const b = fs.readFileSync(file);
@@ -36,7 +41,10 @@ function build(header: unknown, data: Uint8Array, declaredLength?: bigint): stri
 }
 function rejects(file: string, re: RegExp, tensor?: string): SafetensorsError {
   let err: unknown;
-  assert.throws(() => openSafetensors(file), (e) => ((err = e), true));
+  assert.throws(
+    () => openSafetensors(file),
+    (e) => ((err = e), true),
+  );
   assert.ok(err instanceof SafetensorsError, `expected a SafetensorsError, got ${err}`);
   assert.ok(err.message.startsWith(file + ': '), `message must start with the file: ${err.message}`);
   assert.match(err.message, re);
@@ -49,7 +57,12 @@ function rejects(file: string, re: RegExp, tensor?: string): SafetensorsError {
 
 describe('reading', () => {
   test('the fixtures: header, metadata, order and every tensor match an independent parse', () => {
-    for (const file of [F32_FILE, BF16_SHARD, path.join(FIX, 'tiny-vocab32k-bf16/model.safetensors'), path.join(FIX, 'tiny-f32-peft/lora/adapter_model.safetensors')]) {
+    for (const file of [
+      F32_FILE,
+      BF16_SHARD,
+      path.join(FIX, 'tiny-vocab32k-bf16/model.safetensors'),
+      path.join(FIX, 'tiny-f32-peft/lora/adapter_model.safetensors'),
+    ]) {
       const f = openSafetensors(file);
       const { header, data } = split(file);
       const { __metadata__: meta, ...entries } = header;
@@ -89,7 +102,10 @@ describe('reading', () => {
 
   test('readInto checks the destination size and the tensor name', () => {
     const f = openSafetensors(F32_FILE);
-    assert.throws(() => f.readInto('transformer.norm.weight', new Uint8Array(100)), /model\.safetensors: tensor "transformer\.norm\.weight" has 512 bytes \(F32 \[128\]\) but the destination buffer has 100/);
+    assert.throws(
+      () => f.readInto('transformer.norm.weight', new Uint8Array(100)),
+      /model\.safetensors: tensor "transformer\.norm\.weight" has 512 bytes \(F32 \[128\]\) but the destination buffer has 100/,
+    );
     assert.throws(() => f.read('nope'), /model\.safetensors: no tensor "nope"/);
     assert.throws(() => f.readF32Into('transformer.norm.weight', new Float32Array(3)), /has 128 elements but the destination has 3/);
   });
@@ -99,7 +115,10 @@ describe('reading', () => {
     fs.copyFileSync(F32_FILE, copy);
     const f = openSafetensors(copy);
     fs.truncateSync(copy, 1000);
-    assert.throws(() => f.read('transformer.norm.weight'), /changed since it was opened \(2728952 → 1000 bytes\) while reading tensor "transformer\.norm\.weight"/);
+    assert.throws(
+      () => f.read('transformer.norm.weight'),
+      /changed since it was opened \(2728952 → 1000 bytes\) while reading tensor "transformer\.norm\.weight"/,
+    );
   });
 });
 
@@ -108,7 +127,8 @@ describe('corrupt files are rejected naming file and tensor', () => {
   const orig = fs.readFileSync(F32_FILE);
   const names = Object.keys(header).filter((k) => k !== '__metadata__');
   const byOffset = [...names].sort((a, b) => header[a].data_offsets[0] - header[b].data_offsets[0]);
-  const withEntry = (name: string, patch: Partial<Entry> | unknown) => build({ ...header, [name]: patch && typeof patch === 'object' && !Array.isArray(patch) ? { ...header[name], ...patch } : patch }, data);
+  const withEntry = (name: string, patch: Partial<Entry> | unknown) =>
+    build({ ...header, [name]: patch && typeof patch === 'object' && !Array.isArray(patch) ? { ...header[name], ...patch } : patch }, data);
   const NORM = 'transformer.norm.weight';
 
   test('shorter than 8 bytes', () => {
@@ -183,7 +203,10 @@ describe('corrupt files are rejected naming file and tensor', () => {
 
   test('holes and trailing bytes: the tensors must cover the data section', () => {
     const { [byOffset[1]]: _gone, ...rest } = header;
-    const e = rejects(build(rest, data), new RegExp(`hole in the data section: bytes 128\\.\\.\\d+ after tensor "${byOffset[0].replace(/\./g, '\\.')}" belong to no tensor`));
+    const e = rejects(
+      build(rest, data),
+      new RegExp(`hole in the data section: bytes 128\\.\\.\\d+ after tensor "${byOffset[0].replace(/\./g, '\\.')}" belong to no tensor`),
+    );
     assert.equal(e.tensor, byOffset[2]);
     const { [byOffset[0]]: _first, ...rest2 } = header;
     rejects(build(rest2, data), /bytes 0\.\.128 at the start of the data section belong to no tensor/);
@@ -247,7 +270,10 @@ describe('writing', () => {
 
   test('the streaming writer takes tensors in any order and in chunks', () => {
     const out = tmpFile();
-    const w = new SafetensorsWriter(out, [{ name: 'a', dtype: 'F32', shape: [4] }, { name: 'b', dtype: 'F32', shape: [2] }]);
+    const w = new SafetensorsWriter(out, [
+      { name: 'a', dtype: 'F32', shape: [4] },
+      { name: 'b', dtype: 'F32', shape: [2] },
+    ]);
     w.write('b', new Float32Array([5, 6]));
     w.write('a', new Float32Array([1, 2]));
     w.write('a', new Float32Array([3, 4]));
@@ -264,11 +290,21 @@ describe('writing', () => {
     fs.writeFileSync(out, 'previous contents');
     const tensors: SafetensorsTensorToWrite[] = [
       { name: 'a', dtype: 'F32', shape: [1 << 20], data: new Float32Array(1 << 20) },
-      { name: 'b', dtype: 'F32', shape: [2], data: () => { throw new Error('producer failed'); } },
+      {
+        name: 'b',
+        dtype: 'F32',
+        shape: [2],
+        data: () => {
+          throw new Error('producer failed');
+        },
+      },
     ];
     assert.throws(() => writeSafetensors(out, tensors), /producer failed/);
     assert.equal(fs.readFileSync(out, 'utf8'), 'previous contents');
-    assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.includes('atomic') && f.includes('.tmp-')), []);
+    assert.deepEqual(
+      fs.readdirSync(tmp).filter((f) => f.includes('atomic') && f.includes('.tmp-')),
+      [],
+    );
 
     const w = new SafetensorsWriter(out, [{ name: 'a', dtype: 'F32', shape: [2] }]);
     w.write('a', new Float32Array(1));
@@ -279,13 +315,24 @@ describe('writing', () => {
 
   test('bad input is rejected naming file and tensor', () => {
     const out = tmpFile('bad.safetensors');
-    const one = (t: Partial<SafetensorsTensorToWrite>) => () => writeSafetensors(out, [{ name: 'w', dtype: 'F32', shape: [2], data: new Float32Array(2), ...t } as SafetensorsTensorToWrite]);
+    const one = (t: Partial<SafetensorsTensorToWrite>) => () =>
+      writeSafetensors(out, [{ name: 'w', dtype: 'F32', shape: [2], data: new Float32Array(2), ...t } as SafetensorsTensorToWrite]);
     assert.throws(one({ data: new Float32Array(3) }), /bad\.safetensors: tensor "w" \(F32 \[2\]\) needs 8 bytes but its data has 12/);
     assert.throws(one({ dtype: 'F17' as 'F32' }), /bad\.safetensors: tensor "w": unknown dtype "F17"/);
     assert.throws(one({ shape: [-2] }), /tensor "w": shape must be non-negative integers/);
     assert.throws(one({ name: '__metadata__' }), /invalid tensor name/);
-    assert.throws(() => writeSafetensors(out, [{ name: 'w', dtype: 'F32', shape: [], data: new Float32Array(1) }, { name: 'w', dtype: 'F32', shape: [], data: new Float32Array(1) }]), /tensor "w" is given twice/);
+    assert.throws(
+      () =>
+        writeSafetensors(out, [
+          { name: 'w', dtype: 'F32', shape: [], data: new Float32Array(1) },
+          { name: 'w', dtype: 'F32', shape: [], data: new Float32Array(1) },
+        ]),
+      /tensor "w" is given twice/,
+    );
     assert.ok(!fs.existsSync(out));
-    assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.includes('bad') && f.includes('.tmp-')), []);
+    assert.deepEqual(
+      fs.readdirSync(tmp).filter((f) => f.includes('bad') && f.includes('.tmp-')),
+      [],
+    );
   });
 });

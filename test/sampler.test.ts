@@ -1,7 +1,7 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Sampler, argmax } from '../src/generate/sampler.ts';
+import { test } from 'node:test';
 import { Rng } from '../src/generate/rng.ts';
+import { argmax, Sampler } from '../src/generate/sampler.ts';
 
 /** Straightforward HF-order filter over a full sort: the oracle for the fast threshold search. */
 function oracle(logits: Float32Array, o: { temperature: number; topK: number; topP: number; minP: number }): number[] {
@@ -19,8 +19,15 @@ function oracle(logits: Float32Array, o: { temperature: number; topK: number; to
   }
   if (o.topP < 1) {
     const total = o.topK > 0 ? ids.reduce((a, i) => a + p[i], 0) : 1;
-    let cum = 0, keep = ids.length;
-    for (let j = 0; j < ids.length; j++) { cum += p[ids[j]] / total; if (cum >= o.topP) { keep = j + 1; break; } }
+    let cum = 0,
+      keep = ids.length;
+    for (let j = 0; j < ids.length; j++) {
+      cum += p[ids[j]] / total;
+      if (cum >= o.topP) {
+        keep = j + 1;
+        break;
+      }
+    }
     ids = ids.slice(0, keep);
   }
   if (o.minP > 0) {
@@ -68,7 +75,10 @@ test('fast candidate filtering equals the full-sort oracle', () => {
 
 test('seeded sampling is reproducible and follows the distribution', () => {
   const l = new Float32Array([Math.log(0.5), Math.log(0.3), Math.log(0.2)]);
-  const draw = (seed: number) => { const s = new Sampler(3, { temperature: 1, topP: 1, seed }); return Array.from({ length: 20000 }, () => s.sample(l)); };
+  const draw = (seed: number) => {
+    const s = new Sampler(3, { temperature: 1, topP: 1, seed });
+    return Array.from({ length: 20000 }, () => s.sample(l));
+  };
   assert.deepEqual(draw(42), draw(42));
   assert.notDeepEqual(draw(42), draw(43));
   const counts = [0, 0, 0];

@@ -1,18 +1,19 @@
 // openelm serve, driven by the official `openai` client over loopback (and raw fetch where a
 // client would never send such a request). The model is the tiny 32k-vocabulary fixture on the
 // reference backend; the references are the library's own single-sequence generate and eval.
-import { after, before, test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import OpenAI from 'openai';
+import { after, before, test } from 'node:test';
 import { Ajv } from 'ajv';
-import { loadModel, type LoadedModel } from '../src/load.ts';
-import { generateText } from '../src/generate/generate.ts';
-import { encodeChat } from '../src/generate/chat.ts';
-import { Engine } from '../src/engine/engine.ts';
-import { createServer } from '../src/serve/server.ts';
-import { chatFormat } from '../src/serve/chat-template.ts';
-import { encodePair, LoglikScorer } from '../src/eval/loglikelihood.ts';
 import type { FastifyInstance } from 'fastify';
+import OpenAI from 'openai';
+import { Engine } from '../src/engine/engine.ts';
+import { encodePair, LoglikScorer } from '../src/eval/loglikelihood.ts';
+import { encodeChat } from '../src/generate/chat.ts';
+import { generateText } from '../src/generate/generate.ts';
+import { type LoadedModel, loadModel } from '../src/load.ts';
+import { chatFormat } from '../src/serve/chat-template.ts';
+import { createServer } from '../src/serve/server.ts';
 
 const DIR = new URL('./fixtures/openelm/tiny-vocab32k-bf16/', import.meta.url).pathname;
 const MODEL = 'tiny';
@@ -41,19 +42,36 @@ async function greedy(prompt: string | { ids: number[] }, n: number): Promise<{ 
 const extra = { ignore_eos: true } as Record<string, unknown>;
 
 test('completions: greedy text of every prompt form equals openelm generate; usage counts BOS', async () => {
-  const a = 'Once upon a time', b = 'The weather today';
-  const ga = await greedy(a, 12), gb = await greedy(b, 12);
+  const a = 'Once upon a time',
+    b = 'The weather today';
+  const ga = await greedy(a, 12),
+    gb = await greedy(b, 12);
   const idsB = ref.tokenizer.encode(b, { bos: true });
   const one = await client.completions.create({ model: MODEL, prompt: a, max_tokens: 12, temperature: 0, ...extra });
   assert.equal(one.choices[0].text, ga.text);
   assert.equal(one.choices[0].finish_reason, 'length');
   assert.deepEqual(one.usage, { prompt_tokens: 5, completion_tokens: 12, total_tokens: 17 });
   const two = await client.completions.create({ model: MODEL, prompt: [a, b], max_tokens: 12, temperature: 0, ...extra });
-  assert.deepEqual(two.choices.map((c) => [c.index, c.text]), [[0, ga.text], [1, gb.text]]);
+  assert.deepEqual(
+    two.choices.map((c) => [c.index, c.text]),
+    [
+      [0, ga.text],
+      [1, gb.text],
+    ],
+  );
   const ids = await client.completions.create({ model: MODEL, prompt: idsB, max_tokens: 12, temperature: 0, ...extra });
   assert.equal(ids.choices[0].text, gb.text);
-  const lists = await client.completions.create({ model: MODEL, prompt: [idsB, ref.tokenizer.encode(a, { bos: true })], max_tokens: 12, temperature: 0, ...extra });
-  assert.deepEqual(lists.choices.map((c) => c.text), [gb.text, ga.text]);
+  const lists = await client.completions.create({
+    model: MODEL,
+    prompt: [idsB, ref.tokenizer.encode(a, { bos: true })],
+    max_tokens: 12,
+    temperature: 0,
+    ...extra,
+  });
+  assert.deepEqual(
+    lists.choices.map((c) => c.text),
+    [gb.text, ga.text],
+  );
   // token ids are used as given: without BOS the continuation differs from the text prompt's
   const noBos = await greedy({ ids: idsB.slice(1) }, 12);
   const r = await client.completions.create({ model: MODEL, prompt: idsB.slice(1), max_tokens: 12, temperature: 0, ...extra });
@@ -63,28 +81,56 @@ test('completions: greedy text of every prompt form equals openelm generate; usa
 test('streaming: chunks concatenate to the non-streamed text, then the usage chunk', async () => {
   const p = 'In the beginning';
   const full = await client.completions.create({ model: MODEL, prompt: p, max_tokens: 10, temperature: 0, ...extra });
-  const stream = await client.completions.create({ model: MODEL, prompt: p, max_tokens: 10, temperature: 0, stream: true, stream_options: { include_usage: true }, ...extra });
-  let text = '', finish: string | null = null, usage = null, afterUsage = 0;
+  const stream = await client.completions.create({
+    model: MODEL,
+    prompt: p,
+    max_tokens: 10,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+    ...extra,
+  });
+  let text = '',
+    finish: string | null = null,
+    usage = null,
+    afterUsage = 0;
   for await (const c of stream) {
     if (usage) afterUsage++;
     if (c.usage) usage = c.usage;
-    for (const ch of c.choices) { text += ch.text; if (ch.finish_reason) finish = ch.finish_reason; }
+    for (const ch of c.choices) {
+      text += ch.text;
+      if (ch.finish_reason) finish = ch.finish_reason;
+    }
   }
   assert.equal(text, full.choices[0].text);
   assert.equal(finish, 'length');
   assert.deepEqual(usage, full.usage);
   assert.equal(afterUsage, 0);
 
-  const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hi there' }], max_tokens: 8, temperature: 0, stream: true, ...extra });
-  let ctext = '', role = '';
-  for await (const c of chat) { ctext += c.choices[0]?.delta.content ?? ''; role ||= c.choices[0]?.delta.role ?? ''; }
+  const chat = await client.chat.completions.create({
+    model: MODEL,
+    messages: [{ role: 'user', content: 'Hi there' }],
+    max_tokens: 8,
+    temperature: 0,
+    stream: true,
+    ...extra,
+  });
+  let ctext = '',
+    role = '';
+  for await (const c of chat) {
+    ctext += c.choices[0]?.delta.content ?? '';
+    role ||= c.choices[0]?.delta.role ?? '';
+  }
   const ids = encodeChat(ref.tokenizer, [{ role: 'user', content: 'Hi there' }]);
   assert.equal(ctext, (await greedy({ ids }, 8)).text);
   assert.equal(role, 'assistant');
 });
 
 test('chat: the -Instruct template, greedy reply equals generate on encodeChat; logprobs per token', async () => {
-  const messages = [{ role: 'system' as const, content: 'Be brief.' }, { role: 'user' as const, content: 'Name a color.' }];
+  const messages = [
+    { role: 'system' as const, content: 'Be brief.' },
+    { role: 'user' as const, content: 'Name a color.' },
+  ];
   const want = await greedy({ ids: encodeChat(ref.tokenizer, messages) }, 10);
   const r = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 10, temperature: 0, logprobs: true, top_logprobs: 3, ...extra });
   assert.equal(r.choices[0].message.content, want.text);
@@ -108,9 +154,15 @@ test('n, seed: choices are independent samples, reproducible alone and batched w
     client.completions.create({ ...q, seed: 7, prompt: 'Something else entirely' }),
     client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], max_tokens: 12, ...extra }),
   ]);
-  assert.deepEqual(b.choices.map((c) => c.text), a.choices.map((c) => c.text));
+  assert.deepEqual(
+    b.choices.map((c) => c.text),
+    a.choices.map((c) => c.text),
+  );
   const c = await client.completions.create({ ...q, seed: 43 });
-  assert.notDeepEqual(c.choices.map((x) => x.text), a.choices.map((x) => x.text));
+  assert.notDeepEqual(
+    c.choices.map((x) => x.text),
+    a.choices.map((x) => x.text),
+  );
 });
 
 test('concurrent greedy requests give the outputs each gives alone', async () => {
@@ -118,7 +170,10 @@ test('concurrent greedy requests give the outputs each gives alone', async () =>
   const want: { text: string }[] = [];
   for (const p of prompts) want.push(await greedy(p, 16)); // one at a time: generate() owns the model's single cache
   const got = await Promise.all(prompts.map((p) => client.completions.create({ model: MODEL, prompt: p, max_tokens: 16, temperature: 0, ...extra })));
-  assert.deepEqual(got.map((g) => g.choices[0].text), want.map((w) => w.text));
+  assert.deepEqual(
+    got.map((g) => g.choices[0].text),
+    want.map((w) => w.text),
+  );
 });
 
 test('stop strings cut the text before them; max_tokens past the context ends with length', async () => {
@@ -135,15 +190,30 @@ test('stop strings cut the text before them; max_tokens past the context ends wi
 
 test('echo + logprobs + max_tokens 1 (lm-evaluation-harness local-completions) agrees with openelm eval', async () => {
   const tok = ref.tokenizer;
-  const items = [['Question: How many legs does a spider have?\nAnswer:', ' eight'], ['The trophy did not fit in the suitcase because the trophy was too', ' big'],
-    ['Goal: Keep bread fresh for longer.\nSolution:', ' Store it in a sealed bag.']];
+  const items = [
+    ['Question: How many legs does a spider have?\nAnswer:', ' eight'],
+    ['The trophy did not fit in the suitcase because the trophy was too', ' big'],
+    ['Goal: Keep bread fresh for longer.\nSolution:', ' Store it in a sealed bag.'],
+  ];
   const reqs = items.map(([c, x]) => encodePair(tok, c, x));
   const scorer = new LoglikScorer(ref.model);
-  const want = reqs.map((r) => { ref.model.reset(); return scorer.score([r])[0]; });
+  const want = reqs.map((r) => {
+    ref.model.reset();
+    return scorer.score([r])[0];
+  });
   // as the harness sends them: token ids of context + continuation, several prompts per request
-  const r = await client.completions.create({ model: MODEL, prompt: reqs.map((q) => [...q.context, ...q.continuation]), max_tokens: 1, temperature: 0, logprobs: 1, echo: true, seed: 1234 });
+  const r = await client.completions.create({
+    model: MODEL,
+    prompt: reqs.map((q) => [...q.context, ...q.continuation]),
+    max_tokens: 1,
+    temperature: 0,
+    logprobs: 1,
+    echo: true,
+    seed: 1234,
+  });
   r.choices.forEach((c, i) => {
-    const lp = c.logprobs!, ctxlen = reqs[i].context.length;
+    const lp = c.logprobs!,
+      ctxlen = reqs[i].context.length;
     assert.equal(lp.token_logprobs!.length, reqs[i].context.length + reqs[i].continuation.length + 1);
     assert.equal(lp.token_logprobs![0], null);
     const tokenLps = lp.token_logprobs!.slice(ctxlen, -1) as number[];
@@ -163,14 +233,23 @@ test('errors: OpenAI-style 400s, 404 for an unknown model, an over-long prompt n
     assert.match(e.message, /128 tokens.*200 tokens/);
     return true;
   });
-  await assert.rejects(client.completions.create({ model: MODEL, prompt: 'x', temperature: 5 }), (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /temperature/.test(e.message));
-  await assert.rejects(client.completions.create({ model: MODEL, prompt: [99999] }), (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /vocabulary/.test(e.message));
-  await assert.rejects(client.chat.completions.create({ model: MODEL, messages: [] }), (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /messages/.test(e.message));
+  await assert.rejects(
+    client.completions.create({ model: MODEL, prompt: 'x', temperature: 5 }),
+    (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /temperature/.test(e.message),
+  );
+  await assert.rejects(
+    client.completions.create({ model: MODEL, prompt: [99999] }),
+    (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /vocabulary/.test(e.message),
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model: MODEL, messages: [] }),
+    (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /messages/.test(e.message),
+  );
   await assert.rejects(client.completions.create({ model: 'gpt-4', prompt: 'x' }), (e: InstanceType<typeof OpenAI.NotFoundError>) => e.status === 404);
   for (const body of ['{"model": "tiny", "prompt": ', '[1, 2]', 'null']) {
     const res = await fetch(base + '/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     assert.equal(res.status, 400, body);
-    const j = await res.json() as { error: { message: string; type: string } };
+    const j = (await res.json()) as { error: { message: string; type: string } };
     assert.equal(j.error.type, 'invalid_request_error');
   }
   assert.equal((await fetch(base.replace('/v1', '/health'))).status, 200);
@@ -178,11 +257,16 @@ test('errors: OpenAI-style 400s, 404 for an unknown model, an over-long prompt n
 
 test('an aborted stream cancels its sequence; the server keeps serving; /metrics and /v1/models', async () => {
   const ac = new AbortController();
-  const stream = await client.completions.create({ model: MODEL, prompt: 'Abort me', max_tokens: 100, temperature: 0, stream: true, ...extra }, { signal: ac.signal });
+  const stream = await client.completions.create(
+    { model: MODEL, prompt: 'Abort me', max_tokens: 100, temperature: 0, stream: true, ...extra },
+    { signal: ac.signal },
+  );
   let chunks = 0;
   try {
     for await (const _ of stream) if (++chunks === 2) ac.abort();
-  } catch { /* the client reports the abort as an error or just ends */ }
+  } catch {
+    /* the client reports the abort as an error or just ends */
+  }
   assert.equal(chunks, 2);
   for (let i = 0; i < 100 && engine.stats.active > 0; i++) await new Promise((r) => setTimeout(r, 10));
   assert.equal(engine.stats.active, 0, 'the slot is freed');
@@ -190,15 +274,30 @@ test('an aborted stream cancels its sequence; the server keeps serving; /metrics
   assert.match(m, /openelm_sequences_cancelled_total 1/);
   assert.match(m, /openelm_generation_tokens_total \d+/);
   const models = await client.models.list();
-  assert.deepEqual(models.data.map((x) => x.id), [MODEL]);
+  assert.deepEqual(
+    models.data.map((x) => x.id),
+    [MODEL],
+  );
   const ok = await client.completions.create({ model: MODEL, prompt: 'still alive', max_tokens: 2 });
   assert.equal(ok.choices.length, 1);
 });
 
 test('tokenize / detokenize round trip', async () => {
-  const t = await (await fetch(base.replace('/v1', '/tokenize'), { method: 'POST', body: JSON.stringify({ prompt: 'Hello world' }), headers: { 'content-type': 'application/json' } })).json() as { tokens: number[] };
+  const t = (await (
+    await fetch(base.replace('/v1', '/tokenize'), {
+      method: 'POST',
+      body: JSON.stringify({ prompt: 'Hello world' }),
+      headers: { 'content-type': 'application/json' },
+    })
+  ).json()) as { tokens: number[] };
   assert.deepEqual(t.tokens, ref.tokenizer.encode('Hello world', { bos: true }));
-  const d = await (await fetch(base.replace('/v1', '/detokenize'), { method: 'POST', body: JSON.stringify({ tokens: t.tokens }), headers: { 'content-type': 'application/json' } })).json() as { prompt: string };
+  const d = (await (
+    await fetch(base.replace('/v1', '/detokenize'), {
+      method: 'POST',
+      body: JSON.stringify({ tokens: t.tokens }),
+      headers: { 'content-type': 'application/json' },
+    })
+  ).json()) as { prompt: string };
   assert.equal(d.prompt, 'Hello world');
 });
 
@@ -225,14 +324,27 @@ test('response_format json_object: the output is always a JSON object (or a pref
   const plainQ = { model: MODEL, prompt: 'JSON:', max_tokens: 60, temperature: 1, n: 4, seed: 11 };
   const q = { ...plainQ, response_format: { type: 'json_object' } } as typeof plainQ; // an openelm extension on /v1/completions
   const plain = await client.completions.create(plainQ);
-  assert.ok(plain.choices.every((c) => !c.text.trimStart().startsWith('{')), 'unconstrained, the tiny model writes no JSON');
+  assert.ok(
+    plain.choices.every((c) => !c.text.trimStart().startsWith('{')),
+    'unconstrained, the tiny model writes no JSON',
+  );
   const r = await client.completions.create(q);
   for (const c of r.choices) {
     assert.ok(c.text.trimStart().startsWith('{'), c.text);
     if (c.finish_reason === 'stop') assert.equal(typeof JSON.parse(c.text), 'object', c.text);
   }
-  assert.ok(r.choices.some((c) => c.finish_reason === 'stop'), 'some choice closes its object');
-  const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'JSON please' }], max_tokens: 60, seed: 2, n: 4, response_format: { type: 'json_object' } });
+  assert.ok(
+    r.choices.some((c) => c.finish_reason === 'stop'),
+    'some choice closes its object',
+  );
+  const chat = await client.chat.completions.create({
+    model: MODEL,
+    messages: [{ role: 'user', content: 'JSON please' }],
+    max_tokens: 60,
+    seed: 2,
+    n: 4,
+    response_format: { type: 'json_object' },
+  });
   for (const c of chat.choices) if (c.finish_reason === 'stop') assert.equal(typeof JSON.parse(c.message.content!), 'object');
   const cut = await client.completions.create({ ...q, max_tokens: 3 });
   assert.ok(cut.choices.some((c) => c.finish_reason === 'length'));
@@ -245,17 +357,35 @@ test('response_format json_object: the output is always a JSON object (or a pref
 
 test('response_format json_schema: every reply parses and validates against the schema (ajv); unsupported keywords are a 400 naming them', async () => {
   const schema = {
-    type: 'object', additionalProperties: false, required: ['name', 'age', 'pets', 'address'],
+    type: 'object',
+    additionalProperties: false,
+    required: ['name', 'age', 'pets', 'address'],
     properties: {
-      name: { type: 'string', maxLength: 12 }, age: { type: 'integer' }, height: { type: 'number' }, student: { type: 'boolean' },
-      spouse: { type: 'null' }, mood: { enum: ['happy', 'sad', 42] },
-      pets: { type: 'array', items: { type: 'object', properties: { kind: { enum: ['cat', 'dog'] }, legs: { type: 'integer' } }, required: ['kind'] }, maxItems: 2 },
+      name: { type: 'string', maxLength: 12 },
+      age: { type: 'integer' },
+      height: { type: 'number' },
+      student: { type: 'boolean' },
+      spouse: { type: 'null' },
+      mood: { enum: ['happy', 'sad', 42] },
+      pets: {
+        type: 'array',
+        items: { type: 'object', properties: { kind: { enum: ['cat', 'dog'] }, legs: { type: 'integer' } }, required: ['kind'] },
+        maxItems: 2,
+      },
       address: { type: 'object', properties: { city: { type: ['string', 'null'], maxLength: 10 } }, required: ['city'] },
     },
   };
   const validate = new Ajv({ strict: false }).compile(schema);
   const format = { type: 'json_schema' as const, json_schema: { name: 'person', strict: true, schema } };
-  const chat = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Describe a person as JSON' }], max_tokens: 400, seed: 5, n: 3, temperature: 1, response_format: format });
+  const chat = await client.chat.completions.create({
+    model: MODEL,
+    messages: [{ role: 'user', content: 'Describe a person as JSON' }],
+    max_tokens: 400,
+    seed: 5,
+    n: 3,
+    temperature: 1,
+    response_format: format,
+  });
   for (const c of chat.choices) {
     assert.equal(c.finish_reason, 'stop', c.message.content!);
     const v = JSON.parse(c.message.content!);
@@ -272,9 +402,14 @@ test('response_format json_schema: every reply parses and validates against the 
   const cut = await client.chat.completions.create({ ...q, max_tokens: 4 });
   assert.equal(cut.choices[0].finish_reason, 'length');
   assert.ok(one.choices[0].message.content!.startsWith(cut.choices[0].message.content!));
-  const bad = { ...format, json_schema: { name: 'x', schema: { type: 'object', properties: { when: { type: 'string', format: 'date-time', pattern: '^2' } } } } };
-  await assert.rejects(client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], response_format: bad }),
-    (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /'format', 'pattern'/.test(e.message) && /properties\/when/.test(e.message));
+  const bad = {
+    ...format,
+    json_schema: { name: 'x', schema: { type: 'object', properties: { when: { type: 'string', format: 'date-time', pattern: '^2' } } } },
+  };
+  await assert.rejects(
+    client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], response_format: bad }),
+    (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /'format', 'pattern'/.test(e.message) && /properties\/when/.test(e.message),
+  );
   const ok = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], max_tokens: 2 });
   assert.equal(ok.choices.length, 1, 'the server is still serving');
 });

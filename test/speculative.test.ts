@@ -2,15 +2,17 @@
 // the target alone (a q4_0 copy of the same weights, a smaller OpenELM, prompt lookup; reference
 // and wasm backends), and sampling keeps the target's distribution (the accept / reject rule
 // checked against the exact next-token distribution).
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { loadModel, loadOpenELM } from '../src/load.ts';
+import { test } from 'node:test';
 import { generateText } from '../src/generate/generate.ts';
-import { Policy, verify, PromptLookupDrafter } from '../src/generate/speculative.ts';
+import { Policy, PromptLookupDrafter, verify } from '../src/generate/speculative.ts';
+import { loadModel, loadOpenELM } from '../src/load.ts';
 
 const F = (name: string) => new URL(`./fixtures/openelm/${name}/`, import.meta.url).pathname;
 
-for (const backend of ['wasm'] as const) { // the reference backend: the next test
+for (const backend of ['wasm'] as const) {
+  // the reference backend: the next test
   test(`greedy with a q4_0 copy of the same weights as draft, or prompt lookup, equals the model alone (${backend})`, async () => {
     const target = await loadModel(F('tiny-vocab32k-bf16'), { backend, threads: 2 });
     const draft = await loadOpenELM(F('tiny-vocab32k-bf16'), { backend, threads: 2, dtype: 'q4' });
@@ -51,7 +53,10 @@ test('reference backend: greedy with a smaller OpenELM or a q4_0 copy as draft e
   const other = await loadOpenELM(F('tiny-vocab32k-bf16'), { backend: 'ref' });
   try {
     const opts = { temperature: 0, maxNewTokens: 40, ignoreEos: true };
-    for (const prompt of [[1, 5, 9, 12], [1, 300, 301, 302, 300, 301]]) {
+    for (const prompt of [
+      [1, 5, 9, 12],
+      [1, 300, 301, 302, 300, 301],
+    ]) {
       target.model.reset();
       const alone = await generateText(target.model, target.tokenizer, { ids: prompt }, opts);
       for (const speculative of [{ draft: small.model, draftTokens: 3 }, { draft: q4.model, draftTokens: 5 }, { promptLookup: 10 }]) {
@@ -60,9 +65,15 @@ test('reference backend: greedy with a smaller OpenELM or a q4_0 copy as draft e
         assert.deepEqual(r.outputIds, alone.outputIds);
       }
     }
-    await assert.rejects(generateText(target.model, target.tokenizer, { ids: [1, 5] }, { ...opts, speculative: { draft: other.model } }), /vocabulary \(32000 tokens\) differs/);
+    await assert.rejects(
+      generateText(target.model, target.tokenizer, { ids: [1, 5] }, { ...opts, speculative: { draft: other.model } }),
+      /vocabulary \(32000 tokens\) differs/,
+    );
   } finally {
-    target.dispose(); small.dispose(); q4.dispose(); other.dispose();
+    target.dispose();
+    small.dispose();
+    q4.dispose();
+    other.dispose();
   }
 });
 
@@ -70,7 +81,8 @@ test('sampling: the accept / reject rule gives exactly the target distribution (
   // vocabulary of 4; target p and draft q known; the first token of the verified output has
   // probability Σ_d q(d) · [accept d] + reject mass · residual = p, computed by enumerating draws
   const V = 4;
-  const logitsP = new Float32Array([1.2, 0.1, -0.5, 0.7]), logitsQ = [0.2, 1.0, 0.3, -1];
+  const logitsP = new Float32Array([1.2, 0.1, -0.5, 0.7]),
+    logitsQ = [0.2, 1.0, 0.3, -1];
   const policy = new Policy(V, { temperature: 0.9, topP: 1 }, 7);
   const seen = new Uint8Array(V);
   const p = policy.dist(logitsP, seen);
@@ -86,7 +98,9 @@ test('sampling: the accept / reject rule gives exactly the target distribution (
     counts[accepted === 1 ? d : next]++;
   }
   for (let t = 0; t < V; t++) {
-    const want = p.get(t)!, got = counts[t] / N, sd = Math.sqrt(want * (1 - want) / N);
+    const want = p.get(t)!,
+      got = counts[t] / N,
+      sd = Math.sqrt((want * (1 - want)) / N);
     assert.ok(Math.abs(got - want) < 5 * sd, `token ${t}: ${got.toFixed(4)} vs p ${want.toFixed(4)}`);
   }
   // and q alone is visibly different, so the check can fail

@@ -3,10 +3,11 @@
 // @agnai/sentencepiece-js) loaded with the LLaMA-2 tokenizer.model. Encode and decode must agree
 // exactly on hand-picked texts in many scripts and on thousands of seeded random strings.
 // Skipped when ../shared/fixtures/tokenizer/llama2-tokenizer.model is absent (it is not ours to ship).
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { defaultTokenizer } from '../src/tokenizer/index.ts';
 import { FIXED_TEXTS, randomTexts, rng } from './fixtures/tokenizer/corpus.ts';

@@ -1,9 +1,10 @@
 /// <reference types="node" />
 // StreamDecoder: pushing ids one by one yields exactly decode(ids), never emits part of a UTF-8
 // character, holds back no more than an unfinished character, and costs O(1) per id.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
-import { StreamDecoder, defaultTokenizer, type Tokenizer } from '../src/tokenizer/index.ts';
+import { test } from 'node:test';
+import { defaultTokenizer, StreamDecoder, type Tokenizer } from '../src/tokenizer/index.ts';
 import { FIXED_TEXTS, randomTexts, rng } from './fixtures/tokenizer/corpus.ts';
 
 /** Streams `ids`, checking after each push that the text so far is decode(prefix) minus held bytes. */
@@ -59,11 +60,20 @@ test('stream of real text with emoji and CJK: equals the text, and no chunk hold
 
 test('stream: leading-space rule of the first piece, as decode', async () => {
   const tok = await defaultTokenizer();
-  for (const ids of [[29871, 15043, 3186], [15043, 3186], [1, 15043], [29871, 1, 15043], [243, 162, 155, 131, 15043]]) {
+  for (const ids of [
+    [29871, 15043, 3186],
+    [15043, 3186],
+    [1, 15043],
+    [29871, 1, 15043],
+    [243, 162, 155, 131, 15043],
+  ]) {
     streamAndCheck(tok, ids);
   }
   const sd = new StreamDecoder(tok);
-  assert.deepEqual([29871, 15043, 3186].map((id) => sd.push(id)), ['', ' Hello', ' world']);
+  assert.deepEqual(
+    [29871, 15043, 3186].map((id) => sd.push(id)),
+    ['', ' Hello', ' world'],
+  );
 });
 
 test('stream is incremental: ~80k ids in linear time', async () => {

@@ -3,14 +3,15 @@
 // USER_DEFINED pieces (longest match first), no dummy prefix, remove_extra_whitespaces, and no
 // byte fallback. Each variant is written as a tokenizer.model, loaded by both us and the oracle
 // (@agnai/sentencepiece-js), and compared on hand-picked and random texts.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { PieceType, fromSentencePieceModel, parseSentencePieceModel } from '../src/tokenizer/index.ts';
+import { fromSentencePieceModel, PieceType, parseSentencePieceModel } from '../src/tokenizer/index.ts';
 import { FIXED_TEXTS, randomTexts } from './fixtures/tokenizer/corpus.ts';
 import { type SpModelSpec, writeSpModel } from './fixtures/tokenizer/sp-model-writer.ts';
 

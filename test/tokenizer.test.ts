@@ -2,25 +2,26 @@
 // The LLaMA-2 tokenizer: reference cases, the three vocabulary sources (built in,
 // tokenizer.model, tokenizer.json) giving the same piece table and the same ids, loading from a
 // folder, speed, and errors. SentencePiece itself is the oracle in tokenizer-oracle.test.ts.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import llamaData from 'llama-tokenizer-js';
 import {
-  PieceType,
   defaultTokenizer,
   fromSentencePieceModel,
   fromTokenizerJson,
   loadTokenizer,
+  type PieceTable,
+  PieceType,
   parseSentencePieceModel,
   parseTokenizerJson,
-  type PieceTable,
   type Tokenizer,
 } from '../src/tokenizer/index.ts';
 import { FIXED_TEXTS, randomTexts } from './fixtures/tokenizer/corpus.ts';
-import llamaData from 'llama-tokenizer-js';
 
 const MODEL = fileURLToPath(new URL('../../shared/fixtures/tokenizer/llama2-tokenizer.model', import.meta.url));
 const noModel = existsSync(MODEL) ? false : `reference model absent: ${MODEL}`;
@@ -37,7 +38,13 @@ function llamaTokenizerJson(): object {
   return {
     version: '1.0',
     added_tokens: ['<unk>', '<s>', '</s>'].map((content, id) => ({ id, content, special: true })),
-    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '▁' }, { type: 'Replace', pattern: { String: ' ' }, content: '▁' }] },
+    normalizer: {
+      type: 'Sequence',
+      normalizers: [
+        { type: 'Prepend', prepend: '▁' },
+        { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+      ],
+    },
     pre_tokenizer: null,
     model: { type: 'BPE', dropout: null, unk_token: '<unk>', fuse_unk: true, byte_fallback: true, vocab, merges },
   };
@@ -83,7 +90,11 @@ test('cases.json: ids, pieces and decoded text', async () => {
   for (const c of CASES.cases) {
     const ids = tok.encode(c.text);
     assert.deepEqual(ids, c.ids, `ids of ${JSON.stringify(c.text)}`);
-    assert.deepEqual(ids.map((id) => tok.idToPiece(id)), c.pieces, `pieces of ${JSON.stringify(c.text)}`);
+    assert.deepEqual(
+      ids.map((id) => tok.idToPiece(id)),
+      c.pieces,
+      `pieces of ${JSON.stringify(c.text)}`,
+    );
     assert.equal(tok.decode(ids), c.decoded, `decode of ${JSON.stringify(c.text)}`);
     assert.deepEqual(tok.encode(c.text, { bos: true, eos: true }), [1, ...c.ids, 2]);
     assert.equal(tok.decode([1, ...c.ids, 2]), c.decoded, 'BOS/EOS decode to nothing');

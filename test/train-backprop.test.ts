@@ -1,17 +1,18 @@
 // The backward pass against PyTorch: loss and every parameter's gradient of tiny-f32 on a 2×16
 // batch (../shared/fixtures: grads.safetensors), through both kernel backends, with and without
 // activation checkpointing.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { checkpointSource } from '../src/load.ts';
 import { openSafetensors } from '../src/io/safetensors.ts';
 import { createKernels } from '../src/kernels/index.ts';
 import type { Kernels } from '../src/kernels/types.ts';
-import { ParamLayout } from '../src/train/params.ts';
+import { checkpointSource } from '../src/load.ts';
 import { Backprop } from '../src/train/backprop.ts';
 import { IGNORE } from '../src/train/options.ts';
+import { ParamLayout } from '../src/train/params.ts';
 import { batchFromRows, relErr } from './helpers/train.ts';
 
 const DIR = fileURLToPath(new URL('./fixtures/openelm/tiny-f32/', import.meta.url));
@@ -20,7 +21,8 @@ const expected = JSON.parse(fs.readFileSync(DIR + 'expected.json', 'utf8')).trai
 async function gradsFor(k: Kernels, checkpointing: boolean) {
   const src = checkpointSource(DIR);
   const layout = new ParamLayout(src.config);
-  const params = k.f32(layout.size), grads = k.f32(layout.size);
+  const params = k.f32(layout.size),
+    grads = k.f32(layout.size);
   layout.load(params, src);
   const batch = batchFromRows(expected.batch_ids);
   const bp = new Backprop(src.config, k, { batchSize: batch.batchSize, seqLen: batch.seqLen, activationCheckpointing: checkpointing, logitsChunk: 7 });
@@ -72,13 +74,17 @@ test('five AdamW steps reproduce PyTorch (losses, grad norms before clipping, fi
       const { layout, params, grads, bp, batch } = await gradsFor(k, false);
       const a = expected.adamw;
       const opt = new Optimizer(k, layout, { ...DEFAULT_OPTIMIZER, beta1: a.betas[0], beta2: a.betas[1], eps: a.eps, weightDecay: a.weight_decay });
-      const w = layout.weights(params), g = layout.weights(grads);
+      const w = layout.weights(params),
+        g = layout.weights(grads);
       for (let s = 0; s < a.steps; s++) {
         grads.fill(0);
         const r = bp.step(w, g, batch);
         const norm = clipGradNorm(k, grads, layout, a.clip_grad_norm);
         assert.ok(Math.abs(r.loss - a.losses[s]) <= 1e-4 * Math.max(1, a.losses[s]), `${backend} step ${s + 1}: loss ${r.loss} vs ${a.losses[s]}`);
-        assert.ok(Math.abs(norm - a.grad_norms_before_clip[s]) <= 1e-4 * a.grad_norms_before_clip[s], `${backend} step ${s + 1}: grad norm ${norm} vs ${a.grad_norms_before_clip[s]}`);
+        assert.ok(
+          Math.abs(norm - a.grad_norms_before_clip[s]) <= 1e-4 * a.grad_norms_before_clip[s],
+          `${backend} step ${s + 1}: grad norm ${norm} vs ${a.grad_norms_before_clip[s]}`,
+        );
         opt.update(params, grads, a.lr);
       }
       const ref = openSafetensors(DIR + a.final_params_file);

@@ -1,15 +1,16 @@
 // The training data pipeline (src/train/data): sources, CoreNet's filters and framing, packing,
 // truncate-and-pad, seeded order, state/restore, the validation split, bounded memory, --data-ids.
-import { after, before, test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { type DataOptions, IGNORE } from '../src/train/options.ts';
-import { Corpus, type DataRunOptions, openDataset, PAD_ID, processedLength, type TrainData } from '../src/train/data/index.ts';
 import { defaultTokenizer, type Tokenizer } from '../src/tokenizer/index.ts';
+import { Corpus, type DataRunOptions, openDataset, PAD_ID, processedLength, type TrainData } from '../src/train/data/index.ts';
+import { type DataOptions, IGNORE } from '../src/train/options.ts';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/train-data/', import.meta.url));
 let tok: Tokenizer;
@@ -66,7 +67,13 @@ test('sources: text, markdown, JSON lines, JSON arrays, .gz, folders (sorted, re
   const texts = Array.from({ length: corpus.count }, (_, i) => corpus.text(i));
   assert.deepEqual(texts, [
     'A text file is one document.\nEven with lines.', // the byte order mark is dropped
-    'line one', 'line two', 'gz one', 'gz two', 'element [0] " {', 'element one', 'CoreNet json.gz is JSON lines',
+    'line one',
+    'line two',
+    'gz one',
+    'gz two',
+    'element [0] " {',
+    'element one',
+    'CoreNet json.gz is JSON lines',
     '# Markdown\n\nis one document too.',
   ]);
   assert.equal(corpus.where(0), path.join(src, 'a.txt'));
@@ -225,7 +232,10 @@ test('packing: documents BOS + text + EOS back to back, rows of seqLen + 1 overl
   const epoch = stream.slice(0, total);
   const starts = epoch.flatMap((id, i) => (id === tok.bosId ? [i] : []));
   const found = starts.map((s, k) => epoch.slice(s, starts[k + 1] ?? total));
-  assert.deepEqual([...found].sort((a, b) => a.length - b.length), [...docs].sort((a, b) => a.length - b.length));
+  assert.deepEqual(
+    [...found].sort((a, b) => a.length - b.length),
+    [...docs].sort((a, b) => a.length - b.length),
+  );
   assert.equal(data.stats().documentsRead, 4, 'into the second epoch');
   data.close();
 });
@@ -249,7 +259,10 @@ test('filters: documents under --min-chars or --min-tokens are dropped and count
     data.close();
   }
   const empty = await openDataset(options(paths.slice(0, 2), { minChars: 200, minTokens: 1000 }), tok, runOpts());
-  assert.throws(() => empty.nextBatch(1), /no training data passes the filters: of \d+ documents read, \d+ were dropped by --min-chars 200 .* and \d+ by --min-tokens 1000 .*; lower --min-chars \/ --min-tokens/);
+  assert.throws(
+    () => empty.nextBatch(1),
+    /no training data passes the filters: of \d+ documents read, \d+ were dropped by --min-chars 200 .* and \d+ by --min-tokens 1000 .*; lower --min-chars \/ --min-tokens/,
+  );
   empty.close();
 });
 
@@ -271,7 +284,10 @@ test('order: the same seed gives the same batches, another seed others; every ep
 });
 
 test('state/restore: the stream continues bit for bit (mid-document, mid-piece, across epochs, after JSON)', async () => {
-  const paths = [write('state/a.txt', words('S', 70)), write('state/b.jsonl', [words('J', 25), words('K', 130), 'tiny'].map((t) => JSON.stringify({ text: t })).join('\n'))];
+  const paths = [
+    write('state/a.txt', words('S', 70)),
+    write('state/b.jsonl', [words('J', 25), words('K', 130), 'tiny'].map((t) => JSON.stringify({ text: t })).join('\n')),
+  ];
   for (const packing of [true, false]) {
     const open = () => openDataset(options(paths, { packing, seqLen: 16, minChars: 10 }), tok, runOpts({ seed: 3, splitWords: 20 }));
     const ref = await open();
@@ -317,7 +333,10 @@ test('validation: held-out documents, disjoint from training, the same batches e
   const trainTags = tagsOf([streamText(batches(data, 80, 4))]);
   assert.equal(valTags.size, 2);
   assert.equal(trainTags.size, 18);
-  assert.ok([...valTags].every((t) => !trainTags.has(t)), 'disjoint');
+  assert.ok(
+    [...valTags].every((t) => !trainTags.has(t)),
+    'disjoint',
+  );
   // the last batch ends in pad rows; maxBatches caps
   const last = val[val.length - 1];
   assert.equal(last.batchSize, 2);
@@ -391,7 +410,14 @@ test('the built-in corpus with the defaults: packed rows, a small validation spl
 // ---- --data-ids ----
 
 test('--data-ids: rows in order, row[:-1] in and row[1:] out, wrapping; state/restore; errors', async () => {
-  const file = write('ids.json', JSON.stringify([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]));
+  const file = write(
+    'ids.json',
+    JSON.stringify([
+      [1, 2, 3, 4],
+      [5, 6, 7, 8],
+      [9, 10, 11, 12],
+    ]),
+  );
   const data = await openDataset({ ...options([]), idsFile: file }, tok, runOpts());
   const b = data.nextBatch(2);
   assert.deepEqual([b.batchSize, b.seqLen], [2, 3]);
@@ -404,9 +430,22 @@ test('--data-ids: rows in order, row[:-1] in and row[1:] out, wrapping; state/re
   data.restore(state);
   assert.deepEqual(data.nextBatch(2), next);
   assert.deepEqual(data.validationBatches(2, 4), []);
-  const bad = (rows: unknown, re: RegExp) => assert.rejects(openDataset({ ...options([]), idsFile: write('bad-ids.json', JSON.stringify(rows)) }, tok, runOpts()), re);
-  await bad([[1, 2, 3], [4, 5]], /row 1 has 2 ids, row 0 has 3/);
-  await bad([[1, 2], [3, -1]], /row 1, position 1: -1 is not a token id/);
+  const bad = (rows: unknown, re: RegExp) =>
+    assert.rejects(openDataset({ ...options([]), idsFile: write('bad-ids.json', JSON.stringify(rows)) }, tok, runOpts()), re);
+  await bad(
+    [
+      [1, 2, 3],
+      [4, 5],
+    ],
+    /row 1 has 2 ids, row 0 has 3/,
+  );
+  await bad(
+    [
+      [1, 2],
+      [3, -1],
+    ],
+    /row 1, position 1: -1 is not a token id/,
+  );
   await bad([[1, 40000]], /row 0, position 1: 40000 is not a token id in \[0, 32000\)/);
   await bad({ rows: [] }, /expected a non-empty JSON array/);
 });

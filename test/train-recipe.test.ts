@@ -1,15 +1,21 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import {
-  loadRecipe, parseRecipe, resolveTrainOptions, validateTrainOptions, newModelConfig,
-  RecipeError, TrainOptionsError, type TrainOverrides,
-} from '../src/train/recipe.ts';
-import { DEFAULT_OPTIMIZER, type TrainOptions } from '../src/train/options.ts';
 import { numParameters } from '../src/config/index.ts';
+import { DEFAULT_OPTIMIZER, type TrainOptions } from '../src/train/options.ts';
+import {
+  loadRecipe,
+  newModelConfig,
+  parseRecipe,
+  RecipeError,
+  resolveTrainOptions,
+  TrainOptionsError,
+  type TrainOverrides,
+  validateTrainOptions,
+} from '../src/train/recipe.ts';
 
 const RECIPES = new URL('../recipes/', import.meta.url);
 const recipePath = (name: string) => new URL(name, RECIPES).pathname;
@@ -18,8 +24,19 @@ const RUN: TrainOverrides = { out: 'runs/x', data: { paths: ['builtin:sotu'] } }
 
 test('every shipped pre-training recipe loads and resolves', () => {
   // (finetune-*.yaml and dpo-*.yaml are fine-tuning recipes: test/finetune-cli.test.ts)
-  const files = fs.readdirSync(RECIPES).filter((f) => f.endsWith('.yaml') && !/^(finetune|dpo)-/.test(f)).sort();
-  assert.deepEqual(files, ['builtin-uniform.yaml', 'builtin.yaml', 'openelm-1_1B.yaml', 'openelm-270M.yaml', 'openelm-3B.yaml', 'openelm-450M.yaml', 'tiny-cpu.yaml']);
+  const files = fs
+    .readdirSync(RECIPES)
+    .filter((f) => f.endsWith('.yaml') && !/^(finetune|dpo)-/.test(f))
+    .sort();
+  assert.deepEqual(files, [
+    'builtin-uniform.yaml',
+    'builtin.yaml',
+    'openelm-1_1B.yaml',
+    'openelm-270M.yaml',
+    'openelm-3B.yaml',
+    'openelm-450M.yaml',
+    'tiny-cpu.yaml',
+  ]);
   for (const f of files) {
     const r = loadRecipe(recipePath(f));
     const o = resolveTrainOptions(r, RUN);
@@ -37,7 +54,7 @@ test('every shipped pre-training recipe loads and resolves', () => {
   }
 });
 
-test('the 270M recipe yields CoreNet\'s values', () => {
+test("the 270M recipe yields CoreNet's values", () => {
   const r = loadRecipe(recipePath('openelm-270M.yaml'));
   const o = resolveTrainOptions(r, RUN);
   assert.deepEqual(o.schedule, { name: 'cosine', lr: 0.0053, minLr: 0.00053, warmup: 5000, warmupInitLr: 1e-6, maxSteps: 350000 });
@@ -62,13 +79,28 @@ test('the 270M recipe yields CoreNet\'s values', () => {
   assert.match(r.sources['schedule.lr'], /^scheduler\.cosine\.max_lr at .*openelm-270M\.yaml:\d+$/);
 
   // what openelm does not use is reported, what it uses is not
-  for (const k of ['taskname', 'common.log_freq', 'common.mixed_precision_dtype', 'common.eval_every_k_iterations', 'dataset.workers',
-    'dataset.language_modeling.shuffle_data', 'text_tokenizer.sentence_piece.append_eot_token',
-    'loss.language_modeling.cross_entropy.ignore_index', 'model.language_modeling.general_gpt.padding_index', 'stats.checkpoint_metric']) {
+  for (const k of [
+    'taskname',
+    'common.log_freq',
+    'common.mixed_precision_dtype',
+    'common.eval_every_k_iterations',
+    'dataset.workers',
+    'dataset.language_modeling.shuffle_data',
+    'text_tokenizer.sentence_piece.append_eot_token',
+    'loss.language_modeling.cross_entropy.ignore_index',
+    'model.language_modeling.general_gpt.padding_index',
+    'stats.checkpoint_metric',
+  ]) {
     assert.ok(r.ignored.includes(k), `${k} should be ignored`);
   }
-  for (const k of ['common.grad_clip', 'optim.adamw.beta2', 'scheduler.cosine.max_lr', 'dataset.language_modeling.sequence_length',
-    'optim.no_decay_bn_filter_bias', 'dataset.language_modeling.general_lm.train_data_info']) {
+  for (const k of [
+    'common.grad_clip',
+    'optim.adamw.beta2',
+    'scheduler.cosine.max_lr',
+    'dataset.language_modeling.sequence_length',
+    'optim.no_decay_bn_filter_bias',
+    'dataset.language_modeling.general_lm.train_data_info',
+  ]) {
     assert.ok(!r.ignored.includes(k), `${k} is used`);
   }
   assert.ok(!r.ignored.some((k) => k.startsWith('_anchor')), 'anchor holders are skipped');
@@ -76,7 +108,9 @@ test('the 270M recipe yields CoreNet\'s values', () => {
 
 test('the 450M, 1.1B and 3B recipes: their LRs, presets and activation checkpointing', () => {
   const expect: [string, string, number, number][] = [
-    ['450M', 'OpenELM-450M', 0.0039, 0.00039], ['1_1B', 'OpenELM-1_1B', 0.0024, 0.00024], ['3B', 'OpenELM-3B', 0.0012, 0.00012],
+    ['450M', 'OpenELM-450M', 0.0039, 0.00039],
+    ['1_1B', 'OpenELM-1_1B', 0.0024, 0.00024],
+    ['3B', 'OpenELM-3B', 0.0012, 0.00012],
   ];
   for (const [size, preset, lr, minLr] of expect) {
     const r = loadRecipe(recipePath(`openelm-${size}.yaml`));
@@ -90,7 +124,7 @@ test('the 450M, 1.1B and 3B recipes: their LRs, presets and activation checkpoin
   }
 });
 
-test('the shipped OpenELM recipes keep CoreNet\'s keys and values', () => {
+test("the shipped OpenELM recipes keep CoreNet's keys and values", () => {
   // A few of CoreNet's keys openelm ignores, kept verbatim like CoreNet's own file.
   const flat = flatten(parseYaml(fs.readFileSync(recipePath('openelm-270M.yaml'), 'utf8')));
   assert.equal(flat['common.auto_resume'], true);
@@ -115,7 +149,9 @@ test('builtin: ≤ 40 MB in bf16, layer-wise scaled; builtin-uniform: the same p
   const { modelOverrides: ma, ...ra } = lw;
   const { modelOverrides: mb, ...rb } = un;
   assert.deepEqual(ra, rb);
-  const differ = Object.keys({ ...ma, ...mb }).filter((k) => JSON.stringify(ma?.[k]) !== JSON.stringify(mb?.[k])).sort();
+  const differ = Object.keys({ ...ma, ...mb })
+    .filter((k) => JSON.stringify(ma?.[k]) !== JSON.stringify(mb?.[k]))
+    .sort();
   assert.deepEqual(differ, ['ffn_dim_divisor', 'ffn_multipliers', 'qkv_multipliers']);
 });
 
@@ -176,7 +212,8 @@ dataset.language_modeling:
 });
 
 test('keys openelm does not use are reported, in file order', () => {
-  const r = parseRecipe(`
+  const r = parseRecipe(
+    `
 _anchor_x: &x 3
 taskname: demo
 optim:
@@ -197,11 +234,19 @@ loss.language_modeling.cross_entropy:
   z_loss_eps: 1.0e-3
 something_else:
   deep.key: *x
-`, 'r.yaml');
+`,
+    'r.yaml',
+  );
   assert.deepEqual(r.ignored, [
-    'taskname', 'optim.no_decay_bn_filter_bias', 'optim.sgd.momentum', 'optim.adamw.amsgrad',
-    'scheduler.lr', 'scheduler.max_epochs', 'scheduler.cosine.max_lr',
-    'loss.language_modeling.cross_entropy.label_smoothing', 'loss.language_modeling.cross_entropy.z_loss_eps',
+    'taskname',
+    'optim.no_decay_bn_filter_bias',
+    'optim.sgd.momentum',
+    'optim.adamw.amsgrad',
+    'scheduler.lr',
+    'scheduler.max_epochs',
+    'scheduler.cosine.max_lr',
+    'loss.language_modeling.cross_entropy.label_smoothing',
+    'loss.language_modeling.cross_entropy.z_loss_eps',
     'something_else.deep.key',
   ]);
   assert.deepEqual(r.options.schedule, { name: 'constant', lr: 1e-3 });
@@ -209,7 +254,8 @@ something_else:
 });
 
 test('openelm: section and train_data_info', () => {
-  const r = parseRecipe(`
+  const r = parseRecipe(
+    `
 openelm:
   data: [a.txt, builtin:sotu]
   packing: true
@@ -226,7 +272,9 @@ scheduler:
   max_iterations: 20
   polynomial: {start_lr: 0.01, end_lr: 0.001}
 openelm.preset: openelm-270m
-`, 'o.yaml');
+`,
+    'o.yaml',
+  );
   const o = resolveTrainOptions(r);
   assert.deepEqual(o.data, { paths: ['a.txt', 'builtin:sotu'], packing: true, minChars: 200, minTokens: 256, valFraction: 0.1, seqLen: 32 });
   assert.equal(o.steps, 7); // openelm.steps: the run stops before the schedule's end
@@ -237,12 +285,15 @@ openelm.preset: openelm-270m
   assert.equal(o.threads, 2);
   assert.equal(o.out, 'runs/r');
 
-  const info = parseRecipe(`
+  const info = parseRecipe(
+    `
 dataset.language_modeling.general_lm.train_data_info:
   - {file_name: "/d/train-{file_id:05d}-00003.parquet", text_key: content, file_id_range: [0, 3]}
   - {file_name: "/d/book.jsonl", text_key: text, file_id_range: [0, 1]}
   - {text_key: text, file_id_range: [0, 9]}
-`, 'i.yaml');
+`,
+    'i.yaml',
+  );
   assert.deepEqual(info.options.data?.paths, ['/d/train-00000-00003.parquet', '/d/train-00001-00003.parquet', '/d/train-00002-00003.parquet', '/d/book.jsonl']);
   // openelm reads the "text" field: another text_key is reported, for the entries that give files
   assert.deepEqual(info.ignored, ['dataset.language_modeling.general_lm.train_data_info[0].text_key']);
@@ -250,17 +301,20 @@ dataset.language_modeling.general_lm.train_data_info:
 
 /** asserts that parsing `yaml` fails with a RecipeError naming `key` and matching `msg` */
 function fails(yaml: string, key: string | undefined, msg: RegExp, line?: number): void {
-  assert.throws(() => parseRecipe(yaml, 'bad.yaml'), (e: unknown) => {
-    assert.ok(e instanceof RecipeError, String(e));
-    assert.equal(e.key, key);
-    assert.match(e.message, msg);
-    assert.match(e.message, /^bad\.yaml/);
-    if (line !== undefined) {
-      assert.equal(e.line, line);
-      assert.ok(e.message.startsWith(`bad.yaml:${line}: `), e.message);
-    }
-    return true;
-  });
+  assert.throws(
+    () => parseRecipe(yaml, 'bad.yaml'),
+    (e: unknown) => {
+      assert.ok(e instanceof RecipeError, String(e));
+      assert.equal(e.key, key);
+      assert.match(e.message, msg);
+      assert.match(e.message, /^bad\.yaml/);
+      if (line !== undefined) {
+        assert.equal(e.line, line);
+        assert.ok(e.message.startsWith(`bad.yaml:${line}: `), e.message);
+      }
+      return true;
+    },
+  );
 }
 
 test('errors name the file, the line and the key, and what was expected', () => {
@@ -268,7 +322,12 @@ test('errors name the file, the line and the key, and what was expected', () => 
   fails('scheduler:\n  name: cosine\n  cosine:\n    max_lr: -0.1\n', 'scheduler.cosine.max_lr', /must be a number > 0, got -0\.1/, 4);
   fails('scheduler.name: cyclic\n', 'scheduler.name', /must be cosine, fixed or polynomial .* got "cyclic"/, 1);
   fails('optim.name: lamb\n', 'optim.name', /must be "adamw" or "sgd" .* got "lamb"/, 1);
-  fails('scheduler:\n  cosine:\n    max_lr: 1.0e-3\n    min_lr: 1.0e-2\n', 'scheduler.cosine.min_lr', /\(0\.01\) must not exceed scheduler\.cosine\.max_lr \(0\.001\)/, 4);
+  fails(
+    'scheduler:\n  cosine:\n    max_lr: 1.0e-3\n    min_lr: 1.0e-2\n',
+    'scheduler.cosine.min_lr',
+    /\(0\.01\) must not exceed scheduler\.cosine\.max_lr \(0\.001\)/,
+    4,
+  );
   fails('scheduler:\n  name: polynomial\n  polynomial.start_lr: 0.1\n', 'scheduler.name', /polynomial\.power: 1\.0/);
   fails('scheduler:\n  name: polynomial\n  polynomial: {start_lr: 0.1, power: 2}\n', 'scheduler.polynomial.power', /must be 1/);
   fails('scheduler:\n  is_iteration_based: false\n', 'scheduler.is_iteration_based', /must be true/);
@@ -279,15 +338,26 @@ test('errors name the file, the line and the key, and what was expected', () => 
   fails('optim.adamw.beta2: 1\n', 'optim.adamw.beta2', /must be a number ≥ 0 and < 1, got 1/);
   fails('model.activation_checkpointing: yes\n', 'model.activation_checkpointing', /must be true or false, got "yes"/);
   fails('dataset.category: classification\n', 'dataset.category', /must be "language_modeling"/);
-  fails('model.language_modeling.general_gpt.model_name: OpenELM-7B\n', 'model.language_modeling.general_gpt.model_name', /must be one of OpenELM-270M, .* got "OpenELM-7B"/);
-  fails('model.language_modeling.general_gpt:\n  model_dim: 128\n  num_transformer_layers: 2\n  head_dim: 33\n',
-    'model.language_modeling.general_gpt.head_dim', /general_gpt\.head_dim must be even for rotary embeddings, got 33$/, 4);
+  fails(
+    'model.language_modeling.general_gpt.model_name: OpenELM-7B\n',
+    'model.language_modeling.general_gpt.model_name',
+    /must be one of OpenELM-270M, .* got "OpenELM-7B"/,
+  );
+  fails(
+    'model.language_modeling.general_gpt:\n  model_dim: 128\n  num_transformer_layers: 2\n  head_dim: 33\n',
+    'model.language_modeling.general_gpt.head_dim',
+    /general_gpt\.head_dim must be even for rotary embeddings, got 33$/,
+    4,
+  );
   fails('model.language_modeling.general_gpt.model_dim: 128\n', 'model.language_modeling.general_gpt.num_transformer_layers', /is missing/);
   fails('openelm:\n  data: a.txt\n  pack: true\n', 'openelm.pack', /is not an openelm setting; they are openelm\.data, /, 3);
   fails('openelm.val_fraction: 0.1\ndataset.disable_val: true\n', 'openelm.val_fraction', /dataset\.disable_val is true/);
   fails('optim:\n  name: adamw\noptim.name: sgd\n', 'optim.name', /given twice/);
-  fails('dataset.language_modeling.general_lm.train_data_info: [{file_name: "a-{id}.txt", file_id_range: [0, 2]}]\n',
-    'dataset.language_modeling.general_lm.train_data_info', /entry 0: file_name may hold only \{file_id\} .* found \{id\}/);
+  fails(
+    'dataset.language_modeling.general_lm.train_data_info: [{file_name: "a-{id}.txt", file_id_range: [0, 2]}]\n',
+    'dataset.language_modeling.general_lm.train_data_info',
+    /entry 0: file_name may hold only \{file_id\} .* found \{id\}/,
+  );
   fails('a: 1\na: 2\n', undefined, /^bad\.yaml:2: not valid YAML: Map keys must be unique/);
   fails('- a\n- b\n', undefined, /expected a map of settings/);
   assert.throws(() => loadRecipe('/nonexistent/recipe.yaml'), /\/nonexistent\/recipe\.yaml: cannot read the recipe \(ENOENT\)/);
@@ -298,7 +368,10 @@ test('loadRecipe reads a file and names it in errors', () => {
   try {
     const file = path.join(dir, 'r.yaml');
     fs.writeFileSync(file, 'common:\n  seed: 3\n  accum_freq: 0\n');
-    assert.throws(() => loadRecipe(file), (e: unknown) => e instanceof RecipeError && e.message.startsWith(`${file}:3: common.accum_freq must be an integer ≥ 1, got 0`));
+    assert.throws(
+      () => loadRecipe(file),
+      (e: unknown) => e instanceof RecipeError && e.message.startsWith(`${file}:3: common.accum_freq must be an integer ≥ 1, got 0`),
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -306,7 +379,14 @@ test('loadRecipe reads a file and names it in errors', () => {
 
 // ---- resolving without and with a recipe ----
 
-const MINIMAL: TrainOverrides = { out: 'runs/m', preset: 'OpenELM-270M', data: { paths: ['t.txt'], seqLen: 64 }, steps: 10, batchSize: 2, schedule: { lr: 1e-3 } };
+const MINIMAL: TrainOverrides = {
+  out: 'runs/m',
+  preset: 'OpenELM-270M',
+  data: { paths: ['t.txt'], seqLen: 64 },
+  steps: 10,
+  batchSize: 2,
+  schedule: { lr: 1e-3 },
+};
 
 test('without a recipe nothing is added that the flags do not ask for', () => {
   const o = resolveTrainOptions(undefined, MINIMAL);
@@ -314,18 +394,33 @@ test('without a recipe nothing is added that the flags do not ask for', () => {
     preset: 'OpenELM-270M',
     // CoreNet's text filters and a small validation split are the data pipeline's defaults
     data: { paths: ['t.txt'], packing: false, minChars: 200, minTokens: 256, valFraction: 0.01, seqLen: 64 },
-    steps: 10, batchSize: 2, gradAccum: 1,
+    steps: 10,
+    batchSize: 2,
+    gradAccum: 1,
     optimizer: DEFAULT_OPTIMIZER,
     schedule: { name: 'constant', lr: 1e-3, minLr: 1e-3, warmup: 0, warmupInitLr: 1e-7, maxSteps: 10 },
-    gradClip: null, zLoss: 0, activationCheckpointing: false,
-    evalEvery: 0, evalBatches: 10, saveEvery: 0, out: 'runs/m', resume: false, seed: 0,
+    gradClip: null,
+    zLoss: 0,
+    activationCheckpointing: false,
+    evalEvery: 0,
+    evalBatches: 10,
+    saveEvery: 0,
+    out: 'runs/m',
+    resume: false,
+    seed: 0,
   };
   assert.deepEqual(o, expected);
 });
 
-test('flags override the recipe; a model from the flags replaces the recipe\'s', () => {
+test("flags override the recipe; a model from the flags replaces the recipe's", () => {
   const r = loadRecipe(recipePath('builtin.yaml'));
-  const o = resolveTrainOptions(r, { out: 'o', schedule: { lr: 1e-3 }, gradClip: null, optimizer: { beta2: 0.99 }, modelOverrides: { rope_freq_constant: 500000 } });
+  const o = resolveTrainOptions(r, {
+    out: 'o',
+    schedule: { lr: 1e-3 },
+    gradClip: null,
+    optimizer: { beta2: 0.99 },
+    modelOverrides: { rope_freq_constant: 500000 },
+  });
   assert.equal(o.schedule.lr, 1e-3);
   assert.equal(o.schedule.minLr, 2e-4); // still the recipe's
   assert.equal(o.gradClip, null);
@@ -350,12 +445,15 @@ test('flags override the recipe; a model from the flags replaces the recipe\'s',
 
 /** asserts that resolving fails with a TrainOptionsError on `field` matching `msg` */
 function invalid(recipe: Parameters<typeof resolveTrainOptions>[0], o: TrainOverrides, field: string, msg: RegExp): void {
-  assert.throws(() => resolveTrainOptions(recipe, o), (e: unknown) => {
-    assert.ok(e instanceof TrainOptionsError, String(e));
-    assert.equal(e.field, field);
-    assert.match(e.message, msg);
-    return true;
-  });
+  assert.throws(
+    () => resolveTrainOptions(recipe, o),
+    (e: unknown) => {
+      assert.ok(e instanceof TrainOptionsError, String(e));
+      assert.equal(e.field, field);
+      assert.match(e.message, msg);
+      return true;
+    },
+  );
 }
 
 test('resolved options are validated, naming the field and its flag or recipe key', () => {
@@ -371,7 +469,12 @@ test('resolved options are validated, naming the field and its flag or recipe ke
   invalid(undefined, { ...MINIMAL, batchSize: 0 }, 'batchSize', /^batchSize \(--batch-size\) must be an integer ≥ 1/);
   invalid(undefined, { ...MINIMAL, schedule: { lr: 0 } }, 'schedule.lr', /must be a positive number, got 0/);
   invalid(undefined, { ...MINIMAL, schedule: { lr: Infinity } }, 'schedule.lr', /must be a positive number, got Infinity/);
-  invalid(undefined, { ...MINIMAL, schedule: { lr: 1e-3, name: 'cosine', minLr: 1e-2 } }, 'schedule.minLr', /\(0\.01\) must not exceed schedule\.lr \(--lr\) \(0\.001\)/);
+  invalid(
+    undefined,
+    { ...MINIMAL, schedule: { lr: 1e-3, name: 'cosine', minLr: 1e-2 } },
+    'schedule.minLr',
+    /\(0\.01\) must not exceed schedule\.lr \(--lr\) \(0\.001\)/,
+  );
   invalid(undefined, { ...MINIMAL, schedule: { lr: 1e-3, name: 'step' as never } }, 'schedule.name', /must be constant, linear or cosine/);
   invalid(undefined, { ...MINIMAL, schedule: { lr: 1e-3, warmup: 11 } }, 'schedule.warmup', /must not exceed schedule\.maxSteps/);
   invalid(undefined, { ...MINIMAL, optimizer: { beta1: 1 } }, 'optimizer.beta1', /^optimizer\.beta1 \(--beta1\) must be ≥ 0 and < 1, got 1/);
@@ -380,20 +483,38 @@ test('resolved options are validated, naming the field and its flag or recipe ke
   invalid(undefined, { ...MINIMAL, optimizer: { name: 'sgd', nesterov: true } }, 'optimizer.nesterov', /momentum > 0/);
   invalid(undefined, { ...MINIMAL, gradClip: -1 }, 'gradClip', /^gradClip \(--grad-clip\) must be a positive number/);
   invalid(undefined, { ...MINIMAL, zLoss: -1 }, 'zLoss', /≥ 0/);
-  invalid(undefined, { ...MINIMAL, evalEvery: 10, data: { paths: ['t.txt'], seqLen: 64, valFraction: 0 } }, 'evalEvery', /needs validation data: set data\.valFraction \(--val-fraction\) > 0/);
+  invalid(
+    undefined,
+    { ...MINIMAL, evalEvery: 10, data: { paths: ['t.txt'], seqLen: 64, valFraction: 0 } },
+    'evalEvery',
+    /needs validation data: set data\.valFraction \(--val-fraction\) > 0/,
+  );
   invalid(undefined, { ...MINIMAL, data: { paths: ['t'], seqLen: 4096 } }, 'data.seqLen', /exceeds the model's max_context_length \(2048\)/);
   invalid(undefined, { ...MINIMAL, data: { paths: ['t'], seqLen: 64, valFraction: 1 } }, 'data.valFraction', /≥ 0 and < 1/);
-  invalid(undefined, { ...MINIMAL, modelOverrides: { head_dim: 63 } }, 'modelOverrides.head_dim', /^modelOverrides\.head_dim must be even for rotary embeddings, got 63$/);
+  invalid(
+    undefined,
+    { ...MINIMAL, modelOverrides: { head_dim: 63 } },
+    'modelOverrides.head_dim',
+    /^modelOverrides\.head_dim must be even for rotary embeddings, got 63$/,
+  );
   invalid(undefined, { ...MINIMAL, preset: undefined, modelOverrides: { model_dim: 64 } }, 'modelOverrides.num_transformer_layers', /is missing/);
   invalid(undefined, { ...MINIMAL, threads: 0 }, 'threads', /≥ 1/);
 
   // a value the recipe set is named by its key and line
   const r = loadRecipe(recipePath('tiny-cpu.yaml'));
-  invalid(r, { out: 'o', schedule: { lr: 1e-4 } }, 'schedule.minLr', /^schedule\.minLr \(scheduler\.cosine\.min_lr at .*tiny-cpu\.yaml:\d+\) \(0\.0003\) must not exceed schedule\.lr \(--lr\) \(0\.0001\)/);
+  invalid(
+    r,
+    { out: 'o', schedule: { lr: 1e-4 } },
+    'schedule.minLr',
+    /^schedule\.minLr \(scheduler\.cosine\.min_lr at .*tiny-cpu\.yaml:\d+\) \(0\.0003\) must not exceed schedule\.lr \(--lr\) \(0\.0001\)/,
+  );
   invalid(r, { out: 'o', data: { seqLen: 512 } }, 'data.seqLen', /max_context_length \(128\)/);
 
   // the CLI may name its own flags
-  assert.throws(() => validateTrainOptions({ ...resolveTrainOptions(undefined, MINIMAL), batchSize: -1 }, { flags: { batchSize: '-b' } }), /^TrainOptionsError: batchSize \(-b\) must be/);
+  assert.throws(
+    () => validateTrainOptions({ ...resolveTrainOptions(undefined, MINIMAL), batchSize: -1 }, { flags: { batchSize: '-b' } }),
+    /^TrainOptionsError: batchSize \(-b\) must be/,
+  );
 });
 
 function flatten(o: Record<string, unknown>, prefix = '', out: Record<string, unknown> = {}): Record<string, unknown> {

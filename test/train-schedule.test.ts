@@ -1,8 +1,8 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { lrAt } from '../src/train/schedule.ts';
+import { test } from 'node:test';
 import { pyRound } from '../src/config/scaling.ts';
 import type { ScheduleOptions } from '../src/train/options.ts';
+import { lrAt } from '../src/train/schedule.ts';
 
 // OpenELM-270M's schedule (projects/openelm/pretraining_configs/openelm_270M.yaml).
 const S270M: ScheduleOptions = { name: 'cosine', lr: 0.0053, minLr: 0.00053, warmup: 5000, warmupInitLr: 1e-6, maxSteps: 350000 };
@@ -21,7 +21,7 @@ test('cosine: hand-computed values of the 270M recipe', () => {
   assert.equal(lrAt(10_000_000, S270M), 0.00053); // stays at min_lr after the end
 });
 
-test('cosine: small schedule, CoreNet\'s period M − W + 1', () => {
+test("cosine: small schedule, CoreNet's period M − W + 1", () => {
   assert.equal(lrAt(0, SMALL), 0);
   assert.equal(lrAt(5, SMALL), 0.5);
   assert.equal(lrAt(10, SMALL), 1);
@@ -63,10 +63,16 @@ test('constant: lr from the start without warmup, forever', () => {
 test('linear: hand-computed values (CoreNet polynomial, power 1)', () => {
   const s: ScheduleOptions = { name: 'linear', lr: 1, minLr: 0, warmup: 0, warmupInitLr: 0, maxSteps: 9 };
   // P = 10: lr = 1 − t / 10
-  assert.deepEqual([0, 1, 5, 9, 10, 11].map((t) => lrAt(t, s)), [1, 0.9, 0.5, 0.1, 0, 0]);
+  assert.deepEqual(
+    [0, 1, 5, 9, 10, 11].map((t) => lrAt(t, s)),
+    [1, 0.9, 0.5, 0.1, 0, 0],
+  );
   const w: ScheduleOptions = { name: 'linear', lr: 0.01, minLr: 0.001, warmup: 4, warmupInitLr: 0.002, maxSteps: 13 };
   // warmup: 0.002 + t · 0.002; then P = 10: 0.009 (1 − k/10) + 0.001
-  assert.deepEqual([0, 1, 3, 4, 9, 13, 14, 15].map((t) => lrAt(t, w)), [0.002, 0.004, 0.008, 0.01, 0.0055, 0.0019, 0.001, 0.001]);
+  assert.deepEqual(
+    [0, 1, 3, 4, 9, 13, 14, 15].map((t) => lrAt(t, w)),
+    [0.002, 0.004, 0.008, 0.01, 0.0055, 0.0019, 0.001, 0.001],
+  );
 });
 
 test('no warmup: the first step is the peak', () => {
@@ -74,7 +80,7 @@ test('no warmup: the first step is the peak', () => {
   assert.equal(lrAt(0, { ...SMALL, name: 'linear', warmup: 0 }), 1);
 });
 
-test('matches CoreNet\'s get_lr + update_lr reimplemented literally', () => {
+test("matches CoreNet's get_lr + update_lr reimplemented literally", () => {
   // corenet/optims/scheduler/{cosine,fixed,polynomial}.py, iteration-based, and
   // base_scheduler.update_lr: lr = max(0.0, lr); round(lr, 8).
   const corenet = (s: ScheduleOptions, curr_iter: number): number => {
@@ -83,26 +89,29 @@ test('matches CoreNet\'s get_lr + update_lr reimplemented literally', () => {
     const max_iterations = s.maxSteps;
     let curr_lr: number;
     if (s.name === 'cosine') {
-      const max_lr = s.lr, min_lr = s.minLr;
+      const max_lr = s.lr,
+        min_lr = s.minLr;
       const warmup_step = (max_lr - warmup_init_lr) / warmup_iterations;
       const period = max_iterations - warmup_iterations + 1;
       if (curr_iter < warmup_iterations) curr_lr = warmup_init_lr + curr_iter * warmup_step;
       else {
         curr_iter = curr_iter - warmup_iterations;
-        curr_lr = min_lr + 0.5 * (max_lr - min_lr) * (1 + Math.cos(Math.PI * curr_iter / period));
+        curr_lr = min_lr + 0.5 * (max_lr - min_lr) * (1 + Math.cos((Math.PI * curr_iter) / period));
       }
     } else if (s.name === 'constant') {
       const fixed_lr = s.lr;
       const warmup_step = (fixed_lr - warmup_init_lr) / warmup_iterations;
       curr_lr = curr_iter < warmup_iterations ? warmup_init_lr + curr_iter * warmup_step : fixed_lr;
     } else {
-      const start_lr = s.lr, end_lr = s.minLr, power = 1;
+      const start_lr = s.lr,
+        end_lr = s.minLr,
+        power = 1;
       const warmup_step = (start_lr - warmup_init_lr) / warmup_iterations;
       const max_its = max_iterations - warmup_iterations + 1;
       if (curr_iter < warmup_iterations) curr_lr = warmup_init_lr + curr_iter * warmup_step;
       else {
         const factor = (curr_iter - warmup_iterations) / max_its;
-        curr_lr = (start_lr - end_lr) * ((1.0 - factor) ** power) + end_lr;
+        curr_lr = (start_lr - end_lr) * (1.0 - factor) ** power + end_lr;
       }
     }
     curr_lr = Math.max(0.0, curr_lr); // get_lr's return

@@ -1,17 +1,18 @@
 // The trainer's loop: checkpoints in HF layout that load as models, an exact resume (same losses
 // bit for bit, same final parameters), the JSONL log, NaN stops with the last checkpoint intact.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { checkpointSource } from '../src/load.ts';
-import { createKernels } from '../src/kernels/index.ts';
 import { openSafetensors } from '../src/io/safetensors.ts';
-import { Trainer, NonFiniteLossError, type TrainData } from '../src/train/trainer.ts';
-import { DEFAULT_OPTIMIZER, type Batch, type TrainOptions } from '../src/train/options.ts';
+import { createKernels } from '../src/kernels/index.ts';
+import { checkpointSource } from '../src/load.ts';
 import { listCheckpoints } from '../src/train/checkpoint.ts';
+import { type Batch, DEFAULT_OPTIMIZER, type TrainOptions } from '../src/train/options.ts';
+import { NonFiniteLossError, type TrainData, Trainer } from '../src/train/trainer.ts';
 
 const DIR = fileURLToPath(new URL('./fixtures/openelm/tiny-f32/', import.meta.url));
 
@@ -21,7 +22,8 @@ class Rows implements TrainData {
   constructor(readonly rows: number[][]) {}
   nextBatch(B: number): Batch {
     const S = this.rows[0].length - 1;
-    const inputs = new Int32Array(B * S), targets = new Int32Array(B * S);
+    const inputs = new Int32Array(B * S),
+      targets = new Int32Array(B * S);
     for (let b = 0; b < B; b++) {
       const r = this.rows[this.next++ % this.rows.length];
       for (let t = 0; t < S; t++) {
@@ -38,8 +40,12 @@ class Rows implements TrainData {
     this.next = save;
     return v;
   }
-  state() { return { next: this.next }; }
-  restore(s: unknown) { this.next = (s as { next: number }).next; }
+  state() {
+    return { next: this.next };
+  }
+  restore(s: unknown) {
+    this.next = (s as { next: number }).next;
+  }
 }
 
 function rows(n: number, len: number, seed: number): number[][] {
@@ -51,17 +57,31 @@ function options(out: string, over: Partial<TrainOptions> = {}): TrainOptions {
   return {
     init: DIR,
     data: { paths: [], seqLen: 12, packing: true, minChars: 0, minTokens: 0, valFraction: 0 },
-    steps: 6, batchSize: 2, gradAccum: 2,
+    steps: 6,
+    batchSize: 2,
+    gradAccum: 2,
     optimizer: { ...DEFAULT_OPTIMIZER },
     schedule: { name: 'cosine', lr: 3e-3, minLr: 3e-4, warmup: 2, warmupInitLr: 1e-5, maxSteps: 6 },
-    gradClip: 1.0, zLoss: 1e-4, activationCheckpointing: false,
-    evalEvery: 2, evalBatches: 1, saveEvery: 2, out, resume: false, seed: 0,
+    gradClip: 1.0,
+    zLoss: 1e-4,
+    activationCheckpointing: false,
+    evalEvery: 2,
+    evalBatches: 1,
+    saveEvery: 2,
+    out,
+    resume: false,
+    seed: 0,
     ...over,
   };
 }
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-train-'));
-const readLog = (f: string) => fs.readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const readLog = (f: string) =>
+  fs
+    .readFileSync(f, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 
 async function runTrainer(o: TrainOptions, data: TrainData, stopAfter?: number) {
   const k = await createKernels('wasm', { threads: 2 });
@@ -79,7 +99,8 @@ async function runTrainer(o: TrainOptions, data: TrainData, stopAfter?: number) 
 
 test('an interrupted and resumed run equals the uninterrupted run, bit for bit', async () => {
   const data = rows(16, 13, 7);
-  const a = tmp(), b = tmp();
+  const a = tmp(),
+    b = tmp();
   const full = await runTrainer(options(a), new Rows(data));
   assert.equal(full.r.step, 6);
   // stop after 3 steps (a checkpoint is saved on stop), then resume to the end
@@ -88,15 +109,28 @@ test('an interrupted and resumed run equals the uninterrupted run, bit for bit',
   assert.equal(part.r.step, 3);
   const rest = await runTrainer(options(b, { resume: true }), new Rows(data));
   assert.equal(rest.r.step, 6);
-  const la = readLog(path.join(a, 'train.jsonl')), lb = readLog(path.join(b, 'train.jsonl'));
-  assert.deepEqual(lb.map((r) => r.step), [1, 2, 3, 4, 5, 6]);
-  assert.deepEqual(lb.map((r) => [r.loss, r.grad_norm, r.lr, r.val_loss]), la.map((r) => [r.loss, r.grad_norm, r.lr, r.val_loss]));
+  const la = readLog(path.join(a, 'train.jsonl')),
+    lb = readLog(path.join(b, 'train.jsonl'));
+  assert.deepEqual(
+    lb.map((r) => r.step),
+    [1, 2, 3, 4, 5, 6],
+  );
+  assert.deepEqual(
+    lb.map((r) => [r.loss, r.grad_norm, r.lr, r.val_loss]),
+    la.map((r) => [r.loss, r.grad_norm, r.lr, r.val_loss]),
+  );
   assert.deepEqual(rest.params, full.params);
   // the newest checkpoint's weights equal the run's parameters and load as a model folder
   const ck = listCheckpoints(b);
-  assert.deepEqual(ck.map((c) => c.step), [4, 6]);
+  assert.deepEqual(
+    ck.map((c) => c.step),
+    [4, 6],
+  );
   const f = openSafetensors(path.join(b, 'model.safetensors'));
-  assert.equal(f.readAsF32('transformer.norm.weight')[0], rest.params[new (await import('../src/train/params.ts')).ParamLayout(checkpointSource(DIR).config).get('transformer.norm.weight').offset]);
+  assert.equal(
+    f.readAsF32('transformer.norm.weight')[0],
+    rest.params[new (await import('../src/train/params.ts')).ParamLayout(checkpointSource(DIR).config).get('transformer.norm.weight').offset],
+  );
   assert.ok(checkpointSource(b).config);
   for (const d of [a, b]) fs.rmSync(d, { recursive: true, force: true });
 });

@@ -10,21 +10,26 @@
 // Tolerance: the gradients agree with PyTorch to ~1e-6 relative (‖Δ‖/‖ref‖ per tensor), so the bound
 // is 1e-4, not 1e-3: exact GELU and its tanh approximation differ by only ~4e-4 in these gradients,
 // and the last test checks that the fixtures do tell them apart at this bound.
-import { after, before, test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { checkpointSource } from '../src/load.ts';
+import type { OpenELMConfig } from '../src/config/config.ts';
 import { openSafetensors } from '../src/io/safetensors.ts';
 import { createKernels } from '../src/kernels/index.ts';
 import type { Kernels } from '../src/kernels/types.ts';
-import type { OpenELMConfig } from '../src/config/config.ts';
-import { ParamLayout } from '../src/train/params.ts';
+import { checkpointSource } from '../src/load.ts';
 import { Backprop } from '../src/train/backprop.ts';
+import { ParamLayout } from '../src/train/params.ts';
 import { batchFromRows, relErr } from './helpers/train.ts';
 
 const ROOT = fileURLToPath(new URL('./fixtures/train-variants/', import.meta.url));
-const VARIANTS = fs.readdirSync(ROOT, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+const VARIANTS = fs
+  .readdirSync(ROOT, { withFileTypes: true })
+  .filter((e) => e.isDirectory())
+  .map((e) => e.name)
+  .sort();
 
 interface Expected {
   input_ids: number[][];
@@ -46,7 +51,8 @@ function load(name: string) {
 /** loss and the largest per-tensor relative gradient error against PyTorch (config may be edited) */
 function run(k: Kernels, v: ReturnType<typeof load>, config: OpenELMConfig, checkpointing: boolean) {
   const layout = new ParamLayout(config);
-  const params = k.f32(layout.size), grads = k.f32(layout.size);
+  const params = k.f32(layout.size),
+    grads = k.f32(layout.size);
   layout.load(params, v.src);
   const bp = new Backprop(config, k, { batchSize: v.batch.batchSize, seqLen: v.batch.seqLen, activationCheckpointing: checkpointing, logitsChunk: 7 });
   const r = bp.step(layout.weights(params), layout.weights(grads), v.batch);

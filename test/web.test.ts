@@ -7,31 +7,43 @@
 //   - the chat form: Enter sends, text streams, tokens/s shown, Stop stops, multi-turn reuses the KV cache
 //   - models from a URL (cached in OPFS and then loaded with the server down), a picked folder, the hub
 // `.ci/run` installs Chromium; elsewhere these tests are skipped when it is missing.
-import { after, before, describe, test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { startStaticServer, type StaticServer } from './browser/static-server.ts';
-import { loadModel, type LoadedModel } from '../src/load.ts';
-import { generateText } from '../src/generate/generate.ts';
+import { type Browser, chromium, type Page } from 'playwright-core';
 import { encodeChat } from '../src/generate/chat.ts';
+import { generateText } from '../src/generate/generate.ts';
+import { type LoadedModel, loadModel } from '../src/load.ts';
+import { type StaticServer, startStaticServer } from './browser/static-server.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 const skip = CHROMIUM ? false : process.env.CI ? false : 'no Chromium here (apt-get install chromium, or set CHROMIUM_PATH)';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BUILTIN = join(ROOT, 'builtin/openelm-sotu');
 // with Chromium's software WebGPU adapter (SwiftShader), so the page's WebGPU path runs too
-export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
-  '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-features=Vulkan'];
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--enable-unsafe-webgpu',
+  '--use-webgpu-adapter=swiftshader',
+  '--enable-features=Vulkan',
+];
 
 /** `openelm generate PROMPT -n N --temperature 0 --json`'s text, from the CLI itself. */
 function cliText(prompt: string, n: number): string {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'generate', prompt, '-n', String(n), '--temperature', '0', '--json'],
-    { cwd: ROOT, encoding: 'utf8' });
+  const out = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'generate', prompt, '-n', String(n), '--temperature', '0', '--json'],
+    { cwd: ROOT, encoding: 'utf8' },
+  );
   return (JSON.parse(out) as { text: string }).text;
 }
 
@@ -97,7 +109,10 @@ describe('the chat page in headless Chromium', { skip, timeout: 240_000 }, () =>
     // the 26 MB checkpoint is never fetched whole: a probe for its size, its header, then one range per tensor
     const model = server.log.filter((r) => r.url.endsWith('/model.safetensors'));
     assert.ok(model.length > 20, `${model.length} requests`);
-    assert.ok(model.every((r) => r.range && r.status === 206), JSON.stringify(model.filter((r) => !r.range).slice(0, 3)));
+    assert.ok(
+      model.every((r) => r.range && r.status === 206),
+      JSON.stringify(model.filter((r) => !r.range).slice(0, 3)),
+    );
     assert.equal(model[0].range, 'bytes=0-0');
     await page.close();
   });
@@ -156,15 +171,32 @@ describe('the chat page in headless Chromium', { skip, timeout: 240_000 }, () =>
     for (const msg of ['What is the state of the Union?', 'And the economy?']) {
       await page.fill('#prompt', msg);
       await page.click('#send');
-      await page.waitForFunction((n) => document.querySelectorAll('#log li.assistant').length === n && !document.querySelector('#log li[aria-busy]'), turns.length + 1, { timeout: 30_000 });
+      await page.waitForFunction(
+        (n) => document.querySelectorAll('#log li.assistant').length === n && !document.querySelector('#log li[aria-busy]'),
+        turns.length + 1,
+        { timeout: 30_000 },
+      );
       turns.push(await page.$eval('#log li.assistant:last-of-type .text', (e) => e.textContent ?? ''));
     }
-    const msgs = [{ role: 'system' as const, content: 'Be brief.' }, { role: 'user' as const, content: 'What is the state of the Union?' }];
+    const msgs = [
+      { role: 'system' as const, content: 'Be brief.' },
+      { role: 'user' as const, content: 'What is the state of the Union?' },
+    ];
     node.model.reset();
-    const t1 = await generateText(node.model, node.tokenizer, { ids: encodeChat(node.tokenizer, msgs) }, { temperature: 0, maxNewTokens: 20, repetitionPenalty: 1.2 });
+    const t1 = await generateText(
+      node.model,
+      node.tokenizer,
+      { ids: encodeChat(node.tokenizer, msgs) },
+      { temperature: 0, maxNewTokens: 20, repetitionPenalty: 1.2 },
+    );
     assert.equal(turns[0], t1.text);
     msgs.push({ role: 'assistant', content: t1.text.trim() } as never, { role: 'user', content: 'And the economy?' });
-    const t2 = await generateText(node.model, node.tokenizer, { ids: encodeChat(node.tokenizer, msgs) }, { temperature: 0, maxNewTokens: 20, repetitionPenalty: 1.2 });
+    const t2 = await generateText(
+      node.model,
+      node.tokenizer,
+      { ids: encodeChat(node.tokenizer, msgs) },
+      { temperature: 0, maxNewTokens: 20, repetitionPenalty: 1.2 },
+    );
     assert.equal(turns[1], t2.text);
     assert.match(await page.$eval('#stats', (e) => e.textContent ?? ''), /\(\d+ reused\)/);
 
@@ -207,7 +239,11 @@ describe('the chat page in headless Chromium', { skip, timeout: 240_000 }, () =>
     await page.click('#url-form button');
     const status = await waitReady(page, /\/remote\/ ready|Could not load/);
     assert.match(status, /\/remote\/ ready/);
-    assert.deepEqual(server.log.filter((r) => r.url.startsWith('/remote/')), [], 'nothing asked of the server');
+    assert.deepEqual(
+      server.log.filter((r) => r.url.startsWith('/remote/')),
+      [],
+      'nothing asked of the server',
+    );
     server.fail('/remote/', null);
     await page.close();
   });

@@ -5,9 +5,9 @@
 // too, and the scan goes on over the tensors that exist.
 //
 //   const r = checkCheckpoint('models/270m');   // r.ok, r.problems, r.tensors[i].nan ...
-import { openCheckpoint, type Checkpoint } from '../io/checkpoint.ts';
+import { type Checkpoint, openCheckpoint } from '../io/checkpoint.ts';
 import { DTYPE_SIZES, isFloatDType, toF32 } from '../io/dtype.ts';
-import { readQuantizedLayout, quantizedRowBytes, type QuantizedTensor } from '../io/quantized.ts';
+import { type QuantizedTensor, quantizedRowBytes, readQuantizedLayout } from '../io/quantized.ts';
 import { dequantizeRowQ4_0, dequantizeRowQ8_0 } from '../kernels/quant.ts';
 
 export interface TensorReport {
@@ -58,8 +58,19 @@ export function checkCheckpoint(dir: string): CheckReport {
   }
   for (const [name, t] of ck.tensors) {
     const q = quant?.get(name);
-    const r: TensorReport = { name, dtype: q ? q.type : t.dtype, shape: q ? [q.rows, q.cols] : t.shape, nan: 0, inf: 0, min: Infinity, max: -Infinity, rms: 0, problems: [] };
-    let sumSq = 0, count = 0;
+    const r: TensorReport = {
+      name,
+      dtype: q ? q.type : t.dtype,
+      shape: q ? [q.rows, q.cols] : t.shape,
+      nan: 0,
+      inf: 0,
+      min: Infinity,
+      max: -Infinity,
+      rms: 0,
+      problems: [],
+    };
+    let sumSq = 0,
+      count = 0;
     const visit = (x: Float32Array) => {
       for (let i = 0; i < x.length; i++) {
         const v = x[i];
@@ -81,7 +92,10 @@ export function checkCheckpoint(dir: string): CheckReport {
       r.problems.push(`cannot be read: ${(e as Error).message}`);
     }
     r.rms = count ? Math.sqrt(sumSq / count) : 0;
-    if (count === 0) { r.min = 0; r.max = 0; }
+    if (count === 0) {
+      r.min = 0;
+      r.max = 0;
+    }
     judge(r, count);
     if (r.problems.length) report.ok = false;
     report.tensors.push(r);
@@ -96,7 +110,8 @@ function judge(r: TensorReport, finite: number): void {
   if (r.inf) r.problems.push(`${r.inf} infinite value(s) of ${total}`);
   const absMax = Math.max(Math.abs(r.min), Math.abs(r.max));
   const isNorm = /norm\.weight$/.test(r.name);
-  if (isNorm && absMax > CHECK_LIMITS.normAbsMax) r.problems.push(`a norm weight of magnitude ${absMax.toPrecision(3)} (trained models stay far below ${CHECK_LIMITS.normAbsMax})`);
+  if (isNorm && absMax > CHECK_LIMITS.normAbsMax)
+    r.problems.push(`a norm weight of magnitude ${absMax.toPrecision(3)} (trained models stay far below ${CHECK_LIMITS.normAbsMax})`);
   if (!isNorm && r.shape.length === 2) {
     if (r.rms > CHECK_LIMITS.matrixRms) r.problems.push(`RMS ${r.rms.toPrecision(3)} (trained weights are around 0.01–1)`);
     else if (absMax > CHECK_LIMITS.matrixAbsMax) r.problems.push(`a value of magnitude ${absMax.toPrecision(3)}`);
@@ -140,10 +155,16 @@ export function formatCheckReport(r: CheckReport, all = false): string {
   lines.push(`${'tensor'.padEnd(w)}  ${'dtype'.padEnd(5)}  ${'shape'.padEnd(12)}  ${'min'.padStart(10)}  ${'max'.padStart(10)}  ${'rms'.padStart(10)}  status`);
   for (const t of r.tensors) {
     if (!all && t.problems.length === 0 && r.tensors.length > 40) continue;
-    lines.push(`${t.name.padEnd(w)}  ${t.dtype.padEnd(5)}  ${`[${t.shape.join(',')}]`.padEnd(12)}  ${fmt(t.min).padStart(10)}  ${fmt(t.max).padStart(10)}  ${fmt(t.rms).padStart(10)}  ${t.problems.length ? t.problems.join('; ') : 'ok'}`);
+    lines.push(
+      `${t.name.padEnd(w)}  ${t.dtype.padEnd(5)}  ${`[${t.shape.join(',')}]`.padEnd(12)}  ${fmt(t.min).padStart(10)}  ${fmt(t.max).padStart(10)}  ${fmt(t.rms).padStart(10)}  ${t.problems.length ? t.problems.join('; ') : 'ok'}`,
+    );
   }
   for (const p of r.problems) lines.push(`problem: ${p}`);
   const bad = r.tensors.filter((t) => t.problems.length).length;
-  lines.push(r.ok ? `${r.dir}: ${r.tensors.length} tensors scanned, no problem found` : `${r.dir}: ${bad} of ${r.tensors.length} tensors with problems${r.problems.length ? `, ${r.problems.length} checkpoint problem(s)` : ''}`);
+  lines.push(
+    r.ok
+      ? `${r.dir}: ${r.tensors.length} tensors scanned, no problem found`
+      : `${r.dir}: ${bad} of ${r.tensors.length} tensors with problems${r.problems.length ? `, ${r.problems.length} checkpoint problem(s)` : ''}`,
+  );
   return lines.join('\n');
 }

@@ -1,5 +1,5 @@
 // Small helpers over node:util parseArgs: typed option specs, numeric parsing with clear errors.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { checkSampling, SAMPLING_LIMITS, SamplingOptionError, type SamplingOptions } from '../generate/sampler.ts';
 
 export class UsageError extends Error {
@@ -71,7 +71,12 @@ export function printJson(v: unknown): void {
 
 /** The flag of each sampling option. */
 export const SAMPLING_FLAGS: Record<keyof SamplingOptions, string> = {
-  temperature: 'temperature', topK: 'top-k', topP: 'top-p', minP: 'min-p', repetitionPenalty: 'repetition-penalty', seed: 'seed',
+  temperature: 'temperature',
+  topK: 'top-k',
+  topP: 'top-p',
+  minP: 'min-p',
+  repetitionPenalty: 'repetition-penalty',
+  seed: 'seed',
 };
 
 /** Checks sampling options parsed from flags; an out-of-range value is a UsageError naming its flag (exit 2). */
@@ -104,7 +109,11 @@ export function speedJson(s: SpeedFigures): Record<string, number> {
   const r = (x: number, d: number) => Math.round(x * d) / d;
   const tps = (n: number, ms: number) => (ms > 0 ? r((n / ms) * 1000, 100) : 0);
   return {
-    prompt_tokens: s.promptTokens, prompt_ms: r(s.promptMs, 10), prompt_tokens_per_s: tps(s.promptTokens, s.promptMs),
-    generated_tokens: s.generatedTokens, generate_ms: r(s.generateMs, 10), generate_tokens_per_s: tps(s.generatedTokens, s.generateMs),
+    prompt_tokens: s.promptTokens,
+    prompt_ms: r(s.promptMs, 10),
+    prompt_tokens_per_s: tps(s.promptTokens, s.promptMs),
+    generated_tokens: s.generatedTokens,
+    generate_ms: r(s.generateMs, 10),
+    generate_tokens_per_s: tps(s.generatedTokens, s.generateMs),
   };
 }

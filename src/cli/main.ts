@@ -1,27 +1,48 @@
 // `openelm`: a thin command-line layer over the library API.
 import { UsageError } from './args.ts';
 import type { Command } from './command.ts';
-import { generateCommand } from './commands/generate.ts';
+import { benchCommand } from './commands/bench.ts';
 import { chatCommand } from './commands/chat.ts';
-import { logitsCommand } from './commands/logits.ts';
-import { tokenizeCommand, detokenizeCommand } from './commands/tokenize.ts';
-import { inspectCommand } from './commands/inspect.ts';
+import { checkCommand } from './commands/check.ts';
+import { evalCommand } from './commands/eval.ts';
+import { exportCommand } from './commands/export.ts';
+import { finetuneCommand } from './commands/finetune.ts';
+import { generateCommand } from './commands/generate.ts';
 import { initCommand } from './commands/init.ts';
+import { inspectCommand } from './commands/inspect.ts';
+import { listCommand } from './commands/list.ts';
+import { logitsCommand } from './commands/logits.ts';
+import { mergeCommand } from './commands/merge.ts';
+import { plotCommand } from './commands/plot.ts';
 import { pullCommand } from './commands/pull.ts';
 import { quantizeCommand } from './commands/quantize.ts';
-import { exportCommand } from './commands/export.ts';
-import { benchCommand } from './commands/bench.ts';
-import { plotCommand } from './commands/plot.ts';
-import { trainCommand } from './commands/train.ts';
-import { checkCommand } from './commands/check.ts';
-import { finetuneCommand } from './commands/finetune.ts';
-import { mergeCommand } from './commands/merge.ts';
-import { listCommand } from './commands/list.ts';
 import { rmCommand } from './commands/rm.ts';
-import { evalCommand } from './commands/eval.ts';
 import { serveCommand } from './commands/serve.ts';
+import { detokenizeCommand, tokenizeCommand } from './commands/tokenize.ts';
+import { trainCommand } from './commands/train.ts';
 
-const COMMANDS: Command[] = [generateCommand, chatCommand, logitsCommand, tokenizeCommand, detokenizeCommand, inspectCommand, initCommand, pullCommand, listCommand, rmCommand, quantizeCommand, exportCommand, benchCommand, checkCommand, trainCommand, finetuneCommand, mergeCommand, plotCommand, evalCommand, serveCommand];
+const COMMANDS: Command[] = [
+  generateCommand,
+  chatCommand,
+  logitsCommand,
+  tokenizeCommand,
+  detokenizeCommand,
+  inspectCommand,
+  initCommand,
+  pullCommand,
+  listCommand,
+  rmCommand,
+  quantizeCommand,
+  exportCommand,
+  benchCommand,
+  checkCommand,
+  trainCommand,
+  finetuneCommand,
+  mergeCommand,
+  plotCommand,
+  evalCommand,
+  serveCommand,
+];
 
 function usage(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -93,5 +114,7 @@ export async function main(argv: string[]): Promise<number> {
 
 // Run directly (node --import tsx src/cli/main.ts ...): the bin script imports main() instead.
 if (import.meta.url === `file://${process.argv[1]}`) {
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
 }

@@ -1,11 +1,12 @@
 // Options every model-running command shares, and opening the model they name.
-import { num, UsageError, type Options } from './args.ts';
+
 import { BUILTIN_MODEL, builtinModelDir } from '../builtin.ts';
-import { LoadOptionError, loadModel, loadOpenELM, maxThreads, type LoadedModel, type LoadedOpenELM, type LoadOptions } from '../load.ts';
-import type { LoadDType } from '../model/weights.ts';
 import { normalizeDType } from '../io/dtype.ts';
-import { ProgressBar } from '../io/progress.ts';
 import type { DownloadProgress } from '../io/hub.ts';
+import { ProgressBar } from '../io/progress.ts';
+import { type LoadedModel, type LoadedOpenELM, LoadOptionError, type LoadOptions, loadModel, loadOpenELM, maxThreads } from '../load.ts';
+import type { LoadDType } from '../model/weights.ts';
+import { num, type Options, UsageError } from './args.ts';
 
 export const MODEL_OPTIONS: Options = {
   model: { type: 'string', short: 'm' },
@@ -45,7 +46,10 @@ export function modelSource(values: Record<string, unknown>): string {
   const m = (values.model as string | undefined) ?? process.env.OPENELM_MODEL;
   if (m && m !== BUILTIN_MODEL) return m;
   const builtin = builtinModelDir();
-  if (!builtin) throw new UsageError('no model given and the built-in model is missing from this installation: pass --model <folder or hub repo id> (or set OPENELM_MODEL)');
+  if (!builtin)
+    throw new UsageError(
+      'no model given and the built-in model is missing from this installation: pass --model <folder or hub repo id> (or set OPENELM_MODEL)',
+    );
   return builtin;
 }
 
@@ -55,7 +59,10 @@ export function downloadBars(): (p: DownloadProgress) => void {
   return (p) => {
     bar ??= new ProgressBar({ label: p.file, total: p.total, unit: 'bytes' });
     bar.update(p.done);
-    if (p.done >= p.total) { bar.finish(); bar = undefined; }
+    if (p.done >= p.total) {
+      bar.finish();
+      bar = undefined;
+    }
   };
 }
 

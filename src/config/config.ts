@@ -64,7 +64,10 @@ export const DEFAULTS: Omit<OpenELMConfigJson, 'num_transformer_layers' | 'model
 };
 
 export class ConfigError extends Error {
-  constructor(message: string, readonly field?: string) {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
     super(message);
     this.name = 'ConfigError';
   }
@@ -95,8 +98,18 @@ export const CONFIG_LIMITS = {
   ffn_dim: 1 << 20,
 } as const;
 
-const INT_FIELDS = ['vocab_size', 'max_context_length', 'num_transformer_layers', 'model_dim', 'head_dim',
-  'num_gqa_groups', 'ffn_dim_divisor', 'rope_max_length', 'bos_token_id', 'eos_token_id'] as const;
+const INT_FIELDS = [
+  'vocab_size',
+  'max_context_length',
+  'num_transformer_layers',
+  'model_dim',
+  'head_dim',
+  'num_gqa_groups',
+  'ffn_dim_divisor',
+  'rope_max_length',
+  'bos_token_id',
+  'eos_token_id',
+] as const;
 const BOOL_FIELDS = ['ffn_with_glu', 'normalize_qk_projections', 'share_input_output_layers'] as const;
 const REQUIRED = ['num_transformer_layers', 'model_dim', 'head_dim'] as const;
 
@@ -106,7 +119,7 @@ export const ACTIVATIONS = ['swish', 'silu', 'gelu', 'gelu_new', 'gelu_pytorch_t
 function short(v: unknown): string {
   let s: string;
   try {
-    s = typeof v === 'number' ? String(v) : JSON.stringify(v) ?? String(v);
+    s = typeof v === 'number' ? String(v) : (JSON.stringify(v) ?? String(v));
   } catch {
     s = Array.isArray(v) ? `an array of ${v.length}` : typeof v;
   }
@@ -131,7 +144,8 @@ export function parseConfig(raw: unknown, source = 'config.json'): OpenELMConfig
     const v = c[f];
     if (typeof v !== 'number' || !Number.isInteger(v)) fail(f, `must be an integer, got ${short(v)}`);
     if (f !== 'bos_token_id' && f !== 'eos_token_id' && (v as number) <= 0) fail(f, `must be positive, got ${v}`);
-    if (Math.abs(v as number) > CONFIG_LIMITS[f]) fail(f, `is ${v}, above the limit of ${CONFIG_LIMITS[f]} (no OpenELM comes near it: a corrupt or hostile config.json?)`);
+    if (Math.abs(v as number) > CONFIG_LIMITS[f])
+      fail(f, `is ${v}, above the limit of ${CONFIG_LIMITS[f]} (no OpenELM comes near it: a corrupt or hostile config.json?)`);
   }
   for (const f of BOOL_FIELDS) if (typeof c[f] !== 'boolean') fail(f, `must be true or false, got ${short(c[f])}`);
   for (const f of ['rope_freq_constant', 'initializer_range'] as const) {
@@ -141,7 +155,8 @@ export function parseConfig(raw: unknown, source = 'config.json'): OpenELMConfig
   if (!((c.rope_freq_constant as number) >= ropeLo && (c.rope_freq_constant as number) <= ropeHi)) {
     fail('rope_freq_constant', `must be in [${ropeLo}, ${ropeHi}] (the RoPE base; OpenELM uses 10000), got ${c.rope_freq_constant}`);
   }
-  if ((c.initializer_range as number) > CONFIG_LIMITS.initializer_range) fail('initializer_range', `must be at most ${CONFIG_LIMITS.initializer_range}, got ${c.initializer_range}`);
+  if ((c.initializer_range as number) > CONFIG_LIMITS.initializer_range)
+    fail('initializer_range', `must be at most ${CONFIG_LIMITS.initializer_range}, got ${c.initializer_range}`);
   if (typeof c.activation_fn_name !== 'string' || !(ACTIVATIONS as readonly string[]).includes(c.activation_fn_name)) {
     fail('activation_fn_name', `must be one of ${ACTIVATIONS.join(', ')}, got ${short(c.activation_fn_name)}`);
   }
@@ -177,7 +192,10 @@ export function parseConfig(raw: unknown, source = 'config.json'): OpenELMConfig
   if (widest > CONFIG_LIMITS.ffn_dim) fail('ffn_multipliers', `give an FFN width of ${widest}, above the limit of ${CONFIG_LIMITS.ffn_dim}`);
 
   // If the file carries the expanded lists (HF writes them), they must agree with the computation.
-  for (const [f, mine] of [['num_query_heads', numQueryHeads], ['num_kv_heads', numKvHeads]] as const) {
+  for (const [f, mine] of [
+    ['num_query_heads', numQueryHeads],
+    ['num_kv_heads', numKvHeads],
+  ] as const) {
     const given = r[f];
     if (given === undefined) continue;
     if (!Array.isArray(given) || given.length !== L || given.some((x, i) => x !== mine[i])) {

@@ -1,3 +1,3 @@
 export * from './config.ts';
 export * from './presets.ts';
-export { linspace, pyRound, makeDivisible, perLayerMultipliers } from './scaling.ts';
+export { linspace, makeDivisible, perLayerMultipliers, pyRound } from './scaling.ts';

@@ -1,5 +1,5 @@
 // The four published OpenELM sizes. Base and -Instruct share a shape; only the weights differ.
-import { parseConfig, type OpenELMConfig } from './config.ts';
+import { type OpenELMConfig, parseConfig } from './config.ts';
 
 const SHAPES = {
   'OpenELM-270M': { num_transformer_layers: 16, model_dim: 1280, head_dim: 64 },
@@ -13,7 +13,11 @@ export const PRESET_NAMES = Object.keys(SHAPES) as PresetName[];
 
 /** Normalises "openelm-270m-instruct", "apple/OpenELM-270M" etc. to a preset name, or undefined. */
 export function presetNameOf(name: string): PresetName | undefined {
-  const base = name.replace(/^apple\//i, '').replace(/-instruct$/i, '').toLowerCase().replace(/\./g, '_');
+  const base = name
+    .replace(/^apple\//i, '')
+    .replace(/-instruct$/i, '')
+    .toLowerCase()
+    .replace(/\./g, '_');
   return PRESET_NAMES.find((p) => p.toLowerCase() === base);
 }
 

@@ -12,7 +12,7 @@ export function linspace(start: number, stop: number, num: number): number[] {
   if (num === 1) return [start];
   const step = (stop - start) / (num - 1);
   const out: number[] = [];
-  for (let i = 0; i < num; i++) out.push(step === 0 ? ((i / (num - 1)) * (stop - start)) + start : i * step + start);
+  for (let i = 0; i < num; i++) out.push(step === 0 ? (i / (num - 1)) * (stop - start) + start : i * step + start);
   out[num - 1] = stop;
   return out;
 }
@@ -44,7 +44,7 @@ function isExactHalf(x: number, ndigits: number): boolean {
   const frac = bits & ((1n << 52n) - 1n);
   if (expBits === 0 && frac === 0n) return false;
   const mant = expBits === 0 ? frac : frac | (1n << 52n);
-  const e = (expBits === 0 ? -1074 : expBits - 1075);
+  const e = expBits === 0 ? -1074 : expBits - 1075;
   let num = 2n * mant * 10n ** BigInt(ndigits);
   let den = 1n;
   if (e >= 0) num <<= BigInt(e);

@@ -16,12 +16,13 @@
 //   const seq = engine.submit({ promptIds, maxTokens: 32, sampling: { temperature: 0 } });
 //   for await (const ev of seq) console.log(ev.token);
 //   console.log(seq.finishReason);
+
+import { checkSampling, Sampler, type SamplingOptions } from '../generate/sampler.ts';
 import { BatchForward } from '../model/batch.ts';
 import type { KVCache } from '../model/kv-cache.ts';
 import type { ForwardAdapter } from '../model/layer.ts';
 import { ContextLengthError, type OpenELM } from '../model/openelm.ts';
-import { Sampler, checkSampling, type SamplingOptions } from '../generate/sampler.ts';
-import { LogitAdjuster, tokenLogprob, type LogitAdjustments, type TokenLogprob } from './logits.ts';
+import { LogitAdjuster, type LogitAdjustments, type TokenLogprob, tokenLogprob } from './logits.ts';
 
 /** Limits what a sequence may generate next (constrained decoding, e.g. JSON). */
 export interface TokenConstraint {
@@ -112,7 +113,12 @@ export class Sequence implements AsyncIterable<EngineToken> {
   private wake: (() => void) | null = null;
   private cancelled = false;
 
-  constructor(readonly req: SequenceRequest, vocab: number, kernels: ConstructorParameters<typeof Sampler>[2], private readonly onCancel: (s: Sequence) => void) {
+  constructor(
+    readonly req: SequenceRequest,
+    vocab: number,
+    kernels: ConstructorParameters<typeof Sampler>[2],
+    private readonly onCancel: (s: Sequence) => void,
+  ) {
     this.sampler = new Sampler(vocab, req.sampling ?? {}, kernels);
     this.sampler.observe(req.promptIds);
     this.adjuster = new LogitAdjuster(req.adjust ?? {});
@@ -188,11 +194,17 @@ export class Engine {
   private clock = 0;
   readonly stats: EngineStats;
 
-  constructor(readonly model: OpenELM, opts: EngineOptions = {}) {
-    const parallel = opts.parallel ?? 8, maxQueue = opts.maxQueue ?? 64, stepTokens = opts.stepTokens ?? 64;
+  constructor(
+    readonly model: OpenELM,
+    opts: EngineOptions = {},
+  ) {
+    const parallel = opts.parallel ?? 8,
+      maxQueue = opts.maxQueue ?? 64,
+      stepTokens = opts.stepTokens ?? 64;
     if (!(Number.isInteger(parallel) && parallel >= 1 && parallel <= 256)) throw new RangeError(`parallel must be an integer in [1, 256], got ${parallel}`);
     if (!(Number.isInteger(maxQueue) && maxQueue >= 0)) throw new RangeError(`maxQueue must be an integer ≥ 0, got ${maxQueue}`);
-    if (!(Number.isInteger(stepTokens) && stepTokens >= parallel)) throw new RangeError(`stepTokens must be an integer ≥ parallel (${parallel}), got ${stepTokens}`);
+    if (!(Number.isInteger(stepTokens) && stepTokens >= parallel))
+      throw new RangeError(`stepTokens must be an integer ≥ parallel (${parallel}), got ${stepTokens}`);
     this.parallel = parallel;
     this.maxQueue = maxQueue;
     this.stepTokens = stepTokens;
@@ -219,15 +231,20 @@ export class Engine {
     const V = this.model.config.vocab_size;
     const P = req.promptIds.length;
     if (P === 0) throw new RangeError('the prompt is empty: give text or at least one token id');
-    for (const id of req.promptIds) if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${V})`);
+    for (const id of req.promptIds)
+      if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${V})`);
     if (!(Number.isInteger(req.maxTokens) && req.maxTokens >= 0)) throw new RangeError(`maxTokens must be an integer ≥ 0, got ${req.maxTokens}`);
     if (P + (req.maxTokens > 0 ? 1 : 0) > this.capacity) throw new ContextLengthError(P + (req.maxTokens > 0 ? 1 : 0), this.capacity);
-    if (req.adapter && !this.adapters.has(req.adapter)) throw new RangeError(`no adapter named ${JSON.stringify(req.adapter)} (have: ${this.adapterNames.join(', ') || 'none'})`);
+    if (req.adapter && !this.adapters.has(req.adapter))
+      throw new RangeError(`no adapter named ${JSON.stringify(req.adapter)} (have: ${this.adapterNames.join(', ') || 'none'})`);
     checkSampling(req.sampling ?? {});
     if (this.waiting.length >= this.maxQueue && !this.slots.some((s) => !s.seq)) throw new QueueFullError(this.maxQueue);
     const seq = new Sequence(req, V, this.model.kernels, (s) => this.onCancel(s));
     if (req.signal) {
-      if (req.signal.aborted) { seq.finish('cancelled'); return seq; }
+      if (req.signal.aborted) {
+        seq.finish('cancelled');
+        return seq;
+      }
       req.signal.addEventListener('abort', () => seq.cancel(), { once: true });
     }
     this.waiting.push(seq);
@@ -256,7 +273,9 @@ export class Engine {
 
   private kick(): void {
     if (this.running) return;
-    this.running = this.loop().finally(() => { this.running = null; });
+    this.running = this.loop().finally(() => {
+      this.running = null;
+    });
   }
 
   private async loop(): Promise<void> {
@@ -277,15 +296,20 @@ export class Engine {
       const free = this.slots.filter((s) => !s.seq);
       if (free.length === 0) return;
       const seq = this.waiting.shift()!;
-      const ad = seq.req.adapter ?? null, prompt = seq.req.promptIds;
+      const ad = seq.req.adapter ?? null,
+        prompt = seq.req.promptIds;
       // prefix reuse leaves at least one prompt token to feed (its logits start the generation);
       // an echo request needs every prompt position's logits, so it reuses nothing
       const limit = seq.req.promptLogprobs ? 0 : prompt.length - 1;
-      let best: Slot | null = null, bestLen = 0;
+      let best: Slot | null = null,
+        bestLen = 0;
       for (const s of this.slots) {
         if (s.adapter !== ad && s.cache.length > 0) continue;
         const n = commonPrefix(s.cache.ids, prompt, limit);
-        if (n > bestLen || (n === bestLen && n > 0 && !s.seq && best?.seq)) { best = s; bestLen = n; }
+        if (n > bestLen || (n === bestLen && n > 0 && !s.seq && best?.seq)) {
+          best = s;
+          bestLen = n;
+        }
       }
       let slot: Slot;
       if (best && !best.seq) slot = best;
@@ -321,7 +345,10 @@ export class Engine {
     // cancelled sequences leave first, freeing their slots
     for (const slot of this.slots) {
       const seq = slot.seq;
-      if (seq?.isCancelled) { seq.finish('cancelled'); this.release(slot); }
+      if (seq?.isCancelled) {
+        seq.finish('cancelled');
+        this.release(slot);
+      }
     }
     // decoding sequences: one token each
     for (const slot of this.slots) {
@@ -335,7 +362,8 @@ export class Engine {
     const prefilling = this.slots.filter((s) => s.seq && s.seq.fed < s.seq.req.promptIds.length).sort((a, b) => a.seq!.submitted - b.seq!.submitted);
     for (const slot of prefilling) {
       if (budget <= 0) break;
-      const seq = slot.seq!, prompt = seq.req.promptIds;
+      const seq = slot.seq!,
+        prompt = seq.req.promptIds;
       const n = Math.min(budget, prompt.length - seq.fed);
       const done = seq.fed + n === prompt.length;
       parts.push({ slot, seq, ids: prompt.slice(seq.fed, seq.fed + n), logits: seq.req.promptLogprobs ? 'all' : done ? 'last' : 'none', prefillDone: done });
@@ -347,13 +375,21 @@ export class Engine {
     parts.sort((a, b) => (a.seq.req.adapter ?? '').localeCompare(b.seq.req.adapter ?? ''));
     let logits: Float32Array;
     try {
-      logits = this.batch.run(parts.map((p) => ({
-        cache: p.slot.cache, ids: p.ids, logits: p.logits,
-        adapter: p.seq.req.adapter ? this.adapters.get(p.seq.req.adapter)! : null,
-      })));
+      logits = this.batch.run(
+        parts.map((p) => ({
+          cache: p.slot.cache,
+          ids: p.ids,
+          logits: p.logits,
+          adapter: p.seq.req.adapter ? this.adapters.get(p.seq.req.adapter)! : null,
+        })),
+      );
     } catch (e) {
       // a failed pass (cannot happen with checked inputs): fail its sequences, keep serving
-      for (const p of parts) { p.seq.finish('error', e as Error); p.slot.cache.truncate(0); this.release(p.slot); }
+      for (const p of parts) {
+        p.seq.finish('error', e as Error);
+        p.slot.cache.truncate(0);
+        this.release(p.slot);
+      }
       return;
     }
     const V = this.model.config.vocab_size;
@@ -363,7 +399,9 @@ export class Engine {
       if (p.logits === 'none') continue;
       if (p.logits === 'all') {
         // prompt logprobs: the row at prompt position i predicts token i + 1
-        const start = seq.fed - p.ids.length, prompt = seq.req.promptIds, k = seq.req.logprobs ?? 0;
+        const start = seq.fed - p.ids.length,
+          prompt = seq.req.promptIds,
+          k = seq.req.logprobs ?? 0;
         for (let i = 0; i < p.ids.length; i++) {
           const pos = start + i;
           if (pos + 1 < prompt.length) seq.promptLogprobs.push(tokenLogprob(logits.subarray((row + i) * V, (row + i + 1) * V), V, prompt[pos + 1], k));
@@ -380,9 +418,18 @@ export class Engine {
 
   /** Picks a sequence's next token from its logits row, emits it, and decides whether it goes on. */
   private next(slot: Slot, seq: Sequence, row: Float32Array): void {
-    const req = seq.req, V = this.model.config.vocab_size;
-    if (seq.isCancelled) { seq.finish('cancelled'); this.release(slot); return; }
-    if (seq.outputIds.length >= req.maxTokens) { seq.finish('length'); this.release(slot); return; }
+    const req = seq.req,
+      V = this.model.config.vocab_size;
+    if (seq.isCancelled) {
+      seq.finish('cancelled');
+      this.release(slot);
+      return;
+    }
+    if (seq.outputIds.length >= req.maxTokens) {
+      seq.finish('length');
+      this.release(slot);
+      return;
+    }
     const eos = req.eosIds ?? [this.model.config.eos_token_id];
     const c = req.constraint;
     let token: number;
@@ -390,12 +437,16 @@ export class Engine {
       if (c?.done()) token = eos[0] ?? this.model.config.eos_token_id;
       else {
         let input = row;
-        if (seq.adjuster.active) { seq.adjuster.apply(this.work, row, V); input = this.work; }
+        if (seq.adjuster.active) {
+          seq.adjuster.apply(this.work, row, V);
+          input = this.work;
+        }
         token = seq.sampler.sample(input);
         if (c && !c.allows(token)) {
           // mask every token the constraint refuses (EOS too: the output is not complete) and sample again
           if (input !== this.work) this.work.set(row.subarray(0, V));
-          const m = this.mask, allowed = this.allowed;
+          const m = this.mask,
+            allowed = this.allowed;
           if (c.fill) c.fill(allowed);
           else for (let t = 0; t < V; t++) allowed[t] = c.allows(t) ? 1 : 0;
           let any = false;
@@ -425,8 +476,16 @@ export class Engine {
     if (!isEos && !c?.done()) c?.accept(token);
     seq.emit({ token, logprob: req.logprobs !== undefined ? tokenLogprob(row, V, token, req.logprobs) : undefined });
     this.stats.generatedTokens++;
-    if (isEos || c?.done()) { seq.finish('stop'); this.release(slot); return; } // a closed constraint ends the sequence (even with eosIds [])
-    if (seq.outputIds.length >= req.maxTokens || slot.cache.length >= slot.cache.capacity) { seq.finish('length'); this.release(slot); return; }
+    if (isEos || c?.done()) {
+      seq.finish('stop');
+      this.release(slot);
+      return;
+    } // a closed constraint ends the sequence (even with eosIds [])
+    if (seq.outputIds.length >= req.maxTokens || slot.cache.length >= slot.cache.capacity) {
+      seq.finish('length');
+      this.release(slot);
+      return;
+    }
     seq.pending = token;
   }
 }

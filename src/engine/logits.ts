@@ -56,7 +56,10 @@ export function topLogprobs(row: Float32Array, V: number, k: number, lse: number
     if (ids.length === k && v <= row[ids[k - 1]]) continue;
     let j = ids.length === k ? k - 1 : ids.length;
     if (ids.length < k) ids.push(i);
-    while (j > 0 && row[ids[j - 1]] < v) { ids[j] = ids[j - 1]; j--; }
+    while (j > 0 && row[ids[j - 1]] < v) {
+      ids[j] = ids[j - 1];
+      j--;
+    }
     ids[j] = i;
   }
   return ids.map((i) => [i, row[i] - lse]);

@@ -36,8 +36,12 @@ export class BranchForward {
   private readonly rope: { cos: Float32Array; sin: Float32Array };
   private readonly shape: AttentionShape = { n: 0, pos0: 0, nQ: 0, nKV: 0, headDim: 0 };
 
-  constructor(readonly model: OpenELM, maxTokens = 128) {
-    const cfg = model.config, k = model.kernels;
+  constructor(
+    readonly model: OpenELM,
+    maxTokens = 128,
+  ) {
+    const cfg = model.config,
+      k = model.kernels;
     const T = (this.maxTokens = maxTokens);
     const d = cfg.model_dim;
     const maxQkv = Math.max(...model.layers.map((l) => l.shape.qkvDim));
@@ -61,8 +65,13 @@ export class BranchForward {
    * the next call. The cache is left holding the prefix only.
    */
   run(branches: readonly (readonly number[])[]): Float32Array {
-    const model = this.model, cfg = model.config, k = model.kernels, cache = model.cache;
-    const d = cfg.model_dim, V = cfg.vocab_size, P = cache.length;
+    const model = this.model,
+      cfg = model.config,
+      k = model.kernels,
+      cache = model.cache;
+    const d = cfg.model_dim,
+      V = cfg.vocab_size,
+      P = cache.length;
     const ids: number[] = [];
     let longest = 0;
     for (const b of branches) {
@@ -82,12 +91,16 @@ export class BranchForward {
     const ad = model.adapter; // a LoRA / DoRA adapter (--adapter): its term after each matmul
     ad?.embed(x, ids, n);
     for (const layer of model.layers) {
-      const w = layer.w, { qkvDim, nQ, nKV, headDim, ffnDim } = layer.shape;
+      const w = layer.w,
+        { qkvDim, nQ, nKV, headDim, ffnDim } = layer.shape;
       const qDim = nQ * headDim;
       k.rmsnorm(xb, x, w.attn_norm, n, d, NORM_EPS);
       k.matmul(qkv, xb, w.qkv_proj, n); // [n, qkvDim]
       ad?.linear(layer.index, 'qkv_proj', qkv, xb, n);
-      shape.nQ = nQ; shape.nKV = nKV; shape.headDim = headDim; shape.pos0 = P;
+      shape.nQ = nQ;
+      shape.nKV = nKV;
+      shape.headDim = headDim;
+      shape.pos0 = P;
       let row = 0;
       for (const b of branches) {
         // this branch's rows: positions P .. P + len - 1, attending to the prefix and itself

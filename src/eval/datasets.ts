@@ -109,7 +109,8 @@ export async function readRecords(file: string): Promise<Doc[]> {
 }
 
 function record(v: unknown, where: string): Doc {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${where}: expected a JSON object, got ${Array.isArray(v) ? 'an array' : JSON.stringify(v)}`);
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new Error(`${where}: expected a JSON object, got ${Array.isArray(v) ? 'an array' : JSON.stringify(v)}`);
   return v as Doc;
 }
 

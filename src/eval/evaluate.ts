@@ -16,11 +16,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { OpenELM } from '../model/openelm.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
-import { readAll, findSplitFiles, readRecords } from './datasets.ts';
-import { resolveDataset, type DatasetResolveOptions } from './hub-dataset.ts';
+import { findSplitFiles, readAll, readRecords } from './datasets.ts';
+import { type DatasetResolveOptions, resolveDataset } from './hub-dataset.ts';
 import { encodePair, LoglikScorer, type ScorerStats } from './loglikelihood.ts';
 import { PythonRandom } from './python-random.ts';
-import { buildItem, choiceLengths, fewshotExample, genericTask, TASKS, type Doc, type Metric, type TaskSpec } from './tasks.ts';
+import { buildItem, choiceLengths, type Doc, fewshotExample, genericTask, type Metric, TASKS, type TaskSpec } from './tasks.ts';
 
 /** A task with its documents in memory. */
 export interface LoadedTask {
@@ -67,10 +67,18 @@ export async function loadTask(spec: string, opts: LoadTaskOptions = {}): Promis
     evalFiles = [where];
     root = path.dirname(where);
   } else {
-    root = where ?? await resolveDataset(task.dataset!.repo, { ...opts, config: task.dataset!.config, splits: opts.fewshot ? [task.split, task.fewshotSplit] : [task.split] });
+    root =
+      where ??
+      (await resolveDataset(task.dataset!.repo, {
+        ...opts,
+        config: task.dataset!.config,
+        splits: opts.fewshot ? [task.split, task.fewshotSplit] : [task.split],
+      }));
     evalFiles = findSplitFiles(root, task.split, task.dataset?.config);
     if (evalFiles.length === 0) {
-      throw new Error(`task ${name}: no ${task.split} split in ${root} (looked for Parquet / JSON-lines files named like "${task.split}-00000-of-00001.parquet"${task.dataset?.config ? ` under ${task.dataset.config}/` : ''})`);
+      throw new Error(
+        `task ${name}: no ${task.split} split in ${root} (looked for Parquet / JSON-lines files named like "${task.split}-00000-of-00001.parquet"${task.dataset?.config ? ` under ${task.dataset.config}/` : ''})`,
+      );
     }
   }
   const docs = await readAll(evalFiles);
@@ -95,7 +103,10 @@ async function loadGeneric(name: string, file: string): Promise<LoadedTask> {
 function checkFields(task: TaskSpec, docs: Doc[], where: string): void {
   docs.forEach((d, i) => {
     const missing = task.fields.filter((f) => !(f in d));
-    if (missing.length) throw new Error(`${where}: record ${i} has no ${missing.map((m) => `"${m}"`).join(', ')} (task ${task.name} needs ${task.fields.join(', ')}; has ${Object.keys(d).join(', ')})`);
+    if (missing.length)
+      throw new Error(
+        `${where}: record ${i} has no ${missing.map((m) => `"${m}"`).join(', ')} (task ${task.name} needs ${task.fields.join(', ')}; has ${Object.keys(d).join(', ')})`,
+      );
   });
 }
 
@@ -152,11 +163,13 @@ export function evaluateTask(model: OpenELM, tokenizer: Tokenizer, task: LoadedT
     if (!task.fewshotDocs) throw new Error(`task ${spec.name}: --num-fewshot ${k} needs the ${spec.fewshotSplit} split (load the task with fewshot: true)`);
     pool = task.fewshotDocs.map(process);
     const sameSplit = spec.fewshotSplit === spec.split;
-    if (pool.length < k + (sameSplit ? 1 : 0)) throw new Error(`task ${spec.name}: --num-fewshot ${k} but the ${spec.fewshotSplit} split has ${pool.length} records`);
+    if (pool.length < k + (sameSplit ? 1 : 0))
+      throw new Error(`task ${spec.name}: --num-fewshot ${k} but the ${spec.fewshotSplit} split has ${pool.length} records`);
   }
   const rng = new PythonRandom(opts.seed ?? 1234);
   const scorer = new LoglikScorer(model, { batchTokens: opts.batchTokens });
-  const accs: number[] = [], norms: number[] = [];
+  const accs: number[] = [],
+    norms: number[] = [];
   const items: ItemResult[] = [];
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
@@ -167,7 +180,10 @@ export function evaluateTask(model: OpenELM, tokenizer: Tokenizer, task: LoadedT
       let shots: Doc[];
       if (spec.fewshotSplit === spec.split) {
         const key = JSON.stringify(doc);
-        shots = rng.sample(pool, k + 1).filter((x) => JSON.stringify(x) !== key).slice(0, k);
+        shots = rng
+          .sample(pool, k + 1)
+          .filter((x) => JSON.stringify(x) !== key)
+          .slice(0, k);
       } else shots = rng.sample(pool, k);
       prefix = shots.map((s) => fewshotExample(spec, s)).join('');
     }
@@ -179,14 +195,19 @@ export function evaluateTask(model: OpenELM, tokenizer: Tokenizer, task: LoadedT
     const predNorm = argmax(ll.map((x, j) => x / lens[j]));
     accs.push(pred === item.gold ? 1 : 0);
     norms.push(predNorm === item.gold ? 1 : 0);
-    if (opts.perItem) items.push({ task: spec.name, doc: i, loglik: ll, is_greedy: results.map((r) => r.isGreedy), pred, pred_norm: predNorm, label: item.gold });
+    if (opts.perItem)
+      items.push({ task: spec.name, doc: i, loglik: ll, is_greedy: results.map((r) => r.isGreedy), pred, pred_norm: predNorm, label: item.gold });
     opts.onProgress?.(i + 1, n);
   }
   const seconds = (performance.now() - t0) / 1000;
   model.reset();
   const res: TaskResult = {
-    task: spec.name, n, num_fewshot: k, metrics: spec.metrics,
-    acc: mean(accs), acc_stderr: meanStderr(accs),
+    task: spec.name,
+    n,
+    num_fewshot: k,
+    metrics: spec.metrics,
+    acc: mean(accs),
+    acc_stderr: meanStderr(accs),
     stats: { ...scorer.stats, seconds },
   };
   if (spec.metrics.includes('acc_norm')) {

@@ -11,7 +11,7 @@
 // The download itself is the model downloader's (src/io/hub.ts resolveRepo with repoType
 // 'dataset'): resumed after a dropped connection, one process per blob, hashes checked against
 // the hub's ETag, timeouts and size caps, every path kept inside the cache.
-import { HubError, resolveRepo, type RepoOptions } from '../io/hub.ts';
+import { HubError, type RepoOptions, resolveRepo } from '../io/hub.ts';
 import { findSplitFiles, selectSplitFiles } from './datasets.ts';
 import type { Split } from './tasks.ts';
 
@@ -49,7 +49,13 @@ export async function resolveDataset(repo: string, opts: DatasetResolveOptions):
   const [evalSplit] = opts.splits;
   const revision = opts.revision ?? 'main';
   const common: RepoOptions = {
-    repoType: 'dataset', token: opts.token, cacheDir: opts.cacheDir, endpoint: opts.endpoint, offline: opts.offline, env: opts.env, fetch: opts.fetch,
+    repoType: 'dataset',
+    token: opts.token,
+    cacheDir: opts.cacheDir,
+    endpoint: opts.endpoint,
+    offline: opts.offline,
+    env: opts.env,
+    fetch: opts.fetch,
     onProgress: opts.onProgress ? (p) => opts.onProgress!({ repo, file: p.file, done: p.done, total: p.total }) : undefined,
     // a cached snapshot with every wanted split is used without asking the hub
     isComplete: (dir) => opts.splits.every((s) => findSplitFiles(dir, s, opts.config).length > 0),
@@ -62,7 +68,9 @@ export async function resolveDataset(repo: string, opts: DatasetResolveOptions):
   const atRevision = async (rev: string, offline?: boolean): Promise<string> => {
     let present: Split[] = opts.splits;
     const o: RepoOptions = {
-      ...common, revision: rev, ...(offline ? { offline } : {}),
+      ...common,
+      revision: rev,
+      ...(offline ? { offline } : {}),
       selectFiles: (files) => {
         present = opts.splits.filter((s, i) => i === 0 || selectSplitFiles(files, s, opts.config).length > 0);
         return common.selectFiles!(files);
@@ -84,7 +92,10 @@ export async function resolveDataset(repo: string, opts: DatasetResolveOptions):
   if (hit) return hit;
   const env = opts.env ?? process.env;
   if (opts.offline ?? ['1', 'ON', 'YES', 'TRUE'].includes((env.HF_HUB_OFFLINE ?? '').toUpperCase())) {
-    throw new HubError('not-cached', `dataset ${repo} (${opts.splits.join(', ')} of ${opts.config ?? 'its default config'}) is not in the Hugging Face cache and offline mode is on; download it once with network access, or pass a local folder: --tasks NAME=PATH`);
+    throw new HubError(
+      'not-cached',
+      `dataset ${repo} (${opts.splits.join(', ')} of ${opts.config ?? 'its default config'}) is not in the Hugging Face cache and offline mode is on; download it once with network access, or pass a local folder: --tasks NAME=PATH`,
+    );
   }
   try {
     return await atRevision(revision);
@@ -98,6 +109,9 @@ export async function resolveDataset(repo: string, opts: DatasetResolveOptions):
         if (!(e2 instanceof NoSplitFiles) && !(e2 instanceof HubError && e2.code === 'not-found')) throw e2;
       }
     }
-    throw new HubError('not-found', `dataset ${repo}@${revision} has no ${evalSplit} data files${opts.config ? ` for config ${opts.config}` : ''} (Parquet or JSON lines); files: ${e.files.slice(0, 20).join(', ')}`);
+    throw new HubError(
+      'not-found',
+      `dataset ${repo}@${revision} has no ${evalSplit} data files${opts.config ? ` for config ${opts.config}` : ''} (Parquet or JSON lines); files: ${e.files.slice(0, 20).join(', ')}`,
+    );
   }
 }

@@ -1,10 +1,20 @@
 // Evaluation: zero-/few-shot multiple choice the lm-evaluation-harness way, and perplexity.
-export { evaluateTask, loadTask, meanStderr, type EvaluateOptions, type ItemResult, type LoadedTask, type LoadTaskOptions, type TaskResult } from './evaluate.ts';
-export { TASKS, PAPER_TASKS, genericTask, buildItem, fewshotExample, type TaskSpec, type McItem, type Doc, type Split, type Metric } from './tasks.ts';
-export { encodePair, tokenLogprob, LoglikScorer, type LoglikRequest, type LoglikResult, type ScorerOptions, type ScorerStats } from './loglikelihood.ts';
+
 export { BranchForward } from './branch-forward.ts';
-export { perplexity, perplexityOfTexts, tokenNll, type PerplexityOptions, type PerplexityResult, type TextsPerplexity } from './perplexity.ts';
-export { resolveDataset, type DatasetResolveOptions } from './hub-dataset.ts';
-export { readRecords as readDatasetRecords, findSplitFiles, selectSplitFiles } from './datasets.ts';
-export { PythonRandom } from './python-random.ts';
+export { findSplitFiles, readRecords as readDatasetRecords, selectSplitFiles } from './datasets.ts';
+export {
+  type EvaluateOptions,
+  evaluateTask,
+  type ItemResult,
+  type LoadedTask,
+  type LoadTaskOptions,
+  loadTask,
+  meanStderr,
+  type TaskResult,
+} from './evaluate.ts';
+export { type DatasetResolveOptions, resolveDataset } from './hub-dataset.ts';
+export { encodePair, type LoglikRequest, type LoglikResult, LoglikScorer, type ScorerOptions, type ScorerStats, tokenLogprob } from './loglikelihood.ts';
 export { PAPER_ZERO_SHOT, paperFigures } from './paper.ts';
+export { type PerplexityOptions, type PerplexityResult, perplexity, perplexityOfTexts, type TextsPerplexity, tokenNll } from './perplexity.ts';
+export { PythonRandom } from './python-random.ts';
+export { buildItem, type Doc, fewshotExample, genericTask, type McItem, type Metric, PAPER_TASKS, type Split, TASKS, type TaskSpec } from './tasks.ts';

@@ -55,10 +55,14 @@ export function encodePair(tokenizer: Tokenizer, context: string, continuation: 
 
 /** log softmax(row)[target] in f64 (max subtracted) and whether target is the row's argmax (first on ties). */
 export function tokenLogprob(logits: Float32Array, offset: number, vocab: number, target: number): { logprob: number; greedy: boolean } {
-  let max = -Infinity, arg = 0;
+  let max = -Infinity,
+    arg = 0;
   for (let j = 0; j < vocab; j++) {
     const v = logits[offset + j];
-    if (v > max) { max = v; arg = j; }
+    if (v > max) {
+      max = v;
+      arg = j;
+    }
   }
   let sum = 0;
   for (let j = 0; j < vocab; j++) sum += Math.exp(logits[offset + j] - max);
@@ -98,7 +102,10 @@ export class LoglikScorer {
   private readonly batchTokens: number;
   private branch: BranchForward | null = null;
 
-  constructor(readonly model: OpenELM, opts: ScorerOptions = {}) {
+  constructor(
+    readonly model: OpenELM,
+    opts: ScorerOptions = {},
+  ) {
     const b = opts.batchTokens ?? 128;
     if (!(Number.isInteger(b) && b >= 1)) throw new RangeError(`batchTokens must be a positive integer, got ${b}`);
     this.batchTokens = b;
@@ -110,7 +117,10 @@ export class LoglikScorer {
    */
   score(requests: readonly LoglikRequest[]): LoglikResult[] {
     if (requests.length === 0) return [];
-    const model = this.model, cache = model.cache, cap = cache.capacity, V = model.config.vocab_size;
+    const model = this.model,
+      cache = model.cache,
+      cap = cache.capacity,
+      V = model.config.vocab_size;
     const prep: Prepared[] = requests.map((r, i) => {
       if (r.continuation.length === 0) throw new RangeError(`request ${i}: the continuation has no tokens`);
       if (r.context.length === 0) throw new RangeError(`request ${i}: the context has no tokens (it should start with BOS)`);
@@ -136,7 +146,8 @@ export class LoglikScorer {
     const results: LoglikResult[] = new Array(prep.length);
     const scoreRows = (i: number, logits: Float32Array, row0: number) => {
       const p = prep[i];
-      let loglik = 0, greedy = true;
+      let loglik = 0,
+        greedy = true;
       // logits row r (r = 0 is input[P]) predicts full[P + r + 1]
       for (let t = p.ctxLen; t < p.full.length; t++) {
         const s = tokenLogprob(logits, (row0 + t - 1 - P) * V, V, p.full[t]);

@@ -112,7 +112,11 @@ export interface TextsPerplexity {
  */
 export function perplexityOfTexts(model: OpenELM, encode: (text: string) => number[], texts: readonly string[], opts: PerplexityOptions = {}): TextsPerplexity {
   const docs: TextsPerplexity['docs'] = [];
-  let nll = 0, tokens = 0, bytes = 0, words = 0, windows = 0;
+  let nll = 0,
+    tokens = 0,
+    bytes = 0,
+    words = 0,
+    windows = 0;
   for (const text of texts) {
     const r = perplexity(model, encode(text), opts);
     const b = Buffer.byteLength(text, 'utf8');
@@ -125,7 +129,15 @@ export function perplexityOfTexts(model: OpenELM, encode: (text: string) => numb
   }
   const meanNll = nll / tokens;
   return {
-    documents: texts.length, tokens, bytes, words, meanNll, perplexity: Math.exp(meanNll),
-    bitsPerByte: nll / bytes / Math.LN2, wordPerplexity: Math.exp(nll / words), windows, docs,
+    documents: texts.length,
+    tokens,
+    bytes,
+    words,
+    meanNll,
+    perplexity: Math.exp(meanNll),
+    bitsPerByte: nll / bytes / Math.LN2,
+    wordPerplexity: Math.exp(nll / words),
+    windows,
+    docs,
   };
 }

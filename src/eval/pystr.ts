@@ -37,8 +37,19 @@ export function pyLen(s: string): number {
 
 // Title case differs from upper case for the Latin digraphs (and ß → "Ss", not "SS").
 const TITLE: Record<string, string> = {
-  'ǆ': 'ǅ', 'ǅ': 'ǅ', 'Ǆ': 'ǅ', 'ǉ': 'ǈ', 'ǈ': 'ǈ', 'Ǉ': 'ǈ', 'ǌ': 'ǋ', 'ǋ': 'ǋ', 'Ǌ': 'ǋ', 'ǳ': 'ǲ', 'ǲ': 'ǲ', 'Ǳ': 'ǲ',
-  'ß': 'Ss',
+  ǆ: 'ǅ',
+  ǅ: 'ǅ',
+  Ǆ: 'ǅ',
+  ǉ: 'ǈ',
+  ǈ: 'ǈ',
+  Ǉ: 'ǈ',
+  ǌ: 'ǋ',
+  ǋ: 'ǋ',
+  Ǌ: 'ǋ',
+  ǳ: 'ǲ',
+  ǲ: 'ǲ',
+  Ǳ: 'ǲ',
+  ß: 'Ss',
 };
 
 /**

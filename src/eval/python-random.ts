@@ -51,19 +51,27 @@ export class PythonRandom {
   private initByArray(key: number[]): void {
     const mt = this.mt;
     this.initGenrand(19650218);
-    let i = 1, j = 0;
+    let i = 1,
+      j = 0;
     for (let k = Math.max(N, key.length); k > 0; k--) {
       const prev = mt[i - 1] ^ (mt[i - 1] >>> 30);
       mt[i] = ((mt[i] ^ Math.imul(prev, 1664525)) + key[j] + j) >>> 0; // non linear
-      i++; j++;
-      if (i >= N) { mt[0] = mt[N - 1]; i = 1; }
+      i++;
+      j++;
+      if (i >= N) {
+        mt[0] = mt[N - 1];
+        i = 1;
+      }
       if (j >= key.length) j = 0;
     }
     for (let k = N - 1; k > 0; k--) {
       const prev = mt[i - 1] ^ (mt[i - 1] >>> 30);
       mt[i] = ((mt[i] ^ Math.imul(prev, 1566083941)) - i) >>> 0; // non linear
       i++;
-      if (i >= N) { mt[0] = mt[N - 1]; i = 1; }
+      if (i >= N) {
+        mt[0] = mt[N - 1];
+        i = 1;
+      }
     }
     mt[0] = 0x80000000; // MSB is 1, assuring a non-zero initial array
   }
@@ -95,7 +103,8 @@ export class PythonRandom {
 
   /** `random.random()`: a float in [0, 1) with 53 random bits. */
   random(): number {
-    const a = this.nextU32() >>> 5, b = this.nextU32() >>> 6;
+    const a = this.nextU32() >>> 5,
+      b = this.nextU32() >>> 6;
     return (a * 67108864 + b) / 9007199254740992;
   }
 

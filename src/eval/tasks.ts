@@ -222,7 +222,8 @@ export function fewshotExample(task: TaskSpec, doc: Doc): string {
   const target = task.target(doc);
   const q = task.multipleInput ? choices[text as number] : text;
   const a = typeof target === 'number' ? choices[target] : target;
-  if (typeof q !== 'string' || typeof a !== 'string') throw new TypeError(`few-shot example: question or answer is missing (target ${JSON.stringify(target)} of ${choices.length} choices)`);
+  if (typeof q !== 'string' || typeof a !== 'string')
+    throw new TypeError(`few-shot example: question or answer is missing (target ${JSON.stringify(target)} of ${choices.length} choices)`);
   return q + TARGET_DELIMITER + a + FEWSHOT_DELIMITER;
 }
 

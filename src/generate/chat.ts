@@ -23,7 +23,8 @@ export function chatTemplate(messages: ChatMessage[], addGenerationPrompt = true
 /** Token ids of a conversation: BOS, then each turn with "</s>" as the EOS token. */
 export function encodeChat(tok: Tokenizer, messages: ChatMessage[], addGenerationPrompt = true): number[] {
   for (const [i, m] of messages.entries()) {
-    if (!['system', 'user', 'assistant'].includes(m.role)) throw new Error(`message ${i}: role must be system, user or assistant, got ${JSON.stringify(m.role)}`);
+    if (!['system', 'user', 'assistant'].includes(m.role))
+      throw new Error(`message ${i}: role must be system, user or assistant, got ${JSON.stringify(m.role)}`);
     if (typeof m.content !== 'string') throw new Error(`message ${i}: content must be a string`);
   }
   return encodeWithSpecials(tok, chatTemplate(messages, addGenerationPrompt));

@@ -3,7 +3,7 @@ import type { OpenELM } from '../model/openelm.ts';
 import { ContextLengthError } from '../model/openelm.ts';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/index.ts';
 import { Sampler, type SamplingOptions } from './sampler.ts';
-import { speculativeTokens, type SpeculativeOptions, type SpeculativeStats } from './speculative.ts';
+import { type SpeculativeOptions, type SpeculativeStats, speculativeTokens } from './speculative.ts';
 
 export interface GenerateOptions extends SamplingOptions {
   /** maximum tokens to generate (default 256; capped by the context left) */
@@ -78,7 +78,7 @@ export async function* generate(model: OpenELM, tok: Tokenizer, prompt: Prompt, 
   const capacity = model.cache.capacity;
   if (promptIds.length >= capacity) throw new ContextLengthError(promptIds.length + 1, capacity);
   const maxNew = Math.min(opts.maxNewTokens ?? 256, capacity - promptIds.length);
-  const eos = new Set(opts.ignoreEos ? [] : opts.eosIds ?? [model.config.eos_token_id]);
+  const eos = new Set(opts.ignoreEos ? [] : (opts.eosIds ?? [model.config.eos_token_id]));
   const sampler = new Sampler(model.config.vocab_size, opts, model.kernels);
   sampler.observe(promptIds);
 
@@ -104,9 +104,15 @@ export async function* generate(model: OpenELM, tok: Tokenizer, prompt: Prompt, 
   }
   const tokens = spec ? speculativeTokens(model, sampler, logits, promptIds, maxNew, spec, opts, stats!) : plainTokens(model, sampler, logits, maxNew);
   for (const token of tokens) {
-    if (opts.signal?.aborted) { finishReason = 'aborted'; break; }
+    if (opts.signal?.aborted) {
+      finishReason = 'aborted';
+      break;
+    }
     outputIds.push(token);
-    if (eos.has(token)) { finishReason = 'eos'; break; }
+    if (eos.has(token)) {
+      finishReason = 'eos';
+      break;
+    }
     text += decoder.push(token);
     const hit = firstStop(text, stops, emitted);
     if (hit >= 0) {
@@ -136,8 +142,13 @@ function* plainTokens(model: OpenELM, sampler: Sampler, logits: Float32Array, ma
 }
 
 /** Runs generation to the end and returns the result. */
-export async function generateText(model: OpenELM, tok: Tokenizer, prompt: Prompt, opts: GenerateOptions = {},
-  onText?: (text: string) => void): Promise<GenerationResult> {
+export async function generateText(
+  model: OpenELM,
+  tok: Tokenizer,
+  prompt: Prompt,
+  opts: GenerateOptions = {},
+  onText?: (text: string) => void,
+): Promise<GenerationResult> {
   const it = generate(model, tok, prompt, opts);
   for (;;) {
     const r = await it.next();

@@ -3,9 +3,10 @@
 // temperature 0 is plain argmax. The vocabulary-sized work (softmax, selecting and sorting the
 // candidates) runs on a Kernels backend: the model's (WebAssembly SIMD) when given, else the
 // plain-TypeScript reference. Buffers are made once per backend and vocabulary size.
-import { Rng } from './rng.ts';
-import type { Kernels } from '../kernels/types.ts';
+
 import { RefKernels } from '../kernels/ref.ts';
+import type { Kernels } from '../kernels/types.ts';
+import { Rng } from './rng.ts';
 
 /** The ops a Sampler uses. */
 export type SamplerKernels = Pick<Kernels, 'argmax' | 'softmax' | 'selectDesc' | 'f32' | 'i32'>;
@@ -44,7 +45,10 @@ export const DEFAULT_SAMPLING = { temperature: 0.7, topK: 0, topP: 0.9, minP: 0,
 
 /** A sampling option out of range; `option` is its SamplingOptions key (the CLI maps it to its flag). */
 export class SamplingOptionError extends RangeError {
-  constructor(readonly option: keyof SamplingOptions, message: string) {
+  constructor(
+    readonly option: keyof SamplingOptions,
+    message: string,
+  ) {
     super(message);
     this.name = 'SamplingOptionError';
   }
@@ -62,7 +66,8 @@ export function checkSampling(o: SamplingOptions): void {
     throw new SamplingOptionError(key, `${name} must be ${want}, got ${typeof v === 'string' ? JSON.stringify(v) : v}`);
   };
   const isNum = (v: unknown): v is number => typeof v === 'number' && !Number.isNaN(v);
-  if (o.temperature !== undefined && !(isNum(o.temperature) && o.temperature >= 0 && Number.isFinite(o.temperature))) bad('temperature', 'temperature', o.temperature, 'a finite number ≥ 0');
+  if (o.temperature !== undefined && !(isNum(o.temperature) && o.temperature >= 0 && Number.isFinite(o.temperature)))
+    bad('temperature', 'temperature', o.temperature, 'a finite number ≥ 0');
   if (o.topK !== undefined && !(Number.isSafeInteger(o.topK) && o.topK >= 0)) bad('topK', 'topK', o.topK, 'an integer ≥ 0');
   if (o.topP !== undefined && !(isNum(o.topP) && o.topP > 0 && o.topP <= 1)) bad('topP', 'topP', o.topP, 'in (0, 1]');
   if (o.minP !== undefined && !(isNum(o.minP) && o.minP >= 0 && o.minP <= 1)) bad('minP', 'minP', o.minP, 'in [0, 1]');
@@ -78,9 +83,14 @@ export function checkSampling(o: SamplingOptions): void {
  * with this instead of emitting token 0 (argmax over NaN) or sampling forever.
  */
 export class NonFiniteLogitsError extends Error {
-  constructor(readonly index: number, readonly value: number) {
-    super(`the model produced a non-finite logit (${value} for token ${index}): its weights or config hold NaN/Inf or extreme values ` +
-      `(check the weights with 'openelm check --model M'; an extreme rope_freq_constant, a NaN quantization scale or an overflowing f16 conversion do this)`);
+  constructor(
+    readonly index: number,
+    readonly value: number,
+  ) {
+    super(
+      `the model produced a non-finite logit (${value} for token ${index}): its weights or config hold NaN/Inf or extreme values ` +
+        `(check the weights with 'openelm check --model M'; an extreme rope_freq_constant, a NaN quantization scale or an overflowing f16 conversion do this)`,
+    );
     this.name = 'NonFiniteLogitsError';
   }
 }
@@ -123,7 +133,11 @@ export class Sampler {
    * it, greedy picks without a repetition penalty run its argmax straight on the logits, which
    * must then be that backend's memory (as a model's logits are).
    */
-  constructor(readonly vocabSize: number, opts: SamplingOptions = {}, kernels?: SamplerKernels) {
+  constructor(
+    readonly vocabSize: number,
+    opts: SamplingOptions = {},
+    kernels?: SamplerKernels,
+  ) {
     checkSampling(opts);
     this.temperature = opts.temperature ?? DEFAULT_SAMPLING.temperature;
     this.topK = opts.topK ?? DEFAULT_SAMPLING.topK;
@@ -157,7 +171,8 @@ export class Sampler {
    * NaN or ±Inf (there is no meaningful next token: generation must stop).
    */
   sample(logits: Float32Array): number {
-    const V = this.vocabSize, w = this.work;
+    const V = this.vocabSize,
+      w = this.work;
     if (logits.length < V) throw new RangeError(`Sampler.sample: ${logits.length} logits for a vocabulary of ${V}`);
     checkFiniteLogits(logits, V);
     if (this.temperature === 0 && this.repetitionPenalty === 1 && this.directArgmax) return this.kernels.argmax(logits, V);
@@ -196,10 +211,15 @@ export class Sampler {
    * tiny temperature (1e-39) could turn finite logits into ±Inf and the probabilities into NaN.
    */
   private filter(): void {
-    const V = this.vocabSize, w = this.work;
+    const V = this.vocabSize,
+      w = this.work;
     if (this.temperature < 1) {
-      let max = -Infinity, min = Infinity;
-      for (let i = 0; i < V; i++) { if (w[i] > max) max = w[i]; if (w[i] < min) min = w[i]; }
+      let max = -Infinity,
+        min = Infinity;
+      for (let i = 0; i < V; i++) {
+        if (w[i] > max) max = w[i];
+        if (w[i] < min) min = w[i];
+      }
       // only when x / T could overflow, so ordinary temperatures give the same bits as before
       if (Math.max(max, -min) / this.temperature > 1e37) for (let i = 0; i < V; i++) w[i] -= max; // ≤ 0: -Inf after dividing is fine (exp gives 0)
     }
@@ -214,7 +234,9 @@ export class Sampler {
    * sorted (selectDesc); the threshold is lowered until the survivors are provably among them.
    */
   private candidates(pmax: number): void {
-    const V = this.vocabSize, w = this.work, idx = this.idx;
+    const V = this.vocabSize,
+      w = this.work,
+      idx = this.idx;
     const filtering = this.topK > 0 || this.topP < 1 || this.minP > 0;
     if (!filtering) {
       for (let i = 0; i < V; i++) idx[i] = i;
@@ -224,12 +246,12 @@ export class Sampler {
     const floor = this.minP * pmax;
     // at most 32 rounds: 0.05^32 · pmax is below float32's smallest subnormal, then tau = 0 takes all
     for (let round = 0, tau = pmax * 0.05; ; round++, tau = round < 32 ? tau * 0.05 : 0) {
-      let n = this.kernels.selectDesc(w, V, tau, idx), mass = 0;
+      let n = this.kernels.selectDesc(w, V, tau, idx),
+        mass = 0;
       for (let j = 0; j < n; j++) mass += w[idx[j]];
       // the filters apply in order top-k → top-p → min-p, each within the previous one's survivors,
       // so the first filter in use decides whether this set surely holds all survivors
-      const enough = tau < 1e-38 ||
-        (this.topK > 0 ? n >= this.topK : this.topP < 1 ? mass >= this.topP : tau <= floor);
+      const enough = tau < 1e-38 || (this.topK > 0 ? n >= this.topK : this.topP < 1 ? mass >= this.topP : tau <= floor);
       if (!enough) continue;
       if (this.topK > 0 && n > this.topK) {
         // HF keeps ties with the k-th value
@@ -243,10 +265,14 @@ export class Sampler {
         let total = 0;
         for (let j = 0; j < n; j++) total += w[idx[j]];
         if (this.topK === 0) total = 1;
-        let cum = 0, keep = n;
+        let cum = 0,
+          keep = n;
         for (let j = 0; j < n; j++) {
           cum += w[idx[j]] / total;
-          if (cum >= this.topP) { keep = j + 1; break; }
+          if (cum >= this.topP) {
+            keep = j + 1;
+            break;
+          }
         }
         n = keep;
       }
@@ -260,4 +286,3 @@ export class Sampler {
     }
   }
 }
-

@@ -16,7 +16,7 @@
 // output repeats the prompt (summaries, code edits, extraction).
 import type { OpenELM } from '../model/openelm.ts';
 import { Rng } from './rng.ts';
-import { argmax, Sampler, type SamplingOptions, DEFAULT_SAMPLING } from './sampler.ts';
+import { argmax, DEFAULT_SAMPLING, Sampler, type SamplingOptions } from './sampler.ts';
 
 export interface SpeculativeOptions {
   /** a draft model with the target's vocabulary (its own KV cache is used) */
@@ -58,7 +58,11 @@ export class Policy {
   private readonly work: Float32Array; // [vocab] penalised logits of one row
   readonly rng: Rng;
 
-  constructor(readonly vocab: number, opts: SamplingOptions, rngSeed?: number) {
+  constructor(
+    readonly vocab: number,
+    opts: SamplingOptions,
+    rngSeed?: number,
+  ) {
     this.penalty = opts.repetitionPenalty ?? DEFAULT_SAMPLING.repetitionPenalty;
     this.greedy = (opts.temperature ?? DEFAULT_SAMPLING.temperature) === 0;
     this.sampler = new Sampler(vocab, { ...opts, repetitionPenalty: 1 });
@@ -69,7 +73,9 @@ export class Policy {
   private penalised(row: Float32Array, seen: Uint8Array): Float32Array {
     const V = this.vocab;
     if (this.penalty === 1) return row.subarray(0, V);
-    const w = this.work, p = this.penalty, M = 3.4028234663852886e38;
+    const w = this.work,
+      p = this.penalty,
+      M = 3.4028234663852886e38;
     w.set(row.subarray(0, V));
     for (let i = 0; i < V; i++) if (seen[i]) w[i] = Math.max(-M, Math.min(M, w[i] < 0 ? w[i] * p : w[i] / p)); // as Sampler.sample
     return w;
@@ -91,8 +97,13 @@ export class Policy {
   }
 
   draw(d: Map<number, number>): number {
-    let r = this.rng.next(), last = -1;
-    for (const [id, p] of d) { last = id; r -= p; if (r < 0) return id; }
+    let r = this.rng.next(),
+      last = -1;
+    for (const [id, p] of d) {
+      last = id;
+      r -= p;
+      if (r < 0) return id;
+    }
     return last;
   }
 }
@@ -102,7 +113,10 @@ export class ModelDrafter implements Drafter {
   private readonly policy: Policy;
   private readonly seen: Uint8Array;
 
-  constructor(readonly model: OpenELM, opts: SamplingOptions) {
+  constructor(
+    readonly model: OpenELM,
+    opts: SamplingOptions,
+  ) {
     this.policy = new Policy(model.config.vocab_size, opts, opts.seed === undefined ? undefined : opts.seed + 1);
     this.seen = new Uint8Array(model.config.vocab_size);
   }
@@ -123,8 +137,14 @@ export class ModelDrafter implements Drafter {
     const out: Draft = { tokens: [], probs: [] };
     for (let i = 0; i < k; i++) {
       let t: number;
-      if (this.policy.greedy) { t = this.policy.pick(logits, seen); out.probs.push(null); }
-      else { const q = this.policy.dist(logits, seen); t = this.policy.draw(q); out.probs.push(q); }
+      if (this.policy.greedy) {
+        t = this.policy.pick(logits, seen);
+        out.probs.push(null);
+      } else {
+        const q = this.policy.dist(logits, seen);
+        t = this.policy.draw(q);
+        out.probs.push(q);
+      }
       out.tokens.push(t);
       seen[t] = 1;
       if (i + 1 < k) logits = this.model.step(t);
@@ -158,7 +178,8 @@ export class PromptLookupDrafter implements Drafter {
  * repetition penalty's tokens) gets the kept ones.
  */
 export function verify(policy: Policy, rows: Float32Array, draft: Draft, seen: Uint8Array): { accepted: number; next: number } {
-  const V = policy.vocab, n = draft.tokens.length;
+  const V = policy.vocab,
+    n = draft.tokens.length;
   const row = (i: number) => rows.subarray(i * V, (i + 1) * V);
   for (let i = 0; i < n; i++) {
     const d = draft.tokens[i];
@@ -166,15 +187,20 @@ export function verify(policy: Policy, rows: Float32Array, draft: Draft, seen: U
       const g = policy.pick(row(i), seen);
       if (g !== d) return { accepted: i, next: g };
     } else {
-      const p = policy.dist(row(i), seen), q = draft.probs[i];
-      const pd = p.get(d) ?? 0, qd = q ? q.get(d) ?? 0 : 1;
+      const p = policy.dist(row(i), seen),
+        q = draft.probs[i];
+      const pd = p.get(d) ?? 0,
+        qd = q ? (q.get(d) ?? 0) : 1;
       if (!(policy.rng.next() * qd < pd)) {
         // rejected: the next token comes from the part of p that q does not cover
         const rest = new Map<number, number>();
         let total = 0;
         for (const [id, pp] of p) {
-          const r = pp - (q ? q.get(id) ?? 0 : id === d ? 1 : 0);
-          if (r > 0) { rest.set(id, r); total += r; }
+          const r = pp - (q ? (q.get(id) ?? 0) : id === d ? 1 : 0);
+          if (r > 0) {
+            rest.set(id, r);
+            total += r;
+          }
         }
         if (total <= 0) return { accepted: i, next: policy.draw(p) }; // p = q up to rounding
         for (const [id, r] of rest) rest.set(id, r / total);
@@ -192,11 +218,19 @@ export function verify(policy: Policy, rows: Float32Array, draft: Draft, seen: U
  * token of each round. The caller stops it (EOS, stop strings, maxNew); the model's cache always
  * holds exactly the tokens it has keys and values for.
  */
-export function* speculativeTokens(model: OpenELM, sampler: Sampler, logits: Float32Array, promptIds: readonly number[], maxNew: number,
-  spec: SpeculativeOptions, opts: SamplingOptions, stats: SpeculativeStats): Generator<number, void, void> {
+export function* speculativeTokens(
+  model: OpenELM,
+  sampler: Sampler,
+  logits: Float32Array,
+  promptIds: readonly number[],
+  maxNew: number,
+  spec: SpeculativeOptions,
+  opts: SamplingOptions,
+  stats: SpeculativeStats,
+): Generator<number, void, void> {
   const V = model.config.vocab_size;
   const drafter: Drafter = spec.draft ? new ModelDrafter(spec.draft, opts) : new PromptLookupDrafter();
-  const k = spec.draft ? spec.draftTokens ?? 4 : spec.promptLookup ?? 10;
+  const k = spec.draft ? (spec.draftTokens ?? 4) : (spec.promptLookup ?? 10);
   const policy = new Policy(V, opts, opts.seed === undefined ? undefined : opts.seed + 2);
   const ctx = promptIds.slice();
   const seen = new Uint8Array(V);

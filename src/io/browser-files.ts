@@ -39,7 +39,10 @@ export interface FileProgress {
 }
 
 export class ModelFileError extends Error {
-  constructor(readonly file: string, message: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
     super(`${file}: ${message}`);
     this.name = 'ModelFileError';
   }
@@ -53,7 +56,8 @@ export function blobFile(name: string, blob: Blob): ByteFile {
     name,
     size: blob.size,
     async read(offset, length) {
-      if (offset < 0 || offset + length > blob.size) throw new ModelFileError(name, `bytes ${offset}..${offset + length} lie past its end (${blob.size} bytes): truncated?`);
+      if (offset < 0 || offset + length > blob.size)
+        throw new ModelFileError(name, `bytes ${offset}..${offset + length} lie past its end (${blob.size} bytes): truncated?`);
       return new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer());
     },
     async stream() {
@@ -150,7 +154,11 @@ export function urlFiles(base: string, opts: UrlFilesOptions = {}): ModelFiles {
       }
       await res.arrayBuffer();
       const m = /\/(\d+)\s*$/.exec(res.headers.get('Content-Range') ?? '');
-      if (!m) throw new ModelFileError(url, `the server answered 206 without a Content-Range total ("${res.headers.get('Content-Range')}"); expose it with Access-Control-Expose-Headers`);
+      if (!m)
+        throw new ModelFileError(
+          url,
+          `the server answered 206 without a Content-Range total ("${res.headers.get('Content-Range')}"); expose it with Access-Control-Expose-Headers`,
+        );
       return rangeFile(url, Number(m[1]), doFetch, headers);
     },
   };
@@ -172,7 +180,8 @@ function rangeFile(url: string, size: number, doFetch: typeof fetch, headers: Re
       const buf = new Uint8Array(await res.arrayBuffer());
       // a 200 is the whole file: the server stopped honouring Range between requests
       const bytes = res.status === 200 ? buf.subarray(offset, offset + length) : buf;
-      if (bytes.length !== length) throw new ModelFileError(url, `asked for ${length} bytes at ${offset}, got ${bytes.length}: the file changed on the server?`);
+      if (bytes.length !== length)
+        throw new ModelFileError(url, `asked for ${length} bytes at ${offset}, got ${bytes.length}: the file changed on the server?`);
       return res.status === 200 ? bytes.slice() : bytes;
     },
     async stream() {
@@ -234,7 +243,10 @@ export async function cacheApiStore(name = 'openelm-models'): Promise<FileStore>
 }
 
 interface OpfsDir extends DirectoryHandleLike {
-  getFileHandle(name: string, o?: { create?: boolean }): Promise<{ getFile(): Promise<File>; createWritable(): Promise<WritableStream<Uint8Array> & { close(): Promise<void> }> }>;
+  getFileHandle(
+    name: string,
+    o?: { create?: boolean },
+  ): Promise<{ getFile(): Promise<File>; createWritable(): Promise<WritableStream<Uint8Array> & { close(): Promise<void> }> }>;
   getDirectoryHandle(name: string, o?: { create?: boolean }): Promise<OpfsDir>;
   removeEntry(name: string): Promise<void>;
 }
@@ -283,10 +295,14 @@ export async function defaultStore(): Promise<FileStore | null> {
       const s = await opfsStore();
       return s;
     }
-  } catch { /* no OPFS here (private mode, old browser) */ }
+  } catch {
+    /* no OPFS here (private mode, old browser) */
+  }
   try {
     if (typeof caches !== 'undefined') return await cacheApiStore();
-  } catch { /* no Cache API (insecure context) */ }
+  } catch {
+    /* no Cache API (insecure context) */
+  }
   return null;
 }
 
@@ -315,13 +331,15 @@ export function cachedFiles(inner: ModelFiles, store: FileStore, onProgress?: (p
         return null;
       }
       let loaded = 0;
-      const counted = (await f.stream()).pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
-        transform(chunk, c) {
-          loaded += chunk.byteLength;
-          onProgress?.({ file: name, loaded, total: f.size });
-          c.enqueue(chunk);
-        },
-      }));
+      const counted = (await f.stream()).pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, c) {
+            loaded += chunk.byteLength;
+            onProgress?.({ file: name, loaded, total: f.size });
+            c.enqueue(chunk);
+          },
+        }),
+      );
       await store.put(key, counted, f.size);
       const blob = await store.get(key);
       if (!blob || blob.size !== f.size) {

@@ -8,10 +8,10 @@
 //
 // Opening reads config.json and each safetensors header (two range reads per file) and checks
 // the header against the file size: a model is refused before any weight is downloaded.
-import { parseConfig, type OpenELMConfig } from '../config/config.ts';
-import type { FileDType, TensorSource } from '../model/weights.ts';
+import { type OpenELMConfig, parseConfig } from '../config/config.ts';
 import { blocksPerRow, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from '../kernels/quant.ts';
-import { ModelFileError, type ByteFile, type ModelFiles } from './browser-files.ts';
+import type { FileDType, TensorSource } from '../model/weights.ts';
+import { type ByteFile, ModelFileError, type ModelFiles } from './browser-files.ts';
 
 const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
 const MAX_HEADER = 100_000_000;
@@ -52,21 +52,26 @@ async function readJson(f: ByteFile): Promise<unknown> {
   }
 }
 
-interface Header { meta: Record<string, string>; tensors: Map<string, { dtype: string; shape: number[]; start: number; byteLength: number }> }
+interface Header {
+  meta: Record<string, string>;
+  tensors: Map<string, { dtype: string; shape: number[]; start: number; byteLength: number }>;
+}
 
 /** Parses and checks a safetensors header: dtypes, shapes, and tensors that tile the data section exactly. */
 async function readHeader(f: ByteFile): Promise<Header> {
   if (f.size < 8) throw new ModelFileError(f.name, `only ${f.size} bytes: too short for a safetensors file`);
   const lenBytes = await f.read(0, 8);
   const n = Number(new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true));
-  if (n > MAX_HEADER || 8 + n > f.size) throw new ModelFileError(f.name, `header length ${n} does not fit the file (${f.size} bytes): truncated or not a safetensors file`);
+  if (n > MAX_HEADER || 8 + n > f.size)
+    throw new ModelFileError(f.name, `header length ${n} does not fit the file (${f.size} bytes): truncated or not a safetensors file`);
   let raw: Record<string, unknown>;
   try {
     raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await f.read(8, n)));
   } catch (e) {
     throw new ModelFileError(f.name, `the safetensors header is not valid JSON (${(e as Error).message})`);
   }
-  const dataStart = 8 + n, dataLength = f.size - dataStart;
+  const dataStart = 8 + n,
+    dataLength = f.size - dataStart;
   const meta: Record<string, string> = {};
   const list: { name: string; dtype: string; shape: number[]; begin: number; end: number }[] = [];
   for (const [name, e] of Object.entries(raw)) {
@@ -76,7 +81,8 @@ async function readHeader(f: ByteFile): Promise<Header> {
     }
     const t = e as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     const size = DTYPE_BYTES[t.dtype as string];
-    const shape = t.shape as number[], offs = t.data_offsets as number[];
+    const shape = t.shape as number[],
+      offs = t.data_offsets as number[];
     const bad = (why: string) => new ModelFileError(f.name, `tensor "${name}": ${why}`);
     if (!size) throw bad(`unknown dtype ${JSON.stringify(t.dtype)}`);
     if (!Array.isArray(shape) || !shape.every((s) => Number.isInteger(s) && s >= 0)) throw bad(`shape ${JSON.stringify(shape)} is not a list of sizes`);
@@ -90,10 +96,12 @@ async function readHeader(f: ByteFile): Promise<Header> {
   list.sort((a, b) => a.begin - b.begin);
   let cursor = 0;
   for (const t of list) {
-    if (t.begin !== cursor) throw new ModelFileError(f.name, `tensor "${t.name}" starts at byte ${t.begin} of the data section, expected ${cursor} (overlap or hole)`);
+    if (t.begin !== cursor)
+      throw new ModelFileError(f.name, `tensor "${t.name}" starts at byte ${t.begin} of the data section, expected ${cursor} (overlap or hole)`);
     cursor = t.end;
   }
-  if (cursor !== dataLength) throw new ModelFileError(f.name, `${dataLength - cursor} trailing bytes of the data section belong to no tensor: truncated or corrupt`);
+  if (cursor !== dataLength)
+    throw new ModelFileError(f.name, `${dataLength - cursor} trailing bytes of the data section belong to no tensor: truncated or corrupt`);
   return { meta, tensors: new Map(list.map((t) => [t.name, { dtype: t.dtype, shape: t.shape, start: dataStart + t.begin, byteLength: t.end - t.begin }])) };
 }
 
@@ -112,7 +120,8 @@ export async function openBrowserSource(files: ModelFiles): Promise<BrowserTenso
     if (!map || typeof map !== 'object') throw new ModelFileError(idx.name, 'has no "weight_map" object');
     shards = [];
     for (const shard of [...new Set(Object.values(map))]) {
-      if (typeof shard !== 'string' || shard.includes('/') || shard.includes('..')) throw new ModelFileError(idx.name, `shard name ${JSON.stringify(shard)} is not a file name`);
+      if (typeof shard !== 'string' || shard.includes('/') || shard.includes('..'))
+        throw new ModelFileError(idx.name, `shard name ${JSON.stringify(shard)} is not a file name`);
       const f = await files.open(shard);
       if (!f) throw new ModelFileError(idx.name, `names shard ${shard}, which is missing`);
       shards.push(f);
@@ -122,18 +131,22 @@ export async function openBrowserSource(files: ModelFiles): Promise<BrowserTenso
   for (const file of shards) {
     const h = await readHeader(file);
     const quantized = h.meta['openelm.format'];
-    if (quantized !== undefined && quantized !== 'quantized-v1') throw new ModelFileError(file.name, `"openelm.format" is "${quantized}"; this version reads "quantized-v1"`);
+    if (quantized !== undefined && quantized !== 'quantized-v1')
+      throw new ModelFileError(file.name, `"openelm.format" is "${quantized}"; this version reads "quantized-v1"`);
     for (const [name, t] of h.tensors) {
       if (tensors.has(name)) throw new ModelFileError(file.name, `tensor "${name}" is in two shards`);
-      let dtype = t.dtype as FileDType, shape = t.shape;
+      let dtype = t.dtype as FileDType,
+        shape = t.shape;
       const q = h.meta[`openelm.quant.${name}`];
       if (q !== undefined) {
         // docs/quantized-format.md: U8 [rows, bytes per row] holding q8_0 / q4_0 blocks
         const m = /^(q8_0|q4_0):(\d+)x(\d+)$/.exec(q);
         if (!m) throw new ModelFileError(file.name, `metadata "openelm.quant.${name}" = "${q}" is not "<q8_0|q4_0>:<rows>x<cols>"`);
-        const rows = Number(m[2]), cols = Number(m[3]);
+        const rows = Number(m[2]),
+          cols = Number(m[3]);
         const rowBytes = blocksPerRow(cols) * (m[1] === 'q8_0' ? Q8_0_BLOCK_BYTES : Q4_0_BLOCK_BYTES);
-        if (t.dtype !== 'U8' || t.byteLength !== rows * rowBytes) throw new ModelFileError(file.name, `tensor "${name}" is declared ${m[1]} [${rows}, ${cols}] but stored as ${t.dtype} [${t.shape}]`);
+        if (t.dtype !== 'U8' || t.byteLength !== rows * rowBytes)
+          throw new ModelFileError(file.name, `tensor "${name}" is declared ${m[1]} [${rows}, ${cols}] but stored as ${t.dtype} [${t.shape}]`);
         dtype = m[1] === 'q8_0' ? 'Q8_0' : 'Q4_0';
         shape = [rows, cols];
       } else if (!['F32', 'F16', 'BF16'].includes(t.dtype) && !/(^|\.)inv_freq$/.test(name)) {

@@ -2,7 +2,11 @@
 // starts with the folder or file at fault; `file` and `tensor` name them for programs.
 
 export class CheckpointError extends Error {
-  constructor(message: string, readonly file?: string, readonly tensor?: string) {
+  constructor(
+    message: string,
+    readonly file?: string,
+    readonly tensor?: string,
+  ) {
     super(message);
     this.name = 'CheckpointError';
   }

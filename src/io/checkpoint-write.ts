@@ -13,10 +13,10 @@
 import fs from 'node:fs';
 import nodePath from 'node:path';
 import { configToJson, expectedTensors, type OpenELMConfig } from '../config/config.ts';
-import { DTYPE_SIZES, fromF32, toF32, type FloatDType } from './dtype.ts';
-import { SafetensorsWriter, syncDir } from './safetensors-write.ts';
 import { CheckpointError } from './checkpoint-error.ts';
+import { DTYPE_SIZES, type FloatDType, fromF32, toF32 } from './dtype.ts';
 import { checkOutputDir, cleanStaleTemps, fsError, OutputPathError } from './output.ts';
+import { SafetensorsWriter, syncDir } from './safetensors-write.ts';
 
 export interface CheckpointTensorInput {
   name: string;
@@ -103,7 +103,8 @@ export async function writeCheckpoint(
       if (p!.done) fail('is given twice');
       if (t.shape.length !== p!.shape.length || t.shape.some((d, i) => d !== p!.shape[i])) fail(`has shape [${t.shape}] but the config implies [${p!.shape}]`);
       const srcType: FloatDType = t.dtype ?? 'F32';
-      if ((srcType === 'F32') !== t.data instanceof Float32Array) fail(`data is a ${t.data.constructor.name} but dtype is ${srcType} (F32 needs a Float32Array, BF16/F16 a Uint16Array)`);
+      if ((srcType === 'F32') !== t.data instanceof Float32Array)
+        fail(`data is a ${t.data.constructor.name} but dtype is ${srcType} (F32 needs a Float32Array, BF16/F16 a Uint16Array)`);
       const numel = p!.shape.reduce((a, b) => a * b, 1);
       if (t.data.length !== numel) fail(`has ${t.data.length} values but shape [${p!.shape}] needs ${numel}`);
       const w = writers[p!.shard];
@@ -133,7 +134,10 @@ export async function writeCheckpoint(
       const weightMap: Record<string, string> = {};
       for (const name of [...plan.keys()].sort()) weightMap[name] = shards[plan.get(name)!.shard].name;
       const totalSize = shards.reduce((a, s) => a + s.bytes, 0);
-      writeFileSynced(nodePath.join(tmp, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n');
+      writeFileSynced(
+        nodePath.join(tmp, 'model.safetensors.index.json'),
+        JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n',
+      );
     }
     syncDir(tmp);
     try {

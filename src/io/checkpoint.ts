@@ -13,15 +13,15 @@
 //   const norm = ck.readAsF32('transformer.norm.weight');   // Float32Array [model_dim]
 import fs from 'node:fs';
 import nodePath from 'node:path';
-import { expectedTensors, parseConfig, type OpenELMConfig } from '../config/config.ts';
-import { isFloatDType } from './dtype.ts';
-import { openSafetensors, type SafetensorsFile, type SafetensorsTensorInfo, type TensorArray } from './safetensors.ts';
-import { explainShape } from './checkpoint-shapes.ts';
+import { expectedTensors, type OpenELMConfig, parseConfig } from '../config/config.ts';
 import { CheckpointError } from './checkpoint-error.ts';
+import { explainShape } from './checkpoint-shapes.ts';
+import { isFloatDType } from './dtype.ts';
 import { readJsonFile } from './json.ts';
+import { openSafetensors, type SafetensorsFile, type SafetensorsTensorInfo, type TensorArray } from './safetensors.ts';
 
 export { CheckpointError } from './checkpoint-error.ts';
-export { writeCheckpoint, type CheckpointTensorInput, type WriteCheckpointOptions } from './checkpoint-write.ts';
+export { type CheckpointTensorInput, type WriteCheckpointOptions, writeCheckpoint } from './checkpoint-write.ts';
 
 export const CONFIG_FILE = 'config.json';
 export const SINGLE_FILE = 'model.safetensors';
@@ -69,7 +69,10 @@ export function openCheckpoint(dir: string, opts: OpenCheckpointOptions = {}): C
     throw new CheckpointError(`checkpoint folder ${dir} does not exist`, dir);
   }
   if (!st.isDirectory()) {
-    throw new CheckpointError(`${dir} is not a folder: give the checkpoint folder holding ${CONFIG_FILE} and ${SINGLE_FILE} (or ${INDEX_FILE} and shards)`, dir);
+    throw new CheckpointError(
+      `${dir} is not a folder: give the checkpoint folder holding ${CONFIG_FILE} and ${SINGLE_FILE} (or ${INDEX_FILE} and shards)`,
+      dir,
+    );
   }
   const config = readConfig(dir);
   const single = nodePath.join(dir, SINGLE_FILE);
@@ -82,7 +85,9 @@ export function openCheckpoint(dir: string, opts: OpenCheckpointOptions = {}): C
     ck = openSharded(dir, config, indexPath);
   } else {
     const others = fs.readdirSync(dir).filter((f) => /\.(safetensors|bin|pt|pth|gguf)$/.test(f));
-    const found = others.length ? ` (found ${others.join(', ')}${others.some((f) => !f.endsWith('.safetensors')) ? '; only safetensors weights are read' : ''})` : '';
+    const found = others.length
+      ? ` (found ${others.join(', ')}${others.some((f) => !f.endsWith('.safetensors')) ? '; only safetensors weights are read' : ''})`
+      : '';
     throw new CheckpointError(`${dir}: no model weights: looked for ${SINGLE_FILE} and ${INDEX_FILE}${found}`, dir);
   }
   if (opts.validate ?? true) ck.validate();
@@ -166,7 +171,12 @@ class CheckpointImpl implements Checkpoint {
   readonly files: string[];
   private readonly byPath = new Map<string, SafetensorsFile>();
 
-  constructor(readonly dir: string, readonly config: OpenELMConfig, files: SafetensorsFile[], readonly index: string | undefined) {
+  constructor(
+    readonly dir: string,
+    readonly config: OpenELMConfig,
+    files: SafetensorsFile[],
+    readonly index: string | undefined,
+  ) {
     this.files = files.map((f) => f.path);
     for (const f of files) {
       this.byPath.set(f.path, f);
@@ -223,8 +233,12 @@ class CheckpointImpl implements Checkpoint {
       .map((t) => `${t.name} [${t.shape}] in ${t.file}${unexpectedHint(t.name, cfg)}`);
 
     const problems: string[] = [];
-    if (missing.length) problems.push(`${missing.length} missing tensor(s), which ${source} ${this.index ? 'does not list' : 'should hold'}:\n    ${some(missing)}`);
-    if (unexpected.length) problems.push(`${unexpected.length} unexpected tensor(s), not part of an OpenELM with this config (a config.json that does not match the weights?):\n    ${some(unexpected)}`);
+    if (missing.length)
+      problems.push(`${missing.length} missing tensor(s), which ${source} ${this.index ? 'does not list' : 'should hold'}:\n    ${some(missing)}`);
+    if (unexpected.length)
+      problems.push(
+        `${unexpected.length} unexpected tensor(s), not part of an OpenELM with this config (a config.json that does not match the weights?):\n    ${some(unexpected)}`,
+      );
     if (shapes.length) problems.push(`${shapes.length} tensor(s) with the wrong shape for ${nodePath.join(this.dir, CONFIG_FILE)}:\n    ${some(shapes, 4)}`);
     if (dtypes.length) problems.push(`${dtypes.length} tensor(s) not stored as F32, BF16 or F16:\n    ${some(dtypes)}`);
     if (problems.length) {

@@ -15,10 +15,21 @@ import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, roundF16 } fr
 
 /** dtype strings of the safetensors format, with their element size in bytes. */
 export const DTYPE_SIZES = {
-  F64: 8, F32: 4, F16: 2, BF16: 2,
-  I64: 8, I32: 4, I16: 2, I8: 1,
-  U64: 8, U32: 4, U16: 2, U8: 1,
-  BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 } as const;
 
 export type SafetensorsDType = keyof typeof DTYPE_SIZES;
@@ -27,7 +38,7 @@ export type SafetensorsDType = keyof typeof DTYPE_SIZES;
 export type FloatDType = 'F32' | 'F16' | 'BF16';
 
 export function isSafetensorsDType(s: unknown): s is SafetensorsDType {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_SIZES, s);
+  return typeof s === 'string' && Object.hasOwn(DTYPE_SIZES, s);
 }
 
 export function isFloatDType(s: unknown): s is FloatDType {
@@ -76,7 +87,7 @@ export function f16ToF32(src: Uint16Array, dst: Float32Array): void {
     for (let h = 0; h < 65536; h++) t[h] = f16BitsToF32(h);
     // NaN payloads: keep the f16 payload in the f32 mantissa rather than whatever the engine's NaN is
     const bits = u32View(t);
-    for (let h = 0; h < 65536; h++) if ((h & 0x7c00) === 0x7c00 && (h & 0x3ff)) bits[h] = ((h & 0x8000) << 16) | 0x7f800000 | ((h & 0x3ff) << 13);
+    for (let h = 0; h < 65536; h++) if ((h & 0x7c00) === 0x7c00 && h & 0x3ff) bits[h] = ((h & 0x8000) << 16) | 0x7f800000 | ((h & 0x3ff) << 13);
     f16Table = bits;
   }
   const table = f16Table;
@@ -116,11 +127,18 @@ export type WeightDTypeName = 'f32' | 'bf16' | 'f16' | 'q8_0' | 'q4_0';
 
 /** Every spelling accepted for a weight dtype (case-insensitive): q8 = q8_0, q4 = q4_0, as in llama.cpp and ollama. */
 export const DTYPE_ALIASES: Readonly<Record<string, WeightDTypeName>> = {
-  f32: 'f32', fp32: 'f32', float32: 'f32',
-  bf16: 'bf16', bfloat16: 'bf16',
-  f16: 'f16', fp16: 'f16', float16: 'f16',
-  q8: 'q8_0', q8_0: 'q8_0',
-  q4: 'q4_0', q4_0: 'q4_0',
+  f32: 'f32',
+  fp32: 'f32',
+  float32: 'f32',
+  bf16: 'bf16',
+  bfloat16: 'bf16',
+  f16: 'f16',
+  fp16: 'f16',
+  float16: 'f16',
+  q8: 'q8_0',
+  q8_0: 'q8_0',
+  q4: 'q4_0',
+  q4_0: 'q4_0',
 };
 
 /** The canonical name of a dtype spelling (`'q8'` → `'q8_0'`, `'BF16'` → `'bf16'`); `'auto'` when allowed; else undefined. */

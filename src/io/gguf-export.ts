@@ -27,12 +27,12 @@
 //   exportGGUF(checkpointSource('./OpenELM-270M'), await loadTokenizer('./OpenELM-270M'), 'openelm-270m-f16.gguf', { dtype: 'f16' });
 import type { OpenELMConfig } from '../config/config.ts';
 import { layerShape } from '../config/config.ts';
-import type { Weight, WeightDType } from '../kernels/types.ts';
 import { bf16BitsToF32, f16BitsToF32 } from '../kernels/half.ts';
-import { blocksPerRow, QK, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from '../kernels/quant.ts';
+import { blocksPerRow, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK } from '../kernels/quant.ts';
+import type { Weight, WeightDType } from '../kernels/types.ts';
 import { checkTensors, convertInto, type FileDType, type TensorSource } from '../model/weights.ts';
 import type { PieceTable } from '../tokenizer/pieces.ts';
-import { arr, bool, f32v, GGMLType, GGUFValueType, str, u32, writeGGUF, type GGUFTensorSpec, type GGUFValue } from './gguf.ts';
+import { arr, bool, f32v, GGMLType, type GGUFTensorSpec, type GGUFValue, GGUFValueType, str, u32, writeGGUF } from './gguf.ts';
 
 /** Storage types a matrix can be exported as; all run on llama.cpp's CPU backend. */
 export type GGUFExportDType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
@@ -79,7 +79,10 @@ export interface GGUFVocab {
 }
 
 export class GGUFExportError extends Error {
-  constructor(message: string, readonly field?: string) {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
     super(message);
     this.name = 'GGUFExportError';
   }
@@ -104,7 +107,8 @@ export function checkGGUFCompatible(cfg: OpenELMConfig, where = 'config.json'): 
   if (!cfg.ffn_with_glu) no('ffn_with_glu', cfg.ffn_with_glu, 'true (gated FFN: proj_1 = gate | up)');
   if (cfg.activation_fn_name !== 'swish' && cfg.activation_fn_name !== 'silu') no('activation_fn_name', cfg.activation_fn_name, '"swish" (SiLU)');
   if (!cfg.normalize_qk_projections) no('normalize_qk_projections', cfg.normalize_qk_projections, 'true (q_norm and k_norm are required tensors)');
-  if (!cfg.share_input_output_layers) no('share_input_output_layers', cfg.share_input_output_layers, 'true (the output head is always token_embd; an lm_head.weight would be ignored)');
+  if (!cfg.share_input_output_layers)
+    no('share_input_output_layers', cfg.share_input_output_layers, 'true (the output head is always token_embd; an lm_head.weight would be ignored)');
   if (cfg.normalization_layer_name !== 'rms_norm') no('normalization_layer_name', cfg.normalization_layer_name, '"rms_norm"');
 }
 
@@ -137,7 +141,10 @@ function vocabMetadata(cfg: OpenELMConfig, vocab: GGUFVocab): Map<string, GGUFVa
   const t = vocab.table;
   const n = t.pieces.length;
   if (n > cfg.vocab_size) {
-    throw new GGUFExportError(`the tokenizer has ${n} pieces but config field "vocab_size" is ${cfg.vocab_size}: the embedding has no rows for the extra ids`, 'vocab_size');
+    throw new GGUFExportError(
+      `the tokenizer has ${n} pieces but config field "vocab_size" is ${cfg.vocab_size}: the embedding has no rows for the extra ids`,
+      'vocab_size',
+    );
   }
   const tokens = t.pieces.slice();
   const scores = Array.from(t.scores);
@@ -168,10 +175,15 @@ function vocabMetadata(cfg: OpenELMConfig, vocab: GGUFVocab): Map<string, GGUFVa
 /** Bytes of one row of `cols` values stored as dtype (ggml layout = our checkpoint layout). */
 function rowBytes(dtype: GGUFExportDType, cols: number): number {
   switch (dtype) {
-    case 'f32': return cols * 4;
-    case 'f16': case 'bf16': return cols * 2;
-    case 'q8_0': return blocksPerRow(cols) * Q8_0_BLOCK_BYTES;
-    case 'q4_0': return blocksPerRow(cols) * Q4_0_BLOCK_BYTES;
+    case 'f32':
+      return cols * 4;
+    case 'f16':
+    case 'bf16':
+      return cols * 2;
+    case 'q8_0':
+      return blocksPerRow(cols) * Q8_0_BLOCK_BYTES;
+    case 'q4_0':
+      return blocksPerRow(cols) * Q4_0_BLOCK_BYTES;
   }
 }
 
@@ -209,7 +221,9 @@ class RowReader {
     // same dtype: the checkpoint's bits, exactly what the model loads without --dtype
     if (stored === dtype) return slice;
     if (info.dtype === 'Q8_0' || info.dtype === 'Q4_0') {
-      throw new GGUFExportError(`tensor "${name}" is stored quantized as ${stored}; a quantized checkpoint can only be exported at its own dtype (${stored}), not ${dtype}`);
+      throw new GGUFExportError(
+        `tensor "${name}" is stored quantized as ${stored}; a quantized checkpoint can only be exported at its own dtype (${stored}), not ${dtype}`,
+      );
     }
     const f = toF32(slice, info.dtype);
     if (dtype === 'f32') return new Uint8Array(f.buffer);
@@ -283,7 +297,11 @@ export function ggufTensors(src: TensorSource, dtype: GGUFExportDType, f16Fallba
   // release the reader's cache once the last tensor is out
   const last = specs[specs.length - 1];
   const lastData = last.data;
-  last.data = () => { const x = lastData(); rd.release(); return x; };
+  last.data = () => {
+    const x = lastData();
+    rd.release();
+    return x;
+  };
   return specs;
 }
 

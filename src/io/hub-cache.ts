@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { numParameters, parseConfig } from '../config/config.ts';
 import { openCheckpoint } from './checkpoint.ts';
-import { hubCacheDir, HubError } from './hub.ts';
+import { HubError, hubCacheDir } from './hub.ts';
 import { readQuantizedLayout } from './quantized.ts';
 
 export interface ModelEntry {
@@ -45,7 +45,9 @@ function describe(dir: string): { dtype: string; parameters?: number } {
   let parameters: number | undefined;
   try {
     parameters = numParameters(parseConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')), path.join(dir, 'config.json')));
-  } catch { /* unreadable config */ }
+  } catch {
+    /* unreadable config */
+  }
   try {
     const ck = openCheckpoint(dir, { validate: false });
     const quant = readQuantizedLayout(ck);
@@ -64,7 +66,9 @@ export function listModels(opts: { cacheDir?: string; folders?: string[] } = {})
   let repos: string[] = [];
   try {
     repos = fs.readdirSync(cache).filter((d) => REPO_DIR.test(d));
-  } catch { /* no cache yet */ }
+  } catch {
+    /* no cache yet */
+  }
   for (const d of repos.sort()) {
     const [, owner, name] = REPO_DIR.exec(d)!;
     const repoDir = path.join(cache, d);
@@ -75,7 +79,9 @@ export function listModels(opts: { cacheDir?: string; folders?: string[] } = {})
         const mtime = fs.statSync(path.join(snapshots, sha)).mtime;
         if (!newest || mtime > newest.mtime) newest = { sha, mtime };
       }
-    } catch { /* no snapshot */ }
+    } catch {
+      /* no snapshot */
+    }
     if (!newest) continue;
     const refs: string[] = [];
     const refsDir = path.join(repoDir, 'refs');
@@ -86,7 +92,11 @@ export function listModels(opts: { cacheDir?: string; folders?: string[] } = {})
         else if (fs.readFileSync(path.join(refsDir, r), 'utf8').trim() === newest!.sha) refs.push(r.split(path.sep).join('/'));
       }
     };
-    try { walk(''); } catch { /* no refs */ }
+    try {
+      walk('');
+    } catch {
+      /* no refs */
+    }
     const dir = path.join(snapshots, newest.sha);
     out.push({ name: `${owner}/${name}`, dir, bytes: sizeOf(path.join(repoDir, 'blobs')), refs, modified: newest.mtime, ...describe(dir) });
   }

@@ -95,15 +95,25 @@ export interface RepoOptions extends ResolveOptions {
 }
 
 export const DEFAULT_ALLOW_PATTERNS = [
-  'config.json', 'generation_config.json', '*.safetensors', 'model.safetensors.index.json',
-  'tokenizer.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json',
+  'config.json',
+  'generation_config.json',
+  '*.safetensors',
+  'model.safetensors.index.json',
+  'tokenizer.model',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
 ];
 
 export type HubErrorCode = 'gated' | 'not-found' | 'not-cached' | 'network' | 'integrity' | 'http' | 'no-weights' | 'invalid' | 'io';
 
 /** Every failure of resolveModel, with a machine-readable `code` and a message that says what to do. */
 export class HubError extends Error {
-  constructor(readonly code: HubErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly code: HubErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'HubError';
   }
@@ -112,12 +122,18 @@ export class HubError extends Error {
 /** Returns a local folder holding config.json and the weights of `source` (a folder, or a hub repo id `owner/name`). */
 export async function resolveModel(source: string, opts: ResolveOptions = {}): Promise<string> {
   if (isDirectory(source)) return path.resolve(source);
-  const repo = source.replace(/^hf:\/\//, '').replace(/^https?:\/\/(www\.)?(huggingface\.co|hf\.co)\//, '').replace(/\/+$/, '');
+  const repo = source
+    .replace(/^hf:\/\//, '')
+    .replace(/^https?:\/\/(www\.)?(huggingface\.co|hf\.co)\//, '')
+    .replace(/\/+$/, '');
   if (!REPO_ID.test(repo) || repo.includes('..') || repo.includes('--')) {
     throw new HubError('not-found', `model "${source}" is neither a folder nor a Hugging Face repo id like apple/OpenELM-270M-Instruct`);
   }
   if (opts.revision !== undefined && !isSafeRevision(opts.revision)) {
-    throw new HubError('invalid', `revision ${JSON.stringify(opts.revision)} is not a branch, tag or commit name (letters, digits, - _ . and / between parts; no "..", no leading "/")`);
+    throw new HubError(
+      'invalid',
+      `revision ${JSON.stringify(opts.revision)} is not a branch, tag or commit name (letters, digits, - _ . and / between parts; no "..", no leading "/")`,
+    );
   }
   return new Hub(repo, opts).snapshot();
 }
@@ -182,7 +198,8 @@ function isSafeFileName(f: string): boolean {
 
 /** `p` itself, after checking that it lies inside `root` (both resolved). */
 function inside(root: string, p: string, what: string): string {
-  const r = path.resolve(root), q = path.resolve(p);
+  const r = path.resolve(root),
+    q = path.resolve(p);
   if (q !== r && !q.startsWith(r + path.sep)) throw new HubError('invalid', `refusing to write ${what} at ${q}: outside the cache folder ${r}`);
   return q;
 }
@@ -300,7 +317,10 @@ class Hub {
   private readonly kind: 'model' | 'dataset';
   private readonly isComplete: (dir: string) => boolean;
 
-  constructor(private readonly repo: string, private readonly opts: RepoOptions) {
+  constructor(
+    private readonly repo: string,
+    private readonly opts: RepoOptions,
+  ) {
     const env = opts.env ?? process.env;
     this.kind = opts.repoType ?? 'model';
     this.isComplete = opts.isComplete ?? isCompleteSnapshot;
@@ -313,7 +333,8 @@ class Hub {
     this.fetch = opts.fetch ?? globalThis.fetch;
     this.retries = opts.retries ?? 3;
     const positive = (v: number | undefined, name: string): number | undefined => {
-      if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw new HubError('invalid', `${name} must be a positive number of milliseconds, got ${v}`);
+      if (v !== undefined && !(typeof v === 'number' && v > 0 && Number.isFinite(v)))
+        throw new HubError('invalid', `${name} must be a positive number of milliseconds, got ${v}`);
       return v;
     };
     this.connectMs = positive(opts.connectTimeoutMs, 'connectTimeoutMs') ?? envSeconds(env.HF_HUB_ETAG_TIMEOUT) ?? 10_000;
@@ -400,9 +421,12 @@ class Hub {
     }
 
     if (!this.isComplete(snapDir)) {
-      throw new HubError('no-weights', this.opts.isComplete
-        ? `${this.label}: after download, ${snapDir} still lacks files it needs`
-        : `${this.label}: after download, ${snapDir} lacks config.json or a *.safetensors weight file listed in model.safetensors.index.json`);
+      throw new HubError(
+        'no-weights',
+        this.opts.isComplete
+          ? `${this.label}: after download, ${snapDir} still lacks files it needs`
+          : `${this.label}: after download, ${snapDir} lacks config.json or a *.safetensors weight file listed in model.safetensors.index.json`,
+      );
     }
     return snapDir;
   }
@@ -415,7 +439,10 @@ class Hub {
     if (hasSafetensors) files = files.filter((f) => !PYTORCH_WEIGHTS.test(f));
     if (!hasSafetensors && !this.opts.allowPatterns) {
       const pt = safe.filter((f) => PYTORCH_WEIGHTS.test(f));
-      throw new HubError('no-weights', `${this.label} has no *.safetensors weights` + (pt.length ? ` (only ${pt.join(', ')}); convert them to safetensors first` : ''));
+      throw new HubError(
+        'no-weights',
+        `${this.label} has no *.safetensors weights` + (pt.length ? ` (only ${pt.join(', ')}); convert them to safetensors first` : ''),
+      );
     }
     return files;
   }
@@ -469,7 +496,8 @@ class Hub {
       idle = setTimeout(() => abort(new Timeout(`no data for ${this.idleMs} ms (HF_HUB_DOWNLOAD_TIMEOUT)`)), this.idleMs);
     };
     const windowMs = 3 * this.idleMs;
-    let windowStart = performance.now(), windowBytes = 0;
+    let windowStart = performance.now(),
+      windowBytes = 0;
     arm();
     try {
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -480,7 +508,9 @@ class Hub {
           const speed = (windowBytes * 1000) / (now - windowStart);
           if (this.minSpeed > 0 && speed < this.minSpeed) {
             abort(new Timeout(`the server sent ${Math.round(speed)} bytes/s over ${Math.round(now - windowStart)} ms, below the minimum of ${this.minSpeed}`));
-            throw new Timeout(`the server sent ${Math.round(speed)} bytes/s over ${Math.round(now - windowStart)} ms, below the minimum of ${this.minSpeed} bytes/s`);
+            throw new Timeout(
+              `the server sent ${Math.round(speed)} bytes/s over ${Math.round(now - windowStart)} ms, below the minimum of ${this.minSpeed} bytes/s`,
+            );
           }
           windowStart = now;
           windowBytes = 0;
@@ -526,17 +556,22 @@ class Hub {
     await res.body?.cancel().catch(() => {});
     const what = file ? `${file} in ${this.label}` : this.label;
     if (code === 'GatedRepo' || ((res.status === 401 || res.status === 403) && code !== 'RepoNotFound')) {
-      return new HubError('gated',
+      return new HubError(
+        'gated',
         `${this.repo} is gated or private (HTTP ${res.status}${serverMsg ? `: ${serverMsg}` : ''}). ` +
-          (this.token ? 'Your token was sent but has no access: ' : 'No token was sent: set HF_TOKEN to a token from https://huggingface.co/settings/tokens and ') +
-          `accept the licence on https://huggingface.co/${this.kind === 'dataset' ? 'datasets/' : ''}${this.repo}.`);
+          (this.token
+            ? 'Your token was sent but has no access: '
+            : 'No token was sent: set HF_TOKEN to a token from https://huggingface.co/settings/tokens and ') +
+          `accept the licence on https://huggingface.co/${this.kind === 'dataset' ? 'datasets/' : ''}${this.repo}.`,
+      );
     }
     if (code === 'RevisionNotFound') return new HubError('not-found', `revision "${this.revision}" not found in repo ${this.repo} (HTTP ${res.status})`);
     if (code === 'EntryNotFound') return new HubError('not-found', `file ${what} not found (HTTP ${res.status})`);
     if (code === 'RepoNotFound' || (res.status === 404 && !file)) {
-      return new HubError('not-found',
-        `repo ${this.repo} not found on ${this.endpoint} (HTTP ${res.status}); check the id` +
-          (this.token ? '' : ', or set HF_TOKEN if it is private'));
+      return new HubError(
+        'not-found',
+        `repo ${this.repo} not found on ${this.endpoint} (HTTP ${res.status}); check the id` + (this.token ? '' : ', or set HF_TOKEN if it is private'),
+      );
     }
     if (res.status === 404) return new HubError('not-found', `file ${what} not found (HTTP ${res.status})`);
     return new HubError('http', `${what}: HTTP ${res.status} ${res.statusText}${serverMsg ? `: ${serverMsg}` : ''}`);
@@ -557,7 +592,8 @@ class Hub {
       throw new HubError('http', `${url}: expected JSON with "sha" and "siblings", got ${JSON.stringify(text.slice(0, 200))}`);
     }
     // the sha names a folder of the cache: only a commit id is acceptable (never "../..")
-    if (!COMMIT_SHA.test(json.sha)) throw new HubError('http', `${url}: the hub answered commit sha ${JSON.stringify(json.sha.slice(0, 100))}, not 40 hex digits; refusing to use it`);
+    if (!COMMIT_SHA.test(json.sha))
+      throw new HubError('http', `${url}: the hub answered commit sha ${JSON.stringify(json.sha.slice(0, 100))}, not 40 hex digits; refusing to use it`);
     if (COMMIT_SHA.test(this.revision) && json.sha !== this.revision) {
       throw new HubError('http', `${url}: asked for commit ${this.revision}, the hub answered ${json.sha}`);
     }
@@ -586,8 +622,13 @@ class Hub {
       const etag = normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag'))?.toLowerCase();
       const size = res.headers.has('x-linked-size') ? headerInt(res, 'x-linked-size') : headerInt(res, 'content-length');
       // the etag names the blob file and is the hash it is checked against: git sha1 or sha256 only
-      if (!etag || !ETAG.test(etag)) throw new HubError('http', `${name} in ${this.label}: the hub sent no usable ETag (got ${JSON.stringify(etag?.slice(0, 100))}; expected a git sha1 or a sha256)`);
-      if (size === undefined) throw new HubError('http', `${name} in ${this.label}: the hub sent no file size (X-Linked-Size / Content-Length) for HEAD ${url}`);
+      if (!etag || !ETAG.test(etag))
+        throw new HubError(
+          'http',
+          `${name} in ${this.label}: the hub sent no usable ETag (got ${JSON.stringify(etag?.slice(0, 100))}; expected a git sha1 or a sha256)`,
+        );
+      if (size === undefined)
+        throw new HubError('http', `${name} in ${this.label}: the hub sent no file size (X-Linked-Size / Content-Length) for HEAD ${url}`);
       const max = this.opts.maxFileBytes ?? (WEIGHTS.test(name) || this.kind === 'dataset' ? MAX_WEIGHT_BYTES : MAX_OTHER_BYTES);
       if (size > max) throw new HubError('http', `${name} in ${this.label}: the hub announces ${size} bytes, more than the limit of ${max} (maxFileBytes)`);
       return { name, etag, size, url: this.resolveUrl(sha, name) };
@@ -639,8 +680,12 @@ class Hub {
         // A dropped connection keeps the bytes on disk; try again from there. Hub errors are final.
         if (e instanceof HubError && e.code !== 'network') throw e;
         if (attempt >= this.retries) {
-          throw new HubError('network', `downloading ${m.name} of ${this.label} was interrupted (${(e as Error).message}); ` +
-            `${fileSize(tmp)} of ${m.size} bytes are kept in ${tmp} and the next call resumes from there`, { cause: e });
+          throw new HubError(
+            'network',
+            `downloading ${m.name} of ${this.label} was interrupted (${(e as Error).message}); ` +
+              `${fileSize(tmp)} of ${m.size} bytes are kept in ${tmp} and the next call resumes from there`,
+            { cause: e },
+          );
         }
         await new Promise((r) => setTimeout(r, Math.min(200 * 2 ** attempt, 5000)));
       }
@@ -677,7 +722,10 @@ class Hub {
     const encoded = encoding !== null && encoding.toLowerCase() !== 'identity';
     if (expected !== undefined && !encoded && offset + expected !== m.size) {
       await res.body?.cancel().catch(() => {});
-      throw new HubError('integrity', `${m.name} in ${this.label}: the hub announced ${m.size} bytes but the download is ${offset + expected} (Content-Length ${expected} from byte ${offset})`);
+      throw new HubError(
+        'integrity',
+        `${m.name} in ${this.label}: the hub announced ${m.size} bytes but the download is ${offset + expected} (Content-Length ${expected} from byte ${offset})`,
+      );
     }
     if (!res.body) throw new HubError('http', `${m.name}: empty response body`);
 
@@ -688,7 +736,10 @@ class Hub {
       await this.pump(res, async (chunk) => {
         if (size + chunk.length > m.size) {
           // more bytes than announced (an endless or decompressing body): stop reading at once
-          throw new HubError('integrity', `${m.name} in ${this.label}: the server sent more than the announced ${m.size} bytes${encoded ? ` (Content-Encoding ${encoding})` : ''}; deleted the partial file`);
+          throw new HubError(
+            'integrity',
+            `${m.name} in ${this.label}: the server sent more than the announced ${m.size} bytes${encoded ? ` (Content-Encoding ${encoding})` : ''}; deleted the partial file`,
+          );
         }
         try {
           await fh.write(chunk);
@@ -701,10 +752,14 @@ class Hub {
     } catch (e) {
       await res.body?.cancel().catch(() => {});
       if (e instanceof HubError) {
-        if (e.code === 'integrity') await fh.close().then(() => fsp.rm(tmp, { force: true })).catch(() => {});
+        if (e.code === 'integrity')
+          await fh
+            .close()
+            .then(() => fsp.rm(tmp, { force: true }))
+            .catch(() => {});
         throw e;
       }
-      const why = e instanceof Timeout ? e.message : (e as { cause?: Error }).cause?.message ?? (e as Error).message;
+      const why = e instanceof Timeout ? e.message : ((e as { cause?: Error }).cause?.message ?? (e as Error).message);
       throw new HubError('network', `connection lost after ${size} of ${m.size} bytes: ${why}`, { cause: e });
     } finally {
       await fh.close().catch(() => {});
@@ -782,14 +837,17 @@ async function acquireLock(file: string, staleMs: number, done: () => boolean): 
         async release() {
           try {
             if ((await fsp.readFile(file, 'utf8')) === me) await fsp.rm(file, { force: true });
-          } catch { /* already gone */ }
+          } catch {
+            /* already gone */
+          }
         },
       };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
     if (done()) return undefined;
-    let holder = '', age = 0;
+    let holder = '',
+      age = 0;
     try {
       holder = await fsp.readFile(file, 'utf8');
       age = Date.now() - (await fsp.stat(file)).mtimeMs;
@@ -805,7 +863,9 @@ async function acquireLock(file: string, staleMs: number, done: () => boolean): 
         await fsp.rename(file, grave);
         if ((await fsp.readFile(grave, 'utf8')) === holder) await fsp.rm(grave, { force: true });
         else await fsp.rename(grave, file).catch(() => fsp.rm(grave, { force: true })); // someone else's fresh lock: put it back
-      } catch { /* raced with another taker */ }
+      } catch {
+        /* raced with another taker */
+      }
       continue;
     }
     await new Promise((r) => setTimeout(r, wait));
@@ -840,7 +900,9 @@ async function writeRef(file: string, sha: string): Promise<void> {
   await fsp.mkdir(path.dirname(file), { recursive: true });
   try {
     if ((await fsp.readFile(file, 'utf8')) === sha) return;
-  } catch { /* not written yet */ }
+  } catch {
+    /* not written yet */
+  }
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   await fsp.writeFile(tmp, sha);
   await fsp.rename(tmp, file);

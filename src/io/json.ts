@@ -4,7 +4,11 @@
 import fs from 'node:fs';
 
 export class JsonFileError extends Error {
-  constructor(readonly file: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly file: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(`${file}: ${message}`, options);
     this.name = 'JsonFileError';
   }

@@ -12,15 +12,27 @@ import fs from 'node:fs';
 import nodePath from 'node:path';
 
 export class OutputPathError extends Error {
-  constructor(readonly path: string, message: string) {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'OutputPathError';
   }
 }
 
 function kind(st: fs.Stats): string {
-  return st.isDirectory() ? 'a folder' : st.isSymbolicLink() ? 'a symbolic link' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket'
-    : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a regular file';
+  return st.isDirectory()
+    ? 'a folder'
+    : st.isSymbolicLink()
+      ? 'a symbolic link'
+      : st.isFIFO()
+        ? 'a FIFO'
+        : st.isSocket()
+          ? 'a socket'
+          : st.isCharacterDevice() || st.isBlockDevice()
+            ? 'a device'
+            : 'not a regular file';
 }
 
 function realpathOrSelf(p: string): string {
@@ -64,11 +76,16 @@ export function checkOutputFile(out: string, flag: string, inputs: string[] = []
   } catch {
     return; // a new file
   }
-  if (!st.isFile()) throw new OutputPathError(out, `${flag} ${out} is ${kind(st)}; refusing to replace it (give a new file name${st.isSymbolicLink() ? ', or the real path' : ''})`);
+  if (!st.isFile())
+    throw new OutputPathError(
+      out,
+      `${flag} ${out} is ${kind(st)}; refusing to replace it (give a new file name${st.isSymbolicLink() ? ', or the real path' : ''})`,
+    );
   const real = realpathOrSelf(abs);
   for (const input of inputs) {
     const files = fs.existsSync(input) && fs.statSync(input).isDirectory() ? realFilesOf(input) : new Set([realpathOrSelf(input)]);
-    if (files.has(real)) throw new OutputPathError(out, `${flag} ${out} is a file of the input ${input}; refusing to overwrite what is being read (choose another name)`);
+    if (files.has(real))
+      throw new OutputPathError(out, `${flag} ${out} is a file of the input ${input}; refusing to overwrite what is being read (choose another name)`);
   }
 }
 
@@ -78,7 +95,9 @@ export function checkOutputDir(out: string, flag: string, inputDir?: string): vo
   let st: fs.Stats | undefined;
   try {
     st = fs.lstatSync(abs);
-  } catch { /* new */ }
+  } catch {
+    /* new */
+  }
   if (st && !st.isDirectory()) throw new OutputPathError(out, `${flag} ${out} is ${kind(st)}, not a folder; refusing to replace it`);
   if (st && fs.readdirSync(abs).length > 0) throw new OutputPathError(out, `${flag} ${out} already exists and is not an empty folder; choose a new folder`);
   if (inputDir !== undefined) {
@@ -123,7 +142,9 @@ export function cleanStaleTemps(target: string): string[] {
     try {
       fs.rmSync(nodePath.join(dir, e), { recursive: true, force: true });
       removed.push(nodePath.join(dir, e));
-    } catch { /* someone else's, or gone */ }
+    } catch {
+      /* someone else's, or gone */
+    }
   }
   return removed;
 }

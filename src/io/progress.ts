@@ -103,7 +103,12 @@ export class ProgressBar {
   status(final = false): string {
     const t = this.now();
     const parts: string[] = [];
-    if (this.total > 0) parts.push(`${Math.floor((100 * Math.min(this.done, this.total)) / this.total).toString().padStart(3)}%`);
+    if (this.total > 0)
+      parts.push(
+        `${Math.floor((100 * Math.min(this.done, this.total)) / this.total)
+          .toString()
+          .padStart(3)}%`,
+      );
     parts.push(this.total > 0 ? `${this.amount(this.done, this.total)}/${this.amount(this.total)}` : this.amount(this.done));
     if (final) {
       const secs = (t - this.start) / 1000;

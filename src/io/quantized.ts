@@ -1,9 +1,9 @@
 // The quantized checkpoint layout, version 1 (docs/quantized-format.md): q8_0 / q4_0 matrices
 // stored as U8 [rows, bytes per row] in safetensors, described by "__metadata__" entries.
 import { expectedTensors } from '../config/config.ts';
-import { CheckpointError, type Checkpoint } from './checkpoint.ts';
-import { openSafetensors } from './safetensors.ts';
 import { blocksPerRow, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from '../kernels/quant.ts';
+import { type Checkpoint, CheckpointError } from './checkpoint.ts';
+import { openSafetensors } from './safetensors.ts';
 
 /** `__metadata__["openelm.format"]` of a quantized checkpoint. */
 export const QUANTIZED_FORMAT = 'quantized-v1';
@@ -49,15 +49,20 @@ export function readQuantizedLayout(ck: Checkpoint): Map<string, QuantizedTensor
     const m = /^([a-z0-9_]+):(\d+)x(\d+)$/.exec(value);
     if (!m) fail(`metadata "${key}" = "${value}" is not "<type>:<rows>x<cols>"`, file, name);
     const [, type, r, c] = m!;
-    if (!(type in QUANT_BLOCK_BYTES)) fail(`tensor "${name}": unknown quantization type "${type}" in metadata "${key}" (known: ${Object.keys(QUANT_BLOCK_BYTES).join(', ')})`, file, name);
+    if (!(type in QUANT_BLOCK_BYTES))
+      fail(`tensor "${name}": unknown quantization type "${type}" in metadata "${key}" (known: ${Object.keys(QUANT_BLOCK_BYTES).join(', ')})`, file, name);
     const q: QuantizedTensor = { type: type as QuantType, rows: Number(r), cols: Number(c) };
     const t = ck.tensors.get(name);
     if (!t) fail(`metadata "${key}" describes tensor "${name}", which the checkpoint does not hold`, file, name);
     const rowBytes = quantizedRowBytes(q.type, q.cols);
     if (t!.dtype !== 'U8' || t!.shape.length !== 2 || t!.shape[0] !== q.rows || t!.shape[1] !== rowBytes) {
-      fail(`tensor "${name}" is declared ${q.type} [${q.rows}, ${q.cols}], which takes U8 [${q.rows}, ${rowBytes}] ` +
-        `(${q.rows} rows × ${blocksPerRow(q.cols)} blocks × ${QUANT_BLOCK_BYTES[q.type]} bytes = ${q.rows * rowBytes} bytes), ` +
-        `but it is stored as ${t!.dtype} [${t!.shape}] (${t!.byteLength} bytes): corrupt or truncated`, t!.file, name);
+      fail(
+        `tensor "${name}" is declared ${q.type} [${q.rows}, ${q.cols}], which takes U8 [${q.rows}, ${rowBytes}] ` +
+          `(${q.rows} rows × ${blocksPerRow(q.cols)} blocks × ${QUANT_BLOCK_BYTES[q.type]} bytes = ${q.rows * rowBytes} bytes), ` +
+          `but it is stored as ${t!.dtype} [${t!.shape}] (${t!.byteLength} bytes): corrupt or truncated`,
+        t!.file,
+        name,
+      );
     }
     const shape = want.get(name);
     if (shape && (shape.length !== 2 || shape[0] !== q.rows || shape[1] !== q.cols)) {

@@ -2,7 +2,11 @@
 // and names the tensor when one is at fault.
 
 export class SafetensorsError extends Error {
-  constructor(readonly file: string, message: string, readonly tensor?: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+    readonly tensor?: string,
+  ) {
     super(`${file}: ${message}`);
     this.name = 'SafetensorsError';
   }

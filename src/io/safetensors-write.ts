@@ -13,9 +13,9 @@
 //   writeSafetensors('out.safetensors', [{ name: 'w', dtype: 'F32', shape: [2, 3], data: new Float32Array(6) }]);
 import fs from 'node:fs';
 import nodePath from 'node:path';
-import { SafetensorsError } from './safetensors-error.ts';
 import { DTYPE_SIZES, isSafetensorsDType, type SafetensorsDType } from './dtype.ts';
 import { checkOutputFile, cleanStaleTemps, fsError } from './output.ts';
+import { SafetensorsError } from './safetensors-error.ts';
 
 export interface SafetensorsTensorSpec {
   name: string;
@@ -52,7 +52,11 @@ export class SafetensorsWriter {
   private readonly slots = new Map<string, Slot>();
   private fd: number | undefined;
 
-  constructor(readonly path: string, specs: SafetensorsTensorSpec[], metadata?: Record<string, string>) {
+  constructor(
+    readonly path: string,
+    specs: SafetensorsTensorSpec[],
+    metadata?: Record<string, string>,
+  ) {
     const fail = (msg: string, tensor?: string): never => {
       throw new SafetensorsError(path, msg, tensor);
     };
@@ -61,7 +65,8 @@ export class SafetensorsWriter {
       if (typeof s.name !== 'string' || s.name === '' || s.name === '__metadata__') fail(`invalid tensor name ${JSON.stringify(s.name)}`);
       if (this.slots.has(s.name)) fail(`${where} is given twice`, s.name);
       if (!isSafetensorsDType(s.dtype)) fail(`${where}: unknown dtype ${JSON.stringify(s.dtype)}`, s.name);
-      if (!Array.isArray(s.shape) || !s.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`${where}: shape must be non-negative integers, got ${JSON.stringify(s.shape)}`, s.name);
+      if (!Array.isArray(s.shape) || !s.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+        fail(`${where}: shape must be non-negative integers, got ${JSON.stringify(s.shape)}`, s.name);
       this.slots.set(s.name, { spec: s, begin: 0, end: 0, filled: 0 });
     }
     for (const [k, v] of Object.entries(metadata ?? {})) if (typeof v !== 'string') fail(`metadata "${k}" must be a string, got ${JSON.stringify(v)}`);
@@ -113,7 +118,11 @@ export class SafetensorsWriter {
     const s = this.slot(name);
     const bytes = u8(data);
     if (s.filled + bytes.length > s.end - s.begin) {
-      throw new SafetensorsError(this.path, `tensor "${name}" (${s.spec.dtype} [${s.spec.shape}]) takes ${s.end - s.begin} bytes; writing ${bytes.length} more after ${s.filled} overflows it`, name);
+      throw new SafetensorsError(
+        this.path,
+        `tensor "${name}" (${s.spec.dtype} [${s.spec.shape}]) takes ${s.end - s.begin} bytes; writing ${bytes.length} more after ${s.filled} overflows it`,
+        name,
+      );
     }
     try {
       this.writeAt(bytes, this.dataStart + s.begin + s.filled);
@@ -129,7 +138,11 @@ export class SafetensorsWriter {
     if (incomplete.length) {
       const s = incomplete[0];
       this.abort();
-      throw new SafetensorsError(this.path, `${incomplete.length} tensor(s) not fully written, e.g. "${s.spec.name}" has ${s.filled} of ${s.end - s.begin} bytes`, s.spec.name);
+      throw new SafetensorsError(
+        this.path,
+        `${incomplete.length} tensor(s) not fully written, e.g. "${s.spec.name}" has ${s.filled} of ${s.end - s.begin} bytes`,
+        s.spec.name,
+      );
     }
     try {
       fs.fsyncSync(this.fd!);

@@ -11,12 +11,12 @@
 //
 // Offsets are JS numbers (exact to 2^53 bytes), so files past 2 GB / 4 GB are fine.
 import fs from 'node:fs';
+import { bf16ToF32, DTYPE_SIZES, f16ToF32, isSafetensorsDType, type SafetensorsDType } from './dtype.ts';
 import { SafetensorsError } from './safetensors-error.ts';
-import { DTYPE_SIZES, bf16ToF32, f16ToF32, isSafetensorsDType, type SafetensorsDType } from './dtype.ts';
 
+export { DTYPE_SIZES, type FloatDType, type SafetensorsDType } from './dtype.ts';
 export { SafetensorsError } from './safetensors-error.ts';
-export { writeSafetensors, SafetensorsWriter, type SafetensorsTensorSpec, type SafetensorsTensorToWrite } from './safetensors-write.ts';
-export { DTYPE_SIZES, type SafetensorsDType, type FloatDType } from './dtype.ts';
+export { type SafetensorsTensorSpec, type SafetensorsTensorToWrite, SafetensorsWriter, writeSafetensors } from './safetensors-write.ts';
 
 /** Largest header we accept (the reference implementation's limit is 100 MB too). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -34,8 +34,17 @@ export interface SafetensorsTensorInfo {
 }
 
 /** The typed array `read` returns for each dtype (raw bits for 16-bit floats and F8). */
-export type TensorArray = Float64Array | Float32Array | Uint16Array | Int16Array | BigInt64Array | BigUint64Array |
-  Int32Array | Uint32Array | Int8Array | Uint8Array;
+export type TensorArray =
+  | Float64Array
+  | Float32Array
+  | Uint16Array
+  | Int16Array
+  | BigInt64Array
+  | BigUint64Array
+  | Int32Array
+  | Uint32Array
+  | Int8Array
+  | Uint8Array;
 
 export interface SafetensorsFile {
   readonly path: string;
@@ -86,9 +95,11 @@ export function openSafetensors(path: string): SafetensorsFile {
     const lenBuf = Buffer.alloc(8);
     readFully(fd, lenBuf, 0, path, 'the header length');
     const n64 = lenBuf.readBigUInt64LE(0);
-    if (n64 > BigInt(MAX_HEADER_BYTES)) throw new SafetensorsError(path, `header length ${n64} is absurd (limit ${MAX_HEADER_BYTES} bytes): not a safetensors file, or a corrupt one`);
+    if (n64 > BigInt(MAX_HEADER_BYTES))
+      throw new SafetensorsError(path, `header length ${n64} is absurd (limit ${MAX_HEADER_BYTES} bytes): not a safetensors file, or a corrupt one`);
     const n = Number(n64);
-    if (8 + n > fileSize) throw new SafetensorsError(path, `header length ${n} runs past the end of the file (${fileSize} bytes): truncated or not a safetensors file`);
+    if (8 + n > fileSize)
+      throw new SafetensorsError(path, `header length ${n} runs past the end of the file (${fileSize} bytes): truncated or not a safetensors file`);
     const headerBytes = Buffer.alloc(n);
     readFully(fd, headerBytes, 8, path, 'the header');
     return parseHeader(path, headerBytes, fileSize);
@@ -134,7 +145,11 @@ function parseHeader(path: string, bytes: Uint8Array, fileSize: number): Safeten
   for (const t of list) {
     const [begin, end] = t.dataOffsets;
     if (begin < cursor) {
-      throw new SafetensorsError(path, `tensors "${prev!.name}" (bytes ${prev!.dataOffsets[0]}..${prev!.dataOffsets[1]}) and "${t.name}" (bytes ${begin}..${end}) overlap`, t.name);
+      throw new SafetensorsError(
+        path,
+        `tensors "${prev!.name}" (bytes ${prev!.dataOffsets[0]}..${prev!.dataOffsets[1]}) and "${t.name}" (bytes ${begin}..${end}) overlap`,
+        t.name,
+      );
     }
     if (begin > cursor) {
       const after = prev ? `after tensor "${prev.name}"` : 'at the start of the data section';
@@ -144,7 +159,10 @@ function parseHeader(path: string, bytes: Uint8Array, fileSize: number): Safeten
     prev = t;
   }
   if (cursor !== dataLength) {
-    throw new SafetensorsError(path, `the data section has ${dataLength} bytes but the tensors cover only ${cursor}: ${dataLength - cursor} trailing bytes belong to no tensor`);
+    throw new SafetensorsError(
+      path,
+      `the data section has ${dataLength} bytes but the tensors cover only ${cursor}: ${dataLength - cursor} trailing bytes belong to no tensor`,
+    );
   }
   return new SafetensorsFileImpl(path, fileSize, bytes.length, metadata, new Map(list.map((t) => [t.name, t])));
 }
@@ -158,7 +176,8 @@ function parseEntry(path: string, name: string, entry: unknown, dataLength: numb
   if (!isSafetensorsDType(e.dtype)) fail(`unknown dtype ${JSON.stringify(e.dtype)} (known: ${Object.keys(DTYPE_SIZES).join(', ')})`);
   const dtype = e.dtype as SafetensorsDType;
   const shape = e.shape;
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`shape must be a list of non-negative integers, got ${JSON.stringify(shape)}`);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    fail(`shape must be a list of non-negative integers, got ${JSON.stringify(shape)}`);
   const offs = e.data_offsets;
   if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) {
     fail(`data_offsets must be [begin, end] with non-negative integers, got ${JSON.stringify(offs)}`);
@@ -177,10 +196,21 @@ function parseEntry(path: string, name: string, entry: unknown, dataLength: numb
 }
 
 const ARRAY_OF: Record<SafetensorsDType, new (n: number) => TensorArray> = {
-  F64: Float64Array, F32: Float32Array, F16: Uint16Array, BF16: Uint16Array,
-  I64: BigInt64Array, I32: Int32Array, I16: Int16Array, I8: Int8Array,
-  U64: BigUint64Array, U32: Uint32Array, U16: Uint16Array, U8: Uint8Array,
-  BOOL: Uint8Array, F8_E4M3: Uint8Array, F8_E5M2: Uint8Array,
+  F64: Float64Array,
+  F32: Float32Array,
+  F16: Uint16Array,
+  BF16: Uint16Array,
+  I64: BigInt64Array,
+  I32: Int32Array,
+  I16: Int16Array,
+  I8: Int8Array,
+  U64: BigUint64Array,
+  U32: Uint32Array,
+  U16: Uint16Array,
+  U8: Uint8Array,
+  BOOL: Uint8Array,
+  F8_E4M3: Uint8Array,
+  F8_E5M2: Uint8Array,
 };
 
 class SafetensorsFileImpl implements SafetensorsFile {
@@ -205,7 +235,11 @@ class SafetensorsFileImpl implements SafetensorsFile {
   readInto(name: string, dest: ArrayBufferView): void {
     const t = this.info(name);
     if (dest.byteLength !== t.byteLength) {
-      throw new SafetensorsError(this.path, `tensor "${name}" has ${t.byteLength} bytes (${t.dtype} [${t.shape}]) but the destination buffer has ${dest.byteLength}`, name);
+      throw new SafetensorsError(
+        this.path,
+        `tensor "${name}" has ${t.byteLength} bytes (${t.dtype} [${t.shape}]) but the destination buffer has ${dest.byteLength}`,
+        name,
+      );
     }
     this.readRangeInto(name, 0, dest);
   }
@@ -213,7 +247,11 @@ class SafetensorsFileImpl implements SafetensorsFile {
   readRangeInto(name: string, offset: number, dest: ArrayBufferView): void {
     const t = this.info(name);
     if (!(Number.isInteger(offset) && offset >= 0 && offset + dest.byteLength <= t.byteLength)) {
-      throw new SafetensorsError(this.path, `bytes [${offset}, ${offset + dest.byteLength}) are outside tensor "${name}" (${t.byteLength} bytes, ${t.dtype} [${t.shape}])`, name);
+      throw new SafetensorsError(
+        this.path,
+        `bytes [${offset}, ${offset + dest.byteLength}) are outside tensor "${name}" (${t.byteLength} bytes, ${t.dtype} [${t.shape}])`,
+        name,
+      );
     }
     // Opened per read: no descriptor to leak, and a file changed since opening is caught here.
     const fd = fs.openSync(this.path, 'r');
@@ -247,7 +285,8 @@ class SafetensorsFileImpl implements SafetensorsFile {
     const n = t.byteLength / DTYPE_SIZES[t.dtype];
     if (dest.length !== n) throw new SafetensorsError(this.path, `tensor "${name}" has ${n} elements but the destination has ${dest.length}`, name);
     if (t.dtype === 'F32') return this.readInto(name, dest);
-    if (t.dtype !== 'BF16' && t.dtype !== 'F16') throw new SafetensorsError(this.path, `tensor "${name}" is ${t.dtype}, not a float dtype convertible to f32 (F32, BF16, F16)`, name);
+    if (t.dtype !== 'BF16' && t.dtype !== 'F16')
+      throw new SafetensorsError(this.path, `tensor "${name}" is ${t.dtype}, not a float dtype convertible to f32 (F32, BF16, F16)`, name);
     const raw = new Uint16Array(dest.buffer, dest.byteOffset + 2 * n, n); // upper half of dest
     this.readInto(name, raw);
     (t.dtype === 'BF16' ? bf16ToF32 : f16ToF32)(raw, dest);

@@ -53,11 +53,11 @@ export function roundF16(b: number): number {
     let h = m >>> shift;
     const rem = m & ((1 << shift) - 1);
     const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && (h & 1))) h++; // may carry into the smallest normal: still right
+    if (rem > half || (rem === half && h & 1)) h++; // may carry into the smallest normal: still right
     return sign | h;
   }
   let h = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++; // a carry out of 0x7bff gives 0x7c00 = inf
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry out of 0x7bff gives 0x7c00 = inf
   return sign | h;
 }

@@ -43,10 +43,14 @@ export function quantizeRowQ4_0(src: Float32Array, srcOff: number, cols: number,
     const base = srcOff + b * QK;
     const end = Math.min(QK, cols - b * QK);
     // like llama.cpp: the value of largest magnitude maps to -8
-    let amax = 0, max = 0;
+    let amax = 0,
+      max = 0;
     for (let j = 0; j < end; j++) {
       const v = src[base + j];
-      if (Math.abs(v) > amax) { amax = Math.abs(v); max = v; }
+      if (Math.abs(v) > amax) {
+        amax = Math.abs(v);
+        max = v;
+      }
     }
     const d = Math.fround(max / -8);
     const id = d ? Math.fround(1 / d) : 0;

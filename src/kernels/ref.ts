@@ -1,24 +1,29 @@
 // The plain-TypeScript kernels: the readable reference every faster backend is tested against.
 // Straightforward loops, accumulation in float64 (JS numbers), results stored as float32.
-import type { Activation, AttentionShape, Kernels, Weight, WeightDType } from './types.ts';
+
 import { f16BitsToF32 } from './half.ts';
 import { blocksPerRow, dequantizeRowQ4_0, dequantizeRowQ8_0, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from './quant.ts';
+import type { Activation, AttentionShape, Kernels, Weight, WeightDType } from './types.ts';
 
 export function weightBytes(dtype: WeightDType, rows: number, cols: number): number {
   switch (dtype) {
-    case 'f32': return rows * cols * 4;
-    case 'bf16': case 'f16': return rows * cols * 2;
-    case 'q8_0': return rows * blocksPerRow(cols) * Q8_0_BLOCK_BYTES;
-    case 'q4_0': return rows * blocksPerRow(cols) * Q4_0_BLOCK_BYTES;
+    case 'f32':
+      return rows * cols * 4;
+    case 'bf16':
+    case 'f16':
+      return rows * cols * 2;
+    case 'q8_0':
+      return rows * blocksPerRow(cols) * Q8_0_BLOCK_BYTES;
+    case 'q4_0':
+      return rows * blocksPerRow(cols) * Q4_0_BLOCK_BYTES;
   }
 }
 
 /** Allocates weight storage of the right typed-array kind inside `buffer`-producing `alloc`. */
 export function makeWeight(dtype: WeightDType, rows: number, cols: number, bytes: Uint8Array): Weight {
-  const b = bytes.buffer, o = bytes.byteOffset;
-  const data = dtype === 'f32' ? new Float32Array(b, o, rows * cols)
-    : dtype === 'bf16' || dtype === 'f16' ? new Uint16Array(b, o, rows * cols)
-    : bytes;
+  const b = bytes.buffer,
+    o = bytes.byteOffset;
+  const data = dtype === 'f32' ? new Float32Array(b, o, rows * cols) : dtype === 'bf16' || dtype === 'f16' ? new Uint16Array(b, o, rows * cols) : bytes;
   return { dtype, rows, cols, data };
 }
 
@@ -41,8 +46,12 @@ export function decodeRow(w: Weight, r: number, dst: Float32Array, dstBits: Uint
       for (let j = 0, o = r * cols; j < cols; j++) dst[j] = f16BitsToF32(src[o + j]);
       return;
     }
-    case 'q8_0': dequantizeRowQ8_0(w.data as Uint8Array, r * blocksPerRow(cols) * Q8_0_BLOCK_BYTES, cols, dst, 0); return;
-    case 'q4_0': dequantizeRowQ4_0(w.data as Uint8Array, r * blocksPerRow(cols) * Q4_0_BLOCK_BYTES, cols, dst, 0); return;
+    case 'q8_0':
+      dequantizeRowQ8_0(w.data as Uint8Array, r * blocksPerRow(cols) * Q8_0_BLOCK_BYTES, cols, dst, 0);
+      return;
+    case 'q4_0':
+      dequantizeRowQ4_0(w.data as Uint8Array, r * blocksPerRow(cols) * Q4_0_BLOCK_BYTES, cols, dst, 0);
+      return;
   }
 }
 
@@ -50,33 +59,55 @@ export function decodeRow(w: Weight, r: number, dst: Float32Array, dstBits: Uint
 function erf(x: number): number {
   const z = Math.abs(x);
   const t = 1 / (1 + 0.5 * z);
-  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  const r =
+    t *
+    Math.exp(
+      -z * z -
+        1.26551223 +
+        t *
+          (1.00002368 +
+            t *
+              (0.37409196 +
+                t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+    );
   return x >= 0 ? 1 - r : r - 1;
 }
 
 export function activate(x: number, act: Activation): number {
   switch (act) {
-    case 'swish': case 'silu': return x / (1 + Math.exp(-x));
-    case 'gelu': return 0.5 * x * (1 + erf(x / Math.SQRT2));
-    case 'gelu_new': case 'gelu_pytorch_tanh': case 'gelu_fast':
+    case 'swish':
+    case 'silu':
+      return x / (1 + Math.exp(-x));
+    case 'gelu':
+      return 0.5 * x * (1 + erf(x / Math.SQRT2));
+    case 'gelu_new':
+    case 'gelu_pytorch_tanh':
+    case 'gelu_fast':
       return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
-    case 'quick_gelu': return x / (1 + Math.exp(-1.702 * x));
-    case 'relu': return x > 0 ? x : 0;
-    case 'sigmoid': return 1 / (1 + Math.exp(-x));
-    case 'tanh': return Math.tanh(x);
+    case 'quick_gelu':
+      return x / (1 + Math.exp(-1.702 * x));
+    case 'relu':
+      return x > 0 ? x : 0;
+    case 'sigmoid':
+      return 1 / (1 + Math.exp(-x));
+    case 'tanh':
+      return Math.tanh(x);
   }
 }
 
 /** d act(x) / dx, for the backward pass. */
 export function activateGrad(x: number, act: Activation): number {
   switch (act) {
-    case 'swish': case 'silu': {
+    case 'swish':
+    case 'silu': {
       const sg = 1 / (1 + Math.exp(-x));
       return sg * (1 + x * (1 - sg));
     }
-    case 'gelu': return 0.5 * (1 + erf(x / Math.SQRT2)) + x * Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI);
-    case 'gelu_new': case 'gelu_pytorch_tanh': case 'gelu_fast': {
+    case 'gelu':
+      return 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
+    case 'gelu_new':
+    case 'gelu_pytorch_tanh':
+    case 'gelu_fast': {
       const c = Math.sqrt(2 / Math.PI);
       const t = Math.tanh(c * (x + 0.044715 * x * x * x));
       return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
@@ -85,7 +116,8 @@ export function activateGrad(x: number, act: Activation): number {
       const sg = 1 / (1 + Math.exp(-1.702 * x));
       return sg + 1.702 * x * sg * (1 - sg);
     }
-    case 'relu': return x > 0 ? 1 : 0;
+    case 'relu':
+      return x > 0 ? 1 : 0;
     case 'sigmoid': {
       const sg = 1 / (1 + Math.exp(-x));
       return sg * (1 - sg);
@@ -163,8 +195,15 @@ export class RefKernels implements Kernels {
     }
   }
 
-  headNormRope(qkv: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
-    eps: number, cos: Float32Array, sin: Float32Array): void {
+  headNormRope(
+    qkv: Float32Array,
+    s: AttentionShape,
+    qNorm: Float32Array | null,
+    kNorm: Float32Array | null,
+    eps: number,
+    cos: Float32Array,
+    sin: Float32Array,
+  ): void {
     const { n, pos0, nQ, nKV, headDim: hd } = s;
     const stride = (nQ + 2 * nKV) * hd;
     const half = hd / 2;
@@ -180,8 +219,10 @@ export class RefKernels implements Kernels {
           for (let i = 0; i < hd; i++) qkv[o + i] = Math.fround(qkv[o + i] * inv) * norm[i];
         }
         for (let i = 0; i < half; i++) {
-          const x1 = qkv[o + i], x2 = qkv[o + i + half];
-          const c = cos[c0 + i], sn = sin[c0 + i];
+          const x1 = qkv[o + i],
+            x2 = qkv[o + i + half];
+          const c = cos[c0 + i],
+            sn = sin[c0 + i];
           qkv[o + i] = x1 * c - x2 * sn;
           qkv[o + i + half] = x2 * c + x1 * sn;
         }
@@ -189,8 +230,7 @@ export class RefKernels implements Kernels {
     }
   }
 
-  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
-    s: AttentionShape, scratch: Float32Array): void {
+  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array, s: AttentionShape, scratch: Float32Array): void {
     const { n, pos0, nQ, nKV, headDim: hd } = s;
     const stride = (nQ + 2 * nKV) * hd;
     const kvDim = nKV * hd;
@@ -236,7 +276,8 @@ export class RefKernels implements Kernels {
   ffnAct(out: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void {
     for (let t = 0; t < n; t++) {
       if (glu) {
-        const g = t * 2 * dim, u = g + dim;
+        const g = t * 2 * dim,
+          u = g + dim;
         for (let i = 0; i < dim; i++) out[t * dim + i] = activate(x[g + i], act) * x[u + i];
       } else {
         for (let i = 0; i < dim; i++) out[t * dim + i] = activate(x[t * dim + i], act);
@@ -255,21 +296,28 @@ export class RefKernels implements Kernels {
   }
 
   softmax(x: Float32Array, n: number, temperature: number): number {
-    if (!(temperature > 0 && temperature < Infinity)) throw new RangeError(`RefKernels.softmax: temperature must be a positive finite number, got ${temperature}`);
+    if (!(temperature > 0 && temperature < Infinity))
+      throw new RangeError(`RefKernels.softmax: temperature must be a positive finite number, got ${temperature}`);
     for (let i = 0; i < n; i++) x[i] /= temperature;
     let max = -Infinity;
     for (let i = 0; i < n; i++) if (x[i] > max) max = x[i];
     let sum = 0;
-    for (let i = 0; i < n; i++) { x[i] = Math.exp(x[i] - max); sum += x[i]; }
+    for (let i = 0; i < n; i++) {
+      x[i] = Math.exp(x[i] - max);
+      sum += x[i];
+    }
     let pmax = 0;
-    for (let i = 0; i < n; i++) { x[i] /= sum; if (x[i] > pmax) pmax = x[i]; }
+    for (let i = 0; i < n; i++) {
+      x[i] /= sum;
+      if (x[i] > pmax) pmax = x[i];
+    }
     return pmax;
   }
 
   selectDesc(p: Float32Array, n: number, tau: number, idx: Int32Array): number {
     let c = 0;
     for (let i = 0; i < n; i++) if (p[i] >= tau) idx[c++] = i;
-    idx.subarray(0, c).sort((a, b) => (p[b] - p[a]) || (a - b));
+    idx.subarray(0, c).sort((a, b) => p[b] - p[a] || a - b);
     return c;
   }
 
@@ -303,13 +351,22 @@ export class RefKernels implements Kernels {
     }
   }
 
-  rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array,
-    n: number, dim: number, eps: number): void {
+  rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void {
     for (let t = 0; t < n; t++) rmsRowBackward(dx, dweight, dy, x, weight, t * dim, dim, eps, true);
   }
 
-  headNormRopeBackward(dqkv: Float32Array, qkvIn: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
-    dqNorm: Float32Array | null, dkNorm: Float32Array | null, eps: number, cos: Float32Array, sin: Float32Array): void {
+  headNormRopeBackward(
+    dqkv: Float32Array,
+    qkvIn: Float32Array,
+    s: AttentionShape,
+    qNorm: Float32Array | null,
+    kNorm: Float32Array | null,
+    dqNorm: Float32Array | null,
+    dkNorm: Float32Array | null,
+    eps: number,
+    cos: Float32Array,
+    sin: Float32Array,
+  ): void {
     const { n, pos0, nQ, nKV, headDim: hd } = s;
     const stride = (nQ + 2 * nKV) * hd;
     const half = hd / 2;
@@ -319,8 +376,10 @@ export class RefKernels implements Kernels {
         const o = t * stride + h * hd;
         // rope⁻¹: the rotation's transpose takes the gradient back to the normed values z
         for (let i = 0; i < half; i++) {
-          const d1 = dqkv[o + i], d2 = dqkv[o + i + half];
-          const c = cos[c0 + i], sn = sin[c0 + i];
+          const d1 = dqkv[o + i],
+            d2 = dqkv[o + i + half];
+          const c = cos[c0 + i],
+            sn = sin[c0 + i];
           dqkv[o + i] = d1 * c + d2 * sn;
           dqkv[o + i + half] = d2 * c - d1 * sn;
         }
@@ -337,14 +396,16 @@ export class RefKernels implements Kernels {
     const stride = (nQ + 2 * nKV) * hd;
     const group = nQ / nKV;
     const scale = 1 / Math.sqrt(hd);
-    const p = new Float64Array(n), dq = new Float64Array(hd);
+    const p = new Float64Array(n),
+      dq = new Float64Array(hd);
     const dkv = new Float64Array(n * 2 * nKV * hd); // [n, K heads | V heads]
     const kvw = 2 * nKV * hd;
     for (let t = 0; t < n; t++) {
       for (let h = 0; h < nQ; h++) {
         const q = t * stride + h * hd;
         const kh = Math.floor(h / group);
-        const kOff = nQ * hd + kh * hd, vOff = (nQ + nKV) * hd + kh * hd;
+        const kOff = nQ * hd + kh * hd,
+          vOff = (nQ + nKV) * hd + kh * hd;
         // recompute the attention weights of (t, h)
         let max = -Infinity;
         for (let j = 0; j <= t; j++) {
@@ -354,7 +415,10 @@ export class RefKernels implements Kernels {
           if (p[j] > max) max = p[j];
         }
         let sum = 0;
-        for (let j = 0; j <= t; j++) { p[j] = Math.exp(p[j] - max); sum += p[j]; }
+        for (let j = 0; j <= t; j++) {
+          p[j] = Math.exp(p[j] - max);
+          sum += p[j];
+        }
         const o = t * nQ * hd + h * hd;
         let D = 0; // Σ dout · out = Σ_j p_j (dout · v_j)
         for (let i = 0; i < hd; i++) D += dout[o + i] * out[o + i];
@@ -364,7 +428,8 @@ export class RefKernels implements Kernels {
           let dp = 0;
           for (let i = 0; i < hd; i++) dp += dout[o + i] * qkv[j * stride + vOff + i];
           const ds = pj * (dp - D) * scale;
-          const kj = j * kvw + kh * hd, vj = j * kvw + nKV * hd + kh * hd;
+          const kj = j * kvw + kh * hd,
+            vj = j * kvw + nKV * hd + kh * hd;
           for (let i = 0; i < hd; i++) {
             dq[i] += ds * qkv[j * stride + kOff + i];
             dkv[kj + i] += ds * qkv[q + i];
@@ -382,7 +447,8 @@ export class RefKernels implements Kernels {
   ffnActBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void {
     for (let t = 0; t < n; t++) {
       if (glu) {
-        const g = t * 2 * dim, u = g + dim;
+        const g = t * 2 * dim,
+          u = g + dim;
         for (let i = 0; i < dim; i++) {
           const d = dy[t * dim + i];
           dx[g + i] = d * x[u + i] * activateGrad(x[g + i], act);
@@ -404,7 +470,8 @@ export class RefKernels implements Kernels {
   crossEntropy(logits: Float32Array, targets: Int32Array, n: number, V: number, zLoss: number, scale: number, lse: Float32Array): number {
     let loss = 0;
     for (let t = 0; t < n; t++) {
-      const o = t * V, target = targets[t];
+      const o = t * V,
+        target = targets[t];
       if (target < 0) {
         logits.fill(0, o, o + V);
         lse[t] = 0;
@@ -435,8 +502,19 @@ export class RefKernels implements Kernels {
     for (let i = 0; i < n; i++) x[i] *= s;
   }
 
-  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+  adamw(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    step: number,
+  ): void {
     adamwRef(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step);
   }
 }
@@ -446,14 +524,23 @@ export class RefKernels implements Kernels {
  * ∂/∂x_i = inv · g_i − x_i · inv³ · Σ_j g_j x_j / dim with g = dy · w, added into dx (add) or
  * written over it (dx may then be dy itself); dw += dy · x · inv when dw is given.
  */
-function rmsRowBackward(dx: Float32Array, dw: Float32Array | null, dy: Float32Array, x: Float32Array, w: Float32Array,
-  o: number, dim: number, eps: number, add: boolean): void {
+function rmsRowBackward(
+  dx: Float32Array,
+  dw: Float32Array | null,
+  dy: Float32Array,
+  x: Float32Array,
+  w: Float32Array,
+  o: number,
+  dim: number,
+  eps: number,
+  add: boolean,
+): void {
   let ss = 0;
   for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
   const inv = 1 / Math.sqrt(ss / dim + eps);
   let gx = 0;
   for (let i = 0; i < dim; i++) gx += dy[o + i] * w[i] * x[o + i];
-  const c = inv * inv * inv * gx / dim;
+  const c = (inv * inv * inv * gx) / dim;
   for (let i = 0; i < dim; i++) {
     if (dw) dw[i] += dy[o + i] * x[o + i] * inv;
     const g = inv * dy[o + i] * w[i] - x[o + i] * c;
@@ -462,13 +549,30 @@ function rmsRowBackward(dx: Float32Array, dw: Float32Array | null, dy: Float32Ar
 }
 
 /** AdamW as torch.optim.AdamW (single-tensor path) computes it: float32 tensors, float64 scalars. */
-export function adamwRef(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
-  lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+export function adamwRef(
+  p: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  n: number,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+  step: number,
+): void {
   const f = Math.fround;
-  const decay = f(1 - lr * weightDecay), b1 = f(beta1), b2 = f(beta2), a1 = f(1 - beta1), a2 = f(1 - beta2);
+  const decay = f(1 - lr * weightDecay),
+    b1 = f(beta1),
+    b2 = f(beta2),
+    a1 = f(1 - beta1),
+    a2 = f(1 - beta2);
   const stepSize = lr / (1 - beta1 ** step);
   const bc2Sqrt = Math.sqrt(1 - beta2 ** step);
-  const epsF = f(eps), negStep = f(-stepSize), bc2F = f(bc2Sqrt);
+  const epsF = f(eps),
+    negStep = f(-stepSize),
+    bc2F = f(bc2Sqrt);
   for (let i = 0; i < n; i++) {
     const gi = g[i];
     const pi = f(p[i] * decay);

@@ -67,8 +67,15 @@ export interface Kernels {
    * embedding (rotate-half over the full head dim) of Q and K at positions pos0 .. pos0+n-1.
    * cos/sin: [maxPositions, headDim / 2].
    */
-  headNormRope(qkv: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
-    eps: number, cos: Float32Array, sin: Float32Array): void;
+  headNormRope(
+    qkv: Float32Array,
+    s: AttentionShape,
+    qNorm: Float32Array | null,
+    kNorm: Float32Array | null,
+    eps: number,
+    cos: Float32Array,
+    sin: Float32Array,
+  ): void;
 
   /**
    * Causal attention with a KV cache. Copies the n new K and V heads from `qkv` into the cache
@@ -77,8 +84,7 @@ export interface Kernels {
    * qkv: [n, (nQ + 2 nKV) * headDim]; kCache, vCache: [maxPositions, nKV * headDim];
    * out: [n, nQ * headDim]; scratch: at least pos0 + n floats.
    */
-  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
-    s: AttentionShape, scratch: Float32Array): void;
+  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array, s: AttentionShape, scratch: Float32Array): void;
 
   /**
    * FFN nonlinearity. With glu: x is [n, 2 * dim] as (gate | up) and out[t] = act(gate) * up;
@@ -124,16 +130,25 @@ export interface Kernels {
    * Backward of rmsnorm(x, weight): dx += ∂/∂x, dweight += ∂/∂weight, given dy = ∂loss/∂out.
    * x: the forward input [n, dim]; dy, dx: [n, dim] (dx must not alias dy).
    */
-  rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array,
-    n: number, dim: number, eps: number): void;
+  rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void;
 
   /**
    * Backward of headNormRope, in place: dqkv holds ∂loss/∂(its output) and becomes ∂loss/∂(its
    * input); the V heads pass through. qkvIn: the forward input (before norm and rope), same layout;
    * dqNorm / dkNorm += the norm weights' gradients (when qNorm / kNorm are given).
    */
-  headNormRopeBackward(dqkv: Float32Array, qkvIn: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
-    dqNorm: Float32Array | null, dkNorm: Float32Array | null, eps: number, cos: Float32Array, sin: Float32Array): void;
+  headNormRopeBackward(
+    dqkv: Float32Array,
+    qkvIn: Float32Array,
+    s: AttentionShape,
+    qNorm: Float32Array | null,
+    kNorm: Float32Array | null,
+    dqNorm: Float32Array | null,
+    dkNorm: Float32Array | null,
+    eps: number,
+    cos: Float32Array,
+    sin: Float32Array,
+  ): void;
 
   /**
    * Backward of causal attention over one sequence of s.n tokens that attends only to itself
@@ -169,8 +184,19 @@ export interface Kernels {
    * p *= 1 − lr·wd; m = β1 m + (1 − β1) g; v = β2 v + (1 − β2) g²;
    * p −= lr / (1 − β1^step) · m / (sqrt(v) / sqrt(1 − β2^step) + eps).  step counts from 1.
    */
-  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+  adamw(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    step: number,
+  ): void;
 
   /** Releases what the backend holds beyond memory (e.g. worker threads); the kernels are unusable after. */
   dispose?(): void;

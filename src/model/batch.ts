@@ -17,7 +17,7 @@
 //   // logits: [2, vocab], one row per segment that asked for 'last'
 import type { Activation, AttentionShape } from '../kernels/types.ts';
 import type { KVCache } from './kv-cache.ts';
-import { NORM_EPS, type AdaptedLinear, type ForwardAdapter } from './layer.ts';
+import { type AdaptedLinear, type ForwardAdapter, NORM_EPS } from './layer.ts';
 import { ContextLengthError, type OpenELM } from './openelm.ts';
 import { ropeTables } from './rope.ts';
 
@@ -49,9 +49,13 @@ export class BatchForward {
   private readonly shape: AttentionShape = { n: 0, pos0: 0, nQ: 0, nKV: 0, headDim: 0 };
   private readonly rows: number[] = []; // first row of each segment
 
-  constructor(readonly model: OpenELM, maxTokens = 128) {
+  constructor(
+    readonly model: OpenELM,
+    maxTokens = 128,
+  ) {
     if (!(Number.isInteger(maxTokens) && maxTokens >= 1)) throw new RangeError(`BatchForward: maxTokens must be an integer ≥ 1, got ${maxTokens}`);
-    const cfg = model.config, k = model.kernels;
+    const cfg = model.config,
+      k = model.kernels;
     const T = (this.maxTokens = maxTokens);
     const d = cfg.model_dim;
     const maxQkv = Math.max(...model.layers.map((l) => l.shape.qkvDim));
@@ -76,8 +80,11 @@ export class BatchForward {
    * Each cache gets its segment's keys, values and ids.
    */
   run(segments: readonly BatchSegment[]): Float32Array {
-    const model = this.model, cfg = model.config, k = model.kernels;
-    const d = cfg.model_dim, V = cfg.vocab_size;
+    const model = this.model,
+      cfg = model.config,
+      k = model.kernels;
+    const d = cfg.model_dim,
+      V = cfg.vocab_size;
     const ids: number[] = [];
     const rows = this.rows;
     rows.length = 0;
@@ -103,15 +110,22 @@ export class BatchForward {
     k.embed(x, model.weights.token_embeddings, ids, T);
     this.adapt(segments, (ad, r0, n) => ad.embed(x.subarray(r0 * d), ids.slice(r0, r0 + n), n));
     for (const layer of model.layers) {
-      const w = layer.w, li = layer.index, { qkvDim, nQ, nKV, headDim, ffnDim } = layer.shape;
-      const qDim = nQ * headDim, ffnW = (cfg.ffn_with_glu ? 2 : 1) * ffnDim;
+      const w = layer.w,
+        li = layer.index,
+        { qkvDim, nQ, nKV, headDim, ffnDim } = layer.shape;
+      const qDim = nQ * headDim,
+        ffnW = (cfg.ffn_with_glu ? 2 : 1) * ffnDim;
       k.rmsnorm(xb, x, w.attn_norm, T, d, NORM_EPS);
       k.matmul(qkv, xb, w.qkv_proj, T); // [T, qkvDim]
       this.linear(segments, li, 'qkv_proj', qkv, qkvDim, xb, d);
-      shape.nQ = nQ; shape.nKV = nKV; shape.headDim = headDim;
+      shape.nQ = nQ;
+      shape.nKV = nKV;
+      shape.headDim = headDim;
       for (let s = 0; s < segments.length; s++) {
         // this segment's rows: positions cache.length .. + n - 1 of its own sequence
-        const seg = segments[s], r0 = rows[s], n = seg.ids.length;
+        const seg = segments[s],
+          r0 = rows[s],
+          n = seg.ids.length;
         shape.n = n;
         shape.pos0 = seg.cache.length;
         const q = qkv.subarray(r0 * qkvDim, (r0 + n) * qkvDim);
@@ -137,9 +151,16 @@ export class BatchForward {
     // gather the rows whose logits are wanted, then one norm and one output-head matmul for all
     let o = 0;
     for (let s = 0; s < segments.length; s++) {
-      const seg = segments[s], r0 = rows[s], n = seg.ids.length;
-      if (seg.logits === 'all') { this.xOut.set(x.subarray(r0 * d, (r0 + n) * d), o * d); o += n; }
-      else if (seg.logits === 'last') { this.xOut.set(x.subarray((r0 + n - 1) * d, (r0 + n) * d), o * d); o += 1; }
+      const seg = segments[s],
+        r0 = rows[s],
+        n = seg.ids.length;
+      if (seg.logits === 'all') {
+        this.xOut.set(x.subarray(r0 * d, (r0 + n) * d), o * d);
+        o += n;
+      } else if (seg.logits === 'last') {
+        this.xOut.set(x.subarray((r0 + n - 1) * d, (r0 + n) * d), o * d);
+        o += 1;
+      }
     }
     k.rmsnorm(this.xOut, this.xOut, model.weights.norm, outRows, d, NORM_EPS);
     k.matmul(this.logits, this.xOut, model.weights.lm_head, outRows);
@@ -154,7 +175,8 @@ export class BatchForward {
       let e = s + 1;
       while (e < segments.length && (segments[e].adapter === undefined ? this.model.adapter : segments[e].adapter) === ad) e++;
       if (ad) {
-        const r0 = this.rows[s], last = segments[e - 1];
+        const r0 = this.rows[s],
+          last = segments[e - 1];
         f(ad, r0, this.rows[e - 1] + last.ids.length - r0);
       }
       s = e;

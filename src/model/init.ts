@@ -18,7 +18,8 @@ export function* initTensors(cfg: OpenELMConfig, seed = 0): Generator<InitTensor
   for (const [name, shape] of expectedTensors(cfg)) {
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
-    if (shape.length === 1) data.fill(1); // norms
+    if (shape.length === 1)
+      data.fill(1); // norms
     else for (let i = 0; i < n; i++) data[i] = rng.normal() * std;
     yield { name, shape, data };
   }

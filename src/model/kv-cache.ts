@@ -10,7 +10,11 @@ export class KVCache {
   /** the token ids whose keys and values are cached, in order */
   readonly ids: number[] = [];
 
-  constructor(cfg: OpenELMConfig, kernels: Kernels, readonly capacity: number) {
+  constructor(
+    cfg: OpenELMConfig,
+    kernels: Kernels,
+    readonly capacity: number,
+  ) {
     for (let i = 0; i < cfg.num_transformer_layers; i++) {
       const kvDim = cfg.num_kv_heads[i] * cfg.head_dim;
       this.k.push(kernels.f32(capacity * kvDim));
@@ -33,8 +37,12 @@ export class KVCache {
    * and ids. Prefix caching: a sequence whose prompt starts like another's skips those tokens.
    */
   copyPrefix(src: KVCache, n: number): void {
-    if (src === this) { this.truncate(n); return; }
-    if (!(n >= 0 && n <= src.length && n <= this.capacity)) throw new RangeError(`copyPrefix: ${n} positions from a cache of ${src.length} into one of capacity ${this.capacity}`);
+    if (src === this) {
+      this.truncate(n);
+      return;
+    }
+    if (!(n >= 0 && n <= src.length && n <= this.capacity))
+      throw new RangeError(`copyPrefix: ${n} positions from a cache of ${src.length} into one of capacity ${this.capacity}`);
     for (let l = 0; l < this.k.length; l++) {
       const kvDim = this.k[l].length / this.capacity;
       this.k[l].set(src.k[l].subarray(0, n * kvDim));

@@ -2,7 +2,7 @@
 //   x = x + out_proj(attention(rope(qk_norm(split(qkv_proj(attn_norm(x)))))))
 //   x = x + proj_2(act(gate) * up),  (gate | up) = proj_1(ffn_norm(x))
 // Layer i has its own head count and FFN width: that is layer-wise scaling.
-import type { OpenELMConfig, LayerShape } from '../config/config.ts';
+import type { LayerShape, OpenELMConfig } from '../config/config.ts';
 import { layerShape } from '../config/config.ts';
 import type { Activation, AttentionShape, Kernels } from '../kernels/types.ts';
 import type { LayerWeights } from './weights.ts';
@@ -37,15 +37,31 @@ export class OpenELMLayer {
   readonly shape: LayerShape;
   private readonly attnShape: AttentionShape;
 
-  constructor(cfg: OpenELMConfig, readonly index: number, readonly w: LayerWeights, private readonly act: Activation, private readonly glu: boolean) {
+  constructor(
+    cfg: OpenELMConfig,
+    readonly index: number,
+    readonly w: LayerWeights,
+    private readonly act: Activation,
+    private readonly glu: boolean,
+  ) {
     this.shape = layerShape(cfg, index);
     this.attnShape = { n: 0, pos0: 0, nQ: this.shape.nQ, nKV: this.shape.nKV, headDim: this.shape.headDim };
   }
 
   /** x: [n, d] residual stream, updated in place; kCache/vCache: this layer's cache. */
-  forward(k: Kernels, x: Float32Array, n: number, pos0: number, d: number, kCache: Float32Array, vCache: Float32Array, s: Scratch,
-    ad: ForwardAdapter | null = null): void {
-    const { w, shape, attnShape } = this, i = this.index;
+  forward(
+    k: Kernels,
+    x: Float32Array,
+    n: number,
+    pos0: number,
+    d: number,
+    kCache: Float32Array,
+    vCache: Float32Array,
+    s: Scratch,
+    ad: ForwardAdapter | null = null,
+  ): void {
+    const { w, shape, attnShape } = this,
+      i = this.index;
     attnShape.n = n;
     attnShape.pos0 = pos0;
 

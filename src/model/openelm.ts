@@ -2,12 +2,12 @@
 // Buffers are sized once from the config; `forward` appends tokens to the KV cache and returns
 // logits, allocating nothing per decoded token.
 import type { OpenELMConfig } from '../config/config.ts';
-import type { Activation, Kernels } from '../kernels/types.ts';
 import { RefKernels } from '../kernels/ref.ts';
+import type { Activation, Kernels } from '../kernels/types.ts';
 import { KVCache } from './kv-cache.ts';
-import { NORM_EPS, OpenELMLayer, type ForwardAdapter, type Scratch } from './layer.ts';
+import { type ForwardAdapter, NORM_EPS, OpenELMLayer, type Scratch } from './layer.ts';
 import { ropeTables } from './rope.ts';
-import { checkTensors, loadWeights, type LoadDType, type ModelWeights, type TensorSource } from './weights.ts';
+import { checkTensors, type LoadDType, loadWeights, type ModelWeights, type TensorSource } from './weights.ts';
 
 export interface ModelOptions {
   /** the math backend (default: the plain-TypeScript reference) */
@@ -21,7 +21,10 @@ export interface ModelOptions {
 }
 
 export class ContextLengthError extends RangeError {
-  constructor(readonly requested: number, readonly capacity: number) {
+  constructor(
+    readonly requested: number,
+    readonly capacity: number,
+  ) {
     super(`the sequence needs ${requested} tokens but the model's context holds ${capacity}; shorten the prompt or lower max new tokens`);
     this.name = 'ContextLengthError';
   }
@@ -40,7 +43,12 @@ export class OpenELM {
   /** a LoRA / DoRA adapter applied while running (src/peft: attachAdapter), or null */
   adapter: ForwardAdapter | null = null;
 
-  constructor(readonly config: OpenELMConfig, readonly weights: ModelWeights, readonly kernels: Kernels, opts: ModelOptions = {}) {
+  constructor(
+    readonly config: OpenELMConfig,
+    readonly weights: ModelWeights,
+    readonly kernels: Kernels,
+    opts: ModelOptions = {},
+  ) {
     const cfg = config;
     const k = kernels;
     const capacity = opts.contextLength ?? cfg.max_context_length;
@@ -48,7 +56,7 @@ export class OpenELM {
       throw new RangeError(`contextLength must be an integer in [1, ${cfg.max_context_length}] (max_context_length), got ${capacity}`);
     }
     const T = (this.chunkSize = Math.max(1, Math.min(opts.chunkSize ?? 128, capacity)));
-    const act = (cfg.activation_fn_name) as Activation;
+    const act = cfg.activation_fn_name as Activation;
     this.layers = weights.layers.map((w, i) => new OpenELMLayer(cfg, i, w, act, cfg.ffn_with_glu));
     const d = cfg.model_dim;
     const maxQkv = Math.max(...this.layers.map((l) => l.shape.qkvDim));
@@ -123,8 +131,10 @@ export class OpenELM {
   }
 
   private run(ids: ArrayLike<number>, all: Float32Array | null, cache: KVCache): void {
-    const cfg = this.config, k = this.kernels;
-    const d = cfg.model_dim, V = cfg.vocab_size;
+    const cfg = this.config,
+      k = this.kernels;
+    const d = cfg.model_dim,
+      V = cfg.vocab_size;
     const total = ids.length;
     if (total === 0) throw new RangeError('forward needs at least one token');
     if (cache.length + total > cache.capacity) throw new ContextLengthError(cache.length + total, cache.capacity);
@@ -134,7 +144,7 @@ export class OpenELM {
     }
     for (let start = 0; start < total; start += this.chunkSize) {
       const n = Math.min(this.chunkSize, total - start);
-      const chunk = start === 0 && n === total ? ids : Array.prototype.slice.call(ids, start, start + n) as number[];
+      const chunk = start === 0 && n === total ? ids : (Array.prototype.slice.call(ids, start, start + n) as number[]);
       const pos0 = cache.length;
       k.embed(this.x, this.weights.token_embeddings, chunk, n);
       const ad = this.adapter;

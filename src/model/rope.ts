@@ -2,7 +2,12 @@
 // (OpenELMRotaryEmbedding): inv_freq = 1 / base^(2i / headDim), θ = pos · inv_freq, all f32.
 
 /** cos/sin tables [positions, headDim / 2] (the second half of HF's cat(freqs, freqs) repeats the first). */
-export function ropeTables(headDim: number, base: number, positions: number, alloc: (n: number) => Float32Array = (n) => new Float32Array(n)): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(
+  headDim: number,
+  base: number,
+  positions: number,
+  alloc: (n: number) => Float32Array = (n) => new Float32Array(n),
+): { cos: Float32Array; sin: Float32Array } {
   const half = headDim / 2;
   const invFreq = new Float32Array(half);
   for (let i = 0; i < half; i++) {

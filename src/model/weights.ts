@@ -1,9 +1,9 @@
 // OpenELM weights, named as in the Hugging Face checkpoint, loaded straight into kernel memory.
 import type { OpenELMConfig } from '../config/config.ts';
 import { expectedTensors, layerShape } from '../config/config.ts';
-import type { Kernels, Weight, WeightDType } from '../kernels/types.ts';
 import { bf16BitsToF32, f16BitsToF32, f32ToF16Bits, roundBf16 } from '../kernels/half.ts';
-import { quantizeRowQ4_0, quantizeRowQ8_0, blocksPerRow, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from '../kernels/quant.ts';
+import { blocksPerRow, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES, quantizeRowQ4_0, quantizeRowQ8_0 } from '../kernels/quant.ts';
+import type { Kernels, Weight, WeightDType } from '../kernels/types.ts';
 
 /**
  * Storage dtypes of a tensor in a checkpoint file: safetensors float names, plus the GGUF block
@@ -80,7 +80,9 @@ export function loadMatrix(k: Kernels, src: TensorSource, name: string, want: Lo
   const dtype: WeightDType = want === 'auto' ? stored : want;
   if (dtype !== stored && (info.dtype === 'Q8_0' || info.dtype === 'Q4_0')) {
     // dequantizing would only waste memory, and re-quantizing would add a second rounding error
-    throw new Error(`tensor "${name}" is stored quantized as ${stored}; it can only be loaded as ${stored} (dtype auto), not ${dtype}. Quantize from the original checkpoint instead.`);
+    throw new Error(
+      `tensor "${name}" is stored quantized as ${stored}; it can only be loaded as ${stored} (dtype auto), not ${dtype}. Quantize from the original checkpoint instead.`,
+    );
   }
   const w = k.weight(dtype, rows, cols);
   if (dtype === stored) {
@@ -99,10 +101,12 @@ export function loadMatrix(k: Kernels, src: TensorSource, name: string, want: Lo
   const chunkRows = Math.max(1, Math.min(rows, Math.floor((1 << 20) / cols)));
   // one temporary for every tensor of a load (allocating one per tensor leaves them to the GC)
   if (convScratch.length < chunkRows * cols) convScratch = new Float32Array(chunkRows * cols);
-  const f = convScratch, raw = new Uint16Array(f.buffer, f.byteLength / 2); // raw: f's upper half
+  const f = convScratch,
+    raw = new Uint16Array(f.buffer, f.byteLength / 2); // raw: f's upper half
   const conv = info.dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
   for (let r0 = 0; r0 < rows; r0 += chunkRows) {
-    const nr = Math.min(chunkRows, rows - r0), len = nr * cols;
+    const nr = Math.min(chunkRows, rows - r0),
+      len = nr * cols;
     if (inBytes === 4) {
       src.readRangeInto(name, r0 * cols * 4, new Uint8Array(f.buffer, 0, len * 4));
     } else {
@@ -125,9 +129,13 @@ export function convertInto(w: Weight, f: Float32Array): void {
 
 /** Fills rows r0 .. r0+n-1 of a weight of any dtype from f32 values f: [n, cols]. */
 export function convertRowsInto(w: Weight, f: Float32Array, r0: number, n: number): void {
-  const cols = w.cols, len = n * cols, o = r0 * cols;
+  const cols = w.cols,
+    len = n * cols,
+    o = r0 * cols;
   switch (w.dtype) {
-    case 'f32': (w.data as Float32Array).set(f.subarray(0, len), o); return;
+    case 'f32':
+      (w.data as Float32Array).set(f.subarray(0, len), o);
+      return;
     case 'bf16': {
       const bits = new Uint32Array(f.buffer, f.byteOffset, len);
       const out = w.data as Uint16Array;

@@ -16,16 +16,23 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { OpenELMConfig } from '../config/config.ts';
 import { expectedTensors } from '../config/config.ts';
-import type { Kernels, Weight } from '../kernels/types.ts';
-import { decodeRow } from '../kernels/ref.ts';
 import { Rng } from '../generate/rng.ts';
 import { openSafetensors, writeSafetensors } from '../io/safetensors.ts';
 import { syncDir } from '../io/safetensors-write.ts';
+import { decodeRow } from '../kernels/ref.ts';
+import type { Kernels, Weight } from '../kernels/types.ts';
 import type { ModelWeights } from '../model/weights.ts';
 import { FlatLayout } from '../train/params.ts';
 import {
-  adapterConfigJson, adapterScaling, EMBEDDING_PATH, isTarget, LINEAR_TARGETS, modulePath, parseAdapterConfig,
-  type AdapterConfig, type LinearTarget,
+  type AdapterConfig,
+  adapterConfigJson,
+  adapterScaling,
+  EMBEDDING_PATH,
+  isTarget,
+  LINEAR_TARGETS,
+  type LinearTarget,
+  modulePath,
+  parseAdapterConfig,
 } from './config.ts';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
@@ -71,8 +78,13 @@ export class Adapter {
   private readonly linearSpecs: { layer: number; target: LinearTarget; out: number; in: number }[] = [];
   private readonly hasEmbedding: boolean;
 
-  constructor(readonly config: AdapterConfig, readonly modelConfig: OpenELMConfig, readonly kernels: Kernels) {
-    const c = config, r = (this.r = c.r);
+  constructor(
+    readonly config: AdapterConfig,
+    readonly modelConfig: OpenELMConfig,
+    readonly kernels: Kernels,
+  ) {
+    const c = config,
+      r = (this.r = c.r);
     this.scale = adapterScaling(c);
     const shapes = expectedTensors(modelConfig);
     const list: { name: string; shape: number[]; decay?: boolean }[] = [];
@@ -82,7 +94,8 @@ export class Adapter {
     }
     this.hasEmbedding = isTarget(c, EMBEDDING_PATH, null);
     if (this.hasEmbedding) {
-      if (c.use_dora) throw new Error('adapter: DoRA on the token embedding is not supported (use LoRA there, or leave token_embeddings out of target_modules)');
+      if (c.use_dora)
+        throw new Error('adapter: DoRA on the token embedding is not supported (use LoRA there, or leave token_embeddings out of target_modules)');
       list.push({ name: `${PREFIX}${EMBEDDING_PATH}.lora_embedding_A`, shape: [r, modelConfig.vocab_size] });
       list.push({ name: `${PREFIX}${EMBEDDING_PATH}.lora_embedding_B`, shape: [modelConfig.model_dim, r] });
     }
@@ -98,7 +111,9 @@ export class Adapter {
       }
     }
     if (list.length === 0) {
-      throw new Error(`adapter: target_modules ${JSON.stringify(c.target_modules)} matches no module of this model (qkv_proj, out_proj, proj_1, proj_2, token_embeddings)`);
+      throw new Error(
+        `adapter: target_modules ${JSON.stringify(c.target_modules)} matches no module of this model (qkv_proj, out_proj, proj_1, proj_2, token_embeddings)`,
+      );
     }
     this.layout = new FlatLayout(list);
     this.params = kernels.f32(this.layout.size);
@@ -111,13 +126,17 @@ export class Adapter {
 
   /** The adapter's tensors as views of buf (its parameters by default, or a gradient buffer of the same layout). */
   tensors(buf: Float32Array = this.params): AdapterTensors {
-    const L = this.layout, r = this.r;
+    const L = this.layout,
+      r = this.r;
     const byLayer: Partial<Record<LinearTarget, LinearAdapter>>[] = Array.from({ length: this.modelConfig.num_transformer_layers }, () => ({}));
     const linears: LinearAdapter[] = [];
     for (const s of this.linearSpecs) {
       const p = PREFIX + modulePath(s.target, s.layer);
       const a: LinearAdapter = {
-        layer: s.layer, target: s.target, in: s.in, out: s.out,
+        layer: s.layer,
+        target: s.target,
+        in: s.in,
+        out: s.out,
         A: { dtype: 'f32', rows: r, cols: s.in, data: L.view(buf, `${p}.lora_A.weight`) },
         B: { dtype: 'f32', rows: s.out, cols: r, data: L.view(buf, `${p}.lora_B.weight`) },
         magnitude: this.config.use_dora ? L.view(buf, `${p}.lora_magnitude_vector`) : null,
@@ -125,10 +144,14 @@ export class Adapter {
       linears.push(a);
       byLayer[s.layer][s.target] = a;
     }
-    const embedding = this.hasEmbedding ? {
-      A: L.view(buf, `${PREFIX}${EMBEDDING_PATH}.lora_embedding_A`), B: L.view(buf, `${PREFIX}${EMBEDDING_PATH}.lora_embedding_B`),
-      vocab: this.modelConfig.vocab_size, dim: this.modelConfig.model_dim,
-    } : null;
+    const embedding = this.hasEmbedding
+      ? {
+          A: L.view(buf, `${PREFIX}${EMBEDDING_PATH}.lora_embedding_A`),
+          B: L.view(buf, `${PREFIX}${EMBEDDING_PATH}.lora_embedding_B`),
+          vocab: this.modelConfig.vocab_size,
+          dim: this.modelConfig.model_dim,
+        }
+      : null;
     return { linears, byLayer, embedding };
   }
 
@@ -138,13 +161,15 @@ export class Adapter {
    * DoRA's magnitude = the base weight's row norms ‖W‖ (needs the base weights).
    */
   init(seed: number, base: ModelWeights): void {
-    const rng = new Rng(seed), t = this.tensors();
+    const rng = new Rng(seed),
+      t = this.tensors();
     if (t.embedding) {
       t.embedding.A.fill(0);
       for (let i = 0; i < t.embedding.B.length; i++) t.embedding.B[i] = rng.normal();
     }
     for (const a of t.linears) {
-      const A = a.A.data as Float32Array, bound = 1 / Math.sqrt(a.in);
+      const A = a.A.data as Float32Array,
+        bound = 1 / Math.sqrt(a.in);
       for (let i = 0; i < A.length; i++) A[i] = (2 * rng.next() - 1) * bound;
       (a.B.data as Float32Array).fill(0);
       if (a.magnitude) rowNorms(baseWeight(base, a), null, 0, null, a.magnitude);
@@ -154,7 +179,8 @@ export class Adapter {
   /** Reads adapter_model.safetensors from dir into the parameters (checked name by name and shape by shape). */
   readWeights(dir: string): void {
     const file = path.join(dir, ADAPTER_WEIGHTS_FILE);
-    if (!fs.existsSync(file)) throw new Error(`${dir}: no ${ADAPTER_WEIGHTS_FILE} (an adapter folder holds ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE})`);
+    if (!fs.existsSync(file))
+      throw new Error(`${dir}: no ${ADAPTER_WEIGHTS_FILE} (an adapter folder holds ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE})`);
     const f = openSafetensors(file);
     const found = new Map<string, string>();
     for (const key of f.tensors.keys()) found.set(canonicalKey(key), key);
@@ -165,13 +191,16 @@ export class Adapter {
       if (info.shape.length !== t.shape.length || info.shape.some((s, i) => s !== t.shape[i])) {
         throw new Error(`${file}: tensor "${key}" has shape [${info.shape}] but this model and r=${this.r} need [${t.shape}] (an adapter for another model?)`);
       }
-      if (info.dtype !== 'F32' && info.dtype !== 'BF16' && info.dtype !== 'F16') throw new Error(`${file}: tensor "${key}" is ${info.dtype}; adapters are read as F32, BF16 or F16`);
+      if (info.dtype !== 'F32' && info.dtype !== 'BF16' && info.dtype !== 'F16')
+        throw new Error(`${file}: tensor "${key}" is ${info.dtype}; adapters are read as F32, BF16 or F16`);
       f.readF32Into(key, this.layout.view(this.params, t.name));
       found.delete(t.name);
     }
     if (found.size > 0) {
       const extra = [...found.values()];
-      throw new Error(`${file}: ${extra.length} tensor(s) the adapter's config does not explain, e.g. "${extra[0]}" (openelm applies LoRA/DoRA to ${describeTargets(this.config)})`);
+      throw new Error(
+        `${file}: ${extra.length} tensor(s) the adapter's config does not explain, e.g. "${extra[0]}" (openelm applies LoRA/DoRA to ${describeTargets(this.config)})`,
+      );
     }
   }
 
@@ -234,8 +263,12 @@ export function baseWeight(w: ModelWeights, a: { layer: number; target: LinearTa
  * null: DoRA's weight norm. In f64 over f32 rows; W may be any dtype (quantized rows are decoded).
  */
 export function rowNorms(W: Weight, A: Weight | null, s: number, B: Weight | null, out: Float32Array): void {
-  const cols = W.cols, row = new Float32Array(cols), bits = new Uint32Array(row.buffer);
-  const Ad = A?.data as Float32Array | undefined, Bd = B?.data as Float32Array | undefined, r = A?.rows ?? 0;
+  const cols = W.cols,
+    row = new Float32Array(cols),
+    bits = new Uint32Array(row.buffer);
+  const Ad = A?.data as Float32Array | undefined,
+    Bd = B?.data as Float32Array | undefined,
+    r = A?.rows ?? 0;
   const ba = new Float64Array(cols);
   for (let o = 0; o < W.rows; o++) {
     decodeRow(W, o, row, bits);

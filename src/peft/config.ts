@@ -40,8 +40,14 @@ export interface AdapterConfig {
 }
 
 export const DEFAULT_ADAPTER: Omit<AdapterConfig, 'extra'> = {
-  r: 8, lora_alpha: 8, lora_dropout: 0, target_modules: [...LINEAR_TARGETS], use_dora: false, use_rslora: false,
-  layers_to_transform: null, base_model_name_or_path: null,
+  r: 8,
+  lora_alpha: 8,
+  lora_dropout: 0,
+  target_modules: [...LINEAR_TARGETS],
+  use_dora: false,
+  use_rslora: false,
+  layers_to_transform: null,
+  base_model_name_or_path: null,
 };
 
 export function adapterScaling(c: Pick<AdapterConfig, 'r' | 'lora_alpha' | 'use_rslora'>): number {
@@ -59,7 +65,9 @@ export function isTarget(c: AdapterConfig, path: string, layer: number | null): 
 export function parseAdapterConfig(raw: unknown, where: string): AdapterConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${where}: expected a JSON object`);
   const o = raw as Record<string, unknown>;
-  const bad = (key: string, why: string): never => { throw new Error(`${where}: "${key}" ${why}`); };
+  const bad = (key: string, why: string): never => {
+    throw new Error(`${where}: "${key}" ${why}`);
+  };
   if (o.peft_type !== undefined && o.peft_type !== 'LORA') bad('peft_type', `is ${JSON.stringify(o.peft_type)}; openelm reads LORA adapters (LoRA and DoRA)`);
   const r = o.r ?? DEFAULT_ADAPTER.r;
   if (!(Number.isInteger(r) && (r as number) >= 1 && (r as number) <= 65536)) bad('r', `must be an integer ≥ 1, got ${JSON.stringify(r)}`);
@@ -69,7 +77,11 @@ export function parseAdapterConfig(raw: unknown, where: string): AdapterConfig {
   if (!(typeof dropout === 'number' && dropout >= 0 && dropout < 1)) bad('lora_dropout', `must be in [0, 1), got ${JSON.stringify(dropout)}`);
   let targets = o.target_modules ?? DEFAULT_ADAPTER.target_modules;
   if (typeof targets === 'string') {
-    try { new RegExp(targets); } catch (e) { bad('target_modules', `is not a valid regular expression: ${(e as Error).message}`); }
+    try {
+      new RegExp(targets);
+    } catch (e) {
+      bad('target_modules', `is not a valid regular expression: ${(e as Error).message}`);
+    }
   } else if (!(Array.isArray(targets) && targets.length > 0 && targets.every((t) => typeof t === 'string'))) {
     bad('target_modules', `must be a non-empty list of module names or a regex string, got ${JSON.stringify(targets)}`);
   } else {
@@ -84,31 +96,58 @@ export function parseAdapterConfig(raw: unknown, where: string): AdapterConfig {
     const p = o[key];
     if (p != null && (typeof p !== 'object' || Object.keys(p as object).length > 0)) bad(key, 'is set; per-module ranks and alphas are not supported');
   }
-  if (o.modules_to_save != null && !(Array.isArray(o.modules_to_save) && o.modules_to_save.length === 0)) bad('modules_to_save', 'is set; only LoRA/DoRA weights are supported');
+  if (o.modules_to_save != null && !(Array.isArray(o.modules_to_save) && o.modules_to_save.length === 0))
+    bad('modules_to_save', 'is set; only LoRA/DoRA weights are supported');
   let layers = o.layers_to_transform ?? null;
   if (typeof layers === 'number') layers = [layers];
-  if (layers !== null && !(Array.isArray(layers) && layers.every((l) => Number.isInteger(l) && l >= 0))) bad('layers_to_transform', `must be a list of layer indices, got ${JSON.stringify(layers)}`);
-  const useDora = o.use_dora ?? false, rs = o.use_rslora ?? false;
+  if (layers !== null && !(Array.isArray(layers) && layers.every((l) => Number.isInteger(l) && l >= 0)))
+    bad('layers_to_transform', `must be a list of layer indices, got ${JSON.stringify(layers)}`);
+  const useDora = o.use_dora ?? false,
+    rs = o.use_rslora ?? false;
   if (typeof useDora !== 'boolean') bad('use_dora', 'must be true or false');
   if (typeof rs !== 'boolean') bad('use_rslora', 'must be true or false');
   const KNOWN = new Set(['r', 'lora_alpha', 'lora_dropout', 'target_modules', 'use_dora', 'use_rslora', 'layers_to_transform', 'base_model_name_or_path']);
   const extra = Object.fromEntries(Object.entries(o).filter(([k]) => !KNOWN.has(k)));
   return {
-    r: r as number, lora_alpha: alpha as number, lora_dropout: dropout as number, target_modules: targets as string[] | string,
-    use_dora: useDora as boolean, use_rslora: rs as boolean, layers_to_transform: layers as number[] | null,
-    base_model_name_or_path: typeof o.base_model_name_or_path === 'string' ? o.base_model_name_or_path : null, extra,
+    r: r as number,
+    lora_alpha: alpha as number,
+    lora_dropout: dropout as number,
+    target_modules: targets as string[] | string,
+    use_dora: useDora as boolean,
+    use_rslora: rs as boolean,
+    layers_to_transform: layers as number[] | null,
+    base_model_name_or_path: typeof o.base_model_name_or_path === 'string' ? o.base_model_name_or_path : null,
+    extra,
   };
 }
 
 /** adapter_config.json as PEFT writes it (PEFT's defaults for what openelm does not use). */
 export function adapterConfigJson(c: AdapterConfig): Record<string, unknown> {
   return {
-    alpha_pattern: {}, auto_mapping: null, bias: 'none', fan_in_fan_out: false, inference_mode: true,
-    init_lora_weights: true, layer_replication: null, layers_pattern: null, loftq_config: {}, megatron_config: null,
-    megatron_core: 'megatron.core', modules_to_save: null, rank_pattern: {}, revision: null,
+    alpha_pattern: {},
+    auto_mapping: null,
+    bias: 'none',
+    fan_in_fan_out: false,
+    inference_mode: true,
+    init_lora_weights: true,
+    layer_replication: null,
+    layers_pattern: null,
+    loftq_config: {},
+    megatron_config: null,
+    megatron_core: 'megatron.core',
+    modules_to_save: null,
+    rank_pattern: {},
+    revision: null,
     ...c.extra,
-    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: c.base_model_name_or_path,
-    r: c.r, lora_alpha: c.lora_alpha, lora_dropout: c.lora_dropout, target_modules: c.target_modules,
-    layers_to_transform: c.layers_to_transform, use_dora: c.use_dora, use_rslora: c.use_rslora,
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    base_model_name_or_path: c.base_model_name_or_path,
+    r: c.r,
+    lora_alpha: c.lora_alpha,
+    lora_dropout: c.lora_dropout,
+    target_modules: c.target_modules,
+    layers_to_transform: c.layers_to_transform,
+    use_dora: c.use_dora,
+    use_rslora: c.use_rslora,
   };
 }

@@ -8,8 +8,17 @@ import type { OpenELM } from '../model/openelm.ts';
 import type { Adapter } from './adapter.ts';
 import { AdapterRuntime } from './lora.ts';
 
-export { Adapter, loadAdapter, isAdapterDir, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, type AdapterTensors, type LinearAdapter } from './adapter.ts';
-export { parseAdapterConfig, adapterConfigJson, adapterScaling, DEFAULT_ADAPTER, LINEAR_TARGETS, EMBEDDING_TARGET, type AdapterConfig, type LinearTarget } from './config.ts';
+export { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, Adapter, type AdapterTensors, isAdapterDir, type LinearAdapter, loadAdapter } from './adapter.ts';
+export {
+  type AdapterConfig,
+  adapterConfigJson,
+  adapterScaling,
+  DEFAULT_ADAPTER,
+  EMBEDDING_TARGET,
+  LINEAR_TARGETS,
+  type LinearTarget,
+  parseAdapterConfig,
+} from './config.ts';
 export { AdapterRuntime } from './lora.ts';
 
 /** Applies an adapter to the model's forward pass from now on (null removes it). */

@@ -13,9 +13,9 @@
 // Dropout (training only) draws its mask from a counter-based hash of (seed, element), so the
 // backward pass regenerates it instead of storing it, and a resumed run draws the same masks.
 import type { Kernels, Weight } from '../kernels/types.ts';
+import type { ModelWeights } from '../model/weights.ts';
 import type { Adapter, AdapterTensors, EmbeddingAdapter, LinearAdapter } from './adapter.ts';
 import { baseWeight, rowNorms } from './adapter.ts';
-import type { ModelWeights } from '../model/weights.ts';
 import type { LinearTarget } from './config.ts';
 
 /** Buffers one adapted matmul needs, sized for n tokens of the widest layer. */
@@ -29,7 +29,8 @@ export interface LoraScratch {
 
 export function loraScratch(k: Kernels, adapter: Adapter, n: number): LoraScratch {
   const t = adapter.tensors();
-  const maxIn = Math.max(1, ...t.linears.map((a) => a.in)), maxOut = Math.max(1, ...t.linears.map((a) => a.out));
+  const maxIn = Math.max(1, ...t.linears.map((a) => a.in)),
+    maxOut = Math.max(1, ...t.linears.map((a) => a.out));
   return { v: k.f32(n * maxOut), xd: k.f32(n * maxIn), du: k.f32(n * adapter.r), dxa: k.f32(n * maxIn), dz: k.f32(n * maxOut) };
 }
 
@@ -73,8 +74,18 @@ export function dropout(x: Float32Array, len: number, p: number, seed: number, x
  * Adds the adapter to y (which holds x Wᵀ, [n, out]) in place. u [n, r] receives x_d Aᵀ (kept for
  * the backward); z, when given, receives the pre-gain output of a DoRA layer.
  */
-export function linearForward(k: Kernels, a: LinearAdapter, s: number, gain: DoraGain | undefined, y: Float32Array, xd: Float32Array, n: number,
-  u: Float32Array, v: Float32Array, z: Float32Array | null): void {
+export function linearForward(
+  k: Kernels,
+  a: LinearAdapter,
+  s: number,
+  gain: DoraGain | undefined,
+  y: Float32Array,
+  xd: Float32Array,
+  n: number,
+  u: Float32Array,
+  v: Float32Array,
+  z: Float32Array | null,
+): void {
   const len = n * a.out;
   k.matmul(u, xd, a.A, n); // [n, r]
   k.matmul(v, u, a.B, n); // [n, out]
@@ -82,7 +93,8 @@ export function linearForward(k: Kernels, a: LinearAdapter, s: number, gain: Dor
   k.addInPlace(y, v, len);
   if (!gain) return;
   if (z) z.set(y.subarray(0, len));
-  const g = gain.gain, out = a.out;
+  const g = gain.gain,
+    out = a.out;
   for (let t = 0; t < n; t++) for (let o = 0, b = t * out; o < out; o++) y[b + o] = Math.fround(y[b + o] * g[o]);
 }
 
@@ -91,13 +103,31 @@ export function linearForward(k: Kernels, a: LinearAdapter, s: number, gain: Dor
  * added into ga. dy is not modified. u is consumed (scaled in place). x_d must be the forward's
  * dropped-out input and p / seed its dropout.
  */
-export function linearBackward(k: Kernels, a: LinearAdapter, ga: LinearAdapter, s: number, gain: DoraGain | undefined, W: Weight,
-  dx: Float32Array, dy: Float32Array, xd: Float32Array, n: number, u: Float32Array, z: Float32Array | null,
-  p: number, seed: number, sc: LoraScratch): void {
-  const out = a.out, inF = a.in, r = a.A.rows;
+export function linearBackward(
+  k: Kernels,
+  a: LinearAdapter,
+  ga: LinearAdapter,
+  s: number,
+  gain: DoraGain | undefined,
+  W: Weight,
+  dx: Float32Array,
+  dy: Float32Array,
+  xd: Float32Array,
+  n: number,
+  u: Float32Array,
+  z: Float32Array | null,
+  p: number,
+  seed: number,
+  sc: LoraScratch,
+): void {
+  const out = a.out,
+    inF = a.in,
+    r = a.A.rows;
   let dz = dy;
   if (gain) {
-    const g = gain.gain, c = gain.norm, dm = ga.magnitude!;
+    const g = gain.gain,
+      c = gain.norm,
+      dm = ga.magnitude!;
     dz = sc.dz;
     for (let o = 0; o < out; o++) {
       let acc = 0;
@@ -166,8 +196,13 @@ export class AdapterRuntime {
   private readonly v: Float32Array;
 
   /** chunk: rows the scratch holds; longer calls run in blocks of that many rows */
-  constructor(readonly kernels: Kernels, readonly adapter: Adapter, base: ModelWeights, readonly chunk: number) {
-    if (adapter.kernels !== kernels) throw new Error('the adapter was loaded for other kernels than the model\'s');
+  constructor(
+    readonly kernels: Kernels,
+    readonly adapter: Adapter,
+    base: ModelWeights,
+    readonly chunk: number,
+  ) {
+    if (adapter.kernels !== kernels) throw new Error("the adapter was loaded for other kernels than the model's");
     this.tensors = adapter.tensors();
     this.gains = doraGains(adapter, this.tensors, base);
     const maxOut = Math.max(1, ...this.tensors.linears.map((a) => a.out));

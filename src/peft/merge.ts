@@ -15,10 +15,14 @@ import { modulePath } from './config.ts';
  * the config of the merged model and its parameters' layout (different only when the head is untied).
  */
 export function mergeAdapter(adapter: Adapter, layout: ParamLayout, params: Float32Array): { config: OpenELMConfig; untiedHead: Float32Array | null } {
-  const t = adapter.tensors(), s = adapter.scale, r = adapter.r;
+  const t = adapter.tensors(),
+    s = adapter.scale,
+    r = adapter.r;
   for (const a of t.linears) {
     const W = layout.view(params, modulePath(a.target, a.layer) + '.weight');
-    const A = a.A.data as Float32Array, B = a.B.data as Float32Array, inF = a.in;
+    const A = a.A.data as Float32Array,
+      B = a.B.data as Float32Array,
+      inF = a.in;
     const row = new Float64Array(inF);
     for (let o = 0; o < a.out; o++) {
       for (let i = 0; i < inF; i++) row[i] = W[o * inF + i];

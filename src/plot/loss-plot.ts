@@ -16,11 +16,21 @@
 // steps past the restart point, which the resumed run has not redone yet, are dropped with them).
 
 import fs from 'node:fs';
-import { renderLineChart, type Limits, type Series, type XY } from './svg-chart.ts';
+import { type Limits, renderLineChart, type Series, type XY } from './svg-chart.ts';
 
 /** The numeric fields a record may carry; anything else in a record is ignored. */
-export const LOG_FIELDS = ['loss', 'val_loss', 'lr', 'grad_norm', 'tokens_per_s', 'tokens',
-  'reward_margin', 'val_reward_margin', 'reward_accuracy', 'val_reward_accuracy'] as const;
+export const LOG_FIELDS = [
+  'loss',
+  'val_loss',
+  'lr',
+  'grad_norm',
+  'tokens_per_s',
+  'tokens',
+  'reward_margin',
+  'val_reward_margin',
+  'reward_accuracy',
+  'val_reward_accuracy',
+] as const;
 export type LogField = (typeof LOG_FIELDS)[number];
 
 export interface LogRecord extends Partial<Record<LogField, number>> {
@@ -94,7 +104,10 @@ export function parseTrainingLog(text: string, file: string): TrainingLog {
   let blank = 0;
   for (let i = 0; i < lines.length; i++) {
     const s = lines[i].trim();
-    if (s === '') { blank++; continue; }
+    if (s === '') {
+      blank++;
+      continue;
+    }
     let v: unknown;
     try {
       v = JSON.parse(s);
@@ -143,13 +156,17 @@ export function runNames(files: readonly string[]): string[] {
   });
   const depth = parts.map(() => 1);
   const name = (i: number) => parts[i].slice(0, depth[i]).reverse().join('/');
-  for (let grew = true; grew;) {
+  for (let grew = true; grew; ) {
     grew = false;
     const seen = new Map<string, number[]>();
     parts.forEach((_, i) => seen.set(name(i), [...(seen.get(name(i)) ?? []), i]));
     for (const group of seen.values()) {
       if (group.length < 2) continue;
-      for (const i of group) if (depth[i] < parts[i].length) { depth[i]++; grew = true; }
+      for (const i of group)
+        if (depth[i] < parts[i].length) {
+          depth[i]++;
+          grew = true;
+        }
     }
   }
   // still equal (the same file twice): number them
@@ -171,7 +188,8 @@ export function runNames(files: readonly string[]): string[] {
  */
 export function emaSmooth(ys: readonly number[], weight: number): number[] {
   if (!(weight >= 0 && weight < 1)) throw new Error(`smoothing weight must be in [0, 1), got ${weight}`);
-  let last = 0, n = 0;
+  let last = 0,
+    n = 0;
   return ys.map((y) => {
     if (!Number.isFinite(y) || weight === 0) return y;
     last = last * weight + (1 - weight) * y;
@@ -242,7 +260,9 @@ function runCurves(log: TrainingLog, xAxis: XAxis, metric: Metric, smooth: numbe
   const raw = xs.map((x, j): XY => [x, ys[j]]);
   const sm = smooth > 0 ? emaSmooth(ys, smooth) : ys;
   const vf = `val_${metric}` as LogField;
-  const val = (LOG_FIELDS as readonly string[]).includes(vf) ? log.records.filter((r) => Number.isFinite(r[vf])).map((r): XY => [xOf(r, xAxis, log.file), r[vf]!]) : [];
+  const val = (LOG_FIELDS as readonly string[]).includes(vf)
+    ? log.records.filter((r) => Number.isFinite(r[vf])).map((r): XY => [xOf(r, xAxis, log.file), r[vf]!])
+    : [];
   return { raw, main: xs.map((x, j): XY => [x, sm[j]]), val };
 }
 
@@ -253,7 +273,8 @@ function seriesOf(curves: readonly RunCurves[], names: readonly string[], smooth
   const anyVal = curves.some((c) => c.val.length > 0);
   const compact = anyVal && curves.length >= COMPACT_LEGEND_RUNS;
   // every faint raw curve first, so no run's noise band covers another run's smoothed curve
-  const series: Series[] = smooth > 0 ? curves.map((c, i) => ({ name: `${names[i]} (raw)`, points: c.raw, color: i, width: 1, opacity: 0.22, legend: false, fitRange: false })) : [];
+  const series: Series[] =
+    smooth > 0 ? curves.map((c, i) => ({ name: `${names[i]} (raw)`, points: c.raw, color: i, width: 1, opacity: 0.22, legend: false, fitRange: false })) : [];
   curves.forEach((c, i) => {
     series.push({ name: c.val.length > 0 && !compact ? `${names[i]} train` : names[i], points: c.main, color: i });
     if (c.val.length > 0) series.push({ name: `${names[i]} val`, points: c.val, color: i, dashed: true, markers: true, width: 1.5, legend: !compact });
@@ -272,14 +293,23 @@ function seriesOf(curves: readonly RunCurves[], names: readonly string[], smooth
 export function buildSeries(logs: readonly TrainingLog[], names: readonly string[], opts: LossPlotOptions = {}): Series[] {
   const metric = opts.y ?? 'loss';
   const smooth = opts.smooth ?? METRIC_TEXT[metric].smooth;
-  return seriesOf(logs.map((l) => runCurves(l, opts.x ?? 'step', metric, smooth)), names, smooth);
+  return seriesOf(
+    logs.map((l) => runCurves(l, opts.x ?? 'step', metric, smooth)),
+    names,
+    smooth,
+  );
 }
 
 export function summarizeRun(log: TrainingLog, name: string): RunSummary {
-  let lastLoss: number | null = null, minVal: number | null = null, minValStep: number | null = null;
+  let lastLoss: number | null = null,
+    minVal: number | null = null,
+    minValStep: number | null = null;
   for (const r of log.records) {
     if (r.loss !== undefined && Number.isFinite(r.loss)) lastLoss = r.loss;
-    if (r.val_loss !== undefined && Number.isFinite(r.val_loss) && (minVal === null || r.val_loss < minVal)) { minVal = r.val_loss; minValStep = r.step; }
+    if (r.val_loss !== undefined && Number.isFinite(r.val_loss) && (minVal === null || r.val_loss < minVal)) {
+      minVal = r.val_loss;
+      minValStep = r.step;
+    }
   }
   const steps = log.records.length > 0 ? log.records[log.records.length - 1].step : 0;
   return { name, file: log.file, steps, last_loss: lastLoss, min_val_loss: minVal, min_val_step: minValStep, resumed_at: log.resumedAt };
@@ -295,16 +325,22 @@ const BARS = '▁▂▃▄▅▆▇█';
  */
 export function sparkline(points: readonly XY[], width: number, xlo: number, xhi: number, ylo: number, yhi: number, log = false): string {
   const f = log ? Math.log10 : (v: number) => v;
-  const sum = new Float64Array(width), count = new Uint32Array(width);
+  const sum = new Float64Array(width),
+    count = new Uint32Array(width);
   for (const [x, y] of points) {
     if (!Number.isFinite(y) || (log && y <= 0)) continue;
     const c = Math.min(width - 1, Math.max(0, Math.floor(((x - xlo) / (xhi - xlo || 1)) * width)));
-    sum[c] += f(y); count[c]++;
+    sum[c] += f(y);
+    count[c]++;
   }
-  const a = f(ylo), b = f(yhi);
+  const a = f(ylo),
+    b = f(yhi);
   let s = '';
   for (let c = 0; c < width; c++) {
-    if (count[c] === 0) { s += ' '; continue; }
+    if (count[c] === 0) {
+      s += ' ';
+      continue;
+    }
     const t = b > a ? (sum[c] / count[c] - a) / (b - a) : 0.5;
     s += BARS[Math.min(7, Math.max(0, Math.round(t * 7)))];
   }
@@ -317,19 +353,28 @@ function fmt(v: number | null): string {
 
 /** One line per run: name, sparkline of its main curve (scales shared by all runs), last step, last loss, best validation loss. */
 export function summaryText(curves: readonly (readonly XY[])[], runs: readonly RunSummary[], opts: { logY?: boolean; width?: number } = {}): string {
-  let xlo = Infinity, xhi = -Infinity, ylo = Infinity, yhi = -Infinity;
-  for (const points of curves) for (const [x, y] of points) {
-    if (!Number.isFinite(y) || (opts.logY && y <= 0)) continue;
-    xlo = Math.min(xlo, x); xhi = Math.max(xhi, x); ylo = Math.min(ylo, y); yhi = Math.max(yhi, y);
-  }
+  let xlo = Infinity,
+    xhi = -Infinity,
+    ylo = Infinity,
+    yhi = -Infinity;
+  for (const points of curves)
+    for (const [x, y] of points) {
+      if (!Number.isFinite(y) || (opts.logY && y <= 0)) continue;
+      xlo = Math.min(xlo, x);
+      xhi = Math.max(xhi, x);
+      ylo = Math.min(ylo, y);
+      yhi = Math.max(yhi, y);
+    }
   const nameW = Math.max(...runs.map((r) => r.name.length));
-  return runs.map((r, i) => {
-    const spark = xlo <= xhi ? sparkline(curves[i], opts.width ?? 32, xlo, xhi, ylo, yhi, opts.logY) : '';
-    const parts = [`${r.name.padEnd(nameW)}  ${spark}`, `step ${r.steps}`, `loss ${fmt(r.last_loss)}`];
-    if (r.min_val_loss !== null) parts.push(`min val ${fmt(r.min_val_loss)} @ ${r.min_val_step}`);
-    if (r.resumed_at.length > 0) parts.push(`resumed at ${r.resumed_at.join(', ')}`);
-    return parts.join('  ') + '\n';
-  }).join('');
+  return runs
+    .map((r, i) => {
+      const spark = xlo <= xhi ? sparkline(curves[i], opts.width ?? 32, xlo, xhi, ylo, yhi, opts.logY) : '';
+      const parts = [`${r.name.padEnd(nameW)}  ${spark}`, `step ${r.steps}`, `loss ${fmt(r.last_loss)}`];
+      if (r.min_val_loss !== null) parts.push(`min val ${fmt(r.min_val_loss)} @ ${r.min_val_step}`);
+      if (r.resumed_at.length > 0) parts.push(`resumed at ${r.resumed_at.join(', ')}`);
+      return parts.join('  ') + '\n';
+    })
+    .join('');
 }
 
 // ---- all together -------------------------------------------------------------------------
@@ -347,11 +392,24 @@ export function plotTrainingLogs(logs: readonly TrainingLog[], opts: LossPlotOpt
   const series = seriesOf(curves, names, smooth);
   const runs = logs.map((l, i) => summarizeRun(l, names[i]));
   const svg = renderLineChart(series, {
-    width: opts.width, height: opts.height,
+    width: opts.width,
+    height: opts.height,
     title: opts.title ?? METRIC_TEXT[metric].title,
     note: smooth > 0 ? `EMA smoothing ${smooth} (raw curve faint)` : undefined,
-    xLabel: xAxis, yLabel: METRIC_TEXT[metric].label,
-    logY: opts.logY, xlim: opts.xlim, ylim: opts.ylim,
+    xLabel: xAxis,
+    yLabel: METRIC_TEXT[metric].label,
+    logY: opts.logY,
+    xlim: opts.xlim,
+    ylim: opts.ylim,
   });
-  return { svg, series, runs, summary: summaryText(curves.map((c) => c.main), runs, { logY: opts.logY }) };
+  return {
+    svg,
+    series,
+    runs,
+    summary: summaryText(
+      curves.map((c) => c.main),
+      runs,
+      { logY: opts.logY },
+    ),
+  };
 }

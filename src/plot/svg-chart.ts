@@ -72,7 +72,12 @@ const GRID_MINOR = '#f3f3f3';
 
 // ---- numbers ------------------------------------------------------------------------------
 
-const SUFFIXES: [number, string][] = [[1e12, 'T'], [1e9, 'B'], [1e6, 'M'], [1e3, 'k']];
+const SUFFIXES: [number, string][] = [
+  [1e12, 'T'],
+  [1e9, 'B'],
+  [1e6, 'M'],
+  [1e3, 'k'],
+];
 
 /** Removes float noise: 0.30000000000000004 → 0.3, -0 → 0. */
 function clean(v: number): number {
@@ -147,10 +152,11 @@ export function logTicks(lo: number, hi: number, maxTicks = 8): { major: number[
   const inRange = (v: number) => v >= lo * (1 - 1e-9) && v <= hi * (1 + 1e-9);
   const grid = (mults: number[]) => {
     const out: number[] = [];
-    for (let k = k0; k <= k1; k++) for (const m of mults) {
-      const v = clean(m * 10 ** k);
-      if (inRange(v)) out.push(v);
-    }
+    for (let k = k0; k <= k1; k++)
+      for (const m of mults) {
+        const v = clean(m * 10 ** k);
+        if (inRange(v)) out.push(v);
+      }
     return out;
   };
   const all = [1, 2, 3, 4, 5, 6, 7, 8, 9];
@@ -173,10 +179,16 @@ export function logTicks(lo: number, hi: number, maxTicks = 8): { major: number[
 
 /** Escapes text for SVG content and attributes, dropping characters XML 1.0 forbids. */
 export function escapeXml(s: string): string {
-  return s
-    // eslint-disable-next-line no-control-regex
-    .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, '')
-    .replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+  return (
+    s
+      // eslint-disable-next-line no-control-regex
+      .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/g, '')
+      .replace(/&/g, '&amp;')
+      .replace(/</g, '&lt;')
+      .replace(/>/g, '&gt;')
+      .replace(/"/g, '&quot;')
+      .replace(/'/g, '&#39;')
+  );
 }
 
 /**
@@ -187,7 +199,7 @@ export function escapeXml(s: string): string {
 export function textWidth(s: string, size: number): number {
   let em = 0;
   for (const c of s) {
-    if ('ijlI.,:;!|\'`'.includes(c)) em += 0.3;
+    if ("ijlI.,:;!|'`".includes(c)) em += 0.3;
     else if ('ftr()[]{} -/'.includes(c)) em += 0.4;
     else if ('mwMW@%&<>=+~'.includes(c)) em += 0.86;
     else if (c >= 'A' && c <= 'Z') em += 0.72;
@@ -212,44 +224,70 @@ interface Axis {
 
 function makeAxis(lo: number, hi: number, log: boolean, p0: number, p1: number): Axis {
   const f = log ? Math.log10 : (v: number) => v;
-  const a = f(lo), b = f(hi);
+  const a = f(lo),
+    b = f(hi);
   const scale = (p1 - p0) / (b - a);
   return { lo, hi, log, px: (v) => p0 + (f(v) - a) * scale };
 }
 
 /** The data range of the series that fit the range, x first, then y over the points inside the x range. */
 function dataRanges(series: readonly Series[], logY: boolean, xlim: Limits, ylim: Limits) {
-  let xlo = Infinity, xhi = -Infinity;
+  let xlo = Infinity,
+    xhi = -Infinity;
   for (const s of series) {
     if (s.fitRange === false) continue;
-    for (const [x, y] of s.points) if (Number.isFinite(x) && Number.isFinite(y)) { xlo = Math.min(xlo, x); xhi = Math.max(xhi, x); }
+    for (const [x, y] of s.points)
+      if (Number.isFinite(x) && Number.isFinite(y)) {
+        xlo = Math.min(xlo, x);
+        xhi = Math.max(xhi, x);
+      }
   }
-  if (xlo > xhi) { xlo = 0; xhi = 1; }
+  if (xlo > xhi) {
+    xlo = 0;
+    xhi = 1;
+  }
   // steps and token counts start near 0: start the axis at 0 rather than at the first logged step
   if (xlo >= 0 && xlo <= 0.05 * xhi) xlo = 0;
-  if (xlo === xhi) { xlo -= Math.abs(xlo) * 0.5 || 1; xhi += Math.abs(xhi) * 0.5 || 1; }
+  if (xlo === xhi) {
+    xlo -= Math.abs(xlo) * 0.5 || 1;
+    xhi += Math.abs(xhi) * 0.5 || 1;
+  }
   xlo = xlim[0] ?? xlo;
   xhi = xlim[1] ?? xhi;
 
-  let ylo = Infinity, yhi = -Infinity;
+  let ylo = Infinity,
+    yhi = -Infinity;
   for (const s of series) {
     if (s.fitRange === false) continue;
     for (const [x, y] of s.points) {
       if (!Number.isFinite(y) || (logY && y <= 0) || x < xlo || x > xhi) continue;
-      ylo = Math.min(ylo, y); yhi = Math.max(yhi, y);
+      ylo = Math.min(ylo, y);
+      yhi = Math.max(yhi, y);
     }
   }
-  if (ylo > yhi) { ylo = logY ? 1 : 0; yhi = logY ? 10 : 1; }
+  if (ylo > yhi) {
+    ylo = logY ? 1 : 0;
+    yhi = logY ? 10 : 1;
+  }
   if (logY) {
     // a 5 % margin in log space
-    let a = Math.log10(ylo), b = Math.log10(yhi);
-    if (a === b) { a -= 0.3; b += 0.3; }
+    let a = Math.log10(ylo),
+      b = Math.log10(yhi);
+    if (a === b) {
+      a -= 0.3;
+      b += 0.3;
+    }
     const m = (b - a) * 0.05;
-    ylo = 10 ** (a - m); yhi = 10 ** (b + m);
+    ylo = 10 ** (a - m);
+    yhi = 10 ** (b + m);
   } else {
-    if (ylo === yhi) { ylo -= Math.abs(ylo) * 0.1 || 1; yhi += Math.abs(yhi) * 0.1 || 1; }
+    if (ylo === yhi) {
+      ylo -= Math.abs(ylo) * 0.1 || 1;
+      yhi += Math.abs(yhi) * 0.1 || 1;
+    }
     const m = (yhi - ylo) * 0.05;
-    ylo -= m; yhi += m;
+    ylo -= m;
+    yhi += m;
   }
   ylo = ylim[0] ?? ylo;
   yhi = ylim[1] ?? yhi;
@@ -258,7 +296,8 @@ function dataRanges(series: readonly Series[], logY: boolean, xlim: Limits, ylim
 
 /** Keeps the points inside [xlo, xhi] plus one neighbour on each side (so lines run to the edge). */
 function windowed(points: readonly XY[], xlo: number, xhi: number): readonly XY[] {
-  let i0 = 0, i1 = points.length;
+  let i0 = 0,
+    i1 = points.length;
   while (i0 < points.length && points[i0][0] < xlo) i0++;
   while (i1 > i0 && points[i1 - 1][0] > xhi) i1--;
   if (i0 === 0 && i1 === points.length) return points;
@@ -282,16 +321,28 @@ function toPixels(points: readonly XY[], xa: Axis, ya: Axis, plotW: number): ([n
   let bucket: XY[] = [];
   const flush = () => {
     if (bucket.length === 0) return;
-    let lo = bucket[0], hi = bucket[0];
-    for (const p of bucket) { if (p[1] < lo[1]) lo = p; if (p[1] > hi[1]) hi = p; }
+    let lo = bucket[0],
+      hi = bucket[0];
+    for (const p of bucket) {
+      if (p[1] < lo[1]) lo = p;
+      if (p[1] > hi[1]) hi = p;
+    }
     const keep = new Set([bucket[0], lo, hi, bucket[bucket.length - 1]]);
     for (const p of bucket) if (keep.has(p)) out.push([xa.px(p[0]), clampY(ya.px(p[1]))]);
     bucket = [];
   };
   for (const p of points) {
-    if (!Number.isFinite(p[0]) || !valid(p[1])) { flush(); col = NaN; out.push(null); continue; }
+    if (!Number.isFinite(p[0]) || !valid(p[1])) {
+      flush();
+      col = NaN;
+      out.push(null);
+      continue;
+    }
     const c = Math.floor(xa.px(p[0]));
-    if (c !== col) { flush(); col = c; }
+    if (c !== col) {
+      flush();
+      col = c;
+    }
     bucket.push(p);
   }
   flush();
@@ -315,7 +366,8 @@ function pathData(px: ([number, number] | null)[]): { d: string; lone: [number, 
 /** Points every few px along a polyline, for finding the legend a free corner. */
 function sampleAlong(px: ([number, number] | null)[], into: [number, number][]): void {
   for (let i = 0; i < px.length; i++) {
-    const p = px[i], q = i > 0 ? px[i - 1] : null;
+    const p = px[i],
+      q = i > 0 ? px[i - 1] : null;
     if (!p) continue;
     if (q) {
       const n = Math.min(200, Math.ceil(Math.hypot(p[0] - q[0], p[1] - q[1]) / 4));
@@ -363,7 +415,9 @@ export function renderLineChart(series: readonly Series[], opts: ChartOptions = 
   const top = opts.title || opts.note ? 44 : 16;
   const bottom = 6 + TICK_FONT + (opts.xLabel ? 10 + LABEL_FONT : 0) + 12; // tick labels, axis label, margin
   const plotH = H - top - bottom;
-  let yMajor: number[], yMinor: number[] = [], yStep: number | undefined;
+  let yMajor: number[],
+    yMinor: number[] = [],
+    yStep: number | undefined;
   if (logY) ({ major: yMajor, minor: yMinor, step: yStep } = logTicks(ylo, yhi, Math.max(3, Math.floor(plotH / 40))));
   else ({ values: yMajor, step: yStep } = niceTicks(ylo, yhi, Math.max(2, Math.floor(plotH / 42))));
   const yLabels = formatTicks(yMajor, yStep);
@@ -371,7 +425,8 @@ export function renderLineChart(series: readonly Series[], opts: ChartOptions = 
   const left = 12 + (opts.yLabel ? LABEL_FONT + 10 : 0) + yLabelW + 8;
   const right = 24;
   const plotW = W - left - right;
-  if (plotW < 40 || plotH < 40) throw new Error(`a ${W}×${H} chart leaves no room to plot (at least ~${Math.ceil(W - plotW + 40)}×${Math.ceil(H - plotH + 40)} px needed)`);
+  if (plotW < 40 || plotH < 40)
+    throw new Error(`a ${W}×${H} chart leaves no room to plot (at least ~${Math.ceil(W - plotW + 40)}×${Math.ceil(H - plotH + 40)} px needed)`);
   const xa = makeAxis(xlo, xhi, false, left, left + plotW);
   const ya = makeAxis(ylo, yhi, logY, top + plotH, top);
   const { values: xMajor, step: xStep } = niceTicks(xlo, xhi, Math.max(2, Math.floor(plotW / 90)));
@@ -380,12 +435,15 @@ export function renderLineChart(series: readonly Series[], opts: ChartOptions = 
   const out: string[] = [];
   const title = opts.title ?? '';
   const clip = `plot-area-${hash(title + series.map((s) => s.name).join('\n') + W + 'x' + H)}`;
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img"${title ? ` aria-label="${escapeXml(title)}"` : ''}>`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img"${title ? ` aria-label="${escapeXml(title)}"` : ''}>`,
+  );
   if (title) out.push(`<title>${escapeXml(title)}</title>`);
   out.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`);
   out.push(`<g font-family="${FONT_FAMILY}" fill="${INK}">`);
   if (title) out.push(`<text x="${num(left)}" y="${num(top - 18)}" font-size="${TITLE_FONT}" font-weight="bold">${escapeXml(title)}</text>`);
-  if (opts.note) out.push(`<text x="${num(left + plotW)}" y="${num(top - 18)}" font-size="${TICK_FONT}" fill="${MUTED}" text-anchor="end">${escapeXml(opts.note)}</text>`);
+  if (opts.note)
+    out.push(`<text x="${num(left + plotW)}" y="${num(top - 18)}" font-size="${TICK_FONT}" fill="${MUTED}" text-anchor="end">${escapeXml(opts.note)}</text>`);
 
   // grid: minor lines first, majors over them
   const grid: string[] = [];
@@ -405,7 +463,11 @@ export function renderLineChart(series: readonly Series[], opts: ChartOptions = 
     if (d) out.push(`<path d="${d}" ${strokeAttrs(s, color)}/>`);
     const dots = px.filter((p): p is [number, number] => p !== null);
     if (s.markers && dots.length <= MAX_MARKERS) for (const [x, y] of dots) out.push(marker(x, y, color, s.opacity));
-    else for (const [x, y] of lone) out.push(`<circle cx="${num(x)}" cy="${num(y)}" r="${(s.width ?? 1.75) + 0.5}" fill="${escapeXml(color)}"${(s.opacity ?? 1) < 1 ? ` opacity="${s.opacity}"` : ''}/>`);
+    else
+      for (const [x, y] of lone)
+        out.push(
+          `<circle cx="${num(x)}" cy="${num(y)}" r="${(s.width ?? 1.75) + 0.5}" fill="${escapeXml(color)}"${(s.opacity ?? 1) < 1 ? ` opacity="${s.opacity}"` : ''}/>`,
+        );
     const along: [number, number][] = [];
     sampleAlong(px, along);
     occupied.push({ points: along, weight: s.opacity ?? 1 });
@@ -426,10 +488,16 @@ export function renderLineChart(series: readonly Series[], opts: ChartOptions = 
     ticks.push(`<text x="${num(x)}" y="${num(top + plotH + 6 + TICK_FONT)}" text-anchor="middle">${escapeXml(xLabels[i])}</text>`);
   });
   out.push(`<g font-size="${TICK_FONT}" fill="${MUTED}">${ticks.join('')}</g>`);
-  if (opts.xLabel) out.push(`<text x="${num(left + plotW / 2)}" y="${num(top + plotH + 6 + TICK_FONT + 10 + LABEL_FONT)}" font-size="${LABEL_FONT}" text-anchor="middle">${escapeXml(opts.xLabel)}</text>`);
+  if (opts.xLabel)
+    out.push(
+      `<text x="${num(left + plotW / 2)}" y="${num(top + plotH + 6 + TICK_FONT + 10 + LABEL_FONT)}" font-size="${LABEL_FONT}" text-anchor="middle">${escapeXml(opts.xLabel)}</text>`,
+    );
   if (opts.yLabel) {
-    const x = 12 + LABEL_FONT * 0.8, y = top + plotH / 2;
-    out.push(`<text x="${num(x)}" y="${num(y)}" font-size="${LABEL_FONT}" text-anchor="middle" transform="rotate(-90 ${num(x)} ${num(y)})">${escapeXml(opts.yLabel)}</text>`);
+    const x = 12 + LABEL_FONT * 0.8,
+      y = top + plotH / 2;
+    out.push(
+      `<text x="${num(x)}" y="${num(y)}" font-size="${LABEL_FONT}" text-anchor="middle" transform="rotate(-90 ${num(x)} ${num(y)})">${escapeXml(opts.yLabel)}</text>`,
+    );
   }
 
   const listed = series.map((s, i) => ({ s, color: colorOf(s, i) })).filter(({ s }) => s.legend !== false);
@@ -442,24 +510,46 @@ export function renderLineChart(series: readonly Series[], opts: ChartOptions = 
  * The legend box, inside the plot in the corner that covers the least of the curves (faint ones
  * count by their opacity; upper right first on a tie, as matplotlib's loc="best").
  */
-function legend(items: { s: Series; color: string }[], area: { left: number; top: number; plotW: number; plotH: number }, occupied: { points: [number, number][]; weight: number }[]): string {
-  const row = 18, pad = 8, sample = 26, gap = 6, inset = 10;
+function legend(
+  items: { s: Series; color: string }[],
+  area: { left: number; top: number; plotW: number; plotH: number },
+  occupied: { points: [number, number][]; weight: number }[],
+): string {
+  const row = 18,
+    pad = 8,
+    sample = 26,
+    gap = 6,
+    inset = 10;
   const w = pad * 2 + sample + gap + Math.max(...items.map(({ s }) => textWidth(s.name, TICK_FONT)));
   const h = pad * 2 + row * items.length - (row - TICK_FONT) + 2;
-  const x0 = area.left + inset, x1 = area.left + area.plotW - inset - w;
-  const y0 = area.top + inset, y1 = area.top + area.plotH - inset - h;
-  const corners: [number, number][] = [[x1, y0], [x0, y0], [x0, y1], [x1, y1]];
-  let best = corners[0], fewest = Infinity;
+  const x0 = area.left + inset,
+    x1 = area.left + area.plotW - inset - w;
+  const y0 = area.top + inset,
+    y1 = area.top + area.plotH - inset - h;
+  const corners: [number, number][] = [
+    [x1, y0],
+    [x0, y0],
+    [x0, y1],
+    [x1, y1],
+  ];
+  let best = corners[0],
+    fewest = Infinity;
   const m = 6; // keep curves a little away from the box, not just out of it
   for (const [cx, cy] of corners) {
     let n = 0;
     for (const { points, weight } of occupied) {
       for (const [px, py] of points) if (px >= cx - m && px <= cx + w + m && py >= cy - m && py <= cy + h + m) n += weight;
     }
-    if (n < fewest) { fewest = n; best = [cx, cy]; }
+    if (n < fewest) {
+      fewest = n;
+      best = [cx, cy];
+    }
   }
   const [bx, by] = best;
-  const parts = [`<g font-size="${TICK_FONT}">`, `<rect x="${num(bx)}" y="${num(by)}" width="${num(w)}" height="${num(h)}" rx="3" fill="#ffffff" fill-opacity="0.9" stroke="#cccccc"/>`];
+  const parts = [
+    `<g font-size="${TICK_FONT}">`,
+    `<rect x="${num(bx)}" y="${num(by)}" width="${num(w)}" height="${num(h)}" rx="3" fill="#ffffff" fill-opacity="0.9" stroke="#cccccc"/>`,
+  ];
   items.forEach(({ s, color }, i) => {
     const cy = by + pad + 1 + i * row + TICK_FONT / 2;
     const sx = bx + pad;

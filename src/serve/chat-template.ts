@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Template } from '@huggingface/jinja';
-import { encodeChat, encodeWithSpecials, type ChatMessage } from '../generate/chat.ts';
+import { type ChatMessage, encodeChat, encodeWithSpecials } from '../generate/chat.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 
 export interface ChatFormat {
@@ -32,8 +32,9 @@ export function chatFormat(modelDir: string | null, tok: Tokenizer): ChatFormat 
       } catch (e) {
         throw new Error(`${file}: chat_template does not parse: ${(e as Error).message}`);
       }
-      const tokenText = (t: unknown, fallback: string) => (typeof t === 'string' ? t : (t as { content?: string } | undefined)?.content ?? fallback);
-      const bos = tokenText(cfg.bos_token, '<s>'), eos = tokenText(cfg.eos_token, '</s>');
+      const tokenText = (t: unknown, fallback: string) => (typeof t === 'string' ? t : ((t as { content?: string } | undefined)?.content ?? fallback));
+      const bos = tokenText(cfg.bos_token, '<s>'),
+        eos = tokenText(cfg.eos_token, '</s>');
       return {
         source: `${file} (chat_template)`,
         encode: (messages) => encodeWithSpecials(tok, template.render({ messages, bos_token: bos, eos_token: eos, add_generation_prompt: true })),

@@ -11,9 +11,9 @@
 // "length" and its text is a prefix of a valid document, not a document (as OpenAI's API does).
 import type { TokenConstraint } from '../engine/engine.ts';
 import { PieceType, type Tokenizer } from '../tokenizer/index.ts';
-import type { ResponseFormat } from './params.ts';
 import { badParam } from './errors.ts';
 import { ANY_OBJECT_ROOT, compileSchema, JsonRecognizer, SchemaError, type SchemaNode } from './json-schema.ts';
+import type { ResponseFormat } from './params.ts';
 
 /** What a token adds to the output: text, a raw byte ≥ 0x80 (part of a multi-byte character), or null (control pieces: never allowed). */
 type TokenText = string | number | null;
@@ -23,8 +23,10 @@ function tokenTexts(tok: Tokenizer, vocab: number): TokenText[] {
   for (let id = 0; id < Math.min(vocab, tok.vocabSize); id++) {
     const piece = tok.idToPiece(id);
     const m = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
-    if (m) { const b = parseInt(m[1], 16); out.push(b < 0x80 ? String.fromCharCode(b) : b); }
-    else if (tok.table.types[id] !== PieceType.NORMAL && tok.table.types[id] !== PieceType.USER_DEFINED) out.push(null);
+    if (m) {
+      const b = parseInt(m[1], 16);
+      out.push(b < 0x80 ? String.fromCharCode(b) : b);
+    } else if (tok.table.types[id] !== PieceType.NORMAL && tok.table.types[id] !== PieceType.USER_DEFINED) out.push(null);
     else out.push(piece.replace(/\u2581/g, ' '));
   }
   return out;
@@ -53,7 +55,10 @@ export class JsonConstraint implements TokenConstraint {
 
   constructor(tok: Tokenizer, vocab: number, root: SchemaNode = ANY_OBJECT_ROOT) {
     let t = textsCache.get(tok);
-    if (!t) { const texts = tokenTexts(tok, vocab); textsCache.set(tok, (t = { texts, groups: groupByFirst(texts) })); }
+    if (!t) {
+      const texts = tokenTexts(tok, vocab);
+      textsCache.set(tok, (t = { texts, groups: groupByFirst(texts) }));
+    }
     this.texts = t.texts;
     this.groups = t.groups;
     this.r = new JsonRecognizer(root);
@@ -63,7 +68,10 @@ export class JsonConstraint implements TokenConstraint {
     allowed.fill(0);
     for (const [first, ids] of this.groups) {
       if (!JsonConstraint.run(this.r.fork(), first)) continue;
-      if (ids.length === 1) { allowed[ids[0]] = 1; continue; }
+      if (ids.length === 1) {
+        allowed[ids[0]] = 1;
+        continue;
+      }
       for (const id of ids) if (JsonConstraint.run(this.r.fork(), this.texts[id])) allowed[id] = 1;
     }
   }
@@ -99,7 +107,8 @@ export function compileFormat(tok: Tokenizer, format: ResponseFormat, vocab: num
     try {
       root = compileSchema(format.schema);
     } catch (e) {
-      if (e instanceof SchemaError) throw badParam('response_format', `response_format json_schema ${JSON.stringify(format.name)}: ${e.message}`, 'unsupported_schema');
+      if (e instanceof SchemaError)
+        throw badParam('response_format', `response_format json_schema ${JSON.stringify(format.name)}: ${e.message}`, 'unsupported_schema');
       throw e;
     }
   }

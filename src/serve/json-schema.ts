@@ -25,18 +25,38 @@ export type SchemaNode =
   | { k: 'union'; alts: SchemaNode[] }; // alternatives start with different characters
 
 export class SchemaError extends Error {
-  constructor(readonly path: string, message: string) {
+  constructor(
+    readonly path: string,
+    message: string,
+  ) {
     super(`${message} (at ${path})`);
     this.name = 'SchemaError';
   }
 }
 
-const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'deprecated', 'readOnly', 'writeOnly', '$defs', 'definitions', 'strict']);
+const ANNOTATIONS = new Set([
+  'title',
+  'description',
+  'default',
+  'examples',
+  '$schema',
+  '$id',
+  '$comment',
+  'deprecated',
+  'readOnly',
+  'writeOnly',
+  '$defs',
+  'definitions',
+  'strict',
+]);
 const BY_TYPE: Record<string, string[]> = {
   object: ['properties', 'required', 'additionalProperties'],
   array: ['items', 'minItems', 'maxItems'],
   string: ['minLength', 'maxLength'],
-  number: [], integer: [], boolean: [], null: [],
+  number: [],
+  integer: [],
+  boolean: [],
+  null: [],
 };
 export const SUPPORTED_KEYWORDS = ['type', 'enum', 'const', 'anyOf', 'oneOf', '$ref', ...new Set(Object.values(BY_TYPE).flat())];
 
@@ -50,21 +70,33 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 /** Any JSON value (free-form objects and arrays hold any values). */
 export const ANY: SchemaNode = { k: 'union', alts: [] };
 const ANY_OBJECT: SchemaNode = { k: 'object', props: [], required: [], free: true };
-(ANY as { alts: SchemaNode[] }).alts.push(ANY_OBJECT, { k: 'array', items: ANY, min: 0, max: Infinity }, { k: 'string', min: 0, max: Infinity },
-  { k: 'number', int: false }, { k: 'lits', values: ['true', 'false', 'null'] });
+(ANY as { alts: SchemaNode[] }).alts.push(
+  ANY_OBJECT,
+  { k: 'array', items: ANY, min: 0, max: Infinity },
+  { k: 'string', min: 0, max: Infinity },
+  { k: 'number', int: false },
+  { k: 'lits', values: ['true', 'false', 'null'] },
+);
 /** Any JSON object: response_format json_object. */
 export const ANY_OBJECT_ROOT = ANY_OBJECT;
 
 /** The characters a value of this node can start with. */
 function firsts(n: SchemaNode): string {
   switch (n.k) {
-    case 'object': return '{';
-    case 'array': return '[';
-    case 'string': return '"';
-    case 'number': return '-0123456789';
-    case 'lits': return [...new Set(n.values.map((v) => v[0]))].join('');
-    case 'union': return n.alts.map(firsts).join('');
-    default: throw new SchemaError('#', 'a recursive $ref directly inside anyOf / oneOf is not supported');
+    case 'object':
+      return '{';
+    case 'array':
+      return '[';
+    case 'string':
+      return '"';
+    case 'number':
+      return '-0123456789';
+    case 'lits':
+      return [...new Set(n.values.map((v) => v[0]))].join('');
+    case 'union':
+      return n.alts.map(firsts).join('');
+    default:
+      throw new SchemaError('#', 'a recursive $ref directly inside anyOf / oneOf is not supported');
   }
 }
 
@@ -81,15 +113,17 @@ export function compileSchema(schema: unknown): SchemaNode {
       if (others.length) throw new SchemaError(path, `keywords beside $ref are not supported: ${others.join(', ')}`);
       return resolveRef(s.$ref, path);
     }
-    const types: string[] = s.type === undefined ? [] : Array.isArray(s.type) ? s.type as string[] : [s.type as string];
+    const types: string[] = s.type === undefined ? [] : Array.isArray(s.type) ? (s.type as string[]) : [s.type as string];
     for (const t of types) if (!(t in BY_TYPE)) throw new SchemaError(path, `unknown type ${JSON.stringify(t)}`);
     const allowed = new Set(['type', 'enum', 'const', 'anyOf', 'oneOf', ...ANNOTATIONS]);
     const implied = types.length ? types : Object.keys(BY_TYPE);
     for (const t of implied) for (const k of BY_TYPE[t]) allowed.add(k);
     const bad = Object.keys(s).filter((k) => !allowed.has(k));
     if (bad.length) {
-      throw new SchemaError(path, `unsupported JSON Schema keyword${bad.length > 1 ? 's' : ''} ${bad.map((k) => `'${k}'`).join(', ')}` +
-        ` (supported: ${SUPPORTED_KEYWORDS.join(', ')})`);
+      throw new SchemaError(
+        path,
+        `unsupported JSON Schema keyword${bad.length > 1 ? 's' : ''} ${bad.map((k) => `'${k}'`).join(', ')}` + ` (supported: ${SUPPORTED_KEYWORDS.join(', ')})`,
+      );
     }
     if (s.enum !== undefined || s.const !== undefined) {
       const vals = s.const !== undefined ? [s.const] : s.enum;
@@ -103,7 +137,10 @@ export function compileSchema(schema: unknown): SchemaNode {
       const key = s.anyOf !== undefined ? 'anyOf' : 'oneOf';
       if (!Array.isArray(alts) || alts.length === 0) throw new SchemaError(path, `${key} must be a non-empty list of schemas`);
       if (types.length) throw new SchemaError(path, `'type' beside ${key} is not supported: put it in each alternative`);
-      return union(alts.map((a, i) => compile(a, `${path}/${key}/${i}`)), path);
+      return union(
+        alts.map((a, i) => compile(a, `${path}/${key}/${i}`)),
+        path,
+      );
     }
     if (types.length === 0) {
       if (s.properties !== undefined || s.required !== undefined || s.additionalProperties !== undefined) return object(s, path);
@@ -112,20 +149,30 @@ export function compileSchema(schema: unknown): SchemaNode {
     }
     const set = new Set(types);
     if (set.has('integer') && set.has('number')) set.delete('integer');
-    return union([...set].map((t) => {
-      switch (t) {
-        case 'object': return object(s, path);
-        case 'array': return array(s, path);
-        case 'string': {
-          const min = count(s, 'minLength', 0, path), max = count(s, 'maxLength', Infinity, path);
-          if (min > max) throw new SchemaError(path, `minLength ${min} > maxLength ${max}`);
-          return { k: 'string', min, max } as SchemaNode;
+    return union(
+      [...set].map((t) => {
+        switch (t) {
+          case 'object':
+            return object(s, path);
+          case 'array':
+            return array(s, path);
+          case 'string': {
+            const min = count(s, 'minLength', 0, path),
+              max = count(s, 'maxLength', Infinity, path);
+            if (min > max) throw new SchemaError(path, `minLength ${min} > maxLength ${max}`);
+            return { k: 'string', min, max } as SchemaNode;
+          }
+          case 'number':
+          case 'integer':
+            return { k: 'number', int: t === 'integer' } as SchemaNode;
+          case 'boolean':
+            return { k: 'lits', values: ['true', 'false'] } as SchemaNode;
+          default:
+            return { k: 'lits', values: ['null'] } as SchemaNode;
         }
-        case 'number': case 'integer': return { k: 'number', int: t === 'integer' } as SchemaNode;
-        case 'boolean': return { k: 'lits', values: ['true', 'false'] } as SchemaNode;
-        default: return { k: 'lits', values: ['null'] } as SchemaNode;
-      }
-    }), path);
+      }),
+      path,
+    );
   };
 
   const object = (s: Record<string, unknown>, path: string): SchemaNode => {
@@ -150,7 +197,8 @@ export function compileSchema(schema: unknown): SchemaNode {
   };
 
   const array = (s: Record<string, unknown>, path: string): SchemaNode => {
-    const min = count(s, 'minItems', 0, path), max = count(s, 'maxItems', Infinity, path);
+    const min = count(s, 'minItems', 0, path),
+      max = count(s, 'maxItems', Infinity, path);
     if (min > max) throw new SchemaError(path, `minItems ${min} > maxItems ${max}`);
     const items = s.items === undefined ? ANY : compile(s.items, `${path}/items`);
     return { k: 'array', items, min, max };
@@ -167,7 +215,8 @@ export function compileSchema(schema: unknown): SchemaNode {
       refs.set(ref, node);
       return Object.assign(node, compile(root, '#'));
     }
-    if (!m || !isObj(defs) || !(name in defs)) throw new SchemaError(path, `$ref ${JSON.stringify(ref)}: only local #/$defs/NAME or #/definitions/NAME references that exist are supported`);
+    if (!m || !isObj(defs) || !(name in defs))
+      throw new SchemaError(path, `$ref ${JSON.stringify(ref)}: only local #/$defs/NAME or #/definitions/NAME references that exist are supported`);
     const node = {} as SchemaNode; // filled below; a recursive reference sees this object
     refs.set(ref, node);
     return Object.assign(node, compile(defs[name], ref));
@@ -178,7 +227,11 @@ export function compileSchema(schema: unknown): SchemaNode {
     const seen = new Map<string, number>();
     alts.forEach((a, i) => {
       for (const c of firsts(a)) {
-        if (seen.has(c) && seen.get(c) !== i) throw new SchemaError(path, `alternatives that can start with the same character (${JSON.stringify(c)}) are not supported: each alternative must be a different type`);
+        if (seen.has(c) && seen.get(c) !== i)
+          throw new SchemaError(
+            path,
+            `alternatives that can start with the same character (${JSON.stringify(c)}) are not supported: each alternative must be a different type`,
+          );
         seen.set(c, i);
       }
     });
@@ -200,23 +253,51 @@ function count(s: Record<string, unknown>, key: string, dflt: number, path: stri
 
 function matchesType(v: unknown, t: string): boolean {
   switch (t) {
-    case 'object': return isObj(v);
-    case 'array': return Array.isArray(v);
-    case 'string': return typeof v === 'string';
-    case 'number': return typeof v === 'number';
-    case 'integer': return Number.isInteger(v);
-    case 'boolean': return typeof v === 'boolean';
-    default: return v === null;
+    case 'object':
+      return isObj(v);
+    case 'array':
+      return Array.isArray(v);
+    case 'string':
+      return typeof v === 'string';
+    case 'number':
+      return typeof v === 'number';
+    case 'integer':
+      return Number.isInteger(v);
+    case 'boolean':
+      return typeof v === 'boolean';
+    default:
+      return v === null;
   }
 }
 
 // ---- the recognizer ----
 
-const enum F { Value, Obj, Key, Arr, Str, Num, Lit }
+const enum F {
+  Value,
+  Obj,
+  Key,
+  Arr,
+  Str,
+  Num,
+  Lit,
+}
 // object states: before '{', after '{', after ',', in a key, before ':', in a value, after a value
-const enum O { Open, KeyOrEnd, Key, InKey, Colon, InValue, After }
+const enum O {
+  Open,
+  KeyOrEnd,
+  Key,
+  InKey,
+  Colon,
+  InValue,
+  After,
+}
 // array states
-const enum A { Open, ValOrEnd, InValue, After }
+const enum A {
+  Open,
+  ValOrEnd,
+  InValue,
+  After,
+}
 
 interface Frame {
   f: F;
@@ -234,9 +315,15 @@ interface Frame {
 const frame = (f: F, node: SchemaNode, st = 0): Frame => ({ f, node, st, ws: 0, seen: '', cur: -1, n: 0, esc: 0, utf: 0, s: '' });
 
 const MAX_NUMBER = 24;
-const FAIL = 0, OK = 1, DONE = 2, REFEED = 3, AGAIN = 4;
-const INT_PARTIAL = /^-?(0|[1-9]\d*)?$/, INT_DONE = /^-?(0|[1-9]\d*)$/;
-const NUM_PARTIAL = /^-?$|^-?(0|[1-9]\d*)(\.\d*|(\.\d+)?[eE][+-]?\d{0,2})?$/, NUM_DONE = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d{1,2})?$/;
+const FAIL = 0,
+  OK = 1,
+  DONE = 2,
+  REFEED = 3,
+  AGAIN = 4;
+const INT_PARTIAL = /^-?(0|[1-9]\d*)?$/,
+  INT_DONE = /^-?(0|[1-9]\d*)$/;
+const NUM_PARTIAL = /^-?$|^-?(0|[1-9]\d*)(\.\d*|(\.\d+)?[eE][+-]?\d{0,2})?$/,
+  NUM_DONE = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d{1,2})?$/;
 
 export class JsonRecognizer {
   private stack: Frame[];
@@ -260,7 +347,10 @@ export class JsonRecognizer {
 
   private top(): Frame {
     const i = this.stack.length - 1;
-    if (i < this.owned) { this.stack[i] = { ...this.stack[i] }; this.owned = i; }
+    if (i < this.owned) {
+      this.stack[i] = { ...this.stack[i] };
+      this.owned = i;
+    }
     return this.stack[i];
   }
 
@@ -301,9 +391,17 @@ export class JsonRecognizer {
 
   private childDone(p: Frame, child: Frame): void {
     if (p.f === F.Obj) {
-      if (p.st === O.InKey) { p.cur = child.cur; p.st = O.Colon; }
-      else { if (p.cur >= 0) p.seen += String.fromCharCode(p.cur); p.st = O.After; }
-    } else if (p.f === F.Arr) { p.n++; p.st = A.After; }
+      if (p.st === O.InKey) {
+        p.cur = child.cur;
+        p.st = O.Colon;
+      } else {
+        if (p.cur >= 0) p.seen += String.fromCharCode(p.cur);
+        p.st = O.After;
+      }
+    } else if (p.f === F.Arr) {
+      p.n++;
+      p.st = A.After;
+    }
     p.ws = 0;
   }
 
@@ -314,13 +412,25 @@ export class JsonRecognizer {
         if (ws) return fr.ws++ < 1 ? OK : FAIL;
         const node = pick(fr.node, c);
         if (!node) return FAIL;
-        this.stack[this.stack.length - 1] = node.k === 'object' ? frame(F.Obj, node) : node.k === 'array' ? frame(F.Arr, node)
-          : node.k === 'string' ? frame(F.Str, node, -1) : node.k === 'number' ? frame(F.Num, node) : frame(F.Lit, node);
+        this.stack[this.stack.length - 1] =
+          node.k === 'object'
+            ? frame(F.Obj, node)
+            : node.k === 'array'
+              ? frame(F.Arr, node)
+              : node.k === 'string'
+                ? frame(F.Str, node, -1)
+                : node.k === 'number'
+                  ? frame(F.Num, node)
+                  : frame(F.Lit, node);
         return AGAIN;
       }
       case F.Obj: {
         const node = fr.node as Extract<SchemaNode, { k: 'object' }>;
-        if (fr.st === O.Open) { if (c !== '{') return FAIL; fr.st = O.KeyOrEnd; return OK; }
+        if (fr.st === O.Open) {
+          if (c !== '{') return FAIL;
+          fr.st = O.KeyOrEnd;
+          return OK;
+        }
         if (ws) return fr.ws++ < 1 ? OK : FAIL;
         fr.ws = 0;
         const more = node.free || fr.seen.length < node.props.length;
@@ -337,7 +447,10 @@ export class JsonRecognizer {
           this.stack.push(frame(F.Value, node.free ? ANY : node.props[fr.cur].node));
           return OK;
         }
-        if (fr.st === O.After && c === ',' && more) { fr.st = O.Key; return OK; }
+        if (fr.st === O.After && c === ',' && more) {
+          fr.st = O.Key;
+          return OK;
+        }
         return FAIL;
       }
       case F.Key: {
@@ -347,7 +460,10 @@ export class JsonRecognizer {
         const open = (i: number) => !parent.seen.includes(String.fromCharCode(i));
         if (c === '"') {
           const i = node.props.findIndex((p, j) => p.key === fr.s && open(j));
-          if (i >= 0) { fr.cur = i; return DONE; }
+          if (i >= 0) {
+            fr.cur = i;
+            return DONE;
+          }
         }
         const t = fr.s + c;
         if (!node.props.some((p, j) => open(j) && p.key.startsWith(t))) return FAIL;
@@ -356,7 +472,11 @@ export class JsonRecognizer {
       }
       case F.Arr: {
         const node = fr.node as Extract<SchemaNode, { k: 'array' }>;
-        if (fr.st === A.Open) { if (c !== '[') return FAIL; fr.st = A.ValOrEnd; return OK; }
+        if (fr.st === A.Open) {
+          if (c !== '[') return FAIL;
+          fr.st = A.ValOrEnd;
+          return OK;
+        }
         if (ws) return fr.ws++ < 1 ? OK : FAIL;
         fr.ws = 0;
         if (c === ']' && fr.n >= node.min) return DONE;
@@ -374,22 +494,36 @@ export class JsonRecognizer {
       }
       case F.Str: {
         const node = fr.node as Extract<SchemaNode, { k: 'string' }>;
-        if (fr.st < 0) { if (c !== '"') return FAIL; fr.st = 0; return OK; }
+        if (fr.st < 0) {
+          if (c !== '"') return FAIL;
+          fr.st = 0;
+          return OK;
+        }
         if (fr.utf) return FAIL;
         if (fr.esc === 1) {
-          if (c === 'u') { fr.esc = 5; return OK; }
+          if (c === 'u') {
+            fr.esc = 5;
+            return OK;
+          }
           if (!'"\\/bfnrt'.includes(c)) return FAIL;
-          fr.esc = 0; fr.n++;
+          fr.esc = 0;
+          fr.n++;
           return OK;
         }
         if (fr.esc > 1) {
           if (!/[0-9a-fA-F]/.test(c)) return FAIL;
-          if (--fr.esc === 1) { fr.esc = 0; fr.n++; }
+          if (--fr.esc === 1) {
+            fr.esc = 0;
+            fr.n++;
+          }
           return OK;
         }
         if (c === '"') return fr.n >= node.min ? DONE : FAIL;
         if (c < ' ' || fr.n >= node.max) return FAIL;
-        if (c === '\\') { fr.esc = 1; return OK; }
+        if (c === '\\') {
+          fr.esc = 1;
+          return OK;
+        }
         fr.n++;
         return OK;
       }
@@ -398,7 +532,10 @@ export class JsonRecognizer {
         const t = fr.s + c;
         const complete = node.int ? INT_DONE : NUM_DONE;
         // at most MAX_NUMBER characters (the last ones only to complete the number), so a model cannot write digits forever
-        if (/[-+0-9.eE]/.test(c) && (node.int ? INT_PARTIAL : NUM_PARTIAL).test(t) && (t.length <= MAX_NUMBER || (!complete.test(fr.s) && complete.test(t)))) { fr.s = t; return OK; }
+        if (/[-+0-9.eE]/.test(c) && (node.int ? INT_PARTIAL : NUM_PARTIAL).test(t) && (t.length <= MAX_NUMBER || (!complete.test(fr.s) && complete.test(t)))) {
+          fr.s = t;
+          return OK;
+        }
         return complete.test(fr.s) ? REFEED : FAIL;
       }
       case F.Lit: {
@@ -417,7 +554,10 @@ export class JsonRecognizer {
 /** The alternative of a node that a value starting with c belongs to. */
 function pick(n: SchemaNode, c: string): SchemaNode | null {
   if (n.k === 'union') {
-    for (const a of n.alts) { const p = pick(a, c); if (p) return p; }
+    for (const a of n.alts) {
+      const p = pick(a, c);
+      if (p) return p;
+    }
     return null;
   }
   return firsts(n).includes(c) ? n : null;

@@ -1,11 +1,17 @@
 // /metrics in Prometheus' text format: counters, gauges and histograms, kept in plain objects.
 
 type Labels = Record<string, string>;
-const key = (l: Labels) => Object.entries(l).map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`).join(',');
+const key = (l: Labels) =>
+  Object.entries(l)
+    .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`)
+    .join(',');
 
 class Counter {
   private readonly values = new Map<string, number>();
-  constructor(readonly name: string, readonly help: string) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
   inc(labels: Labels = {}, by = 1): void {
     const k = key(labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
@@ -20,7 +26,11 @@ class Histogram {
   private readonly counts: number[];
   private sum = 0;
   private count = 0;
-  constructor(readonly name: string, readonly help: string, readonly buckets: number[]) {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly buckets: number[],
+  ) {
     this.counts = buckets.map(() => 0);
   }
   observe(v: number): void {
@@ -45,18 +55,29 @@ export class ServerMetrics {
   readonly rejected = new Counter('openelm_requests_rejected_total', 'requests refused because the queue was full (429)');
   readonly cancelled = new Counter('openelm_sequences_cancelled_total', 'sequences ended by a client that went away');
   readonly ttft = new Histogram('openelm_time_to_first_token_seconds', 'time from request to first generated token', SECONDS);
-  readonly itl = new Histogram('openelm_inter_token_latency_seconds', 'time between consecutive tokens of a sequence', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
+  readonly itl = new Histogram(
+    'openelm_inter_token_latency_seconds',
+    'time between consecutive tokens of a sequence',
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  );
   readonly latency = new Histogram('openelm_request_duration_seconds', 'time from request to last byte of the response', SECONDS);
 
   text(gauges: { queue: number; active: number; parallel: number; steps: number }): string {
     const g = (name: string, help: string, v: number) => `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${v}\n`;
     return [
-      this.requests.text(), this.rejected.text(), this.cancelled.text(), this.promptTokens.text(), this.cachedTokens.text(), this.generatedTokens.text(),
+      this.requests.text(),
+      this.rejected.text(),
+      this.cancelled.text(),
+      this.promptTokens.text(),
+      this.cachedTokens.text(),
+      this.generatedTokens.text(),
       g('openelm_queue_length', 'requests waiting for a sequence slot', gauges.queue),
       g('openelm_active_sequences', 'sequences being prefilled or decoded', gauges.active),
       g('openelm_parallel_sequences', 'sequence slots (--parallel)', gauges.parallel),
       g('openelm_engine_steps', 'batched forward passes run so far', gauges.steps),
-      this.ttft.text(), this.itl.text(), this.latency.text(),
+      this.ttft.text(),
+      this.itl.text(),
+      this.latency.text(),
     ].join('');
   }
 }

@@ -1,7 +1,8 @@
 // The request bodies of /v1/completions and /v1/chat/completions, checked field by field into
 // what the engine takes. Every error is a 400 naming the parameter (OpenAI's shape).
-import type { SamplingOptions } from '../generate/sampler.ts';
+
 import type { LogitAdjustments } from '../engine/logits.ts';
+import type { SamplingOptions } from '../generate/sampler.ts';
 import { badParam } from './errors.ts';
 
 export interface ServeLimits {
@@ -104,7 +105,8 @@ export function commonParams(b: Body, limits: ServeLimits, chat: boolean): Commo
     for (const [k, v] of Object.entries(b.logit_bias)) {
       const id = Number(k);
       if (!/^\d+$/.test(k) || !Number.isSafeInteger(id)) throw badParam('logit_bias', `'logit_bias' keys must be token ids, got ${JSON.stringify(k)}`);
-      if (!isNum(v) || v < -100 || v > 100) throw badParam('logit_bias', `'logit_bias' values must be numbers in [-100, 100], got ${JSON.stringify(v)} for token ${k}`);
+      if (!isNum(v) || v < -100 || v > 100)
+        throw badParam('logit_bias', `'logit_bias' values must be numbers in [-100, 100], got ${JSON.stringify(v)} for token ${k}`);
       m.set(id, v);
     }
     if (m.size > 1024) throw badParam('logit_bias', `'logit_bias' takes at most 1024 tokens, got ${m.size}`);
@@ -116,7 +118,7 @@ export function commonParams(b: Body, limits: ServeLimits, chat: boolean): Commo
     const on = optBool(b, 'logprobs') ?? false;
     const top = optNum(b, 'top_logprobs', 0, 20, true);
     if (top !== undefined && !on) throw badParam('top_logprobs', `'top_logprobs' needs 'logprobs': true`);
-    logprobs = on ? top ?? 0 : undefined;
+    logprobs = on ? (top ?? 0) : undefined;
   } else {
     logprobs = optNum(b, 'logprobs', 0, 20, true);
   }
@@ -124,7 +126,8 @@ export function commonParams(b: Body, limits: ServeLimits, chat: boolean): Commo
   let responseFormat: ResponseFormat | undefined;
   if (b.response_format !== undefined && b.response_format !== null) {
     const rf = b.response_format;
-    if (!isObj(rf) || typeof rf.type !== 'string') throw badParam('response_format', `'response_format' must be {"type": "text" | "json_object" | "json_schema", ...}`);
+    if (!isObj(rf) || typeof rf.type !== 'string')
+      throw badParam('response_format', `'response_format' must be {"type": "text" | "json_object" | "json_schema", ...}`);
     if (rf.type === 'text') responseFormat = { type: 'text' };
     else if (rf.type === 'json_object') responseFormat = { type: 'json_object' };
     else if (rf.type === 'json_schema') {
@@ -175,7 +178,8 @@ export function chatMessages(b: Body): ChatMessageIn[] {
   if (!Array.isArray(m) || m.length === 0) throw badParam('messages', `'messages' must be a non-empty list of {"role", "content"}`);
   return m.map((x, i) => {
     if (!isObj(x) || typeof x.role !== 'string') throw badParam(`messages[${i}]`, `messages[${i}] must be {"role": ..., "content": ...}`);
-    if (!['system', 'user', 'assistant', 'developer'].includes(x.role)) throw badParam(`messages[${i}].role`, `messages[${i}].role must be system, user or assistant, got ${JSON.stringify(x.role)}`);
+    if (!['system', 'user', 'assistant', 'developer'].includes(x.role))
+      throw badParam(`messages[${i}].role`, `messages[${i}].role must be system, user or assistant, got ${JSON.stringify(x.role)}`);
     let content: string;
     if (typeof x.content === 'string') content = x.content;
     else if (Array.isArray(x.content) && x.content.every((p) => isObj(p) && p.type === 'text' && typeof p.text === 'string')) {

@@ -11,16 +11,16 @@
 // is OpenAI's {"error": {...}} with the status the official clients expect.
 import crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { Engine, QueueFullError, type EngineToken, type Sequence } from '../engine/engine.ts';
-import { TextTail, tokenString } from '../engine/text.ts';
+import { type Engine, type EngineToken, QueueFullError, type Sequence } from '../engine/engine.ts';
 import type { TokenLogprob } from '../engine/logits.ts';
-import type { Tokenizer } from '../tokenizer/index.ts';
+import { TextTail, tokenString } from '../engine/text.ts';
 import type { ChatMessage } from '../generate/chat.ts';
-import { ApiError, badParam } from './errors.ts';
-import { chatMessages, checkBody, commonParams, completionPrompts, DEFAULT_LIMITS, type CommonParams, type ServeLimits } from './params.ts';
-import { ServerMetrics } from './metrics.ts';
+import type { Tokenizer } from '../tokenizer/index.ts';
 import type { ChatFormat } from './chat-template.ts';
+import { ApiError, badParam } from './errors.ts';
 import { compileFormat } from './json-constraint.ts';
+import { ServerMetrics } from './metrics.ts';
+import { type CommonParams, chatMessages, checkBody, commonParams, completionPrompts, DEFAULT_LIMITS, type ServeLimits } from './params.ts';
 
 export interface ServeOptions {
   engine: Engine;
@@ -55,16 +55,22 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
   const { engine, tokenizer: tok } = o;
   const limits: ServeLimits = { ...DEFAULT_LIMITS, ...o.limits };
   const metrics = new ServerMetrics();
-  const capacity = engine.capacity, V = engine.model.config.vocab_size;
+  const capacity = engine.capacity,
+    V = engine.model.config.vocab_size;
   const app = Fastify({ logger: o.logger ?? false, bodyLimit: o.bodyLimit ?? 4 * 1024 * 1024, forceCloseConnections: 'idle' });
   const started = now();
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
     if (err instanceof ApiError) return reply.code(err.status).send(err.body());
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    const message = err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.name === 'SyntaxError' ? `the request body is not valid JSON: ${err.message}`
-      : err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `the request body is larger than the server's limit of ${o.bodyLimit ?? 4 * 1024 * 1024} bytes`
-        : status === 500 ? `internal error: ${err.message}` : err.message;
+    const message =
+      err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.name === 'SyntaxError'
+        ? `the request body is not valid JSON: ${err.message}`
+        : err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+          ? `the request body is larger than the server's limit of ${o.bodyLimit ?? 4 * 1024 * 1024} bytes`
+          : status === 500
+            ? `internal error: ${err.message}`
+            : err.message;
     const e = new ApiError(status === 413 ? 413 : status, message, status === 500 ? null : 'body');
     reply.code(e.status).send(e.body());
   });
@@ -75,8 +81,10 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     if (!o.apiKey || req.url === '/health') return;
     const auth = req.headers.authorization ?? '';
     const given = auth.startsWith('Bearer ') ? auth.slice(7) : '';
-    const a = Buffer.from(given), b = Buffer.from(o.apiKey);
-    if (a.length !== b.length || !crypto.timingSafeEqual(a, b)) throw new ApiError(401, 'invalid API key: pass it as "Authorization: Bearer KEY"', null, 'invalid_api_key');
+    const a = Buffer.from(given),
+      b = Buffer.from(o.apiKey);
+    if (a.length !== b.length || !crypto.timingSafeEqual(a, b))
+      throw new ApiError(401, 'invalid API key: pass it as "Authorization: Bearer KEY"', null, 'invalid_api_key');
   });
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unknown';
@@ -114,17 +122,32 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
   const adapterOf = (model: string): string | null => {
     if (model === o.modelName) return null;
     if (engine.adapterNames.includes(model)) return model;
-    throw new ApiError(404, `the model ${JSON.stringify(model)} does not exist; this server serves ${[o.modelName, ...engine.adapterNames].map((m) => JSON.stringify(m)).join(', ')}`, 'model', 'model_not_found');
+    throw new ApiError(
+      404,
+      `the model ${JSON.stringify(model)} does not exist; this server serves ${[o.modelName, ...engine.adapterNames].map((m) => JSON.stringify(m)).join(', ')}`,
+      'model',
+      'model_not_found',
+    );
   };
 
   /** Starts one sequence per prompt × n; 400 for a prompt that does not fit, 429 when the queue cannot take them all. */
-  const start = (req: FastifyRequest, reply: FastifyReply, p: CommonParams, prompts: { ids: number[]; echo: string | null }[],
-    defaultMax: (promptLen: number) => number, promptLogprobs: boolean): Choice[] => {
+  const start = (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    p: CommonParams,
+    prompts: { ids: number[]; echo: string | null }[],
+    defaultMax: (promptLen: number) => number,
+    promptLogprobs: boolean,
+  ): Choice[] => {
     const adapter = adapterOf(p.model);
     prompts.forEach(({ ids }, i) => {
       const need = ids.length + (p.maxTokens === 0 ? 0 : 1);
       if (need > capacity) {
-        throw badParam(prompts.length > 1 ? `prompt[${i}]` : 'prompt', `This model's maximum context length is ${capacity} tokens, but the prompt${prompts.length > 1 ? ` ${i}` : ''} has ${ids.length} tokens${p.maxTokens === 0 ? '' : ' and at least one more is needed for the completion'}. Shorten the prompt.`, 'context_length_exceeded');
+        throw badParam(
+          prompts.length > 1 ? `prompt[${i}]` : 'prompt',
+          `This model's maximum context length is ${capacity} tokens, but the prompt${prompts.length > 1 ? ` ${i}` : ''} has ${ids.length} tokens${p.maxTokens === 0 ? '' : ' and at least one more is needed for the completion'}. Shorten the prompt.`,
+          'context_length_exceeded',
+        );
       }
     });
     if (engine.room() < prompts.length * p.n) {
@@ -133,9 +156,15 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     }
     const choices: Choice[] = [];
     const cancelAll = () => {
-      for (const c of choices) if (!c.seq.finishReason) { c.seq.cancel(); metrics.cancelled.inc(); }
+      for (const c of choices)
+        if (!c.seq.finishReason) {
+          c.seq.cancel();
+          metrics.cancelled.inc();
+        }
     };
-    reply.raw.on('close', () => { if (!reply.raw.writableFinished) cancelAll(); });
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) cancelAll();
+    });
     const format = p.responseFormat ? compileFormat(tok, p.responseFormat, V) : null; // a 400 before anything is queued
     try {
       prompts.forEach(({ ids, echo }, i) => {
@@ -144,9 +173,14 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
           const index = i * p.n + j;
           const constraint = format?.constraint();
           const seq = engine.submit({
-            promptIds: ids, maxTokens, adapter, constraint,
+            promptIds: ids,
+            maxTokens,
+            adapter,
+            constraint,
             sampling: { ...p.sampling, seed: p.seed === undefined ? undefined : p.seed + index },
-            adjust: p.adjust, logprobs: p.logprobs, promptLogprobs,
+            adjust: p.adjust,
+            logprobs: p.logprobs,
+            promptLogprobs,
             eosIds: p.ignoreEos ? [] : undefined,
           });
           choices.push({ index, seq, tail: new TextTail(tok, p.stop), promptIds: ids, echo, tokens: [], finish: null, lastTokenAt: 0 });
@@ -155,7 +189,10 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
       });
     } catch (e) {
       cancelAll();
-      if (e instanceof QueueFullError) { metrics.rejected.inc(); throw new ApiError(429, e.message, null, 'queue_full'); }
+      if (e instanceof QueueFullError) {
+        metrics.rejected.inc();
+        throw new ApiError(429, e.message, null, 'queue_full');
+      }
       throw e;
     }
     void req;
@@ -173,7 +210,11 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
       c.tokens.push(t);
       const text = c.tail.push(t.token);
       onToken(t, text);
-      if (c.tail.stopped) { c.seq.cancel(); c.finish = 'stop'; break; }
+      if (c.tail.stopped) {
+        c.seq.cancel();
+        c.finish = 'stop';
+        break;
+      }
     }
     if (c.seq.finishReason === 'error') throw new ApiError(500, `generation failed: ${c.seq.error?.message}`);
     if (!c.finish) {
@@ -192,14 +233,23 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
   const sse = (reply: FastifyReply) => {
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    return (data: unknown) => { if (!reply.raw.destroyed) reply.raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`); };
+    return (data: unknown) => {
+      if (!reply.raw.destroyed) reply.raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+    };
   };
 
   // ---- /v1/completions ----
   app.post('/v1/completions', async (req, reply) => {
     const b = checkBody(req.body);
     const p = commonParams(b, limits, false);
-    const echo = typeof b.echo === 'boolean' ? b.echo : b.echo === undefined || b.echo === null ? false : (() => { throw badParam('echo', `'echo' must be true or false`); })();
+    const echo =
+      typeof b.echo === 'boolean'
+        ? b.echo
+        : b.echo === undefined || b.echo === null
+          ? false
+          : (() => {
+              throw badParam('echo', `'echo' must be true or false`);
+            })();
     if (b.suffix !== undefined && b.suffix !== null) throw badParam('suffix', `'suffix' is not supported`);
     if (b.best_of !== undefined && b.best_of !== null && b.best_of !== p.n) throw badParam('best_of', `'best_of' other than n is not supported`);
     const prompts = completionPrompts(b, limits, V).map((x) => {
@@ -208,10 +258,16 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     });
     if (p.stream && echo && p.logprobs !== undefined) throw badParam('echo', `'echo' with 'logprobs' is not supported when streaming`);
     const choices = start(req, reply, p, prompts, () => 16, echo && p.logprobs !== undefined);
-    const id = `cmpl-${crypto.randomUUID()}`, created = now();
+    const id = `cmpl-${crypto.randomUUID()}`,
+      created = now();
 
     const legacy = (c: Choice, tokens: EngineToken[], offset0: number, withPrompt: boolean) => {
-      const out = { tokens: [] as string[], token_logprobs: [] as (number | null)[], top_logprobs: [] as (Record<string, number> | null)[], text_offset: [] as number[] };
+      const out = {
+        tokens: [] as string[],
+        token_logprobs: [] as (number | null)[],
+        top_logprobs: [] as (Record<string, number> | null)[],
+        text_offset: [] as number[],
+      };
       let offset = offset0;
       const add = (id: number, lp: TokenLogprob | null, text: string) => {
         out.tokens.push(tokenString(tok, id));
@@ -232,11 +288,15 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     if (!p.stream) {
       await Promise.all(choices.map((c) => drive(c, () => {})));
       return {
-        id, object: 'text_completion', created, model: p.model,
+        id,
+        object: 'text_completion',
+        created,
+        model: p.model,
         choices: choices.map((c) => {
           c.tail.flush();
           return {
-            index: c.index, text: (c.echo ?? '') + c.tail.text,
+            index: c.index,
+            text: (c.echo ?? '') + c.tail.text,
             logprobs: p.logprobs === undefined ? null : legacy(c, c.tokens, 0, c.echo !== null),
             finish_reason: c.finish,
           };
@@ -246,18 +306,29 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     }
     const send = sse(reply);
     try {
-      for (const c of choices) if (c.echo) send({ id, object: 'text_completion', created, model: p.model, choices: [{ index: c.index, text: c.echo, logprobs: null, finish_reason: null }] });
-      await Promise.all(choices.map(async (c) => {
-        let offset = c.echo?.length ?? 0;
-        await drive(c, (t, text) => {
-          if (!text && p.logprobs === undefined) return;
-          const lp = p.logprobs === undefined ? null : legacy(c, [t], offset, false);
-          offset += text.length;
-          send({ id, object: 'text_completion', created, model: p.model, choices: [{ index: c.index, text, logprobs: lp, finish_reason: null }] });
-        });
-        const rest = c.tail.flush();
-        if (c.finish) send({ id, object: 'text_completion', created, model: p.model, choices: [{ index: c.index, text: rest, logprobs: null, finish_reason: c.finish }] });
-      }));
+      for (const c of choices)
+        if (c.echo)
+          send({ id, object: 'text_completion', created, model: p.model, choices: [{ index: c.index, text: c.echo, logprobs: null, finish_reason: null }] });
+      await Promise.all(
+        choices.map(async (c) => {
+          let offset = c.echo?.length ?? 0;
+          await drive(c, (t, text) => {
+            if (!text && p.logprobs === undefined) return;
+            const lp = p.logprobs === undefined ? null : legacy(c, [t], offset, false);
+            offset += text.length;
+            send({ id, object: 'text_completion', created, model: p.model, choices: [{ index: c.index, text, logprobs: lp, finish_reason: null }] });
+          });
+          const rest = c.tail.flush();
+          if (c.finish)
+            send({
+              id,
+              object: 'text_completion',
+              created,
+              model: p.model,
+              choices: [{ index: c.index, text: rest, logprobs: null, finish_reason: c.finish }],
+            });
+        }),
+      );
       if (p.includeUsage) send({ id, object: 'text_completion', created, model: p.model, choices: [], usage: usageOf(choices, prompts) });
       send('[DONE]');
     } catch (e) {
@@ -280,24 +351,34 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     }
     const prompts = [{ ids, echo: null }];
     const choices = start(req, reply, p, prompts, (n) => capacity - n, false);
-    const id = `chatcmpl-${crypto.randomUUID()}`, created = now();
+    const id = `chatcmpl-${crypto.randomUUID()}`,
+      created = now();
     const entry = (t: EngineToken) => {
       const lp = t.logprob!;
       const bytes = (s: string) => [...Buffer.from(s, 'utf8')];
       const s = tokenString(tok, t.token);
       return {
-        token: s, logprob: lp.logprob, bytes: bytes(s),
-        top_logprobs: lp.top.map(([i, v]) => { const ts = tokenString(tok, i); return { token: ts, logprob: v, bytes: bytes(ts) }; }),
+        token: s,
+        logprob: lp.logprob,
+        bytes: bytes(s),
+        top_logprobs: lp.top.map(([i, v]) => {
+          const ts = tokenString(tok, i);
+          return { token: ts, logprob: v, bytes: bytes(ts) };
+        }),
       };
     };
     if (!p.stream) {
       await Promise.all(choices.map((c) => drive(c, () => {})));
       return {
-        id, object: 'chat.completion', created, model: p.model,
+        id,
+        object: 'chat.completion',
+        created,
+        model: p.model,
         choices: choices.map((c) => {
           c.tail.flush();
           return {
-            index: c.index, message: { role: 'assistant', content: c.tail.text },
+            index: c.index,
+            message: { role: 'assistant', content: c.tail.text },
             logprobs: p.logprobs === undefined ? null : { content: c.tokens.filter((t) => t.token !== engine.model.config.eos_token_id).map(entry) },
             finish_reason: c.finish,
           };
@@ -306,18 +387,25 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
       };
     }
     const send = sse(reply);
-    const chunk = (index: number, delta: object, finish: string | null, logprobs: unknown = null) =>
-      ({ id, object: 'chat.completion.chunk', created, model: p.model, choices: [{ index, delta, logprobs, finish_reason: finish }] });
+    const chunk = (index: number, delta: object, finish: string | null, logprobs: unknown = null) => ({
+      id,
+      object: 'chat.completion.chunk',
+      created,
+      model: p.model,
+      choices: [{ index, delta, logprobs, finish_reason: finish }],
+    });
     try {
       for (const c of choices) send(chunk(c.index, { role: 'assistant', content: '' }, null));
-      await Promise.all(choices.map(async (c) => {
-        await drive(c, (t, text) => {
-          const lp = p.logprobs !== undefined && t.token !== engine.model.config.eos_token_id ? { content: [entry(t)] } : null;
-          if (text || lp) send(chunk(c.index, { content: text }, null, lp));
-        });
-        const rest = c.tail.flush();
-        if (c.finish) send(chunk(c.index, rest ? { content: rest } : {}, c.finish));
-      }));
+      await Promise.all(
+        choices.map(async (c) => {
+          await drive(c, (t, text) => {
+            const lp = p.logprobs !== undefined && t.token !== engine.model.config.eos_token_id ? { content: [entry(t)] } : null;
+            if (text || lp) send(chunk(c.index, { content: text }, null, lp));
+          });
+          const rest = c.tail.flush();
+          if (c.finish) send(chunk(c.index, rest ? { content: rest } : {}, c.finish));
+        }),
+      );
       if (p.includeUsage) send({ id, object: 'chat.completion.chunk', created, model: p.model, choices: [], usage: usageOf(choices, prompts) });
       send('[DONE]');
     } catch (e) {

@@ -6,7 +6,7 @@
 //   3. unused pieces are split back into what built them; each symbol becomes its id, or, if it
 //      is not a piece, its UTF-8 bytes as <0xXX> pieces (byte fallback) or UNK (one per run).
 import { PairHeap } from './pair-heap.ts';
-import { type PieceTable, PieceType, bytePiece } from './pieces.ts';
+import { bytePiece, type PieceTable, PieceType } from './pieces.ts';
 
 const utf8 = new TextEncoder();
 

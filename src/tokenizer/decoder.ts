@@ -7,8 +7,9 @@
 //   - a run of consecutive byte pieces is read as UTF-8 one character at a time; each byte that
 //     does not start a valid, complete, non-overlong, non-surrogate character becomes U+FFFD.
 // Bytes of an unfinished character are held back until the next piece decides them.
-import { type PieceTable, PieceType, bytePieceValue } from './pieces.ts';
+
 import { SPACE_SYMBOL } from './normalize.ts';
+import { bytePieceValue, type PieceTable, PieceType } from './pieces.ts';
 
 const REPLACEMENT = '\uFFFD';
 
@@ -57,7 +58,7 @@ export class DecodeState {
       this.pending.push(byteValue[id]);
       return this.drain(false);
     }
-    let out = this.drain(true);
+    const out = this.drain(true);
     if (this.bosWsSeen || !this.textEmpty) this.isBosWs = false;
     const type = table.types[id];
     let surface: string;

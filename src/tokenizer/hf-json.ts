@@ -3,8 +3,9 @@
 // either the legacy normalizer [Prepend "▁", Replace " " -> "▁"] or a Metaspace pre-tokenizer.
 // Scores come from the merge ranks (see scores-from-merges.ts). Anything that would make HF
 // tokenize differently from SentencePiece BPE (NFKC, ByteLevel, splitting) is rejected by name.
-import { type NormalizerFlags, type PieceTable, PieceType, SP_DEFAULTS, bytePieceValue } from './pieces.ts';
+
 import { SPACE_SYMBOL } from './normalize.ts';
+import { bytePieceValue, type NormalizerFlags, type PieceTable, PieceType, SP_DEFAULTS } from './pieces.ts';
 import { scoresFromMerges } from './scores-from-merges.ts';
 
 type Json = Record<string, unknown>;

@@ -88,7 +88,7 @@ export class ProtoReader {
 }
 
 const EMPTY = new Uint8Array(0);
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }) // keep U+FEFF: it is a LLaMA piece (id 30143);
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }); // keep U+FEFF: it is a LLaMA piece (id 30143);
 
 /** Decode a string field, rejecting invalid UTF-8 (a sign of corruption). */
 export function protoString(f: ProtoField, file: string, what: string): string {

@@ -19,12 +19,7 @@ export const LAST_MERGE_SCORE = -1e9;
  * @param mergedPieces the merged piece of each merge, in rank order (rank 0 first)
  * @param source file/package name for error messages
  */
-export function scoresFromMerges(
-  pieces: readonly string[],
-  types: Uint8Array,
-  mergedPieces: Iterable<string>,
-  source: string,
-): Float32Array {
+export function scoresFromMerges(pieces: readonly string[], types: Uint8Array, mergedPieces: Iterable<string>, source: string): Float32Array {
   const n = pieces.length;
   const idOf = new Map<string, number>();
   pieces.forEach((p, i) => idOf.set(p, i));

@@ -19,15 +19,25 @@
 // The output head is fused with the loss: logits exist for one chunk of tokens at a time
 // ([chunk, vocab]), turned in place into their gradient, and taken straight back through the head.
 import type { OpenELMConfig } from '../config/config.ts';
-import { layerShape, type LayerShape } from '../config/config.ts';
+import { type LayerShape, layerShape } from '../config/config.ts';
 import type { Activation, AttentionShape, Kernels } from '../kernels/types.ts';
-import type { LayerWeights, ModelWeights } from '../model/weights.ts';
 import { NORM_EPS } from '../model/layer.ts';
 import { ropeTables } from '../model/rope.ts';
-import type { Batch } from './options.ts';
+import type { LayerWeights, ModelWeights } from '../model/weights.ts';
 import type { Adapter, AdapterTensors, LinearAdapter } from '../peft/adapter.ts';
 import type { LinearTarget } from '../peft/config.ts';
-import { doraGains, dropout, embeddingBackward, embeddingForward, linearBackward, linearForward, loraScratch, type DoraGain, type LoraScratch } from '../peft/lora.ts';
+import {
+  type DoraGain,
+  doraGains,
+  dropout,
+  embeddingBackward,
+  embeddingForward,
+  type LoraScratch,
+  linearBackward,
+  linearForward,
+  loraScratch,
+} from '../peft/lora.ts';
+import type { Batch } from './options.ts';
 
 interface LayerActs {
   xb1: Float32Array;
@@ -131,15 +141,23 @@ export class Backprop {
   private readonly gains = new Map<LinearAdapter, DoraGain>();
   private pass: { ag: AdapterTensors | null; on: boolean; seed: number } = { ag: null, on: false, seed: 0 };
 
-  constructor(readonly config: OpenELMConfig, readonly kernels: Kernels, opts: BackpropOptions) {
-    const cfg = config, k = kernels;
-    const B = (this.B = opts.batchSize), S = (this.S = opts.seqLen);
+  constructor(
+    readonly config: OpenELMConfig,
+    readonly kernels: Kernels,
+    opts: BackpropOptions,
+  ) {
+    const cfg = config,
+      k = kernels;
+    const B = (this.B = opts.batchSize),
+      S = (this.S = opts.seqLen);
     if (!(Number.isInteger(B) && B >= 1)) throw new RangeError(`batch size must be an integer ≥ 1, got ${B}`);
     if (!(Number.isInteger(S) && S >= 1)) throw new RangeError(`sequence length must be an integer ≥ 1, got ${S}`);
     if (S > cfg.max_context_length) {
       throw new RangeError(`sequence length ${S} exceeds the model's max_context_length ${cfg.max_context_length}`);
     }
-    const N = (this.N = B * S), d = cfg.model_dim, L = cfg.num_transformer_layers;
+    const N = (this.N = B * S),
+      d = cfg.model_dim,
+      L = cfg.num_transformer_layers;
     this.checkpointing = opts.activationCheckpointing ?? false;
     this.shapes = Array.from({ length: L }, (_, i) => layerShape(cfg, i));
     this.act = cfg.activation_fn_name as Activation;
@@ -151,8 +169,14 @@ export class Backprop {
     const g = this.glu ? 2 : 1;
     this.xs = Array.from({ length: L + 1 }, () => k.f32(N * d));
     const makeActs = (s: LayerShape): LayerActs => ({
-      xb1: k.f32(N * d), qkv0: k.f32(N * s.qkvDim), qkv: k.f32(N * s.qkvDim), att: k.f32(N * s.nQ * s.headDim),
-      x1: k.f32(N * d), xb2: k.f32(N * d), h: k.f32(N * g * s.ffnDim), a: k.f32(N * s.ffnDim),
+      xb1: k.f32(N * d),
+      qkv0: k.f32(N * s.qkvDim),
+      qkv: k.f32(N * s.qkvDim),
+      att: k.f32(N * s.nQ * s.headDim),
+      x1: k.f32(N * d),
+      xb2: k.f32(N * d),
+      h: k.f32(N * g * s.ffnDim),
+      a: k.f32(N * s.ffnDim),
     });
     if (this.checkpointing) {
       const widest: LayerShape = { nQ: maxQ / cfg.head_dim, nKV: maxKV / cfg.head_dim, headDim: cfg.head_dim, qkvDim: maxQkv, ffnDim: maxF };
@@ -205,12 +229,16 @@ export class Backprop {
 
   /** Bytes of activations and scratch this micro-batch size needs (for --help and errors). */
   static activationBytes(cfg: OpenELMConfig, batchSize: number, seqLen: number, checkpointing: boolean): number {
-    const N = batchSize * seqLen, d = cfg.model_dim, L = cfg.num_transformer_layers;
+    const N = batchSize * seqLen,
+      d = cfg.model_dim,
+      L = cfg.num_transformer_layers;
     const per = (i: number) => {
       const s = layerShape(cfg, i);
       return N * (4 * d + 2 * s.qkvDim + s.nQ * s.headDim + (cfg.ffn_with_glu ? 3 : 2) * s.ffnDim);
     };
-    const layers = checkpointing ? Math.max(...Array.from({ length: L }, (_, i) => per(i))) : Array.from({ length: L }, (_, i) => per(i)).reduce((a, b) => a + b, 0);
+    const layers = checkpointing
+      ? Math.max(...Array.from({ length: L }, (_, i) => per(i)))
+      : Array.from({ length: L }, (_, i) => per(i)).reduce((a, b) => a + b, 0);
     return 4 * ((L + 1) * N * d + layers + 10 * N * d + 128 * cfg.vocab_size);
   }
 
@@ -229,7 +257,9 @@ export class Backprop {
   }
 
   private run(w: ModelWeights, grads: ModelWeights | null, batch: Batch, zLoss: number, gradScale: number, opts: PassOptions): LossResult {
-    const cfg = this.config, k = this.kernels, { N, S } = this;
+    const cfg = this.config,
+      k = this.kernels,
+      { N, S } = this;
     const ag = opts.adapterGrads ?? null;
     if (ag && !this.adapter) throw new Error('adapter gradients asked for, but this Backprop has no adapter');
     if (ag && grads) throw new Error('with an adapter the base weights are frozen: pass null for their gradients');
@@ -237,14 +267,17 @@ export class Backprop {
     this.pass = { ag: useAdapter ? ag : null, on: useAdapter, seed: opts.dropoutSeed ?? 0 };
     const backward = !!grads || (!!ag && useAdapter);
     if (useAdapter) doraGains(this.adapter!, this.aw!, w, this.gains);
-    const d = cfg.model_dim, V = cfg.vocab_size, L = cfg.num_transformer_layers;
+    const d = cfg.model_dim,
+      V = cfg.vocab_size,
+      L = cfg.num_transformer_layers;
     if (batch.batchSize !== this.B || batch.seqLen !== this.S) {
       throw new RangeError(`batch is ${batch.batchSize}×${batch.seqLen} but the trainer was sized for ${this.B}×${this.S}`);
     }
     let count = 0;
     this.rowTokens.fill(0);
     for (let i = 0; i < N; i++) {
-      const id = batch.inputs[i], t = batch.targets[i];
+      const id = batch.inputs[i],
+        t = batch.targets[i];
       if (!(id >= 0 && id < V)) throw new RangeError(`input token id ${id} at position ${i} is outside the vocabulary [0, ${V})`);
       if (t >= V) throw new RangeError(`target token id ${t} at position ${i} is outside the vocabulary [0, ${V})`);
       if (t >= 0) {
@@ -266,14 +299,16 @@ export class Backprop {
     // may have its own gradient scale (a sequence-level loss such as DPO's).
     const rowNll = this.rowNll;
     const lossPass = (withGrad: boolean, scaleOf: (row: number) => number): { ce: number; z2: number } => {
-      let ce = 0, z2 = 0;
+      let ce = 0,
+        z2 = 0;
       rowNll.fill(0);
       for (let r0 = 0; r0 < N; r0 += this.chunk) {
         const c = Math.min(this.chunk, N - r0);
         const xc = this.xf.subarray(r0 * d, (r0 + c) * d);
         k.matmul(this.logits, xc, w.lm_head, c);
-        for (let a = r0; a < r0 + c;) {
-          const row = (a / S) | 0, e = Math.min(r0 + c, (row + 1) * S);
+        for (let a = r0; a < r0 + c; ) {
+          const row = (a / S) | 0,
+            e = Math.min(r0 + c, (row + 1) * S);
           const seg = k.crossEntropy(this.logits.subarray((a - r0) * V), this.targets.subarray(a, e), e - a, V, zLoss, scaleOf(row), this.lse.subarray(a - r0));
           rowNll[row] += seg;
           ce += seg;
@@ -297,7 +332,7 @@ export class Backprop {
       const scale = count > 0 ? gradScale / count : 0;
       ({ ce, z2 } = lossPass(backward, () => scale));
     }
-    const result = { loss: count > 0 ? ce / count : NaN, zLoss: count > 0 ? zLoss * z2 / count : 0, tokens: count, rowNll, rowTokens: this.rowTokens };
+    const result = { loss: count > 0 ? ce / count : NaN, zLoss: count > 0 ? (zLoss * z2) / count : 0, tokens: count, rowNll, rowTokens: this.rowTokens };
     if (!backward) return result;
 
     // ---- backward ----
@@ -315,11 +350,20 @@ export class Backprop {
 
   /** xs[i + 1] = layer i (xs[i]), keeping its activations. */
   private layerForward(i: number, w: LayerWeights): void {
-    const k = this.kernels, { N, B, S } = this, d = this.config.model_dim;
-    const sh = this.shapes[i], A = this.acts[i], x0 = this.xs[i], x2 = this.xs[i + 1];
+    const k = this.kernels,
+      { N, B, S } = this,
+      d = this.config.model_dim;
+    const sh = this.shapes[i],
+      A = this.acts[i],
+      x0 = this.xs[i],
+      x2 = this.xs[i + 1];
     const as = this.attnShape;
-    as.nQ = sh.nQ; as.nKV = sh.nKV; as.n = S; as.pos0 = 0;
-    const qkvDim = sh.qkvDim, qDim = sh.nQ * sh.headDim;
+    as.nQ = sh.nQ;
+    as.nKV = sh.nKV;
+    as.n = S;
+    as.pos0 = 0;
+    const qkvDim = sh.qkvDim,
+      qDim = sh.nQ * sh.headDim;
 
     k.rmsnorm(A.xb1, x0, w.attn_norm, N, d, NORM_EPS);
     k.matmul(A.qkv0, A.xb1, w.qkv_proj, N); // [N, qkvDim]
@@ -347,11 +391,21 @@ export class Backprop {
 
   /** dX: ∂loss/∂(layer i's output) on entry, ∂loss/∂(its input) on exit; weight gradients added into g. */
   private layerBackward(i: number, w: LayerWeights, g: LayerWeights | null): void {
-    const k = this.kernels, { N, B, S } = this, d = this.config.model_dim;
-    const sh = this.shapes[i], A = this.acts[i], x0 = this.xs[i], dX = this.dX;
+    const k = this.kernels,
+      { N, B, S } = this,
+      d = this.config.model_dim;
+    const sh = this.shapes[i],
+      A = this.acts[i],
+      x0 = this.xs[i],
+      dX = this.dX;
     const as = this.attnShape;
-    as.nQ = sh.nQ; as.nKV = sh.nKV; as.n = S; as.pos0 = 0;
-    const F = sh.ffnDim, qkvDim = sh.qkvDim, qDim = sh.nQ * sh.headDim;
+    as.nQ = sh.nQ;
+    as.nKV = sh.nKV;
+    as.n = S;
+    as.pos0 = 0;
+    const F = sh.ffnDim,
+      qkvDim = sh.qkvDim,
+      qDim = sh.nQ * sh.headDim;
     const sink = this.dnorm;
 
     // feed-forward block: x2 = x1 + proj_2(act(proj_1(ffn_norm(x1))))
@@ -367,10 +421,25 @@ export class Backprop {
     this.linearBackward(i, 'out_proj', w.out_proj, this.datt, dX, A.att); // [N, nQ·hd]
     for (let b = 0; b < B; b++) {
       const dq = this.dqkv.subarray(b * S * qkvDim, (b + 1) * S * qkvDim);
-      k.attentionBackward(dq, this.datt.subarray(b * S * qDim, (b + 1) * S * qDim),
-        A.qkv.subarray(b * S * qkvDim, (b + 1) * S * qkvDim), A.att.subarray(b * S * qDim, (b + 1) * S * qDim), as);
-      k.headNormRopeBackward(dq, A.qkv0.subarray(b * S * qkvDim, (b + 1) * S * qkvDim), as, w.q_norm, w.k_norm,
-        g ? g.q_norm : null, g ? g.k_norm : null, NORM_EPS, this.rope.cos, this.rope.sin);
+      k.attentionBackward(
+        dq,
+        this.datt.subarray(b * S * qDim, (b + 1) * S * qDim),
+        A.qkv.subarray(b * S * qkvDim, (b + 1) * S * qkvDim),
+        A.att.subarray(b * S * qDim, (b + 1) * S * qDim),
+        as,
+      );
+      k.headNormRopeBackward(
+        dq,
+        A.qkv0.subarray(b * S * qkvDim, (b + 1) * S * qkvDim),
+        as,
+        w.q_norm,
+        w.k_norm,
+        g ? g.q_norm : null,
+        g ? g.k_norm : null,
+        NORM_EPS,
+        this.rope.cos,
+        this.rope.sin,
+      );
     }
     const dqkv = this.dqkv.subarray(0, N * qkvDim);
     if (g) k.matmulGradWeight(g.qkv_proj.data as Float32Array, dqkv, A.xb1, N, qkvDim, d);
@@ -390,7 +459,8 @@ export class Backprop {
     if (!this.pass.on) return;
     const a = this.aw!.byLayer[i][target];
     if (!a) return;
-    const ad = this.adapter!, acts = this.loraActs.get(a)!;
+    const ad = this.adapter!,
+      acts = this.loraActs.get(a)!;
     const xd = dropout(x, this.N * a.in, ad.config.lora_dropout, this.dropSeed(i, target), this.lsc!.xd);
     linearForward(this.kernels, a, ad.scale, this.gains.get(a), y, xd, this.N, acts.u, this.lsc!.v, acts.z);
   }
@@ -403,7 +473,10 @@ export class Backprop {
       this.kernels.matmulGradInput(dx, dy, W, this.N);
       return;
     }
-    const ad = this.adapter!, acts = this.loraActs.get(a)!, p = ad.config.lora_dropout, seed = this.dropSeed(i, target);
+    const ad = this.adapter!,
+      acts = this.loraActs.get(a)!,
+      p = ad.config.lora_dropout,
+      seed = this.dropSeed(i, target);
     const xd = dropout(x, this.N * a.in, p, seed, this.lsc!.xd);
     linearBackward(this.kernels, a, ga, ad.scale, this.gains.get(a), W, dx, dy, xd, this.N, acts.u, acts.z, p, seed, this.lsc!);
   }

@@ -52,7 +52,8 @@ export function checkpointDir(out: string, step: number): string {
 export function listCheckpoints(out: string): { step: number; dir: string }[] {
   const root = path.join(out, CHECKPOINTS_DIR);
   if (!fs.existsSync(root)) return [];
-  return fs.readdirSync(root)
+  return fs
+    .readdirSync(root)
     .map((name) => ({ m: STEP_DIR.exec(name), name }))
     .filter((e) => e.m && fs.existsSync(path.join(root, e.name, STATE_FILE)))
     .map((e) => ({ step: Number(e.m![1]), dir: path.join(root, e.name) }))
@@ -72,14 +73,21 @@ export interface CheckpointWeights {
 /** The weights of a full model in HF layout (config.json + model.safetensors, fp32). */
 export function modelWeights(config: OpenELMConfig, layout: ParamLayout, params: Float32Array): CheckpointWeights {
   return {
-    files: ['config.json', 'model.safetensors'], newest: 'model.safetensors',
+    files: ['config.json', 'model.safetensors'],
+    newest: 'model.safetensors',
     write: (dir) => writeCheckpoint(dir, config, layout.entries(params), { dtype: 'f32' }),
   };
 }
 
 /** Writes a checkpoint atomically, points OUT's weight files at it, keeps the newest `keep`. */
-export async function saveCheckpoint(out: string, weights: CheckpointWeights, layout: FlatLayout,
-  opt: OptimizerState, state: TrainerState, keep = 2): Promise<string> {
+export async function saveCheckpoint(
+  out: string,
+  weights: CheckpointWeights,
+  layout: FlatLayout,
+  opt: OptimizerState,
+  state: TrainerState,
+  keep = 2,
+): Promise<string> {
   const dir = checkpointDir(out, state.step);
   const root = path.dirname(dir);
   fs.mkdirSync(root, { recursive: true });
@@ -145,7 +153,8 @@ export function readTrainerState(dir: string): LoadedTrainerState {
           const name = `${buf}.${t.name}`;
           const info = f.tensors.get(name);
           if (!info) throw new Error(`${f.path}: tensor "${name}" is missing (was the run started with another optimizer or model?)`);
-          if (info.dtype !== 'F32' || info.byteLength !== t.size * 4) throw new Error(`${f.path}: tensor "${name}" is ${info.dtype} [${info.shape}], expected F32 [${t.shape}]`);
+          if (info.dtype !== 'F32' || info.byteLength !== t.size * 4)
+            throw new Error(`${f.path}: tensor "${name}" is ${info.dtype} [${info.shape}], expected F32 [${t.shape}]`);
           f.readInto(name, layout.view(data, t.name));
         }
       }

@@ -17,7 +17,11 @@ export class Optimizer {
   step = 0;
   readonly buffers: Record<string, Float32Array> = {};
 
-  constructor(readonly kernels: Kernels, readonly layout: FlatLayout, readonly opts: OptimizerOptions) {
+  constructor(
+    readonly kernels: Kernels,
+    readonly layout: FlatLayout,
+    readonly opts: OptimizerOptions,
+  ) {
     if (opts.name === 'adamw') {
       this.buffers.exp_avg = kernels.f32(layout.size);
       this.buffers.exp_avg_sq = kernels.f32(layout.size);
@@ -31,19 +35,35 @@ export class Optimizer {
   /** One update of params from grads at learning rate lr. */
   update(params: Float32Array, grads: Float32Array, lr: number): void {
     this.step++;
-    const o = this.opts, k = this.kernels;
+    const o = this.opts,
+      k = this.kernels;
     if (o.name === 'adamw') {
-      const m = this.buffers.exp_avg, v = this.buffers.exp_avg_sq;
+      const m = this.buffers.exp_avg,
+        v = this.buffers.exp_avg_sq;
       for (const t of this.layout.tensors) {
-        const a = t.offset, b = a + t.size;
-        k.adamw(params.subarray(a, b), grads.subarray(a, b), m.subarray(a, b), v.subarray(a, b), t.size,
-          lr, o.beta1, o.beta2, o.eps, t.decay ? o.weightDecay : 0, this.step);
+        const a = t.offset,
+          b = a + t.size;
+        k.adamw(
+          params.subarray(a, b),
+          grads.subarray(a, b),
+          m.subarray(a, b),
+          v.subarray(a, b),
+          t.size,
+          lr,
+          o.beta1,
+          o.beta2,
+          o.eps,
+          t.decay ? o.weightDecay : 0,
+          this.step,
+        );
       }
       return;
     }
     // torch.optim.SGD: g += wd·p; buf = g (first step) or momentum·buf + g; g = g + momentum·buf (Nesterov) or buf; p -= lr·g
-    const f = Math.fround, buf = this.buffers.momentum_buffer;
-    const mom = f(o.momentum), negLr = f(-lr);
+    const f = Math.fround,
+      buf = this.buffers.momentum_buffer;
+    const mom = f(o.momentum),
+      negLr = f(-lr);
     for (const t of this.layout.tensors) {
       const wd = f(t.decay ? o.weightDecay : 0);
       for (let i = t.offset, end = t.offset + t.size; i < end; i++) {

@@ -96,7 +96,13 @@ export interface TrainOptions {
 }
 
 export const DEFAULT_OPTIMIZER: OptimizerOptions = {
-  name: 'adamw', beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, momentum: 0, nesterov: false,
+  name: 'adamw',
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  weightDecay: 0.1,
+  momentum: 0,
+  nesterov: false,
 };
 
 /** A batch as the model consumes it: B sequences of S tokens. */

@@ -4,10 +4,10 @@
 // and the gradient norm run over flat arrays while the model reads tensors by name.
 import type { OpenELMConfig } from '../config/config.ts';
 import { expectedTensors } from '../config/config.ts';
-import type { Kernels, Weight } from '../kernels/types.ts';
-import type { LayerWeights, ModelWeights, TensorSource } from '../model/weights.ts';
 import { bf16BitsToF32, f16BitsToF32 } from '../kernels/half.ts';
+import type { Kernels, Weight } from '../kernels/types.ts';
 import { initTensors } from '../model/init.ts';
+import type { LayerWeights, ModelWeights, TensorSource } from '../model/weights.ts';
 
 export interface ParamTensor {
   name: string;
@@ -121,7 +121,9 @@ export class ParamLayout extends FlatLayout {
         const conv = info.dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
         for (let i = 0; i < t.size; i++) dest[i] = conv(raw[i]);
       } else {
-        throw new Error(`${where}: tensor "${t.name}" is quantized (${info.dtype}); training needs float weights (f32, bf16 or f16): use the original checkpoint`);
+        throw new Error(
+          `${where}: tensor "${t.name}" is quantized (${info.dtype}); training needs float weights (f32, bf16 or f16): use the original checkpoint`,
+        );
       }
     }
   }

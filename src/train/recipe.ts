@@ -93,9 +93,9 @@
 // YAML is read as YAML 1.2. CoreNet reads it with PyYAML (YAML 1.1), which takes `1e-4` for a
 // string: write exponents with a dot (`1.0e-4`) for a recipe both can read.
 import fs from 'node:fs';
-import { LineCounter, isAlias, isMap, isScalar, parseDocument, type Document } from 'yaml';
+import { type Document, isAlias, isMap, isScalar, LineCounter, parseDocument } from 'yaml';
+import { ConfigError, type OpenELMConfig, PRESET_NAMES, parseConfig, presetConfig, presetNameOf } from '../config/index.ts';
 import { DEFAULT_OPTIMIZER, type OptimizerName, type ScheduleName, type TrainOptions } from './options.ts';
-import { ConfigError, parseConfig, presetConfig, presetNameOf, PRESET_NAMES, type OpenELMConfig } from '../config/index.ts';
 
 /** Every field optional, nested objects included (arrays and config maps are taken whole). */
 export type DeepPartial<T> = T extends readonly unknown[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;
@@ -117,7 +117,12 @@ export interface Recipe {
 
 /** A recipe the YAML of which is wrong: names the file, the line (when known) and the key. */
 export class RecipeError extends Error {
-  constructor(message: string, readonly file: string, readonly key?: string, readonly line?: number) {
+  constructor(
+    message: string,
+    readonly file: string,
+    readonly key?: string,
+    readonly line?: number,
+  ) {
     super(message);
     this.name = 'RecipeError';
   }
@@ -125,7 +130,10 @@ export class RecipeError extends Error {
 
 /** Resolved options that are missing or out of range: names the field (and flag or recipe key). */
 export class TrainOptionsError extends Error {
-  constructor(message: string, readonly field: string) {
+  constructor(
+    message: string,
+    readonly field: string,
+  ) {
     super(message);
     this.name = 'TrainOptionsError';
   }
@@ -136,17 +144,43 @@ export class TrainOptionsError extends Error {
  * to validateTrainOptions / resolveTrainOptions; these are the names it is expected to use.
  */
 export const FIELD_FLAGS: Record<string, string> = {
-  init: '--init', preset: '--preset', modelConfig: '--model-config',
-  'data.paths': '--data', 'data.idsFile': '--data-ids', 'data.seqLen': '--seq-len', 'data.packing': '--packing',
-  'data.minChars': '--min-chars', 'data.minTokens': '--min-tokens', 'data.valFraction': '--val-fraction',
-  steps: '--steps', batchSize: '--batch-size', gradAccum: '--grad-accum',
-  'optimizer.name': '--optimizer', 'optimizer.beta1': '--beta1', 'optimizer.beta2': '--beta2', 'optimizer.eps': '--eps',
-  'optimizer.weightDecay': '--weight-decay', 'optimizer.momentum': '--momentum', 'optimizer.nesterov': '--nesterov',
-  'schedule.name': '--schedule', 'schedule.lr': '--lr', 'schedule.minLr': '--min-lr', 'schedule.warmup': '--warmup',
-  'schedule.warmupInitLr': '--warmup-init-lr', 'schedule.maxSteps': '--max-steps',
-  gradClip: '--grad-clip', zLoss: '--z-loss', activationCheckpointing: '--activation-checkpointing',
-  evalEvery: '--eval-every', evalBatches: '--eval-batches', saveEvery: '--save-every',
-  log: '--log', out: '--out', resume: '--resume', seed: '--seed', threads: '--threads',
+  init: '--init',
+  preset: '--preset',
+  modelConfig: '--model-config',
+  'data.paths': '--data',
+  'data.idsFile': '--data-ids',
+  'data.seqLen': '--seq-len',
+  'data.packing': '--packing',
+  'data.minChars': '--min-chars',
+  'data.minTokens': '--min-tokens',
+  'data.valFraction': '--val-fraction',
+  steps: '--steps',
+  batchSize: '--batch-size',
+  gradAccum: '--grad-accum',
+  'optimizer.name': '--optimizer',
+  'optimizer.beta1': '--beta1',
+  'optimizer.beta2': '--beta2',
+  'optimizer.eps': '--eps',
+  'optimizer.weightDecay': '--weight-decay',
+  'optimizer.momentum': '--momentum',
+  'optimizer.nesterov': '--nesterov',
+  'schedule.name': '--schedule',
+  'schedule.lr': '--lr',
+  'schedule.minLr': '--min-lr',
+  'schedule.warmup': '--warmup',
+  'schedule.warmupInitLr': '--warmup-init-lr',
+  'schedule.maxSteps': '--max-steps',
+  gradClip: '--grad-clip',
+  zLoss: '--z-loss',
+  activationCheckpointing: '--activation-checkpointing',
+  evalEvery: '--eval-every',
+  evalBatches: '--eval-batches',
+  saveEvery: '--save-every',
+  log: '--log',
+  out: '--out',
+  resume: '--resume',
+  seed: '--seed',
+  threads: '--threads',
 };
 
 /** Defaults for what neither a recipe nor a flag sets (see options.ts). */
@@ -170,15 +204,41 @@ const Z_LOSS_EPS = 1e-4;
 
 /** config.json keys a recipe may set under model.language_modeling.general_gpt (GPTConfig's fields). */
 const MODEL_KEYS: Record<string, 'int' | 'number' | 'bool' | 'string' | 'multiplier'> = {
-  vocab_size: 'int', max_context_length: 'int', num_transformer_layers: 'int', model_dim: 'int', head_dim: 'int',
-  num_gqa_groups: 'int', qkv_multipliers: 'multiplier', ffn_multipliers: 'multiplier', ffn_dim_divisor: 'int',
-  ffn_with_glu: 'bool', activation_fn_name: 'string', normalization_layer_name: 'string',
-  normalize_qk_projections: 'bool', share_input_output_layers: 'bool', rope_freq_constant: 'number',
-  rope_max_length: 'int', initializer_range: 'number', bos_token_id: 'int', eos_token_id: 'int',
+  vocab_size: 'int',
+  max_context_length: 'int',
+  num_transformer_layers: 'int',
+  model_dim: 'int',
+  head_dim: 'int',
+  num_gqa_groups: 'int',
+  qkv_multipliers: 'multiplier',
+  ffn_multipliers: 'multiplier',
+  ffn_dim_divisor: 'int',
+  ffn_with_glu: 'bool',
+  activation_fn_name: 'string',
+  normalization_layer_name: 'string',
+  normalize_qk_projections: 'bool',
+  share_input_output_layers: 'bool',
+  rope_freq_constant: 'number',
+  rope_max_length: 'int',
+  initializer_range: 'number',
+  bos_token_id: 'int',
+  eos_token_id: 'int',
 };
 
-const OPENELM_KEYS = ['data', 'ids_file', 'packing', 'val_fraction', 'eval_batches', 'steps', 'preset',
-  'model_config', 'init', 'out', 'log', 'threads'] as const;
+const OPENELM_KEYS = [
+  'data',
+  'ids_file',
+  'packing',
+  'val_fraction',
+  'eval_batches',
+  'steps',
+  'preset',
+  'model_config',
+  'init',
+  'out',
+  'log',
+  'threads',
+] as const;
 
 const SCHEDULERS: Record<string, ScheduleName> = { cosine: 'cosine', fixed: 'constant', constant: 'constant', polynomial: 'linear', linear: 'linear' };
 
@@ -200,7 +260,12 @@ export function parseRecipe(text: string, file = 'recipe'): Recipe {
   if (doc.errors.length > 0) {
     const e = doc.errors[0];
     const line = e.linePos?.[0]?.line;
-    throw new RecipeError(`${file}${line ? `:${line}` : ''}: not valid YAML: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`, file, undefined, line);
+    throw new RecipeError(
+      `${file}${line ? `:${line}` : ''}: not valid YAML: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`,
+      file,
+      undefined,
+      line,
+    );
   }
   const root: unknown = doc.toJS({ maxAliasCount: 10000 });
   if (!isPlainObject(root)) {
@@ -229,7 +294,11 @@ class Reader {
   /** settings inside a value that openelm cannot honour (a train_data_info text_key) */
   readonly ignoredParts: string[] = [];
 
-  constructor(readonly flat: Map<string, unknown>, readonly file: string, readonly lines: Map<string, number>) {}
+  constructor(
+    readonly flat: Map<string, unknown>,
+    readonly file: string,
+    readonly lines: Map<string, number>,
+  ) {}
 
   where(key: string): string {
     const line = lineOf(this.lines, key);
@@ -260,11 +329,18 @@ class Reader {
     const bounds = [
       range.above !== undefined ? `> ${range.above}` : range.min !== undefined ? `≥ ${range.min}` : '',
       range.below !== undefined ? `< ${range.below}` : range.max !== undefined ? `≤ ${range.max}` : '',
-    ].filter(Boolean).join(' and ');
+    ]
+      .filter(Boolean)
+      .join(' and ');
     const expected = `must be ${what}${bounds ? ` ${bounds}` : ''}, got ${describe(v)}`;
     if (typeof v !== 'number' || !Number.isFinite(v) || (range.int && !Number.isInteger(v))) this.fail(key, expected);
-    if ((range.min !== undefined && v < range.min) || (range.max !== undefined && v > range.max) ||
-      (range.above !== undefined && !(v > range.above)) || (range.below !== undefined && !(v < range.below))) this.fail(key, expected);
+    if (
+      (range.min !== undefined && v < range.min) ||
+      (range.max !== undefined && v > range.max) ||
+      (range.above !== undefined && !(v > range.above)) ||
+      (range.below !== undefined && !(v < range.below))
+    )
+      this.fail(key, expected);
     return v;
   }
 
@@ -337,7 +413,7 @@ function readRecipe(r: Reader): void {
   const ce = 'loss.language_modeling.cross_entropy.';
   const useZ = r.bool(ce + 'use_z_loss');
   if (useZ !== undefined) {
-    const eps = useZ ? r.num(ce + 'z_loss_eps', { min: 0 }) ?? Z_LOSS_EPS : 0;
+    const eps = useZ ? (r.num(ce + 'z_loss_eps', { min: 0 }) ?? Z_LOSS_EPS) : 0;
     r.set('zLoss', eps, ce + (useZ && r.has(ce + 'z_loss_eps') ? 'z_loss_eps' : 'use_z_loss'));
   }
   r.acceptIf(ce + 'label_smoothing', (v) => v === 0 || v === null);
@@ -381,9 +457,16 @@ function readRecipe(r: Reader): void {
     const key = gpt + k;
     if (!r.has(key)) continue;
     const v = r.take(key);
-    const ok = kind === 'int' ? Number.isInteger(v) : kind === 'number' ? typeof v === 'number' && Number.isFinite(v)
-      : kind === 'bool' ? typeof v === 'boolean' : kind === 'string' ? typeof v === 'string'
-      : typeof v === 'number' || (Array.isArray(v) && v.every((x) => typeof x === 'number'));
+    const ok =
+      kind === 'int'
+        ? Number.isInteger(v)
+        : kind === 'number'
+          ? typeof v === 'number' && Number.isFinite(v)
+          : kind === 'bool'
+            ? typeof v === 'boolean'
+            : kind === 'string'
+              ? typeof v === 'string'
+              : typeof v === 'number' || (Array.isArray(v) && v.every((x) => typeof x === 'number'));
     if (!ok) {
       const what = { int: 'an integer', number: 'a number', bool: 'true or false', string: 'a string', multiplier: 'a number or a list of numbers' }[kind];
       r.fail(key, `must be ${what}, got ${describe(v)}`);
@@ -447,7 +530,7 @@ function readScheduler(r: Reader): void {
     // CoreNet's polynomial default power is 0.9; openelm's linear schedule is power 1 only
     const power = r.num('scheduler.polynomial.power');
     if (raw === 'polynomial' && power === undefined) {
-      r.fail('scheduler.name', 'polynomial needs scheduler.polynomial.power: 1.0 (CoreNet\'s default power is 0.9; openelm has only the linear schedule)');
+      r.fail('scheduler.name', "polynomial needs scheduler.polynomial.power: 1.0 (CoreNet's default power is 0.9; openelm has only the linear schedule)");
     }
     if (power !== undefined && power !== 1) {
       r.fail('scheduler.polynomial.power', `must be 1 (openelm's linear schedule), got ${power}`);
@@ -508,7 +591,13 @@ function readOpenelm(r: Reader): void {
   const sources = ['preset', 'modelConfig', 'init'].filter((f) => (r.options as Record<string, unknown>)[f] !== undefined);
   if (sources.length > 1) {
     const key = sources.includes('init') ? 'openelm.init' : 'openelm.model_config';
-    r.fail(key, `conflicts with ${sources.filter((s) => s !== (key === 'openelm.init' ? 'init' : 'modelConfig')).map((s) => r.sources[s].split(' at ')[0]).join(', ')}: give one model (a preset, a config.json, or a checkpoint)`);
+    r.fail(
+      key,
+      `conflicts with ${sources
+        .filter((s) => s !== (key === 'openelm.init' ? 'init' : 'modelConfig'))
+        .map((s) => r.sources[s].split(' at ')[0])
+        .join(', ')}: give one model (a preset, a config.json, or a checkpoint)`,
+    );
   }
   r.set('out', r.str('openelm.out'), 'openelm.out');
   r.set('log', r.str('openelm.log'), 'openelm.log');
@@ -540,10 +629,12 @@ function trainDataInfo(r: Reader, key: string): string[] {
     // openelm's reader takes the "text" field/column; another text_key is reported as not used
     if (entry.text_key !== undefined && entry.text_key !== null && entry.text_key !== 'text') r.ignoredParts.push(`${key}[${i}].text_key`);
     for (let id = range[0]; id < range[1]; id++) {
-      paths.push(name.replace(/\{file_id(?::(0?)(\d*)d)?\}/g, (_m, zero: string | undefined, width: string | undefined) => {
-        const s = String(id);
-        return width ? s.padStart(Number(width), zero ? '0' : ' ') : s;
-      }));
+      paths.push(
+        name.replace(/\{file_id(?::(0?)(\d*)d)?\}/g, (_m, zero: string | undefined, width: string | undefined) => {
+          const s = String(id);
+          return width ? s.padStart(Number(width), zero ? '0' : ' ') : s;
+        }),
+      );
     }
   });
   return paths;
@@ -642,11 +733,15 @@ export function validateTrainOptions(o: TrainOptions, names: { flags?: Record<st
   const given = (['init', 'preset', 'modelConfig'] as const).filter((f) => o[f] !== undefined);
   if (given.length > 1) fail(given[1], `conflicts with ${label(given[0])}: give one model (a checkpoint, a preset or a config.json)`);
   for (const f of given) nonEmpty(f);
-  if (o.modelOverrides !== undefined && !isPlainObject(o.modelOverrides)) fail('modelOverrides', `must be a map of config.json keys, got ${describe(o.modelOverrides)}`);
+  if (o.modelOverrides !== undefined && !isPlainObject(o.modelOverrides))
+    fail('modelOverrides', `must be a map of config.json keys, got ${describe(o.modelOverrides)}`);
   let cfg: OpenELMConfig | undefined;
   if (o.init === undefined && o.modelConfig === undefined) {
     if (o.preset === undefined && o.modelOverrides === undefined) {
-      throw new TrainOptionsError(`no model to train: set ${label('init')}, ${label('preset')} or ${label('modelConfig')}, or a recipe's model section`, 'init');
+      throw new TrainOptionsError(
+        `no model to train: set ${label('init')}, ${label('preset')} or ${label('modelConfig')}, or a recipe's model section`,
+        'init',
+      );
     }
     try {
       cfg = newModelConfig(o.preset, o.modelOverrides);
@@ -692,7 +787,7 @@ export function validateTrainOptions(o: TrainOptions, names: { flags?: Record<st
   if (s?.name !== 'constant' && s?.name !== 'linear' && s?.name !== 'cosine') {
     fail('schedule.name', `must be constant, linear or cosine, got ${describe(s?.name)}`);
   }
-  if (s.lr === undefined) fail('schedule.lr', 'is required: there is no learning rate (or a recipe\'s scheduler.cosine.max_lr / scheduler.fixed.lr)');
+  if (s.lr === undefined) fail('schedule.lr', "is required: there is no learning rate (or a recipe's scheduler.cosine.max_lr / scheduler.fixed.lr)");
   real('schedule.lr', (x) => x > 0, 'a positive number');
   real('schedule.minLr', (x) => x >= 0, 'a number ≥ 0');
   if (s.minLr > s.lr) fail('schedule.minLr', `(${s.minLr}) must not exceed ${label('schedule.lr')} (${s.lr})`);
@@ -732,7 +827,10 @@ export function newModelConfig(preset: string | undefined, overrides: Record<str
     base.model_dim = p.model_dim;
     base.head_dim = p.head_dim;
   }
-  return parseConfig({ model_type: 'openelm', ...base, ...(overrides ?? {}) }, preset !== undefined ? `preset ${preset} with the model settings` : 'the model settings');
+  return parseConfig(
+    { model_type: 'openelm', ...base, ...(overrides ?? {}) },
+    preset !== undefined ? `preset ${preset} with the model settings` : 'the model settings',
+  );
 }
 
 // ---- helpers ----

@@ -13,19 +13,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { OpenELMConfig } from '../config/config.ts';
 import { numParameters } from '../config/config.ts';
-import type { Kernels } from '../kernels/types.ts';
-import { loadWeights, type LoadDType, type ModelWeights, type TensorSource } from '../model/weights.ts';
 import { checkpointSource } from '../io/checkpoint-source.ts';
+import type { Kernels } from '../kernels/types.ts';
+import { type LoadDType, loadWeights, type ModelWeights, type TensorSource } from '../model/weights.ts';
 import type { Adapter, AdapterTensors } from '../peft/adapter.ts';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../peft/adapter.ts';
 import { Backprop, type LossResult } from './backprop.ts';
 import { listCheckpoints, modelWeights, readTrainerState, saveCheckpoint, type TrainerState } from './checkpoint.ts';
 import { mixSeed } from './data/shuffle.ts';
-import { dpoBatch, type DpoOptions } from './finetune/dpo.ts';
+import { type DpoOptions, dpoBatch } from './finetune/dpo.ts';
 import type { ExampleBatch } from './finetune/examples.ts';
 import { clipGradNorm, Optimizer } from './optim.ts';
 import type { Batch, TrainOptions } from './options.ts';
-import { FlatLayout, ParamLayout } from './params.ts';
+import { type FlatLayout, ParamLayout } from './params.ts';
 import { lrAt } from './schedule.ts';
 
 /** What the trainer needs from a data pipeline (src/train/data). */
@@ -98,10 +98,16 @@ export interface TrainResult {
 }
 
 export class NonFiniteLossError extends Error {
-  constructor(readonly step: number, what: string, lastCheckpoint: string | null) {
-    super(`step ${step}: the ${what} is not finite; stopping without applying this update. ` +
-      (lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}. ` : 'No checkpoint was saved yet. ') +
-      'Lower the learning rate (--lr), add --grad-clip or warmup (--warmup), or check the data.');
+  constructor(
+    readonly step: number,
+    what: string,
+    lastCheckpoint: string | null,
+  ) {
+    super(
+      `step ${step}: the ${what} is not finite; stopping without applying this update. ` +
+        (lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}. ` : 'No checkpoint was saved yet. ') +
+        'Lower the learning rate (--lr), add --grad-clip or warmup (--warmup), or check the data.',
+    );
     this.name = 'NonFiniteLossError';
   }
 }
@@ -131,7 +137,7 @@ export class Trainer {
     const { config, kernels: k, options: o } = setup;
     this.adapter = setup.adapter ?? null;
     if (this.adapter) {
-      if (!setup.init) throw new Error('fine-tuning an adapter needs the base model\'s weights (init)');
+      if (!setup.init) throw new Error("fine-tuning an adapter needs the base model's weights (init)");
       this.layout = this.adapter.layout;
       this.params = this.adapter.params;
       this.grads = k.f32(this.layout.size);
@@ -151,7 +157,9 @@ export class Trainer {
     }
     this.optimizer = new Optimizer(k, this.layout, o.optimizer);
     this.backprop = new Backprop(config, k, {
-      batchSize: o.batchSize * (setup.dpo ? 2 : 1), seqLen: o.data.seqLen, activationCheckpointing: o.activationCheckpointing,
+      batchSize: o.batchSize * (setup.dpo ? 2 : 1),
+      seqLen: o.data.seqLen,
+      activationCheckpointing: o.activationCheckpointing,
       adapter: this.adapter ?? undefined,
     });
     this.logFile = o.log ?? path.join(o.out, 'train.jsonl');
@@ -213,13 +221,16 @@ export class Trainer {
     if (this.setup.dpo && !this.adapter && this.step === 0) this.precomputeReference(valBatches, hooks);
     fs.mkdirSync(path.dirname(path.resolve(this.logFile)), { recursive: true });
     const log = fs.openSync(this.logFile, 'a');
-    let lastLoss = NaN, lastVal: number | undefined;
+    let lastLoss = NaN,
+      lastVal: number | undefined;
     try {
       while (this.step < o.steps) {
         const t0 = performance.now();
         const lr = lrAt(this.step, o.schedule);
         grads.fill(0);
-        let loss = 0, zl = 0, tokens = 0;
+        let loss = 0,
+          zl = 0,
+          tokens = 0;
         const extra: Record<string, number> = {};
         for (let a = 0; a < o.gradAccum; a++) {
           const r = this.microStep(data.nextBatch(o.batchSize), 1 / o.gradAccum, mixSeed(o.seed, this.step * o.gradAccum + a), extra);
@@ -265,7 +276,8 @@ export class Trainer {
 
   /** Forward + backward of one micro-batch (gradients added into this.grads). */
   private microStep(batch: Batch, gradScale: number, seed: number, extra: Record<string, number>): LossResult {
-    const o = this.setup.options, dpo = this.setup.dpo;
+    const o = this.setup.options,
+      dpo = this.setup.dpo;
     const pass = { adapterGrads: this.ag, dropoutSeed: seed };
     if (!dpo) return this.backprop.step(this.w, this.g, batch, o.zLoss, gradScale, pass);
     const eb = batch as ExampleBatch;
@@ -298,7 +310,9 @@ export class Trainer {
       const r = this.backprop.loss(this.w, b, 0, { noAdapter: true });
       b.records.forEach((rec, i) => cache.set(rec, [-r.rowNll[2 * i], -r.rowNll[2 * i + 1]]));
     }
-    b.records.forEach((rec, i) => { [ref[2 * i], ref[2 * i + 1]] = cache.get(rec)!; });
+    b.records.forEach((rec, i) => {
+      [ref[2 * i], ref[2 * i + 1]] = cache.get(rec)!;
+    });
     return ref;
   }
 
@@ -323,7 +337,10 @@ export class Trainer {
   private validateAll(batches: Batch[]): { loss: number; margin?: number; accuracy?: number } {
     const dpo = this.setup.dpo;
     if (!dpo) return { loss: this.validate(batches) };
-    let loss = 0, margin = 0, acc = 0, n = 0;
+    let loss = 0,
+      margin = 0,
+      acc = 0,
+      n = 0;
     for (const b of batches) {
       const ref = this.reference(b as ExampleBatch, this.refVal);
       const r = this.backprop.loss(this.w, b, 0);
@@ -339,7 +356,8 @@ export class Trainer {
 
   /** Mean loss over the validation batches (token-weighted). */
   validate(batches: Batch[]): number {
-    let sum = 0, n = 0;
+    let sum = 0,
+      n = 0;
     for (const b of batches) {
       const r = this.backprop.loss(this.w, b, 0);
       if (r.tokens > 0) {
@@ -351,18 +369,37 @@ export class Trainer {
   }
 
   async save(): Promise<string> {
-    const o = this.setup.options, ad = this.adapter;
+    const o = this.setup.options,
+      ad = this.adapter;
     const state: TrainerState & { reference?: unknown } = {
-      format: 'openelm-trainer-state', version: 1, step: this.step, tokens: this.tokens,
+      format: 'openelm-trainer-state',
+      version: 1,
+      step: this.step,
+      tokens: this.tokens,
       optimizer: { name: o.optimizer.name, step: this.optimizer.step },
-      data: this.setup.data.state(), rng: { seed: o.seed }, options: o, elapsed: this.elapsed,
+      data: this.setup.data.state(),
+      rng: { seed: o.seed },
+      options: o,
+      elapsed: this.elapsed,
     };
     if (this.setup.dpo) state.reference = { train: [...this.refTrain], val: [...this.refVal] };
     const weights = ad
-      ? { files: [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE], newest: ADAPTER_WEIGHTS_FILE, write: async (dir: string) => { fs.mkdirSync(dir, { recursive: true }); ad.writeFiles(dir); } }
+      ? {
+          files: [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE],
+          newest: ADAPTER_WEIGHTS_FILE,
+          write: async (dir: string) => {
+            fs.mkdirSync(dir, { recursive: true });
+            ad.writeFiles(dir);
+          },
+        }
       : undefined;
-    this.lastCheckpoint = await saveCheckpoint(o.out, weights ?? modelWeights(this.setup.config, this.layout as ParamLayout, this.params),
-      this.layout, this.optimizer.state(), state);
+    this.lastCheckpoint = await saveCheckpoint(
+      o.out,
+      weights ?? modelWeights(this.setup.config, this.layout as ParamLayout, this.params),
+      this.layout,
+      this.optimizer.state(),
+      state,
+    );
     return this.lastCheckpoint;
   }
 }

@@ -23,10 +23,20 @@ export class ModelWorker {
 
   private handle(m: FromWorker): void {
     switch (m.type) {
-      case 'progress': this.loading?.progress?.(m); break;
-      case 'ready': this.loading?.resolve(m.info); this.loading = null; break;
-      case 'text': this.runs.get(m.id)?.onText?.(m.text); break;
-      case 'done': this.runs.get(m.id)?.resolve(m.result); this.runs.delete(m.id); break;
+      case 'progress':
+        this.loading?.progress?.(m);
+        break;
+      case 'ready':
+        this.loading?.resolve(m.info);
+        this.loading = null;
+        break;
+      case 'text':
+        this.runs.get(m.id)?.onText?.(m.text);
+        break;
+      case 'done':
+        this.runs.get(m.id)?.resolve(m.result);
+        this.runs.delete(m.id);
+        break;
       case 'error':
         if (m.id !== undefined) {
           this.runs.get(m.id)?.reject(new Error(m.message));

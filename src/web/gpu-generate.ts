@@ -1,9 +1,10 @@
 // Text generation on the WebGPU forward pass (src/kernels/webgpu/model.ts), as generate() does it
 // on the CPU: BOS-first prompt, sampling with the same Sampler (greedy picks run as a GPU argmax:
 // 4 bytes read back per token), streamed text, eos / max tokens / abort.
-import type { GpuOpenELM } from '../kernels/webgpu/model.ts';
+
 import type { FinishReason } from '../generate/generate.ts';
 import { Sampler, type SamplingOptions } from '../generate/sampler.ts';
+import type { GpuOpenELM } from '../kernels/webgpu/model.ts';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/index.ts';
 
 export interface GpuGenerateResult {
@@ -15,8 +16,13 @@ export interface GpuGenerateResult {
   decodeMs: number;
 }
 
-export async function gpuGenerate(gm: GpuOpenELM, tok: Tokenizer, prompt: string | { ids: number[] },
-  opts: SamplingOptions & { maxNewTokens?: number; signal?: AbortSignal } = {}, onText?: (t: string) => void): Promise<GpuGenerateResult> {
+export async function gpuGenerate(
+  gm: GpuOpenELM,
+  tok: Tokenizer,
+  prompt: string | { ids: number[] },
+  opts: SamplingOptions & { maxNewTokens?: number; signal?: AbortSignal } = {},
+  onText?: (t: string) => void,
+): Promise<GpuGenerateResult> {
   const promptIds = typeof prompt === 'string' ? tok.encode(prompt, { bos: true }) : prompt.ids.slice();
   if (promptIds.length === 0) throw new RangeError('the prompt is empty');
   if (promptIds.length >= gm.capacity) throw new RangeError(`the prompt has ${promptIds.length} tokens; the context holds ${gm.capacity}`);
@@ -37,10 +43,16 @@ export async function gpuGenerate(gm: GpuOpenELM, tok: Tokenizer, prompt: string
   let finishReason: FinishReason = 'length';
   const t1 = performance.now();
   for (let i = 0; i < maxNew; i++) {
-    if (opts.signal?.aborted) { finishReason = 'aborted'; break; }
+    if (opts.signal?.aborted) {
+      finishReason = 'aborted';
+      break;
+    }
     outputIds.push(token);
     sampler.observeOne(token);
-    if (token === gm.config.eos_token_id) { finishReason = 'eos'; break; }
+    if (token === gm.config.eos_token_id) {
+      finishReason = 'eos';
+      break;
+    }
     const piece = decoder.push(token);
     text += piece;
     if (piece) onText?.(piece);

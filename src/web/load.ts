@@ -7,16 +7,15 @@
 // Weights are fetched one tensor at a time, converted straight into kernel memory and dropped, so
 // loading peaks at the model plus its largest tensor, never the model twice.
 import './portable.ts';
-import { expectedTensors, numParameters, type OpenELMConfig } from '../config/config.ts';
-import type { Kernels } from '../kernels/types.ts';
+import { expectedTensors, layerShape, numParameters, type OpenELMConfig } from '../config/config.ts';
+import type { ModelFiles } from '../io/browser-files.ts';
+import { type BrowserTensorSource, openBrowserSource, readText } from '../io/browser-source.ts';
 import { RefKernels } from '../kernels/ref.ts';
+import type { Kernels } from '../kernels/types.ts';
 import { createWasmKernels } from '../kernels/wasm/wasm.ts';
 import { OpenELM } from '../model/openelm.ts';
-import { checkTensors, loadMatrix, loadVector, type LayerWeights, type LoadDType, type ModelWeights } from '../model/weights.ts';
-import { layerShape } from '../config/config.ts';
+import { checkTensors, type LayerWeights, type LoadDType, loadMatrix, loadVector, type ModelWeights } from '../model/weights.ts';
 import { defaultTokenizer, fromSentencePieceModel, fromTokenizerJson, type Tokenizer } from '../tokenizer/index.ts';
-import type { ModelFiles } from '../io/browser-files.ts';
-import { openBrowserSource, readText, type BrowserTensorSource } from '../io/browser-source.ts';
 
 export type BrowserBackend = 'auto' | 'wasm' | 'ref';
 
@@ -57,7 +56,8 @@ export async function createBrowserKernels(opts: { backend?: BrowserBackend; thr
   const threads = opts.threads ?? (isolated ? hw : 1);
   try {
     const kernels = await createWasmKernels({ threads });
-    const note = isolated ? `WebAssembly SIMD on ${threads} thread${threads > 1 ? 's' : ''}`
+    const note = isolated
+      ? `WebAssembly SIMD on ${threads} thread${threads > 1 ? 's' : ''}`
       : 'WebAssembly SIMD on one thread: the page is not cross-origin isolated (COOP/COEP headers), so threads cannot share memory';
     return { kernels, note };
   } catch (e) {
@@ -79,9 +79,14 @@ export async function loadTokenizerFrom(files: ModelFiles): Promise<Tokenizer> {
  * The model's weights, tensor by tensor in the order src/model/weights.ts loadWeights takes
  * them: each fetched, loaded into kernel memory (converted when `dtype` asks), then released.
  */
-export async function loadWeightsAsync(k: Kernels, src: BrowserTensorSource, dtype: LoadDType = 'auto',
-  onLoad?: BrowserLoadOptions['onLoad']): Promise<ModelWeights> {
-  const cfg = src.config, d = cfg.model_dim;
+export async function loadWeightsAsync(
+  k: Kernels,
+  src: BrowserTensorSource,
+  dtype: LoadDType = 'auto',
+  onLoad?: BrowserLoadOptions['onLoad'],
+): Promise<ModelWeights> {
+  const cfg = src.config,
+    d = cfg.model_dim;
   let loaded = 0;
   const total = src.totalBytes;
   const take = async <T>(name: string, load: () => T): Promise<T> => {
@@ -99,7 +104,8 @@ export async function loadWeightsAsync(k: Kernels, src: BrowserTensorSource, dty
   const emb = await matrix('transformer.token_embeddings.weight');
   const layers: LayerWeights[] = [];
   for (let i = 0; i < cfg.num_transformer_layers; i++) {
-    const p = `transformer.layers.${i}.`, s = layerShape(cfg, i);
+    const p = `transformer.layers.${i}.`,
+      s = layerShape(cfg, i);
     layers.push({
       attn_norm: await vector(p + 'attn_norm.weight', d),
       qkv_proj: await matrix(p + 'attn.qkv_proj.weight'),
@@ -122,9 +128,13 @@ function checkFits(src: BrowserTensorSource, dtype: LoadDType, capacity: number)
   const cfg = src.config;
   const per: Record<string, number> = { f32: 4, bf16: 2, f16: 2, q8_0: 34 / 32, q4_0: 18 / 32, F32: 4, BF16: 2, F16: 2, Q8_0: 34 / 32, Q4_0: 18 / 32 };
   let bytes = 0;
-  for (const [name, shape] of expectedTensors(cfg)) bytes += shape.reduce((a, b) => a * b, 1) * (shape.length === 2 ? per[dtype === 'auto' ? src.info(name)?.dtype ?? 'F32' : dtype] : 4);
+  for (const [name, shape] of expectedTensors(cfg))
+    bytes += shape.reduce((a, b) => a * b, 1) * (shape.length === 2 ? per[dtype === 'auto' ? (src.info(name)?.dtype ?? 'F32') : dtype] : 4);
   for (let i = 0; i < cfg.num_transformer_layers; i++) bytes += 2 * capacity * cfg.num_kv_heads[i] * cfg.head_dim * 4;
-  if (bytes > 3.75 * 1024 ** 3) throw new RangeError(`${src.where}: the model needs ${(bytes / 1024 ** 3).toFixed(2)} GiB, more than WebAssembly's 4 GiB; load it quantized (dtype q8_0 or q4_0) or with a shorter context`);
+  if (bytes > 3.75 * 1024 ** 3)
+    throw new RangeError(
+      `${src.where}: the model needs ${(bytes / 1024 ** 3).toFixed(2)} GiB, more than WebAssembly's 4 GiB; load it quantized (dtype q8_0 or q4_0) or with a shorter context`,
+    );
 }
 
 /** Opens a model and its tokenizer from ModelFiles (a URL, picked files, a folder handle, the hub, a cache). */
@@ -140,8 +150,14 @@ export async function loadBrowserModel(files: ModelFiles, opts: BrowserLoadOptio
     const weights = await loadWeightsAsync(kernels, src, dtype, opts.onLoad);
     const model = new OpenELM(src.config, weights, kernels, { contextLength: opts.contextLength });
     return {
-      model, tokenizer, config: src.config, where: src.where, backend: kernels.name, note,
-      parameters: numParameters(src.config), dispose: () => kernels.dispose?.(),
+      model,
+      tokenizer,
+      config: src.config,
+      where: src.where,
+      backend: kernels.name,
+      note,
+      parameters: numParameters(src.config),
+      dispose: () => kernels.dispose?.(),
     };
   } catch (e) {
     kernels.dispose?.();

@@ -11,4 +11,5 @@ if (typeof g.setImmediate !== 'function') {
     ch.port2.postMessage(0);
   };
 }
+
 export {};

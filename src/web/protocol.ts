@@ -35,11 +35,7 @@ export interface RunOptions extends SamplingOptions {
   stop?: string[];
 }
 
-export type ToWorker =
-  | LoadRequest
-  | { type: 'run'; id: number; prompt: RunPrompt; options?: RunOptions }
-  | { type: 'stop' }
-  | { type: 'reset' };
+export type ToWorker = LoadRequest | { type: 'run'; id: number; prompt: RunPrompt; options?: RunOptions } | { type: 'stop' } | { type: 'reset' };
 
 export interface ModelInfo {
   where: string;

@@ -3,14 +3,24 @@
 // Protocol: protocol.ts. Start it with
 //   new Worker(new URL('openelm/src/web/worker.ts', import.meta.url), { type: 'module' })
 import './portable.ts';
-import { cacheApiStore, cachedFiles, defaultStore, directoryFiles, blobFiles, hubFiles, opfsStore, urlFiles,
-  type FileStore, type ModelFiles } from '../io/browser-files.ts';
 import { encodeChat } from '../generate/chat.ts';
 import { generate, type Prompt } from '../generate/generate.ts';
-import { loadBrowserModel, type BrowserModel } from './load.ts';
-import { WebGpuKernels } from '../kernels/webgpu/webgpu.ts';
+import {
+  blobFiles,
+  cacheApiStore,
+  cachedFiles,
+  defaultStore,
+  directoryFiles,
+  type FileStore,
+  hubFiles,
+  type ModelFiles,
+  opfsStore,
+  urlFiles,
+} from '../io/browser-files.ts';
 import { GpuOpenELM } from '../kernels/webgpu/model.ts';
+import { WebGpuKernels } from '../kernels/webgpu/webgpu.ts';
 import { gpuGenerate } from './gpu-generate.ts';
+import { type BrowserModel, loadBrowserModel } from './load.ts';
 import type { FromWorker, LoadRequest, RunOptions, RunPrompt, ToWorker } from './protocol.ts';
 
 const post = (m: FromWorker) => (self as unknown as { postMessage(m: FromWorker): void }).postMessage(m);
@@ -37,10 +47,14 @@ let queue: Promise<void> = Promise.resolve();
 
 async function storeFor(choice: LoadRequest['cache']): Promise<FileStore | null> {
   switch (choice ?? 'auto') {
-    case 'none': return null;
-    case 'opfs': return opfsStore();
-    case 'cache-api': return cacheApiStore();
-    default: return defaultStore();
+    case 'none':
+      return null;
+    case 'opfs':
+      return opfsStore();
+    case 'cache-api':
+      return cacheApiStore();
+    default:
+      return defaultStore();
   }
 }
 
@@ -48,8 +62,10 @@ async function filesFor(req: LoadRequest): Promise<ModelFiles> {
   const s = req.spec;
   const progress = (p: { file: string; loaded: number; total: number; cached?: boolean }) => post({ type: 'progress', phase: 'download', ...p });
   switch (s.kind) {
-    case 'files': return blobFiles(s.files, s.name);
-    case 'directory': return directoryFiles(s.handle as never);
+    case 'files':
+      return blobFiles(s.files, s.name);
+    case 'directory':
+      return directoryFiles(s.handle as never);
     case 'url':
     case 'hub': {
       const remote = s.kind === 'url' ? urlFiles(s.url) : hubFiles(s.repo, { revision: s.revision, endpoint: s.endpoint, token: s.token });
@@ -69,7 +85,10 @@ async function load(req: LoadRequest): Promise<void> {
   const files = await filesFor(req);
   const { gpu, why } = await webgpuFor(req.device);
   const m = await loadBrowserModel(files, {
-    backend: gpu ? 'ref' : req.backend, threads: req.threads, dtype: req.dtype, contextLength: req.contextLength,
+    backend: gpu ? 'ref' : req.backend,
+    threads: req.threads,
+    dtype: req.dtype,
+    contextLength: req.contextLength,
     onLoad: (p) => post({ type: 'progress', phase: 'load', file: p.tensor, loaded: p.loaded, total: p.total }),
   });
   if (gpu) {
@@ -81,8 +100,13 @@ async function load(req: LoadRequest): Promise<void> {
   post({
     type: 'ready',
     info: {
-      where: m.where, backend: m.backend, note: m.note, parameters: m.parameters, layers: m.config.num_transformer_layers,
-      contextLength: m.model.cache.capacity, crossOriginIsolated: (self as unknown as { crossOriginIsolated: boolean }).crossOriginIsolated,
+      where: m.where,
+      backend: m.backend,
+      note: m.note,
+      parameters: m.parameters,
+      layers: m.config.num_transformer_layers,
+      contextLength: m.model.cache.capacity,
+      crossOriginIsolated: (self as unknown as { crossOriginIsolated: boolean }).crossOriginIsolated,
       loadMs: performance.now() - t0,
     },
   });
@@ -107,10 +131,17 @@ async function run(id: number, prompt: RunPrompt, options: RunOptions = {}): Pro
   abort = null;
   const decoded = res.outputIds.length - 1; // the first token comes from the prefill's logits
   post({
-    type: 'done', id,
+    type: 'done',
+    id,
     result: {
-      text: res.text, promptIds: res.promptIds, outputIds: res.outputIds, finishReason: res.finishReason, cachedTokens: res.cachedTokens,
-      prefillMs: res.prefillMs, decodeMs: res.decodeMs, tokensPerSecond: decoded > 0 ? decoded / (res.decodeMs / 1000) : 0,
+      text: res.text,
+      promptIds: res.promptIds,
+      outputIds: res.outputIds,
+      finishReason: res.finishReason,
+      cachedTokens: res.cachedTokens,
+      prefillMs: res.prefillMs,
+      decodeMs: res.decodeMs,
+      tokensPerSecond: decoded > 0 ? decoded / (res.decodeMs / 1000) : 0,
     },
   });
 }

@@ -1,12 +1,17 @@
 // Runs in headless Chromium (test/browser.test.ts bundles it with esbuild): the WebAssembly kernels
 // with Web Workers on one shared memory, checked against the plain-TypeScript kernels in the same
 // page (test/helpers/kernel-check.ts, as the Node kernel tests). Reports through window.__result.
-import { createWasmKernels } from '../../src/kernels/wasm/wasm.ts';
+
 import { RefKernels } from '../../src/kernels/ref.ts';
 import type { WeightDType } from '../../src/kernels/types.ts';
+import { createWasmKernels } from '../../src/kernels/wasm/wasm.ts';
 import { checkMatmul, fillWeight } from '../helpers/kernel-check.ts';
 
-interface Check { what: string; ok: boolean; detail: string }
+interface Check {
+  what: string;
+  ok: boolean;
+  detail: string;
+}
 
 let seed = 7;
 const rand = (): number => {
@@ -31,9 +36,17 @@ async function main(): Promise<unknown> {
   v[613] = 2;
   checks.push({ what: 'argmax', ok: k.argmax(v, 1000) === 613, detail: `${k.argmax(v, 1000)}` });
   // a prefill-sized GEMM, timed: the browser runs the same binary as Node
-  const rows = 2048, cols = 1280, n = 64, w = k.weight('q8_0', rows, cols);
-  fillWeight(k, w, Float32Array.from({ length: rows * cols }, () => rand() * 2 - 1));
-  const x = k.f32(n * cols).fill(0.5), out = k.f32(n * rows);
+  const rows = 2048,
+    cols = 1280,
+    n = 64,
+    w = k.weight('q8_0', rows, cols);
+  fillWeight(
+    k,
+    w,
+    Float32Array.from({ length: rows * cols }, () => rand() * 2 - 1),
+  );
+  const x = k.f32(n * cols).fill(0.5),
+    out = k.f32(n * rows);
   for (let i = 0; i < 3; i++) k.matmul(out, x, w, n);
   const t0 = performance.now();
   for (let i = 0; i < 10; i++) k.matmul(out, x, w, n);
@@ -43,4 +56,11 @@ async function main(): Promise<unknown> {
 }
 
 const w = window as unknown as { __result?: unknown };
-main().then((r) => { w.__result = r; }, (e: unknown) => { w.__result = { error: String((e as Error)?.stack ?? e) }; });
+main().then(
+  (r) => {
+    w.__result = r;
+  },
+  (e: unknown) => {
+    w.__result = { error: String((e as Error)?.stack ?? e) };
+  },
+);

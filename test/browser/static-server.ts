@@ -2,17 +2,26 @@
 // A static file server for the browser tests, like a plain static host: GET/HEAD with byte ranges
 // (Range: bytes=a-b → 206 + Content-Range), optional cross-origin isolation headers, a log of the
 // requests, and extra routes (a hub imitation, a failing server) given as handlers.
+
+import { readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize } from 'node:path';
 
 const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json',
-  '.wasm': 'application/wasm', '.svg': 'image/svg+xml',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.css': 'text/css',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.svg': 'image/svg+xml',
 };
 
-export interface LoggedRequest { url: string; range?: string; status: number }
+export interface LoggedRequest {
+  url: string;
+  range?: string;
+  status: number;
+}
 
 export interface StaticServer {
   url: string;
@@ -39,7 +48,8 @@ export function sendFile(req: IncomingMessage, res: ServerResponse, file: string
   const m = /^bytes=(\d+)-(\d*)$/.exec(String(req.headers.range ?? ''));
   const h = { ...headers, 'Content-Type': type, 'Accept-Ranges': 'bytes', 'Access-Control-Expose-Headers': 'Content-Range, Content-Length' };
   if (m) {
-    const a = Number(m[1]), b = m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
+    const a = Number(m[1]),
+      b = m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
     if (a >= size) {
       res.writeHead(416, { ...h, 'Content-Range': `bytes */${size}` }).end();
       return 416;
@@ -54,9 +64,14 @@ export function sendFile(req: IncomingMessage, res: ServerResponse, file: string
 }
 
 export async function startStaticServer(root: string, opts: { isolated?: boolean } = {}): Promise<StaticServer> {
-  const headers: Record<string, string> = opts.isolated === false ? {} : {
-    'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp', 'Cross-Origin-Resource-Policy': 'same-origin',
-  };
+  const headers: Record<string, string> =
+    opts.isolated === false
+      ? {}
+      : {
+          'Cross-Origin-Opener-Policy': 'same-origin',
+          'Cross-Origin-Embedder-Policy': 'require-corp',
+          'Cross-Origin-Resource-Policy': 'same-origin',
+        };
   const mounts = new Map<string, string>([['/', root]]);
   const failing = new Map<string, number>();
   const log: LoggedRequest[] = [];
@@ -82,6 +97,10 @@ export async function startStaticServer(root: string, opts: { isolated?: boolean
     log,
     mount: (prefix, dir) => void (dir === null ? mounts.delete(prefix) : mounts.set(prefix, dir)),
     fail: (prefix, status) => void (status === null ? failing.delete(prefix) : failing.set(prefix, status)),
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -1,16 +1,21 @@
 // Runs in headless Chromium (test/webgpu.test.ts bundles it): the WGSL kernels against the
 // plain-TypeScript kernels op by op, then the built-in model's greedy decoding on the GPU against
 // the same model on the TS kernels. Reports through window.__result.
+
+import { urlFiles } from '../../src/io/browser-files.ts';
 import { RefKernels } from '../../src/kernels/ref.ts';
 import type { Activation, AttentionShape, WeightDType } from '../../src/kernels/types.ts';
-import { WebGpuKernels } from '../../src/kernels/webgpu/webgpu.ts';
 import { GpuOpenELM } from '../../src/kernels/webgpu/model.ts';
-import { urlFiles } from '../../src/io/browser-files.ts';
-import { loadBrowserModel } from '../../src/web/load.ts';
+import { WebGpuKernels } from '../../src/kernels/webgpu/webgpu.ts';
 import { ropeTables } from '../../src/model/rope.ts';
+import { loadBrowserModel } from '../../src/web/load.ts';
 import { fillWeight } from '../helpers/kernel-check.ts';
 
-interface Check { what: string; ok: boolean; detail: string }
+interface Check {
+  what: string;
+  ok: boolean;
+  detail: string;
+}
 
 let seed = 11;
 const rand = (): number => {
@@ -23,7 +28,8 @@ const randn = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rand
 
 /** max |a - b| / (tol · (1 + max |b|)) ≤ 1 */
 function close(what: string, a: Float32Array, b: Float32Array, tol: number): Check {
-  let worst = 0, scale = 0;
+  let worst = 0,
+    scale = 0;
   for (let i = 0; i < b.length; i++) scale = Math.max(scale, Math.abs(b[i]));
   for (let i = 0; i < b.length; i++) {
     const e = Math.abs(a[i] - b[i]);
@@ -44,14 +50,17 @@ async function main(): Promise<unknown> {
 
   // matmul per weight dtype, a matrix-vector and a small GEMM; the same stored bytes on both sides
   for (const dtype of ['f32', 'bf16', 'f16', 'q8_0', 'q4_0'] as WeightDType[]) {
-    const rows = 37, cols = 300;
+    const rows = 37,
+      cols = 300;
     const wr = ref.weight(dtype, rows, cols);
     fillWeight(ref, wr, randn(rows * cols));
     const gw = gpu.weight(wr);
     for (const n of [1, 3]) {
-      const x = randn(n * cols), want = new Float32Array(n * rows);
+      const x = randn(n * cols),
+        want = new Float32Array(n * rows);
       ref.matmul(want, x, wr, n);
-      for (const row of [false, true]) { // both kernels: a workgroup per output (GPUs), an invocation per output (CPUs)
+      for (const row of [false, true]) {
+        // both kernels: a workgroup per output (GPUs), an invocation per output (CPUs)
         gpu.rowMatmul = row;
         const out = gpu.f32(n * rows);
         gpu.matmul(out, gpu.upload(x), gw, n);
@@ -67,21 +76,38 @@ async function main(): Promise<unknown> {
     checks.push(close(`embed ${dtype}`, await readF32(out, 3 * cols), want, 1e-6));
   }
 
-  { // rmsnorm
-    const n = 3, dim = 200, x = randn(n * dim, 3), w = randn(dim), want = new Float32Array(n * dim);
+  {
+    // rmsnorm
+    const n = 3,
+      dim = 200,
+      x = randn(n * dim, 3),
+      w = randn(dim),
+      want = new Float32Array(n * dim);
     ref.rmsnorm(want, x, w, n, dim, 1e-6);
     const out = gpu.f32(n * dim);
     gpu.rmsnorm(out, gpu.upload(x), gpu.upload(w), n, dim, 1e-6);
     checks.push(close('rmsnorm', await readF32(out, n * dim), want, 1e-5));
   }
 
-  { // q/k norm + RoPE, then attention over a cache that already holds pos0 positions
-    const nQ = 6, nKV = 2, hd = 32, pos0 = 5, n = 3, cap = 16, stride = (nQ + 2 * nKV) * hd;
+  {
+    // q/k norm + RoPE, then attention over a cache that already holds pos0 positions
+    const nQ = 6,
+      nKV = 2,
+      hd = 32,
+      pos0 = 5,
+      n = 3,
+      cap = 16,
+      stride = (nQ + 2 * nKV) * hd;
     const rope = ropeTables(hd, 10000, cap);
     const s: AttentionShape = { n, pos0, nQ, nKV, headDim: hd };
-    const qkv = randn(n * stride), qn = randn(hd), kn = randn(hd);
-    const kc = randn(cap * nKV * hd), vc = randn(cap * nKV * hd);
-    const gq = gpu.upload(qkv), gk = gpu.upload(kc), gv = gpu.upload(vc);
+    const qkv = randn(n * stride),
+      qn = randn(hd),
+      kn = randn(hd);
+    const kc = randn(cap * nKV * hd),
+      vc = randn(cap * nKV * hd);
+    const gq = gpu.upload(qkv),
+      gk = gpu.upload(kc),
+      gv = gpu.upload(vc);
     ref.headNormRope(qkv, s, qn, kn, 1e-6, rope.cos, rope.sin);
     gpu.headNormRope(gq, s, gpu.upload(qn), gpu.upload(kn), 1e-6, gpu.upload(rope.cos), gpu.upload(rope.sin));
     checks.push(close('headNormRope (q/k norm + RoPE)', await readF32(gq, n * stride), qkv, 1e-5));
@@ -91,36 +117,54 @@ async function main(): Promise<unknown> {
     gpu.attention(out, gq, gk, gv, s);
     checks.push(close('attention (GQA, causal, KV cache)', await readF32(out, n * nQ * hd), want, 1e-5));
     checks.push(close('attention: K cache rows written', await readF32(gk, cap * nKV * hd), kc, 1e-5));
-    const noNorm = randn(n * stride), g2 = gpu.upload(noNorm);
+    const noNorm = randn(n * stride),
+      g2 = gpu.upload(noNorm);
     ref.headNormRope(noNorm, s, null, null, 1e-6, rope.cos, rope.sin);
     gpu.headNormRope(g2, s, null, null, 1e-6, gpu.upload(rope.cos), gpu.upload(rope.sin));
     checks.push(close('headNormRope without q/k norm', await readF32(g2, n * stride), noNorm, 1e-5));
   }
 
-  for (const [act, glu] of [['swish', true], ['gelu', false], ['gelu_pytorch_tanh', true], ['quick_gelu', false], ['relu', true], ['sigmoid', false], ['tanh', false]] as [Activation, boolean][]) {
-    const n = 2, dim = 130, x = randn(n * dim * (glu ? 2 : 1), 4), want = new Float32Array(n * dim);
+  for (const [act, glu] of [
+    ['swish', true],
+    ['gelu', false],
+    ['gelu_pytorch_tanh', true],
+    ['quick_gelu', false],
+    ['relu', true],
+    ['sigmoid', false],
+    ['tanh', false],
+  ] as [Activation, boolean][]) {
+    const n = 2,
+      dim = 130,
+      x = randn(n * dim * (glu ? 2 : 1), 4),
+      want = new Float32Array(n * dim);
     ref.ffnAct(want, x, n, dim, act, glu);
     const out = gpu.f32(n * dim);
     gpu.ffnAct(out, gpu.upload(x), n, dim, act, glu);
     checks.push(close(`ffnAct ${act}${glu ? ' GLU' : ''}`, await readF32(out, n * dim), want, 1e-5));
   }
 
-  { // residual add, argmax (ties, NaN), softmax
-    const a = randn(1000), b = randn(1000), ga = gpu.upload(a);
+  {
+    // residual add, argmax (ties, NaN), softmax
+    const a = randn(1000),
+      b = randn(1000),
+      ga = gpu.upload(a);
     gpu.addInPlace(ga, gpu.upload(b), 1000);
     ref.addInPlace(a, b, 1000);
     checks.push(close('addInPlace', await readF32(ga, 1000), a, 0));
     const r = gpu.f32(4);
     for (const [name, v] of [
-      ['argmax', randn(32000)], ['argmax: first of ties', Float32Array.from({ length: 5000 }, (_, i) => (i === 77 || i === 4000 ? 3 : 0))],
+      ['argmax', randn(32000)],
+      ['argmax: first of ties', Float32Array.from({ length: 5000 }, (_, i) => (i === 77 || i === 4000 ? 3 : 0))],
       ['argmax: NaNs skipped', Float32Array.from({ length: 999 }, (_, i) => (i % 2 ? NaN : i === 500 ? 9 : 1))],
       ['argmax: all -Infinity', new Float32Array(300).fill(-Infinity)],
     ] as [string, Float32Array][]) {
       gpu.argmax(r, gpu.upload(v), v.length);
-      const got = new Uint32Array(await gpu.read(r, 4))[0], want = ref.argmax(v, v.length);
+      const got = new Uint32Array(await gpu.read(r, 4))[0],
+        want = ref.argmax(v, v.length);
       checks.push({ what: name, ok: got === want, detail: `${got} vs ${want}` });
     }
-    const x = randn(32000, 8), gx = gpu.upload(x);
+    const x = randn(32000, 8),
+      gx = gpu.upload(x);
     ref.softmax(x, 32000, 0.7);
     gpu.softmax(gx, 32000, 0.7);
     checks.push(close('softmax (temperature 0.7)', await readF32(gx, 32000), x, 1e-5));
@@ -149,11 +193,27 @@ async function main(): Promise<unknown> {
   const t0 = performance.now();
   const got = await gm.greedy(prompt, N);
   const ms = performance.now() - t0;
-  checks.push({ what: 'model: greedy tokens equal the TS kernels\'', ok: got.join() === want.join(), detail: `${got.join(',')} vs ${want.join(',')}` });
+  checks.push({ what: "model: greedy tokens equal the TS kernels'", ok: got.join() === want.join(), detail: `${got.join(',')} vs ${want.join(',')}` });
   const text = cpu.tokenizer.decode(got);
   gpu.dispose();
-  return { adapter: gpu.adapterName, shaderErrors, shaders: Object.keys(shaderErrors).length, checks, tokensPerSecond: N / (ms / 1000), dispatchesPerStep: perStep, text, timings: { shaders: tShaders, ops: tOps, total: performance.now() - T0, decode: ms } };
+  return {
+    adapter: gpu.adapterName,
+    shaderErrors,
+    shaders: Object.keys(shaderErrors).length,
+    checks,
+    tokensPerSecond: N / (ms / 1000),
+    dispatchesPerStep: perStep,
+    text,
+    timings: { shaders: tShaders, ops: tOps, total: performance.now() - T0, decode: ms },
+  };
 }
 
 const w = window as unknown as { __result?: unknown };
-main().then((r) => { w.__result = r; }, (e: unknown) => { w.__result = { error: String((e as Error)?.stack ?? e) }; });
+main().then(
+  (r) => {
+    w.__result = r;
+  },
+  (e: unknown) => {
+    w.__result = { error: String((e as Error)?.stack ?? e) };
+  },
+);

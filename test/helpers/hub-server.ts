@@ -131,12 +131,23 @@ export async function startHubServer(repos: FixtureRepo[], opts: { token?: strin
     if (rev !== 'main' && rev !== repo.sha) return hubError(res, 404, 'RevisionNotFound', `Invalid rev id: ${rev}`);
 
     if (api) {
-      const json = JSON.stringify({ _id: 'x', id: repo.id, sha: repo.sha, gated: repo.gated ? 'manual' : false, siblings: Object.keys(repo.files).map((rfilename) => ({ rfilename })) });
+      const json = JSON.stringify({
+        _id: 'x',
+        id: repo.id,
+        sha: repo.sha,
+        gated: repo.gated ? 'manual' : false,
+        siblings: Object.keys(repo.files).map((rfilename) => ({ rfilename })),
+      });
       return send(res, 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) }, json);
     }
 
     if (repo.gated && !authed) {
-      return hubError(res, auth ? 403 : 401, 'GatedRepo', `Access to model ${repo.id} is restricted. You must have access to it and be authenticated to access it. Please log in.`);
+      return hubError(
+        res,
+        auth ? 403 : 401,
+        'GatedRepo',
+        `Access to model ${repo.id} is restricted. You must have access to it and be authenticated to access it. Please log in.`,
+      );
     }
     const file = resolve![3].split('/').map(decodeURIComponent).join('/');
     const data = repo.files[file];

@@ -4,8 +4,9 @@
 //   index.html?prompt=TEXT&max_new_tokens=N&temperature=T&autorun=1   (also top_p, top_k, seed, repetition_penalty)
 // The text goes into #output (its textContent equals `openelm generate --json`'s "text"), then
 // #output gets data-done; on failure data-done and data-error (the message).
-import { ModelWorker } from '../../src/web/client.ts';
+
 import type { ChatMessage } from '../../src/generate/chat.ts';
+import { ModelWorker } from '../../src/web/client.ts';
 import type { LoadRequest, ModelInfo, RunOptions, RunPrompt } from '../../src/web/protocol.ts';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -47,9 +48,10 @@ async function loadModel(req: Omit<LoadRequest, 'type'>, label: string): Promise
   try {
     const info = await worker.load(req, (p) => {
       progress.value = p.total ? p.loaded / p.total : 0;
-      progressText.textContent = p.phase === 'download'
-        ? `${p.cached ? 'From the cache' : 'Downloading'} ${p.file}: ${mb(p.loaded)} of ${mb(p.total)}`
-        : `Loading weights: ${mb(p.loaded)} of ${mb(p.total)}`;
+      progressText.textContent =
+        p.phase === 'download'
+          ? `${p.cached ? 'From the cache' : 'Downloading'} ${p.file}: ${mb(p.loaded)} of ${mb(p.total)}`
+          : `Loading weights: ${mb(p.loaded)} of ${mb(p.total)}`;
     });
     ready = true;
     modelName.textContent = `${label} (${(info.parameters / 1e6).toFixed(0)}M parameters)`;
@@ -67,17 +69,21 @@ async function loadModel(req: Omit<LoadRequest, 'type'>, label: string): Promise
 }
 
 /** ?device=webgpu|wasm overrides the choice (default: WebGPU on a hardware adapter, else WebAssembly) */
-const DEVICE = (['webgpu', 'wasm'].includes(new URLSearchParams(location.search).get('device') ?? '') ? new URLSearchParams(location.search).get('device') : 'auto') as 'auto' | 'webgpu' | 'wasm';
+const DEVICE = (
+  ['webgpu', 'wasm'].includes(new URLSearchParams(location.search).get('device') ?? '') ? new URLSearchParams(location.search).get('device') : 'auto'
+) as 'auto' | 'webgpu' | 'wasm';
 const loadBuiltin = () => loadModel({ spec: { kind: 'url', url: BUILTIN_URL }, cache: 'none', device: DEVICE }, 'built-in model');
 
 function num(id: string, fallback: number): number {
-  const v = Number(($<HTMLInputElement>(id)).value);
+  const v = Number($<HTMLInputElement>(id).value);
   return Number.isFinite(v) ? v : fallback;
 }
 
 function settings(): RunOptions {
   return {
-    temperature: num('temperature', 0.7), topP: num('top-p', 0.9), maxNewTokens: Math.max(1, Math.round(num('max-tokens', 128))),
+    temperature: num('temperature', 0.7),
+    topP: num('top-p', 0.9),
+    maxNewTokens: Math.max(1, Math.round(num('max-tokens', 128))),
     repetitionPenalty: num('repetition-penalty', 1),
   };
 }
@@ -104,7 +110,7 @@ async function submit(): Promise<void> {
   addMessage('user', text);
   let prompt: RunPrompt;
   if (mode.value === 'chat') {
-    const system = ($<HTMLTextAreaElement>('system')).value.trim();
+    const system = $<HTMLTextAreaElement>('system').value.trim();
     messages.push({ role: 'user', content: text });
     prompt = { messages: [...(system ? [{ role: 'system' as const, content: system }] : []), ...messages] };
   } else prompt = text;
@@ -113,11 +119,14 @@ async function submit(): Promise<void> {
   setBusy(true);
   stats.textContent = 'Thinking…';
   try {
-    const r = await worker.run(prompt, settings(), (t) => { reply.textContent += t; });
+    const r = await worker.run(prompt, settings(), (t) => {
+      reply.textContent += t;
+    });
     reply.textContent = r.text;
     if (mode.value === 'chat') messages.push({ role: 'assistant', content: r.text.trim() });
     const why = r.finishReason === 'aborted' ? ' (stopped)' : r.finishReason === 'length' ? ' (max tokens)' : '';
-    stats.textContent = `${r.outputIds.length} tokens${why} · ${r.tokensPerSecond.toFixed(1)} tokens/s · prompt ${r.promptIds.length} tokens in ${r.prefillMs.toFixed(0)} ms` +
+    stats.textContent =
+      `${r.outputIds.length} tokens${why} · ${r.tokensPerSecond.toFixed(1)} tokens/s · prompt ${r.promptIds.length} tokens in ${r.prefillMs.toFixed(0)} ms` +
       (r.cachedTokens ? ` (${r.cachedTokens} reused)` : '');
   } catch (e) {
     reply.parentElement!.className = 'error';
@@ -131,12 +140,20 @@ async function submit(): Promise<void> {
   }
 }
 
-form.addEventListener('submit', (e) => { e.preventDefault(); void submit(); });
+form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  void submit();
+});
 promptBox.addEventListener('keydown', (e) => {
-  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); void submit(); }
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    void submit();
+  }
 });
 stopBtn.addEventListener('click', () => worker.stop());
-document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && busy) worker.stop(); });
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && busy) worker.stop();
+});
 $('new-chat').addEventListener('click', () => {
   messages = [];
   log.replaceChildren();
@@ -153,13 +170,13 @@ $<HTMLInputElement>('folder').addEventListener('change', (e) => {
 });
 $<HTMLFormElement>('hub-form').addEventListener('submit', (e) => {
   e.preventDefault();
-  const repo = ($<HTMLInputElement>('hub-repo')).value.trim();
+  const repo = $<HTMLInputElement>('hub-repo').value.trim();
   const endpoint = new URLSearchParams(location.search).get('hub_endpoint') ?? undefined;
   if (repo) void loadModel({ spec: { kind: 'hub', repo, endpoint }, device: DEVICE }, repo).catch(() => undefined);
 });
 $<HTMLFormElement>('url-form').addEventListener('submit', (e) => {
   e.preventDefault();
-  const url = ($<HTMLInputElement>('model-url')).value.trim();
+  const url = $<HTMLInputElement>('model-url').value.trim();
   if (url) void loadModel({ spec: { kind: 'url', url: new URL(url, location.href).href }, device: DEVICE }, url).catch(() => undefined);
 });
 
@@ -175,12 +192,18 @@ async function deepLink(q: URLSearchParams): Promise<void> {
       return v;
     };
     const options: RunOptions = {
-      maxNewTokens: opt('max_new_tokens'), temperature: opt('temperature'), topP: opt('top_p'), topK: opt('top_k'),
-      seed: opt('seed'), repetitionPenalty: opt('repetition_penalty'),
+      maxNewTokens: opt('max_new_tokens'),
+      temperature: opt('temperature'),
+      topP: opt('top_p'),
+      topK: opt('top_k'),
+      seed: opt('seed'),
+      repetitionPenalty: opt('repetition_penalty'),
     };
     await loadBuiltin();
     setBusy(true);
-    const r = await worker.run(q.get('prompt')!, options, (t) => { output.textContent += t; });
+    const r = await worker.run(q.get('prompt')!, options, (t) => {
+      output.textContent += t;
+    });
     output.textContent = r.text;
     stats.textContent = `${r.outputIds.length} tokens · ${r.tokensPerSecond.toFixed(1)} tokens/s`;
     output.dataset.tokensPerSecond = r.tokensPerSecond.toFixed(2);

@@ -1,12 +1,12 @@
+import { benchModel, formatBench } from '../../bench.ts';
+import { Rng } from '../../generate/rng.ts';
+import { Sampler } from '../../generate/sampler.ts';
+import { type SpeculativeOptions, type SpeculativeStats, speculativeTokens } from '../../generate/speculative.ts';
+import type { OpenELM } from '../../model/openelm.ts';
 import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, openModelOnly } from '../model-options.ts';
-import { benchModel, formatBench } from '../../bench.ts';
 import { openSpeculative, SPECULATIVE_HELP, SPECULATIVE_OPTIONS } from './generate.ts';
-import type { OpenELM } from '../../model/openelm.ts';
-import { Rng } from '../../generate/rng.ts';
-import { Sampler } from '../../generate/sampler.ts';
-import { speculativeTokens, type SpeculativeOptions, type SpeculativeStats } from '../../generate/speculative.ts';
 
 export interface SpeculativeBench {
   draft: string;
@@ -27,7 +27,12 @@ export interface SpeculativeBench {
  * Greedy decoding of the same seeded random prompt with and without the draft, interleaved
  * (plain, speculative, plain, ...), best of `repeat` each; the decode phase only.
  */
-export function benchSpeculative(model: OpenELM, spec: SpeculativeOptions, o: { promptTokens: number; genTokens: number; repeat: number; seed?: number }, label: string): SpeculativeBench {
+export function benchSpeculative(
+  model: OpenELM,
+  spec: SpeculativeOptions,
+  o: { promptTokens: number; genTokens: number; repeat: number; seed?: number },
+  label: string,
+): SpeculativeBench {
   const V = model.config.vocab_size;
   const rng = new Rng(o.seed ?? 0);
   const prompt = Array.from({ length: o.promptTokens }, () => 3 + (rng.nextU32() % (V - 3)));
@@ -46,28 +51,40 @@ export function benchSpeculative(model: OpenELM, spec: SpeculativeOptions, o: { 
       for (const t of speculativeTokens(model, sampler, logits, prompt, o.genTokens, spec, { temperature: 0 }, stats)) ids.push(t);
     } else {
       let x = logits;
-      for (let i = 0; i < o.genTokens; i++) { const t = sampler.sample(x); ids.push(t); if (i + 1 < o.genTokens) x = model.step(t); }
+      for (let i = 0; i < o.genTokens; i++) {
+        const t = sampler.sample(x);
+        ids.push(t);
+        if (i + 1 < o.genTokens) x = model.step(t);
+      }
     }
     return { ids, ms: performance.now() - t0 };
   };
   decode(false); // warm-up (JIT, page faults) of both paths
   decode(true);
   for (let r = 0; r < o.repeat; r++) {
-    const a = decode(false), b = decode(true);
+    const a = decode(false),
+      b = decode(true);
     identical &&= a.ids.join() === b.ids.join();
     runs.push({ plain_decode_tps: (o.genTokens / a.ms) * 1000, decode_tps: (o.genTokens / b.ms) * 1000 });
   }
-  const plain = Math.max(...runs.map((r) => r.plain_decode_tps)), fast = Math.max(...runs.map((r) => r.decode_tps));
+  const plain = Math.max(...runs.map((r) => r.plain_decode_tps)),
+    fast = Math.max(...runs.map((r) => r.decode_tps));
   return {
-    draft: label, draft_tokens: spec.draft ? spec.draftTokens ?? 4 : spec.promptLookup ?? 10,
+    draft: label,
+    draft_tokens: spec.draft ? (spec.draftTokens ?? 4) : (spec.promptLookup ?? 10),
     acceptance: stats.drafted ? stats.accepted / stats.drafted : 0,
     tokens_per_pass: (o.genTokens - 1) / Math.max(1, o.genTokens - 1 - stats.accepted),
-    plain_decode_tps: plain, decode_tps: fast, speedup: fast / plain, identical, runs,
+    plain_decode_tps: plain,
+    decode_tps: fast,
+    speedup: fast / plain,
+    identical,
+    runs,
   };
 }
 
 export function formatSpeculative(s: SpeculativeBench): string {
-  const spread = (k: 'plain_decode_tps' | 'decode_tps') => `${Math.min(...s.runs.map((r) => r[k])).toFixed(1)}–${Math.max(...s.runs.map((r) => r[k])).toFixed(1)}`;
+  const spread = (k: 'plain_decode_tps' | 'decode_tps') =>
+    `${Math.min(...s.runs.map((r) => r[k])).toFixed(1)}–${Math.max(...s.runs.map((r) => r[k])).toFixed(1)}`;
   return [
     `speculative (${s.draft}, ${s.draft_tokens} per round): ${(100 * s.acceptance).toFixed(0)}% of drafted tokens kept, ${s.tokens_per_pass.toFixed(2)} tokens per pass`,
     `  decode ${s.decode_tps.toFixed(1)} tok/s (runs ${spread('decode_tps')}) vs ${s.plain_decode_tps.toFixed(1)} without (runs ${spread('plain_decode_tps')}): ${s.speedup.toFixed(2)}× · output ${s.identical ? 'identical' : 'DIFFERENT'}`,
@@ -98,7 +115,12 @@ ${MODEL_HELP}
 npm run bench compares this against llama.cpp (node-llama-cpp) on the same weights.`,
   async run(argv) {
     const { values: v } = parse(argv, {
-      ...MODEL_OPTIONS, ...SPECULATIVE_OPTIONS, 'prompt-tokens': { type: 'string' }, 'gen-tokens': { type: 'string' }, repeat: { type: 'string' }, warmup: { type: 'string' },
+      ...MODEL_OPTIONS,
+      ...SPECULATIVE_OPTIONS,
+      'prompt-tokens': { type: 'string' },
+      'gen-tokens': { type: 'string' },
+      repeat: { type: 'string' },
+      warmup: { type: 'string' },
     });
     const promptTokens = num(v['prompt-tokens'] as string, 'prompt-tokens', { int: true, min: 1 }) ?? 128;
     const genTokens = num(v['gen-tokens'] as string, 'gen-tokens', { int: true, min: 1 }) ?? 128;
@@ -106,13 +128,15 @@ npm run bench compares this against llama.cpp (node-llama-cpp) on the same weigh
     const warmup = num(v.warmup as string, 'warmup', { int: true, min: 0 }) ?? 4;
     const t0 = performance.now();
     const needed = promptTokens + genTokens + warmup;
-    let loaded;
+    let loaded: Awaited<ReturnType<typeof openModelOnly>>;
     try {
       loaded = await openModelOnly({ ...v, context: v.context ?? String(needed) }, Boolean(v.json));
     } catch (e) {
       // the context is ours, not the user's: name the flags that made it too long
       if (v.context === undefined && e instanceof UsageError && e.message.startsWith('--context')) {
-        throw new UsageError(`--prompt-tokens + --gen-tokens + --warmup = ${needed} tokens, more than the model's context: ${e.message.replace(/^--context must be at most /, '').replace(/, got \d+$/, '')}`);
+        throw new UsageError(
+          `--prompt-tokens + --gen-tokens + --warmup = ${needed} tokens, more than the model's context: ${e.message.replace(/^--context must be at most /, '').replace(/, got \d+$/, '')}`,
+        );
       }
       throw e;
     }

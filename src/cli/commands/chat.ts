@@ -1,11 +1,20 @@
 import readline from 'node:readline';
+import { type ChatMessage, encodeChat } from '../../generate/chat.ts';
+import { type GenerateOptions, generate } from '../../generate/generate.ts';
+import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 import { checkSamplingFlags, parse, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.ts';
-import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
-import { SAMPLING_HELP, SAMPLING_OPTIONS, samplingOptions, timingLine, SPECULATIVE_HELP, SPECULATIVE_OPTIONS, openSpeculative, speculativeLine } from './generate.ts';
-import { generate, type GenerateOptions } from '../../generate/generate.ts';
-import { encodeChat, type ChatMessage } from '../../generate/chat.ts';
+import {
+  openSpeculative,
+  SAMPLING_HELP,
+  SAMPLING_OPTIONS,
+  SPECULATIVE_HELP,
+  SPECULATIVE_OPTIONS,
+  samplingOptions,
+  speculativeLine,
+  timingLine,
+} from './generate.ts';
 
 const COMMANDS_HELP = `Commands inside the chat:
   /help                 this list
@@ -22,14 +31,23 @@ const COMMANDS_HELP = `Commands inside the chat:
 
 /** `/set` keys → the flag they stand for (max-tokens is -n / --max-new-tokens). */
 const SET_KEYS: Record<string, string> = {
-  temperature: 'temperature', 'top-p': 'top-p', 'top-k': 'top-k', 'min-p': 'min-p',
-  'repetition-penalty': 'repetition-penalty', seed: 'seed', 'max-tokens': 'max-new-tokens', 'max-new-tokens': 'max-new-tokens',
+  temperature: 'temperature',
+  'top-p': 'top-p',
+  'top-k': 'top-k',
+  'min-p': 'min-p',
+  'repetition-penalty': 'repetition-penalty',
+  seed: 'seed',
+  'max-tokens': 'max-new-tokens',
+  'max-new-tokens': 'max-new-tokens',
 };
 
 /** The conversation and settings of one chat session; `handle` takes one complete user input. */
 export class ChatSession {
   messages: ChatMessage[] = [];
-  constructor(public system: string | undefined, public opts: GenerateOptions) {
+  constructor(
+    public system: string | undefined,
+    public opts: GenerateOptions,
+  ) {
     this.clear();
   }
 
@@ -51,7 +69,8 @@ export class ChatSession {
       return this.system ? '(system message set; new conversation)' : '(system message removed; new conversation)';
     }
     const flag = SET_KEYS[key];
-    if (!flag) throw new UsageError(`/set: unknown setting "${key}"; one of ${[...Object.keys(SET_KEYS).filter((k) => k !== 'max-new-tokens'), 'system'].join(', ')}`);
+    if (!flag)
+      throw new UsageError(`/set: unknown setting "${key}"; one of ${[...Object.keys(SET_KEYS).filter((k) => k !== 'max-new-tokens'), 'system'].join(', ')}`);
     if (value === '') throw new UsageError(`/set ${key} needs a value`);
     let next: GenerateOptions;
     try {
@@ -127,7 +146,14 @@ ${SPECULATIVE_HELP}
 ${MODEL_HELP}
 ${ADAPTER_HELP}`,
   async run(argv) {
-    const { values: v } = parse(argv, { ...MODEL_OPTIONS, ...ADAPTER_OPTION, ...SAMPLING_OPTIONS, ...SPECULATIVE_OPTIONS, system: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } });
+    const { values: v } = parse(argv, {
+      ...MODEL_OPTIONS,
+      ...ADAPTER_OPTION,
+      ...SAMPLING_OPTIONS,
+      ...SPECULATIVE_OPTIONS,
+      system: { type: 'string' },
+      verbose: { type: 'boolean', short: 'v' },
+    });
     const session = new ChatSession(v.system as string | undefined, checkSamplingFlags(samplingOptions(v)));
     const tty = Boolean(process.stdin.isTTY);
     const { model, tokenizer, dispose: disposeModel } = await openModel(v);
@@ -139,12 +165,17 @@ ${ADAPTER_HELP}`,
       disposeModel();
       throw e;
     }
-    const dispose = () => { draft.dispose(); disposeModel(); };
+    const dispose = () => {
+      draft.dispose();
+      disposeModel();
+    };
     const capacity = model.cache.capacity;
     const note = (s: string) => process.stderr.write(`${s}\n`);
     const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: tty });
     const lines = new MultilineReader();
-    const ask = () => { if (tty) rl.setPrompt(lines.open ? '... ' : '>>> '), rl.prompt(); };
+    const ask = () => {
+      if (tty) rl.setPrompt(lines.open ? '... ' : '>>> '), rl.prompt();
+    };
     // Ctrl-C stops the reply being generated; at the prompt it quits
     let generating: AbortController | undefined;
     let failures = 0;
@@ -157,17 +188,25 @@ ${ADAPTER_HELP}`,
     try {
       for await (const line of rl) {
         const input = lines.push(line);
-        if (input === undefined) { ask(); continue; }
+        if (input === undefined) {
+          ask();
+          continue;
+        }
         const text = input.trim();
-        if (!text) { ask(); continue; }
+        if (!text) {
+          ask();
+          continue;
+        }
         if (text.startsWith('/') && !text.startsWith('//')) {
           const [cmd] = text.split(/\s/, 1);
           const arg = text.slice(cmd.length).trim();
           if (cmd === '/exit' || cmd === '/quit' || cmd === '/bye') break;
           try {
             if (cmd === '/help' || cmd === '/?') process.stdout.write(COMMANDS_HELP + '\n');
-            else if (cmd === '/clear' || cmd === '/reset') { session.clear(); process.stdout.write('(new conversation)\n'); }
-            else if (cmd === '/set') process.stdout.write(session.set(arg) + '\n');
+            else if (cmd === '/clear' || cmd === '/reset') {
+              session.clear();
+              process.stdout.write('(new conversation)\n');
+            } else if (cmd === '/set') process.stdout.write(session.set(arg) + '\n');
             else if (cmd === '/system') process.stdout.write(session.set(`system ${arg}`) + '\n');
             else note(`unknown command ${cmd}; /help lists the commands (start a message with // to send a "/")`);
           } catch (e) {
@@ -192,7 +231,9 @@ ${ADAPTER_HELP}`,
         }
         if (ids.length + 1 > capacity) {
           msgs.pop();
-          note(`(not sent: the message takes ${ids.length} tokens with the template${session.system ? ' and system message' : ''}, and the context holds ${capacity}; shorten it)`);
+          note(
+            `(not sent: the message takes ${ids.length} tokens with the template${session.system ? ' and system message' : ''}, and the context holds ${capacity}; shorten it)`,
+          );
           ask();
           continue;
         }
@@ -207,9 +248,11 @@ ${ADAPTER_HELP}`,
           process.stdout.write(res.finishReason === 'aborted' ? ' [stopped]\n' : '\n');
           if (res.finishReason === 'length') {
             const room = capacity - ids.length;
-            note(res.outputIds.length >= room
-              ? `(reply cut at ${res.outputIds.length} tokens: the context of ${capacity} is full; /clear to start over)`
-              : `(reply cut at the limit of ${res.outputIds.length} tokens; /set max-tokens N for longer replies)`);
+            note(
+              res.outputIds.length >= room
+                ? `(reply cut at ${res.outputIds.length} tokens: the context of ${capacity} is full; /clear to start over)`
+                : `(reply cut at the limit of ${res.outputIds.length} tokens; /set max-tokens N for longer replies)`,
+            );
           }
           msgs.push({ role: 'assistant', content: res.text });
           if (v.verbose) note(timingLine(res));

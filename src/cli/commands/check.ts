@@ -1,12 +1,12 @@
+import { checkCheckpoint, formatCheckReport } from '../../check/scan.ts';
+import { resolveModel } from '../../io/hub.ts';
 import { parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { modelSource } from '../model-options.ts';
-import { resolveModel } from '../../io/hub.ts';
-import { checkCheckpoint, formatCheckReport } from '../../check/scan.ts';
 
 export const checkCommand: Command = {
   name: 'check',
-  summary: 'scan a checkpoint\'s weights: NaN / Inf, absurd magnitudes, shapes, per tensor',
+  summary: "scan a checkpoint's weights: NaN / Inf, absurd magnitudes, shapes, per tensor",
   help: `Usage: openelm check [--model M | M] [--all] [--json]
 
 Reads every tensor of a checkpoint (a folder or hub repo id; quantized ones dequantized) in
@@ -23,7 +23,11 @@ Options:
       --offline    use only the local hub cache
       --json      print {"ok", "dir", "problems", "tensors": [{name, dtype, shape, nan, inf, min, max, rms, problems}]}`,
   async run(argv) {
-    const { values: v, positionals } = parse(argv, { model: { type: 'string', short: 'm' }, all: { type: 'boolean' }, revision: { type: 'string' }, offline: { type: 'boolean' } }, true);
+    const { values: v, positionals } = parse(
+      argv,
+      { model: { type: 'string', short: 'm' }, all: { type: 'boolean' }, revision: { type: 'string' }, offline: { type: 'boolean' } },
+      true,
+    );
     if (positionals.length > 1 || (positionals.length === 1 && v.model !== undefined)) throw new UsageError('give one model: --model M or M');
     if (positionals.length === 1) v.model = positionals[0];
     const dir = await resolveModel(modelSource(v), { revision: v.revision as string | undefined, offline: v.offline as boolean | undefined });

@@ -1,14 +1,14 @@
 import * as fs from 'node:fs';
-import { num, parse, printJson, UsageError } from '../args.ts';
-import type { Command } from '../command.ts';
-import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel } from '../model-options.ts';
-import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
-import { ProgressBar } from '../../io/progress.ts';
+import { readRecords } from '../../eval/datasets.ts';
 import { evaluateTask, loadTask, type TaskResult } from '../../eval/evaluate.ts';
 import { paperFigures } from '../../eval/paper.ts';
 import { perplexityOfTexts, type TextsPerplexity } from '../../eval/perplexity.ts';
-import { readRecords } from '../../eval/datasets.ts';
 import { PAPER_TASKS } from '../../eval/tasks.ts';
+import { ProgressBar } from '../../io/progress.ts';
+import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
+import { num, parse, printJson, UsageError } from '../args.ts';
+import type { Command } from '../command.ts';
+import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel } from '../model-options.ts';
 
 export const evalCommand: Command = {
   name: 'eval',
@@ -56,10 +56,18 @@ Examples:
   openelm eval -m ./my-model --perplexity wiki.txt --json`,
   async run(argv) {
     const { values: v } = parse(argv, {
-      ...MODEL_OPTIONS, ...ADAPTER_OPTION,
-      tasks: { type: 'string' }, limit: { type: 'string' }, 'num-fewshot': { type: 'string' }, seed: { type: 'string' },
-      'batch-size': { type: 'string' }, 'per-item': { type: 'boolean' }, output: { type: 'string' },
-      perplexity: { type: 'string' }, stride: { type: 'string' }, window: { type: 'string' },
+      ...MODEL_OPTIONS,
+      ...ADAPTER_OPTION,
+      tasks: { type: 'string' },
+      limit: { type: 'string' },
+      'num-fewshot': { type: 'string' },
+      seed: { type: 'string' },
+      'batch-size': { type: 'string' },
+      'per-item': { type: 'boolean' },
+      output: { type: 'string' },
+      perplexity: { type: 'string' },
+      stride: { type: 'string' },
+      window: { type: 'string' },
     });
     if (v.tasks === undefined && v.perplexity === undefined) throw new UsageError('give --tasks LIST and/or --perplexity FILE');
     const limit = num(v.limit as string, 'limit', { int: true, min: 1 });
@@ -68,14 +76,26 @@ Examples:
     const batchTokens = num(v['batch-size'] as string, 'batch-size', { int: true, min: 1 }) ?? 128;
     const stride = num(v.stride as string, 'stride', { int: true, min: 1 });
     const window = num(v.window as string, 'window', { int: true, min: 2 });
-    const specs = v.tasks === undefined ? [] : (v.tasks as string).split(',').map((s) => s.trim()).filter(Boolean)
-      .flatMap((s) => (s === 'all' ? PAPER_TASKS : [s]));
+    const specs =
+      v.tasks === undefined
+        ? []
+        : (v.tasks as string)
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+            .flatMap((s) => (s === 'all' ? PAPER_TASKS : [s]));
     if (v.tasks !== undefined && specs.length === 0) throw new UsageError('--tasks needs at least one task');
     const json = Boolean(v.json);
 
     // the data first: a missing file or field fails before the model loads
     const tasks = [];
-    for (const s of specs) tasks.push(await loadTask(s, { fewshot: numFewshot > 0, onProgress: json ? undefined : (p) => process.stderr.write(`downloaded ${p.repo}/${p.file} (${p.total} bytes)\n`) }));
+    for (const s of specs)
+      tasks.push(
+        await loadTask(s, {
+          fewshot: numFewshot > 0,
+          onProgress: json ? undefined : (p) => process.stderr.write(`downloaded ${p.repo}/${p.file} (${p.total} bytes)\n`),
+        }),
+      );
     let texts: string[] | undefined;
     if (v.perplexity !== undefined) texts = await readTexts(v.perplexity as string);
 
@@ -87,7 +107,9 @@ Examples:
       for (const task of tasks) {
         const total = Math.min(task.docs.length, limit ?? Infinity);
         const bar = new ProgressBar({ label: task.spec.name, total, unit: 'items' });
-        results.push(evaluateTask(model, tokenizer, task, { limit, numFewshot, seed, batchTokens, perItem: Boolean(v['per-item']), onProgress: (d) => bar.update(d) }));
+        results.push(
+          evaluateTask(model, tokenizer, task, { limit, numFewshot, seed, batchTokens, perItem: Boolean(v['per-item']), onProgress: (d) => bar.update(d) }),
+        );
         bar.finish();
       }
       let ppl: TextsPerplexity | undefined;
@@ -118,32 +140,57 @@ async function readTexts(file: string): Promise<string[]> {
   });
 }
 
-function jsonResult(results: TaskResult[], ppl: TextsPerplexity | undefined, pplFile: string | undefined,
-  config: Record<string, unknown>, paper: ReturnType<typeof paperFigures>, perItem: boolean): Record<string, unknown> {
+function jsonResult(
+  results: TaskResult[],
+  ppl: TextsPerplexity | undefined,
+  pplFile: string | undefined,
+  config: Record<string, unknown>,
+  paper: ReturnType<typeof paperFigures>,
+  perItem: boolean,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (results.length) {
     const res: Record<string, unknown> = {};
     for (const r of results) {
       res[r.task] = {
-        acc: r.acc, acc_stderr: r.acc_stderr,
+        acc: r.acc,
+        acc_stderr: r.acc_stderr,
         ...(r.acc_norm !== undefined ? { acc_norm: r.acc_norm, acc_norm_stderr: r.acc_norm_stderr } : {}),
-        n: r.n, num_fewshot: r.num_fewshot,
+        n: r.n,
+        num_fewshot: r.num_fewshot,
       };
     }
     out.results = res;
     out.config = config;
-    out.throughput = Object.fromEntries(results.map((r) => [r.task, {
-      seconds: r.stats.seconds, items_per_s: r.n / r.stats.seconds,
-      request_tokens_per_s: r.stats.requestTokens / r.stats.seconds, model_tokens_per_s: r.stats.modelTokens / r.stats.seconds,
-      requests: r.stats.requests, request_tokens: r.stats.requestTokens, model_tokens: r.stats.modelTokens,
-    }]));
+    out.throughput = Object.fromEntries(
+      results.map((r) => [
+        r.task,
+        {
+          seconds: r.stats.seconds,
+          items_per_s: r.n / r.stats.seconds,
+          request_tokens_per_s: r.stats.requestTokens / r.stats.seconds,
+          model_tokens_per_s: r.stats.modelTokens / r.stats.seconds,
+          requests: r.stats.requests,
+          request_tokens: r.stats.requestTokens,
+          model_tokens: r.stats.modelTokens,
+        },
+      ]),
+    );
     if (paper) out.paper = { model: paper.model, zero_shot_percent: paper.figures };
     if (perItem) out.items = results.flatMap((r) => r.items ?? []);
   }
   if (ppl) {
     out.perplexity = {
-      file: pplFile, documents: ppl.documents, tokens: ppl.tokens, bytes: ppl.bytes, words: ppl.words,
-      mean_nll: ppl.meanNll, perplexity: ppl.perplexity, bits_per_byte: ppl.bitsPerByte, word_perplexity: ppl.wordPerplexity, windows: ppl.windows,
+      file: pplFile,
+      documents: ppl.documents,
+      tokens: ppl.tokens,
+      bytes: ppl.bytes,
+      words: ppl.words,
+      mean_nll: ppl.meanNll,
+      perplexity: ppl.perplexity,
+      bits_per_byte: ppl.bitsPerByte,
+      word_perplexity: ppl.wordPerplexity,
+      windows: ppl.windows,
       ...(perItem ? { docs: ppl.docs.map((d) => ({ tokens: d.tokens, mean_nll: d.meanNll, perplexity: d.perplexity, token_nll: d.tokenNlls })) } : {}),
     };
   }
@@ -155,8 +202,14 @@ const f4 = (x: number | null | undefined) => (x === undefined ? '' : x === null 
 function table(results: TaskResult[], paper?: Record<string, number>): string {
   const head = ['task', 'n', 'acc', '± stderr', 'acc_norm', '± stderr', ...(paper ? ['paper %'] : []), 'items/s'];
   const rows = results.map((r) => [
-    r.task + (r.num_fewshot ? ` (${r.num_fewshot}-shot)` : ''), String(r.n), f4(r.acc), f4(r.acc_stderr), f4(r.acc_norm), f4(r.acc_norm_stderr),
-    ...(paper ? [paper[r.task] !== undefined ? paper[r.task].toFixed(2) : ''] : []), (r.n / r.stats.seconds).toFixed(1),
+    r.task + (r.num_fewshot ? ` (${r.num_fewshot}-shot)` : ''),
+    String(r.n),
+    f4(r.acc),
+    f4(r.acc_stderr),
+    f4(r.acc_norm),
+    f4(r.acc_norm_stderr),
+    ...(paper ? [paper[r.task] !== undefined ? paper[r.task].toFixed(2) : ''] : []),
+    (r.n / r.stats.seconds).toFixed(1),
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
@@ -164,6 +217,8 @@ function table(results: TaskResult[], paper?: Record<string, number>): string {
 }
 
 function pplLine(p: TextsPerplexity): string {
-  return `perplexity ${p.perplexity.toFixed(3)} · mean NLL ${p.meanNll.toFixed(4)} nats/token · ${p.bitsPerByte.toFixed(4)} bits/byte · ` +
-    `${p.tokens} tokens in ${p.documents} document${p.documents === 1 ? '' : 's'}, ${p.windows} window${p.windows === 1 ? '' : 's'}`;
+  return (
+    `perplexity ${p.perplexity.toFixed(3)} · mean NLL ${p.meanNll.toFixed(4)} nats/token · ${p.bitsPerByte.toFixed(4)} bits/byte · ` +
+    `${p.tokens} tokens in ${p.documents} document${p.documents === 1 ? '' : 's'}, ${p.windows} window${p.windows === 1 ? '' : 's'}`
+  );
 }

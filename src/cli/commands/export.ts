@@ -1,18 +1,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { parse, printJson, UsageError } from '../args.ts';
-import type { Command } from '../command.ts';
-import { modelSource } from '../model-options.ts';
-import { resolveModel } from '../../io/hub.ts';
-import { exportGGUF, GGUF_EXPORT_DTYPES, type GGUFExportDType } from '../../io/gguf-export.ts';
-import { ProgressBar } from '../../io/progress.ts';
-import { checkpointSource } from '../../load.ts';
-import { loadTokenizer } from '../../tokenizer/index.ts';
 import { expectedTensors } from '../../config/index.ts';
 import { writeCheckpoint } from '../../io/checkpoint.ts';
 import { normalizeDType } from '../../io/dtype.ts';
+import { exportGGUF, GGUF_EXPORT_DTYPES, type GGUFExportDType } from '../../io/gguf-export.ts';
+import { resolveModel } from '../../io/hub.ts';
 import { checkOutputDir, checkOutputFile, OutputPathError } from '../../io/output.ts';
+import { ProgressBar } from '../../io/progress.ts';
+import { checkpointSource } from '../../load.ts';
 import type { TensorSource } from '../../model/weights.ts';
+import { loadTokenizer } from '../../tokenizer/index.ts';
+import { parse, printJson, UsageError } from '../args.ts';
+import type { Command } from '../command.ts';
+import { modelSource } from '../model-options.ts';
 
 /** The dtype a checkpoint's weight matrices are stored in, when they are quantized (q8_0 / q4_0). */
 function quantizedDType(src: TensorSource): 'q8_0' | 'q4_0' | undefined {
@@ -83,15 +83,19 @@ Example:
     const out = v.out as string | undefined;
     if (format === 'hf') return exportHF(v, out);
     if (!out) throw new UsageError('--out FILE is required (the .gguf file to write)');
-    let dtype = v.dtype === undefined ? undefined : normalizeDType(v.dtype) as GGUFExportDType | undefined;
-    if (v.dtype !== undefined && !(dtype && GGUF_EXPORT_DTYPES.includes(dtype))) throw new UsageError(`--dtype must be one of ${GGUF_EXPORT_DTYPES.join(', ')} (q8 = q8_0, q4 = q4_0); got "${v.dtype}"`);
+    let dtype = v.dtype === undefined ? undefined : (normalizeDType(v.dtype) as GGUFExportDType | undefined);
+    if (v.dtype !== undefined && !(dtype && GGUF_EXPORT_DTYPES.includes(dtype)))
+      throw new UsageError(`--dtype must be one of ${GGUF_EXPORT_DTYPES.join(', ')} (q8 = q8_0, q4 = q4_0); got "${v.dtype}"`);
     checkOut(() => checkOutputFile(out, '--out'));
 
     const dir = await resolveModel(modelSource(v), { revision: v.revision as string | undefined, offline: v.offline as boolean | undefined });
     checkOut(() => checkOutputFile(out, '--out', [dir]));
     const src = checkpointSource(dir);
     const stored = quantizedDType(src);
-    if (stored && dtype && dtype !== stored) throw new UsageError(`--dtype ${v.dtype}: ${dir} is quantized as ${stored} and exports only as ${stored} (re-quantizing would add a second rounding error); export the original checkpoint instead`);
+    if (stored && dtype && dtype !== stored)
+      throw new UsageError(
+        `--dtype ${v.dtype}: ${dir} is quantized as ${stored} and exports only as ${stored} (re-quantizing would add a second rounding error); export the original checkpoint instead`,
+      );
     dtype ??= stored ?? 'f16';
     const tokenizer = await loadTokenizer(dir);
     const bar = new ProgressBar({ label: `export ${path.basename(out)} (${dtype})`, unit: 'bytes' });
@@ -105,10 +109,21 @@ Example:
     const fileBytes = fs.statSync(out).size;
     const seconds = (performance.now() - t0) / 1000;
     if (r.f16Fallbacks.length) {
-      process.stderr.write(`note: ${r.f16Fallbacks.length} matrices have a column count not divisible by 32 and were written as f16 (${r.f16Fallbacks.slice(0, 3).join(', ')}${r.f16Fallbacks.length > 3 ? ', …' : ''})\n`);
+      process.stderr.write(
+        `note: ${r.f16Fallbacks.length} matrices have a column count not divisible by 32 and were written as f16 (${r.f16Fallbacks.slice(0, 3).join(', ')}${r.f16Fallbacks.length > 3 ? ', …' : ''})\n`,
+      );
     }
     if (v.json) {
-      printJson({ path: path.resolve(out), dtype: r.dtype, fileType: r.fileType, tensors: r.tensors, tensorBytes: r.tensorBytes, fileBytes, f16Fallbacks: r.f16Fallbacks, seconds });
+      printJson({
+        path: path.resolve(out),
+        dtype: r.dtype,
+        fileType: r.fileType,
+        tensors: r.tensors,
+        tensorBytes: r.tensorBytes,
+        fileBytes,
+        f16Fallbacks: r.f16Fallbacks,
+        seconds,
+      });
       return;
     }
     process.stdout.write(`wrote ${out}: ${r.tensors} tensors, ${(fileBytes / 1e6).toFixed(1)} MB, ${dtype} (${seconds.toFixed(1)} s)\n`);
@@ -128,17 +143,23 @@ async function exportHF(v: Record<string, unknown>, out: string | undefined): Pr
   if (stored) throw new UsageError(`${dir} is quantized (${stored}); --format hf writes float weights: export the original checkpoint, or use --format gguf`);
   const names = [...expectedTensors(src.config)];
   const bar = new ProgressBar({ label: `export ${path.basename(out)} (${dtype})`, total: names.length, unit: 'items' });
-  await writeCheckpoint(out, src.config, (function* () {
-    for (const [name, shape] of names) {
-      const info = src.info(name)!;
-      if (info.dtype !== 'F32' && info.dtype !== 'BF16' && info.dtype !== 'F16') throw new Error(`${dir}: tensor "${name}" is ${info.dtype}; --format hf needs float weights`);
-      const n = shape.reduce((a, b) => a * b, 1);
-      const data = info.dtype === 'F32' ? new Float32Array(n) : new Uint16Array(n);
-      src.readInto(name, new Uint8Array(data.buffer));
-      bar.tick();
-      yield { name, shape, data, dtype: info.dtype };
-    }
-  })(), { dtype });
+  await writeCheckpoint(
+    out,
+    src.config,
+    (function* () {
+      for (const [name, shape] of names) {
+        const info = src.info(name)!;
+        if (info.dtype !== 'F32' && info.dtype !== 'BF16' && info.dtype !== 'F16')
+          throw new Error(`${dir}: tensor "${name}" is ${info.dtype}; --format hf needs float weights`);
+        const n = shape.reduce((a, b) => a * b, 1);
+        const data = info.dtype === 'F32' ? new Float32Array(n) : new Uint16Array(n);
+        src.readInto(name, new Uint8Array(data.buffer));
+        bar.tick();
+        yield { name, shape, data, dtype: info.dtype };
+      }
+    })(),
+    { dtype },
+  );
   bar.finish();
   for (const f of ['tokenizer.model', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
     if (fs.existsSync(path.join(dir, f))) fs.copyFileSync(path.join(dir, f), path.join(out, f));

@@ -1,10 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { num, parse, printJson, UsageError } from '../args.ts';
-import type { Command } from '../command.ts';
-import { downloadBars, modelSource } from '../model-options.ts';
-import { resolveModel } from '../../io/hub.ts';
 import { checkpointSource } from '../../io/checkpoint-source.ts';
+import { resolveModel } from '../../io/hub.ts';
 import { ProgressBar } from '../../io/progress.ts';
 import { createKernels } from '../../kernels/index.ts';
 import type { LoadDType } from '../../model/weights.ts';
@@ -13,24 +10,61 @@ import { DEFAULT_ADAPTER, parseAdapterConfig } from '../../peft/config.ts';
 import { loadTokenizer } from '../../tokenizer/index.ts';
 import type { DpoLossKind } from '../../train/finetune/dpo.ts';
 import { ExampleData, fitSeqLen } from '../../train/finetune/examples.ts';
-import { readRecords, type FinetuneMethod } from '../../train/finetune/records.ts';
-import { loadFinetuneRecipe, type FinetuneRecipe } from '../../train/finetune/recipe.ts';
-import { loadRecipe, resolveTrainOptions, type Recipe, type TrainOverrides } from '../../train/recipe.ts';
-import { Trainer, type StepRecord, type TrainData } from '../../train/trainer.ts';
+import { type FinetuneRecipe, loadFinetuneRecipe } from '../../train/finetune/recipe.ts';
+import { type FinetuneMethod, readRecords } from '../../train/finetune/records.ts';
+import { loadRecipe, type Recipe, resolveTrainOptions, type TrainOverrides } from '../../train/recipe.ts';
+import { type StepRecord, type TrainData, Trainer } from '../../train/trainer.ts';
+import { num, parse, printJson, UsageError } from '../args.ts';
+import type { Command } from '../command.ts';
+import { downloadBars, modelSource } from '../model-options.ts';
 
 const FLAGS = {
-  model: { type: 'string', short: 'm' }, config: { type: 'string', short: 'c' },
-  method: { type: 'string' }, data: { type: 'string', multiple: true }, 'val-data': { type: 'string' }, 'val-fraction': { type: 'string' },
-  peft: { type: 'string' }, rank: { type: 'string' }, alpha: { type: 'string' }, dropout: { type: 'string' }, targets: { type: 'string' },
-  rslora: { type: 'boolean' }, 'init-adapter': { type: 'string' }, dtype: { type: 'string' },
-  'dpo-loss': { type: 'string' }, beta: { type: 'string' },
-  steps: { type: 'string' }, epochs: { type: 'string' }, 'batch-size': { type: 'string' }, 'grad-accum': { type: 'string' }, 'seq-len': { type: 'string' },
-  lr: { type: 'string' }, 'min-lr': { type: 'string' }, warmup: { type: 'string' }, 'warmup-init-lr': { type: 'string' }, schedule: { type: 'string' },
-  optimizer: { type: 'string' }, 'weight-decay': { type: 'string' }, beta1: { type: 'string' }, beta2: { type: 'string' }, eps: { type: 'string' },
-  momentum: { type: 'string' }, nesterov: { type: 'boolean' }, 'grad-clip': { type: 'string' }, 'activation-checkpointing': { type: 'boolean' },
-  'eval-every': { type: 'string' }, 'eval-batches': { type: 'string' }, 'save-every': { type: 'string' },
-  log: { type: 'string' }, out: { type: 'string', short: 'o' }, resume: { type: 'boolean' }, seed: { type: 'string' },
-  threads: { type: 'string', short: 't' }, backend: { type: 'string' }, quiet: { type: 'boolean', short: 'q' }, json: { type: 'boolean' },
+  model: { type: 'string', short: 'm' },
+  config: { type: 'string', short: 'c' },
+  method: { type: 'string' },
+  data: { type: 'string', multiple: true },
+  'val-data': { type: 'string' },
+  'val-fraction': { type: 'string' },
+  peft: { type: 'string' },
+  rank: { type: 'string' },
+  alpha: { type: 'string' },
+  dropout: { type: 'string' },
+  targets: { type: 'string' },
+  rslora: { type: 'boolean' },
+  'init-adapter': { type: 'string' },
+  dtype: { type: 'string' },
+  'dpo-loss': { type: 'string' },
+  beta: { type: 'string' },
+  steps: { type: 'string' },
+  epochs: { type: 'string' },
+  'batch-size': { type: 'string' },
+  'grad-accum': { type: 'string' },
+  'seq-len': { type: 'string' },
+  lr: { type: 'string' },
+  'min-lr': { type: 'string' },
+  warmup: { type: 'string' },
+  'warmup-init-lr': { type: 'string' },
+  schedule: { type: 'string' },
+  optimizer: { type: 'string' },
+  'weight-decay': { type: 'string' },
+  beta1: { type: 'string' },
+  beta2: { type: 'string' },
+  eps: { type: 'string' },
+  momentum: { type: 'string' },
+  nesterov: { type: 'boolean' },
+  'grad-clip': { type: 'string' },
+  'activation-checkpointing': { type: 'boolean' },
+  'eval-every': { type: 'string' },
+  'eval-batches': { type: 'string' },
+  'save-every': { type: 'string' },
+  log: { type: 'string' },
+  out: { type: 'string', short: 'o' },
+  resume: { type: 'boolean' },
+  seed: { type: 'string' },
+  threads: { type: 'string', short: 't' },
+  backend: { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  json: { type: 'boolean' },
 } as const;
 
 export const finetuneCommand: Command = {
@@ -89,16 +123,21 @@ Examples:
   async run(argv) {
     const { values: v } = parse(argv, FLAGS);
     const n = (name: string, opts: { int?: boolean; min?: number; max?: number } = {}) => num(v[name as keyof typeof v] as string | undefined, name, opts);
-    const info = (msg: string) => { if (!v.json) process.stderr.write(msg + '\n'); };
+    const info = (msg: string) => {
+      if (!v.json) process.stderr.write(msg + '\n');
+    };
     const recipe: Recipe | undefined = v.config ? loadRecipe(v.config as string) : undefined;
     const ft: FinetuneRecipe = v.config ? loadFinetuneRecipe(v.config as string) : { keys: [] };
-    const ignored = (recipe?.ignored ?? []).filter((k) => !k.startsWith('model.') && !k.startsWith('finetune') && !k.startsWith('dataset.') && !k.startsWith('text_tokenizer'));
+    const ignored = (recipe?.ignored ?? []).filter(
+      (k) => !k.startsWith('model.') && !k.startsWith('finetune') && !k.startsWith('dataset.') && !k.startsWith('text_tokenizer'),
+    );
     if (ignored.length) info(`${recipe!.file}: ${ignored.length} key(s) openelm does not use: ${ignored.join(', ')}`);
 
     const method = ((v.method as string | undefined) ?? ft.method ?? 'sft') as FinetuneMethod;
     if (method !== 'sft' && method !== 'dpo') throw new UsageError(`--method must be sft or dpo, got "${method}"`);
     if (!v.peft && !v['init-adapter'] && (!ft.peft || ft.peft === 'none')) {
-      for (const f of ['rank', 'alpha', 'dropout', 'targets', 'rslora'] as const) if (v[f] !== undefined) throw new UsageError(`--${f} needs --peft lora|dora (without it, all weights are fine-tuned)`);
+      for (const f of ['rank', 'alpha', 'dropout', 'targets', 'rslora'] as const)
+        if (v[f] !== undefined) throw new UsageError(`--${f} needs --peft lora|dora (without it, all weights are fine-tuned)`);
     }
     const dataFiles = (v.data as string[] | undefined) ?? [];
     if (dataFiles.length === 0) throw new UsageError('--data FILE.jsonl is required (the fine-tuning records)');
@@ -131,22 +170,42 @@ Examples:
     const overrides: TrainOverrides = {
       init: modelDir,
       data: { paths: dataFiles, seqLen, valFraction },
-      steps, batchSize, gradAccum, out, resume: !!v.resume, seed,
+      steps,
+      batchSize,
+      gradAccum,
+      out,
+      resume: !!v.resume,
+      seed,
       optimizer: defined({
-        name: v.optimizer as 'adamw' | undefined, weightDecay: n('weight-decay', { min: 0 }) ?? (recipe?.options.optimizer?.weightDecay === undefined ? 0 : undefined),
-        beta1: n('beta1'), beta2: n('beta2'), eps: n('eps'), momentum: n('momentum', { min: 0 }), nesterov: v.nesterov as boolean | undefined,
+        name: v.optimizer as 'adamw' | undefined,
+        weightDecay: n('weight-decay', { min: 0 }) ?? (recipe?.options.optimizer?.weightDecay === undefined ? 0 : undefined),
+        beta1: n('beta1'),
+        beta2: n('beta2'),
+        eps: n('eps'),
+        momentum: n('momentum', { min: 0 }),
+        nesterov: v.nesterov as boolean | undefined,
       }),
       schedule: defined({
-        name: v.schedule as 'constant' | undefined, lr: n('lr'), minLr: n('min-lr', { min: 0 }), warmup: n('warmup', { int: true, min: 0 }),
-        warmupInitLr: n('warmup-init-lr', { min: 0 }), maxSteps: steps,
+        name: v.schedule as 'constant' | undefined,
+        lr: n('lr'),
+        minLr: n('min-lr', { min: 0 }),
+        warmup: n('warmup', { int: true, min: 0 }),
+        warmupInitLr: n('warmup-init-lr', { min: 0 }),
+        maxSteps: steps,
       }),
-      gradClip: n('grad-clip'), zLoss: 0,
+      gradClip: n('grad-clip'),
+      zLoss: 0,
       activationCheckpointing: v['activation-checkpointing'] ? true : undefined,
-      evalEvery: n('eval-every', { int: true, min: 0 }), evalBatches: n('eval-batches', { int: true, min: 1 }), saveEvery: n('save-every', { int: true, min: 0 }),
-      log: v.log as string | undefined, threads: n('threads', { int: true, min: 1 }),
+      evalEvery: n('eval-every', { int: true, min: 0 }),
+      evalBatches: n('eval-batches', { int: true, min: 1 }),
+      saveEvery: n('save-every', { int: true, min: 0 }),
+      log: v.log as string | undefined,
+      threads: n('threads', { int: true, min: 1 }),
     };
-    if (overrides.schedule?.name !== undefined && !['constant', 'linear', 'cosine'].includes(overrides.schedule.name)) throw new UsageError(`--schedule must be constant, linear or cosine, got "${overrides.schedule.name}"`);
-    if (overrides.optimizer?.name !== undefined && !['adamw', 'sgd'].includes(overrides.optimizer.name)) throw new UsageError(`--optimizer must be adamw or sgd, got "${overrides.optimizer.name}"`);
+    if (overrides.schedule?.name !== undefined && !['constant', 'linear', 'cosine'].includes(overrides.schedule.name))
+      throw new UsageError(`--schedule must be constant, linear or cosine, got "${overrides.schedule.name}"`);
+    if (overrides.optimizer?.name !== undefined && !['adamw', 'sgd'].includes(overrides.optimizer.name))
+      throw new UsageError(`--optimizer must be adamw or sgd, got "${overrides.optimizer.name}"`);
     if (steps === undefined && recipe?.options.steps === undefined) throw new UsageError('give --steps N or --epochs E (how long to train)');
     const o = resolveTrainOptions(recipe, stripUndefined(overrides));
     o.data.seqLen = seqLen;
@@ -154,34 +213,52 @@ Examples:
 
     // the adapter: continued, or new from flags / the recipe's model.lora
     const dtype = ((v.dtype as string | undefined) ?? 'auto').replace(/^q8$/, 'q8_0').replace(/^q4$/, 'q4_0') as LoadDType;
-    if (!['auto', 'f32', 'bf16', 'f16', 'q8_0', 'q4_0'].includes(dtype)) throw new UsageError(`--dtype must be auto, f32, bf16, f16, q8_0 or q4_0, got "${v.dtype}"`);
+    if (!['auto', 'f32', 'bf16', 'f16', 'q8_0', 'q4_0'].includes(dtype))
+      throw new UsageError(`--dtype must be auto, f32, bf16, f16, q8_0 or q4_0, got "${v.dtype}"`);
     const peft = (v.peft as string | undefined) ?? (v['init-adapter'] ? 'init' : ft.peft === 'none' ? undefined : ft.peft);
     if (peft !== undefined && !['lora', 'dora', 'init'].includes(peft)) throw new UsageError(`--peft must be lora or dora, got "${peft}"`);
-    if (!peft && dtype !== 'auto' && dtype !== 'f32') throw new UsageError('--dtype sets the frozen base\'s storage of an adapter run (--peft); full fine-tuning trains f32 weights');
+    if (!peft && dtype !== 'auto' && dtype !== 'f32')
+      throw new UsageError("--dtype sets the frozen base's storage of an adapter run (--peft); full fine-tuning trains f32 weights");
     const backend = (v.backend as string | undefined) ?? 'wasm';
     if (backend !== 'wasm' && backend !== 'ref') throw new UsageError(`--backend must be wasm or ref, got "${backend}"`);
     const kernels = await createKernels(backend, { threads: o.threads });
     let adapter: Adapter | undefined;
     if (v['init-adapter']) {
       const dir = v['init-adapter'] as string;
-      for (const f of ['rank', 'targets', 'alpha', 'rslora'] as const) if (v[f] !== undefined) throw new UsageError(`--${f} conflicts with --init-adapter: the adapter fixes its own rank, alpha and targets`);
+      for (const f of ['rank', 'targets', 'alpha', 'rslora'] as const)
+        if (v[f] !== undefined) throw new UsageError(`--${f} conflicts with --init-adapter: the adapter fixes its own rank, alpha and targets`);
       if (v.peft !== undefined) throw new UsageError('--peft conflicts with --init-adapter: the adapter says whether it is LoRA or DoRA');
       adapter = loadAdapter(dir, config, kernels);
       if (v.dropout !== undefined) (adapter.config as { lora_dropout: number }).lora_dropout = n('dropout', { min: 0, max: 0.99 })!;
     } else if (peft) {
       const r = n('rank', { int: true, min: 1 }) ?? ft.lora?.r ?? DEFAULT_ADAPTER.r;
-      const targets = v.targets ? (v.targets as string).split(',').map((s) => s.trim()).filter(Boolean) : ft.lora?.targets ?? [...DEFAULT_ADAPTER.target_modules as string[]];
-      const cfg = flagErrors(() => parseAdapterConfig({
-        r, lora_alpha: n('alpha') ?? (v.rank === undefined ? ft.lora?.alpha : undefined) ?? r, lora_dropout: n('dropout', { min: 0, max: 0.99 }) ?? ft.lora?.dropout ?? 0,
-        target_modules: targets, use_dora: peft === 'dora', use_rslora: !!v.rslora || !!ft.lora?.rslora,
-        base_model_name_or_path: v.model ?? 'builtin',
-      }, 'adapter'));
+      const targets = v.targets
+        ? (v.targets as string)
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : (ft.lora?.targets ?? [...(DEFAULT_ADAPTER.target_modules as string[])]);
+      const cfg = flagErrors(() =>
+        parseAdapterConfig(
+          {
+            r,
+            lora_alpha: n('alpha') ?? (v.rank === undefined ? ft.lora?.alpha : undefined) ?? r,
+            lora_dropout: n('dropout', { min: 0, max: 0.99 }) ?? ft.lora?.dropout ?? 0,
+            target_modules: targets,
+            use_dora: peft === 'dora',
+            use_rslora: !!v.rslora || !!ft.lora?.rslora,
+            base_model_name_or_path: v.model ?? 'builtin',
+          },
+          'adapter',
+        ),
+      );
       adapter = new Adapter(cfg, config, kernels); // initialised below, on the trainer's copy of the base
     }
     const dpoLoss = ((v['dpo-loss'] as string | undefined) ?? ft.dpo?.loss ?? 'sigmoid') as DpoLossKind;
     if (dpoLoss !== 'sigmoid' && dpoLoss !== 'hinge') throw new UsageError(`--dpo-loss must be sigmoid or hinge, got "${dpoLoss}"`);
     const beta = n('beta', { min: 0 }) ?? ft.dpo?.beta ?? 0.1;
-    if (method !== 'dpo' && (v['dpo-loss'] !== undefined || v.beta !== undefined)) throw new UsageError('--dpo-loss and --beta are DPO settings: add --method dpo');
+    if (method !== 'dpo' && (v['dpo-loss'] !== undefined || v.beta !== undefined))
+      throw new UsageError('--dpo-loss and --beta are DPO settings: add --method dpo');
 
     fs.mkdirSync(out, { recursive: true });
     let interrupted = 0;
@@ -193,10 +270,18 @@ Examples:
     process.on('SIGINT', onSigint);
     try {
       const trainer = new Trainer({
-        config, init: src, kernels, data: data as unknown as TrainData, options: o, adapter, baseDType: dtype,
+        config,
+        init: src,
+        kernels,
+        data: data as unknown as TrainData,
+        options: o,
+        adapter,
+        baseDType: dtype,
         dpo: method === 'dpo' ? { loss: dpoLoss, beta } : undefined,
       });
-      info(`${method.toUpperCase()} of ${path.basename(path.resolve(modelDir))}: ${adapter ? `${adapter.config.use_dora ? 'DoRA' : 'LoRA'} r=${adapter.r} (${trainer.numTrainable.toLocaleString('en-US')} trainable parameters, base ${dtype})` : `all ${trainer.numTrainable.toLocaleString('en-US')} parameters`} on ${kernels.name}; ${data.describe()}`);
+      info(
+        `${method.toUpperCase()} of ${path.basename(path.resolve(modelDir))}: ${adapter ? `${adapter.config.use_dora ? 'DoRA' : 'LoRA'} r=${adapter.r} (${trainer.numTrainable.toLocaleString('en-US')} trainable parameters, base ${dtype})` : `all ${trainer.numTrainable.toLocaleString('en-US')} parameters`} on ${kernels.name}; ${data.describe()}`,
+      );
       if (adapter && !v['init-adapter']) adapter.init(seed, trainer.weights);
       if (o.resume) trainer.resume(info);
       else if (fs.existsSync(path.join(out, 'checkpoints'))) {
@@ -210,14 +295,28 @@ Examples:
           bar.label = `step ${rec.step}/${o.steps} loss ${rec.loss.toFixed(3)}${extra}${rec.val_loss !== undefined ? ` val ${rec.val_loss.toFixed(3)}` : ''}`;
           bar.update(rec.step);
         },
-        onSave(dir) { if (bar && process.stderr.isTTY) return; info(`saved ${dir}`); },
+        onSave(dir) {
+          if (bar && process.stderr.isTTY) return;
+          info(`saved ${dir}`);
+        },
         onInfo: info,
         shouldStop: () => interrupted > 0,
       });
       bar?.finish();
-      const summary = { out, step: r.step, loss: r.lastLoss, val_loss: r.lastValLoss ?? null, stopped: r.stopped, log: o.log ?? path.join(out, 'train.jsonl'), adapter: !!adapter };
+      const summary = {
+        out,
+        step: r.step,
+        loss: r.lastLoss,
+        val_loss: r.lastValLoss ?? null,
+        stopped: r.stopped,
+        log: o.log ?? path.join(out, 'train.jsonl'),
+        adapter: !!adapter,
+      };
       if (v.json) printJson(summary);
-      else info(`${r.stopped === 'done' ? 'done' : 'stopped'} at step ${r.step}: loss ${r.lastLoss.toFixed(4)}${r.lastValLoss !== undefined ? `, val ${r.lastValLoss.toFixed(4)}` : ''}; ${adapter ? `adapter in ${out} (use --adapter ${out})` : `${out}/model.safetensors`}`);
+      else
+        info(
+          `${r.stopped === 'done' ? 'done' : 'stopped'} at step ${r.step}: loss ${r.lastLoss.toFixed(4)}${r.lastValLoss !== undefined ? `, val ${r.lastValLoss.toFixed(4)}` : ''}; ${adapter ? `adapter in ${out} (use --adapter ${out})` : `${out}/model.safetensors`}`,
+        );
       return r.stopped === 'interrupted' ? 130 : 0;
     } finally {
       process.off('SIGINT', onSigint);

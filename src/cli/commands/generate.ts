@@ -1,12 +1,12 @@
-import { checkSamplingFlags, idList, num, parse, printJson, speedJson, speedLine, UsageError, type SpeedFigures } from '../args.ts';
+import { encodeChat } from '../../generate/chat.ts';
+import { type GenerateOptions, type GenerationResult, generate, type Prompt } from '../../generate/generate.ts';
+import type { SpeculativeOptions, SpeculativeStats } from '../../generate/speculative.ts';
+import { type LoadedOpenELM, loadOpenELM } from '../../load.ts';
+import type { OpenELM } from '../../model/openelm.ts';
+import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
+import { checkSamplingFlags, idList, num, parse, printJson, type SpeedFigures, speedJson, speedLine, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel, parseDType, parseThreads } from '../model-options.ts';
-import { loadOpenELM, type LoadedOpenELM } from '../../load.ts';
-import type { OpenELM } from '../../model/openelm.ts';
-import type { SpeculativeOptions, SpeculativeStats } from '../../generate/speculative.ts';
-import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
-import { generate, type GenerateOptions, type GenerationResult, type Prompt } from '../../generate/generate.ts';
-import { encodeChat } from '../../generate/chat.ts';
 
 export const SAMPLING_OPTIONS = {
   'max-new-tokens': { type: 'string', short: 'n' },
@@ -49,18 +49,26 @@ export async function openSpeculative(v: Record<string, unknown>, target: OpenEL
   const lookup = num(v['prompt-lookup'] as string | undefined, 'prompt-lookup', { int: true, min: 1, max: 64 });
   const draftTokens = num(v['draft-tokens'] as string | undefined, 'draft-tokens', { int: true, min: 1, max: 64 });
   if (v['draft-model'] === undefined) {
-    if (v['draft-dtype'] !== undefined || draftTokens !== undefined) throw new UsageError(`--${v['draft-dtype'] !== undefined ? 'draft-dtype' : 'draft-tokens'} needs --draft-model`);
+    if (v['draft-dtype'] !== undefined || draftTokens !== undefined)
+      throw new UsageError(`--${v['draft-dtype'] !== undefined ? 'draft-dtype' : 'draft-tokens'} needs --draft-model`);
     return { spec: lookup === undefined ? undefined : { promptLookup: lookup }, dispose: () => {} };
   }
   if (lookup !== undefined) throw new UsageError('give --draft-model or --prompt-lookup, not both');
   const dtype = parseDType(v['draft-dtype'] as string | undefined, 'draft-dtype');
   const draft: LoadedOpenELM = await loadOpenELM(modelSource({ model: v['draft-model'] }), {
-    dtype, threads: parseThreads(v.threads as string | undefined), backend: (v.backend as 'wasm' | 'ref' | undefined) ?? 'wasm',
-    contextLength: num(v.context as string | undefined, 'context', { int: true, min: 1 }), offline: v.offline as boolean | undefined,
-  }).catch((e: Error) => { throw new UsageError(`--draft-model: ${e.message}`); });
+    dtype,
+    threads: parseThreads(v.threads as string | undefined),
+    backend: (v.backend as 'wasm' | 'ref' | undefined) ?? 'wasm',
+    contextLength: num(v.context as string | undefined, 'context', { int: true, min: 1 }),
+    offline: v.offline as boolean | undefined,
+  }).catch((e: Error) => {
+    throw new UsageError(`--draft-model: ${e.message}`);
+  });
   if (draft.model.config.vocab_size !== target.config.vocab_size) {
     draft.dispose();
-    throw new UsageError(`--draft-model ${v['draft-model']}: its vocabulary has ${draft.model.config.vocab_size} tokens, the model's ${target.config.vocab_size}; a draft must share the tokenizer`);
+    throw new UsageError(
+      `--draft-model ${v['draft-model']}: its vocabulary has ${draft.model.config.vocab_size} tokens, the model's ${target.config.vocab_size}; a draft must share the tokenizer`,
+    );
   }
   if (!quiet) process.stderr.write(`draft: ${draft.dir}${dtype === 'auto' ? '' : ` as ${dtype}`}\n`);
   return { spec: { draft: draft.model, draftTokens }, dispose: () => draft.dispose() };
@@ -90,8 +98,10 @@ export function samplingOptions(v: Record<string, unknown>): GenerateOptions {
 export function timingLine(r: GenerationResult): string {
   const pre = r.promptIds.length - r.cachedTokens;
   const tps = (n: number, ms: number) => (ms > 0 ? (n / ms) * 1000 : 0).toFixed(1);
-  return `prefill: ${pre} tokens in ${r.prefillMs.toFixed(0)} ms (${tps(pre, r.prefillMs)} tok/s) · ` +
-    `decode: ${r.outputIds.length} tokens in ${r.decodeMs.toFixed(0)} ms (${tps(r.outputIds.length, r.decodeMs)} tok/s) · ${r.finishReason}`;
+  return (
+    `prefill: ${pre} tokens in ${r.prefillMs.toFixed(0)} ms (${tps(pre, r.prefillMs)} tok/s) · ` +
+    `decode: ${r.outputIds.length} tokens in ${r.decodeMs.toFixed(0)} ms (${tps(r.outputIds.length, r.decodeMs)} tok/s) · ${r.finishReason}`
+  );
 }
 
 export const generateCommand: Command = {
@@ -123,13 +133,25 @@ Examples:
   openelm generate -m apple/OpenELM-1_1B --draft-model apple/OpenELM-1_1B --draft-dtype q4 -p "..."
   openelm generate -m apple/OpenELM-270M-Instruct --chat --prompt-lookup 10 -p "Summarize: ..."`,
   async run(argv) {
-    const { values: v, positionals } = parse(argv, {
-      ...MODEL_OPTIONS, ...ADAPTER_OPTION, ...SAMPLING_OPTIONS, ...SPECULATIVE_OPTIONS,
-      prompt: { type: 'string', short: 'p' }, 'prompt-ids': { type: 'string' },
-      chat: { type: 'boolean' }, system: { type: 'string' }, 'ignore-eos': { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' },
-      quiet: { type: 'boolean', short: 'q' },
-    }, true);
-    if (positionals.length > 1) throw new UsageError(`one prompt expected, got ${positionals.length} arguments; quote the prompt: openelm generate "${positionals.join(' ')}"`);
+    const { values: v, positionals } = parse(
+      argv,
+      {
+        ...MODEL_OPTIONS,
+        ...ADAPTER_OPTION,
+        ...SAMPLING_OPTIONS,
+        ...SPECULATIVE_OPTIONS,
+        prompt: { type: 'string', short: 'p' },
+        'prompt-ids': { type: 'string' },
+        chat: { type: 'boolean' },
+        system: { type: 'string' },
+        'ignore-eos': { type: 'boolean' },
+        verbose: { type: 'boolean', short: 'v' },
+        quiet: { type: 'boolean', short: 'q' },
+      },
+      true,
+    );
+    if (positionals.length > 1)
+      throw new UsageError(`one prompt expected, got ${positionals.length} arguments; quote the prompt: openelm generate "${positionals.join(' ')}"`);
     if (positionals.length === 1) {
       if (v.prompt !== undefined) throw new UsageError('give the prompt once: as an argument or with --prompt, not both');
       v.prompt = positionals[0];
@@ -152,13 +174,22 @@ Examples:
       for (; !r.done; r = await it.next()) if (!v.json) process.stdout.write(r.value.text);
       const res = r.value;
       const speed: SpeedFigures = {
-        promptTokens: res.promptIds.length - res.cachedTokens, promptMs: res.prefillMs, generatedTokens: res.outputIds.length, generateMs: res.decodeMs,
+        promptTokens: res.promptIds.length - res.cachedTokens,
+        promptMs: res.prefillMs,
+        generatedTokens: res.outputIds.length,
+        generateMs: res.decodeMs,
       };
       if (v.json) {
         printJson({
-          prompt_ids: res.promptIds, output_ids: res.outputIds, text: res.text, finish_reason: res.finishReason,
-          timings: { prefill_ms: res.prefillMs, decode_ms: res.decodeMs }, speed: speedJson(speed),
-          ...(res.speculative ? { speculative: { ...res.speculative, acceptance: res.speculative.drafted ? res.speculative.accepted / res.speculative.drafted : 0 } } : {}),
+          prompt_ids: res.promptIds,
+          output_ids: res.outputIds,
+          text: res.text,
+          finish_reason: res.finishReason,
+          timings: { prefill_ms: res.prefillMs, decode_ms: res.decodeMs },
+          speed: speedJson(speed),
+          ...(res.speculative
+            ? { speculative: { ...res.speculative, acceptance: res.speculative.drafted ? res.speculative.accepted / res.speculative.drafted : 0 } }
+            : {}),
         });
       } else process.stdout.write('\n');
       if (v.verbose) process.stderr.write(timingLine(res) + '\n');

@@ -1,14 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { numParameters, type OpenELMConfig, parseConfig, presetConfig } from '../../config/index.ts';
+import { openCheckpoint, writeCheckpoint } from '../../io/checkpoint.ts';
+import { normalizeDType } from '../../io/dtype.ts';
+import { readJsonFile } from '../../io/json.ts';
+import { checkOutputDir, OutputPathError } from '../../io/output.ts';
+import { ProgressBar } from '../../io/progress.ts';
+import { initTensors } from '../../model/init.ts';
 import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
-import { numParameters, parseConfig, presetConfig, type OpenELMConfig } from '../../config/index.ts';
-import { initTensors } from '../../model/init.ts';
-import { openCheckpoint, writeCheckpoint } from '../../io/checkpoint.ts';
-import { ProgressBar } from '../../io/progress.ts';
-import { readJsonFile } from '../../io/json.ts';
-import { normalizeDType } from '../../io/dtype.ts';
-import { checkOutputDir, OutputPathError } from '../../io/output.ts';
 
 export const initCommand: Command = {
   name: 'init',
@@ -28,11 +28,19 @@ Options:
       --exist-ok      if DIR already holds a checkpoint, keep it and succeed (for scripts)
       --json          print {"out", "num_parameters", ...} when done`,
   async run(argv) {
-    const { values: v } = parse(argv, { preset: { type: 'string' }, config: { type: 'string' }, out: { type: 'string', short: 'o' }, dtype: { type: 'string' }, seed: { type: 'string' }, 'exist-ok': { type: 'boolean' } });
+    const { values: v } = parse(argv, {
+      preset: { type: 'string' },
+      config: { type: 'string' },
+      out: { type: 'string', short: 'o' },
+      dtype: { type: 'string' },
+      seed: { type: 'string' },
+      'exist-ok': { type: 'boolean' },
+    });
     if ((v.preset === undefined) === (v.config === undefined)) throw new UsageError('give exactly one of --preset P or --config FILE');
     if (!v.out) throw new UsageError('--out DIR is required');
     const dtype = normalizeDType((v.dtype as string | undefined) ?? 'f32');
-    if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'f16') throw new UsageError(`--dtype must be f32, bf16 or f16, got "${v.dtype}" (quantize an initialised checkpoint with 'openelm quantize')`);
+    if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'f16')
+      throw new UsageError(`--dtype must be f32, bf16 or f16, got "${v.dtype}" (quantize an initialised checkpoint with 'openelm quantize')`);
     const seed = num(v.seed as string | undefined, 'seed', { int: true }) ?? 0;
     let cfg: OpenELMConfig;
     if (v.preset) cfg = presetConfig(v.preset as string);

@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { parse, printJson, UsageError } from '../args.ts';
-import type { Command } from '../command.ts';
-import { expectedTensors, numParameters, parseConfig, presetConfig, presetNameOf, layerShape, type OpenELMConfig } from '../../config/index.ts';
+import { expectedTensors, layerShape, numParameters, type OpenELMConfig, parseConfig, presetConfig, presetNameOf } from '../../config/index.ts';
 import { resolveModel } from '../../io/hub.ts';
 import { readJsonFile } from '../../io/json.ts';
+import { parse, printJson, UsageError } from '../args.ts';
+import type { Command } from '../command.ts';
 
 async function configOf(what: string, offline?: boolean): Promise<OpenELMConfig> {
   if (fs.existsSync(what) && fs.statSync(what).isFile()) return parseConfig(readJsonFile(what, 1024 * 1024), what);
@@ -21,7 +21,7 @@ function human(n: number): string {
 
 export const inspectCommand: Command = {
   name: 'inspect',
-  summary: 'show a model\'s layer-wise scaling: heads and FFN width per layer, parameter count',
+  summary: "show a model's layer-wise scaling: heads and FFN width per layer, parameter count",
   help: `Usage: openelm inspect (MODEL | PRESET | config.json) [--json]
 
 MODEL is a checkpoint folder or hub repo id; PRESET one of OpenELM-270M, -450M, -1_1B, -3B
@@ -53,7 +53,9 @@ ffn_dims and num_parameters.`,
     for (let i = 0; i < L; i++) {
       const s = layerShape(cfg, i);
       const p = layerParams[i];
-      lines.push(`${String(i).padStart(5)}  ${String(s.nQ).padStart(7)}  ${String(s.nKV).padStart(8)}  ${cfg.ffn_multipliers[i].toFixed(2).padStart(8)}  ${String(s.ffnDim).padStart(7)}  ${human(p).padStart(7)}`);
+      lines.push(
+        `${String(i).padStart(5)}  ${String(s.nQ).padStart(7)}  ${String(s.nKV).padStart(8)}  ${cfg.ffn_multipliers[i].toFixed(2).padStart(8)}  ${String(s.ffnDim).padStart(7)}  ${human(p).padStart(7)}`,
+      );
     }
     process.stdout.write(lines.join('\n') + '\n');
   },

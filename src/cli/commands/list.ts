@@ -1,9 +1,9 @@
+import { builtinModelDir } from '../../builtin.ts';
+import { hubCacheDir } from '../../io/hub.ts';
+import { listModels } from '../../io/hub-cache.ts';
+import { formatBytes } from '../../io/progress.ts';
 import { parse, printJson } from '../args.ts';
 import type { Command } from '../command.ts';
-import { listModels } from '../../io/hub-cache.ts';
-import { hubCacheDir } from '../../io/hub.ts';
-import { builtinModelDir } from '../../builtin.ts';
-import { formatBytes } from '../../io/progress.ts';
 
 export const listCommand: Command = {
   name: 'list',
@@ -24,17 +24,41 @@ Examples:
   async run(argv) {
     const { values: v, positionals } = parse(argv, {}, true);
     const builtin = builtinModelDir();
-    const entries = listModels({ folders: [...(builtin ? [builtin] : []), ...positionals] })
-      .map((m) => (m.dir === builtin || m.name === builtin ? { ...m, name: 'builtin' } : m));
+    const entries = listModels({ folders: [...(builtin ? [builtin] : []), ...positionals] }).map((m) =>
+      m.dir === builtin || m.name === builtin ? { ...m, name: 'builtin' } : m,
+    );
     if (v.json) {
-      printJson(entries.map((m) => ({ name: m.name, dir: m.dir, parameters: m.parameters ?? null, dtype: m.dtype, bytes: m.bytes, refs: m.refs, modified: m.modified.toISOString() })));
+      printJson(
+        entries.map((m) => ({
+          name: m.name,
+          dir: m.dir,
+          parameters: m.parameters ?? null,
+          dtype: m.dtype,
+          bytes: m.bytes,
+          refs: m.refs,
+          modified: m.modified.toISOString(),
+        })),
+      );
       return 0;
     }
-    const rows = [['NAME', 'PARAMETERS', 'DTYPE', 'SIZE', 'MODIFIED'], ...entries.map((m) => [
-      m.name, m.parameters === undefined ? '?' : humanCount(m.parameters), m.dtype, formatBytes(m.bytes), m.modified.toISOString().slice(0, 16).replace('T', ' '),
-    ])];
+    const rows = [
+      ['NAME', 'PARAMETERS', 'DTYPE', 'SIZE', 'MODIFIED'],
+      ...entries.map((m) => [
+        m.name,
+        m.parameters === undefined ? '?' : humanCount(m.parameters),
+        m.dtype,
+        formatBytes(m.bytes),
+        m.modified.toISOString().slice(0, 16).replace('T', ' '),
+      ]),
+    ];
     const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-    for (const r of rows) process.stdout.write(r.map((x, c) => (c === 1 || c === 3 ? x.padStart(w[c]) : x.padEnd(w[c]))).join('   ').trimEnd() + '\n');
+    for (const r of rows)
+      process.stdout.write(
+        r
+          .map((x, c) => (c === 1 || c === 3 ? x.padStart(w[c]) : x.padEnd(w[c])))
+          .join('   ')
+          .trimEnd() + '\n',
+      );
     if (entries.length <= (builtin ? 1 : 0)) process.stderr.write(`no downloaded models in ${hubCacheDir()} (openelm pull apple/OpenELM-270M-Instruct)\n`);
     return 0;
   },

@@ -1,7 +1,7 @@
+import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 import { idList, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.ts';
-import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 
 export const logitsCommand: Command = {
   name: 'logits',
@@ -32,7 +32,9 @@ ${ADAPTER_HELP}`,
       }
       for (let t = 0; t < ids.length; t++) {
         const row = all.subarray(t * V, (t + 1) * V);
-        const best = Array.from(row.keys()).sort((a, b) => row[b] - row[a]).slice(0, top);
+        const best = Array.from(row.keys())
+          .sort((a, b) => row[b] - row[a])
+          .slice(0, top);
         const piece = (id: number) => (id < tokenizer.vocabSize ? JSON.stringify(tokenizer.idToPiece(id)) : `#${id}`);
         process.stdout.write(`${String(t).padStart(4)} ${piece(ids[t]).padEnd(16)} → ${best.map((b) => `${piece(b)} ${row[b].toFixed(3)}`).join('  ')}\n`);
       }

@@ -1,15 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { parse, printJson, UsageError } from '../args.ts';
-import type { Command } from '../command.ts';
-import { modelSource } from '../model-options.ts';
-import { resolveModel } from '../../io/hub.ts';
 import { checkpointSource } from '../../io/checkpoint-source.ts';
 import { writeCheckpoint } from '../../io/checkpoint-write.ts';
+import { resolveModel } from '../../io/hub.ts';
 import { createKernels } from '../../kernels/index.ts';
 import { loadAdapter } from '../../peft/adapter.ts';
 import { mergeAdapter } from '../../peft/merge.ts';
 import { ParamLayout } from '../../train/params.ts';
+import { parse, printJson, UsageError } from '../args.ts';
+import type { Command } from '../command.ts';
+import { modelSource } from '../model-options.ts';
 
 /** Files of a model folder besides its weights that a merged copy keeps (the tokenizer's). */
 const KEEP = ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
@@ -35,8 +35,12 @@ Example:
   openelm merge -m builtin --adapter runs/chat-lora --out merged && openelm chat -m merged`,
   async run(argv) {
     const { values: v } = parse(argv, {
-      model: { type: 'string', short: 'm' }, adapter: { type: 'string' }, out: { type: 'string', short: 'o' }, dtype: { type: 'string' },
-      revision: { type: 'string' }, offline: { type: 'boolean' },
+      model: { type: 'string', short: 'm' },
+      adapter: { type: 'string' },
+      out: { type: 'string', short: 'o' },
+      dtype: { type: 'string' },
+      revision: { type: 'string' },
+      offline: { type: 'boolean' },
     });
     if (!v.adapter) throw new UsageError('--adapter DIR is required');
     if (!v.out) throw new UsageError('--out DIR is required');
@@ -44,7 +48,10 @@ Example:
     if (!['f32', 'bf16', 'f16'].includes(dtype)) throw new UsageError(`--dtype must be f32, bf16 or f16, got "${v.dtype}"`);
     const out = path.resolve(v.out as string);
     const dir = await resolveModel(modelSource(v), { revision: v.revision as string | undefined, offline: v.offline as boolean | undefined });
-    for (const [what, p] of [['--model', dir], ['--adapter', v.adapter as string]] as const) {
+    for (const [what, p] of [
+      ['--model', dir],
+      ['--adapter', v.adapter as string],
+    ] as const) {
       if (path.resolve(p) === out) throw new UsageError(`--out ${v.out} is the ${what} folder; write the merged model to a new folder`);
     }
     if (fs.existsSync(out) && (!fs.statSync(out).isDirectory() || fs.readdirSync(out).length > 0)) {
@@ -63,7 +70,10 @@ Example:
     await writeCheckpoint(out, config, tensors, { dtype });
     for (const f of KEEP) if (fs.existsSync(path.join(dir, f))) fs.copyFileSync(path.join(dir, f), path.join(out, f));
     if (v.json) printJson({ out: v.out, tensors: tensors.length, untied_head: !!untiedHead });
-    else process.stderr.write(`merged ${adapter.config.use_dora ? 'DoRA' : 'LoRA'} r=${adapter.r} (${adapter.tensors().linears.length} layers${adapter.tensors().embedding ? ' + embedding' : ''}) into ${v.out}${untiedHead ? ' (output head untied)' : ''}\n`);
+    else
+      process.stderr.write(
+        `merged ${adapter.config.use_dora ? 'DoRA' : 'LoRA'} r=${adapter.r} (${adapter.tensors().linears.length} layers${adapter.tensors().embedding ? ' + embedding' : ''}) into ${v.out}${untiedHead ? ' (output head untied)' : ''}\n`,
+      );
     return 0;
   },
 };

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
+import { METRICS, type Metric, plotTrainingLogs, readTrainingLog, type XAxis } from '../../plot/loss-plot.ts';
+import type { Limits } from '../../plot/svg-chart.ts';
 import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
-import { METRICS, plotTrainingLogs, readTrainingLog, type Metric, type XAxis } from '../../plot/loss-plot.ts';
-import type { Limits } from '../../plot/svg-chart.ts';
 
 /** "LO,HI" with either side optional → [LO, HI] */
 function limits(v: string | undefined, name: string): Limits | undefined {
@@ -51,17 +51,29 @@ Examples:
   openelm plot train.jsonl --y lr --out lr.svg
   openelm plot a.jsonl b.jsonl -l "lr 3e-4" -l "lr 1e-3" --log-y --x tokens --out loss.svg`,
   async run(argv) {
-    const { values: v, positionals: files } = parse(argv, {
-      out: { type: 'string', short: 'o' }, label: { type: 'string', short: 'l', multiple: true },
-      smooth: { type: 'string' }, x: { type: 'string' }, y: { type: 'string' }, 'log-y': { type: 'boolean' },
-      xlim: { type: 'string' }, ylim: { type: 'string' }, title: { type: 'string' },
-      width: { type: 'string' }, height: { type: 'string' },
-    }, true);
+    const { values: v, positionals: files } = parse(
+      argv,
+      {
+        out: { type: 'string', short: 'o' },
+        label: { type: 'string', short: 'l', multiple: true },
+        smooth: { type: 'string' },
+        x: { type: 'string' },
+        y: { type: 'string' },
+        'log-y': { type: 'boolean' },
+        xlim: { type: 'string' },
+        ylim: { type: 'string' },
+        title: { type: 'string' },
+        width: { type: 'string' },
+        height: { type: 'string' },
+      },
+      true,
+    );
     if (files.length === 0) throw new UsageError('give at least one training log (LOG...)');
     const out = v.out as string | undefined;
     if (!out) throw new UsageError('--out FILE.svg is required');
     const labels = (v.label as string[] | undefined) ?? [];
-    if (labels.length > files.length) throw new UsageError(`${labels.length} --label for ${files.length} log${files.length === 1 ? '' : 's'}: give at most one per LOG`);
+    if (labels.length > files.length)
+      throw new UsageError(`${labels.length} --label for ${files.length} log${files.length === 1 ? '' : 's'}: give at most one per LOG`);
     const smooth = num(v.smooth as string | undefined, 'smooth', { min: 0 });
     if (smooth !== undefined && smooth >= 1) throw new UsageError(`--smooth must be < 1 (1 would never move), got ${smooth}`);
     const x = (v.x as string | undefined) ?? 'step';
@@ -77,8 +89,16 @@ Examples:
     const logs = files.map(readTrainingLog);
     for (const l of logs) for (const w of l.warnings) process.stderr.write(`warning: ${w}\n`);
     const plot = plotTrainingLogs(logs, {
-      labels, x: x as XAxis, y: y as Metric, smooth, logY, ylim, xlim: limits(v.xlim as string | undefined, 'xlim'),
-      title: v.title as string | undefined, width, height,
+      labels,
+      x: x as XAxis,
+      y: y as Metric,
+      smooth,
+      logY,
+      ylim,
+      xlim: limits(v.xlim as string | undefined, 'xlim'),
+      title: v.title as string | undefined,
+      width,
+      height,
     });
 
     // temp file + rename: a reader (a browser reloading the file) never sees half a chart

@@ -1,6 +1,6 @@
+import { resolveModel } from '../../io/hub.ts';
 import { parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
-import { resolveModel } from '../../io/hub.ts';
 import { downloadBars } from '../model-options.ts';
 
 export const pullCommand: Command = {

@@ -7,24 +7,23 @@
 // quantized checkpoint holds exactly the bytes on-the-fly quantization would put in memory.
 import fs from 'node:fs';
 import nodePath from 'node:path';
-import { num, parse, printJson, UsageError } from '../args.ts';
-import type { Command } from '../command.ts';
 import { expectedTensors } from '../../config/config.ts';
+import { type PerplexityResult, perplexity } from '../../eval/perplexity.ts';
 import { openCheckpoint } from '../../io/checkpoint.ts';
-import { resolveModel } from '../../io/hub.ts';
-import { ProgressBar } from '../../io/progress.ts';
-import { SafetensorsWriter, syncDir, type SafetensorsTensorSpec } from '../../io/safetensors-write.ts';
-import { checkOutputDir, cleanStaleTemps, fsError, OutputPathError } from '../../io/output.ts';
+import { checkpointSource } from '../../io/checkpoint-source.ts';
 import { normalizeDType } from '../../io/dtype.ts';
-import { maxThreads } from '../../load.ts';
+import { resolveModel } from '../../io/hub.ts';
+import { checkOutputDir, cleanStaleTemps, fsError, OutputPathError } from '../../io/output.ts';
+import { ProgressBar } from '../../io/progress.ts';
+import { FORMAT_KEY, QUANT_KEY_PREFIX, QUANTIZED_FORMAT, type QuantType, quantizedRowBytes } from '../../io/quantized.ts';
+import { type SafetensorsTensorSpec, SafetensorsWriter, syncDir } from '../../io/safetensors-write.ts';
 import { QK } from '../../kernels/quant.ts';
 import { RefKernels } from '../../kernels/ref.ts';
-import { loadModel } from '../../load.ts';
-import { checkpointSource } from '../../io/checkpoint-source.ts';
-import { FORMAT_KEY, QUANT_KEY_PREFIX, QUANTIZED_FORMAT, quantizedRowBytes, type QuantType } from '../../io/quantized.ts';
-import { perplexity, type PerplexityResult } from '../../eval/perplexity.ts';
-import { loadMatrix, loadVector, checkTensors } from '../../model/weights.ts';
+import { loadModel, maxThreads } from '../../load.ts';
+import { checkTensors, loadMatrix, loadVector } from '../../model/weights.ts';
 import { loadTokenizer } from '../../tokenizer/index.ts';
+import { num, parse, printJson, UsageError } from '../args.ts';
+import type { Command } from '../command.ts';
 
 /** Files copied next to the weights when the source has them. */
 const SIDE_FILES = ['tokenizer.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
@@ -86,9 +85,7 @@ export function quantizeCheckpoint(dir: string, out: string, type: QuantType, on
       const k = new RefKernels(); // plain arrays: one tensor in memory at a time
       let done = 0;
       for (const spec of writer.order) {
-        const data = spec.dtype === 'U8'
-          ? loadMatrix(k, src, spec.name, type).data
-          : loadVector(k, src, spec.name, spec.shape[0]);
+        const data = spec.dtype === 'U8' ? loadMatrix(k, src, spec.name, type).data : loadVector(k, src, spec.name, spec.shape[0]);
         writer.write(spec.name, data);
         done += data.byteLength;
         onTensor?.(done, writer.totalBytes);
@@ -115,7 +112,10 @@ export function quantizeCheckpoint(dir: string, out: string, type: QuantType, on
     }
     syncDir(nodePath.dirname(nodePath.resolve(out)));
     return {
-      out, type, tensors: specs.length, quantized: specs.filter((s) => s.dtype === 'U8').length,
+      out,
+      type,
+      tensors: specs.length,
+      quantized: specs.filter((s) => s.dtype === 'U8').length,
       bytesBefore: sourceFiles.reduce((s, f) => s + fs.statSync(f).size, 0),
       bytesAfter: fs.statSync(nodePath.join(out, 'model.safetensors')).size,
     };
@@ -157,9 +157,15 @@ Options:
       --json           print {"out", "type", "bytes", "perplexity", ...} when done`,
   async run(argv) {
     const { values: v } = parse(argv, {
-      model: { type: 'string', short: 'm' }, to: { type: 'string' }, out: { type: 'string', short: 'o' },
-      text: { type: 'string' }, 'no-eval': { type: 'boolean' }, backend: { type: 'string' },
-      threads: { type: 'string', short: 't' }, revision: { type: 'string' }, offline: { type: 'boolean' },
+      model: { type: 'string', short: 'm' },
+      to: { type: 'string' },
+      out: { type: 'string', short: 'o' },
+      text: { type: 'string' },
+      'no-eval': { type: 'boolean' },
+      backend: { type: 'string' },
+      threads: { type: 'string', short: 't' },
+      revision: { type: 'string' },
+      offline: { type: 'boolean' },
     });
     const source = (v.model as string | undefined) ?? process.env.OPENELM_MODEL;
     if (!source) throw new UsageError('no model given: pass --model <folder or hub repo id> (or set OPENELM_MODEL)');
@@ -199,7 +205,9 @@ Options:
     const seconds = (performance.now() - t0) / 1000;
     const sizes = { before: q.bytesBefore, after: q.bytesAfter, ratio: q.bytesAfter / q.bytesBefore };
     if (!json) {
-      process.stderr.write(`wrote ${q.out}: ${q.quantized} of ${q.tensors} tensors as ${type}, ${mb(q.bytesBefore)} → ${mb(q.bytesAfter)} (${(100 * sizes.ratio).toFixed(1)}%) in ${seconds.toFixed(1)} s\n`);
+      process.stderr.write(
+        `wrote ${q.out}: ${q.quantized} of ${q.tensors} tensors as ${type}, ${mb(q.bytesBefore)} → ${mb(q.bytesAfter)} (${(100 * sizes.ratio).toFixed(1)}%) in ${seconds.toFixed(1)} s\n`,
+      );
     }
     if (v['no-eval']) {
       if (json) printJson({ out: q.out, type, tensors: q.tensors, quantized: q.quantized, bytes: sizes, seconds });
@@ -214,7 +222,10 @@ Options:
       try {
         const V = m.model.config.vocab_size;
         const bad = ids.find((id) => id >= V);
-        if (bad !== undefined) throw new Error(`the tokenizer of ${dir} gives token id ${bad}, outside the model's vocabulary (vocab_size ${V}); cannot measure perplexity (use --no-eval)`);
+        if (bad !== undefined)
+          throw new Error(
+            `the tokenizer of ${dir} gives token id ${bad}, outside the model's vocabulary (vocab_size ${V}); cannot measure perplexity (use --no-eval)`,
+          );
         return perplexity(m.model, ids);
       } finally {
         m.dispose();
@@ -226,7 +237,13 @@ Options:
     const textInfo = { source: v.text === undefined ? 'builtin' : (v.text as string), tokens: ids.length, predicted: before.tokens };
     if (json) {
       printJson({
-        out: q.out, type, tensors: q.tensors, quantized: q.quantized, bytes: sizes, seconds, text: textInfo,
+        out: q.out,
+        type,
+        tensors: q.tensors,
+        quantized: q.quantized,
+        bytes: sizes,
+        seconds,
+        text: textInfo,
         perplexity: { original: before.perplexity, quantized: after.perplexity, delta_pct: deltaPct },
         mean_nll: { original: before.meanNll, quantized: after.meanNll },
       });
@@ -235,8 +252,8 @@ Options:
     const sign = deltaPct >= 0 ? '+' : '';
     process.stdout.write(
       `perplexity on ${textInfo.source === 'builtin' ? 'the built-in text' : textInfo.source} (${ids.length} tokens): ` +
-      `original ${before.perplexity.toFixed(3)} → ${type} ${after.perplexity.toFixed(3)} (${sign}${deltaPct.toFixed(3)}%)\n` +
-      `size: ${mb(q.bytesBefore)} → ${mb(q.bytesAfter)} (${(100 * sizes.ratio).toFixed(1)}%)\n`,
+        `original ${before.perplexity.toFixed(3)} → ${type} ${after.perplexity.toFixed(3)} (${sign}${deltaPct.toFixed(3)}%)\n` +
+        `size: ${mb(q.bytesBefore)} → ${mb(q.bytesAfter)} (${(100 * sizes.ratio).toFixed(1)}%)\n`,
     );
   },
 };

@@ -1,7 +1,7 @@
-import { parse, printJson, UsageError } from '../args.ts';
-import type { Command } from '../command.ts';
 import { removeCachedModel } from '../../io/hub-cache.ts';
 import { formatBytes } from '../../io/progress.ts';
+import { parse, printJson, UsageError } from '../args.ts';
+import type { Command } from '../command.ts';
 
 export const rmCommand: Command = {
   name: 'rm',

@@ -1,14 +1,14 @@
 import path from 'node:path';
-import { num, parse, UsageError } from '../args.ts';
-import type { Command } from '../command.ts';
-import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel } from '../model-options.ts';
+import { builtinModelDir } from '../../builtin.ts';
 import { Engine } from '../../engine/engine.ts';
 import type { ForwardAdapter } from '../../model/layer.ts';
 import { loadAdapter } from '../../peft/index.ts';
 import { AdapterRuntime } from '../../peft/lora.ts';
-import { createServer } from '../../serve/server.ts';
 import { chatFormat } from '../../serve/chat-template.ts';
-import { builtinModelDir } from '../../builtin.ts';
+import { createServer } from '../../serve/server.ts';
+import { num, parse, UsageError } from '../args.ts';
+import type { Command } from '../command.ts';
+import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel } from '../model-options.ts';
 
 export const serveCommand: Command = {
   name: 'serve',
@@ -38,9 +38,15 @@ Examples:
   async run(argv) {
     const { values: v } = parse(argv, {
       ...MODEL_OPTIONS,
-      host: { type: 'string' }, port: { type: 'string' }, parallel: { type: 'string' }, queue: { type: 'string' },
-      'step-tokens': { type: 'string' }, 'api-key': { type: 'string' }, 'served-name': { type: 'string' },
-      adapter: { type: 'string', multiple: true }, 'max-tokens': { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      parallel: { type: 'string' },
+      queue: { type: 'string' },
+      'step-tokens': { type: 'string' },
+      'api-key': { type: 'string' },
+      'served-name': { type: 'string' },
+      adapter: { type: 'string', multiple: true },
+      'max-tokens': { type: 'string' },
     });
     const port = num(v.port as string | undefined, 'port', { int: true, min: 0, max: 65535 }) ?? 8080;
     const parallel = num(v.parallel as string | undefined, 'parallel', { int: true, min: 1, max: 256 }) ?? 8;
@@ -68,17 +74,26 @@ Examples:
     const engine = new Engine(model, { parallel, maxQueue, stepTokens, adapters });
     const chat = chatFormat(source === builtinModelDir() ? null : dir, tokenizer);
     const app = await createServer({
-      engine, tokenizer, modelName, chat, apiKey: (v['api-key'] as string | undefined) ?? process.env.OPENELM_API_KEY,
+      engine,
+      tokenizer,
+      modelName,
+      chat,
+      apiKey: (v['api-key'] as string | undefined) ?? process.env.OPENELM_API_KEY,
       limits: { maxTokens },
     });
     const address = await app.listen({ host: (v.host as string | undefined) ?? '127.0.0.1', port });
-    process.stderr.write(`openelm serve: ${modelName} (${path.basename(dir)}, ${model.config.num_transformer_layers} layers, context ${engine.capacity}) ` +
-      `on ${address} · ${parallel} parallel sequences, queue ${maxQueue}, chat template: ${chat.source}\n`);
+    process.stderr.write(
+      `openelm serve: ${modelName} (${path.basename(dir)}, ${model.config.num_transformer_layers} layers, context ${engine.capacity}) ` +
+        `on ${address} · ${parallel} parallel sequences, queue ${maxQueue}, chat template: ${chat.source}\n`,
+    );
     // SIGTERM / SIGINT: stop accepting, let the requests in flight finish, exit 0
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
         process.stderr.write(`openelm serve: ${sig}, draining ${engine.stats.active + engine.stats.waiting} sequences\n`);
-        app.close().then(() => engine.idle()).finally(resolve);
+        app
+          .close()
+          .then(() => engine.idle())
+          .finally(resolve);
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
+import { resolveModel } from '../../io/hub.ts';
+import { loadTokenizer, type Tokenizer } from '../../tokenizer/index.ts';
 import { idList, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
-import { loadTokenizer, type Tokenizer } from '../../tokenizer/index.ts';
-import { resolveModel } from '../../io/hub.ts';
 
 async function tokenizerFor(model: string | undefined, offline?: boolean): Promise<Tokenizer> {
   const m = model ?? process.env.OPENELM_MODEL;

@@ -1,33 +1,60 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { num, parse, printJson, UsageError } from '../args.ts';
-import type { Command } from '../command.ts';
-import { parseConfig, type OpenELMConfig } from '../../config/index.ts';
+import { type OpenELMConfig, parseConfig } from '../../config/index.ts';
 import { checkpointSource } from '../../io/checkpoint-source.ts';
-import { ProgressBar, formatDuration } from '../../io/progress.ts';
+import { formatDuration, ProgressBar } from '../../io/progress.ts';
 import { createKernels } from '../../kernels/index.ts';
+import type { TensorSource } from '../../model/weights.ts';
 import { loadTokenizer } from '../../tokenizer/index.ts';
 import { openDataset, type TrainData } from '../../train/data/index.ts';
 import type { TrainOptions } from '../../train/options.ts';
-import { loadRecipe, newModelConfig, resolveTrainOptions, type Recipe, type TrainOverrides } from '../../train/recipe.ts';
-import { Trainer, type StepRecord } from '../../train/trainer.ts';
-import type { TensorSource } from '../../model/weights.ts';
+import { loadRecipe, newModelConfig, type Recipe, resolveTrainOptions, type TrainOverrides } from '../../train/recipe.ts';
+import { type StepRecord, Trainer } from '../../train/trainer.ts';
+import { num, parse, printJson, UsageError } from '../args.ts';
+import type { Command } from '../command.ts';
 
 const FLAGS = {
   config: { type: 'string', short: 'c' },
-  init: { type: 'string' }, preset: { type: 'string' }, 'model-config': { type: 'string' },
-  data: { type: 'string', multiple: true }, 'data-ids': { type: 'string' },
-  steps: { type: 'string' }, 'max-steps': { type: 'string' }, 'batch-size': { type: 'string' }, 'grad-accum': { type: 'string' },
-  'seq-len': { type: 'string' }, lr: { type: 'string' }, 'min-lr': { type: 'string' }, warmup: { type: 'string' },
-  'warmup-init-lr': { type: 'string' }, schedule: { type: 'string' }, optimizer: { type: 'string' },
-  'weight-decay': { type: 'string' }, beta1: { type: 'string' }, beta2: { type: 'string' }, eps: { type: 'string' },
-  momentum: { type: 'string' }, nesterov: { type: 'boolean' },
-  'grad-clip': { type: 'string' }, 'z-loss': { type: 'string' }, 'min-chars': { type: 'string' }, 'min-tokens': { type: 'string' },
-  'val-fraction': { type: 'string' }, packing: { type: 'boolean' }, 'no-packing': { type: 'boolean' },
+  init: { type: 'string' },
+  preset: { type: 'string' },
+  'model-config': { type: 'string' },
+  data: { type: 'string', multiple: true },
+  'data-ids': { type: 'string' },
+  steps: { type: 'string' },
+  'max-steps': { type: 'string' },
+  'batch-size': { type: 'string' },
+  'grad-accum': { type: 'string' },
+  'seq-len': { type: 'string' },
+  lr: { type: 'string' },
+  'min-lr': { type: 'string' },
+  warmup: { type: 'string' },
+  'warmup-init-lr': { type: 'string' },
+  schedule: { type: 'string' },
+  optimizer: { type: 'string' },
+  'weight-decay': { type: 'string' },
+  beta1: { type: 'string' },
+  beta2: { type: 'string' },
+  eps: { type: 'string' },
+  momentum: { type: 'string' },
+  nesterov: { type: 'boolean' },
+  'grad-clip': { type: 'string' },
+  'z-loss': { type: 'string' },
+  'min-chars': { type: 'string' },
+  'min-tokens': { type: 'string' },
+  'val-fraction': { type: 'string' },
+  packing: { type: 'boolean' },
+  'no-packing': { type: 'boolean' },
   'activation-checkpointing': { type: 'boolean' },
-  'eval-every': { type: 'string' }, 'eval-batches': { type: 'string' }, 'save-every': { type: 'string' },
-  log: { type: 'string' }, out: { type: 'string', short: 'o' }, resume: { type: 'boolean' }, seed: { type: 'string' },
-  threads: { type: 'string', short: 't' }, backend: { type: 'string' }, quiet: { type: 'boolean', short: 'q' },
+  'eval-every': { type: 'string' },
+  'eval-batches': { type: 'string' },
+  'save-every': { type: 'string' },
+  log: { type: 'string' },
+  out: { type: 'string', short: 'o' },
+  resume: { type: 'boolean' },
+  seed: { type: 'string' },
+  threads: { type: 'string', short: 't' },
+  backend: { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
 } as const;
 
 export const trainCommand: Command = {
@@ -100,7 +127,9 @@ Examples:
     const { values: v } = parse(argv, FLAGS);
     const recipe: Recipe | undefined = v.config ? loadRecipe(v.config as string) : undefined;
     const o = resolveTrainOptions(recipe, overridesFrom(v));
-    const info = (msg: string) => { if (!v.json) process.stderr.write(msg + '\n'); };
+    const info = (msg: string) => {
+      if (!v.json) process.stderr.write(msg + '\n');
+    };
     if (recipe?.ignored.length) info(`${recipe.file}: ${recipe.ignored.length} key(s) openelm does not use: ${recipe.ignored.join(', ')}`);
 
     const { config, init } = resolveModel(o);
@@ -108,7 +137,11 @@ Examples:
     let data: TrainData;
     if (o.data.idsFile) {
       // token ids as given: checked against the model's vocabulary; the rows fix the sequence length
-      data = await openDataset(o.data, { encode: () => [], bosId: config.bos_token_id, eosId: config.eos_token_id, vocabSize: config.vocab_size }, { seed: o.seed, warn: info });
+      data = await openDataset(
+        o.data,
+        { encode: () => [], bosId: config.bos_token_id, eosId: config.eos_token_id, vocabSize: config.vocab_size },
+        { seed: o.seed, warn: info },
+      );
       o.data.seqLen = data.stats().seqLen;
     } else {
       const tokenizer = await loadTokenizer(o.init);
@@ -140,18 +173,38 @@ Examples:
       const r = await trainer.run({
         onStep(rec: StepRecord) {
           if (!bar) return;
-          if (first) { bar.update((rec.step - 1) * tokensPerStep); first = false; }
+          if (first) {
+            bar.update((rec.step - 1) * tokensPerStep);
+            first = false;
+          }
           bar.label = `step ${rec.step}/${o.steps} loss ${rec.loss.toFixed(3)}${rec.val_loss !== undefined ? ` val ${rec.val_loss.toFixed(3)}` : ''} lr ${rec.lr.toExponential(2)} tok`;
           bar.update(rec.step * tokensPerStep);
         },
-        onSave(dir) { if (bar && process.stderr.isTTY) return; info(`saved ${dir}`); },
+        onSave(dir) {
+          if (bar && process.stderr.isTTY) return;
+          info(`saved ${dir}`);
+        },
         onInfo: info,
         shouldStop: () => interrupted > 0,
       });
       bar?.finish();
-      const summary = { out: o.out, step: r.step, tokens: r.tokens, loss: r.lastLoss, val_loss: r.lastValLoss ?? null, stopped: r.stopped, log: o.log ?? path.join(o.out, 'train.jsonl') };
+      const summary = {
+        out: o.out,
+        step: r.step,
+        tokens: r.tokens,
+        loss: r.lastLoss,
+        val_loss: r.lastValLoss ?? null,
+        stopped: r.stopped,
+        log: o.log ?? path.join(o.out, 'train.jsonl'),
+      };
       if (v.json) printJson(summary);
-      else info(`${r.stopped === 'done' ? 'done' : 'stopped'} at step ${r.step}: loss ${r.lastLoss.toFixed(4)}${r.lastValLoss !== undefined ? `, val ${r.lastValLoss.toFixed(4)}` : ''}; ${o.out}/model.safetensors (${formatDuration(0)})`.replace(/ \(0:00\)$/, ''));
+      else
+        info(
+          `${r.stopped === 'done' ? 'done' : 'stopped'} at step ${r.step}: loss ${r.lastLoss.toFixed(4)}${r.lastValLoss !== undefined ? `, val ${r.lastValLoss.toFixed(4)}` : ''}; ${o.out}/model.safetensors (${formatDuration(0)})`.replace(
+            / \(0:00\)$/,
+            '',
+          ),
+        );
       return r.stopped === 'interrupted' ? 130 : 0;
     } finally {
       process.off('SIGINT', onSigint);
@@ -165,31 +218,48 @@ Examples:
 function overridesFrom(v: Record<string, unknown>): TrainOverrides {
   const n = (name: string, opts: { int?: boolean; min?: number; max?: number } = {}) => num(v[name] as string | undefined, name, opts);
   const o: TrainOverrides = {};
-  const set = <K extends keyof TrainOverrides>(k: K, x: TrainOverrides[K] | undefined) => { if (x !== undefined) o[k] = x; };
+  const set = <K extends keyof TrainOverrides>(k: K, x: TrainOverrides[K] | undefined) => {
+    if (x !== undefined) o[k] = x;
+  };
   set('init', v.init as string | undefined);
   set('preset', v.preset as string | undefined);
   set('modelConfig', v['model-config'] as string | undefined);
   if (v.packing && v['no-packing']) throw new UsageError('give one of --packing or --no-packing');
   const data = {
-    paths: v.data as string[] | undefined, idsFile: v['data-ids'] as string | undefined, seqLen: n('seq-len', { int: true, min: 1 }),
+    paths: v.data as string[] | undefined,
+    idsFile: v['data-ids'] as string | undefined,
+    seqLen: n('seq-len', { int: true, min: 1 }),
     packing: v.packing ? true : v['no-packing'] ? false : undefined,
-    minChars: n('min-chars', { int: true, min: 0 }), minTokens: n('min-tokens', { int: true, min: 0 }), valFraction: n('val-fraction', { min: 0, max: 0.99 }),
+    minChars: n('min-chars', { int: true, min: 0 }),
+    minTokens: n('min-tokens', { int: true, min: 0 }),
+    valFraction: n('val-fraction', { min: 0, max: 0.99 }),
   };
   set('data', defined(data));
   set('steps', n('steps', { int: true, min: 1 }));
   set('batchSize', n('batch-size', { int: true, min: 1 }));
   set('gradAccum', n('grad-accum', { int: true, min: 1 }));
   const schedule = {
-    name: v.schedule as 'constant' | undefined, lr: n('lr'), minLr: n('min-lr', { min: 0 }), warmup: n('warmup', { int: true, min: 0 }),
-    warmupInitLr: n('warmup-init-lr', { min: 0 }), maxSteps: n('max-steps', { int: true, min: 1 }),
+    name: v.schedule as 'constant' | undefined,
+    lr: n('lr'),
+    minLr: n('min-lr', { min: 0 }),
+    warmup: n('warmup', { int: true, min: 0 }),
+    warmupInitLr: n('warmup-init-lr', { min: 0 }),
+    maxSteps: n('max-steps', { int: true, min: 1 }),
   };
-  if (schedule.name !== undefined && !['constant', 'linear', 'cosine'].includes(schedule.name)) throw new UsageError(`--schedule must be constant, linear or cosine, got "${schedule.name}"`);
+  if (schedule.name !== undefined && !['constant', 'linear', 'cosine'].includes(schedule.name))
+    throw new UsageError(`--schedule must be constant, linear or cosine, got "${schedule.name}"`);
   set('schedule', defined(schedule));
   const optimizer = {
-    name: v.optimizer as 'adamw' | undefined, weightDecay: n('weight-decay', { min: 0 }), beta1: n('beta1'), beta2: n('beta2'), eps: n('eps'),
-    momentum: n('momentum', { min: 0 }), nesterov: v.nesterov as boolean | undefined,
+    name: v.optimizer as 'adamw' | undefined,
+    weightDecay: n('weight-decay', { min: 0 }),
+    beta1: n('beta1'),
+    beta2: n('beta2'),
+    eps: n('eps'),
+    momentum: n('momentum', { min: 0 }),
+    nesterov: v.nesterov as boolean | undefined,
   };
-  if (optimizer.name !== undefined && !['adamw', 'sgd'].includes(optimizer.name)) throw new UsageError(`--optimizer must be adamw or sgd, got "${optimizer.name}"`);
+  if (optimizer.name !== undefined && !['adamw', 'sgd'].includes(optimizer.name))
+    throw new UsageError(`--optimizer must be adamw or sgd, got "${optimizer.name}"`);
   set('optimizer', defined(optimizer));
   set('gradClip', n('grad-clip'));
   set('zLoss', n('z-loss', { min: 0 }));

@@ -34,8 +34,20 @@ interface WorkerInit {
 }
 
 /** A splittable export: does items [from, to) of the job given by a0 .. a8. */
-type SplitFn = (a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, a6: number, a7: number, a8: number,
-  from: number, to: number, scratch: number) => void;
+type SplitFn = (
+  a0: number,
+  a1: number,
+  a2: number,
+  a3: number,
+  a4: number,
+  a5: number,
+  a6: number,
+  a7: number,
+  a8: number,
+  from: number,
+  to: number,
+  scratch: number,
+) => void;
 
 // The worker body. Self-contained (it is turned into source text): the CTL indices are literals.
 //
@@ -54,7 +66,8 @@ function workerMain(init: WorkerInit, post: (msg: string) => void): void {
   let seen = Atomics.load(ctl, 0);
   post('ready');
   for (;;) {
-    let seq: number, spins = 0;
+    let seq: number,
+      spins = 0;
     while ((seq = Atomics.load(ctl, 0)) === seen) {
       if (++spins > spin) {
         Atomics.add(ctl, 14, 1);
@@ -66,11 +79,25 @@ function workerMain(init: WorkerInit, post: (msg: string) => void): void {
     seen = seq;
     const op = ctl[2];
     if (op < 0) return;
-    const job = seq & 0x7fff, units = ctl[3], grain = ctl[16], min = ctl[17], threads = ctl[18], fn = fns[op];
+    const job = seq & 0x7fff,
+      units = ctl[3],
+      grain = ctl[16],
+      min = ctl[17],
+      threads = ctl[18],
+      fn = fns[op];
     const total = Math.ceil(units / grain);
-    const a0 = ctl[4], a1 = ctl[5], a2 = ctl[6], a3 = ctl[7], a4 = ctl[8], a5 = ctl[9], a6 = ctl[10], a7 = ctl[11], a8 = ctl[12];
+    const a0 = ctl[4],
+      a1 = ctl[5],
+      a2 = ctl[6],
+      a3 = ctl[7],
+      a4 = ctl[8],
+      a5 = ctl[9],
+      a6 = ctl[10],
+      a7 = ctl[11],
+      a8 = ctl[12];
     for (;;) {
-      const v = Atomics.load(ctl, 13), g = v & 0xffff;
+      const v = Atomics.load(ctl, 13),
+        g = v & 0xffff;
       if (v >>> 16 !== job || g >= total) break;
       const take = Math.max(min, Math.ceil((total - g) / (threads + 1)));
       const end = Math.min(total, g + take);
@@ -91,8 +118,8 @@ const isNode = typeof process !== 'undefined' && !!process.versions?.node;
 async function startWorker(init: WorkerInit): Promise<AnyWorker> {
   if (isNode) {
     const { Worker } = await import('node:worker_threads');
-    const src = `const { parentPort, workerData } = require('node:worker_threads');\n` +
-      `(${workerMain.toString()})(workerData, (m) => parentPort.postMessage(m));`;
+    const src =
+      `const { parentPort, workerData } = require('node:worker_threads');\n` + `(${workerMain.toString()})(workerData, (m) => parentPort.postMessage(m));`;
     const w = new Worker(src, { eval: true, workerData: init, execArgv: [] });
     await new Promise<void>((resolve, reject) => {
       w.once('message', () => resolve());
@@ -120,8 +147,15 @@ export class ThreadPool {
   private readonly canBlock: boolean;
   private workers: AnyWorker[] = [];
 
-  private constructor(mainInstance: WebAssembly.Instance, memory: WebAssembly.Memory, ctlOffset: number,
-    ops: readonly string[], parts: number, private readonly mainScratch: number, private readonly spin: number) {
+  private constructor(
+    mainInstance: WebAssembly.Instance,
+    memory: WebAssembly.Memory,
+    ctlOffset: number,
+    ops: readonly string[],
+    parts: number,
+    private readonly mainScratch: number,
+    private readonly spin: number,
+  ) {
     this.parts = parts;
     this.ctl = new Int32Array(memory.buffer, ctlOffset, CTL.WORDS);
     this.fns = ops.map((name) => mainInstance.exports[name] as SplitFn);
@@ -133,8 +167,16 @@ export class ThreadPool {
    * A pool of `parts` threads: the caller plus parts - 1 workers, each with its own scratch
    * region (`scratch[0]` is the caller's). `ops` lists the splittable exports, by index.
    */
-  static async create(module: WebAssembly.Module, mainInstance: WebAssembly.Instance, memory: WebAssembly.Memory,
-    ctlOffset: number, ops: readonly string[], parts: number, scratch: readonly number[], spin = 20000): Promise<ThreadPool> {
+  static async create(
+    module: WebAssembly.Module,
+    mainInstance: WebAssembly.Instance,
+    memory: WebAssembly.Memory,
+    ctlOffset: number,
+    ops: readonly string[],
+    parts: number,
+    scratch: readonly number[],
+    spin = 20000,
+  ): Promise<ThreadPool> {
     const pool = new ThreadPool(mainInstance, memory, ctlOffset, ops, parts, scratch[0], spin);
     pool.ctl.fill(0);
     pool.ctl[CTL.THREADS] = parts;
@@ -156,9 +198,25 @@ export class ThreadPool {
    * that starts at a multiple of `grain`), claimed by the caller and the workers in ranges of at
    * least `minGrains` granules; returns when every item is done.
    */
-  run(op: number, units: number, grain: number, minGrains: number,
-    a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, a6: number, a7: number, a8: number): void {
-    const ctl = this.ctl, fn = this.fns[op], scratch = this.mainScratch, threads = this.parts;
+  run(
+    op: number,
+    units: number,
+    grain: number,
+    minGrains: number,
+    a0: number,
+    a1: number,
+    a2: number,
+    a3: number,
+    a4: number,
+    a5: number,
+    a6: number,
+    a7: number,
+    a8: number,
+  ): void {
+    const ctl = this.ctl,
+      fn = this.fns[op],
+      scratch = this.mainScratch,
+      threads = this.parts;
     const total = Math.ceil(units / grain);
     if (threads === 1 || total <= minGrains) {
       fn(a0, a1, a2, a3, a4, a5, a6, a7, a8, 0, units, scratch);
@@ -169,16 +227,25 @@ export class ThreadPool {
     ctl[CTL.UNITS] = units;
     ctl[CTL.GRAIN] = grain;
     ctl[CTL.MIN] = minGrains;
-    ctl[4] = a0; ctl[5] = a1; ctl[6] = a2; ctl[7] = a3; ctl[8] = a4;
-    ctl[9] = a5; ctl[10] = a6; ctl[11] = a7; ctl[12] = a8;
+    ctl[4] = a0;
+    ctl[5] = a1;
+    ctl[6] = a2;
+    ctl[7] = a3;
+    ctl[8] = a4;
+    ctl[9] = a5;
+    ctl[10] = a6;
+    ctl[11] = a7;
+    ctl[12] = a8;
     Atomics.store(ctl, CTL.DONE, 0);
-    const seq = (ctl[CTL.SEQ] + 1) | 0, job = (seq & 0x7fff) << 16;
+    const seq = (ctl[CTL.SEQ] + 1) | 0,
+      job = (seq & 0x7fff) << 16;
     Atomics.store(ctl, CTL.CLAIM, job);
     Atomics.store(ctl, CTL.SEQ, seq);
     if (Atomics.load(ctl, CTL.SLEEPERS) > 0) Atomics.notify(ctl, CTL.SEQ);
     let mine = 0;
     for (;;) {
-      const v = Atomics.load(ctl, CTL.CLAIM), g = v & 0xffff;
+      const v = Atomics.load(ctl, CTL.CLAIM),
+        g = v & 0xffff;
       if (g >= total) break;
       const end = Math.min(total, g + Math.max(minGrains, Math.ceil((total - g) / (threads + 1))));
       if (Atomics.compareExchange(ctl, CTL.CLAIM, v, job | end) !== v) continue;
@@ -186,7 +253,8 @@ export class ThreadPool {
       mine += end - g;
     }
     const want = total - mine;
-    let done: number, spins = 0;
+    let done: number,
+      spins = 0;
     while ((done = Atomics.load(ctl, CTL.DONE)) < want) {
       if (this.canBlock && ++spins > this.spin) {
         Atomics.store(ctl, CTL.WAITING, 1);

@@ -16,11 +16,12 @@
 // Layout: [0, 4096) static data of the wasm module | 4096: thread-pool control block |
 // 65536.. arena: the f16 → f32 table (256 KiB), per-thread scratch regions, then the model's
 // buffers and weights, and our activation-quantization scratch.
-import type { Activation, AttentionShape, Kernels, Weight, WeightDType } from '../types.ts';
-import { makeWeight, RefKernels, weightBytes } from '../ref.ts';
+
 import { blocksPerRow, QK } from '../quant.ts';
-import { ThreadPool } from './pool.ts';
+import { makeWeight, RefKernels, weightBytes } from '../ref.ts';
+import type { Activation, AttentionShape, Kernels, Weight, WeightDType } from '../types.ts';
 import * as embedded from './build/kernels-wasm.ts';
+import { ThreadPool } from './pool.ts';
 
 export interface WasmKernelsOptions {
   /** Threads including the caller. Default: all cores (os.availableParallelism / hardwareConcurrency). */
@@ -48,9 +49,28 @@ const ARENA_START = 65536;
 const ALIGN = 64;
 
 /** Splittable exports, in the order the pool indexes them. */
-const SPLIT_OPS = ['matmul_f32', 'matmul_bf16', 'matmul_f16', 'matmul_q8_0', 'matmul_q4_0', 'attention', 'gemm_float', 'gemm_quant', 'ffn_act', 'quantize_q8',
-  'gemm_t', 'attention_bwd', 'attention_bwd_reduce', 'rmsnorm_bwd', 'ffn_act_bwd', 'cross_entropy', 'sum_squares', 'scale_f32', 'adamw'] as const;
-const OP = Object.fromEntries(SPLIT_OPS.map((name, i) => [name, i])) as { readonly [K in typeof SPLIT_OPS[number]]: number };
+const SPLIT_OPS = [
+  'matmul_f32',
+  'matmul_bf16',
+  'matmul_f16',
+  'matmul_q8_0',
+  'matmul_q4_0',
+  'attention',
+  'gemm_float',
+  'gemm_quant',
+  'ffn_act',
+  'quantize_q8',
+  'gemm_t',
+  'attention_bwd',
+  'attention_bwd_reduce',
+  'rmsnorm_bwd',
+  'ffn_act_bwd',
+  'cross_entropy',
+  'sum_squares',
+  'scale_f32',
+  'adamw',
+] as const;
+const OP = Object.fromEntries(SPLIT_OPS.map((name, i) => [name, i])) as { readonly [K in (typeof SPLIT_OPS)[number]]: number };
 /** From this many tokens on, matmul runs the prefill GEMMs (packed weight tiles), and their row tiles. */
 const GEMM_MIN_TOKENS = 4;
 const GEMM_FLOAT_ROWS = 12;
@@ -59,7 +79,16 @@ const GEMM_TOKEN_BLOCK = 128;
 const GEMM_QUANT_ROWS = 8;
 const DTYPE_CODE: Record<WeightDType, number> = { f32: 0, bf16: 1, f16: 2, q8_0: 3, q4_0: 4 };
 const ACT_CODE: Record<Activation, number> = {
-  swish: 0, silu: 0, gelu: 1, gelu_new: 2, gelu_pytorch_tanh: 2, gelu_fast: 2, quick_gelu: 3, relu: 4, sigmoid: 5, tanh: 6,
+  swish: 0,
+  silu: 0,
+  gelu: 1,
+  gelu_new: 2,
+  gelu_pytorch_tanh: 2,
+  gelu_fast: 2,
+  quick_gelu: 3,
+  relu: 4,
+  sigmoid: 5,
+  tanh: 6,
 };
 
 interface Exports {
@@ -69,8 +98,19 @@ interface Exports {
   scale_for_f16(dst: number, src: number, len: number): void;
   decode_row(kind: number, w: number, r: number, cols: number, dst: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
-  head_norm_rope(qkv: number, n: number, pos0: number, nQ: number, nKV: number, hd: number,
-    qNorm: number, kNorm: number, eps: number, cos: number, sin: number): void;
+  head_norm_rope(
+    qkv: number,
+    n: number,
+    pos0: number,
+    nQ: number,
+    nKV: number,
+    hd: number,
+    qNorm: number,
+    kNorm: number,
+    eps: number,
+    cos: number,
+    sin: number,
+  ): void;
   add_in_place(out: number, x: number, len: number): void;
   argmax(x: number, n: number): number;
   softmax(x: number, n: number, t: number): number;
@@ -78,8 +118,22 @@ interface Exports {
   kv_store(qkv: number, kc: number, vc: number, n: number, pos0: number, nQ: number, nKV: number, hd: number): void;
   gemm_t_scratch_bytes(): number;
   attention_bwd_scratch_bytes(n: number, R: number, hd: number): number;
-  head_norm_rope_bwd(dqkv: number, qkvIn: number, n: number, pos0: number, nQ: number, nKV: number, hd: number,
-    qNorm: number, kNorm: number, dqNorm: number, dkNorm: number, eps: number, cos: number, sin: number): void;
+  head_norm_rope_bwd(
+    dqkv: number,
+    qkvIn: number,
+    n: number,
+    pos0: number,
+    nQ: number,
+    nKV: number,
+    hd: number,
+    qNorm: number,
+    kNorm: number,
+    dqNorm: number,
+    dkNorm: number,
+    eps: number,
+    cos: number,
+    sin: number,
+  ): void;
   embed_bwd(dtable: number, dy: number, ids: number, n: number, dim: number): void;
 }
 
@@ -93,7 +147,8 @@ const ATT_BWD_ROWS = 64;
 const ATT_BWD_CHUNKS = 4;
 
 // f32 values cross the pool's i32 arguments as bit patterns
-const bitsF32 = new Float32Array(1), bitsI32 = new Int32Array(bitsF32.buffer);
+const bitsF32 = new Float32Array(1),
+  bitsI32 = new Int32Array(bitsF32.buffer);
 function f32Bits(x: number): number {
   bitsF32[0] = x;
   return bitsI32[0];
@@ -166,11 +221,18 @@ export class WasmKernels implements Kernels {
   /** per-call data, grown (rarely) to the largest n × cols seen: quantized activations for q8_0/q4_0
    * matmuls ('q'), scaled activations for f16 matrix × vector ('f'), selectDesc's radix sort ('s') */
   private readonly scratchAreas = {
-    q: { at: 0, bytes: 0 }, f: { at: 0, bytes: 0 }, s: { at: 0, bytes: 0 },
+    q: { at: 0, bytes: 0 },
+    f: { at: 0, bytes: 0 },
+    s: { at: 0, bytes: 0 },
     // training: attentionBackward's dK/dV partial sums ('a') and its chunk table ('c'), rmsnormBackward's
     // weight-gradient partials ('r'), per-row / per-block f64 sums ('d'), AdamW's constants ('h'), token ids ('i'),
     // dequantized weight rows for matmulGradInput ('w')
-    a: { at: 0, bytes: 0 }, c: { at: 0, bytes: 0 }, r: { at: 0, bytes: 0 }, d: { at: 0, bytes: 0 }, h: { at: 0, bytes: 0 }, i: { at: 0, bytes: 0 },
+    a: { at: 0, bytes: 0 },
+    c: { at: 0, bytes: 0 },
+    r: { at: 0, bytes: 0 },
+    d: { at: 0, bytes: 0 },
+    h: { at: 0, bytes: 0 },
+    i: { at: 0, bytes: 0 },
     w: { at: 0, bytes: 0 },
   };
   /**
@@ -184,9 +246,15 @@ export class WasmKernels implements Kernels {
   private readonly halfTable: number;
 
   /** Use createWasmKernels. */
-  constructor(readonly memory: WebAssembly.Memory, instance: WebAssembly.Instance, readonly threads: number,
-    readonly relaxedSimd: boolean, private readonly minParallelWork: number, private readonly chunkWork: number,
-    private readonly threadScratch: number) {
+  constructor(
+    readonly memory: WebAssembly.Memory,
+    instance: WebAssembly.Instance,
+    readonly threads: number,
+    readonly relaxedSimd: boolean,
+    private readonly minParallelWork: number,
+    private readonly chunkWork: number,
+    private readonly threadScratch: number,
+  ) {
     this.x = instance.exports as unknown as Exports;
     this.buffers.add(memory.buffer);
     this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
@@ -267,7 +335,10 @@ export class WasmKernels implements Kernels {
   }
 
   embed(out: Float32Array, table: Weight, ids: ArrayLike<number>, n: number): void {
-    const d = table.cols, o = this.ptr(out, 'out'), w = this.ptr(table.data, 'table'), kind = DTYPE_CODE[table.dtype];
+    const d = table.cols,
+      o = this.ptr(out, 'out'),
+      w = this.ptr(table.data, 'table'),
+      kind = DTYPE_CODE[table.dtype];
     for (let t = 0; t < n; t++) {
       const id = ids[t];
       if (!(id >= 0 && id < table.rows)) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${table.rows})`);
@@ -277,10 +348,15 @@ export class WasmKernels implements Kernels {
 
   matmul(out: Float32Array, x: Float32Array, w: Weight, n: number): void {
     const { rows, cols } = w;
-    const o = this.ptr(out, 'out'), xp = this.ptr(x, 'x'), wp = this.ptr(w.data, 'w');
-    const work = rows * cols * n, gemm = n >= GEMM_MIN_TOKENS && this.prefillGemm;
+    const o = this.ptr(out, 'out'),
+      xp = this.ptr(x, 'x'),
+      wp = this.ptr(w.data, 'w');
+    const work = rows * cols * n,
+      gemm = n >= GEMM_MIN_TOKENS && this.prefillGemm;
     switch (w.dtype) {
-      case 'f32': case 'bf16': case 'f16': {
+      case 'f32':
+      case 'bf16':
+      case 'f16': {
         if (gemm) {
           // by token blocks when every thread gets one (training batches), else by row tiles (prompts
           // come in chunks of 128 tokens)
@@ -299,7 +375,8 @@ export class WasmKernels implements Kernels {
         this.x.scale_for_f16(xs, xp, n * cols);
         return this.pool.run(OP.matmul_f16, rows, 4, minGrains, o, xs, wp, rows, cols, n, 0, 0, 0);
       }
-      case 'q8_0': case 'q4_0': {
+      case 'q8_0':
+      case 'q4_0': {
         // activations → int8 blocks once per call (like llama.cpp's q8_0 × q8_0 dot)
         const nb = blocksPerRow(cols);
         // xi (int8), xd and xs (f32), then for n ≥ 2 xw: the ints again as i16 (not for the q4_0
@@ -307,7 +384,8 @@ export class WasmKernels implements Kernels {
         const intBytes = n * nb * QK;
         const wide = n >= 2 && !(gemm && w.dtype === 'q4_0' && this.relaxedSimd) ? 2 * intBytes : 0;
         const xi = this.scratch('q', intBytes + 2 * n * nb * 4 + wide);
-        const xd = xi + intBytes, xw = wide ? xd + 2 * n * nb * 4 : 0;
+        const xd = xi + intBytes,
+          xw = wide ? xd + 2 * n * nb * 4 : 0;
         // ~10 ops per value, split by token
         this.runItems(OP.quantize_q8, n, 10 * cols, xp, xi, xd, n, cols, xw, 0, 0, 0);
         const kind = DTYPE_CODE[w.dtype];
@@ -315,8 +393,21 @@ export class WasmKernels implements Kernels {
           const tile = GEMM_QUANT_ROWS;
           return this.pool.run(OP.gemm_quant, rows, tile, this.minGrains(tile * cols * n, work), o, xw, xd, wp, rows, cols, n, kind, this.halfTable);
         }
-        return this.pool.run(w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0, rows, 4, this.minGrains(4 * cols * n, work),
-          o, xi, xd, wp, rows, cols, n, this.halfTable, xw);
+        return this.pool.run(
+          w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0,
+          rows,
+          4,
+          this.minGrains(4 * cols * n, work),
+          o,
+          xi,
+          xd,
+          wp,
+          rows,
+          cols,
+          n,
+          this.halfTable,
+          xw,
+        );
       }
     }
   }
@@ -336,8 +427,20 @@ export class WasmKernels implements Kernels {
    * granules of one item, or of several when there are more items than the pool takes granules
    * (32766: e.g. one per token of a 16 × 2048-token micro-batch).
    */
-  private runItems(op: number, units: number, itemWork: number,
-    a0: number, a1: number, a2: number, a3: number, a4: number, a5: number, a6: number, a7: number, a8: number): void {
+  private runItems(
+    op: number,
+    units: number,
+    itemWork: number,
+    a0: number,
+    a1: number,
+    a2: number,
+    a3: number,
+    a4: number,
+    a5: number,
+    a6: number,
+    a7: number,
+    a8: number,
+  ): void {
     const grain = Math.max(1, Math.ceil(units / 16384));
     this.pool.run(op, units, grain, this.minGrains(grain * itemWork, units * itemWork), a0, a1, a2, a3, a4, a5, a6, a7, a8);
   }
@@ -355,19 +458,41 @@ export class WasmKernels implements Kernels {
     this.x.rmsnorm(this.ptr(out, 'out'), this.ptr(x, 'x'), this.ptr(weight, 'weight'), n, dim, eps);
   }
 
-  headNormRope(qkv: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
-    eps: number, cos: Float32Array, sin: Float32Array): void {
-    this.x.head_norm_rope(this.ptr(qkv, 'qkv'), s.n, s.pos0, s.nQ, s.nKV, s.headDim,
-      qNorm ? this.ptr(qNorm, 'qNorm') : 0, kNorm ? this.ptr(kNorm, 'kNorm') : 0, eps, this.ptr(cos, 'cos'), this.ptr(sin, 'sin'));
+  headNormRope(
+    qkv: Float32Array,
+    s: AttentionShape,
+    qNorm: Float32Array | null,
+    kNorm: Float32Array | null,
+    eps: number,
+    cos: Float32Array,
+    sin: Float32Array,
+  ): void {
+    this.x.head_norm_rope(
+      this.ptr(qkv, 'qkv'),
+      s.n,
+      s.pos0,
+      s.nQ,
+      s.nKV,
+      s.headDim,
+      qNorm ? this.ptr(qNorm, 'qNorm') : 0,
+      kNorm ? this.ptr(kNorm, 'kNorm') : 0,
+      eps,
+      this.ptr(cos, 'cos'),
+      this.ptr(sin, 'sin'),
+    );
   }
 
-  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array,
-    s: AttentionShape, _scratch: Float32Array): void {
+  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array, s: AttentionShape, _scratch: Float32Array): void {
     const { n, pos0, nQ, nKV, headDim } = s;
     if (((nQ / nKV) * (256 + headDim + 2) + headDim) * 4 > this.threadScratch) {
-      throw new RangeError(`WasmKernels.attention: ${nQ / nKV} query heads per KV head of dim ${headDim} need more than threadScratch = ${this.threadScratch} bytes`);
+      throw new RangeError(
+        `WasmKernels.attention: ${nQ / nKV} query heads per KV head of dim ${headDim} need more than threadScratch = ${this.threadScratch} bytes`,
+      );
     }
-    const q = this.ptr(qkv, 'qkv'), kc = this.ptr(kCache, 'kCache'), vc = this.ptr(vCache, 'vCache'), o = this.ptr(out, 'out');
+    const q = this.ptr(qkv, 'qkv'),
+      kc = this.ptr(kCache, 'kCache'),
+      vc = this.ptr(vCache, 'vCache'),
+      o = this.ptr(out, 'out');
     this.x.kv_store(q, kc, vc, n, pos0, nQ, nKV, headDim);
     // q·k and p·v over every cached position, for every (token, head); items are (token, KV head)
     const work = 2 * n * nQ * (pos0 + n) * headDim;
@@ -388,7 +513,8 @@ export class WasmKernels implements Kernels {
 
   softmax(x: Float32Array, n: number, temperature: number): number {
     if (!(n >= 0 && n <= x.length)) throw new RangeError(`WasmKernels.softmax: n = ${n} is outside [0, ${x.length}]`);
-    if (!(temperature > 0 && temperature < Infinity)) throw new RangeError(`WasmKernels.softmax: temperature must be a positive finite number, got ${temperature}`);
+    if (!(temperature > 0 && temperature < Infinity))
+      throw new RangeError(`WasmKernels.softmax: temperature must be a positive finite number, got ${temperature}`);
     return this.x.softmax(this.ptr(x, 'x'), n, temperature);
   }
 
@@ -401,7 +527,6 @@ export class WasmKernels implements Kernels {
     if (!(n >= 0 && n <= x.length)) throw new RangeError(`WasmKernels.argmax: n = ${n} is outside [0, ${x.length}]`);
     return this.x.argmax(this.ptr(x, 'x'), n);
   }
-
 
   // ---- training (kernels.as, "training"; the TS reference is the definition) ----
 
@@ -416,7 +541,8 @@ export class WasmKernels implements Kernels {
   /** the address of n token ids: the array itself when it is ours, else a copy in scratch area 'i' */
   private idsPtr(ids: ArrayLike<number>, n: number): number {
     if (ids instanceof Int32Array && this.buffers.has(ids.buffer)) return ids.byteOffset;
-    const at = this.scratch('i', n * 4), view = new Int32Array(this.memory.buffer, at, n);
+    const at = this.scratch('i', n * 4),
+      view = new Int32Array(this.memory.buffer, at, n);
     for (let t = 0; t < n; t++) view[t] = ids[t];
     return at;
   }
@@ -425,14 +551,20 @@ export class WasmKernels implements Kernels {
     const { rows, cols } = w;
     if (!this.trainGemm) return this.refOps.matmulGradInput(dx, dy, w, n);
     if (n === 0 || cols === 0) return;
-    if (rows === 0) { dx.fill(0, 0, n * cols); return; }
-    const dxp = this.ptr(dx, 'dx'), dyp = this.ptr(dy, 'dy'), wp = this.ptr(w.data, 'w');
+    if (rows === 0) {
+      dx.fill(0, 0, n * cols);
+      return;
+    }
+    const dxp = this.ptr(dx, 'dx'),
+      dyp = this.ptr(dy, 'dy'),
+      wp = this.ptr(w.data, 'w');
     // dx [n, cols] = dy [n, rows] · W [rows, cols]: W's rows are the packed tiles' k-major rows as they are
     if (w.dtype !== 'q8_0' && w.dtype !== 'q4_0') return this.gemmT(dxp, dyp, wp, n, cols, rows, DTYPE_CODE[w.dtype] << 4, 0);
     // quantized weights (a frozen base under an adapter): rows dequantized into scratch a chunk at
     // a time (O(rows · cols) against the product's O(n · rows · cols)), each chunk's product added
     const chunk = Math.max(16, Math.min(rows, Math.floor(GRAD_INPUT_DEQUANT_FLOATS / cols)));
-    const buf = this.scratch('w', chunk * cols * 4), kind = DTYPE_CODE[w.dtype];
+    const buf = this.scratch('w', chunk * cols * 4),
+      kind = DTYPE_CODE[w.dtype];
     for (let r0 = 0; r0 < rows; r0 += chunk) {
       const kc = Math.min(chunk, rows - r0);
       for (let r = 0; r < kc; r++) this.x.decode_row(kind, wp, r0 + r, cols, buf + r * cols * 4);
@@ -475,28 +607,61 @@ export class WasmKernels implements Kernels {
     }
   }
 
-  rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array,
-    n: number, dim: number, eps: number): void {
+  rmsnormBackward(dx: Float32Array, dweight: Float32Array, dy: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void {
     if (n === 0) return;
     // parts of rows, each with its own weight-gradient partial (the threads must not share one);
     // how many depends on n only, so the result does not depend on the thread count
-    const parts = Math.min(n, Math.max(1, Math.floor(n * dim / 65536)), 8);
+    const parts = Math.min(n, Math.max(1, Math.floor((n * dim) / 65536)), 8);
     const dwp = parts === 1 ? this.ptr(dweight, 'dweight') : this.scratch('r', parts * dim * 4);
     if (parts > 1) new Float32Array(this.memory.buffer, dwp, parts * dim).fill(0);
-    this.runItems(OP.rmsnorm_bwd, parts, 8 * n * dim / parts, this.ptr(dx, 'dx'), dwp,
-      this.ptr(dy, 'dy'), this.ptr(x, 'x'), this.ptr(weight, 'weight'), n, dim, f32Bits(eps), parts);
+    this.runItems(
+      OP.rmsnorm_bwd,
+      parts,
+      (8 * n * dim) / parts,
+      this.ptr(dx, 'dx'),
+      dwp,
+      this.ptr(dy, 'dy'),
+      this.ptr(x, 'x'),
+      this.ptr(weight, 'weight'),
+      n,
+      dim,
+      f32Bits(eps),
+      parts,
+    );
     if (parts > 1) {
       const dwo = this.ptr(dweight, 'dweight');
       for (let p = 0; p < parts; p++) this.x.add_in_place(dwo, dwp + p * dim * 4, dim);
     }
   }
 
-  headNormRopeBackward(dqkv: Float32Array, qkvIn: Float32Array, s: AttentionShape, qNorm: Float32Array | null, kNorm: Float32Array | null,
-    dqNorm: Float32Array | null, dkNorm: Float32Array | null, eps: number, cos: Float32Array, sin: Float32Array): void {
-    this.x.head_norm_rope_bwd(this.ptr(dqkv, 'dqkv'), this.ptr(qkvIn, 'qkvIn'), s.n, s.pos0, s.nQ, s.nKV, s.headDim,
-      qNorm ? this.ptr(qNorm, 'qNorm') : 0, kNorm ? this.ptr(kNorm, 'kNorm') : 0,
-      qNorm && dqNorm ? this.ptr(dqNorm, 'dqNorm') : 0, kNorm && dkNorm ? this.ptr(dkNorm, 'dkNorm') : 0,
-      eps, this.ptr(cos, 'cos'), this.ptr(sin, 'sin'));
+  headNormRopeBackward(
+    dqkv: Float32Array,
+    qkvIn: Float32Array,
+    s: AttentionShape,
+    qNorm: Float32Array | null,
+    kNorm: Float32Array | null,
+    dqNorm: Float32Array | null,
+    dkNorm: Float32Array | null,
+    eps: number,
+    cos: Float32Array,
+    sin: Float32Array,
+  ): void {
+    this.x.head_norm_rope_bwd(
+      this.ptr(dqkv, 'dqkv'),
+      this.ptr(qkvIn, 'qkvIn'),
+      s.n,
+      s.pos0,
+      s.nQ,
+      s.nKV,
+      s.headDim,
+      qNorm ? this.ptr(qNorm, 'qNorm') : 0,
+      kNorm ? this.ptr(kNorm, 'kNorm') : 0,
+      qNorm && dqNorm ? this.ptr(dqNorm, 'dqNorm') : 0,
+      kNorm && dkNorm ? this.ptr(dkNorm, 'dkNorm') : 0,
+      eps,
+      this.ptr(cos, 'cos'),
+      this.ptr(sin, 'sin'),
+    );
   }
 
   attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, out: Float32Array, s: AttentionShape): void {
@@ -510,30 +675,36 @@ export class WasmKernels implements Kernels {
     while (Bq > 1 && bytes(Bq) > this.threadScratch) Bq = Math.ceil(Bq / 2);
     if (hd % 8 !== 0 || !Number.isInteger(G) || bytes(Bq) > this.threadScratch) return this.refOps.attentionBackward(dqkv, dout, qkv, out, s);
     // query chunks of about equal causal work (chunk [a, b) costs ∝ b² - a²), on block boundaries
-    const blocks = Math.ceil(n / Bq), P = Math.min(ATT_BWD_CHUNKS, blocks);
-    const ctlAt = this.scratch('c', (4 + P) * 4), ctl = new Int32Array(this.memory.buffer, ctlAt, 3 + P + 1);
+    const blocks = Math.ceil(n / Bq),
+      P = Math.min(ATT_BWD_CHUNKS, blocks);
+    const ctlAt = this.scratch('c', (4 + P) * 4),
+      ctl = new Int32Array(this.memory.buffer, ctlAt, 3 + P + 1);
     const partials = this.scratch('a', P * nKV * (n + 4) * 2 * hd * 4);
-    ctl[0] = P; ctl[1] = Bq; ctl[2] = partials; ctl[3] = 0; ctl[3 + P] = n;
+    ctl[0] = P;
+    ctl[1] = Bq;
+    ctl[2] = partials;
+    ctl[3] = 0;
+    ctl[3 + P] = n;
     for (let c = 1; c < P; c++) ctl[3 + c] = Math.min(n, Math.max(ctl[2 + c], Math.round(blocks * Math.sqrt(c / P)) * Bq));
-    const work = 5 * nQ * hd * n * (n + 1) / 2, items = P * nKV;
+    const work = (5 * nQ * hd * n * (n + 1)) / 2,
+      items = P * nKV;
     const dq = this.ptr(dqkv, 'dqkv');
-    this.runItems(OP.attention_bwd, items, work / items, dq, this.ptr(dout, 'dout'), this.ptr(qkv, 'qkv'),
-      this.ptr(out, 'out'), n, nQ, nKV, hd, ctlAt);
+    this.runItems(OP.attention_bwd, items, work / items, dq, this.ptr(dout, 'dout'), this.ptr(qkv, 'qkv'), this.ptr(out, 'out'), n, nQ, nKV, hd, ctlAt);
     this.runItems(OP.attention_bwd_reduce, n, 2 * nKV * hd * P, dq, ctlAt, n, nQ, nKV, hd, 0, 0, 0);
   }
 
   ffnActBackward(dx: Float32Array, dy: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void {
     const code = ACT_CODE[act];
     if (code === undefined) throw new Error(`WasmKernels.ffnActBackward: unknown activation '${act}'`);
-    this.runItems(OP.ffn_act_bwd, n, 30 * dim, this.ptr(dx, 'dx'), this.ptr(dy, 'dy'), this.ptr(x, 'x'),
-      n, dim, code, glu ? 1 : 0, 0, 0);
+    this.runItems(OP.ffn_act_bwd, n, 30 * dim, this.ptr(dx, 'dx'), this.ptr(dy, 'dy'), this.ptr(x, 'x'), n, dim, code, glu ? 1 : 0, 0, 0);
   }
 
   embedBackward(dtable: Float32Array, dy: Float32Array, ids: ArrayLike<number>, n: number, dim: number): void {
     const rows = Math.floor(dtable.length / dim);
     for (let t = 0; t < n; t++) {
       const id = ids[t];
-      if (!(Number.isInteger(id) && id >= 0 && id < rows)) throw new RangeError(`WasmKernels.embedBackward: token id ${id} at ${t} is outside the table's ${rows} rows`);
+      if (!(Number.isInteger(id) && id >= 0 && id < rows))
+        throw new RangeError(`WasmKernels.embedBackward: token id ${id} at ${t} is outside the table's ${rows} rows`);
     }
     this.x.embed_bwd(this.ptr(dtable, 'dtable'), this.ptr(dy, 'dy'), this.idsPtr(ids, n), n, dim);
   }
@@ -545,8 +716,20 @@ export class WasmKernels implements Kernels {
     if (n === 0) return 0;
     const losses = this.scratch('d', n * 8);
     // ~12 ops per logit (max, exp, sum, scale)
-    this.runItems(OP.cross_entropy, n, 12 * V, this.ptr(logits, 'logits'), this.idsPtr(targets, n),
-      n, V, f32Bits(zLoss), f32Bits(scale), this.ptr(lse, 'lse'), losses, 0);
+    this.runItems(
+      OP.cross_entropy,
+      n,
+      12 * V,
+      this.ptr(logits, 'logits'),
+      this.idsPtr(targets, n),
+      n,
+      V,
+      f32Bits(zLoss),
+      f32Bits(scale),
+      this.ptr(lse, 'lse'),
+      losses,
+      0,
+    );
     const l = this.f64At(losses, n);
     let sum = 0;
     for (let t = 0; t < n; t++) sum += l[t];
@@ -555,7 +738,8 @@ export class WasmKernels implements Kernels {
 
   sumSquares(x: Float32Array, n: number): number {
     if (n <= 0) return 0;
-    const blocks = Math.ceil(n / FLAT_BLOCK), sums = this.scratch('d', blocks * 8);
+    const blocks = Math.ceil(n / FLAT_BLOCK),
+      sums = this.scratch('d', blocks * 8);
     this.runItems(OP.sum_squares, blocks, FLAT_BLOCK, this.ptr(x, 'x'), n, sums, 0, 0, 0, 0, 0, 0);
     const p = this.f64At(sums, blocks);
     let s = 0;
@@ -568,15 +752,32 @@ export class WasmKernels implements Kernels {
     this.runItems(OP.scale_f32, Math.ceil(n / FLAT_BLOCK), FLAT_BLOCK, this.ptr(x, 'x'), n, f32Bits(s), 0, 0, 0, 0, 0, 0);
   }
 
-  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, n: number,
-    lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+  adamw(
+    p: Float32Array,
+    g: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    step: number,
+  ): void {
     if (n <= 0) return;
     // the f32 constants exactly as adamwRef (ref.ts) rounds them
-    const hp = this.scratch('h', 32), c = new Float32Array(this.memory.buffer, hp, 8);
-    c[0] = 1 - lr * weightDecay; c[1] = beta1; c[2] = 1 - beta1; c[3] = beta2; c[4] = 1 - beta2;
-    c[5] = Math.sqrt(1 - beta2 ** step); c[6] = eps; c[7] = -(lr / (1 - beta1 ** step));
+    const hp = this.scratch('h', 32),
+      c = new Float32Array(this.memory.buffer, hp, 8);
+    c[0] = 1 - lr * weightDecay;
+    c[1] = beta1;
+    c[2] = 1 - beta1;
+    c[3] = beta2;
+    c[4] = 1 - beta2;
+    c[5] = Math.sqrt(1 - beta2 ** step);
+    c[6] = eps;
+    c[7] = -(lr / (1 - beta1 ** step));
     // ~14 ops and 28 bytes per parameter: memory-bound, split in blocks
-    this.runItems(OP.adamw, Math.ceil(n / FLAT_BLOCK), 4 * FLAT_BLOCK, this.ptr(p, 'p'), this.ptr(g, 'g'),
-      this.ptr(m, 'm'), this.ptr(v, 'v'), n, hp, 0, 0, 0);
+    this.runItems(OP.adamw, Math.ceil(n / FLAT_BLOCK), 4 * FLAT_BLOCK, this.ptr(p, 'p'), this.ptr(g, 'g'), this.ptr(m, 'm'), this.ptr(v, 'v'), n, hp, 0, 0, 0);
   }
 }

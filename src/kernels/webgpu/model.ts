@@ -8,18 +8,27 @@
 //   let next = await gm.forwardArgmax(promptIds);                       // then gm.forwardArgmax([next]) ...
 import type { OpenELMConfig } from '../../config/config.ts';
 import { layerShape } from '../../config/config.ts';
-import type { Activation } from '../types.ts';
-import type { ModelWeights } from '../../model/weights.ts';
 import { ropeTables } from '../../model/rope.ts';
+import type { ModelWeights } from '../../model/weights.ts';
+import type { Activation } from '../types.ts';
 import type { GpuWeight, WebGpuKernels } from './webgpu.ts';
 
 const NORM_EPS = 1e-6; // src/model/layer.ts NORM_EPS
 
 interface GpuLayer {
-  attn_norm: GPUBuffer; qkv_proj: GpuWeight; q_norm: GPUBuffer | null; k_norm: GPUBuffer | null; out_proj: GpuWeight;
-  ffn_norm: GPUBuffer; proj_1: GpuWeight; proj_2: GpuWeight;
-  k: GPUBuffer; v: GPUBuffer; // [capacity, nKV * hd]
-  nQ: number; nKV: number; ffn: number;
+  attn_norm: GPUBuffer;
+  qkv_proj: GpuWeight;
+  q_norm: GPUBuffer | null;
+  k_norm: GPUBuffer | null;
+  out_proj: GpuWeight;
+  ffn_norm: GPUBuffer;
+  proj_1: GpuWeight;
+  proj_2: GpuWeight;
+  k: GPUBuffer;
+  v: GPUBuffer; // [capacity, nKV * hd]
+  nQ: number;
+  nKV: number;
+  ffn: number;
 }
 
 export class GpuOpenELM {
@@ -34,12 +43,26 @@ export class GpuOpenELM {
   private readonly cos: GPUBuffer;
   private readonly sin: GPUBuffer;
   private readonly ids: GPUBuffer; // u32 [chunk]
-  private readonly x: GPUBuffer; private readonly xb: GPUBuffer; private readonly qkv: GPUBuffer; private readonly att: GPUBuffer;
-  private readonly proj: GPUBuffer; private readonly ffnIn: GPUBuffer; private readonly ffnOut: GPUBuffer;
-  private readonly xLast: GPUBuffer; private readonly logits: GPUBuffer; private readonly result: GPUBuffer;
+  private readonly x: GPUBuffer;
+  private readonly xb: GPUBuffer;
+  private readonly qkv: GPUBuffer;
+  private readonly att: GPUBuffer;
+  private readonly proj: GPUBuffer;
+  private readonly ffnIn: GPUBuffer;
+  private readonly ffnOut: GPUBuffer;
+  private readonly xLast: GPUBuffer;
+  private readonly logits: GPUBuffer;
+  private readonly result: GPUBuffer;
 
-  private constructor(readonly gpu: WebGpuKernels, readonly config: OpenELMConfig, w: ModelWeights, capacity: number) {
-    const cfg = config, d = cfg.model_dim, hd = cfg.head_dim;
+  private constructor(
+    readonly gpu: WebGpuKernels,
+    readonly config: OpenELMConfig,
+    w: ModelWeights,
+    capacity: number,
+  ) {
+    const cfg = config,
+      d = cfg.model_dim,
+      hd = cfg.head_dim;
     this.capacity = capacity;
     this.chunk = Math.min(128, capacity);
     const T = this.chunk;
@@ -49,9 +72,19 @@ export class GpuOpenELM {
     this.layers = w.layers.map((l, i) => {
       const s = layerShape(cfg, i);
       return {
-        attn_norm: gpu.upload(l.attn_norm), qkv_proj: gpu.weight(l.qkv_proj), q_norm: l.q_norm && gpu.upload(l.q_norm), k_norm: l.k_norm && gpu.upload(l.k_norm),
-        out_proj: gpu.weight(l.out_proj), ffn_norm: gpu.upload(l.ffn_norm), proj_1: gpu.weight(l.proj_1), proj_2: gpu.weight(l.proj_2),
-        k: gpu.f32(capacity * s.nKV * hd), v: gpu.f32(capacity * s.nKV * hd), nQ: s.nQ, nKV: s.nKV, ffn: s.ffnDim,
+        attn_norm: gpu.upload(l.attn_norm),
+        qkv_proj: gpu.weight(l.qkv_proj),
+        q_norm: l.q_norm && gpu.upload(l.q_norm),
+        k_norm: l.k_norm && gpu.upload(l.k_norm),
+        out_proj: gpu.weight(l.out_proj),
+        ffn_norm: gpu.upload(l.ffn_norm),
+        proj_1: gpu.weight(l.proj_1),
+        proj_2: gpu.weight(l.proj_2),
+        k: gpu.f32(capacity * s.nKV * hd),
+        v: gpu.f32(capacity * s.nKV * hd),
+        nQ: s.nQ,
+        nKV: s.nKV,
+        ffn: s.ffnDim,
       };
     });
     const rope = ropeTables(hd, cfg.rope_freq_constant, capacity);
@@ -60,9 +93,16 @@ export class GpuOpenELM {
     const maxQkv = Math.max(...this.layers.map((l) => (l.nQ + 2 * l.nKV) * hd));
     const maxFfn = Math.max(...this.layers.map((l) => l.ffn));
     this.ids = gpu.f32(T);
-    this.x = gpu.f32(T * d); this.xb = gpu.f32(T * d); this.qkv = gpu.f32(T * maxQkv); this.att = gpu.f32(T * maxQkv);
-    this.proj = gpu.f32(T * d); this.ffnIn = gpu.f32(T * 2 * maxFfn); this.ffnOut = gpu.f32(T * maxFfn);
-    this.xLast = gpu.f32(d); this.logits = gpu.f32(cfg.vocab_size); this.result = gpu.f32(4);
+    this.x = gpu.f32(T * d);
+    this.xb = gpu.f32(T * d);
+    this.qkv = gpu.f32(T * maxQkv);
+    this.att = gpu.f32(T * maxQkv);
+    this.proj = gpu.f32(T * d);
+    this.ffnIn = gpu.f32(T * 2 * maxFfn);
+    this.ffnOut = gpu.f32(T * maxFfn);
+    this.xLast = gpu.f32(d);
+    this.logits = gpu.f32(cfg.vocab_size);
+    this.result = gpu.f32(4);
   }
 
   /** Uploads a model's weights (loaded into CPU memory, e.g. with the 'ref' backend). */
@@ -76,12 +116,17 @@ export class GpuOpenELM {
 
   /** Encodes the forward pass of ids after the cached tokens, leaving the last position's logits in `logits`. */
   private encode(ids: ArrayLike<number>): void {
-    const g = this.gpu, cfg = this.config, d = cfg.model_dim, hd = cfg.head_dim;
+    const g = this.gpu,
+      cfg = this.config,
+      d = cfg.model_dim,
+      hd = cfg.head_dim;
     if (ids.length === 0) throw new RangeError('forward needs at least one token');
-    if (this.length + ids.length > this.capacity) throw new RangeError(`the sequence needs ${this.length + ids.length} tokens but the context holds ${this.capacity}`);
+    if (this.length + ids.length > this.capacity)
+      throw new RangeError(`the sequence needs ${this.length + ids.length} tokens but the context holds ${this.capacity}`);
     const act = cfg.activation_fn_name as Activation;
     for (let start = 0; start < ids.length; start += this.chunk) {
-      const n = Math.min(this.chunk, ids.length - start), pos0 = this.length;
+      const n = Math.min(this.chunk, ids.length - start),
+        pos0 = this.length;
       const chunk = Uint32Array.from({ length: n }, (_, i) => ids[start + i]);
       for (const id of chunk) if (id >= cfg.vocab_size) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${cfg.vocab_size})`);
       // the ids of every chunk must reach the GPU before its dispatches: submit chunk by chunk

@@ -21,7 +21,16 @@ struct P {
 
 export const DTYPE_CODE: Record<WeightDType, number> = { f32: 0, bf16: 1, f16: 2, q8_0: 3, q4_0: 4 };
 export const ACT_CODE: Record<Activation, number> = {
-  swish: 0, silu: 0, gelu: 1, gelu_new: 2, gelu_pytorch_tanh: 2, gelu_fast: 2, quick_gelu: 3, relu: 4, sigmoid: 5, tanh: 6,
+  swish: 0,
+  silu: 0,
+  gelu: 1,
+  gelu_new: 2,
+  gelu_pytorch_tanh: 2,
+  gelu_fast: 2,
+  quick_gelu: 3,
+  relu: 4,
+  sigmoid: 5,
+  tanh: 6,
 };
 
 /** Decoding weight (r, c) of W (array<u32>) for the dtype fixed at compile time. */
@@ -55,7 +64,9 @@ fn wval(r: u32, c: u32) -> f32 {
 
 /** out[outOff + t * rows + r] = Σ_c x[xOff + t * cols + c] · W[r, c]; a workgroup of 64 per (r, t). */
 export function matmulShader(dtype: WeightDType): string {
-  return PARAMS + /* wgsl */ `
+  return (
+    PARAMS +
+    /* wgsl */ `
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> W: array<u32>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
@@ -76,7 +87,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   if (li == 0u) { O[p.outOff + t * p.rows + r] = part[0]; }
 }
-`;
+`
+  );
 }
 
 /**
@@ -84,7 +96,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  * software adapters (SwiftShader, lavapipe) run fastest, where a barrier costs a context switch.
  */
 export function matmulRowShader(dtype: WeightDType): string {
-  return PARAMS + /* wgsl */ `
+  return (
+    PARAMS +
+    /* wgsl */ `
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> W: array<u32>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
@@ -99,12 +113,15 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   for (var c = 0u; c < p.cols; c++) { s += X[x0 + c] * wval(r, c); }
   O[p.outOff + t * p.rows + r] = s;
 }
-`;
+`
+  );
 }
 
 /** out[t, c] = table[ids[t], c] as f32. p.n tokens, p.cols = dim. */
 export function embedShader(dtype: WeightDType): string {
-  return PARAMS + /* wgsl */ `
+  return (
+    PARAMS +
+    /* wgsl */ `
 @group(0) @binding(1) var<storage, read> IDS: array<u32>;
 @group(0) @binding(2) var<storage, read> W: array<u32>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
@@ -116,11 +133,14 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let t = i / p.cols;
   O[i] = wval(IDS[t], i % p.cols);
 }
-`;
+`
+  );
 }
 
 /** RMSNorm of p.n rows of p.dim: out[t] = x[xOff + t] / sqrt(mean(x²) + eps) · w. Workgroup per row. */
-export const RMSNORM = PARAMS + /* wgsl */ `
+export const RMSNORM =
+  PARAMS +
+  /* wgsl */ `
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> G: array<f32>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
@@ -145,7 +165,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  * In place on QKV [n, (nQ + 2 nKV) hd]: per-head RMSNorm of Q and K heads (flags bit 0: q norm,
  * bit 1: k norm), then rotate-half RoPE at positions pos0 + t. Workgroup per (head, token); hd ≤ 256.
  */
-export const HEAD_NORM_ROPE = PARAMS + /* wgsl */ `
+export const HEAD_NORM_ROPE =
+  PARAMS +
+  /* wgsl */ `
 @group(0) @binding(1) var<storage, read_write> QKV: array<f32>;
 @group(0) @binding(2) var<storage, read> QN: array<f32>;
 @group(0) @binding(3) var<storage, read> KN: array<f32>;
@@ -188,7 +210,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 `;
 
 /** Copies the n new K and V heads of QKV into cache rows pos0 .. pos0 + n - 1 ([capacity, nKV hd]). */
-export const KV_STORE = PARAMS + /* wgsl */ `
+export const KV_STORE =
+  PARAMS +
+  /* wgsl */ `
 @group(0) @binding(1) var<storage, read> QKV: array<f32>;
 @group(0) @binding(2) var<storage, read_write> K: array<f32>;
 @group(0) @binding(3) var<storage, read_write> V: array<f32>;
@@ -208,7 +232,9 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
  * Causal attention over the cache (after KV_STORE): out[t, h] = softmax(q·K / sqrt(hd)) · V over
  * positions 0 .. pos0 + t, KV head h / (nQ / nKV); an online (one-pass) softmax per (head, token).
  */
-export const ATTENTION = PARAMS + /* wgsl */ `
+export const ATTENTION =
+  PARAMS +
+  /* wgsl */ `
 @group(0) @binding(1) var<storage, read> QKV: array<f32>;
 @group(0) @binding(2) var<storage, read> K: array<f32>;
 @group(0) @binding(3) var<storage, read> V: array<f32>;
@@ -244,7 +270,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>) {
 `;
 
 /** FFN nonlinearity: flags bit 0 = GLU (x [n, 2 dim] as gate | up), act = ACT_CODE. */
-export const FFN_ACT = PARAMS + /* wgsl */ `
+export const FFN_ACT =
+  PARAMS +
+  /* wgsl */ `
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> O: array<f32>;
 fn erf_(x: f32) -> f32 {
@@ -280,7 +308,9 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 `;
 
 /** out[i] += x[i] for i < p.n. */
-export const ADD = PARAMS + /* wgsl */ `
+export const ADD =
+  PARAMS +
+  /* wgsl */ `
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> O: array<f32>;
 @compute @workgroup_size(64)
@@ -290,7 +320,9 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 `;
 
 /** The index of the largest of x[xOff .. xOff + n) into R[0]: first on ties, NaNs skipped (a NaN first gives 0). One workgroup. */
-export const ARGMAX = PARAMS + /* wgsl */ `
+export const ARGMAX =
+  PARAMS +
+  /* wgsl */ `
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read_write> R: array<u32>;
 var<workgroup> bv: array<f32, 256>;
@@ -322,7 +354,9 @@ fn main(@builtin(local_invocation_index) li: u32) {
 `;
 
 /** x[0 .. n) ← softmax(x / temp) in place. One workgroup. */
-export const SOFTMAX = PARAMS + /* wgsl */ `
+export const SOFTMAX =
+  PARAMS +
+  /* wgsl */ `
 @group(0) @binding(1) var<storage, read_write> X: array<f32>;
 var<workgroup> part: array<f32, 256>;
 @compute @workgroup_size(256)

@@ -10,7 +10,22 @@
 // Parameters of each dispatch go into one 256-byte slot of a uniform buffer written once per
 // submission, so a whole forward pass costs one writeBuffer, one submit and one read back.
 import type { Activation, AttentionShape, Weight, WeightDType } from '../types.ts';
-import { ACT_CODE, ADD, allShaders, ARGMAX, ATTENTION, embedShader, FFN_ACT, HEAD_NORM_ROPE, KV_STORE, matmulRowShader, matmulShader, PARAMS_BYTES, RMSNORM, SOFTMAX } from './shaders.ts';
+import {
+  ACT_CODE,
+  ADD,
+  ARGMAX,
+  ATTENTION,
+  allShaders,
+  embedShader,
+  FFN_ACT,
+  HEAD_NORM_ROPE,
+  KV_STORE,
+  matmulRowShader,
+  matmulShader,
+  PARAMS_BYTES,
+  RMSNORM,
+  SOFTMAX,
+} from './shaders.ts';
 
 /** A weight matrix in GPU memory, in its storage format. */
 export interface GpuWeight {
@@ -25,8 +40,20 @@ const SLOTS = 2048;
 const STORAGE = 0x80 | 0x08 | 0x04; // GPUBufferUsage.STORAGE | COPY_DST | COPY_SRC (constants: also valid before GPUBufferUsage exists)
 
 interface Params {
-  n?: number; rows?: number; cols?: number; pos0?: number; nQ?: number; nKV?: number; hd?: number; dim?: number;
-  xOff?: number; outOff?: number; act?: number; flags?: number; eps?: number; temp?: number;
+  n?: number;
+  rows?: number;
+  cols?: number;
+  pos0?: number;
+  nQ?: number;
+  nKV?: number;
+  hd?: number;
+  dim?: number;
+  xOff?: number;
+  outOff?: number;
+  act?: number;
+  flags?: number;
+  eps?: number;
+  temp?: number;
 }
 
 export class WebGpuKernels {
@@ -47,7 +74,11 @@ export class WebGpuKernels {
    * @param software a CPU adapter (SwiftShader, lavapipe): matmuls then run one invocation per
    *   output, without the workgroup reduction that suits GPUs but costs a software adapter dearly
    */
-  private constructor(readonly device: GPUDevice, readonly adapterName: string, readonly software: boolean) {
+  private constructor(
+    readonly device: GPUDevice,
+    readonly adapterName: string,
+    readonly software: boolean,
+  ) {
     this.uniforms = device.createBuffer({ size: SLOT * SLOTS, usage: 0x40 | 0x08 }); // UNIFORM | COPY_DST
     this.dummy = device.createBuffer({ size: 16, usage: STORAGE });
     this.rowMatmul = software;
@@ -86,7 +117,11 @@ export class WebGpuKernels {
   private pipeline(key: string, code: () => string): GPUComputePipeline {
     let p = this.pipelines.get(key);
     if (!p) {
-      p = this.device.createComputePipeline({ layout: 'auto', compute: { module: this.device.createShaderModule({ code: code(), label: key }), entryPoint: 'main' }, label: key });
+      p = this.device.createComputePipeline({
+        layout: 'auto',
+        compute: { module: this.device.createShaderModule({ code: code(), label: key }), entryPoint: 'main' },
+        label: key,
+      });
       this.pipelines.set(key, p);
     }
     return p;
@@ -96,7 +131,7 @@ export class WebGpuKernels {
 
   /** A zeroed f32 buffer of n elements on the GPU. */
   f32(n: number): GPUBuffer {
-    return this.device.createBuffer({ size: Math.max(16, Math.ceil(n * 4 / 16) * 16), usage: STORAGE });
+    return this.device.createBuffer({ size: Math.max(16, Math.ceil((n * 4) / 16) * 16), usage: STORAGE });
   }
 
   /** A GPU copy of a typed array (padded to a multiple of 4 bytes). */
@@ -111,7 +146,14 @@ export class WebGpuKernels {
   /** Overwrites the start of a GPU buffer (queued before the next submission). */
   write(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
     const pad = Math.ceil(data.byteLength / 4) * 4;
-    const bytes = pad === data.byteLength ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : (() => { const b = new Uint8Array(pad); b.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)); return b; })();
+    const bytes =
+      pad === data.byteLength
+        ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+        : (() => {
+            const b = new Uint8Array(pad);
+            b.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+            return b;
+          })();
     this.device.queue.writeBuffer(buffer, byteOffset, bytes);
   }
 
@@ -125,15 +167,31 @@ export class WebGpuKernels {
   private dispatch(key: string, code: () => string, params: Params, buffers: GPUBuffer[], x: number, y = 1): void {
     if (this.slot === SLOTS) this.submit();
     const pl = this.pipeline(key, code);
-    const u32 = new Uint32Array(this.staging, this.slot * SLOT, PARAMS_BYTES / 4), f32 = new Float32Array(this.staging, this.slot * SLOT, PARAMS_BYTES / 4);
+    const u32 = new Uint32Array(this.staging, this.slot * SLOT, PARAMS_BYTES / 4),
+      f32 = new Float32Array(this.staging, this.slot * SLOT, PARAMS_BYTES / 4);
     const q = params;
-    u32.set([q.n ?? 0, q.rows ?? 0, q.cols ?? 0, q.pos0 ?? 0, q.nQ ?? 0, q.nKV ?? 0, q.hd ?? 0, q.dim ?? 0, q.xOff ?? 0, q.outOff ?? 0, q.act ?? 0, q.flags ?? 0]);
+    u32.set([
+      q.n ?? 0,
+      q.rows ?? 0,
+      q.cols ?? 0,
+      q.pos0 ?? 0,
+      q.nQ ?? 0,
+      q.nKV ?? 0,
+      q.hd ?? 0,
+      q.dim ?? 0,
+      q.xOff ?? 0,
+      q.outOff ?? 0,
+      q.act ?? 0,
+      q.flags ?? 0,
+    ]);
     f32[12] = q.eps ?? 0;
     f32[13] = q.temp ?? 1;
     const bind = this.device.createBindGroup({
       layout: pl.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: this.uniforms, offset: this.slot * SLOT, size: PARAMS_BYTES } },
-        ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } }))],
+      entries: [
+        { binding: 0, resource: { buffer: this.uniforms, offset: this.slot * SLOT, size: PARAMS_BYTES } },
+        ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+      ],
     });
     this.slot++;
     this.encoder ??= this.device.createCommandEncoder();
@@ -180,7 +238,14 @@ export class WebGpuKernels {
   /** out[t, :] = row ids[t] of the table. ids: u32 [n] on the GPU. */
   embed(out: GPUBuffer, table: GpuWeight, ids: GPUBuffer, n: number): void {
     const total = n * table.cols;
-    this.dispatch(`embed_${table.dtype}`, () => embedShader(table.dtype), { n, rows: table.rows, cols: table.cols }, [ids, table.buffer, out], Math.min(65535, Math.ceil(total / 64)), Math.ceil(total / 64 / 65535));
+    this.dispatch(
+      `embed_${table.dtype}`,
+      () => embedShader(table.dtype),
+      { n, rows: table.rows, cols: table.cols },
+      [ids, table.buffer, out],
+      Math.min(65535, Math.ceil(total / 64)),
+      Math.ceil(total / 64 / 65535),
+    );
   }
 
   rmsnorm(out: GPUBuffer, x: GPUBuffer, weight: GPUBuffer, n: number, dim: number, eps: number, xOff = 0, outOff = 0): void {
@@ -190,20 +255,26 @@ export class WebGpuKernels {
   headNormRope(qkv: GPUBuffer, s: AttentionShape, qNorm: GPUBuffer | null, kNorm: GPUBuffer | null, eps: number, cos: GPUBuffer, sin: GPUBuffer): void {
     if (s.headDim > 256) throw new RangeError(`webgpu headNormRope: head_dim ${s.headDim} > 256`);
     const flags = (qNorm ? 1 : 0) | (kNorm ? 2 : 0);
-    this.dispatch('head_norm_rope', () => HEAD_NORM_ROPE, { n: s.n, pos0: s.pos0, nQ: s.nQ, nKV: s.nKV, hd: s.headDim, eps, flags },
-      [qkv, qNorm ?? this.dummy, kNorm ?? this.dummy, cos, sin], s.nQ + s.nKV, s.n);
+    this.dispatch(
+      'head_norm_rope',
+      () => HEAD_NORM_ROPE,
+      { n: s.n, pos0: s.pos0, nQ: s.nQ, nKV: s.nKV, hd: s.headDim, eps, flags },
+      [qkv, qNorm ?? this.dummy, kNorm ?? this.dummy, cos, sin],
+      s.nQ + s.nKV,
+      s.n,
+    );
   }
 
   /** The seam's attention: stores the new K / V rows into the caches, then attends. */
   attention(out: GPUBuffer, qkv: GPUBuffer, kCache: GPUBuffer, vCache: GPUBuffer, s: AttentionShape): void {
     if (s.headDim > 256) throw new RangeError(`webgpu attention: head_dim ${s.headDim} > 256`);
     const q = { n: s.n, pos0: s.pos0, nQ: s.nQ, nKV: s.nKV, hd: s.headDim };
-    this.dispatch('kv_store', () => KV_STORE, q, [qkv, kCache, vCache], Math.ceil(s.n * s.nKV * s.headDim / 64));
+    this.dispatch('kv_store', () => KV_STORE, q, [qkv, kCache, vCache], Math.ceil((s.n * s.nKV * s.headDim) / 64));
     this.dispatch('attention', () => ATTENTION, q, [qkv, kCache, vCache, out], s.nQ, s.n);
   }
 
   ffnAct(out: GPUBuffer, x: GPUBuffer, n: number, dim: number, act: Activation, glu: boolean): void {
-    this.dispatch('ffn_act', () => FFN_ACT, { n, dim, act: ACT_CODE[act], flags: glu ? 1 : 0 }, [x, out], Math.ceil(n * dim / 64));
+    this.dispatch('ffn_act', () => FFN_ACT, { n, dim, act: ACT_CODE[act], flags: glu ? 1 : 0 }, [x, out], Math.ceil((n * dim) / 64));
   }
 
   addInPlace(out: GPUBuffer, x: GPUBuffer, len: number): void {

@@ -4,7 +4,7 @@
 // 0 <unk>, 1 <s>, 2 </s> (score 0), 3..258 the byte pieces <0x00>..<0xFF> (score 0), then the
 // normal pieces in merge order, piece i scoring -(i - 259), except the 16 pieces made only of
 // "▁", which score -1e9 (SentencePiece merges them last).
-import { LLAMA_NORMALIZER, type PieceTable, PieceType, SP_DEFAULTS, bytePiece } from '../pieces.ts';
+import { bytePiece, LLAMA_NORMALIZER, type PieceTable, PieceType, SP_DEFAULTS } from '../pieces.ts';
 import { LLAMA2_PIECES } from './pieces.ts';
 
 const FIRST_BYTE_ID = 3;

@@ -11,7 +11,7 @@
 // JSON lines and JSON arrays are parsed once while indexing, so a bad line fails at once, naming
 // the file and line, instead of hours into a run.
 import * as fs from 'node:fs';
-import { type DocText, DOCUMENT_SPLIT_WORDS, FileText, PIECE_CAP, StringText } from './doc-text.ts';
+import { DOCUMENT_SPLIT_WORDS, type DocText, FileText, PIECE_CAP, StringText } from './doc-text.ts';
 import { scanJsonArray } from './json-scan.ts';
 import { DEFAULT_CACHE_DIR, resolveSources, type SourceFile } from './sources.ts';
 
@@ -177,16 +177,23 @@ export class Corpus {
       const first = firstByte(fd, size);
       if (first.byte === 0x5b) {
         let k = 0;
-        scanJsonArray((buf, pos) => fs.readSync(fd, buf, 0, buf.length, pos), first.pos, s.name, (start, end) => {
-          const where = `${s.name}: element ${k}`;
-          this.checkDocument(fd, start, end - start, where);
-          // bit 31 marks an element number (vs. a line number)
-          this.index.push(src, start, end - start, (k++ | 0x80000000) >>> 0);
-        });
+        scanJsonArray(
+          (buf, pos) => fs.readSync(fd, buf, 0, buf.length, pos),
+          first.pos,
+          s.name,
+          (start, end) => {
+            const where = `${s.name}: element ${k}`;
+            this.checkDocument(fd, start, end - start, where);
+            // bit 31 marks an element number (vs. a line number)
+            this.index.push(src, start, end - start, (k++ | 0x80000000) >>> 0);
+          },
+        );
         return;
       }
       if (first.byte >= 0 && first.byte !== 0x7b && first.byte !== 0x22) {
-        throw new Error(`${s.name}: expected a JSON array of objects with a "text" field (or of strings), or JSON lines; the file starts with ${JSON.stringify(String.fromCharCode(first.byte))}`);
+        throw new Error(
+          `${s.name}: expected a JSON array of objects with a "text" field (or of strings), or JSON lines; the file starts with ${JSON.stringify(String.fromCharCode(first.byte))}`,
+        );
       }
     }
     this.indexLines(src, s, fd);
@@ -258,7 +265,9 @@ export class Corpus {
 function textOf(value: unknown, where: string): string {
   if (typeof value === 'string') return value;
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new Error(`${where}: expected an object with a "text" string (or a string), got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+    throw new Error(
+      `${where}: expected an object with a "text" string (or a string), got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`,
+    );
   }
   const text = (value as Record<string, unknown>).text;
   if (typeof text === 'string') return text;

@@ -43,7 +43,8 @@ export class IdsDataset implements TrainData {
     const rows = value.map((row: unknown, r) => {
       if (!Array.isArray(row)) throw new Error(`${file}: row ${r} is not an array of token ids`);
       if (row.length < 2) throw new Error(`${file}: row ${r} has ${row.length} ids; a row needs at least 2 (inputs row[:-1], targets row[1:])`);
-      if (row.length !== (value[0] as unknown[]).length) throw new Error(`${file}: row ${r} has ${row.length} ids, row 0 has ${(value[0] as unknown[]).length}; rows must have equal length`);
+      if (row.length !== (value[0] as unknown[]).length)
+        throw new Error(`${file}: row ${r} has ${row.length} ids, row 0 has ${(value[0] as unknown[]).length}; rows must have equal length`);
       const ids = new Int32Array(row.length);
       row.forEach((id: unknown, i) => {
         if (!Number.isInteger(id) || (id as number) < 0 || (vocabSize !== undefined && (id as number) >= vocabSize)) {
@@ -83,10 +84,13 @@ export class IdsDataset implements TrainData {
   }
 
   restore(state: DataState): void {
-    if (state === null || typeof state !== 'object') throw new Error(`data state must be an object from state(), got ${state === null ? 'null' : typeof state}`);
+    if (state === null || typeof state !== 'object')
+      throw new Error(`data state must be an object from state(), got ${state === null ? 'null' : typeof state}`);
     if (state.kind !== 'ids') throw new Error(`data state is for a ${state.kind} dataset, not a --data-ids file`);
-    if (state.corpus !== this.fingerprint) throw new Error(`data state belongs to another --data-ids file (fingerprint ${state.corpus}, ${this.file} has ${this.fingerprint})`);
-    if (!Number.isInteger(state.row) || state.row < 0 || state.row >= this.rows.length) throw new Error(`data state row ${state.row} is outside ${this.file}'s ${this.rows.length} rows`);
+    if (state.corpus !== this.fingerprint)
+      throw new Error(`data state belongs to another --data-ids file (fingerprint ${state.corpus}, ${this.file} has ${this.fingerprint})`);
+    if (!Number.isInteger(state.row) || state.row < 0 || state.row >= this.rows.length)
+      throw new Error(`data state row ${state.row} is outside ${this.file}'s ${this.rows.length} rows`);
     this.row = state.row;
     this.epoch = state.epoch;
     this.rowsServed = state.rows;
@@ -95,9 +99,23 @@ export class IdsDataset implements TrainData {
   stats(): DataStats {
     const S = this.rows[0].length - 1;
     return {
-      kind: 'ids', sources: [this.file], documents: this.rows.length, trainDocuments: this.rows.length, validationDocuments: 0,
-      heldOutTail: false, packing: false, seqLen: S, minChars: 0, minTokens: 0, epoch: this.epoch, documentsRead: this.rowsServed,
-      filtered: { minChars: 0, minTokens: 0 }, tokens: this.rowsServed * (S + 1), rows: this.rowsServed, padded: 0, warnings: this.warnings,
+      kind: 'ids',
+      sources: [this.file],
+      documents: this.rows.length,
+      trainDocuments: this.rows.length,
+      validationDocuments: 0,
+      heldOutTail: false,
+      packing: false,
+      seqLen: S,
+      minChars: 0,
+      minTokens: 0,
+      epoch: this.epoch,
+      documentsRead: this.rowsServed,
+      filtered: { minChars: 0, minTokens: 0 },
+      tokens: this.rowsServed * (S + 1),
+      rows: this.rowsServed,
+      padded: 0,
+      warnings: this.warnings,
     };
   }
 

@@ -23,12 +23,12 @@ import { IdsDataset } from './ids-dataset.ts';
 import { TextDataset } from './text-dataset.ts';
 import type { DataRunOptions, DataTokenizer, TrainData } from './types.ts';
 
-export type { DataRunOptions, DataState, DataStats, DataTokenizer, IdsDataState, TextDataState, TrainData } from './types.ts';
 export { Corpus, type CorpusOptions } from './corpus.ts';
 export { PAD_ID } from './cursor.ts';
 export { DOCUMENT_SPLIT_WORDS } from './doc-text.ts';
 export { processedLength } from './filters.ts';
 export { BUILTIN_CORPORA, DEFAULT_CACHE_DIR, KNOWN_EXTENSIONS } from './sources.ts';
+export type { DataRunOptions, DataState, DataStats, DataTokenizer, IdsDataState, TextDataState, TrainData } from './types.ts';
 export { IdsDataset, TextDataset };
 
 /** Defaults of the data flags (the issue's; CoreNet's OpenELM recipes use min 200 characters, 256 tokens). */

@@ -19,7 +19,7 @@ export function scanJsonArray(
   const buf = Buffer.allocUnsafe(1 << 20);
   let depth = 1; // inside the array
   let inString = false;
-  let escape = false;
+  let escaped = false;
   let elemStart = -1;
   let lastByte = -1; // last non-whitespace byte of the current element
   let afterComma = false;
@@ -30,8 +30,8 @@ export function scanJsonArray(
     for (let i = 0; i < n; i++, pos++) {
       const b = buf[i];
       if (inString) {
-        if (escape) escape = false;
-        else if (b === 0x5c) escape = true;
+        if (escaped) escaped = false;
+        else if (b === 0x5c) escaped = true;
         else if (b === 0x22) inString = false;
         lastByte = pos;
         continue;

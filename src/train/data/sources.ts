@@ -70,7 +70,12 @@ export async function resolveSources(paths: string[], cacheDir = DEFAULT_CACHE_D
     if (p.startsWith('builtin:')) {
       const name = p.slice('builtin:'.length);
       const corpus = BUILTIN_CORPORA[name];
-      if (!corpus) throw new Error(`${p}: no such built-in corpus (known: ${Object.keys(BUILTIN_CORPORA).map((n) => 'builtin:' + n).join(', ')})`);
+      if (!corpus)
+        throw new Error(
+          `${p}: no such built-in corpus (known: ${Object.keys(BUILTIN_CORPORA)
+            .map((n) => 'builtin:' + n)
+            .join(', ')})`,
+        );
       const texts = corpus.load();
       out.push({ name: p, file: p, format: 'builtin', unit: 'record', size: texts.reduce((s, t) => s + t.length, 0), texts });
       continue;
@@ -128,8 +133,14 @@ function walk(dir: string, seen = new Set<string>()): string[] {
 /** The cache file for `file` (made by `make(tmp)` unless already there), written to a temporary name and renamed. */
 async function cache(file: string, ext: string, dir: string, make: (tmp: string) => Promise<void>): Promise<string> {
   const st = fs.statSync(file);
-  const key = createHash('sha256').update(JSON.stringify([CACHE_VERSION, path.resolve(file), st.size, st.mtimeMs])).digest('hex').slice(0, 16);
-  const base = path.basename(file).replace(/\.(gz|parquet)$/i, '').replace(/\.[^.]*$/, '');
+  const key = createHash('sha256')
+    .update(JSON.stringify([CACHE_VERSION, path.resolve(file), st.size, st.mtimeMs]))
+    .digest('hex')
+    .slice(0, 16);
+  const base = path
+    .basename(file)
+    .replace(/\.(gz|parquet)$/i, '')
+    .replace(/\.[^.]*$/, '');
   const target = path.join(dir, `${base}.${key}${ext}`);
   if (fs.existsSync(target)) return target;
   fs.mkdirSync(dir, { recursive: true });
@@ -157,7 +168,7 @@ async function parquetToJsonl(file: string, out: string): Promise<void> {
   const { asyncBufferFromFile, parquetMetadataAsync, parquetRead, parquetSchema } = await import('hyparquet');
   const { compressors } = await import('hyparquet-compressors');
   const buffer = await asyncBufferFromFile(file);
-  let metadata;
+  let metadata: Awaited<ReturnType<typeof parquetMetadataAsync>>;
   try {
     metadata = await parquetMetadataAsync(buffer);
   } catch (e) {

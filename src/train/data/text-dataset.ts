@@ -79,10 +79,21 @@ export class TextDataset implements TrainData {
     this.tailStart = tailStart;
 
     this.fingerprint = createHash('sha256')
-      .update(JSON.stringify({
-        sources: corpus.sources.map((s) => [s.name, s.size]), documents: n, seqLen: opts.seqLen, packing: opts.packing,
-        minChars: opts.minChars, minTokens: opts.minTokens, valFraction: f, splitWords: corpus.splitWords, bos, eos, seed: run.seed,
-      }))
+      .update(
+        JSON.stringify({
+          sources: corpus.sources.map((s) => [s.name, s.size]),
+          documents: n,
+          seqLen: opts.seqLen,
+          packing: opts.packing,
+          minChars: opts.minChars,
+          minTokens: opts.minTokens,
+          valFraction: f,
+          splitWords: corpus.splitWords,
+          bos,
+          eos,
+          seed: run.seed,
+        }),
+      )
       .digest('hex')
       .slice(0, 16);
 
@@ -94,7 +105,10 @@ export class TextDataset implements TrainData {
       if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${v}`);
     };
     positiveInt('seqLen', opts.seqLen);
-    for (const [name, v] of [['--min-chars', opts.minChars], ['--min-tokens', opts.minTokens]] as const) {
+    for (const [name, v] of [
+      ['--min-chars', opts.minChars],
+      ['--min-tokens', opts.minTokens],
+    ] as const) {
       if (!Number.isInteger(v) || v < 0) throw new Error(`${name} must be a non-negative integer, got ${v}`);
     }
     if (!(opts.valFraction >= 0 && opts.valFraction < 1)) throw new Error(`--val-fraction must be in [0, 1), got ${opts.valFraction}`);
@@ -114,7 +128,14 @@ export class TextDataset implements TrainData {
     const tail = this.tailStart;
     if (split === 'train') {
       const view = tail < 0 ? (d: DocText) => d : (d: DocText) => d.slice(d.begin, tail);
-      return new RowCursor(this.corpus, encode, this.cfg, (e) => this.order(e), view, (c) => this.emptyError(c));
+      return new RowCursor(
+        this.corpus,
+        encode,
+        this.cfg,
+        (e) => this.order(e),
+        view,
+        (c) => this.emptyError(c),
+      );
     }
     const view = tail < 0 ? (d: DocText) => d : (d: DocText) => d.slice(tail, d.end);
     const cfg = { ...this.cfg, filter: tail < 0 };
@@ -194,11 +215,14 @@ export class TextDataset implements TrainData {
   }
 
   restore(state: DataState): void {
-    if (state === null || typeof state !== 'object') throw new Error(`data state must be an object from state(), got ${state === null ? 'null' : typeof state}`);
+    if (state === null || typeof state !== 'object')
+      throw new Error(`data state must be an object from state(), got ${state === null ? 'null' : typeof state}`);
     if (state.kind !== 'text') throw new Error(`data state is for a ${state.kind} dataset, not text sources`);
     if (state.version !== 1) throw new Error(`data state version ${state.version} is not supported`);
     if (state.corpus !== this.fingerprint) {
-      throw new Error(`data state belongs to another corpus, data options or seed (fingerprint ${state.corpus}, this run's is ${this.fingerprint}); restore needs the same --data paths, --seq-len, --packing, --min-chars, --min-tokens, --val-fraction and seed`);
+      throw new Error(
+        `data state belongs to another corpus, data options or seed (fingerprint ${state.corpus}, this run's is ${this.fingerprint}); restore needs the same --data paths, --seq-len, --packing, --min-chars, --min-tokens, --val-fraction and seed`,
+      );
     }
     this.train.seek(state);
     Object.assign(this.train.counters, state.counters);

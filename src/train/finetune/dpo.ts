@@ -44,15 +44,18 @@ export interface DpoMetrics {
  * Pairs whose rows count no tokens (padding) are left out.
  */
 export function dpoBatch(rowNll: Float64Array, rowTokens: Int32Array, ref: Float64Array, o: DpoOptions): { metrics: DpoMetrics; coef: Float64Array } {
-  const P = rowNll.length / 2, coef = new Float64Array(rowNll.length);
+  const P = rowNll.length / 2,
+    coef = new Float64Array(rowNll.length);
   let n = 0;
   for (let i = 0; i < P; i++) if (rowTokens[2 * i] > 0 && rowTokens[2 * i + 1] > 0) n++;
   const m: DpoMetrics = { loss: 0, rewards_chosen: 0, rewards_rejected: 0, reward_margin: 0, reward_accuracy: 0, pairs: n };
   if (n === 0) return { metrics: { ...m, loss: NaN }, coef };
   for (let i = 0; i < P; i++) {
     if (!(rowTokens[2 * i] > 0 && rowTokens[2 * i + 1] > 0)) continue;
-    const pc = -rowNll[2 * i], pr = -rowNll[2 * i + 1];
-    const rc = o.beta * (pc - ref[2 * i]), rr = o.beta * (pr - ref[2 * i + 1]);
+    const pc = -rowNll[2 * i],
+      pr = -rowNll[2 * i + 1];
+    const rc = o.beta * (pc - ref[2 * i]),
+      rr = o.beta * (pr - ref[2 * i + 1]);
     const { loss, dh } = dpoPair(pc - ref[2 * i] - (pr - ref[2 * i + 1]), o);
     m.loss += loss / n;
     m.rewards_chosen += rc / n;

@@ -2,8 +2,9 @@
 // (SFT) or a pair of rows (DPO: chosen then rejected), padded to one sequence length with the pad
 // and the prompt excluded from the loss. The reading position is (epoch, record), saved in every
 // checkpoint; a validation split is either a separate file or a seeded fraction of the records.
-import { IGNORE, type Batch } from '../options.ts';
+
 import { EPOCH_STREAM, mixSeed, permutation, SPLIT_STREAM } from '../data/shuffle.ts';
+import { type Batch, IGNORE } from '../options.ts';
 import type { Example } from './records.ts';
 
 export interface ExampleBatch extends Batch {
@@ -45,10 +46,14 @@ export class ExampleData {
   private order: Uint32Array;
   private valCache: ExampleBatch[] | null = null;
 
-  constructor(all: Example[], private readonly opts: ExampleDataOptions) {
+  constructor(
+    all: Example[],
+    private readonly opts: ExampleDataOptions,
+  ) {
     if (all.length === 0) throw new Error('no fine-tuning records');
     this.rowsPerRecord = all[0].rows.length;
-    let train = all, val = opts.validation ?? [];
+    let train = all,
+      val = opts.validation ?? [];
     if (!opts.validation && (opts.valFraction ?? 0) > 0) {
       const nVal = Math.min(all.length - 1, Math.round(all.length * opts.valFraction!));
       const p = permutation(all.length, mixSeed(0, SPLIT_STREAM));
@@ -89,13 +94,17 @@ export class ExampleData {
   }
 
   private batchOf(pool: Example[], recs: number[]): ExampleBatch {
-    const R = this.rowsPerRecord, S = this.seqLen, B = recs.length * R;
-    const inputs = new Int32Array(B * S).fill(PAD_ID), targets = new Int32Array(B * S).fill(IGNORE);
+    const R = this.rowsPerRecord,
+      S = this.seqLen,
+      B = recs.length * R;
+    const inputs = new Int32Array(B * S).fill(PAD_ID),
+      targets = new Int32Array(B * S).fill(IGNORE);
     recs.forEach((rec, j) => {
       const ex = pool[rec];
       if (!ex) return; // past the end of the validation records: an ignored row
       ex.rows.forEach((row, r) => {
-        const o = (j * R + r) * S, n = Math.min(row.ids.length - 1, S);
+        const o = (j * R + r) * S,
+          n = Math.min(row.ids.length - 1, S);
         for (let t = 0; t < n; t++) {
           inputs[o + t] = row.ids[t];
           if (row.loss[t + 1]) targets[o + t] = row.ids[t + 1];
@@ -112,7 +121,9 @@ export class ExampleData {
   restore(s: unknown): void {
     const st = s as ExampleState;
     if (st?.kind !== 'examples' || st.records !== this.train.length) {
-      throw new Error(`the checkpoint's data position is for ${st?.records ?? 'other'} training records, these files have ${this.train.length}: resume with the same data and options`);
+      throw new Error(
+        `the checkpoint's data position is for ${st?.records ?? 'other'} training records, these files have ${this.train.length}: resume with the same data and options`,
+      );
     }
     this.epoch = st.epoch;
     this.next = st.next;
@@ -121,8 +132,10 @@ export class ExampleData {
 
   describe(): string {
     const kind = this.rowsPerRecord === 2 ? 'preference pairs' : 'records';
-    return `${this.train.length} training ${kind}, ${this.validation.length} validation; rows of ${this.seqLen} tokens` +
-      (this.truncated ? `; ${this.truncated} row(s) longer than ${this.seqLen + 1} tokens cut (raise --seq-len)` : '');
+    return (
+      `${this.train.length} training ${kind}, ${this.validation.length} validation; rows of ${this.seqLen} tokens` +
+      (this.truncated ? `; ${this.truncated} row(s) longer than ${this.seqLen + 1} tokens cut (raise --seq-len)` : '')
+    );
   }
 
   close(): void {}

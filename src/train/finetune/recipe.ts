@@ -28,14 +28,22 @@ export interface FinetuneRecipe {
 export function loadFinetuneRecipe(file: string): FinetuneRecipe {
   const root = parseYaml(fs.readFileSync(file, 'utf8'), { merge: true, maxAliasCount: 10000 }) as Record<string, unknown> | null;
   const out: FinetuneRecipe = { keys: [] };
-  const bad = (key: string, msg: string): never => { throw new Error(`${file}: "${key}" ${msg}`); };
+  const bad = (key: string, msg: string): never => {
+    throw new Error(`${file}: "${key}" ${msg}`);
+  };
   const ft = root?.finetune as Record<string, unknown> | undefined;
   if (ft !== undefined) {
     if (typeof ft !== 'object' || ft === null) bad('finetune', 'must be a map');
-    if (ft.method !== undefined) out.method = ft.method === 'sft' || ft.method === 'dpo' ? ft.method : bad('finetune.method', `must be sft or dpo, got ${JSON.stringify(ft.method)}`);
+    if (ft.method !== undefined)
+      out.method = ft.method === 'sft' || ft.method === 'dpo' ? ft.method : bad('finetune.method', `must be sft or dpo, got ${JSON.stringify(ft.method)}`);
     if (ft.epochs !== undefined) out.epochs = typeof ft.epochs === 'number' && ft.epochs > 0 ? ft.epochs : bad('finetune.epochs', 'must be a positive number');
-    if (ft.warmup_ratio !== undefined) out.warmupRatio = typeof ft.warmup_ratio === 'number' && ft.warmup_ratio >= 0 && ft.warmup_ratio < 1 ? ft.warmup_ratio : bad('finetune.warmup_ratio', 'must be in [0, 1)');
-    if (ft.peft !== undefined) out.peft = ft.peft === 'lora' || ft.peft === 'dora' || ft.peft === 'none' ? ft.peft : bad('finetune.peft', 'must be lora, dora or none');
+    if (ft.warmup_ratio !== undefined)
+      out.warmupRatio =
+        typeof ft.warmup_ratio === 'number' && ft.warmup_ratio >= 0 && ft.warmup_ratio < 1
+          ? ft.warmup_ratio
+          : bad('finetune.warmup_ratio', 'must be in [0, 1)');
+    if (ft.peft !== undefined)
+      out.peft = ft.peft === 'lora' || ft.peft === 'dora' || ft.peft === 'none' ? ft.peft : bad('finetune.peft', 'must be lora, dora or none');
     const d = ft.dpo as Record<string, unknown> | undefined;
     if (d !== undefined) {
       out.dpo = {};
@@ -53,15 +61,23 @@ export function loadFinetuneRecipe(file: string): FinetuneRecipe {
       if (typeof c?.regex !== 'string') bad(`model.lora.config[${i}].regex`, 'must be a string');
       const re = new RegExp(`^(?:${c.regex as string})$`);
       const p = (c.params ?? {}) as Record<string, unknown>;
-      if (params && JSON.stringify(pick(p)) !== JSON.stringify(pick(params))) bad(`model.lora.config[${i}].params`, 'differ from the first entry\'s; one rank, alpha and dropout for every module is supported');
+      if (params && JSON.stringify(pick(p)) !== JSON.stringify(pick(params)))
+        bad(`model.lora.config[${i}].params`, "differ from the first entry's; one rank, alpha and dropout for every module is supported");
       params = p;
       // CoreNet matches module names such as layers.0.attn.qkv_proj and token_embeddings
       for (const t of LINEAR_TARGETS) if (re.test(modulePath(t, 0).replace('transformer.', ''))) targets.add(t);
       if (re.test(EMBEDDING_PATH.replace('transformer.', ''))) targets.add('token_embeddings');
     }
     const p = params!;
-    const num = (k: string, d: number) => (p[k] === undefined ? d : typeof p[k] === 'number' ? (p[k] as number) : bad(`model.lora.config.params.${k}`, 'must be a number'));
-    out.lora = { r: num('r', 8), alpha: num('lora_alpha', 8), dropout: num('lora_dropout', 0), rslora: p.use_rslora === true, targets: [...LINEAR_TARGETS, 'token_embeddings'].filter((t) => targets.has(t)) };
+    const num = (k: string, d: number) =>
+      p[k] === undefined ? d : typeof p[k] === 'number' ? (p[k] as number) : bad(`model.lora.config.params.${k}`, 'must be a number');
+    out.lora = {
+      r: num('r', 8),
+      alpha: num('lora_alpha', 8),
+      dropout: num('lora_dropout', 0),
+      rslora: p.use_rslora === true,
+      targets: [...LINEAR_TARGETS, 'token_embeddings'].filter((t) => targets.has(t)),
+    };
     out.peft = p.use_dora === true ? 'dora' : 'lora';
   }
   const walk = (o: unknown, prefix: string) => {

@@ -12,8 +12,8 @@
 // harness splits a context from its continuation, so the text tokenizes as it would in one piece.
 // Every record is checked before any step: a malformed one names the file, line and field.
 import fs from 'node:fs';
+import { type ChatMessage, encodeChat } from '../../generate/chat.ts';
 import type { Tokenizer } from '../../tokenizer/index.ts';
-import { encodeChat, type ChatMessage } from '../../generate/chat.ts';
 
 /** One sequence: ids, and which of them are learned (predicted with loss). */
 export interface Row {
@@ -32,7 +32,12 @@ export interface Example {
 export type FinetuneMethod = 'sft' | 'dpo';
 
 export class RecordError extends Error {
-  constructor(readonly file: string, readonly line: number, readonly field: string | null, msg: string) {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly field: string | null,
+    msg: string,
+  ) {
     super(`${file}:${line}: ${field ? `"${field}" ` : ''}${msg}`);
     this.name = 'RecordError';
   }
@@ -50,13 +55,21 @@ export function readRecords(file: string, method: FinetuneMethod, tok: Tokenizer
   const trimmed = text.trimStart();
   if (trimmed.startsWith('[')) {
     let arr: unknown;
-    try { arr = JSON.parse(text); } catch (e) { throw new RecordError(file, 1, null, `is not valid JSON: ${(e as Error).message}`); }
+    try {
+      arr = JSON.parse(text);
+    } catch (e) {
+      throw new RecordError(file, 1, null, `is not valid JSON: ${(e as Error).message}`);
+    }
     (arr as unknown[]).forEach((obj, i) => lines.push({ obj, line: i + 1 }));
   } else {
     text.split('\n').forEach((l, i) => {
       if (!l.trim()) return;
       let obj: unknown;
-      try { obj = JSON.parse(l); } catch (e) { throw new RecordError(file, i + 1, null, `this line is not valid JSON: ${(e as Error).message}`); }
+      try {
+        obj = JSON.parse(l);
+      } catch (e) {
+        throw new RecordError(file, i + 1, null, `this line is not valid JSON: ${(e as Error).message}`);
+      }
       lines.push({ obj, line: i + 1 });
     });
   }
@@ -65,7 +78,9 @@ export function readRecords(file: string, method: FinetuneMethod, tok: Tokenizer
 }
 
 function toExample(obj: unknown, method: FinetuneMethod, tok: Tokenizer | null, V: number, file: string, line: number): Example {
-  const fail = (field: string | null, msg: string): never => { throw new RecordError(file, line, field, msg); };
+  const fail = (field: string | null, msg: string): never => {
+    throw new RecordError(file, line, field, msg);
+  };
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) fail(null, 'a record must be a JSON object');
   const o = obj as Record<string, unknown>;
   const str = (f: string): string => (typeof o[f] === 'string' ? (o[f] as string) : fail(f, o[f] === undefined ? 'is missing' : 'must be a string'));
@@ -73,10 +88,13 @@ function toExample(obj: unknown, method: FinetuneMethod, tok: Tokenizer | null, 
     const a = o[f];
     if (!Array.isArray(a)) return fail(f, a === undefined ? 'is missing' : 'must be an array of token ids');
     if (!allowEmpty && a.length === 0) fail(f, 'is empty');
-    a.forEach((x, i) => { if (!(Number.isInteger(x) && x >= 0 && x < V)) fail(f, `element ${i} (${JSON.stringify(x)}) is not a token id in [0, ${V})`); });
+    a.forEach((x, i) => {
+      if (!(Number.isInteger(x) && x >= 0 && x < V)) fail(f, `element ${i} (${JSON.stringify(x)}) is not a token id in [0, ${V})`);
+    });
     return a as number[];
   };
-  const needTok = (): Tokenizer => tok ?? fail(null, `is a text record, but the model has no tokenizer that fits its vocabulary of ${V} tokens: use token-id records (prompt_ids, …)`);
+  const needTok = (): Tokenizer =>
+    tok ?? fail(null, `is a text record, but the model has no tokenizer that fits its vocabulary of ${V} tokens: use token-id records (prompt_ids, …)`);
   const row = (prompt: number[], response: number[]): Row => ({
     ids: [...prompt, ...response],
     loss: [...prompt.map(() => false), ...response.map(() => true)],
@@ -84,7 +102,8 @@ function toExample(obj: unknown, method: FinetuneMethod, tok: Tokenizer | null, 
   /** the tokens of prompt + response after those of prompt alone, BOS first, EOS last */
   const textRow = (prompt: string, response: string): Row => {
     const t = needTok();
-    const p = t.encode(prompt), whole = t.encode(prompt + response);
+    const p = t.encode(prompt),
+      whole = t.encode(prompt + response);
     let common = 0;
     while (common < p.length && common < whole.length && p[common] === whole[common]) common++;
     return row([t.bosId, ...whole.slice(0, common)], [...whole.slice(common), t.eosId]);
@@ -107,12 +126,16 @@ function toExample(obj: unknown, method: FinetuneMethod, tok: Tokenizer | null, 
     return fail(null, 'an SFT record has "messages", "prompt" and "completion", "prompt_ids" and "completion_ids", or "text"');
   }
   if ('prompt_ids' in o || 'chosen_ids' in o) {
-    const p = ids('prompt_ids', true), c = ids('chosen_ids'), r = ids('rejected_ids');
+    const p = ids('prompt_ids', true),
+      c = ids('chosen_ids'),
+      r = ids('rejected_ids');
     if (p.length === 0) fail('prompt_ids', 'is empty (the first response token needs a token before it)');
     return { rows: [row(p, c), row(p, r)], line };
   }
   if ('prompt' in o || 'chosen' in o) {
-    const p = str('prompt'), c = str('chosen'), r = str('rejected');
+    const p = str('prompt'),
+      c = str('chosen'),
+      r = str('rejected');
     return { rows: [textRow(p, c), textRow(p, r)], line };
   }
   return fail(null, 'a DPO record has "prompt", "chosen" and "rejected" (or "prompt_ids", "chosen_ids" and "rejected_ids")');
@@ -124,7 +147,8 @@ function chatRow(messages: unknown, needTok: () => Tokenizer, fail: (field: stri
   messages.forEach((m, i) => {
     if (typeof m !== 'object' || m === null) fail('messages', `element ${i} is not an object`);
     const { role, content } = m as Record<string, unknown>;
-    if (role !== 'system' && role !== 'user' && role !== 'assistant') fail('messages', `element ${i}: role must be system, user or assistant, got ${JSON.stringify(role)}`);
+    if (role !== 'system' && role !== 'user' && role !== 'assistant')
+      fail('messages', `element ${i}: role must be system, user or assistant, got ${JSON.stringify(role)}`);
     if (typeof content !== 'string') fail('messages', `element ${i}: content must be a string`);
   });
   const msgs = messages as ChatMessage[];
@@ -136,7 +160,8 @@ function chatRow(messages: unknown, needTok: () => Tokenizer, fail: (field: stri
     if (msgs[i].role !== 'assistant') continue;
     // the special tokens split the text, so each turn tokenizes alone: the reply's tokens are those
     // after the conversation up to its opener, through the </s> that closes it
-    const before = encodeChat(tok, msgs.slice(0, i), true), upTo = encodeChat(tok, msgs.slice(0, i + 1), false);
+    const before = encodeChat(tok, msgs.slice(0, i), true),
+      upTo = encodeChat(tok, msgs.slice(0, i + 1), false);
     let common = 0;
     while (common < before.length && before[common] === upTo[common]) common++;
     let end = upTo.length;
