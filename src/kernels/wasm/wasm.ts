@@ -73,6 +73,8 @@ const SPLIT_OPS = [
 const OP = Object.fromEntries(SPLIT_OPS.map((name, i) => [name, i])) as { readonly [K in (typeof SPLIT_OPS)[number]]: number };
 /** From this many tokens on, matmul runs the prefill GEMMs (packed weight tiles), and their row tiles. */
 const GEMM_MIN_TOKENS = 4;
+/** rows per granule of the quantized decode kernel: its groups of 16 rows (DECODE_ROWS) */
+const DECODE_GRANULE = 16;
 const GEMM_FLOAT_ROWS = 12;
 /** the GEMMs' token block (TB in kernels.as): the row granule of gemm_t split by rows */
 const GEMM_TOKEN_BLOCK = 128;
@@ -396,8 +398,8 @@ export class WasmKernels implements Kernels {
         return this.pool.run(
           w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0,
           rows,
-          4,
-          this.minGrains(4 * cols * n, work),
+          DECODE_GRANULE,
+          this.minGrains(DECODE_GRANULE * cols * n, work),
           o,
           xi,
           xd,
