@@ -471,3 +471,21 @@ test('the committed wasm build is current (rebuild gives the same bytes)', () =>
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+test('readPass (bench:memory) reads every byte: its checksum equals the same sum done in JavaScript', async () => {
+  const k = await createWasmKernels({ threads: 2 });
+  try {
+    const buf = k.f32((3 * 65536) / 4);
+    const words = new Int32Array(buf.buffer, buf.byteOffset, buf.length);
+    for (let i = 0; i < words.length; i++) words[i] = Math.imul(i + 1, 0x9e3779b1);
+    // read_sum: per 128 bytes, the 16 words of the first half xor the 16 of the second, all summed (i32)
+    let want = 0;
+    for (let p = 0; p < words.length; p += 32) for (let j = 0; j < 16; j++) want = (want + (words[p + j] ^ words[p + 16 + j])) | 0;
+    assert.equal(k.readPass(buf), want);
+    words[12345] ^= 1 << 7; // one changed byte changes the checksum
+    assert.notEqual(k.readPass(buf), want);
+    assert.throws(() => k.readPass(k.f32(1000)), /not a multiple of 65536/);
+  } finally {
+    k.dispose?.();
+  }
+});

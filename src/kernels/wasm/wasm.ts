@@ -69,6 +69,7 @@ const SPLIT_OPS = [
   'sum_squares',
   'scale_f32',
   'adamw',
+  'read_sum',
 ] as const;
 const OP = Object.fromEntries(SPLIT_OPS.map((name, i) => [name, i])) as { readonly [K in (typeof SPLIT_OPS)[number]]: number };
 /** From this many tokens on, matmul runs the prefill GEMMs (packed weight tiles), and their row tiles. */
@@ -141,6 +142,8 @@ interface Exports {
 
 /** elements per item of the flat-buffer ops (sum_squares, scale_f32, adamw in kernels.as) */
 const FLAT_BLOCK = 16384;
+/** bytes per item of readPass (read_sum's READ_BLOCK) */
+const READ_BLOCK_BYTES = 65536;
 /** floats of dequantized weight rows per chunk of matmulGradInput on q8_0 / q4_0 weights (4 MiB) */
 const GRAD_INPUT_DEQUANT_FLOATS = 1 << 20;
 /** query rows (tokens × the query heads of a KV head) per block of attentionBackward */
@@ -736,6 +739,23 @@ export class WasmKernels implements Kernels {
     let sum = 0;
     for (let t = 0; t < n; t++) sum += l[t];
     return sum;
+  }
+
+  /**
+   * Reads `buf` (memory of this backend, a multiple of 64 KiB) once over all threads and returns a
+   * checksum: one pass of the machine's read bandwidth from WebAssembly (bench/memory.ts). Not part
+   * of the Kernels seam: a measurement tool of this backend.
+   */
+  readPass(buf: Float32Array): number {
+    const bytes = buf.byteLength;
+    if (bytes % READ_BLOCK_BYTES !== 0) throw new RangeError(`readPass: ${bytes} bytes is not a multiple of ${READ_BLOCK_BYTES}`);
+    const blocks = bytes / READ_BLOCK_BYTES,
+      sums = this.scratch('d', blocks * 4);
+    this.pool.run(OP.read_sum, blocks, 1, 1, this.ptr(buf, 'buf'), blocks, sums, 0, 0, 0, 0, 0, 0);
+    const v = new Int32Array(this.memory.buffer, sums, blocks);
+    let s = 0;
+    for (let b = 0; b < blocks; b++) s = (s + v[b]) | 0;
+    return s;
   }
 
   sumSquares(x: Float32Array, n: number): number {

@@ -2030,6 +2030,27 @@ export function cross_entropy(logits: usize, targets: usize, n: i32, V: i32, zBi
 const FLAT_BLOCK: i32 = 16384;
 
 /** partial Σ x² (f64) of blocks [b0, b1) of x [n] → sums[b] */
+/**
+ * Reads blocks [b0, b1) of READ_BLOCK bytes at x and stores a checksum per block (so the reads
+ * are not optimised away): the machine's read bandwidth from WebAssembly, for bench/memory.ts,
+ * with 8 independent 16-byte loads in flight per step like the decode kernels' streams.
+ */
+export function read_sum(x: usize, blocks: i32, sums: usize, _a3: i32, _a4: i32, _a5: i32, _a6: i32, _a7: i32, _a8: i32,
+  b0: i32, b1: i32, _scratch: usize): void {
+  for (let b = b0; b < b1; b++) {
+    const p0 = x + <usize>b * READ_BLOCK, end = p0 + READ_BLOCK;
+    let s0 = i32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
+    for (let p = p0; p < end; p += 128) {
+      s0 = i32x4.add(s0, v128.xor(v128.load(p), v128.load(p, 64)));
+      s1 = i32x4.add(s1, v128.xor(v128.load(p, 16), v128.load(p, 80)));
+      s2 = i32x4.add(s2, v128.xor(v128.load(p, 32), v128.load(p, 96)));
+      s3 = i32x4.add(s3, v128.xor(v128.load(p, 48), v128.load(p, 112)));
+    }
+    store<i32>(sums + (<usize>b << 2), hsumI(i32x4.add(i32x4.add(s0, s1), i32x4.add(s2, s3))));
+  }
+}
+const READ_BLOCK: usize = 65536;
+
 export function sum_squares(x: usize, n: i32, sums: usize, _a3: i32, _a4: i32, _a5: i32, _a6: i32, _a7: i32, _a8: i32,
   b0: i32, b1: i32, _scratch: usize): void {
   for (let b = b0; b < b1; b++) {
