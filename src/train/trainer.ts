@@ -19,7 +19,7 @@ import { type LoadDType, loadWeights, type ModelWeights, type TensorSource } fro
 import type { Adapter, AdapterTensors } from '../peft/adapter.ts';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from '../peft/adapter.ts';
 import { Backprop, type LossResult } from './backprop.ts';
-import { listCheckpoints, modelWeights, readTrainerState, saveCheckpoint, type TrainerState } from './checkpoint.ts';
+import { CHECKPOINTS_DIR, listCheckpoints, modelWeights, readTrainerState, saveCheckpoint, type TrainerState } from './checkpoint.ts';
 import { mixSeed } from './data/shuffle.ts';
 import { type DpoOptions, dpoBatch } from './finetune/dpo.ts';
 import type { ExampleBatch } from './finetune/examples.ts';
@@ -177,6 +177,18 @@ export class Trainer {
   /** Parameters being trained (the adapter's, or all the model's). */
   get numTrainable(): number {
     return this.layout.count;
+  }
+
+  /**
+   * Before run(): with options.resume, restores the newest checkpoint; without, refuses an output
+   * folder that already holds a run's checkpoints (they would be mixed with this run's).
+   */
+  start(info?: (msg: string) => void): void {
+    const { out, resume } = this.setup.options;
+    if (resume) this.resume(info);
+    else if (fs.existsSync(path.join(out, CHECKPOINTS_DIR))) {
+      throw new Error(`${out} already holds checkpoints of a run: add --resume to continue it, or choose a new --out`);
+    }
   }
 
   /** Restores the newest checkpoint under options.out; returns its step (0 when there is none). */

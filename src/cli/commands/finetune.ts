@@ -4,7 +4,6 @@ import { checkpointSource } from '../../io/checkpoint-source.ts';
 import { resolveModel } from '../../io/hub.ts';
 import { ProgressBar } from '../../io/progress.ts';
 import { createKernels } from '../../kernels/index.ts';
-import type { LoadDType } from '../../model/weights.ts';
 import { Adapter, loadAdapter } from '../../peft/adapter.ts';
 import { DEFAULT_ADAPTER, parseAdapterConfig } from '../../peft/config.ts';
 import { loadTokenizer } from '../../tokenizer/index.ts';
@@ -16,9 +15,11 @@ import { loadRecipe, type Recipe, resolveTrainOptions, type TrainOverrides } fro
 import { type StepRecord, type TrainData, Trainer } from '../../train/trainer.ts';
 import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
-import { downloadBars, modelSource } from '../model-options.ts';
+import { downloadBars, modelSource, parseDType } from '../model-options.ts';
+import { ctrlC, defined, optimizerFlags, scheduleFlags, TRAINER_FLAGS } from '../trainer-flags.ts';
 
 const FLAGS = {
+  ...TRAINER_FLAGS,
   model: { type: 'string', short: 'm' },
   config: { type: 'string', short: 'c' },
   method: { type: 'string' },
@@ -35,35 +36,7 @@ const FLAGS = {
   dtype: { type: 'string' },
   'dpo-loss': { type: 'string' },
   beta: { type: 'string' },
-  steps: { type: 'string' },
   epochs: { type: 'string' },
-  'batch-size': { type: 'string' },
-  'grad-accum': { type: 'string' },
-  'seq-len': { type: 'string' },
-  lr: { type: 'string' },
-  'min-lr': { type: 'string' },
-  warmup: { type: 'string' },
-  'warmup-init-lr': { type: 'string' },
-  schedule: { type: 'string' },
-  optimizer: { type: 'string' },
-  'weight-decay': { type: 'string' },
-  beta1: { type: 'string' },
-  beta2: { type: 'string' },
-  eps: { type: 'string' },
-  momentum: { type: 'string' },
-  nesterov: { type: 'boolean' },
-  'grad-clip': { type: 'string' },
-  'activation-checkpointing': { type: 'boolean' },
-  'eval-every': { type: 'string' },
-  'eval-batches': { type: 'string' },
-  'save-every': { type: 'string' },
-  log: { type: 'string' },
-  out: { type: 'string', short: 'o' },
-  resume: { type: 'boolean' },
-  seed: { type: 'string' },
-  threads: { type: 'string', short: 't' },
-  backend: { type: 'string' },
-  quiet: { type: 'boolean', short: 'q' },
   json: { type: 'boolean' },
 } as const;
 
@@ -176,23 +149,9 @@ Examples:
       out,
       resume: !!v.resume,
       seed,
-      optimizer: defined({
-        name: v.optimizer as 'adamw' | undefined,
-        weightDecay: n('weight-decay', { min: 0 }) ?? (recipe?.options.optimizer?.weightDecay === undefined ? 0 : undefined),
-        beta1: n('beta1'),
-        beta2: n('beta2'),
-        eps: n('eps'),
-        momentum: n('momentum', { min: 0 }),
-        nesterov: v.nesterov as boolean | undefined,
-      }),
-      schedule: defined({
-        name: v.schedule as 'constant' | undefined,
-        lr: n('lr'),
-        minLr: n('min-lr', { min: 0 }),
-        warmup: n('warmup', { int: true, min: 0 }),
-        warmupInitLr: n('warmup-init-lr', { min: 0 }),
-        maxSteps: steps,
-      }),
+      // fine-tuning adds no weight decay unless a flag or the recipe asks for it
+      optimizer: { weightDecay: recipe?.options.optimizer?.weightDecay === undefined ? 0 : undefined, ...optimizerFlags(v) },
+      schedule: defined({ ...scheduleFlags(v), maxSteps: steps }),
       gradClip: n('grad-clip'),
       zLoss: 0,
       activationCheckpointing: v['activation-checkpointing'] ? true : undefined,
@@ -202,19 +161,13 @@ Examples:
       log: v.log as string | undefined,
       threads: n('threads', { int: true, min: 1 }),
     };
-    if (overrides.schedule?.name !== undefined && !['constant', 'linear', 'cosine'].includes(overrides.schedule.name))
-      throw new UsageError(`--schedule must be constant, linear or cosine, got "${overrides.schedule.name}"`);
-    if (overrides.optimizer?.name !== undefined && !['adamw', 'sgd'].includes(overrides.optimizer.name))
-      throw new UsageError(`--optimizer must be adamw or sgd, got "${overrides.optimizer.name}"`);
     if (steps === undefined && recipe?.options.steps === undefined) throw new UsageError('give --steps N or --epochs E (how long to train)');
-    const o = resolveTrainOptions(recipe, stripUndefined(overrides));
+    const o = resolveTrainOptions(recipe, defined(overrides));
     o.data.seqLen = seqLen;
     if (ft.warmupRatio !== undefined && v.warmup === undefined) o.schedule.warmup = Math.round(ft.warmupRatio * o.steps);
 
     // the adapter: continued, or new from flags / the recipe's model.lora
-    const dtype = ((v.dtype as string | undefined) ?? 'auto').replace(/^q8$/, 'q8_0').replace(/^q4$/, 'q4_0') as LoadDType;
-    if (!['auto', 'f32', 'bf16', 'f16', 'q8_0', 'q4_0'].includes(dtype))
-      throw new UsageError(`--dtype must be auto, f32, bf16, f16, q8_0 or q4_0, got "${v.dtype}"`);
+    const dtype = parseDType(v.dtype as string | undefined);
     const peft = (v.peft as string | undefined) ?? (v['init-adapter'] ? 'init' : ft.peft === 'none' ? undefined : ft.peft);
     if (peft !== undefined && !['lora', 'dora', 'init'].includes(peft)) throw new UsageError(`--peft must be lora or dora, got "${peft}"`);
     if (!peft && dtype !== 'auto' && dtype !== 'f32')
@@ -261,13 +214,7 @@ Examples:
       throw new UsageError('--dpo-loss and --beta are DPO settings: add --method dpo');
 
     fs.mkdirSync(out, { recursive: true });
-    let interrupted = 0;
-    const onSigint = () => {
-      interrupted++;
-      if (interrupted === 1) info('\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to quit now)');
-      else process.exit(130);
-    };
-    process.on('SIGINT', onSigint);
+    const sigint = ctrlC(info);
     try {
       const trainer = new Trainer({
         config,
@@ -283,10 +230,7 @@ Examples:
         `${method.toUpperCase()} of ${path.basename(path.resolve(modelDir))}: ${adapter ? `${adapter.config.use_dora ? 'DoRA' : 'LoRA'} r=${adapter.r} (${trainer.numTrainable.toLocaleString('en-US')} trainable parameters, base ${dtype})` : `all ${trainer.numTrainable.toLocaleString('en-US')} parameters`} on ${kernels.name}; ${data.describe()}`,
       );
       if (adapter && !v['init-adapter']) adapter.init(seed, trainer.weights);
-      if (o.resume) trainer.resume(info);
-      else if (fs.existsSync(path.join(out, 'checkpoints'))) {
-        throw new Error(`${out} already holds checkpoints of a run: add --resume to continue it, or choose a new --out`);
-      }
+      trainer.start(info);
       const bar = v.json || v.quiet ? undefined : new ProgressBar({ label: 'finetune', total: o.steps, unit: 'items' });
       const r = await trainer.run({
         onStep(rec: StepRecord) {
@@ -300,7 +244,7 @@ Examples:
           info(`saved ${dir}`);
         },
         onInfo: info,
-        shouldStop: () => interrupted > 0,
+        shouldStop: sigint.stop,
       });
       bar?.finish();
       const summary = {
@@ -319,7 +263,7 @@ Examples:
         );
       return r.stopped === 'interrupted' ? 130 : 0;
     } finally {
-      process.off('SIGINT', onSigint);
+      sigint.release();
       kernels.dispose?.();
     }
   },
@@ -332,16 +276,7 @@ function flagErrors<T>(f: () => T): T {
   } catch (e) {
     const FLAG: Record<string, string> = { r: '--rank', lora_alpha: '--alpha', lora_dropout: '--dropout', target_modules: '--targets' };
     const m = /^adapter: "(\w+)" (.*)$/s.exec((e as Error).message);
-    if (m && FLAG[m[1]]) throw new UsageError(`${FLAG[m[1]]} ${m[2].replace(/^names /, 'names ')}`);
+    if (m && FLAG[m[1]]) throw new UsageError(`${FLAG[m[1]]} ${m[2]}`);
     throw e;
   }
-}
-
-function defined<T extends object>(o: T): Partial<T> | undefined {
-  const r = Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
-  return Object.keys(r).length ? r : undefined;
-}
-
-function stripUndefined<T extends object>(o: T): T {
-  return Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as T;
 }

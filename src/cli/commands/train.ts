@@ -12,49 +12,23 @@ import { loadRecipe, newModelConfig, type Recipe, resolveTrainOptions, type Trai
 import { type StepRecord, Trainer } from '../../train/trainer.ts';
 import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
+import { ctrlC, defined, optimizerFlags, scheduleFlags, TRAINER_FLAGS } from '../trainer-flags.ts';
 
 const FLAGS = {
+  ...TRAINER_FLAGS,
   config: { type: 'string', short: 'c' },
   init: { type: 'string' },
   preset: { type: 'string' },
   'model-config': { type: 'string' },
   data: { type: 'string', multiple: true },
   'data-ids': { type: 'string' },
-  steps: { type: 'string' },
   'max-steps': { type: 'string' },
-  'batch-size': { type: 'string' },
-  'grad-accum': { type: 'string' },
-  'seq-len': { type: 'string' },
-  lr: { type: 'string' },
-  'min-lr': { type: 'string' },
-  warmup: { type: 'string' },
-  'warmup-init-lr': { type: 'string' },
-  schedule: { type: 'string' },
-  optimizer: { type: 'string' },
-  'weight-decay': { type: 'string' },
-  beta1: { type: 'string' },
-  beta2: { type: 'string' },
-  eps: { type: 'string' },
-  momentum: { type: 'string' },
-  nesterov: { type: 'boolean' },
-  'grad-clip': { type: 'string' },
   'z-loss': { type: 'string' },
   'min-chars': { type: 'string' },
   'min-tokens': { type: 'string' },
   'val-fraction': { type: 'string' },
   packing: { type: 'boolean' },
   'no-packing': { type: 'boolean' },
-  'activation-checkpointing': { type: 'boolean' },
-  'eval-every': { type: 'string' },
-  'eval-batches': { type: 'string' },
-  'save-every': { type: 'string' },
-  log: { type: 'string' },
-  out: { type: 'string', short: 'o' },
-  resume: { type: 'boolean' },
-  seed: { type: 'string' },
-  threads: { type: 'string', short: 't' },
-  backend: { type: 'string' },
-  quiet: { type: 'boolean', short: 'q' },
 } as const;
 
 export const trainCommand: Command = {
@@ -153,20 +127,11 @@ Examples:
     const backend = (v.backend as string | undefined) ?? 'wasm';
     if (backend !== 'wasm' && backend !== 'ref') throw new UsageError(`--backend must be wasm or ref, got "${backend}"`);
     const kernels = await createKernels(backend, { threads: o.threads });
-    let interrupted = 0;
-    const onSigint = () => {
-      interrupted++;
-      if (interrupted === 1) info('\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to quit now)');
-      else process.exit(130);
-    };
-    process.on('SIGINT', onSigint);
+    const sigint = ctrlC(info);
     try {
       const trainer = new Trainer({ config, init, kernels, data, options: o });
       info(`training ${trainer.numParameters.toLocaleString('en-US')} parameters on ${kernels.name}; ${data.describe()}`);
-      if (o.resume) trainer.resume(info);
-      else if (fs.existsSync(path.join(o.out, 'checkpoints'))) {
-        throw new Error(`${o.out} already holds checkpoints of a run: add --resume to continue it, or choose a new --out`);
-      }
+      trainer.start(info);
       const tokensPerStep = o.batchSize * o.gradAccum * o.data.seqLen;
       const bar = v.json || v.quiet ? undefined : new ProgressBar({ label: 'train', total: o.steps * tokensPerStep, unit: 'items' });
       let first = true;
@@ -185,7 +150,7 @@ Examples:
           info(`saved ${dir}`);
         },
         onInfo: info,
-        shouldStop: () => interrupted > 0,
+        shouldStop: sigint.stop,
       });
       bar?.finish();
       const summary = {
@@ -207,7 +172,7 @@ Examples:
         );
       return r.stopped === 'interrupted' ? 130 : 0;
     } finally {
-      process.off('SIGINT', onSigint);
+      sigint.release();
       data.close();
       kernels.dispose?.();
     }
@@ -238,29 +203,8 @@ function overridesFrom(v: Record<string, unknown>): TrainOverrides {
   set('steps', n('steps', { int: true, min: 1 }));
   set('batchSize', n('batch-size', { int: true, min: 1 }));
   set('gradAccum', n('grad-accum', { int: true, min: 1 }));
-  const schedule = {
-    name: v.schedule as 'constant' | undefined,
-    lr: n('lr'),
-    minLr: n('min-lr', { min: 0 }),
-    warmup: n('warmup', { int: true, min: 0 }),
-    warmupInitLr: n('warmup-init-lr', { min: 0 }),
-    maxSteps: n('max-steps', { int: true, min: 1 }),
-  };
-  if (schedule.name !== undefined && !['constant', 'linear', 'cosine'].includes(schedule.name))
-    throw new UsageError(`--schedule must be constant, linear or cosine, got "${schedule.name}"`);
-  set('schedule', defined(schedule));
-  const optimizer = {
-    name: v.optimizer as 'adamw' | undefined,
-    weightDecay: n('weight-decay', { min: 0 }),
-    beta1: n('beta1'),
-    beta2: n('beta2'),
-    eps: n('eps'),
-    momentum: n('momentum', { min: 0 }),
-    nesterov: v.nesterov as boolean | undefined,
-  };
-  if (optimizer.name !== undefined && !['adamw', 'sgd'].includes(optimizer.name))
-    throw new UsageError(`--optimizer must be adamw or sgd, got "${optimizer.name}"`);
-  set('optimizer', defined(optimizer));
+  set('schedule', defined({ ...scheduleFlags(v), maxSteps: n('max-steps', { int: true, min: 1 }) }));
+  set('optimizer', optimizerFlags(v));
   set('gradClip', n('grad-clip'));
   set('zLoss', n('z-loss', { min: 0 }));
   if (v['activation-checkpointing']) o.activationCheckpointing = true;
@@ -273,11 +217,6 @@ function overridesFrom(v: Record<string, unknown>): TrainOverrides {
   set('seed', n('seed', { int: true, min: 0 }));
   set('threads', n('threads', { int: true, min: 1 }));
   return o;
-}
-
-function defined<T extends object>(o: T): Partial<T> | undefined {
-  const r = Object.fromEntries(Object.entries(o).filter(([, x]) => x !== undefined)) as Partial<T>;
-  return Object.keys(r).length ? r : undefined;
 }
 
 /** The model to train: a checkpoint (--init) or a new shape (preset / config.json + overrides). */
