@@ -57,14 +57,10 @@ export async function resolveDataset(repo: string, opts: DatasetResolveOptions):
     env: opts.env,
     fetch: opts.fetch,
     onProgress: opts.onProgress ? (p) => opts.onProgress!({ repo, file: p.file, done: p.done, total: p.total }) : undefined,
-    // a cached snapshot with every wanted split is used without asking the hub
-    isComplete: (dir) => opts.splits.every((s) => findSplitFiles(dir, s, opts.config).length > 0),
-    selectFiles: (files) => {
-      if (selectSplitFiles(files, evalSplit, opts.config).length === 0) throw new NoSplitFiles(files);
-      return [...new Set(opts.splits.flatMap((s) => selectSplitFiles(files, s, opts.config)))];
-    },
   };
-  // the few-shot split may be absent from the repo: then the evaluated split alone is complete
+  // the files of every wanted split; a snapshot is complete when it holds each split the repo has
+  // (all of them until the file list says otherwise: a cached snapshot is used without asking the
+  // hub only when every wanted split is in it; the few-shot split may be absent from the repo)
   const atRevision = async (rev: string, offline?: boolean): Promise<string> => {
     let present: Split[] = opts.splits;
     const o: RepoOptions = {
@@ -72,8 +68,9 @@ export async function resolveDataset(repo: string, opts: DatasetResolveOptions):
       revision: rev,
       ...(offline ? { offline } : {}),
       selectFiles: (files) => {
+        if (selectSplitFiles(files, evalSplit, opts.config).length === 0) throw new NoSplitFiles(files);
         present = opts.splits.filter((s, i) => i === 0 || selectSplitFiles(files, s, opts.config).length > 0);
-        return common.selectFiles!(files);
+        return [...new Set(present.flatMap((s) => selectSplitFiles(files, s, opts.config)))];
       },
       isComplete: (dir) => present.every((s) => findSplitFiles(dir, s, opts.config).length > 0),
     };
