@@ -401,8 +401,8 @@ export class WasmKernels implements Kernels {
         return this.pool.run(
           w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0,
           rows,
-          DECODE_GRANULE,
-          this.minGrains(DECODE_GRANULE * cols * n, work),
+          n === 1 ? DECODE_GRANULE : 4,
+          this.minGrains((n === 1 ? DECODE_GRANULE : 4) * cols * n, work),
           o,
           xi,
           xd,

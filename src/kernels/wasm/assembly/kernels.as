@@ -415,13 +415,10 @@ const Q8: i32 = 0, Q4: i32 = 1;
 const DECODE_ROWS: i32 = 16;
 
 /**
- * A few tokens (2 and 3 reach here; 4 and more run the prefill GEMM when its scratch fits, and this
- * serves up to DECODE_MAX_TOKENS otherwise): decodeRows once per token over the same rows. The
- * first token's pass brings the rows of this thread's range into cache, the others read them from
- * there, so the weights stream from memory once. Measured against the former pair kernel (i16
- * weights, one row at a time): 2 tokens 1.1-1.4x, 3 tokens ~1.1x; at 4 tokens the GEMM is as fast,
- * at 6-8 faster (decode is partly compute-bound here: the GEMM decodes each weight block once for
- * four tokens). Tail rows: one at a time.
+ * One token (decode): decodeRows over the thread's rows, the tail rows one at a time. Written for
+ * any n (per token, over rows kept in cache) but only called with n = 1: routing 2-3-token
+ * matmuls here coincided with an intermittent NaN in a CI run (a q4_0 speculative draft), not
+ * reproduced since; until that is understood, 2+ tokens keep the pair kernel below.
  */
 @inline function decodeTokens(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rows: i32, rowBytes: usize, nb: i32, bb: usize, lut: usize,
   r0: i32, r1: i32, n: i32): void {
@@ -439,7 +436,6 @@ const DECODE_ROWS: i32 = 16;
     }
   }
 }
-const DECODE_MAX_TOKENS: i32 = 8;
 
 /** fills lut[0 .. 65536) with the f32 value of every half bit pattern */
 export function init_half_table(lut: usize): void {
@@ -451,7 +447,7 @@ export function init_half_table(lut: usize): void {
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
   const rowBytes = <usize>nb * bb, xis = <usize>nb * QK, xds = <usize>nb << 2, os = <usize>rows << 2;
   const xsOff = <usize>n * xds; // xs [n, nb] follows xd
-  if (n <= DECODE_MAX_TOKENS) {
+  if (n == 1) {
     decodeTokens(kind, out, xi, xd, w, rows, rowBytes, nb, bb, lut, r0, r1, n);
     return;
   }
