@@ -1,11 +1,14 @@
 import { encodeChat } from '../../generate/chat.ts';
-import { type GenerateOptions, type GenerationResult, generate, type Prompt } from '../../generate/generate.ts';
+import { type GenerateOptions, type GenerationResult, generate, type Prompt, type TokenEvent } from '../../generate/generate.ts';
 import type { SpeculativeOptions, SpeculativeStats } from '../../generate/speculative.ts';
+import { gpuGenerate } from '../../kernels/webgpu/generate.ts';
+import { GpuOpenELM } from '../../kernels/webgpu/model.ts';
 import { type LoadedOpenELM, loadOpenELM } from '../../load.ts';
 import type { OpenELM } from '../../model/openelm.ts';
 import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 import { checkSamplingFlags, idList, num, parse, printJson, type SpeedFigures, speedJson, speedLine, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
+import { DEVICE_HELP, DEVICE_OPTION, deviceJson, openDevice } from '../device-option.ts';
 import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel, parseDType, parseThreads } from '../model-options.ts';
 
 export const SAMPLING_OPTIONS = {
@@ -120,7 +123,8 @@ Options:
       --ignore-eos           keep going past the end-of-sequence token
   -q, --quiet                no speed summary on stderr at the end
   -v, --verbose              print timings and the finish reason to stderr instead
-      --json                 print {"output_ids", "text", "prompt_ids", "finish_reason", "speed", ...} at the end
+      --json                 print {"output_ids", "text", "prompt_ids", "finish_reason", "speed", "device", ...} at the end
+${DEVICE_HELP}
 ${SAMPLING_HELP}
 ${SPECULATIVE_HELP}
 ${MODEL_HELP}
@@ -131,7 +135,8 @@ Examples:
   openelm generate -m apple/OpenELM-270M -p "Once upon a time" -n 64
   openelm generate -m ./my-model --prompt-ids 1,450,4996 --temperature 0 --json
   openelm generate -m apple/OpenELM-1_1B --draft-model apple/OpenELM-1_1B --draft-dtype q4 -p "..."
-  openelm generate -m apple/OpenELM-270M-Instruct --chat --prompt-lookup 10 -p "Summarize: ..."`,
+  openelm generate -m apple/OpenELM-270M-Instruct --chat --prompt-lookup 10 -p "Summarize: ..."
+  openelm generate --device webgpu "The state of the Union is" --temperature 0`,
   async run(argv) {
     const { values: v, positionals } = parse(
       argv,
@@ -140,6 +145,7 @@ Examples:
         ...ADAPTER_OPTION,
         ...SAMPLING_OPTIONS,
         ...SPECULATIVE_OPTIONS,
+        ...DEVICE_OPTION,
         prompt: { type: 'string', short: 'p' },
         'prompt-ids': { type: 'string' },
         chat: { type: 'boolean' },
@@ -158,9 +164,23 @@ Examples:
     }
     if ((v.prompt === undefined) === (v['prompt-ids'] === undefined)) throw new UsageError('give exactly one of PROMPT (or --prompt TEXT) or --prompt-ids IDS');
     const opts = { ...samplingOptions(v), ignoreEos: v['ignore-eos'] as boolean | undefined };
-    const { model, tokenizer, dispose } = await openModel(v, Boolean(v.json));
+    const gpu = await openDevice(v, Boolean(v.json) || Boolean(v.quiet));
+    let loaded: Awaited<ReturnType<typeof openModel>>;
+    try {
+      // on the GPU the weights are read into CPU memory by the plain-TypeScript backend, then uploaded
+      loaded = await openModel(gpu ? { ...v, backend: 'ref' } : v, Boolean(v.json));
+    } catch (e) {
+      gpu?.dispose();
+      throw e;
+    }
+    const { model, tokenizer } = loaded;
+    const dispose = () => {
+      loaded.dispose();
+      gpu?.dispose();
+    };
     let draft = { dispose: () => {} } as Awaited<ReturnType<typeof openSpeculative>>;
     try {
+      const gm = gpu && GpuOpenELM.fromWeights(gpu, model.config, model.weights, model.cache.capacity);
       draft = await openSpeculative(v, model, Boolean(v.json));
       applyAdapterOption(model, v);
       let prompt: Prompt;
@@ -169,7 +189,9 @@ Examples:
         const msgs = [...(v.system ? [{ role: 'system' as const, content: v.system as string }] : []), { role: 'user' as const, content: v.prompt as string }];
         prompt = { ids: encodeChat(tokenizer, msgs) };
       } else prompt = v.prompt as string;
-      const it = generate(model, tokenizer, prompt, { ...opts, speculative: draft.spec });
+      const it: AsyncGenerator<TokenEvent, GenerationResult> = gm
+        ? gpuGenerate(gm, tokenizer, prompt, opts)
+        : generate(model, tokenizer, prompt, { ...opts, speculative: draft.spec });
       let r = await it.next();
       for (; !r.done; r = await it.next()) if (!v.json) process.stdout.write(r.value.text);
       const res = r.value;
@@ -187,6 +209,7 @@ Examples:
           finish_reason: res.finishReason,
           timings: { prefill_ms: res.prefillMs, decode_ms: res.decodeMs },
           speed: speedJson(speed),
+          ...deviceJson(gpu),
           ...(res.speculative
             ? { speculative: { ...res.speculative, acceptance: res.speculative.drafted ? res.speculative.accepted / res.speculative.drafted : 0 } }
             : {}),

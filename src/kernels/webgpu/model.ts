@@ -11,6 +11,7 @@ import { layerShape } from '../../config/config.ts';
 import { ropeTables } from '../../model/rope.ts';
 import type { ModelWeights } from '../../model/weights.ts';
 import type { Activation } from '../types.ts';
+import { ACT_CODE } from './shaders.ts';
 import type { GpuWeight, WebGpuKernels } from './webgpu.ts';
 
 const NORM_EPS = 1e-6; // src/model/layer.ts NORM_EPS
@@ -34,15 +35,15 @@ interface GpuLayer {
 export class GpuOpenELM {
   readonly capacity: number;
   readonly chunk: number;
-  /** tokens in the KV cache */
-  length = 0;
+  /** the tokens in the KV cache, in order (a new prompt that extends them reuses them: chat turns) */
+  readonly ids: number[] = [];
   private readonly layers: GpuLayer[];
   private readonly emb: GpuWeight;
   private readonly lmHead: GpuWeight;
   private readonly norm: GPUBuffer;
   private readonly cos: GPUBuffer;
   private readonly sin: GPUBuffer;
-  private readonly ids: GPUBuffer; // u32 [chunk]
+  private readonly idBuf: GPUBuffer; // u32 [chunk]
   private readonly x: GPUBuffer;
   private readonly xb: GPUBuffer;
   private readonly qkv: GPUBuffer;
@@ -63,25 +64,27 @@ export class GpuOpenELM {
     const cfg = config,
       d = cfg.model_dim,
       hd = cfg.head_dim;
+    GpuOpenELM.check(gpu, cfg);
     this.capacity = capacity;
     this.chunk = Math.min(128, capacity);
     const T = this.chunk;
-    this.emb = gpu.weight(w.token_embeddings);
-    this.lmHead = w.lm_head === w.token_embeddings ? this.emb : gpu.weight(w.lm_head);
+    this.emb = gpu.weight(w.token_embeddings, 'transformer.token_embeddings.weight');
+    this.lmHead = w.lm_head === w.token_embeddings ? this.emb : gpu.weight(w.lm_head, 'lm_head.weight');
     this.norm = gpu.upload(w.norm);
     this.layers = w.layers.map((l, i) => {
       const s = layerShape(cfg, i);
+      const name = (t: string) => `transformer.layers.${i}.${t}.weight`;
       return {
         attn_norm: gpu.upload(l.attn_norm),
-        qkv_proj: gpu.weight(l.qkv_proj),
+        qkv_proj: gpu.weight(l.qkv_proj, name('attn.qkv_proj')),
         q_norm: l.q_norm && gpu.upload(l.q_norm),
         k_norm: l.k_norm && gpu.upload(l.k_norm),
-        out_proj: gpu.weight(l.out_proj),
+        out_proj: gpu.weight(l.out_proj, name('attn.out_proj')),
         ffn_norm: gpu.upload(l.ffn_norm),
-        proj_1: gpu.weight(l.proj_1),
-        proj_2: gpu.weight(l.proj_2),
-        k: gpu.f32(capacity * s.nKV * hd),
-        v: gpu.f32(capacity * s.nKV * hd),
+        proj_1: gpu.weight(l.proj_1, name('ffn.proj_1')),
+        proj_2: gpu.weight(l.proj_2, name('ffn.proj_2')),
+        k: gpu.f32(capacity * s.nKV * hd, `the KV cache of layer ${i} (context ${capacity})`),
+        v: gpu.f32(capacity * s.nKV * hd, `the KV cache of layer ${i} (context ${capacity})`),
         nQ: s.nQ,
         nKV: s.nKV,
         ffn: s.ffnDim,
@@ -92,7 +95,7 @@ export class GpuOpenELM {
     this.sin = gpu.upload(rope.sin);
     const maxQkv = Math.max(...this.layers.map((l) => (l.nQ + 2 * l.nKV) * hd));
     const maxFfn = Math.max(...this.layers.map((l) => l.ffn));
-    this.ids = gpu.f32(T);
+    this.idBuf = gpu.f32(T);
     this.x = gpu.f32(T * d);
     this.xb = gpu.f32(T * d);
     this.qkv = gpu.f32(T * maxQkv);
@@ -110,8 +113,32 @@ export class GpuOpenELM {
     return new GpuOpenELM(gpu, config, w, capacity);
   }
 
+  /**
+   * Throws an Error naming the config field when the GPU kernels cannot run this model (rather than
+   * compute something else): head_dim above the shaders' 256, an activation they lack, or a
+   * vocabulary too wide for one dispatch of the output head.
+   */
+  static check(gpu: WebGpuKernels, cfg: OpenELMConfig): void {
+    const no = (why: string) => new Error(`the WebGPU kernels cannot run this model: ${why}; --device wasm runs it on the CPU`);
+    if (cfg.head_dim > 256) throw no(`head_dim is ${cfg.head_dim}, the attention shaders hold at most 256`);
+    if (!(cfg.activation_fn_name in ACT_CODE))
+      throw no(`activation_fn_name "${cfg.activation_fn_name}" has no WGSL kernel (${Object.keys(ACT_CODE).join(', ')})`);
+    const maxWg = gpu.device.limits.maxComputeWorkgroupsPerDimension;
+    if (!gpu.rowMatmul && cfg.vocab_size > maxWg) throw no(`vocab_size ${cfg.vocab_size} is more output rows than one dispatch holds here (${maxWg})`);
+  }
+
+  /** tokens in the KV cache */
+  get length(): number {
+    return this.ids.length;
+  }
+
   reset(): void {
-    this.length = 0;
+    this.ids.length = 0;
+  }
+
+  /** Keeps the first n cached tokens (their K / V stay; later positions are overwritten). */
+  truncate(n: number): void {
+    if (n < this.ids.length) this.ids.length = Math.max(0, n);
   }
 
   /** Encodes the forward pass of ids after the cached tokens, leaving the last position's logits in `logits`. */
@@ -130,8 +157,8 @@ export class GpuOpenELM {
       const chunk = Uint32Array.from({ length: n }, (_, i) => ids[start + i]);
       for (const id of chunk) if (id >= cfg.vocab_size) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${cfg.vocab_size})`);
       // the ids of every chunk must reach the GPU before its dispatches: submit chunk by chunk
-      g.write(this.ids, chunk);
-      g.embed(this.x, this.emb, this.ids, n);
+      g.write(this.idBuf, chunk);
+      g.embed(this.x, this.emb, this.idBuf, n);
       for (const l of this.layers) {
         const s = { n, pos0, nQ: l.nQ, nKV: l.nKV, headDim: hd };
         g.rmsnorm(this.xb, this.x, l.attn_norm, n, d, NORM_EPS);
@@ -146,7 +173,7 @@ export class GpuOpenELM {
         g.matmul(this.proj, this.ffnOut, l.proj_2, n);
         g.addInPlace(this.x, this.proj, n * d);
       }
-      this.length += n;
+      for (const id of chunk) this.ids.push(id);
       if (start + n === ids.length) {
         g.rmsnorm(this.xLast, this.x, this.norm, 1, d, NORM_EPS, (n - 1) * d);
         g.matmul(this.logits, this.xLast, this.lmHead, 1);

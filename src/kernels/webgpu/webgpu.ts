@@ -76,26 +76,34 @@ export class WebGpuKernels {
    */
   private constructor(
     readonly device: GPUDevice,
+    /** vendor, architecture, device and description of the adapter, "(software)" after a CPU one */
     readonly adapterName: string,
     readonly software: boolean,
+    /** which driver runs it: 'browser' (navigator.gpu), 'system' (Node: the system's Vulkan drivers) or an ICD manifest's path */
+    readonly driver: string,
   ) {
     this.uniforms = device.createBuffer({ size: SLOT * SLOTS, usage: 0x40 | 0x08 }); // UNIFORM | COPY_DST
     this.dummy = device.createBuffer({ size: 16, usage: STORAGE });
     this.rowMatmul = software;
   }
 
-  /** The first adapter of `gpu` (navigator.gpu in a browser); throws when there is none. */
+  /** The first adapter of `gpu` (navigator.gpu in a browser); throws when there is none. Node: createNodeWebGpu (node.ts). */
   static async create(gpu: GPU | undefined = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu): Promise<WebGpuKernels> {
     if (!gpu) throw new Error('WebGPU is not available here (no navigator.gpu)');
     const adapter = await gpu.requestAdapter();
     if (!adapter) throw new Error('WebGPU: no adapter (no GPU, or WebGPU is disabled)');
+    return WebGpuKernels.fromAdapter(adapter);
+  }
+
+  /** A device on `adapter` with its largest storage buffers (a whole weight matrix is one binding). */
+  static async fromAdapter(adapter: GPUAdapter, driver = 'browser'): Promise<WebGpuKernels> {
     const info = adapter.info;
     const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter';
     const device = await adapter.requestDevice({
       requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
     });
     const software = (info as { isFallbackAdapter?: boolean })?.isFallbackAdapter === true || /swiftshader|llvmpipe|lavapipe/i.test(name);
-    return new WebGpuKernels(device, software ? `${name} (software)` : name, software);
+    return new WebGpuKernels(device, software ? `${name} (software)` : name, software, driver);
   }
 
   /** Compiles every shader; returns the compiler's errors by shader name (empty when all are valid). */
@@ -129,14 +137,26 @@ export class WebGpuKernels {
 
   // ---- memory ----
 
+  /** Throws a RangeError naming `what` when a buffer of `bytes` cannot be bound whole on this device. */
+  checkFits(bytes: number, what: string): void {
+    const max = this.device.limits.maxStorageBufferBindingSize;
+    if (bytes > max)
+      throw new RangeError(
+        `webgpu: ${what} takes ${(bytes / 2 ** 20).toFixed(1)} MiB, more than this adapter binds (${(max / 2 ** 20).toFixed(0)} MiB, ${this.adapterName})`,
+      );
+  }
+
   /** A zeroed f32 buffer of n elements on the GPU. */
-  f32(n: number): GPUBuffer {
-    return this.device.createBuffer({ size: Math.max(16, Math.ceil((n * 4) / 16) * 16), usage: STORAGE });
+  f32(n: number, what = 'a buffer'): GPUBuffer {
+    const size = Math.max(16, Math.ceil((n * 4) / 16) * 16);
+    this.checkFits(size, what);
+    return this.device.createBuffer({ size, usage: STORAGE });
   }
 
   /** A GPU copy of a typed array (padded to a multiple of 4 bytes). */
-  upload(data: ArrayBufferView): GPUBuffer {
+  upload(data: ArrayBufferView, what = 'a buffer'): GPUBuffer {
     const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
+    this.checkFits(size, what);
     const b = this.device.createBuffer({ size, usage: STORAGE, mappedAtCreation: true });
     new Uint8Array(b.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     b.unmap();
@@ -158,13 +178,15 @@ export class WebGpuKernels {
   }
 
   /** A weight of the seam (its storage bytes, any dtype) copied to the GPU. */
-  weight(w: Weight): GpuWeight {
-    return { dtype: w.dtype, rows: w.rows, cols: w.cols, buffer: this.upload(w.data) };
+  weight(w: Weight, what = 'a weight'): GpuWeight {
+    return { dtype: w.dtype, rows: w.rows, cols: w.cols, buffer: this.upload(w.data, `${what} (${w.rows}×${w.cols} ${w.dtype})`) };
   }
 
   // ---- encoding and submission ----
 
   private dispatch(key: string, code: () => string, params: Params, buffers: GPUBuffer[], x: number, y = 1): void {
+    const maxWg = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxWg || y > maxWg) throw new RangeError(`webgpu ${key}: ${x} × ${y} workgroups, more than this adapter dispatches per dimension (${maxWg})`);
     if (this.slot === SLOTS) this.submit();
     const pl = this.pipeline(key, code);
     const u32 = new Uint32Array(this.staging, this.slot * SLOT, PARAMS_BYTES / 4),
