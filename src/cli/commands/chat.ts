@@ -1,9 +1,12 @@
 import readline from 'node:readline';
 import { type ChatMessage, encodeChat } from '../../generate/chat.ts';
-import { type GenerateOptions, generate } from '../../generate/generate.ts';
+import { type GenerateOptions, type GenerationResult, generate, type TokenEvent } from '../../generate/generate.ts';
+import { gpuGenerate } from '../../kernels/webgpu/generate.ts';
+import { GpuOpenELM } from '../../kernels/webgpu/model.ts';
 import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 import { checkSamplingFlags, parse, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
+import { DEVICE_HELP, DEVICE_OPTION, openDevice } from '../device-option.ts';
 import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.ts';
 import {
   openSpeculative,
@@ -141,6 +144,7 @@ ${COMMANDS_HELP}
 Options:
       --system TEXT          initial system message
   -v, --verbose              print timings after each reply
+${DEVICE_HELP}
 ${SAMPLING_HELP}
 ${SPECULATIVE_HELP}
 ${MODEL_HELP}
@@ -151,14 +155,30 @@ ${ADAPTER_HELP}`,
       ...ADAPTER_OPTION,
       ...SAMPLING_OPTIONS,
       ...SPECULATIVE_OPTIONS,
+      ...DEVICE_OPTION,
       system: { type: 'string' },
       verbose: { type: 'boolean', short: 'v' },
     });
     const session = new ChatSession(v.system as string | undefined, checkSamplingFlags(samplingOptions(v)));
     const tty = Boolean(process.stdin.isTTY);
-    const { model, tokenizer, dispose: disposeModel } = await openModel(v);
-    let draft: Awaited<ReturnType<typeof openSpeculative>>;
+    const gpu = await openDevice(v);
+    let loaded: Awaited<ReturnType<typeof openModel>>;
     try {
+      // on the GPU the weights are read into CPU memory by the plain-TypeScript backend, then uploaded
+      loaded = await openModel(gpu ? { ...v, backend: 'ref' } : v);
+    } catch (e) {
+      gpu?.dispose();
+      throw e;
+    }
+    const { model, tokenizer } = loaded;
+    const disposeModel = () => {
+      loaded.dispose();
+      gpu?.dispose();
+    };
+    let draft: Awaited<ReturnType<typeof openSpeculative>>;
+    let gm: GpuOpenELM | null;
+    try {
+      gm = gpu && GpuOpenELM.fromWeights(gpu, model.config, model.weights, model.cache.capacity);
       applyAdapterOption(model, v);
       draft = await openSpeculative(v, model);
     } catch (e) {
@@ -241,7 +261,9 @@ ${ADAPTER_HELP}`,
 
         generating = new AbortController();
         try {
-          const it = generate(model, tokenizer, { ids }, { ...session.opts, signal: generating.signal, speculative: draft.spec });
+          const it: AsyncGenerator<TokenEvent, GenerationResult> = gm
+            ? gpuGenerate(gm, tokenizer, { ids }, { ...session.opts, signal: generating.signal })
+            : generate(model, tokenizer, { ids }, { ...session.opts, signal: generating.signal, speculative: draft.spec });
           let r = await it.next();
           for (; !r.done; r = await it.next()) process.stdout.write(r.value.text);
           const res = r.value;
