@@ -7,6 +7,13 @@
 // rows, so a long prompt is spread over several steps and never stalls the others. After each step
 // the event loop runs (HTTP, timers, cancellations); sequences join and leave between steps.
 //
+// Speculative decoding (`speculative` option): each decoding sequence proposes up to k tokens
+// (prompt lookup over its own text, or a draft model on its own KV cache, all sequences' drafts
+// in one batched draft pass per position), and the step's one target pass checks every draft:
+// a sequence's segment is [last token, d1 … dk] with the logits of every row. Each keeps the
+// longest prefix the target agrees with plus one token of its own (speculative.ts: the same
+// accept / reject rule as `generate`), and its KV cache is cut back to the kept tokens.
+//
 // Prefix caching: a slot keeps its tokens' keys and values after its sequence ends. A new
 // sequence goes into the free slot whose cache shares the longest prefix with its prompt (same
 // adapter), or copies that prefix from any slot that has it (the other choices of an `n` request,
@@ -18,7 +25,18 @@
 //   console.log(seq.finishReason);
 
 import { checkSampling, Sampler, type SamplingOptions } from '../generate/sampler.ts';
-import { BatchForward } from '../model/batch.ts';
+import {
+  bonusToken,
+  type Draft,
+  draftSeed,
+  draftToken,
+  judge,
+  Policy,
+  PromptLookupDrafter,
+  type SpeculativeOptions,
+  verifySeed,
+} from '../generate/speculative.ts';
+import { BatchForward, type BatchSegment } from '../model/batch.ts';
 import type { KVCache } from '../model/kv-cache.ts';
 import type { ForwardAdapter } from '../model/layer.ts';
 import { ContextLengthError, type OpenELM } from '../model/openelm.ts';
@@ -53,6 +71,11 @@ export interface SequenceRequest {
   adapter?: string | null;
   constraint?: TokenConstraint;
   signal?: AbortSignal;
+  /**
+   * false: never speculate for this sequence. Default: it speculates when the engine has a drafter,
+   * unless it has a constraint or asks for logprobs (those always decode one token a step).
+   */
+  speculative?: boolean;
 }
 
 export type EngineFinish = 'stop' | 'length' | 'cancelled' | 'error';
@@ -81,10 +104,14 @@ export interface EngineOptions {
   contextLength?: number;
   /** adapters by name, usable per request */
   adapters?: ReadonlyMap<string, ForwardAdapter>;
+  /** speculative decoding: a draft model (same vocabulary; its own KV cache per slot) or prompt lookup */
+  speculative?: SpeculativeOptions;
 }
 
 interface Slot {
   cache: KVCache;
+  /** the draft model's cache for this slot's sequence (speculative decoding with a draft model) */
+  draftCache: KVCache | null;
   seq: Sequence | null;
   /** adapter name the cached keys and values were computed with */
   adapter: string | null;
@@ -109,6 +136,7 @@ export class Sequence implements AsyncIterable<EngineToken> {
   /** @internal */ sampler: Sampler;
   /** @internal */ adjuster: LogitAdjuster;
   /** @internal */ slot: Slot | null = null;
+  /** @internal */ spec: SpecState | null = null;
   private readonly queue: EngineToken[] = [];
   private wake: (() => void) | null = null;
   private cancelled = false;
@@ -168,6 +196,21 @@ export class Sequence implements AsyncIterable<EngineToken> {
   }
 }
 
+/** A speculating sequence's state: its random streams, its tokens, this round's draft. */
+interface SpecState {
+  /** the accept / reject test (the target's distribution), seeded seed + 2 as in `generate` */
+  policy: Policy;
+  /** the draft model's sampling rule, seeded seed + 1 (null: prompt lookup) */
+  draftPolicy: Policy | null;
+  /** [vocab] prompt and generated tokens (the repetition penalty's set) */
+  seen: Uint8Array;
+  /** [vocab] seen plus this round's draft tokens */
+  draftSeen: Uint8Array;
+  /** prompt + generated tokens */
+  ctx: number[];
+  draft: Draft;
+}
+
 export interface EngineStats {
   active: number;
   waiting: number;
@@ -176,7 +219,25 @@ export interface EngineStats {
   promptTokens: number;
   cachedPromptTokens: number;
   generatedTokens: number;
+  /** target passes that checked a draft (one per speculating sequence and step) */
+  speculativeRounds: number;
+  /** draft tokens proposed */
+  draftedTokens: number;
+  /** draft tokens the target kept */
+  acceptedTokens: number;
 }
+
+type Part = {
+  slot: Slot;
+  seq: Sequence;
+  ids: number[];
+  logits: 'none' | 'last' | 'all';
+  prefillDone: boolean;
+  /** draft tokens appended after the decoding token (their rows' logits are checked) */
+  drafted: number;
+};
+
+const NO_DRAFT: Draft = { tokens: [], probs: [] };
 
 export class Engine {
   readonly parallel: number;
@@ -192,6 +253,11 @@ export class Engine {
   private readonly adapters: ReadonlyMap<string, ForwardAdapter>;
   private running: Promise<void> | null = null;
   private clock = 0;
+  /** speculative decoding: draft tokens per round (0: off) and the drafter */
+  readonly draftTokens: number;
+  private readonly draft: OpenELM | null;
+  private readonly draftBatch: BatchForward | null;
+  private readonly lookup: PromptLookupDrafter | null;
   readonly stats: EngineStats;
 
   constructor(
@@ -209,13 +275,49 @@ export class Engine {
     this.maxQueue = maxQueue;
     this.stepTokens = stepTokens;
     this.capacity = opts.contextLength ?? model.cache.capacity;
-    for (let i = 0; i < parallel; i++) this.slots.push({ cache: model.newCache(this.capacity), seq: null, adapter: null, lastUsed: 0 });
-    this.batch = new BatchForward(model, stepTokens);
+    const spec = opts.speculative;
+    this.draft = spec?.draft ?? null;
+    this.lookup = spec && !spec.draft && spec.promptLookup ? new PromptLookupDrafter() : null;
+    this.draftTokens = this.draft ? (spec?.draftTokens ?? 4) : this.lookup ? spec!.promptLookup! : 0;
+    if (!(Number.isInteger(this.draftTokens) && this.draftTokens >= 0 && this.draftTokens <= 64))
+      throw new RangeError(`speculative: draftTokens / promptLookup must be an integer in [1, 64], got ${this.draftTokens}`);
+    const draft = this.draft;
+    if (draft) {
+      if (draft.config.vocab_size !== model.config.vocab_size)
+        throw new RangeError(`the draft model's vocabulary (${draft.config.vocab_size} tokens) differs from the model's (${model.config.vocab_size})`);
+      if (draft.cache.capacity < this.capacity)
+        throw new RangeError(
+          `the draft model's context (${draft.cache.capacity} tokens) is smaller than the engine's (${this.capacity}); give both the same context`,
+        );
+    }
+    for (let i = 0; i < parallel; i++)
+      this.slots.push({
+        cache: model.newCache(this.capacity),
+        draftCache: draft ? draft.newCache(this.capacity) : null,
+        seq: null,
+        adapter: null,
+        lastUsed: 0,
+      });
+    // draft tokens come on top of the step's budget: a sequence's round never depends on the others
+    this.batch = new BatchForward(model, stepTokens + parallel * this.draftTokens);
+    // the draft's first pass of a step: the prompt chunks and each decoding sequence's 1-2 new tokens
+    this.draftBatch = draft ? new BatchForward(draft, stepTokens + parallel * (this.draftTokens + 2)) : null;
     this.work = model.kernels.f32(model.config.vocab_size);
     this.mask = new Float32Array(model.config.vocab_size);
     this.allowed = new Uint8Array(model.config.vocab_size);
     this.adapters = opts.adapters ?? new Map();
-    this.stats = { active: 0, waiting: 0, parallel, steps: 0, promptTokens: 0, cachedPromptTokens: 0, generatedTokens: 0 };
+    this.stats = {
+      active: 0,
+      waiting: 0,
+      parallel,
+      steps: 0,
+      promptTokens: 0,
+      cachedPromptTokens: 0,
+      generatedTokens: 0,
+      speculativeRounds: 0,
+      draftedTokens: 0,
+      acceptedTokens: 0,
+    };
   }
 
   /** Names of the adapters requests may ask for. */
@@ -240,6 +342,19 @@ export class Engine {
     checkSampling(req.sampling ?? {});
     if (this.waiting.length >= this.maxQueue && !this.slots.some((s) => !s.seq)) throw new QueueFullError(this.maxQueue);
     const seq = new Sequence(req, V, this.model.kernels, (s) => this.onCancel(s));
+    if (this.draftTokens > 0 && req.speculative !== false && !req.constraint && req.logprobs === undefined && !req.promptLogprobs && req.maxTokens > 1) {
+      const o = req.sampling ?? {};
+      const seen = new Uint8Array(V);
+      for (const t of req.promptIds) seen[t] = 1;
+      seq.spec = {
+        policy: new Policy(V, o, verifySeed(o.seed)),
+        draftPolicy: this.draft ? new Policy(V, o, draftSeed(o.seed)) : null,
+        seen,
+        draftSeen: new Uint8Array(V),
+        ctx: req.promptIds.slice(),
+        draft: NO_DRAFT,
+      };
+    }
     if (req.signal) {
       if (req.signal.aborted) {
         seq.finish('cancelled');
@@ -311,14 +426,17 @@ export class Engine {
           bestLen = n;
         }
       }
-      let slot: Slot;
-      if (best && !best.seq) slot = best;
-      else {
-        // the least recently used free slot; copy the prefix into it from the running one
-        slot = free.reduce((a, b) => (b.lastUsed < a.lastUsed ? b : a));
-        if (best && bestLen > 0) slot.cache.copyPrefix(best.cache, bestLen);
-        else bestLen = 0;
+      // a free slot that has the prefix, else the least recently used free one (the prefix copied into it)
+      const reuse = best !== null && !best.seq;
+      const slot = reuse ? best! : free.reduce((a, b) => (b.lastUsed < a.lastUsed ? b : a));
+      if (!best) bestLen = 0;
+      if (seq.spec && slot.draftCache) {
+        // the draft's cache starts where the target's does, so both are fed the same prompt chunks
+        const from = best ? best.draftCache! : slot.draftCache;
+        bestLen = commonPrefix(from.ids, prompt, bestLen);
+        slot.draftCache.copyPrefix(from, bestLen);
       }
+      if (!reuse && bestLen > 0) slot.cache.copyPrefix(best!.cache, bestLen);
       slot.cache.truncate(bestLen);
       slot.seq = seq;
       slot.adapter = ad;
@@ -337,9 +455,8 @@ export class Engine {
     slot.lastUsed = ++this.clock;
   }
 
-  /** One batched forward pass, then sampling for every sequence that got logits. */
+  /** One batched forward pass (after the drafts, when speculating), then the next tokens of every sequence that got logits. */
   private step(): void {
-    type Part = { slot: Slot; seq: Sequence; ids: number[]; logits: 'none' | 'last' | 'all'; prefillDone: boolean };
     const parts: Part[] = [];
     let budget = this.stepTokens;
     // cancelled sequences leave first, freeing their slots
@@ -350,27 +467,57 @@ export class Engine {
         this.release(slot);
       }
     }
-    // decoding sequences: one token each
+    // decoding sequences: one token each (and their draft tokens, below)
+    const decoding: Part[] = [];
     for (const slot of this.slots) {
       const seq = slot.seq;
       if (!seq || seq.pending < 0) continue;
-      parts.push({ slot, seq, ids: [seq.pending], logits: 'last', prefillDone: false });
+      const p: Part = { slot, seq, ids: [seq.pending], logits: 'last', prefillDone: false, drafted: 0 };
+      parts.push(p);
+      decoding.push(p);
       seq.pending = -1;
       budget--;
     }
     // prefilling sequences, oldest first: chunks of their prompts within what is left of the step
     const prefilling = this.slots.filter((s) => s.seq && s.seq.fed < s.seq.req.promptIds.length).sort((a, b) => a.seq!.submitted - b.seq!.submitted);
+    const chunks: Part[] = [];
     for (const slot of prefilling) {
       if (budget <= 0) break;
       const seq = slot.seq!,
         prompt = seq.req.promptIds;
       const n = Math.min(budget, prompt.length - seq.fed);
       const done = seq.fed + n === prompt.length;
-      parts.push({ slot, seq, ids: prompt.slice(seq.fed, seq.fed + n), logits: seq.req.promptLogprobs ? 'all' : done ? 'last' : 'none', prefillDone: done });
+      const p: Part = {
+        slot,
+        seq,
+        ids: prompt.slice(seq.fed, seq.fed + n),
+        logits: seq.req.promptLogprobs ? 'all' : done ? 'last' : 'none',
+        prefillDone: done,
+        drafted: 0,
+      };
+      parts.push(p);
+      chunks.push(p);
       seq.fed += n;
       budget -= n;
     }
     if (parts.length === 0) return;
+    if (this.draftTokens > 0) {
+      try {
+        this.propose(decoding, chunks);
+      } catch (e) {
+        // a failed draft pass: the sequences go on without drafts this step
+        for (const p of decoding) if (p.seq.spec) p.seq.spec.draft = NO_DRAFT;
+        for (const s of this.slots) s.draftCache?.truncate(0);
+        void e;
+      }
+      for (const p of decoding) {
+        const d = p.seq.spec?.draft;
+        if (!d?.tokens.length) continue;
+        p.ids.push(...d.tokens);
+        p.logits = 'all';
+        p.drafted = d.tokens.length;
+      }
+    }
     // segments sharing an adapter side by side: one adapter call per group of rows
     parts.sort((a, b) => (a.seq.req.adapter ?? '').localeCompare(b.seq.req.adapter ?? ''));
     let logits: Float32Array;
@@ -397,21 +544,138 @@ export class Engine {
     for (const p of parts) {
       const seq = p.seq;
       if (p.logits === 'none') continue;
+      const n = p.logits === 'all' ? p.ids.length : 1;
+      const rows = logits.subarray(row * V, (row + n) * V);
+      row += n;
+      if (p.drafted > 0) {
+        this.check(p, rows);
+        continue;
+      }
       if (p.logits === 'all') {
         // prompt logprobs: the row at prompt position i predicts token i + 1
         const start = seq.fed - p.ids.length,
           prompt = seq.req.promptIds,
           k = seq.req.logprobs ?? 0;
-        for (let i = 0; i < p.ids.length; i++) {
+        for (let i = 0; i < n; i++) {
           const pos = start + i;
-          if (pos + 1 < prompt.length) seq.promptLogprobs.push(tokenLogprob(logits.subarray((row + i) * V, (row + i + 1) * V), V, prompt[pos + 1], k));
+          if (pos + 1 < prompt.length) seq.promptLogprobs.push(tokenLogprob(rows.subarray(i * V, (i + 1) * V), V, prompt[pos + 1], k));
         }
-        row += p.ids.length;
         if (!p.prefillDone) continue;
-        this.next(p.slot, seq, logits.subarray((row - 1) * V, row * V));
-      } else {
-        this.next(p.slot, seq, logits.subarray(row * V, (row + 1) * V));
-        row++;
+        this.next(p.slot, seq, rows.subarray((n - 1) * V));
+      } else this.next(p.slot, seq, rows);
+    }
+  }
+
+  /**
+   * Fills each speculating decoding sequence's spec.draft. A sequence drafts up to k tokens within
+   * its own limits (max tokens, context) only, never the batch's, so its random streams run the
+   * same alone or batched. With a draft model the draft caches also take the step's prompt chunks
+   * of speculating sequences (no logits), so they hold what the target's caches hold.
+   */
+  private propose(decoding: Part[], chunks: Part[]): void {
+    const k = this.draftTokens;
+    const rooms: { p: Part; sp: SpecState; room: number }[] = [];
+    for (const p of decoding) {
+      const sp = p.seq.spec;
+      if (!sp) continue;
+      sp.draft = NO_DRAFT;
+      // as generate's loop: the target checks 1 + room rows and keeps at most maxTokens
+      const room = Math.min(k, p.seq.req.maxTokens - p.seq.outputIds.length - 1, p.slot.cache.capacity - p.slot.cache.length - 1);
+      if (room <= 0) continue;
+      if (this.lookup) sp.draft = this.lookup.propose(sp.ctx, room);
+      else rooms.push({ p, sp, room });
+    }
+    const batch = this.draftBatch;
+    if (!batch) return;
+    // first draft pass: prompt chunks, and each drafting sequence's tokens the draft has not seen
+    const segs: BatchSegment[] = [];
+    const drafting: { p: Part; sp: SpecState; room: number }[] = [];
+    let left = batch.maxTokens;
+    for (const c of chunks) {
+      if (!c.seq.spec) continue;
+      const dc = c.slot.draftCache!;
+      const n = commonPrefix(dc.ids, c.seq.req.promptIds, c.seq.fed);
+      if (c.seq.fed - n > left) continue; // the draft catches up later
+      dc.truncate(n);
+      if (n === c.seq.fed) continue;
+      segs.push({ cache: dc, ids: c.seq.req.promptIds.slice(n, c.seq.fed), logits: 'none', adapter: null });
+      left -= c.seq.fed - n;
+    }
+    for (const r of rooms) {
+      const dc = r.p.slot.draftCache!,
+        ctx = r.sp.ctx;
+      const n = commonPrefix(dc.ids, ctx, ctx.length - 1);
+      // room for every later draft row too; the draft's context must hold the k - 1 fed draft tokens
+      if (ctx.length - n + (r.room - 1) > left) continue;
+      dc.truncate(n);
+      r.room = Math.min(r.room, dc.capacity - ctx.length);
+      if (r.room <= 0) continue;
+      segs.push({ cache: dc, ids: ctx.slice(n), logits: 'last', adapter: null });
+      left -= ctx.length - n + (r.room - 1);
+      r.sp.draftSeen.set(r.sp.seen);
+      r.sp.draft = { tokens: [], probs: [] };
+      drafting.push(r);
+    }
+    if (segs.length === 0) return;
+    const V = this.model.config.vocab_size;
+    let logits = batch.run(segs);
+    let active = drafting;
+    for (let round = 0; ; round++) {
+      // logits: one row per sequence still drafting, in order
+      active.forEach((r, j) => {
+        const { token, q } = draftToken(r.sp.draftPolicy!, logits.subarray(j * V, (j + 1) * V), r.sp.draftSeen);
+        r.sp.draft.tokens.push(token);
+        r.sp.draft.probs.push(q);
+        r.sp.draftSeen[token] = 1;
+      });
+      active = active.filter((r) => r.room > round + 1);
+      if (active.length === 0) return;
+      logits = batch.run(active.map((r) => ({ cache: r.p.slot.draftCache!, ids: [r.sp.draft.tokens[round]], logits: 'last', adapter: null })));
+    }
+  }
+
+  /** A decoding sequence's segment [last, d1 … dn] with n + 1 logits rows: keep the agreed draft tokens and one of the target's, cut the cache back. */
+  private check(p: Part, rows: Float32Array): void {
+    const { slot, seq } = p,
+      sp = seq.spec!,
+      V = this.model.config.vocab_size;
+    const draft = sp.draft,
+      n = draft.tokens.length;
+    const base = slot.cache.length - 1 - n; // the cache before this step
+    this.stats.speculativeRounds++;
+    this.stats.draftedTokens += n;
+    sp.draft = NO_DRAFT;
+    if (seq.isCancelled) {
+      slot.cache.truncate(base + 1);
+      seq.finish('cancelled');
+      this.release(slot);
+      return;
+    }
+    for (let i = 0; i <= n; i++) {
+      let row = rows.subarray(i * V, (i + 1) * V);
+      if (seq.adjuster.active) {
+        seq.adjuster.apply(this.work, row, V);
+        row = this.work;
+      }
+      let token: number;
+      try {
+        token = i < n ? judge(sp.policy, row, draft.tokens[i], draft.probs[i], sp.seen) : bonusToken(sp.policy, row, sp.seen);
+      } catch (e) {
+        slot.cache.truncate(base + 1 + i);
+        seq.finish('error', e as Error);
+        this.release(slot);
+        return;
+      }
+      const kept = token < 0;
+      if (kept) {
+        token = draft.tokens[i];
+        this.stats.acceptedTokens++;
+      }
+      // the cache keeps the last token and the i draft tokens before this one
+      const goesOn = this.emitToken(slot, seq, token, undefined, base + 1 + i);
+      if (!goesOn || !kept) {
+        slot.cache.truncate(base + 1 + i);
+        return;
       }
     }
   }
@@ -470,23 +734,40 @@ export class Engine {
       this.release(slot);
       return;
     }
+    this.emitToken(slot, seq, token, req.logprobs !== undefined ? tokenLogprob(row, V, token, req.logprobs) : undefined, slot.cache.length);
+  }
+
+  /**
+   * A generated token: observed, emitted, and either the sequence's next input (true) or its end
+   * (false: EOS, a closed constraint, max tokens, or a full cache; the slot is free then).
+   * `cached`: the positions the cache holds before this token is fed.
+   */
+  private emitToken(slot: Slot, seq: Sequence, token: number, logprob: TokenLogprob | undefined, cached: number): boolean {
+    const req = seq.req,
+      c = req.constraint;
+    const eos = req.eosIds ?? [this.model.config.eos_token_id];
     seq.sampler.observeOne(token);
     seq.adjuster.observe(token);
+    if (seq.spec) {
+      seq.spec.seen[token] = 1;
+      seq.spec.ctx.push(token);
+    }
     const isEos = eos.includes(token);
     if (!isEos && !c?.done()) c?.accept(token);
-    seq.emit({ token, logprob: req.logprobs !== undefined ? tokenLogprob(row, V, token, req.logprobs) : undefined });
+    seq.emit({ token, logprob });
     this.stats.generatedTokens++;
     if (isEos || c?.done()) {
       seq.finish('stop');
       this.release(slot);
-      return;
+      return false;
     } // a closed constraint ends the sequence (even with eosIds [])
-    if (seq.outputIds.length >= req.maxTokens || slot.cache.length >= slot.cache.capacity) {
+    if (seq.outputIds.length >= req.maxTokens || cached >= slot.cache.capacity) {
       seq.finish('length');
       this.release(slot);
-      return;
+      return false;
     }
     seq.pending = token;
+    return true;
   }
 }
 

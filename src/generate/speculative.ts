@@ -108,6 +108,17 @@ export class Policy {
   }
 }
 
+/**
+ * The draft's token at one position, by the same sampling rule as the target's: the greedy pick
+ * (q null), or a draw from its distribution q (kept for the accept / reject test). The model
+ * drafter here and the engine's batched drafter both draft with it.
+ */
+export function draftToken(policy: Policy, logits: Float32Array, seen: Uint8Array): { token: number; q: Map<number, number> | null } {
+  if (policy.greedy) return { token: policy.pick(logits, seen), q: null };
+  const q = policy.dist(logits, seen);
+  return { token: policy.draw(q), q };
+}
+
 /** A draft model: greedy or sampled with the same rule as the target, on its own KV cache. */
 export class ModelDrafter implements Drafter {
   private readonly policy: Policy;
@@ -117,7 +128,7 @@ export class ModelDrafter implements Drafter {
     readonly model: OpenELM,
     opts: SamplingOptions,
   ) {
-    this.policy = new Policy(model.config.vocab_size, opts, opts.seed === undefined ? undefined : opts.seed + 1);
+    this.policy = new Policy(model.config.vocab_size, opts, draftSeed(opts.seed));
     this.seen = new Uint8Array(model.config.vocab_size);
   }
 
@@ -136,22 +147,19 @@ export class ModelDrafter implements Drafter {
     for (const t of ctx) seen[t] = 1;
     const out: Draft = { tokens: [], probs: [] };
     for (let i = 0; i < k; i++) {
-      let t: number;
-      if (this.policy.greedy) {
-        t = this.policy.pick(logits, seen);
-        out.probs.push(null);
-      } else {
-        const q = this.policy.dist(logits, seen);
-        t = this.policy.draw(q);
-        out.probs.push(q);
-      }
+      const { token: t, q } = draftToken(this.policy, logits, seen);
       out.tokens.push(t);
+      out.probs.push(q);
       seen[t] = 1;
       if (i + 1 < k) logits = this.model.step(t);
     }
     return out;
   }
 }
+
+/** The seeds of a sequence's draft and verification random streams (its sampler has `seed`). */
+export const draftSeed = (seed: number | undefined) => (seed === undefined ? undefined : seed + 1);
+export const verifySeed = (seed: number | undefined) => (seed === undefined ? undefined : seed + 2);
 
 /** Prompt lookup: the tokens after the latest earlier occurrence of the last n tokens (n = maxNgram .. 1). */
 export class PromptLookupDrafter implements Drafter {
@@ -173,6 +181,40 @@ export class PromptLookupDrafter implements Drafter {
 }
 
 /**
+ * The accept / reject test of one draft token d (drawn from q; null: picked deterministically)
+ * against the target's logits row at its position: -1 when the target keeps it, else the token
+ * the target puts in its place. Greedy keeps d only when it is the target's pick.
+ */
+export function judge(policy: Policy, row: Float32Array, d: number, q: Map<number, number> | null, seen: Uint8Array): number {
+  if (policy.greedy) {
+    const g = policy.pick(row, seen);
+    return g === d ? -1 : g;
+  }
+  const p = policy.dist(row, seen);
+  const pd = p.get(d) ?? 0,
+    qd = q ? (q.get(d) ?? 0) : 1;
+  if (policy.rng.next() * qd < pd) return -1;
+  // rejected: the next token comes from the part of p that q does not cover
+  const rest = new Map<number, number>();
+  let total = 0;
+  for (const [id, pp] of p) {
+    const r = pp - (q ? (q.get(id) ?? 0) : id === d ? 1 : 0);
+    if (r > 0) {
+      rest.set(id, r);
+      total += r;
+    }
+  }
+  if (total <= 0) return policy.draw(p); // p = q up to rounding
+  for (const [id, r] of rest) rest.set(id, r / total);
+  return policy.draw(rest);
+}
+
+/** The target's own token after the last kept draft token (every draft token kept). */
+export function bonusToken(policy: Policy, row: Float32Array, seen: Uint8Array): number {
+  return policy.greedy ? policy.pick(row, seen) : policy.draw(policy.dist(row, seen));
+}
+
+/**
  * Checks a draft against the target's logits rows: rows[i] (i = 0 .. n) follows the draft's first
  * i tokens. Returns how many draft tokens are kept and the target's own next token. `seen` (the
  * repetition penalty's tokens) gets the kept ones.
@@ -183,33 +225,11 @@ export function verify(policy: Policy, rows: Float32Array, draft: Draft, seen: U
   const row = (i: number) => rows.subarray(i * V, (i + 1) * V);
   for (let i = 0; i < n; i++) {
     const d = draft.tokens[i];
-    if (policy.greedy) {
-      const g = policy.pick(row(i), seen);
-      if (g !== d) return { accepted: i, next: g };
-    } else {
-      const p = policy.dist(row(i), seen),
-        q = draft.probs[i];
-      const pd = p.get(d) ?? 0,
-        qd = q ? (q.get(d) ?? 0) : 1;
-      if (!(policy.rng.next() * qd < pd)) {
-        // rejected: the next token comes from the part of p that q does not cover
-        const rest = new Map<number, number>();
-        let total = 0;
-        for (const [id, pp] of p) {
-          const r = pp - (q ? (q.get(id) ?? 0) : id === d ? 1 : 0);
-          if (r > 0) {
-            rest.set(id, r);
-            total += r;
-          }
-        }
-        if (total <= 0) return { accepted: i, next: policy.draw(p) }; // p = q up to rounding
-        for (const [id, r] of rest) rest.set(id, r / total);
-        return { accepted: i, next: policy.draw(rest) };
-      }
-    }
+    const next = judge(policy, row(i), d, draft.probs[i], seen);
+    if (next >= 0) return { accepted: i, next };
     seen[d] = 1;
   }
-  return { accepted: n, next: policy.greedy ? policy.pick(row(n), seen) : policy.draw(policy.dist(row(n), seen)) };
+  return { accepted: n, next: bonusToken(policy, row(n), seen) };
 }
 
 /**
@@ -231,7 +251,7 @@ export function* speculativeTokens(
   const V = model.config.vocab_size;
   const drafter: Drafter = spec.draft ? new ModelDrafter(spec.draft, opts) : new PromptLookupDrafter();
   const k = spec.draft ? (spec.draftTokens ?? 4) : (spec.promptLookup ?? 10);
-  const policy = new Policy(V, opts, opts.seed === undefined ? undefined : opts.seed + 2);
+  const policy = new Policy(V, opts, verifySeed(opts.seed));
   const ctx = promptIds.slice();
   const seen = new Uint8Array(V);
   for (const t of ctx) seen[t] = 1;

@@ -1,0 +1,103 @@
+// Speculative decoding inside the engine: greedy output with prompt lookup or a draft model (the
+// model itself, a q4_0 copy) is identical to the engine without a drafter, several sequences
+// batched; a seeded sampled sequence gives the same tokens alone or batched, and the same as
+// `generate` with the same drafter and seed; constrained / logprobs sequences do not speculate.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Engine, type SequenceRequest } from '../src/engine/engine.ts';
+import { generateText } from '../src/generate/generate.ts';
+import type { SpeculativeOptions } from '../src/generate/speculative.ts';
+import { loadModel, loadOpenELM } from '../src/load.ts';
+
+const F = (name: string) => new URL(`./fixtures/openelm/${name}/`, import.meta.url).pathname;
+
+const prompts = [
+  [1, 5, 9, 200, 17],
+  [1, 300, 301, 302, 300, 301, 302, 300],
+  [1, 5, 9, 200, 17, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 44, 45, 46],
+  [1, 7, 7, 7],
+  [1, 7, 7, 7, 8],
+];
+
+async function run(engine: Engine, reqs: SequenceRequest[]): Promise<number[][]> {
+  return Promise.all(reqs.map((r) => engine.submit(r).done()));
+}
+
+test('greedy: prompt lookup and draft models (the model itself, a q4_0 copy) give the engine-without-draft tokens, batched', async () => {
+  const target = await loadModel(F('tiny-vocab32k-bf16'), { backend: 'ref' });
+  const self = await loadOpenELM(F('tiny-vocab32k-bf16'), { backend: 'ref' });
+  const q4 = await loadOpenELM(F('tiny-vocab32k-bf16'), { backend: 'ref', dtype: 'q4' });
+  try {
+    const reqs = prompts.map((p, i) => ({ promptIds: p, maxTokens: 20 + i, eosIds: [], sampling: { temperature: 0, repetitionPenalty: i === 3 ? 1.3 : 1 } }));
+    const want = await run(new Engine(target.model, { parallel: 3, stepTokens: 8 }), reqs);
+    const cases: [string, SpeculativeOptions][] = [
+      ['lookup', { promptLookup: 10 }],
+      ['self', { draft: self.model, draftTokens: 4 }],
+      ['q4', { draft: q4.model, draftTokens: 3 }],
+    ];
+    for (const [name, speculative] of cases) {
+      const engine = new Engine(target.model, { parallel: 3, stepTokens: 8, speculative });
+      assert.deepEqual(await run(engine, reqs), want, name);
+      assert.ok(engine.stats.speculativeRounds > 0, name);
+      if (name === 'self') assert.equal(engine.stats.acceptedTokens, engine.stats.draftedTokens, 'the model agrees with itself');
+      // a second pass reuses cached prefixes (target and draft) and gives the same tokens
+      assert.deepEqual(await run(engine, reqs), want, `${name}, again`);
+      // logit_bias and penalties go through the same check
+      const adjusted = reqs.map((r) => ({ ...r, adjust: { presencePenalty: 0.5, frequencyPenalty: 0.3, logitBias: new Map([[29871, 2]]) } }));
+      const plain = await run(new Engine(target.model, { parallel: 3, stepTokens: 8 }), adjusted);
+      assert.deepEqual(await run(engine, adjusted), plain, `${name}, adjusted`);
+    }
+  } finally {
+    target.dispose();
+    self.dispose();
+    q4.dispose();
+  }
+});
+
+test('sampling with a seed: the same tokens alone or batched, and as generate with the same drafter', async () => {
+  const target = await loadModel(F('tiny-vocab32k-bf16'), { backend: 'ref' });
+  const q4 = await loadOpenELM(F('tiny-vocab32k-bf16'), { backend: 'ref', dtype: 'q4' });
+  const q4b = await loadOpenELM(F('tiny-vocab32k-bf16'), { backend: 'ref', dtype: 'q4' });
+  try {
+    const sampling = { temperature: 0.9, topP: 0.95, seed: 42 };
+    for (const speculative of [{ draft: q4.model, draftTokens: 4 }, { promptLookup: 6 }] as SpeculativeOptions[]) {
+      const engine = new Engine(target.model, { parallel: 4, stepTokens: 16, speculative });
+      const req = { promptIds: prompts[1], maxTokens: 24, eosIds: [], sampling };
+      const [alone] = await run(engine, [req]);
+      const others = prompts.map((p, i) => ({ promptIds: p, maxTokens: 30, eosIds: [], sampling: { ...sampling, seed: 100 + i } }));
+      const batched = await run(engine, [others[0], others[2], req, others[3]]);
+      assert.deepEqual(batched[2], alone);
+      // generate's speculative loop with the same seed draws the same numbers (its own draft copy: its cache)
+      target.model.reset();
+      const g = await generateText(
+        target.model,
+        target.tokenizer,
+        { ids: prompts[1] },
+        { ...sampling, maxNewTokens: 24, eosIds: [], speculative: speculative.draft ? { draft: q4b.model, draftTokens: 4 } : speculative },
+      );
+      assert.deepEqual(alone, g.outputIds);
+    }
+  } finally {
+    target.dispose();
+    q4.dispose();
+    q4b.dispose();
+  }
+});
+
+test('sequences with a constraint, logprobs or speculative: false decode one token a step', async () => {
+  const target = await loadModel(F('tiny-vocab32k-bf16'), { backend: 'ref' });
+  try {
+    const engine = new Engine(target.model, { parallel: 2, stepTokens: 8, speculative: { promptLookup: 8 } });
+    const base = { promptIds: prompts[1], maxTokens: 12, eosIds: [], sampling: { temperature: 0 } };
+    await run(engine, [
+      { ...base, logprobs: 2 },
+      { ...base, speculative: false },
+    ]);
+    assert.equal(engine.stats.speculativeRounds, 0);
+    await run(engine, [base]);
+    assert.ok(engine.stats.speculativeRounds > 0);
+  } finally {
+    target.dispose();
+  }
+});
