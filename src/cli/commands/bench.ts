@@ -2,9 +2,12 @@ import { benchModel, formatBench } from '../../bench.ts';
 import { Rng } from '../../generate/rng.ts';
 import { Sampler } from '../../generate/sampler.ts';
 import { type SpeculativeOptions, type SpeculativeStats, speculativeTokens } from '../../generate/speculative.ts';
+import { benchGpuModel } from '../../kernels/webgpu/bench.ts';
+import { GpuOpenELM } from '../../kernels/webgpu/model.ts';
 import type { OpenELM } from '../../model/openelm.ts';
 import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
+import { DEVICE_HELP, DEVICE_OPTION, deviceJson, openDevice } from '../device-option.ts';
 import { MODEL_HELP, MODEL_OPTIONS, openModelOnly } from '../model-options.ts';
 import { openSpeculative, SPECULATIVE_HELP, SPECULATIVE_OPTIONS } from './generate.ts';
 
@@ -102,11 +105,12 @@ runs: tokens/s for both phases, weight bytes, achieved weight bandwidth during d
 (bytes × tokens/s), KV cache bytes and the process's peak RSS.
 
 Options:
-      --prompt-tokens N    prefill length (default 128)
-      --gen-tokens N       decoded tokens (default 128)
-      --repeat N           runs; the best is reported (default 3)
-      --warmup N           untimed decode steps before measuring (default 4)
-      --json               machine-readable output
+      --prompt-tokens N    prefill length (default 128; 32 on a software WebGPU adapter)
+      --gen-tokens N       decoded tokens (default 128; 16 on a software WebGPU adapter)
+      --repeat N           runs; the best is reported (default 3; 2 on a software WebGPU adapter)
+      --warmup N           untimed decode steps before measuring (default 4; 2 on a software WebGPU adapter)
+      --json               machine-readable output (with "device", and "adapter" on WebGPU)
+${DEVICE_HELP}
 ${SPECULATIVE_HELP}
   With a draft or --prompt-lookup, bench also decodes the prompt greedily with and without it
   (interleaved) and reports the acceptance rate, the speed-up and whether the output is identical.
@@ -117,21 +121,27 @@ npm run bench compares this against llama.cpp (node-llama-cpp) on the same weigh
     const { values: v } = parse(argv, {
       ...MODEL_OPTIONS,
       ...SPECULATIVE_OPTIONS,
+      ...DEVICE_OPTION,
       'prompt-tokens': { type: 'string' },
       'gen-tokens': { type: 'string' },
       repeat: { type: 'string' },
       warmup: { type: 'string' },
     });
-    const promptTokens = num(v['prompt-tokens'] as string, 'prompt-tokens', { int: true, min: 1 }) ?? 128;
-    const genTokens = num(v['gen-tokens'] as string, 'gen-tokens', { int: true, min: 1 }) ?? 128;
-    const repeat = num(v.repeat as string, 'repeat', { int: true, min: 1 }) ?? 3;
-    const warmup = num(v.warmup as string, 'warmup', { int: true, min: 0 }) ?? 4;
+    const gpu = await openDevice(v, true); // the report names the device
+    // SwiftShader decodes a few tokens per second: shorter defaults there
+    const slow = gpu?.software === true;
+    const promptTokens = num(v['prompt-tokens'] as string, 'prompt-tokens', { int: true, min: 1 }) ?? (slow ? 32 : 128);
+    const genTokens = num(v['gen-tokens'] as string, 'gen-tokens', { int: true, min: 1 }) ?? (slow ? 16 : 128);
+    const repeat = num(v.repeat as string, 'repeat', { int: true, min: 1 }) ?? (slow ? 2 : 3);
+    const warmup = num(v.warmup as string, 'warmup', { int: true, min: 0 }) ?? (slow ? 2 : 4);
     const t0 = performance.now();
     const needed = promptTokens + genTokens + warmup;
     let loaded: Awaited<ReturnType<typeof openModelOnly>>;
     try {
-      loaded = await openModelOnly({ ...v, context: v.context ?? String(needed) }, Boolean(v.json));
+      // on the GPU the weights are read into CPU memory by the plain-TypeScript backend, then uploaded
+      loaded = await openModelOnly({ ...v, context: v.context ?? String(needed), ...(gpu ? { backend: 'ref' } : {}) }, Boolean(v.json));
     } catch (e) {
+      gpu?.dispose();
       // the context is ours, not the user's: name the flags that made it too long
       if (v.context === undefined && e instanceof UsageError && e.message.startsWith('--context')) {
         throw new UsageError(
@@ -140,13 +150,35 @@ npm run bench compares this against llama.cpp (node-llama-cpp) on the same weigh
       }
       throw e;
     }
-    const loadMs = performance.now() - t0;
     let draft: Awaited<ReturnType<typeof openSpeculative>> = { dispose: () => {} };
     try {
+      if (gpu) {
+        const m = loaded.model;
+        const gm = GpuOpenELM.fromWeights(gpu, m.config, m.weights, m.cache.capacity);
+        const loadMs = performance.now() - t0;
+        const r = await benchGpuModel(gm, m.weights, { promptTokens, genTokens, repeat, warmup });
+        const out = { model: loaded.dir, dtype: (v.dtype as string | undefined) ?? 'auto', backend: 'webgpu', ...deviceJson(gpu), load_ms: loadMs, ...r };
+        if (v.json) printJson(out);
+        else {
+          const lines = formatBench(out).split('\n');
+          lines[0] = `device webgpu on ${gpu.adapterName} · dtype ${out.dtype} · loaded in ${(loadMs / 1000).toFixed(1)} s`;
+          process.stdout.write(lines.join('\n') + '\n');
+        }
+        return;
+      }
+      const loadMs = performance.now() - t0;
       draft = await openSpeculative(v, loaded.model, Boolean(v.json));
       const r = benchModel(loaded.model, { promptTokens, genTokens, repeat, warmup });
       const k = loaded.model.kernels as { name: string; threads?: number };
-      const out = { model: loaded.dir, dtype: (v.dtype as string | undefined) ?? 'auto', threads: k.threads ?? 1, backend: k.name, load_ms: loadMs, ...r };
+      const out = {
+        model: loaded.dir,
+        dtype: (v.dtype as string | undefined) ?? 'auto',
+        threads: k.threads ?? 1,
+        backend: k.name,
+        ...deviceJson(null),
+        load_ms: loadMs,
+        ...r,
+      };
       const label = v['draft-model'] !== undefined ? `draft ${v['draft-model']}${v['draft-dtype'] ? ` as ${v['draft-dtype']}` : ''}` : 'prompt lookup';
       const spec = draft.spec ? benchSpeculative(loaded.model, draft.spec, { promptTokens, genTokens, repeat }, label) : undefined;
       if (v.json) printJson(spec ? { ...out, speculative: spec } : out);
@@ -154,6 +186,7 @@ npm run bench compares this against llama.cpp (node-llama-cpp) on the same weigh
     } finally {
       draft.dispose();
       loaded.dispose();
+      gpu?.dispose();
     }
   },
 };

@@ -127,6 +127,11 @@ export class GpuOpenELM {
     if (!gpu.rowMatmul && cfg.vocab_size > maxWg) throw no(`vocab_size ${cfg.vocab_size} is more output rows than one dispatch holds here (${maxWg})`);
   }
 
+  /** bytes of the KV caches on the GPU (f32 K and V of every layer, `capacity` positions) */
+  get kvCacheBytes(): number {
+    return this.layers.reduce((s, l) => s + 2 * this.capacity * l.nKV * this.config.head_dim * 4, 0);
+  }
+
   /** tokens in the KV cache */
   get length(): number {
     return this.ids.length;
