@@ -59,6 +59,18 @@ export { createKernels, createWasmKernels, type KernelsKind } from './kernels/in
 export { RefKernels } from './kernels/ref.ts';
 // kernels
 export type { Activation, Kernels, Weight, WeightDType } from './kernels/types.ts';
+// WebGPU: the WGSL kernels and the GPU forward pass; in Node on Dawn (the optional package "webgpu")
+export { gpuGenerate } from './kernels/webgpu/generate.ts';
+export { GpuOpenELM } from './kernels/webgpu/model.ts';
+export {
+  createNodeWebGpu,
+  type NodeAdapter,
+  type NodeWebGpuOptions,
+  NoWebGpuAdapterError,
+  requestNodeAdapter,
+  SWIFTSHADER_ICDS,
+} from './kernels/webgpu/node.ts';
+export { type GpuWeight, WebGpuKernels } from './kernels/webgpu/webgpu.ts';
 export { checkpointSource, type LoadedModel, type LoadedOpenELM, type LoadOptions, loadModel, loadOpenELM } from './load.ts';
 export { BatchForward, type BatchSegment } from './model/batch.ts';
 export { initTensors } from './model/init.ts';
