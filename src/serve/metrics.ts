@@ -62,8 +62,9 @@ export class ServerMetrics {
   );
   readonly latency = new Histogram('openelm_request_duration_seconds', 'time from request to last byte of the response', SECONDS);
 
-  text(gauges: { queue: number; active: number; parallel: number; steps: number }): string {
+  text(gauges: { queue: number; active: number; parallel: number; steps: number; rounds: number; drafted: number; accepted: number }): string {
     const g = (name: string, help: string, v: number) => `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${v}\n`;
+    const c = (name: string, help: string, v: number) => `# HELP ${name} ${help}\n# TYPE ${name} counter\n${name} ${v}\n`;
     return [
       this.requests.text(),
       this.rejected.text(),
@@ -75,6 +76,9 @@ export class ServerMetrics {
       g('openelm_active_sequences', 'sequences being prefilled or decoded', gauges.active),
       g('openelm_parallel_sequences', 'sequence slots (--parallel)', gauges.parallel),
       g('openelm_engine_steps', 'batched forward passes run so far', gauges.steps),
+      c('openelm_speculative_rounds_total', 'drafts checked by the model (one per speculating sequence and step)', gauges.rounds),
+      c('openelm_speculative_draft_tokens_total', 'tokens proposed by the drafter (--draft-model, --prompt-lookup)', gauges.drafted),
+      c('openelm_speculative_accepted_tokens_total', 'proposed tokens the model kept', gauges.accepted),
       this.ttft.text(),
       this.itl.text(),
       this.latency.text(),

@@ -95,7 +95,16 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
   app.get('/health', async () => ({ status: 'ok', active: engine.stats.active, waiting: engine.stats.waiting }));
   app.get('/metrics', async (_req, reply) => {
     reply.type('text/plain; version=0.0.4');
-    return metrics.text({ queue: engine.stats.waiting, active: engine.stats.active, parallel: engine.parallel, steps: engine.stats.steps });
+    const st = engine.stats;
+    return metrics.text({
+      queue: st.waiting,
+      active: st.active,
+      parallel: engine.parallel,
+      steps: st.steps,
+      rounds: st.speculativeRounds,
+      drafted: st.draftedTokens,
+      accepted: st.acceptedTokens,
+    });
   });
   app.get('/v1/models', async () => ({
     object: 'list',

@@ -9,6 +9,7 @@ import { createServer } from '../../serve/server.ts';
 import { num, parse, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel } from '../model-options.ts';
+import { openSpeculative, SPECULATIVE_HELP, SPECULATIVE_OPTIONS } from './generate.ts';
 
 export const serveCommand: Command = {
   name: 'serve',
@@ -30,11 +31,14 @@ Options:
       --served-name NAME     the model id clients send (default: the --model argument)
       --adapter NAME=DIR     serve a LoRA / DoRA adapter as model NAME (repeatable)
       --max-tokens N         largest max_tokens a request may ask for (default 4096)
+${SPECULATIVE_HELP}
+                             (requests with response_format or logprobs decode without drafts)
 ${MODEL_HELP}
 
 Examples:
   openelm serve -m apple/OpenELM-270M-Instruct --dtype q8 --port 8080
-  openelm serve -m builtin --adapter sotu=runs/sft-lora --parallel 8 --api-key secret`,
+  openelm serve -m builtin --adapter sotu=runs/sft-lora --parallel 8 --api-key secret
+  openelm serve -m apple/OpenELM-1_1B-Instruct --draft-model apple/OpenELM-1_1B-Instruct --draft-dtype q4`,
   async run(argv) {
     const { values: v } = parse(argv, {
       ...MODEL_OPTIONS,
@@ -47,6 +51,7 @@ Examples:
       'served-name': { type: 'string' },
       adapter: { type: 'string', multiple: true },
       'max-tokens': { type: 'string' },
+      ...SPECULATIVE_OPTIONS,
     });
     const port = num(v.port as string | undefined, 'port', { int: true, min: 0, max: 65535 }) ?? 8080;
     const parallel = num(v.parallel as string | undefined, 'parallel', { int: true, min: 1, max: 256 }) ?? 8;
@@ -71,7 +76,14 @@ Examples:
         throw new Error(`--adapter ${a.name}=${a.dir}: ${(e as Error).message}`);
       }
     }
-    const engine = new Engine(model, { parallel, maxQueue, stepTokens, adapters });
+    let draft: Awaited<ReturnType<typeof openSpeculative>>;
+    try {
+      draft = await openSpeculative(v, model);
+    } catch (e) {
+      dispose();
+      throw e;
+    }
+    const engine = new Engine(model, { parallel, maxQueue, stepTokens, adapters, speculative: draft.spec });
     const chat = chatFormat(source === builtinModelDir() ? null : dir, tokenizer);
     const app = await createServer({
       engine,
@@ -84,7 +96,8 @@ Examples:
     const address = await app.listen({ host: (v.host as string | undefined) ?? '127.0.0.1', port });
     process.stderr.write(
       `openelm serve: ${modelName} (${path.basename(dir)}, ${model.config.num_transformer_layers} layers, context ${engine.capacity}) ` +
-        `on ${address} · ${parallel} parallel sequences, queue ${maxQueue}, chat template: ${chat.source}\n`,
+        `on ${address} · ${parallel} parallel sequences, queue ${maxQueue}, chat template: ${chat.source}` +
+        `${draft.spec ? ` · speculative: ${draft.spec.draft ? `draft model, ${engine.draftTokens} tokens a round` : `prompt lookup, ${engine.draftTokens} tokens`}` : ''}\n`,
     );
     // SIGTERM / SIGINT: stop accepting, let the requests in flight finish, exit 0
     await new Promise<void>((resolve) => {
@@ -98,6 +111,7 @@ Examples:
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
     });
+    draft.dispose();
     dispose();
     return 0;
   },
