@@ -33,6 +33,11 @@ export const SWIFTSHADER_ICDS = [
   '/usr/lib/chromium/swiftshader/vk_swiftshader_icd.json',
 ];
 
+/** The Vulkan loader where Linux distributions install it. */
+const VULKAN_LOADERS = ['x86_64-linux-gnu', 'aarch64-linux-gnu']
+  .flatMap((d) => [`/usr/lib/${d}/libvulkan.so.1`, `/lib/${d}/libvulkan.so.1`])
+  .concat(['/usr/lib64/libvulkan.so.1', '/usr/lib/libvulkan.so.1']);
+
 export interface NodeWebGpuOptions {
   /**
    * 'auto' (default): the system's Vulkan drivers, then SwiftShader if they give no adapter;
@@ -111,7 +116,7 @@ export async function requestNodeAdapter(opts: NodeWebGpuOptions = {}): Promise<
       if (adapter) instances.push(gpu);
       return adapter;
     });
-  const userIcd = process.env.VK_ICD_FILENAMES ?? process.env.VK_DRIVER_FILES;
+  const userIcd = process.env.VK_ICD_FILENAMES || process.env.VK_DRIVER_FILES;
   const tried: string[] = [];
   if (want === 'auto' || want === 'system') {
     const adapter = await ask();
@@ -132,8 +137,11 @@ export async function requestNodeAdapter(opts: NodeWebGpuOptions = {}): Promise<
     if (adapter) return { adapter, driver: want };
     tried.push(`the Vulkan driver ${want}`);
   }
+  // Dawn opens the Vulkan loader by name; Chromium's own copy (/usr/lib/chromium) is not on the search path
+  const noLoader = process.platform === 'linux' && !VULKAN_LOADERS.some((p) => existsSync(p));
   throw new NoWebGpuAdapterError(
-    `no WebGPU adapter: Dawn found none in ${tried.join(' nor in ')}; install a Vulkan driver or chromium; --device wasm runs on the CPU`,
+    `no WebGPU adapter: Dawn found none in ${tried.join(' nor in ')}` +
+      `${noLoader ? ' (and there is no Vulkan loader libvulkan.so.1 to reach them: install libvulkan1)' : ''}; install a Vulkan driver or chromium; --device wasm runs on the CPU`,
     'adapter',
   );
 }
