@@ -1,6 +1,8 @@
 // Speed measurement of a loaded model: prefill and decode tokens/s, weight bandwidth, memory.
 
 import { Rng } from './generate/rng.ts';
+import { cpuModel, type KernelTuning, type TuningSource } from './kernels/wasm/tuning.ts';
+import { WasmKernels } from './kernels/wasm/wasm.ts';
 import type { OpenELM } from './model/openelm.ts';
 import type { ModelWeights } from './model/weights.ts';
 
@@ -82,7 +84,20 @@ export function benchModel(model: OpenELM, o: BenchOptions): BenchResult {
 
 const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
 
-export function formatBench(r: BenchResult & { dtype?: string; threads?: number; backend?: string; load_ms?: number }): string {
+/** What `openelm bench` adds to a BenchResult on the CPU: the CPU model and the kernel variants in use (tuning.ts). */
+export interface BenchMachine {
+  cpu?: string;
+  kernel_tuning?: KernelTuning & { source: TuningSource };
+}
+
+/** The CPU model and the wasm kernels' variants, for a report (nothing for other backends). */
+export async function benchMachine(kernels: unknown): Promise<BenchMachine> {
+  const cpu = await cpuModel();
+  if (!(kernels instanceof WasmKernels)) return { cpu };
+  return { cpu, kernel_tuning: { ...kernels.tuning, source: kernels.tuningSource } };
+}
+
+export function formatBench(r: BenchResult & BenchMachine & { dtype?: string; threads?: number; backend?: string; load_ms?: number }): string {
   const spread = (k: 'prefill_tps' | 'decode_tps') => {
     const xs = r.runs.map((x) => x[k]);
     return `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`;
@@ -92,5 +107,12 @@ export function formatBench(r: BenchResult & { dtype?: string; threads?: number;
     `prefill  ${r.prompt_tokens} tokens: ${r.prefill_tps.toFixed(1)} tok/s (runs ${spread('prefill_tps')})`,
     `decode   ${r.gen_tokens} tokens: ${r.decode_tps.toFixed(1)} tok/s (runs ${spread('decode_tps')}) · ${r.decode_gbps.toFixed(1)} GB/s of weights`,
     `weights ${mb(r.weight_bytes)} · KV cache ${mb(r.kv_cache_bytes)} · peak RSS ${mb(r.peak_rss_bytes)}`,
+    ...(r.cpu ? [`cpu ${r.cpu}`] : []),
+    ...(r.kernel_tuning ? [`kernels ${formatTuning(r.kernel_tuning)}`] : []),
   ].join('\n');
+}
+
+export function formatTuning(t: KernelTuning & { source: TuningSource }): string {
+  const from = { default: 'fixed defaults', calibrated: 'calibrated now', cache: 'calibrated earlier, cached', given: 'given' }[t.source];
+  return `decode rows in flight q ${t.quantDecodeRows} / float ${t.floatDecodeRows} · GEMM from ${t.gemmMinTokensQuant} (q) / ${t.gemmMinTokensFloat} (float) tokens · ${from}`;
 }

@@ -1,4 +1,4 @@
-import { benchModel, formatBench } from '../../bench.ts';
+import { benchMachine, benchModel, formatBench } from '../../bench.ts';
 import { Rng } from '../../generate/rng.ts';
 import { Sampler } from '../../generate/sampler.ts';
 import { type SpeculativeOptions, type SpeculativeStats, speculativeTokens } from '../../generate/speculative.ts';
@@ -178,6 +178,7 @@ npm run bench compares this against llama.cpp (node-llama-cpp) on the same weigh
         ...deviceJson(null),
         load_ms: loadMs,
         ...r,
+        ...(await benchMachine(loaded.model.kernels)),
       };
       const label = v['draft-model'] !== undefined ? `draft ${v['draft-model']}${v['draft-dtype'] ? ` as ${v['draft-dtype']}` : ''}` : 'prompt lookup';
       const spec = draft.spec ? benchSpeculative(loaded.model, draft.spec, { promptTokens, genTokens, repeat }, label) : undefined;

@@ -22,6 +22,21 @@ import { makeWeight, RefKernels, weightBytes } from '../ref.ts';
 import type { Activation, AttentionShape, Kernels, Weight, WeightDType } from '../types.ts';
 import * as embedded from './build/kernels-wasm.ts';
 import { ThreadPool } from './pool.ts';
+import {
+  buildHash,
+  type Calibratable,
+  checkTuning,
+  cpuModel,
+  DEFAULT_TUNING,
+  defaultTuningStore,
+  engineName,
+  type KernelTuning,
+  measureTuning,
+  type TuningKey,
+  type TuningMeasurements,
+  type TuningSource,
+  type TuningStore,
+} from './tuning.ts';
 
 export interface WasmKernelsOptions {
   /** Threads including the caller. Default: all cores (os.availableParallelism / hardwareConcurrency). */
@@ -40,6 +55,15 @@ export interface WasmKernelsOptions {
   spin?: number;
   /** @internal another build of kernels.as to run instead of the embedded one (A/B benchmarks of kernel changes) */
   binary?: Uint8Array<ArrayBuffer>;
+  /**
+   * Kernel variants (tuning.ts): 'auto' (default) uses the record kept for this CPU, threads,
+   * build and engine, or calibrates once (about half a second) and keeps it; 'default' the fixed
+   * DEFAULT_TUNING; 'calibrate' measures again; or a KernelTuning. When this is not given, the
+   * environment variable OPENELM_KERNEL_TUNING=auto|default|calibrate chooses (Node).
+   */
+  tuning?: 'auto' | 'default' | 'calibrate' | KernelTuning;
+  /** where 'auto' keeps its records (default: the platform's, see tuning.ts); null keeps none */
+  tuningStore?: TuningStore | null;
 }
 
 const PAGE = 65536;
@@ -72,9 +96,8 @@ const SPLIT_OPS = [
   'read_sum',
 ] as const;
 const OP = Object.fromEntries(SPLIT_OPS.map((name, i) => [name, i])) as { readonly [K in (typeof SPLIT_OPS)[number]]: number };
-/** From this many tokens on, matmul runs the prefill GEMMs (packed weight tiles), and their row tiles. */
-const GEMM_MIN_TOKENS = 4;
-/** rows per granule of the quantized decode kernel: its groups of 16 rows (DECODE_ROWS) */
+// From tuning.gemmMinTokens* tokens on, matmul runs the prefill GEMMs (packed weight tiles); their row tiles:
+/** fewest rows per granule of the quantized decode kernel (whole groups of its rows in flight) */
 const DECODE_GRANULE = 16;
 const GEMM_FLOAT_ROWS = 12;
 /** the GEMMs' token block (TB in kernels.as): the row granule of gemm_t split by rows */
@@ -212,10 +235,48 @@ export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<
   const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536, opts.chunkWork ?? 65536, scratchBytes);
   const scratch = Array.from({ length: threads }, () => k.alloc(scratchBytes));
   k.pool = await ThreadPool.create(module, instance, memory, CTL_OFFSET, SPLIT_OPS, threads, scratch, opts.spin);
+  try {
+    await applyTuning(k, bytes, { ...opts, threads, relaxedSimd: relaxed });
+  } catch (e) {
+    k.dispose();
+    throw e;
+  }
   return k;
 }
 
-export class WasmKernels implements Kernels {
+/** createWasmKernels' `tuning` option, resolved (see WasmKernelsOptions.tuning). */
+async function applyTuning(k: WasmKernels, bytes: Uint8Array<ArrayBuffer>, opts: WasmKernelsOptions & { threads: number }): Promise<void> {
+  let mode = opts.tuning ?? 'auto';
+  if (typeof mode === 'object') return k.setTuning(checkTuning(mode, 'createWasmKernels: tuning'), 'given');
+  // the environment decides only when the caller did not
+  const env = typeof process !== 'undefined' ? process.env?.OPENELM_KERNEL_TUNING : undefined;
+  if (opts.tuning === undefined && env) {
+    if (env !== 'default' && env !== 'calibrate' && env !== 'auto') throw new Error(`OPENELM_KERNEL_TUNING must be auto, default or calibrate, got '${env}'`);
+    mode = env;
+  }
+  if (mode === 'default') return k.setTuning(DEFAULT_TUNING, 'default');
+  if (mode !== 'auto' && mode !== 'calibrate')
+    throw new Error(`createWasmKernels: tuning must be 'auto', 'default', 'calibrate' or a KernelTuning, got '${mode}'`);
+  const key: TuningKey = { cpu: await cpuModel(), threads: opts.threads, kernels: buildHash(bytes), engine: engineName() };
+  const store = opts.tuningStore === undefined ? await defaultTuningStore() : opts.tuningStore;
+  if (mode === 'auto' && store) {
+    const rec = await store.get(key);
+    if (rec) return k.setTuning(rec.tuning, 'cache', key, rec.measured);
+  }
+  // a throwaway backend of the same build and threads: the ~150 MB it fills are given back
+  const probe = await createWasmKernels({ ...opts, tuning: 'default', binary: bytes, initialMemory: undefined });
+  let result: ReturnType<typeof measureTuning>;
+  try {
+    result = measureTuning(probe);
+  } finally {
+    probe.dispose();
+  }
+  k.setTuning(result.tuning, 'calibrated', key, result.measured);
+  // a cache that cannot be written (read-only home, private browsing) only costs a calibration next time
+  await store?.put({ key, tuning: result.tuning, measured: result.measured, at: new Date().toISOString() }).catch(() => {});
+}
+
+export class WasmKernels implements Kernels, Calibratable {
   readonly name: string;
   /** @internal set by createWasmKernels */
   pool!: ThreadPool;
@@ -265,8 +326,75 @@ export class WasmKernels implements Kernels {
     this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
     this.prefillGemm = threadScratch >= this.x.gemm_scratch_bytes();
     this.trainGemm = threadScratch >= this.x.gemm_t_scratch_bytes();
-    this.halfTable = this.alloc(65536 * 4);
+    // the half table, then the tuning words the quantized kernels read (kernels.as LUT_BYTES, TUNE_*)
+    this.halfTable = this.alloc(65536 * 4 + 64);
     this.x.init_half_table(this.halfTable);
+    this.setTuning(DEFAULT_TUNING, 'default');
+  }
+
+  /** The kernel variants in use (tuning.ts), where they came from, and what a calibration measured. */
+  tuning: KernelTuning = DEFAULT_TUNING;
+  tuningSource: TuningSource = 'default';
+  tuningKey?: TuningKey;
+  tuningMeasured?: TuningMeasurements;
+
+  /** Switches kernel variants (decode results are unchanged; see tuning.ts). */
+  setTuning(t: KernelTuning, source: TuningSource = 'given', key?: TuningKey, measured?: TuningMeasurements): void {
+    this.tuning = checkTuning(t);
+    this.tuningSource = source;
+    this.tuningKey = key;
+    this.tuningMeasured = measured;
+    new Int32Array(this.buffer(), this.halfTable + 65536 * 4, 16)[0] = this.tuning.quantDecodeRows;
+  }
+
+  /**
+   * @internal for calibration: `copies` random rows × cols matrices of `dtype` in our memory and a
+   * function that runs an n-token matmul on the next copy and returns its milliseconds
+   */
+  calibrationMatmul(dtype: 'q8_0' | 'bf16', rows: number, cols: number, copies: number): (n: number) => number {
+    const ws: Weight[] = [];
+    let seed = 0x9e3779b9;
+    const rnd = () => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed;
+    };
+    for (let c = 0; c < copies; c++) {
+      const w = this.weight(dtype, rows, cols);
+      if (dtype === 'bf16') {
+        // values of magnitude 0.004..1 with random signs: no subnormals, no NaN
+        const u = w.data as Uint16Array;
+        for (let i = 0; i < u.length; i++) {
+          const r = rnd();
+          u[i] = (r & 0x8000) | (0x3b80 + ((r >>> 16) % 0x380));
+        }
+      } else {
+        const b = w.data as Uint8Array;
+        for (let i = 0; i < b.length; i += 4) {
+          const r = rnd();
+          b[i] = r;
+          b[i + 1] = r >>> 8;
+          b[i + 2] = r >>> 16;
+          b[i + 3] = r >>> 24;
+        }
+        for (let i = 0; i < b.length; i += 34) {
+          b[i] = 0x00; // every block's f16 scale 2^-10
+          b[i + 1] = 0x14;
+        }
+      }
+      ws.push(w);
+    }
+    const x = this.f32(12 * cols),
+      out = this.f32(12 * rows);
+    for (let i = 0; i < x.length; i++) x[i] = (rnd() / 2 ** 32) * 2 - 1;
+    let next = 0;
+    return (n: number) => {
+      const t0 = performance.now();
+      for (let c = 0; c < copies; c++) {
+        this.matmul(out, x, ws[next], n);
+        next = (next + 1) % copies;
+      }
+      return performance.now() - t0;
+    };
   }
 
   /** Bytes handed out so far (the arena's top); it never shrinks. */
@@ -356,8 +484,9 @@ export class WasmKernels implements Kernels {
     const o = this.ptr(out, 'out'),
       xp = this.ptr(x, 'x'),
       wp = this.ptr(w.data, 'w');
+    const quant = w.dtype === 'q8_0' || w.dtype === 'q4_0';
     const work = rows * cols * n,
-      gemm = n >= GEMM_MIN_TOKENS && this.prefillGemm;
+      gemm = n >= (quant ? this.tuning.gemmMinTokensQuant : this.tuning.gemmMinTokensFloat) && this.prefillGemm;
     switch (w.dtype) {
       case 'f32':
       case 'bf16':
@@ -372,13 +501,16 @@ export class WasmKernels implements Kernels {
           const tile = GEMM_FLOAT_ROWS;
           return this.pool.run(OP.gemm_float, rows, tile, this.minGrains(tile * cols * n, work), o, xp, wp, rows, cols, n, DTYPE_CODE[w.dtype], 0, 0);
         }
-        const minGrains = this.minGrains(4 * cols * n, work);
-        if (w.dtype === 'f32') return this.pool.run(OP.matmul_f32, rows, 4, minGrains, o, xp, wp, rows, cols, n, 0, 0, 0);
-        if (w.dtype === 'bf16') return this.pool.run(OP.matmul_bf16, rows, 4, minGrains, o, xp, wp, rows, cols, n, 0, 0, 0);
+        // one token: granules of the rows the decode kernel streams side by side
+        const R = this.tuning.floatDecodeRows,
+          g = n === 1 ? R : 4,
+          minGrains = this.minGrains(g * cols * n, work);
+        if (w.dtype === 'f32') return this.pool.run(OP.matmul_f32, rows, g, minGrains, o, xp, wp, rows, cols, n, R, 0, 0);
+        if (w.dtype === 'bf16') return this.pool.run(OP.matmul_bf16, rows, g, minGrains, o, xp, wp, rows, cols, n, R, 0, 0);
         // the f16 kernel skips the rebias multiply per weight; the activations carry it (×2^64)
         const xs = this.scratch('f', n * cols * 4);
         this.x.scale_for_f16(xs, xp, n * cols);
-        return this.pool.run(OP.matmul_f16, rows, 4, minGrains, o, xs, wp, rows, cols, n, 0, 0, 0);
+        return this.pool.run(OP.matmul_f16, rows, g, minGrains, o, xs, wp, rows, cols, n, R, 0, 0);
       }
       case 'q8_0':
       case 'q4_0': {
@@ -398,11 +530,13 @@ export class WasmKernels implements Kernels {
           const tile = GEMM_QUANT_ROWS;
           return this.pool.run(OP.gemm_quant, rows, tile, this.minGrains(tile * cols * n, work), o, xw, xd, wp, rows, cols, n, kind, this.halfTable);
         }
+        // one token: granules of at least 16 rows, whole groups of the rows in flight
+        const g = n === 1 ? Math.max(DECODE_GRANULE, this.tuning.quantDecodeRows) : 4;
         return this.pool.run(
           w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0,
           rows,
-          n === 1 ? DECODE_GRANULE : 4,
-          this.minGrains((n === 1 ? DECODE_GRANULE : 4) * cols * n, work),
+          g,
+          this.minGrains(g * cols * n, work),
           o,
           xi,
           xd,

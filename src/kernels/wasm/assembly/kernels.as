@@ -172,48 +172,60 @@ export function scale_for_f16(dst: usize, src: usize, len: i32): void {
 }
 
 /**
- * Decode (one token) of a float matmul over rows [r0, r1) in groups of DECODE_ROWS_FLOAT: eight
- * weight rows streamed side by side, eight columns per step, as decodeRows does for the
- * quantized dtypes (one row at a time leaves the memory system idle between its requests).
- * Returns the first row it did not do.
+ * Decode (one token) of a float matmul over rows [r0, r1) in groups of R rows (4 or 8, a constant
+ * at each call site, chosen per machine: src/kernels/wasm/tuning.ts; 1 for the tail): R weight
+ * rows streamed side by side, eight columns per step, as decodeRows does for the quantized dtypes
+ * (one row at a time leaves the memory system idle between its requests). Every row's sum is
+ * taken in the same order whatever R is. Returns the first row it did not do.
  */
-@inline function decodeRowsFloat(kind: i32, out: usize, x: usize, w: usize, wStride: usize, cols: i32, r0: i32, r1: i32): i32 {
+@inline function decodeRowsFloat(kind: i32, out: usize, x: usize, w: usize, wStride: usize, cols: i32, r0: i32, r1: i32, R: i32): i32 {
   let r = r0;
   const k = outScale(kind);
-  for (; r + DECODE_ROWS_FLOAT <= r1; r += DECODE_ROWS_FLOAT) {
+  for (; r + R <= r1; r += R) {
     const w0 = w + <usize>r * wStride;
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     let i = 0;
     for (; i + 8 <= cols; i += 8) {
       const xp = x + (<usize>i << 2), x0 = v128.load(xp), x1 = v128.load(xp, 16);
       a0 = rowCols8(kind, w0, i, x0, x1, a0);
-      a1 = rowCols8(kind, w0 + wStride, i, x0, x1, a1);
-      a2 = rowCols8(kind, w0 + 2 * wStride, i, x0, x1, a2);
-      a3 = rowCols8(kind, w0 + 3 * wStride, i, x0, x1, a3);
-      a4 = rowCols8(kind, w0 + 4 * wStride, i, x0, x1, a4);
-      a5 = rowCols8(kind, w0 + 5 * wStride, i, x0, x1, a5);
-      a6 = rowCols8(kind, w0 + 6 * wStride, i, x0, x1, a6);
-      a7 = rowCols8(kind, w0 + 7 * wStride, i, x0, x1, a7);
+      if (R >= 4) {
+        a1 = rowCols8(kind, w0 + wStride, i, x0, x1, a1);
+        a2 = rowCols8(kind, w0 + 2 * wStride, i, x0, x1, a2);
+        a3 = rowCols8(kind, w0 + 3 * wStride, i, x0, x1, a3);
+      }
+      if (R >= 8) {
+        a4 = rowCols8(kind, w0 + 4 * wStride, i, x0, x1, a4);
+        a5 = rowCols8(kind, w0 + 5 * wStride, i, x0, x1, a5);
+        a6 = rowCols8(kind, w0 + 6 * wStride, i, x0, x1, a6);
+        a7 = rowCols8(kind, w0 + 7 * wStride, i, x0, x1, a7);
+      }
     }
     let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3), s4 = hsum(a4), s5 = hsum(a5), s6 = hsum(a6), s7 = hsum(a7);
     for (; i < cols; i++) {
       const xi = load<f32>(x + (<usize>i << 2));
-      s0 += load1(kind, w0, i) * xi; s1 += load1(kind, w0 + wStride, i) * xi;
-      s2 += load1(kind, w0 + 2 * wStride, i) * xi; s3 += load1(kind, w0 + 3 * wStride, i) * xi;
-      s4 += load1(kind, w0 + 4 * wStride, i) * xi; s5 += load1(kind, w0 + 5 * wStride, i) * xi;
-      s6 += load1(kind, w0 + 6 * wStride, i) * xi; s7 += load1(kind, w0 + 7 * wStride, i) * xi;
+      s0 += load1(kind, w0, i) * xi;
+      if (R >= 4) { s1 += load1(kind, w0 + wStride, i) * xi; s2 += load1(kind, w0 + 2 * wStride, i) * xi; s3 += load1(kind, w0 + 3 * wStride, i) * xi; }
+      if (R >= 8) {
+        s4 += load1(kind, w0 + 4 * wStride, i) * xi; s5 += load1(kind, w0 + 5 * wStride, i) * xi;
+        s6 += load1(kind, w0 + 6 * wStride, i) * xi; s7 += load1(kind, w0 + 7 * wStride, i) * xi;
+      }
     }
     const o = out + (<usize>r << 2);
-    store<f32>(o, s0 * k); store<f32>(o, s1 * k, 4); store<f32>(o, s2 * k, 8); store<f32>(o, s3 * k, 12);
-    store<f32>(o, s4 * k, 16); store<f32>(o, s5 * k, 20); store<f32>(o, s6 * k, 24); store<f32>(o, s7 * k, 28);
+    store<f32>(o, s0 * k);
+    if (R >= 4) { store<f32>(o, s1 * k, 4); store<f32>(o, s2 * k, 8); store<f32>(o, s3 * k, 12); }
+    if (R >= 8) { store<f32>(o, s4 * k, 16); store<f32>(o, s5 * k, 20); store<f32>(o, s6 * k, 24); store<f32>(o, s7 * k, 28); }
   }
   return r;
 }
-const DECODE_ROWS_FLOAT: i32 = 8;
 
-@inline function matmulFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, r0: i32, r1: i32): void {
+/** rowsInFlight: decodeRowsFloat's R for one token (4 or 8; anything else: 8) */
+@inline function matmulFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, r0: i32, r1: i32): void {
   const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
-  if (n == 1) r0 = decodeRowsFloat(kind, out, x, w, wStride, cols, r0, r1);
+  if (n == 1) {
+    r0 = rowsInFlight == 4 ? decodeRowsFloat(kind, out, x, w, wStride, cols, r0, r1, 4) : decodeRowsFloat(kind, out, x, w, wStride, cols, r0, r1, 8);
+    decodeRowsFloat(kind, out, x, w, wStride, cols, r0, r1, 1);
+    return;
+  }
   for (let r = r0; r < r1; r++) {
     const wr = w + <usize>r * wStride;
     let t = 0;
@@ -222,15 +234,16 @@ const DECODE_ROWS_FLOAT: i32 = 8;
   }
 }
 
-export function matmul_f32(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
-  matmulFloat(F32, out, x, w, rows, cols, n, from, to);
+/** rowsInFlight: decodeRowsFloat's R for one token (4 or 8) */
+export function matmul_f32(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  matmulFloat(F32, out, x, w, rows, cols, n, rowsInFlight, from, to);
 }
-export function matmul_bf16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
-  matmulFloat(BF16, out, x, w, rows, cols, n, from, to);
+export function matmul_bf16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  matmulFloat(BF16, out, x, w, rows, cols, n, rowsInFlight, from, to);
 }
 /** x: the activations already scaled by scale_for_f16 */
-export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, _a6: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
-  matmulFloat(F16X, out, x, w, rows, cols, n, from, to);
+export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  matmulFloat(F16X, out, x, w, rows, cols, n, rowsInFlight, from, to);
 }
 
 // ---------------------------------------------------------------- quantized matmul (q8_0, q4_0)
@@ -370,17 +383,19 @@ const Q8: i32 = 0, Q4: i32 = 1;
 }
 
 /**
- * Decode (one token) over rows [r0, r1) in groups of DECODE_ROWS: one pass over the blocks with
- * a block of every row of the group per step, so 16 weight streams are in flight at once. One
- * row at a time leaves the memory system idle between its requests; measured on a 270M q8_0 model
- * (Xeon, Sapphire Rapids class): 4 rows 1.22-1.31x one row, 8 rows 1.13x 4, 16 rows 1.11x 8,
- * 32 rows no better (bench/ab.ts --decode). Returns the first row it did not do (the tail).
+ * Decode (one token) over rows [r0, r1) in groups of R rows (4, 8 or 16, a constant at each call
+ * site): one pass over the blocks with a block of every row of the group per step, so R weight
+ * streams are in flight at once. One row at a time leaves the memory system idle between its
+ * requests; measured on a 270M q8_0 model (Xeon, Sapphire Rapids class): 4 rows 1.22-1.31x one
+ * row, 8 rows 1.13x 4, 16 rows 1.11x 8, 32 rows no better (bench/ab.ts --decode). R is chosen per
+ * machine (src/kernels/wasm/tuning.ts). Each row's sum is the same whatever R is. Returns the
+ * first row it did not do (the tail).
  */
 @inline function decodeRows(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rowBytes: usize, nb: i32, bb: usize, lut: usize, r0: i32, r1: i32,
-  xsOff: usize): i32 {
+  xsOff: usize, R: i32): i32 {
   // xs (q4_0's block sums) of this token: xd + xsOff
   let r = r0;
-  for (; r + DECODE_ROWS <= r1; r += DECODE_ROWS) {
+  for (; r + R <= r1; r += R) {
     const w0 = w + <usize>r * rowBytes;
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     let a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
@@ -391,28 +406,37 @@ const Q8: i32 = 0, Q4: i32 = 1;
       a1 = rowBlock(kind, lut, p + rowBytes, xp, dx, xs, a1);
       a2 = rowBlock(kind, lut, p + 2 * rowBytes, xp, dx, xs, a2);
       a3 = rowBlock(kind, lut, p + 3 * rowBytes, xp, dx, xs, a3);
-      a4 = rowBlock(kind, lut, p + 4 * rowBytes, xp, dx, xs, a4);
-      a5 = rowBlock(kind, lut, p + 5 * rowBytes, xp, dx, xs, a5);
-      a6 = rowBlock(kind, lut, p + 6 * rowBytes, xp, dx, xs, a6);
-      a7 = rowBlock(kind, lut, p + 7 * rowBytes, xp, dx, xs, a7);
-      a8 = rowBlock(kind, lut, p + 8 * rowBytes, xp, dx, xs, a8);
-      a9 = rowBlock(kind, lut, p + 9 * rowBytes, xp, dx, xs, a9);
-      a10 = rowBlock(kind, lut, p + 10 * rowBytes, xp, dx, xs, a10);
-      a11 = rowBlock(kind, lut, p + 11 * rowBytes, xp, dx, xs, a11);
-      a12 = rowBlock(kind, lut, p + 12 * rowBytes, xp, dx, xs, a12);
-      a13 = rowBlock(kind, lut, p + 13 * rowBytes, xp, dx, xs, a13);
-      a14 = rowBlock(kind, lut, p + 14 * rowBytes, xp, dx, xs, a14);
-      a15 = rowBlock(kind, lut, p + 15 * rowBytes, xp, dx, xs, a15);
+      if (R >= 8) {
+        a4 = rowBlock(kind, lut, p + 4 * rowBytes, xp, dx, xs, a4);
+        a5 = rowBlock(kind, lut, p + 5 * rowBytes, xp, dx, xs, a5);
+        a6 = rowBlock(kind, lut, p + 6 * rowBytes, xp, dx, xs, a6);
+        a7 = rowBlock(kind, lut, p + 7 * rowBytes, xp, dx, xs, a7);
+      }
+      if (R >= 16) {
+        a8 = rowBlock(kind, lut, p + 8 * rowBytes, xp, dx, xs, a8);
+        a9 = rowBlock(kind, lut, p + 9 * rowBytes, xp, dx, xs, a9);
+        a10 = rowBlock(kind, lut, p + 10 * rowBytes, xp, dx, xs, a10);
+        a11 = rowBlock(kind, lut, p + 11 * rowBytes, xp, dx, xs, a11);
+        a12 = rowBlock(kind, lut, p + 12 * rowBytes, xp, dx, xs, a12);
+        a13 = rowBlock(kind, lut, p + 13 * rowBytes, xp, dx, xs, a13);
+        a14 = rowBlock(kind, lut, p + 14 * rowBytes, xp, dx, xs, a14);
+        a15 = rowBlock(kind, lut, p + 15 * rowBytes, xp, dx, xs, a15);
+      }
     }
     const o = out + (<usize>r << 2);
     store<f32>(o, hsum(a0)); store<f32>(o, hsum(a1), 4); store<f32>(o, hsum(a2), 8); store<f32>(o, hsum(a3), 12);
-    store<f32>(o, hsum(a4), 16); store<f32>(o, hsum(a5), 20); store<f32>(o, hsum(a6), 24); store<f32>(o, hsum(a7), 28);
-    store<f32>(o, hsum(a8), 32); store<f32>(o, hsum(a9), 36); store<f32>(o, hsum(a10), 40); store<f32>(o, hsum(a11), 44);
-    store<f32>(o, hsum(a12), 48); store<f32>(o, hsum(a13), 52); store<f32>(o, hsum(a14), 56); store<f32>(o, hsum(a15), 60);
+    if (R >= 8) { store<f32>(o, hsum(a4), 16); store<f32>(o, hsum(a5), 20); store<f32>(o, hsum(a6), 24); store<f32>(o, hsum(a7), 28); }
+    if (R >= 16) {
+      store<f32>(o, hsum(a8), 32); store<f32>(o, hsum(a9), 36); store<f32>(o, hsum(a10), 40); store<f32>(o, hsum(a11), 44);
+      store<f32>(o, hsum(a12), 48); store<f32>(o, hsum(a13), 52); store<f32>(o, hsum(a14), 56); store<f32>(o, hsum(a15), 60);
+    }
   }
   return r;
 }
-const DECODE_ROWS: i32 = 16;
+/** bytes of the half → f32 table (lut); the tuning words follow it (TUNE_* offsets) */
+const LUT_BYTES: usize = 65536 * 4;
+/** tuning word: rows in flight of the quantized decode kernel (4, 8 or 16; set by wasm.ts) */
+const TUNE_QUANT_ROWS: usize = 0;
 
 /**
  * One token (decode): decodeRows over the thread's rows, the tail rows one at a time. Written for
@@ -425,7 +449,11 @@ const DECODE_ROWS: i32 = 16;
   const xis = <usize>nb * QK, xds = <usize>nb << 2, os = <usize>rows << 2, xsOff = <usize>n * xds;
   for (let t = 0; t < n; t++) {
     const ot = out + <usize>t * os, xt = xi + <usize>t * xis, dt = xd + <usize>t * xds;
-    for (let r = decodeRows(kind, ot, xt, dt, w, rowBytes, nb, bb, lut, r0, r1, xsOff); r < r1; r++) {
+    const R = load<i32>(lut + LUT_BYTES + TUNE_QUANT_ROWS);
+    const rd = R == 16 ? decodeRows(kind, ot, xt, dt, w, rowBytes, nb, bb, lut, r0, r1, xsOff, 16)
+      : R == 8 ? decodeRows(kind, ot, xt, dt, w, rowBytes, nb, bb, lut, r0, r1, xsOff, 8)
+      : decodeRows(kind, ot, xt, dt, w, rowBytes, nb, bb, lut, r0, r1, xsOff, 4);
+    for (let r = rd; r < r1; r++) {
       const wr = w + <usize>r * rowBytes;
       let a = f32x4.splat(0);
       for (let b = 0; b < nb; b++) {

@@ -1,0 +1,326 @@
+// Kernel variants chosen per machine. The fastest way to stream weights from memory, and the
+// token count from which a packed GEMM beats the matrix × vector kernels, differ between CPUs
+// (AMD Zen 5 and Intel Xeon so far) and thread counts, so the wasm backend measures them once,
+// on first use, and keeps the answer:
+//
+//   quantDecodeRows   rows the q8_0 / q4_0 one-token kernel streams side by side (4, 8 or 16)
+//   floatDecodeRows   the same for f32 / bf16 / f16 (4 or 8)
+//   gemmMinTokens     tokens from which matmul packs weight tiles (GEMM) instead of streaming
+//                     rows, for quantized and for float weights
+//
+// None of them changes a decode result (each row's sum is computed in the same order whatever the
+// rows in flight); gemmMinTokens chooses between two kernels whose sums round differently, as a
+// prompt of 3 vs 4 tokens always has.
+//
+// Calibration (calibrateTuning) runs on a throwaway backend with the same threads and build: a
+// one-token matmul over ≥ 64 MB of q8_0 and of bf16 weights (rotated, so they come from memory as
+// in a model) for each row count, interleaved over rounds (this VM drifts ±20 % between runs; the
+// variants see the same drift), then 3..12-token matmuls with and without the GEMM on a 4 MB
+// matrix. About half a second. The record is kept keyed by CPU model, threads, kernels build and
+// JavaScript engine: in Node in $XDG_CACHE_HOME/openelm/kernel-tuning.json (~/.cache/...), in the
+// browser in the origin private file system. OPENELM_KERNEL_TUNING=default skips both (fixed
+// defaults: DEFAULT_TUNING; the test suite runs so, for results that do not depend on a
+// measurement), =calibrate measures again and replaces the record.
+
+export interface KernelTuning {
+  quantDecodeRows: 4 | 8 | 16;
+  floatDecodeRows: 4 | 8;
+  /** matmul of this many tokens or more on q8_0 / q4_0 weights runs the packed GEMM (≥ 3) */
+  gemmMinTokensQuant: number;
+  /** the same for f32 / bf16 / f16 weights (≥ 3) */
+  gemmMinTokensFloat: number;
+}
+
+/** Used when nothing was measured: the best on the machines measured so far (docs/kernels.md). */
+export const DEFAULT_TUNING: Readonly<KernelTuning> = Object.freeze({
+  quantDecodeRows: 16,
+  floatDecodeRows: 8,
+  gemmMinTokensQuant: 4,
+  gemmMinTokensFloat: 4,
+});
+
+/** What a calibration measured, beside the choice it made (GB/s of weights streamed, ms per matmul). */
+export interface TuningMeasurements {
+  /** q8_0 one-token matmul: GB/s of weights per rows-in-flight */
+  quantDecodeGBps: Record<string, number>;
+  /** bf16 one-token matmul: GB/s per rows-in-flight */
+  floatDecodeGBps: Record<string, number>;
+  /** tokens → [matrix × vector ms, GEMM ms] on q8_0 */
+  quantTokens: Record<string, [number, number]>;
+  /** tokens → [matrix × vector ms, GEMM ms] on bf16 */
+  floatTokens: Record<string, [number, number]>;
+  /** wall time of the calibration */
+  ms: number;
+}
+
+/** Where a tuning came from. */
+export type TuningSource = 'default' | 'calibrated' | 'cache' | 'given';
+
+export interface TuningRecord {
+  key: TuningKey;
+  tuning: KernelTuning;
+  measured?: TuningMeasurements;
+  /** ISO date of the calibration */
+  at: string;
+}
+
+export interface TuningKey {
+  cpu: string;
+  threads: number;
+  /** the kernels build: a hash of the wasm binary */
+  kernels: string;
+  /** the JavaScript engine (V8 version, or the browser's user agent) */
+  engine: string;
+}
+
+export const QUANT_ROWS = [4, 8, 16] as const;
+export const FLOAT_ROWS = [4, 8] as const;
+const GEMM_TOKENS = [3, 4, 6, 8, 12] as const;
+
+/** Throws a clear error unless `t` is a usable tuning; returns it typed. */
+export function checkTuning(t: unknown, what = 'kernel tuning'): KernelTuning {
+  const o = t as Partial<KernelTuning> | null;
+  const bad = (field: string, want: string) => new Error(`${what}: ${field} must be ${want}, got ${JSON.stringify(o?.[field as keyof KernelTuning])}`);
+  if (!o || typeof o !== 'object') throw new Error(`${what}: expected an object, got ${JSON.stringify(t)}`);
+  if (!(QUANT_ROWS as readonly unknown[]).includes(o.quantDecodeRows)) throw bad('quantDecodeRows', '4, 8 or 16');
+  if (!(FLOAT_ROWS as readonly unknown[]).includes(o.floatDecodeRows)) throw bad('floatDecodeRows', '4 or 8');
+  for (const f of ['gemmMinTokensQuant', 'gemmMinTokensFloat'] as const) {
+    const v = o[f];
+    if (!(Number.isInteger(v) && (v as number) >= 3 && (v as number) <= 64)) throw bad(f, 'an integer in 3..64');
+  }
+  return {
+    quantDecodeRows: o.quantDecodeRows as KernelTuning['quantDecodeRows'],
+    floatDecodeRows: o.floatDecodeRows as KernelTuning['floatDecodeRows'],
+    gemmMinTokensQuant: o.gemmMinTokensQuant as number,
+    gemmMinTokensFloat: o.gemmMinTokensFloat as number,
+  };
+}
+
+/** FNV-1a over the bytes, as 8 hex digits: names a kernels build. */
+export function buildHash(bytes: Uint8Array): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, '0');
+}
+
+/**
+ * The CPU's model name (Node: os.cpus(), with family and model numbers from /proc/cpuinfo on Linux:
+ * under a hypervisor the name is often just "Intel(R) Xeon(R) Processor"); the browser does not
+ * tell, so 'browser'.
+ */
+export async function cpuModel(): Promise<string> {
+  if (typeof process !== 'undefined' && process.versions?.node) {
+    const os = await import('node:os');
+    const name = os.cpus()[0]?.model?.trim() || 'unknown CPU';
+    let ids = '';
+    try {
+      const info = (await import('node:fs')).readFileSync('/proc/cpuinfo', 'utf8').split('\n\n')[0];
+      const field = (f: string) => new RegExp(`^${f}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim();
+      const family = field('cpu family'),
+        model = field('model');
+      if (family && model) ids = `, family ${family} model ${model}`;
+    } catch {
+      // not Linux
+    }
+    return `${name} (${os.arch()}${ids})`;
+  }
+  return 'browser';
+}
+
+export function engineName(): string {
+  if (typeof process !== 'undefined' && process.versions?.node) return `node ${process.versions.node} v8 ${process.versions.v8}`;
+  const nav = (globalThis as { navigator?: { userAgent?: string } }).navigator;
+  return nav?.userAgent ?? 'unknown';
+}
+
+export function keyString(k: TuningKey): string {
+  return `${k.cpu} | ${k.threads} threads | kernels ${k.kernels} | ${k.engine}`;
+}
+
+/** Where tuning records are kept; get returns null when there is none (or it cannot be read). */
+export interface TuningStore {
+  get(key: TuningKey): Promise<TuningRecord | null>;
+  put(record: TuningRecord): Promise<void>;
+  /** a human-readable location, for messages */
+  readonly where: string;
+}
+
+interface StoreFile {
+  version: 1;
+  records: Record<string, TuningRecord>;
+}
+
+function parseStoreFile(text: string): StoreFile {
+  const o = JSON.parse(text) as StoreFile;
+  if (o?.version !== 1 || typeof o.records !== 'object' || o.records === null) throw new Error('not a version-1 tuning file');
+  return o;
+}
+
+function fromFile(file: StoreFile, key: TuningKey): TuningRecord | null {
+  const r = file.records[keyString(key)];
+  if (!r) return null;
+  try {
+    return { ...r, tuning: checkTuning(r.tuning) };
+  } catch {
+    return null; // a record written by another version, or edited by hand: measure again
+  }
+}
+
+/** Node: one JSON file of records, replaced atomically (write a temporary file, then rename). */
+export async function nodeTuningStore(file?: string): Promise<TuningStore> {
+  const path = await import('node:path');
+  const os = await import('node:os');
+  const fs = await import('node:fs/promises');
+  const where = file ?? path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'openelm', 'kernel-tuning.json');
+  const read = async (): Promise<StoreFile> => {
+    try {
+      return parseStoreFile(await fs.readFile(where, 'utf8'));
+    } catch {
+      return { version: 1, records: {} };
+    }
+  };
+  return {
+    where,
+    async get(key) {
+      return fromFile(await read(), key);
+    },
+    async put(record) {
+      const f = await read();
+      f.records[keyString(record.key)] = record;
+      await fs.mkdir(path.dirname(where), { recursive: true });
+      const tmp = `${where}.${process.pid}.${Date.now()}.tmp`;
+      await fs.writeFile(tmp, `${JSON.stringify(f, null, 2)}\n`);
+      await fs.rename(tmp, where);
+    },
+  };
+}
+
+interface OpfsFile {
+  getFile(): Promise<{ text(): Promise<string> }>;
+  createWritable(): Promise<{ write(s: string): Promise<void>; close(): Promise<void> }>;
+}
+interface OpfsDir {
+  getFileHandle(name: string, opts?: { create?: boolean }): Promise<OpfsFile>;
+}
+
+/** Browser: the same file in the origin private file system; null where there is none. */
+export async function browserTuningStore(): Promise<TuningStore | null> {
+  const storage = (globalThis as { navigator?: { storage?: { getDirectory?(): Promise<OpfsDir> } } }).navigator?.storage;
+  if (!storage?.getDirectory) return null;
+  let dir: OpfsDir;
+  try {
+    dir = await storage.getDirectory();
+  } catch {
+    return null;
+  }
+  const name = 'openelm-kernel-tuning.json';
+  const read = async (): Promise<StoreFile> => {
+    try {
+      return parseStoreFile(await (await (await dir.getFileHandle(name)).getFile()).text());
+    } catch {
+      return { version: 1, records: {} };
+    }
+  };
+  return {
+    where: `origin private file system: ${name}`,
+    async get(key) {
+      return fromFile(await read(), key);
+    },
+    async put(record) {
+      const f = await read();
+      f.records[keyString(record.key)] = record;
+      const w = await (await dir.getFileHandle(name, { create: true })).createWritable();
+      await w.write(JSON.stringify(f));
+      await w.close();
+    },
+  };
+}
+
+/** The store of this platform (Node file or browser OPFS), or null. */
+export async function defaultTuningStore(): Promise<TuningStore | null> {
+  if (typeof process !== 'undefined' && process.versions?.node) return nodeTuningStore();
+  return browserTuningStore();
+}
+
+/** The one-token and few-token matmuls a calibration times; implemented by WasmKernels. */
+export interface Calibratable {
+  readonly threads: number;
+  setTuning(t: KernelTuning): void;
+  calibrationMatmul(dtype: 'q8_0' | 'bf16', rows: number, cols: number, copies: number): (n: number) => number;
+}
+
+const now = (): number => (globalThis.performance ?? Date).now();
+
+/** Measures the variants on `k` (a backend nothing else uses: its memory grows by ~150 MB). */
+export function measureTuning(k: Calibratable, rounds = 5): { tuning: KernelTuning; measured: TuningMeasurements } {
+  const t0 = now();
+  const decode = (dtype: 'q8_0' | 'bf16', variants: readonly number[], set: (v: number) => KernelTuning) => {
+    // 2048 × 2048 per copy: 4.5 MB of q8_0 (15 copies), 8 MB of bf16 (8 copies): ≥ 64 MB rotated
+    const bytesPerCopy = dtype === 'q8_0' ? 2048 * 64 * 34 : 2048 * 2048 * 2;
+    const copies = Math.ceil((64 << 20) / bytesPerCopy);
+    const run = k.calibrationMatmul(dtype, 2048, 2048, copies);
+    const best = new Map<number, number>();
+    for (const v of variants) {
+      k.setTuning(set(v));
+      run(1); // warm: page in, first call
+    }
+    for (let r = 0; r < rounds; r++) {
+      // rotate the order each round so no variant always follows the same one
+      for (let i = 0; i < variants.length; i++) {
+        const v = variants[(i + r) % variants.length];
+        k.setTuning(set(v));
+        const ms = run(1);
+        best.set(v, Math.min(best.get(v) ?? Infinity, ms));
+      }
+    }
+    const gbps: Record<string, number> = {};
+    for (const [v, ms] of best) gbps[v] = (bytesPerCopy * copies) / (ms * 1e6);
+    const chosen = [...best].sort((a, b) => a[1] - b[1])[0][0];
+    return { chosen, gbps };
+  };
+  const q = decode('q8_0', QUANT_ROWS, (v) => ({ ...DEFAULT_TUNING, quantDecodeRows: v as KernelTuning['quantDecodeRows'] }));
+  const f = decode('bf16', FLOAT_ROWS, (v) => ({ ...DEFAULT_TUNING, floatDecodeRows: v as KernelTuning['floatDecodeRows'] }));
+  const crossover = (dtype: 'q8_0' | 'bf16') => {
+    // one 1024 × 2048 matrix (2-4 MB: from cache; at a few tokens both kernels are bound by arithmetic)
+    const run = k.calibrationMatmul(dtype, 1024, 2048, 1);
+    const times: Record<string, [number, number]> = {};
+    const never = { ...DEFAULT_TUNING, gemmMinTokensQuant: 64, gemmMinTokensFloat: 64 };
+    const always = { ...DEFAULT_TUNING, gemmMinTokensQuant: 3, gemmMinTokensFloat: 3 };
+    for (const n of GEMM_TOKENS) {
+      let a = Infinity,
+        b = Infinity;
+      k.setTuning(never);
+      run(n);
+      k.setTuning(always);
+      run(n);
+      for (let r = 0; r < rounds; r++) {
+        k.setTuning(never);
+        a = Math.min(a, run(n));
+        k.setTuning(always);
+        b = Math.min(b, run(n));
+      }
+      times[n] = [a, b];
+    }
+    // the smallest measured count from which the GEMM wins at every larger measured count (16 if
+    // it never does up to 12: by a 128-token prompt it always has)
+    let min = 16;
+    for (let i = GEMM_TOKENS.length - 1; i >= 0; i--) {
+      const [a, b] = times[GEMM_TOKENS[i]];
+      if (b < a) min = GEMM_TOKENS[i];
+      else break;
+    }
+    return { min, times };
+  };
+  const cq = crossover('q8_0');
+  const cf = crossover('bf16');
+  const tuning: KernelTuning = {
+    quantDecodeRows: q.chosen as KernelTuning['quantDecodeRows'],
+    floatDecodeRows: f.chosen as KernelTuning['floatDecodeRows'],
+    gemmMinTokensQuant: cq.min,
+    gemmMinTokensFloat: cf.min,
+  };
+  return {
+    tuning,
+    measured: { quantDecodeGBps: q.gbps, floatDecodeGBps: f.gbps, quantTokens: cq.times, floatTokens: cf.times, ms: now() - t0 },
+  };
+}
