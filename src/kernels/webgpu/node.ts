@@ -46,6 +46,13 @@ export interface NodeWebGpuOptions {
   driver?: 'auto' | 'system' | 'swiftshader' | string;
   /** for machines with two GPUs (default 'high-performance') */
   powerPreference?: GPUPowerPreference;
+  /**
+   * Dawn's own flags (default: $OPENELM_DAWN_FLAGS split at spaces, else none), e.g.
+   * 'enable-dawn-features=disable_robustness': no bounds checks in the shaders, ~1.9× faster on
+   * SwiftShader, but a shader bug could then touch memory outside its buffers (on a software
+   * adapter, this process's memory); the kernels are tested against the TS kernels, not proven.
+   */
+  dawnFlags?: string[];
 }
 
 /** No WebGPU in this Node: `missing` says what (the package, an adapter). */
@@ -108,10 +115,11 @@ export interface NodeAdapter {
 export async function requestNodeAdapter(opts: NodeWebGpuOptions = {}): Promise<NodeAdapter> {
   const dawn = await loadDawn();
   const want = opts.driver ?? 'auto';
+  const flags = opts.dawnFlags ?? (process.env.OPENELM_DAWN_FLAGS ?? '').split(/\s+/).filter(Boolean);
   const quiet = process.env.XDG_RUNTIME_DIR || process.env.NODEVICE_SELECT ? {} : { NODEVICE_SELECT: '1' };
   const ask = (icd?: string) =>
     withEnv({ ...quiet, ...(icd ? { VK_ICD_FILENAMES: icd, VK_DRIVER_FILES: undefined } : {}) }, async () => {
-      const gpu = dawn.create([]);
+      const gpu = dawn.create(flags);
       const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
       if (adapter) instances.push(gpu);
       return adapter;
