@@ -114,5 +114,5 @@ export function formatBench(r: BenchResult & BenchMachine & { dtype?: string; th
 
 export function formatTuning(t: KernelTuning & { source: TuningSource }): string {
   const from = { default: 'fixed defaults', calibrated: 'calibrated now', cache: 'calibrated earlier, cached', given: 'given' }[t.source];
-  return `decode rows in flight q ${t.quantDecodeRows} / float ${t.floatDecodeRows} · GEMM from ${t.gemmMinTokensQuant} (q) / ${t.gemmMinTokensFloat} (float) tokens · ${from}`;
+  return `decode rows in flight: quantized ${t.quantDecodeRows}, float ${t.floatDecodeRows} (${from}) · GEMM from ${t.gemmMinTokensQuant} tokens (quantized) / ${t.gemmMinTokensFloat} (float)`;
 }

@@ -6,17 +6,18 @@
 //   quantDecodeRows   rows the q8_0 / q4_0 one-token kernel streams side by side (4, 8 or 16)
 //   floatDecodeRows   the same for f32 / bf16 / f16 (4 or 8)
 //   gemmMinTokens     tokens from which matmul packs weight tiles (GEMM) instead of streaming
-//                     rows, for quantized and for float weights
+//                     rows, for quantized and for float weights: NOT calibrated (below)
 //
-// None of them changes a decode result (each row's sum is computed in the same order whatever the
-// rows in flight); gemmMinTokens chooses between two kernels whose sums round differently, as a
-// prompt of 3 vs 4 tokens always has.
+// The rows in flight never change a result (each row's sum is taken in the same order whatever
+// their number), so they are measured and chosen per machine. gemmMinTokens chooses between two
+// kernels whose sums round differently: a measured threshold would let the same short prompt give
+// different logits in Node and in the browser on one machine (each engine keeps its own record),
+// or after a re-calibration, so it stays at DEFAULT_TUNING unless a caller sets it.
 //
-// Calibration (calibrateTuning) runs on a throwaway backend with the same threads and build: a
+// Calibration (measureTuning) runs on a throwaway backend with the same threads and build: a
 // one-token matmul over ≥ 64 MB of q8_0 and of bf16 weights (rotated, so they come from memory as
 // in a model) for each row count, interleaved over rounds (this VM drifts ±20 % between runs; the
-// variants see the same drift), then 3..12-token matmuls with and without the GEMM on a 4 MB
-// matrix. About half a second. The record is kept keyed by CPU model, threads, kernels build and
+// variants see the same drift), best of each. About a second. The record is kept keyed by CPU model, threads, kernels build and
 // JavaScript engine: in Node in $XDG_CACHE_HOME/openelm/kernel-tuning.json (~/.cache/...), in the
 // browser in the origin private file system. OPENELM_KERNEL_TUNING=default skips both (fixed
 // defaults: DEFAULT_TUNING; the test suite runs so, for results that do not depend on a
@@ -45,10 +46,6 @@ export interface TuningMeasurements {
   quantDecodeGBps: Record<string, number>;
   /** bf16 one-token matmul: GB/s per rows-in-flight */
   floatDecodeGBps: Record<string, number>;
-  /** tokens → [matrix × vector ms, GEMM ms] on q8_0 */
-  quantTokens: Record<string, [number, number]>;
-  /** tokens → [matrix × vector ms, GEMM ms] on bf16 */
-  floatTokens: Record<string, [number, number]>;
   /** wall time of the calibration */
   ms: number;
 }
@@ -75,7 +72,6 @@ export interface TuningKey {
 
 export const QUANT_ROWS = [4, 8, 16] as const;
 export const FLOAT_ROWS = [4, 8] as const;
-const GEMM_TOKENS = [3, 4, 6, 8, 12] as const;
 
 /** Throws a clear error unless `t` is a usable tuning; returns it typed. */
 export function checkTuning(t: unknown, what = 'kernel tuning'): KernelTuning {
@@ -280,47 +276,14 @@ export function measureTuning(k: Calibratable, rounds = 5): { tuning: KernelTuni
   };
   const q = decode('q8_0', QUANT_ROWS, (v) => ({ ...DEFAULT_TUNING, quantDecodeRows: v as KernelTuning['quantDecodeRows'] }));
   const f = decode('bf16', FLOAT_ROWS, (v) => ({ ...DEFAULT_TUNING, floatDecodeRows: v as KernelTuning['floatDecodeRows'] }));
-  const crossover = (dtype: 'q8_0' | 'bf16') => {
-    // one 1024 × 2048 matrix (2-4 MB: from cache; at a few tokens both kernels are bound by arithmetic)
-    const run = k.calibrationMatmul(dtype, 1024, 2048, 1);
-    const times: Record<string, [number, number]> = {};
-    const never = { ...DEFAULT_TUNING, gemmMinTokensQuant: 64, gemmMinTokensFloat: 64 };
-    const always = { ...DEFAULT_TUNING, gemmMinTokensQuant: 3, gemmMinTokensFloat: 3 };
-    for (const n of GEMM_TOKENS) {
-      let a = Infinity,
-        b = Infinity;
-      k.setTuning(never);
-      run(n);
-      k.setTuning(always);
-      run(n);
-      for (let r = 0; r < rounds; r++) {
-        k.setTuning(never);
-        a = Math.min(a, run(n));
-        k.setTuning(always);
-        b = Math.min(b, run(n));
-      }
-      times[n] = [a, b];
-    }
-    // the smallest measured count from which the GEMM wins at every larger measured count (16 if
-    // it never does up to 12: by a 128-token prompt it always has)
-    let min = 16;
-    for (let i = GEMM_TOKENS.length - 1; i >= 0; i--) {
-      const [a, b] = times[GEMM_TOKENS[i]];
-      if (b < a) min = GEMM_TOKENS[i];
-      else break;
-    }
-    return { min, times };
-  };
-  const cq = crossover('q8_0');
-  const cf = crossover('bf16');
   const tuning: KernelTuning = {
     quantDecodeRows: q.chosen as KernelTuning['quantDecodeRows'],
     floatDecodeRows: f.chosen as KernelTuning['floatDecodeRows'],
-    gemmMinTokensQuant: cq.min,
-    gemmMinTokensFloat: cf.min,
+    gemmMinTokensQuant: DEFAULT_TUNING.gemmMinTokensQuant,
+    gemmMinTokensFloat: DEFAULT_TUNING.gemmMinTokensFloat,
   };
   return {
     tuning,
-    measured: { quantDecodeGBps: q.gbps, floatDecodeGBps: f.gbps, quantTokens: cq.times, floatTokens: cf.times, ms: now() - t0 },
+    measured: { quantDecodeGBps: q.gbps, floatDecodeGBps: f.gbps, ms: now() - t0 },
   };
 }
