@@ -108,12 +108,39 @@ const median = (xs: number[]): number => {
 const common = ['--prompt-tokens', String(promptTokens), '--gen-tokens', String(genTokens), '--repeat', '2'];
 const results: Record<string, { ours: Side[]; llama: Side[] }> = {};
 const models = Object.fromEntries(precisions.map((p) => [p, prepare(p)]));
+// first use on a machine calibrates the kernels (tuning.ts: about a second, ~150 MB more peak
+// RSS): done here, untimed, so no measured run pays for it
+const warm = lastJson(
+  cli(
+    [
+      'bench',
+      '--model',
+      models[precisions[0]].ours,
+      '--threads',
+      String(threads),
+      '--prompt-tokens',
+      '4',
+      '--gen-tokens',
+      '4',
+      '--repeat',
+      '1',
+      '--warmup',
+      '0',
+      '--json',
+    ],
+    'openelm bench (kernel calibration)',
+  ),
+) as Side & {
+  cpu?: string;
+  kernel_tuning?: Record<string, unknown>;
+};
 log(
-  `machine: ${os.cpus().length} × ${os.cpus()[0]?.model}, load average ${os
+  `machine: ${os.cpus().length} × ${warm.cpu ?? os.cpus()[0]?.model}, load average ${os
     .loadavg()
     .map((x) => x.toFixed(2))
     .join(' ')}`,
 );
+log(`openelm kernels: ${JSON.stringify(warm.kernel_tuning ?? null)}`);
 for (let r = 0; r < rounds; r++) {
   for (const p of precisions) {
     results[p] ??= { ours: [], llama: [] };
@@ -171,7 +198,10 @@ const rows = precisions.map((p) => {
 });
 
 if (v.json) {
-  process.stdout.write(JSON.stringify({ preset, threads, prompt_tokens: promptTokens, gen_tokens: genTokens, rounds, rows }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ preset, threads, prompt_tokens: promptTokens, gen_tokens: genTokens, rounds, cpu: warm.cpu, kernel_tuning: warm.kernel_tuning, rows }) +
+      '\n',
+  );
 } else {
   const f = (x: number) => x.toFixed(1);
   const mb = (x: number) => `${(x / 1e6).toFixed(0)} MB`;
