@@ -8,8 +8,13 @@
 // tokens / wall time), time to first token and inter-token latency (gaps between streamed
 // tokens) at p50 / p95 / p99, and the ratios against the first level, measured in the same run.
 //
+// --health: instead of the load levels, /health's latency while long prompts prefill (default 3
+// prompts of 1000 tokens, one at a time, max_tokens 1; /health polled back to back): with the
+// engine in its worker thread (the default) and with --in-process (the engine on the HTTP thread).
+//
 //   npm run bench:serve
 //   npm run bench:serve -- --requests 32 --levels 1,8 --max-tokens 48 --threads 2 --json
+//   npm run bench:serve -- --health [--in-process] [--prompt-tokens 1000]
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
@@ -29,12 +34,15 @@ const { values: v } = parseArgs({
     model: { type: 'string' },
     dtype: { type: 'string' },
     json: { type: 'boolean' },
+    health: { type: 'boolean' },
+    'in-process': { type: 'boolean' },
+    'step-tokens': { type: 'string' },
   },
 });
 const REQUESTS = Number(v.requests ?? 64),
   LEVELS = (v.levels ?? '1,4,8').split(',').map(Number);
 const MAX_TOKENS = Number(v['max-tokens'] ?? 32),
-  PROMPT_TOKENS = Number(v['prompt-tokens'] ?? 32);
+  PROMPT_TOKENS = Number(v['prompt-tokens'] ?? (v.health ? 1000 : 32));
 const THREADS = v.threads ?? '2',
   DTYPE = v.dtype ?? 'q8',
   PARALLEL = v.parallel ?? String(Math.max(8, ...LEVELS));
@@ -80,6 +88,8 @@ const server = spawn(
     String(REQUESTS),
     '--served-name',
     'bench',
+    ...(v['in-process'] ? ['--in-process'] : []),
+    ...(v['step-tokens'] ? ['--step-tokens', v['step-tokens']] : []),
   ],
   { stdio: ['ignore', 'ignore', 'pipe'] },
 );
@@ -191,6 +201,55 @@ async function level(c: number): Promise<Level> {
 }
 
 const cpu = cpuModel();
+if (v.health) {
+  // /health while long prompts prefill, one prompt at a time
+  const lat: number[] = [];
+  const prefills: number[] = [];
+  try {
+    for (let r = 0; r < Math.min(REQUESTS, 3); r++) {
+      const rng = new Rng(1000 + r);
+      const prompt = [1, ...Array.from({ length: PROMPT_TOKENS - 1 }, () => 3 + (rng.nextU32() % (V - 3)))];
+      let done = false;
+      const t0 = performance.now();
+      const req = fetch(base + '/v1/completions', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'bench', prompt, max_tokens: 1, temperature: 0 }),
+      }).then(async (res) => {
+        await res.text();
+        prefills.push(performance.now() - t0);
+        done = true;
+      });
+      await new Promise((r) => setTimeout(r, 20));
+      while (!done) {
+        const h0 = performance.now();
+        await (await fetch(base + '/health')).text();
+        lat.push(performance.now() - h0);
+      }
+      await req;
+    }
+  } finally {
+    server.kill('SIGTERM');
+  }
+  const out = {
+    cpu,
+    threads: Number(THREADS),
+    dtype: DTYPE,
+    engine: v['in-process'] ? 'in process' : 'worker thread',
+    prompt_tokens: PROMPT_TOKENS,
+    prefill_ms: prefills,
+    health_polls: lat.length,
+    health_ms: { p50: pct(lat, 50), p99: pct(lat, 99), max: Math.max(...lat) },
+  };
+  if (v.json) process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+  else
+    console.log(
+      `/health during ${PROMPT_TOKENS}-token prefills (engine ${out.engine}, 270M shape ${DTYPE}, ${THREADS} threads, ${cpu}): ` +
+        `${lat.length} polls, p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms, max ${out.health_ms.max.toFixed(1)} ms; ` +
+        `prefill ${prefills.map((x) => (x / 1000).toFixed(2)).join(' / ')} s`,
+    );
+  process.exit(0);
+}
 const loadStart = os.loadavg()[0];
 const levels: Level[] = [];
 try {

@@ -24,6 +24,7 @@
 //   for await (const ev of seq) console.log(ev.token);
 //   console.log(seq.finishReason);
 
+import type { OpenELMConfig } from '../config/config.ts';
 import { checkSampling, Sampler, type SamplingOptions } from '../generate/sampler.ts';
 import {
   bonusToken,
@@ -40,6 +41,7 @@ import { BatchForward, type BatchSegment } from '../model/batch.ts';
 import type { KVCache } from '../model/kv-cache.ts';
 import type { ForwardAdapter } from '../model/layer.ts';
 import { ContextLengthError, type OpenELM } from '../model/openelm.ts';
+import type { ResponseFormat } from '../serve/params.ts';
 import { LogitAdjuster, type LogitAdjustments, type TokenLogprob, tokenLogprob } from './logits.ts';
 
 /** Limits what a sequence may generate next (constrained decoding, e.g. JSON). */
@@ -70,6 +72,8 @@ export interface SequenceRequest {
   /** a named adapter registered with the engine, or null for the base model */
   adapter?: string | null;
   constraint?: TokenConstraint;
+  /** the response_format the constraint was compiled from: an engine in a worker thread compiles it again there */
+  responseFormat?: ResponseFormat;
   signal?: AbortSignal;
   /**
    * false: never speculate for this sequence. Default: it speculates when the engine has a drafter,
@@ -118,8 +122,8 @@ interface Slot {
   lastUsed: number;
 }
 
-/** A sequence in the engine: iterate it for its tokens; its fields say how it ended. */
-export class Sequence implements AsyncIterable<EngineToken> {
+/** A sequence as its caller sees it: iterate it for its tokens; its fields say how it ended. */
+export class SequenceStream implements AsyncIterable<EngineToken> {
   finishReason: EngineFinish | null = null;
   error: Error | null = null;
   /** prompt tokens whose keys and values came from the prefix cache */
@@ -131,26 +135,11 @@ export class Sequence implements AsyncIterable<EngineToken> {
   firstTokenMs = -1;
   readonly submitted = performance.now();
 
-  /** @internal */ fed = 0; // prompt tokens already in the cache
-  /** @internal */ pending = -1; // the last generated token, to feed next step
-  /** @internal */ sampler: Sampler;
-  /** @internal */ adjuster: LogitAdjuster;
-  /** @internal */ slot: Slot | null = null;
-  /** @internal */ spec: SpecState | null = null;
   private readonly queue: EngineToken[] = [];
   private wake: (() => void) | null = null;
   private cancelled = false;
 
-  constructor(
-    readonly req: SequenceRequest,
-    vocab: number,
-    kernels: ConstructorParameters<typeof Sampler>[2],
-    private readonly onCancel: (s: Sequence) => void,
-  ) {
-    this.sampler = new Sampler(vocab, req.sampling ?? {}, kernels);
-    this.sampler.observe(req.promptIds);
-    this.adjuster = new LogitAdjuster(req.adjust ?? {});
-  }
+  constructor(private readonly onCancel: (s: SequenceStream) => void) {}
 
   /** Ends the sequence at the next step boundary (its slot is freed then); idempotent. */
   cancel(): void {
@@ -196,6 +185,64 @@ export class Sequence implements AsyncIterable<EngineToken> {
   }
 }
 
+/** A sequence inside the engine: the stream plus its decoding state. */
+export class Sequence extends SequenceStream {
+  /** @internal */ fed = 0; // prompt tokens already in the cache
+  /** @internal */ pending = -1; // the last generated token, to feed next step
+  /** @internal */ sampler: Sampler;
+  /** @internal */ adjuster: LogitAdjuster;
+  /** @internal */ slot: Slot | null = null;
+  /** @internal */ spec: SpecState | null = null;
+
+  constructor(
+    readonly req: SequenceRequest,
+    vocab: number,
+    kernels: ConstructorParameters<typeof Sampler>[2],
+    onCancel: (s: Sequence) => void,
+  ) {
+    super((s) => onCancel(s as Sequence));
+    this.sampler = new Sampler(vocab, req.sampling ?? {}, kernels);
+    this.sampler.observe(req.promptIds);
+    this.adjuster = new LogitAdjuster(req.adjust ?? {});
+  }
+}
+
+/**
+ * What a server needs of an engine: the Engine itself, or one running in a worker thread
+ * (src/serve/worker-engine.ts) so the forward pass never blocks the server's event loop.
+ */
+export interface ServingEngine {
+  readonly config: OpenELMConfig;
+  readonly capacity: number;
+  readonly parallel: number;
+  readonly maxQueue: number;
+  /** draft tokens per round (0: no speculative decoding) */
+  readonly draftTokens: number;
+  readonly stats: EngineStats;
+  readonly adapterNames: string[];
+  submit(req: SequenceRequest): SequenceStream;
+  /** sequences that can be submitted now without a QueueFullError */
+  room(): number;
+  /** resolves when no sequence is running or waiting */
+  idle(): Promise<void>;
+}
+
+/**
+ * Checks a request against an engine's vocabulary, context and adapters: RangeError naming the
+ * field, ContextLengthError when the prompt (plus one generated token) does not fit.
+ */
+export function checkRequest(req: SequenceRequest, vocab: number, capacity: number, adapterNames: readonly string[]): void {
+  const P = req.promptIds.length;
+  if (P === 0) throw new RangeError('the prompt is empty: give text or at least one token id');
+  for (const id of req.promptIds)
+    if (!(Number.isInteger(id) && id >= 0 && id < vocab)) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${vocab})`);
+  if (!(Number.isInteger(req.maxTokens) && req.maxTokens >= 0)) throw new RangeError(`maxTokens must be an integer ≥ 0, got ${req.maxTokens}`);
+  if (P + (req.maxTokens > 0 ? 1 : 0) > capacity) throw new ContextLengthError(P + (req.maxTokens > 0 ? 1 : 0), capacity);
+  if (req.adapter && !adapterNames.includes(req.adapter))
+    throw new RangeError(`no adapter named ${JSON.stringify(req.adapter)} (have: ${adapterNames.join(', ') || 'none'})`);
+  checkSampling(req.sampling ?? {});
+}
+
 /** A speculating sequence's state: its random streams, its tokens, this round's draft. */
 interface SpecState {
   /** the accept / reject test (the target's distribution), seeded seed + 2 as in `generate` */
@@ -239,7 +286,7 @@ type Part = {
 
 const NO_DRAFT: Draft = { tokens: [], probs: [] };
 
-export class Engine {
+export class Engine implements ServingEngine {
   readonly parallel: number;
   readonly maxQueue: number;
   readonly stepTokens: number;
@@ -320,6 +367,10 @@ export class Engine {
     };
   }
 
+  get config(): OpenELMConfig {
+    return this.model.config;
+  }
+
   /** Names of the adapters requests may ask for. */
   get adapterNames(): string[] {
     return [...this.adapters.keys()];
@@ -331,15 +382,7 @@ export class Engine {
    */
   submit(req: SequenceRequest): Sequence {
     const V = this.model.config.vocab_size;
-    const P = req.promptIds.length;
-    if (P === 0) throw new RangeError('the prompt is empty: give text or at least one token id');
-    for (const id of req.promptIds)
-      if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${V})`);
-    if (!(Number.isInteger(req.maxTokens) && req.maxTokens >= 0)) throw new RangeError(`maxTokens must be an integer ≥ 0, got ${req.maxTokens}`);
-    if (P + (req.maxTokens > 0 ? 1 : 0) > this.capacity) throw new ContextLengthError(P + (req.maxTokens > 0 ? 1 : 0), this.capacity);
-    if (req.adapter && !this.adapters.has(req.adapter))
-      throw new RangeError(`no adapter named ${JSON.stringify(req.adapter)} (have: ${this.adapterNames.join(', ') || 'none'})`);
-    checkSampling(req.sampling ?? {});
+    checkRequest(req, V, this.capacity, this.adapterNames);
     if (this.waiting.length >= this.maxQueue && !this.slots.some((s) => !s.seq)) throw new QueueFullError(this.maxQueue);
     const seq = new Sequence(req, V, this.model.kernels, (s) => this.onCancel(s));
     if (this.draftTokens > 0 && req.speculative !== false && !req.constraint && req.logprobs === undefined && !req.promptLogprobs && req.maxTokens > 1) {

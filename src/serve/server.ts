@@ -11,7 +11,7 @@
 // is OpenAI's {"error": {...}} with the status the official clients expect.
 import crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { type Engine, type EngineToken, QueueFullError, type Sequence } from '../engine/engine.ts';
+import { type EngineToken, QueueFullError, type SequenceStream, type ServingEngine } from '../engine/engine.ts';
 import type { TokenLogprob } from '../engine/logits.ts';
 import { TextTail, tokenString } from '../engine/text.ts';
 import type { ChatMessage } from '../generate/chat.ts';
@@ -23,7 +23,8 @@ import { ServerMetrics } from './metrics.ts';
 import { type CommonParams, chatMessages, checkBody, commonParams, completionPrompts, DEFAULT_LIMITS, type ServeLimits } from './params.ts';
 
 export interface ServeOptions {
-  engine: Engine;
+  /** the Engine, or a WorkerEngine (the forward pass in a worker thread) */
+  engine: ServingEngine;
   tokenizer: Tokenizer;
   /** the id the base model is served under */
   modelName: string;
@@ -39,7 +40,7 @@ export interface ServeOptions {
 
 interface Choice {
   index: number;
-  seq: Sequence;
+  seq: SequenceStream;
   tail: TextTail;
   promptIds: number[];
   /** the prompt's text when echoed */
@@ -56,7 +57,7 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
   const limits: ServeLimits = { ...DEFAULT_LIMITS, ...o.limits };
   const metrics = new ServerMetrics();
   const capacity = engine.capacity,
-    V = engine.model.config.vocab_size;
+    V = engine.config.vocab_size;
   const app = Fastify({ logger: o.logger ?? false, bodyLimit: o.bodyLimit ?? 4 * 1024 * 1024, forceCloseConnections: 'idle' });
   const started = now();
 
@@ -186,6 +187,7 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
             maxTokens,
             adapter,
             constraint,
+            responseFormat: constraint ? p.responseFormat : undefined,
             sampling: { ...p.sampling, seed: p.seed === undefined ? undefined : p.seed + index },
             adjust: p.adjust,
             logprobs: p.logprobs,
@@ -388,7 +390,7 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
           return {
             index: c.index,
             message: { role: 'assistant', content: c.tail.text },
-            logprobs: p.logprobs === undefined ? null : { content: c.tokens.filter((t) => t.token !== engine.model.config.eos_token_id).map(entry) },
+            logprobs: p.logprobs === undefined ? null : { content: c.tokens.filter((t) => t.token !== engine.config.eos_token_id).map(entry) },
             finish_reason: c.finish,
           };
         }),
@@ -408,7 +410,7 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
       await Promise.all(
         choices.map(async (c) => {
           await drive(c, (t, text) => {
-            const lp = p.logprobs !== undefined && t.token !== engine.model.config.eos_token_id ? { content: [entry(t)] } : null;
+            const lp = p.logprobs !== undefined && t.token !== engine.config.eos_token_id ? { content: [entry(t)] } : null;
             if (text || lp) send(chunk(c.index, { content: text }, null, lp));
           });
           const rest = c.tail.flush();

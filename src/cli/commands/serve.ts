@@ -1,14 +1,17 @@
 import path from 'node:path';
 import { builtinModelDir } from '../../builtin.ts';
-import { Engine } from '../../engine/engine.ts';
+import { Engine, type ServingEngine } from '../../engine/engine.ts';
+import { resolveModel } from '../../io/hub.ts';
 import type { ForwardAdapter } from '../../model/layer.ts';
 import { loadAdapter } from '../../peft/index.ts';
 import { AdapterRuntime } from '../../peft/lora.ts';
 import { chatFormat } from '../../serve/chat-template.ts';
 import { createServer } from '../../serve/server.ts';
+import { type EngineWorkerInit, WorkerEngine } from '../../serve/worker-engine.ts';
+import { loadTokenizer, type Tokenizer } from '../../tokenizer/index.ts';
 import { num, parse, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
-import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel } from '../model-options.ts';
+import { downloadBars, MODEL_HELP, MODEL_OPTIONS, modelSource, openModel, parseDType, parseThreads } from '../model-options.ts';
 import { openSpeculative, SPECULATIVE_HELP, SPECULATIVE_OPTIONS } from './generate.ts';
 
 export const serveCommand: Command = {
@@ -31,6 +34,8 @@ Options:
       --served-name NAME     the model id clients send (default: the --model argument)
       --adapter NAME=DIR     serve a LoRA / DoRA adapter as model NAME (repeatable)
       --max-tokens N         largest max_tokens a request may ask for (default 4096)
+      --in-process           run the model on the HTTP thread (default: a worker thread, so a long
+                             prefill step never delays /health, new requests or disconnects)
 ${SPECULATIVE_HELP}
                              (requests with response_format or logprobs decode without drafts)
 ${MODEL_HELP}
@@ -51,6 +56,7 @@ Examples:
       'served-name': { type: 'string' },
       adapter: { type: 'string', multiple: true },
       'max-tokens': { type: 'string' },
+      'in-process': { type: 'boolean' },
       ...SPECULATIVE_OPTIONS,
     });
     const port = num(v.port as string | undefined, 'port', { int: true, min: 0, max: 65535 }) ?? 8080;
@@ -66,24 +72,60 @@ Examples:
     const source = modelSource(v);
     const modelName = (v['served-name'] as string | undefined) ?? (v.model as string | undefined) ?? 'builtin';
     if (adapterSpecs.some((a) => a.name === modelName)) throw new UsageError(`--adapter name "${modelName}" is the base model's id; pick another`);
-    const { model, tokenizer, dir, dispose } = await openModel(v);
-    const adapters = new Map<string, ForwardAdapter>();
-    for (const a of adapterSpecs) {
+    let engine: ServingEngine, tokenizer: Tokenizer, dir: string, draftDir: string | null;
+    let close: () => Promise<void>;
+    if (v['in-process']) {
+      // the engine on this thread: each step blocks the event loop (HTTP waits for it)
+      const loaded = await openModel(v);
+      const { model } = loaded;
+      ({ tokenizer, dir } = loaded);
+      const adapters = new Map<string, ForwardAdapter>();
+      let draft: Awaited<ReturnType<typeof openSpeculative>> | undefined;
       try {
-        adapters.set(a.name, new AdapterRuntime(model.kernels, loadAdapter(a.dir, model.config, model.kernels), model.weights, stepTokens));
+        for (const a of adapterSpecs) {
+          try {
+            adapters.set(a.name, new AdapterRuntime(model.kernels, loadAdapter(a.dir, model.config, model.kernels), model.weights, stepTokens));
+          } catch (e) {
+            throw new Error(`--adapter ${a.name}=${a.dir}: ${(e as Error).message}`);
+          }
+        }
+        draft = await openSpeculative(v, model, true);
       } catch (e) {
-        dispose();
-        throw new Error(`--adapter ${a.name}=${a.dir}: ${(e as Error).message}`);
+        loaded.dispose();
+        throw e;
       }
+      const d = draft;
+      engine = new Engine(model, { parallel, maxQueue, stepTokens, adapters, speculative: d.spec });
+      draftDir = d.spec?.draft ? String(v['draft-model']) : null;
+      close = async () => {
+        await engine.idle();
+        d.dispose();
+        loaded.dispose();
+      };
+    } else {
+      // the engine in a worker thread: the forward pass never blocks HTTP (/health, new requests, disconnects)
+      const spec = speculativeFlags(v);
+      const load = loadFlags(v);
+      dir = await resolveModel(source, { revision: v.revision as string | undefined, offline: v.offline as boolean | undefined, onProgress: downloadBars() });
+      const draftSource = spec?.draftModel
+        ? await resolveModel(modelSource({ model: spec.draftModel }), { offline: v.offline as boolean | undefined, onProgress: downloadBars() }).catch(
+            (e: Error) => {
+              throw new UsageError(`--draft-model: ${e.message}`);
+            },
+          )
+        : undefined;
+      tokenizer = await loadTokenizer(dir);
+      const w = await WorkerEngine.start({
+        model: dir,
+        load,
+        engine: { parallel, maxQueue, stepTokens },
+        adapters: adapterSpecs,
+        speculative: spec && { ...spec, draftModel: draftSource },
+      });
+      engine = w;
+      draftDir = w.info.draftDir;
+      close = () => w.close();
     }
-    let draft: Awaited<ReturnType<typeof openSpeculative>>;
-    try {
-      draft = await openSpeculative(v, model);
-    } catch (e) {
-      dispose();
-      throw e;
-    }
-    const engine = new Engine(model, { parallel, maxQueue, stepTokens, adapters, speculative: draft.spec });
     const chat = chatFormat(source === builtinModelDir() ? null : dir, tokenizer);
     const app = await createServer({
       engine,
@@ -95,9 +137,9 @@ Examples:
     });
     const address = await app.listen({ host: (v.host as string | undefined) ?? '127.0.0.1', port });
     process.stderr.write(
-      `openelm serve: ${modelName} (${path.basename(dir)}, ${model.config.num_transformer_layers} layers, context ${engine.capacity}) ` +
-        `on ${address} · ${parallel} parallel sequences, queue ${maxQueue}, chat template: ${chat.source}` +
-        `${draft.spec ? ` · speculative: ${draft.spec.draft ? `draft model, ${engine.draftTokens} tokens a round` : `prompt lookup, ${engine.draftTokens} tokens`}` : ''}\n`,
+      `openelm serve: ${modelName} (${path.basename(dir)}, ${engine.config.num_transformer_layers} layers, context ${engine.capacity}) ` +
+        `on ${address} · ${parallel} parallel sequences, queue ${maxQueue}, chat template: ${chat.source}, engine ${v['in-process'] ? 'in process' : 'in a worker thread'}` +
+        `${engine.draftTokens ? ` · speculative: ${draftDir ? `draft ${path.basename(draftDir)}, ${engine.draftTokens} tokens a round` : `prompt lookup, ${engine.draftTokens} tokens`}` : ''}\n`,
     );
     // SIGTERM / SIGINT: stop accepting, let the requests in flight finish, exit 0
     await new Promise<void>((resolve) => {
@@ -106,13 +148,38 @@ Examples:
         app
           .close()
           .then(() => engine.idle())
+          .then(close)
           .finally(resolve);
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
     });
-    draft.dispose();
-    dispose();
     return 0;
   },
 };
+
+/** The speculative flags, checked as openSpeculative checks them, for the worker to act on. */
+function speculativeFlags(v: Record<string, unknown>): EngineWorkerInit['speculative'] {
+  const lookup = num(v['prompt-lookup'] as string | undefined, 'prompt-lookup', { int: true, min: 1, max: 64 });
+  const draftTokens = num(v['draft-tokens'] as string | undefined, 'draft-tokens', { int: true, min: 1, max: 64 });
+  if (v['draft-model'] === undefined) {
+    if (v['draft-dtype'] !== undefined || draftTokens !== undefined)
+      throw new UsageError(`--${v['draft-dtype'] !== undefined ? 'draft-dtype' : 'draft-tokens'} needs --draft-model`);
+    return lookup === undefined ? undefined : { promptLookup: lookup };
+  }
+  if (lookup !== undefined) throw new UsageError('give --draft-model or --prompt-lookup, not both');
+  return { draftModel: v['draft-model'] as string, draftDtype: parseDType(v['draft-dtype'] as string | undefined, 'draft-dtype'), draftTokens };
+}
+
+/** The model flags as load options for the worker (the model is already on disk: offline). */
+function loadFlags(v: Record<string, unknown>): EngineWorkerInit['load'] {
+  const backend = (v.backend as string | undefined) ?? 'wasm';
+  if (backend !== 'wasm' && backend !== 'ref') throw new UsageError(`--backend must be wasm or ref, got "${backend}"`);
+  return {
+    dtype: parseDType(v.dtype as string | undefined),
+    threads: parseThreads(v.threads as string | undefined),
+    backend,
+    contextLength: num(v.context as string | undefined, 'context', { int: true, min: 1 }),
+    offline: true,
+  };
+}
