@@ -10,9 +10,9 @@ import { type Options, UsageError } from './args.ts';
 
 export const DEVICE_OPTION: Options = { device: { type: 'string' } };
 
-export const DEVICE_HELP = `      --device D         wasm (the CPU, default), webgpu (the GPU through Dawn, the optional npm
-                         package "webgpu": a Vulkan driver, else Chromium's SwiftShader on the CPU)
-                         or auto (webgpu on a hardware GPU, else wasm)`;
+export const DEVICE_HELP = `      --device D             wasm (the CPU, default), webgpu (the GPU through Dawn, the optional
+                             npm package "webgpu": a Vulkan driver, else Chromium's SwiftShader
+                             on the CPU) or auto (webgpu on a hardware GPU, else wasm)`;
 
 export type Device = 'wasm' | 'webgpu' | 'auto';
 
