@@ -24,15 +24,19 @@ export {
   presetConfig,
   presetNameOf,
 } from './config/index.ts';
-// serving: many sequences batched on one model (continuous batching), the OpenAI-compatible server
+// serving: many sequences batched on one model (continuous batching), the OpenAI-compatible server;
+// generate(engine, …) batches concurrent calls, and concurrent generate(model, …) calls share one
 export {
   Engine,
   type EngineFinish,
   type EngineOptions,
+  type EngineStats,
   type EngineToken,
   QueueFullError,
   Sequence,
   type SequenceRequest,
+  SequenceStream,
+  type ServingEngine,
   type TokenConstraint,
 } from './engine/engine.ts';
 // evaluation (lm-evaluation-harness's zero-/few-shot method, perplexity)
@@ -95,6 +99,7 @@ export {
 } from './peft/index.ts';
 export { mergeAdapter } from './peft/merge.ts';
 export { createServer, type ServeOptions } from './serve/server.ts';
+export { type EngineWorkerInit, WorkerEngine } from './serve/worker-engine.ts';
 // tokenizer
 export * from './tokenizer/index.ts';
 export { Backprop, type BackpropOptions, type LossResult, type PassOptions } from './train/backprop.ts';

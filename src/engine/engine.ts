@@ -193,6 +193,8 @@ export class Sequence extends SequenceStream {
   /** @internal */ adjuster: LogitAdjuster;
   /** @internal */ slot: Slot | null = null;
   /** @internal */ spec: SpecState | null = null;
+  /** speculative decoding of this sequence: drafts checked, draft tokens proposed and kept */
+  readonly speculative = { rounds: 0, drafted: 0, accepted: 0 };
 
   constructor(
     readonly req: SequenceRequest,
@@ -687,6 +689,8 @@ export class Engine implements ServingEngine {
     const base = slot.cache.length - 1 - n; // the cache before this step
     this.stats.speculativeRounds++;
     this.stats.draftedTokens += n;
+    seq.speculative.rounds++;
+    seq.speculative.drafted += n;
     sp.draft = NO_DRAFT;
     if (seq.isCancelled) {
       slot.cache.truncate(base + 1);
@@ -713,6 +717,7 @@ export class Engine implements ServingEngine {
       if (kept) {
         token = draft.tokens[i];
         this.stats.acceptedTokens++;
+        seq.speculative.accepted++;
       }
       // the cache keeps the last token and the i draft tokens before this one
       const goesOn = this.emitToken(slot, seq, token, undefined, base + 1 + i);

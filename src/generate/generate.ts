@@ -1,4 +1,11 @@
 // Text generation as flat small steps: encode → prefill → decode one token at a time → stream text.
+//
+// One call at a time on a model runs on the model's own KV cache (the fast path). A call made
+// while another runs on the same model goes to an Engine shared by that model's concurrent calls
+// (continuous batching over their own caches), so concurrent calls are safe and batched. An
+// Engine can also be given instead of the model: every call then decodes in its batches.
+import { Engine, type Sequence } from '../engine/engine.ts';
+import { TextTail } from '../engine/text.ts';
 import type { OpenELM } from '../model/openelm.ts';
 import { ContextLengthError } from '../model/openelm.ts';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/index.ts';
@@ -49,11 +56,6 @@ export function encodePrompt(tok: Tokenizer, prompt: Prompt): number[] {
   return typeof prompt === 'string' ? tok.encode(prompt, { bos: true }) : prompt.ids.slice();
 }
 
-/**
- * Streams generated tokens. The generator's return value is the full result:
- *   const it = generate(model, tok, 'Once upon a time', { maxNewTokens: 32 });
- *   for (let r = await it.next(); !r.done; r = await it.next()) process.stdout.write(r.value.text);
- */
 /** Checks what JavaScript callers pass at run time, naming the option (TypeScript's types do not reach them). */
 export function checkGenerateOptions(opts: GenerateOptions, vocab: number): void {
   const m = opts.maxNewTokens;
@@ -66,7 +68,111 @@ export function checkGenerateOptions(opts: GenerateOptions, vocab: number): void
   }
 }
 
-export async function* generate(model: OpenELM, tok: Tokenizer, prompt: Prompt, opts: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerationResult> {
+/**
+ * Streams generated tokens. The generator's return value is the full result:
+ *   const it = generate(model, tok, 'Once upon a time', { maxNewTokens: 32 });
+ *   for (let r = await it.next(); !r.done; r = await it.next()) process.stdout.write(r.value.text);
+ * Calls made while another runs on the same model are batched on the model's shared engine;
+ * with an Engine as the target, every call is:
+ *   const engine = new Engine(model, { parallel: 8 });
+ *   const [a, b] = await Promise.all([generateText(engine, tok, 'Hi'), generateText(engine, tok, 'Hello')]);
+ */
+export async function* generate(
+  target: OpenELM | Engine,
+  tok: Tokenizer,
+  prompt: Prompt,
+  opts: GenerateOptions = {},
+): AsyncGenerator<TokenEvent, GenerationResult> {
+  if (target instanceof Engine) return yield* generateOnEngine(target, tok, prompt, opts);
+  // another call is decoding on this model's cache: this one goes to the model's shared engine
+  if (running.has(target)) return yield* generateOnEngine(sharedEngine(target, opts.speculative), tok, prompt, opts);
+  running.add(target);
+  try {
+    return yield* generateAlone(target, tok, prompt, opts);
+  } finally {
+    running.delete(target);
+  }
+}
+
+/** Models with a generate call decoding on their own KV cache. */
+const running = new WeakSet<OpenELM>();
+/** Per model, the engines its concurrent calls share (one per speculative setting). */
+const engines = new WeakMap<OpenELM, Map<unknown, Engine>>();
+
+/**
+ * The engine for concurrent calls on a model: 4 sequences batched, each with a KV cache of the
+ * model's context (made on the first concurrent call, kept with the model), a long queue.
+ */
+function sharedEngine(model: OpenELM, spec: SpeculativeOptions | undefined): Engine {
+  let byKey = engines.get(model);
+  if (!byKey) engines.set(model, (byKey = new Map()));
+  const key = spec?.draft ? spec.draft : spec?.promptLookup ? `lookup ${spec.promptLookup}` : null;
+  let e = byKey.get(key);
+  if (!e) byKey.set(key, (e = new Engine(model, { parallel: 4, maxQueue: 1 << 16, speculative: spec })));
+  return e;
+}
+
+/** generate on an Engine: the same events, text and result as on the model alone. */
+async function* generateOnEngine(engine: Engine, tok: Tokenizer, prompt: Prompt, opts: GenerateOptions): AsyncGenerator<TokenEvent, GenerationResult> {
+  const model = engine.model,
+    V = model.config.vocab_size;
+  checkGenerateOptions(opts, V);
+  if (typeof prompt !== 'string' && !(prompt && Array.isArray(prompt.ids))) throw new TypeError('prompt must be a string or { ids: number[] }');
+  const promptIds = encodePrompt(tok, prompt);
+  if (promptIds.length >= engine.capacity) throw new ContextLengthError(promptIds.length + 1, engine.capacity);
+  const eosIds = opts.ignoreEos ? [] : (opts.eosIds ?? [model.config.eos_token_id]);
+  const { temperature, topK, topP, minP, repetitionPenalty, seed } = opts;
+  const seq = engine.submit({
+    promptIds,
+    maxTokens: Math.min(opts.maxNewTokens ?? 256, engine.capacity - promptIds.length),
+    sampling: { temperature, topK, topP, minP, repetitionPenalty, seed },
+    eosIds,
+    signal: opts.signal,
+  }) as Sequence;
+  const tail = new TextTail(tok, opts.stop);
+  const outputIds: number[] = [];
+  const t0 = performance.now();
+  let t1 = t0,
+    finishReason: FinishReason = 'length';
+  try {
+    for await (const { token } of seq) {
+      if (opts.signal?.aborted) {
+        finishReason = 'aborted';
+        break;
+      }
+      if (outputIds.length === 0) t1 = performance.now();
+      outputIds.push(token);
+      if (eosIds.includes(token)) {
+        finishReason = 'eos';
+        break;
+      }
+      const text = tail.push(token);
+      if (tail.stopped) {
+        finishReason = 'stop';
+        if (text) yield { token, text };
+        break;
+      }
+      yield { token, text };
+    }
+  } finally {
+    seq.cancel(); // a caller that stops early frees the slot (no-op once the sequence ended)
+  }
+  if (seq.finishReason === 'cancelled' && finishReason === 'length') finishReason = 'aborted';
+  const rest = tail.flush(); // what stop strings held back ('' after a stop)
+  if (rest) yield { token: outputIds[outputIds.length - 1], text: rest };
+  return {
+    promptIds,
+    outputIds,
+    text: tail.text,
+    finishReason,
+    cachedTokens: seq.cachedTokens,
+    prefillMs: t1 - t0,
+    decodeMs: performance.now() - t1,
+    ...(opts.speculative ? { speculative: { ...seq.speculative } } : {}),
+  };
+}
+
+async function* generateAlone(model: OpenELM, tok: Tokenizer, prompt: Prompt, opts: GenerateOptions): AsyncGenerator<TokenEvent, GenerationResult> {
   const V = model.config.vocab_size;
   checkGenerateOptions(opts, V);
   if (typeof prompt !== 'string' && !(prompt && Array.isArray(prompt.ids))) throw new TypeError('prompt must be a string or { ids: number[] }');
@@ -143,13 +249,13 @@ function* plainTokens(model: OpenELM, sampler: Sampler, logits: Float32Array, ma
 
 /** Runs generation to the end and returns the result. */
 export async function generateText(
-  model: OpenELM,
+  target: OpenELM | Engine,
   tok: Tokenizer,
   prompt: Prompt,
   opts: GenerateOptions = {},
   onText?: (text: string) => void,
 ): Promise<GenerationResult> {
-  const it = generate(model, tok, prompt, opts);
+  const it = generate(target, tok, prompt, opts);
   for (;;) {
     const r = await it.next();
     if (r.done) return r.value;
