@@ -489,3 +489,28 @@ test('readPass (bench:memory) reads every byte: its checksum equals the same sum
     k.dispose?.();
   }
 });
+
+test('a matvec of more rows than the pool has granules (> 32766 granules on 2 threads) is split, not refused', async () => {
+  // the finest split: every granule a claim of its own
+  const k = await createWasmKernels({ threads: 2, minParallelWork: 0, chunkWork: 1 });
+  try {
+    for (const [dtype, rows, cols] of [
+      ['f32', 300_001, 8], // granules of 8 rows: 37,501
+      ['q8_0', 600_000, 32], // granules of 16 rows: 37,500
+    ] as [WeightDType, number, number][]) {
+      const { w, wr } = makeWeights(k, dtype, rows, cols);
+      const x = fillRandom(k.f32(cols)),
+        out = k.f32(rows),
+        expected = new Float32Array(rows);
+      k.matmul(out, x, w, 1);
+      ref.matmul(expected, Float32Array.from(x), wr, 1);
+      // every row was computed (none left at 0), each close to the reference
+      for (let r = 0; r < rows; r++) {
+        const tol = dtype === 'q8_0' ? 0.05 * (1 + Math.abs(expected[r])) : 1e-4 * (1 + Math.abs(expected[r]));
+        if (!(Math.abs(out[r] - expected[r]) <= tol)) assert.fail(`${dtype} row ${r}: ${out[r]} vs ref ${expected[r]}`);
+      }
+    }
+  } finally {
+    k.dispose();
+  }
+});

@@ -58,6 +58,9 @@ type SplitFn = (
 // holds the caller up by more than one range. The job id in CLAIM's high bits makes a stale
 // worker's claim fail once the caller has moved on to the next job. Caller and workers share
 // `claim` (the same code is in ThreadPool.run).
+/** granules one job can have: CLAIM's low 16 bits count them (ThreadPool.run merges granules beyond) */
+const MAX_GRANULES = 0x7ffe;
+
 function workerMain(init: WorkerInit, post: (msg: string) => void): void {
   const instance = new WebAssembly.Instance(init.module, { env: { memory: init.memory } });
   const fns = init.ops.map((name) => instance.exports[name] as SplitFn);
@@ -217,12 +220,19 @@ export class ThreadPool {
       fn = this.fns[op],
       scratch = this.mainScratch,
       threads = this.parts;
-    const total = Math.ceil(units / grain);
+    let total = Math.ceil(units / grain);
     if (threads === 1 || total <= minGrains) {
       fn(a0, a1, a2, a3, a4, a5, a6, a7, a8, 0, units, scratch);
       return;
     }
-    if (total > 0x7ffe) throw new RangeError(`ThreadPool.run: at most 32766 granules, got ${total}`);
+    if (total > MAX_GRANULES) {
+      // CLAIM holds a granule index in 16 bits: merge granules (a multiple of the grain, so every
+      // range still starts where the kernel expects) until they fit
+      const f = Math.ceil(total / MAX_GRANULES);
+      grain *= f;
+      minGrains = Math.max(1, Math.ceil(minGrains / f));
+      total = Math.ceil(units / grain);
+    }
     ctl[CTL.OP] = op;
     ctl[CTL.UNITS] = units;
     ctl[CTL.GRAIN] = grain;

@@ -564,7 +564,7 @@ export class WasmKernels implements Kernels, Calibratable {
   /**
    * Runs split op `op` over `units` independent items of about `itemWork` multiply-adds each, in
    * granules of one item, or of several when there are more items than the pool takes granules
-   * (32766: e.g. one per token of a 16 × 2048-token micro-batch).
+   * (16384: e.g. one per token of a 16 × 2048-token micro-batch; the pool itself merges granules past 32766).
    */
   private runItems(
     op: number,
