@@ -224,3 +224,30 @@ for (const backend of ['ref', 'wasm'] as const) {
     });
   }
 }
+
+test('DoRA with gradient accumulation: the later micro-batches of a step reuse the row norms, with the same gradients', async () => {
+  const k = await createKernels('ref');
+  const model = OpenELM.load(checkpointSource(BASE), { kernels: k });
+  const adapter = loadAdapter(path.join(PEFT, 'dora'), model.config, k);
+  const e = expected.dora;
+  const batch = responseBatch([expected.input_ids], e.sft.prompt_len);
+  const bp = new Backprop(model.config, k, { batchSize: 1, seqLen: batch.seqLen, adapter });
+  const twoMicroBatches = (reuse: boolean) => {
+    const g = k.f32(adapter.layout.size);
+    bp.step(model.weights, null, batch, 0, 0.5, { adapterGrads: adapter.tensors(g) });
+    bp.step(model.weights, null, batch, 0, 0.5, { adapterGrads: adapter.tensors(g), sameAdapter: reuse });
+    return g;
+  };
+  const fresh = twoMicroBatches(false),
+    reused = twoMicroBatches(true);
+  assert.deepEqual(reused, fresh);
+  // the norms are really kept: after a change of B (which only a new step may make) a pass told
+  // sameAdapter runs on the old norms, one without it on the new ones
+  const m = adapter.tensors().linears.find((a) => a.magnitude)!;
+  bp.loss(model.weights, batch);
+  (m.B.data as Float32Array).fill(0.05);
+  const stale = bp.step(model.weights, null, batch, 0, 1, { sameAdapter: true }).loss;
+  const fresh2 = bp.step(model.weights, null, batch, 0, 1).loss;
+  assert.notEqual(stale, fresh2);
+  assert.equal(bp.step(model.weights, null, batch, 0, 1, { sameAdapter: true }).loss, fresh2);
+});

@@ -80,6 +80,12 @@ export interface PassOptions {
    * The logits are then computed twice: once for the sums, once for the gradient.
    */
   rowCoef?: (rowNll: Float64Array, rowTokens: Int32Array) => Float64Array;
+  /**
+   * The adapter's tensors and the base are unchanged since this Backprop's previous pass with the
+   * adapter (the later micro-batches of one optimizer step): DoRA's row norms ‖W + sBA‖ are reused
+   * instead of recomputed.
+   */
+  sameAdapter?: boolean;
 }
 
 export interface LossResult {
@@ -139,6 +145,8 @@ export class Backprop {
   private readonly loraActs: Map<LinearAdapter, LoraActs> = new Map();
   private readonly lsc: LoraScratch | null = null;
   private readonly gains = new Map<LinearAdapter, DoraGain>();
+  /** whether `gains` were computed by a pass of this Backprop (PassOptions.sameAdapter may reuse them) */
+  private gainsFresh = false;
   private pass: { ag: AdapterTensors | null; on: boolean; seed: number } = { ag: null, on: false, seed: 0 };
 
   constructor(
@@ -266,7 +274,10 @@ export class Backprop {
     const useAdapter = !!this.adapter && !opts.noAdapter;
     this.pass = { ag: useAdapter ? ag : null, on: useAdapter, seed: opts.dropoutSeed ?? 0 };
     const backward = !!grads || (!!ag && useAdapter);
-    if (useAdapter) doraGains(this.adapter!, this.aw!, w, this.gains);
+    if (useAdapter && !(opts.sameAdapter && this.gainsFresh)) {
+      doraGains(this.adapter!, this.aw!, w, this.gains);
+      this.gainsFresh = true;
+    }
     const d = cfg.model_dim,
       V = cfg.vocab_size,
       L = cfg.num_transformer_layers;

@@ -245,7 +245,7 @@ export class Trainer {
           tokens = 0;
         const extra: Record<string, number> = {};
         for (let a = 0; a < o.gradAccum; a++) {
-          const r = this.microStep(data.nextBatch(o.batchSize), 1 / o.gradAccum, mixSeed(o.seed, this.step * o.gradAccum + a), extra);
+          const r = this.microStep(data.nextBatch(o.batchSize), 1 / o.gradAccum, mixSeed(o.seed, this.step * o.gradAccum + a), extra, a > 0);
           loss += r.loss / o.gradAccum;
           zl += r.zLoss / o.gradAccum;
           tokens += r.tokens;
@@ -286,11 +286,14 @@ export class Trainer {
     return { step: this.step, tokens: this.tokens, lastLoss, lastValLoss: lastVal, out: o.out, stopped: 'done' };
   }
 
-  /** Forward + backward of one micro-batch (gradients added into this.grads). */
-  private microStep(batch: Batch, gradScale: number, seed: number, extra: Record<string, number>): LossResult {
+  /**
+   * Forward + backward of one micro-batch (gradients added into this.grads); `sameStep`: not the
+   * step's first micro-batch, so nothing changed since the previous one (DoRA's norms are reused).
+   */
+  private microStep(batch: Batch, gradScale: number, seed: number, extra: Record<string, number>, sameStep: boolean): LossResult {
     const o = this.setup.options,
       dpo = this.setup.dpo;
-    const pass = { adapterGrads: this.ag, dropoutSeed: seed };
+    const pass = { adapterGrads: this.ag, dropoutSeed: seed, sameAdapter: sameStep };
     if (!dpo) return this.backprop.step(this.w, this.g, batch, o.zLoss, gradScale, pass);
     const eb = batch as ExampleBatch;
     const ref = this.reference(eb, this.refTrain);
