@@ -17,9 +17,9 @@ import {
   opfsStore,
   urlFiles,
 } from '../io/browser-files.ts';
+import { gpuGenerate } from '../kernels/webgpu/generate.ts';
 import { GpuOpenELM } from '../kernels/webgpu/model.ts';
 import { WebGpuKernels } from '../kernels/webgpu/webgpu.ts';
-import { gpuGenerate } from './gpu-generate.ts';
 import { type BrowserModel, loadBrowserModel } from './load.ts';
 import type { FromWorker, LoadRequest, RunOptions, RunPrompt, ToWorker } from './protocol.ts';
 
@@ -117,14 +117,10 @@ async function run(id: number, prompt: RunPrompt, options: RunOptions = {}): Pro
   const { model, tokenizer } = loaded;
   const p: Prompt = typeof prompt === 'object' && 'messages' in prompt ? { ids: encodeChat(tokenizer, prompt.messages) } : prompt;
   abort = new AbortController();
-  if (gpuModel) {
-    const res = await gpuGenerate(gpuModel, tokenizer, p, { ...options, signal: abort.signal }, (text) => post({ type: 'text', id, text }));
-    abort = null;
-    const n = res.outputIds.length - 1;
-    post({ type: 'done', id, result: { ...res, cachedTokens: 0, tokensPerSecond: n > 0 ? n / (res.decodeMs / 1000) : 0 } });
-    return;
-  }
-  const it = generate(model, tokenizer, p, { ...options, signal: abort.signal });
+  // the same options, events and result on either device
+  const it = gpuModel
+    ? gpuGenerate(gpuModel, tokenizer, p, { ...options, signal: abort.signal })
+    : generate(model, tokenizer, p, { ...options, signal: abort.signal });
   let r = await it.next();
   for (; !r.done; r = await it.next()) if (r.value.text) post({ type: 'text', id, text: r.value.text });
   const res = r.value;
