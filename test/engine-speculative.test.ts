@@ -1,7 +1,8 @@
 // Speculative decoding inside the engine: greedy output with prompt lookup or a draft model (the
 // model itself, a q4_0 copy) is identical to the engine without a drafter, several sequences
 // batched; a seeded sampled sequence gives the same tokens alone or batched, and the same as
-// `generate` with the same drafter and seed; constrained / logprobs sequences do not speculate.
+// `generate` with the same drafter and seed (reference backend; greedy on wasm too);
+// constrained / logprobs sequences do not speculate.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -99,5 +100,22 @@ test('sequences with a constraint, logprobs or speculative: false decode one tok
     assert.ok(engine.stats.speculativeRounds > 0);
   } finally {
     target.dispose();
+  }
+});
+
+test('wasm: greedy with prompt lookup and a q4_0 draft gives the engine-without-draft tokens', async () => {
+  const target = await loadModel(F('tiny-vocab32k-bf16'), { backend: 'wasm', threads: 2 });
+  const q4 = await loadOpenELM(F('tiny-vocab32k-bf16'), { backend: 'wasm', threads: 2, dtype: 'q4' });
+  try {
+    const reqs = prompts.map((p) => ({ promptIds: p, maxTokens: 30, eosIds: [], sampling: { temperature: 0 } }));
+    const want = await run(new Engine(target.model, { parallel: 4, stepTokens: 16 }), reqs);
+    for (const speculative of [{ promptLookup: 10 }, { draft: q4.model, draftTokens: 4 }]) {
+      const engine = new Engine(target.model, { parallel: 4, stepTokens: 16, speculative });
+      assert.deepEqual(await run(engine, reqs), want);
+      assert.ok(engine.stats.acceptedTokens > 0);
+    }
+  } finally {
+    target.dispose();
+    q4.dispose();
   }
 });
