@@ -87,6 +87,39 @@ test('adapters per sequence: base and LoRA / DoRA sequences in one batch each ge
   }
 });
 
+test('BatchForward branches (keep: false): continuations of one cached prefix, each as if run alone; the cache keeps the prefix only', async () => {
+  const { model, dispose } = await loadOpenELM(TINY, { backend: 'ref' });
+  try {
+    const V = model.config.vocab_size;
+    const prefix = [1, 5, 9, 13, 17],
+      branches = [[21, 22, 23], [30], [41, 42]];
+    const cache = model.newCache();
+    const batch = new BatchForward(model, 32);
+    batch.run([{ cache, ids: prefix, logits: 'none' }]);
+    const rows = batch.run(branches.map((ids) => ({ cache, ids, logits: 'all' as const, keep: false })));
+    assert.deepEqual(cache.ids, prefix, 'the branches leave the cache as it was');
+    let row = 0;
+    for (const b of branches) {
+      model.reset();
+      model.forward(prefix);
+      const alone = model.forwardAll(b);
+      const got = rows.subarray(row * V, (row + b.length) * V);
+      for (let i = 0; i < alone.length; i++) assert.ok(Math.abs(got[i] - alone[i]) <= 1e-5 * (1 + Math.abs(alone[i])), `branch ${b}: logit ${i}`);
+      row += b.length;
+    }
+    assert.throws(
+      () =>
+        batch.run([
+          { cache, ids: [3], logits: 'last' },
+          { cache, ids: [4], logits: 'last', keep: false },
+        ]),
+      /share one KV cache/,
+    );
+  } finally {
+    dispose();
+  }
+});
+
 test('BatchForward rows equal model.forward; cancel frees the slot; context and queue limits', async () => {
   const { model, dispose } = await loadOpenELM(TINY, { backend: 'ref' });
   try {

@@ -1,6 +1,5 @@
 // Evaluation: zero-/few-shot multiple choice the lm-evaluation-harness way, and perplexity.
 
-export { BranchForward } from './branch-forward.ts';
 export { findSplitFiles, readRecords as readDatasetRecords, selectSplitFiles } from './datasets.ts';
 export {
   type EvaluateOptions,

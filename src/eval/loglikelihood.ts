@@ -8,12 +8,14 @@
 //
 // The model reads (context + continuation)[:-1], left-truncated to the context window as the
 // harness truncates. Requests of one item usually share their context: it is run once, and the
-// choices are scored from its KV cache (several choices in one batched pass, BranchForward).
+// choices are scored from its KV cache (several choices in one batched pass: BatchForward's
+// branches, segments with keep: false).
 // What stays in the cache after an item is reused by the next item as far as the tokens agree
 // (a few-shot prefix is computed once for the whole task).
+
+import { BatchForward } from '../model/batch.ts';
 import type { OpenELM } from '../model/openelm.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
-import { BranchForward } from './branch-forward.ts';
 import { pyRstrip } from './pystr.ts';
 
 /** Token ids of one request: the context (BOS first) and the continuation to score. */
@@ -100,7 +102,7 @@ interface Prepared {
 export class LoglikScorer {
   readonly stats: ScorerStats = { requests: 0, requestTokens: 0, modelTokens: 0, continuationTokens: 0 };
   private readonly batchTokens: number;
-  private branch: BranchForward | null = null;
+  private branch: BatchForward | null = null;
 
   constructor(
     readonly model: OpenELM,
@@ -176,8 +178,8 @@ export class LoglikScorer {
         total += prep[i].input.length - P;
         i++;
       }
-      this.branch ??= new BranchForward(model, this.batchTokens);
-      const logits = this.branch.run(group.map((g) => prep[g].input.slice(P)));
+      this.branch ??= new BatchForward(model, this.batchTokens);
+      const logits = this.branch.run(group.map((g) => ({ cache, ids: prep[g].input.slice(P), logits: 'all', keep: false })));
       let row = 0;
       for (const g of group) {
         scoreRows(g, logits, row);

@@ -8,6 +8,13 @@
 // adapter (LoRA / DoRA) adds its term to the rows of the segments that use it: consecutive
 // segments sharing an adapter make one call.
 //
+// Branches: a segment with `keep: false` runs after what its cache holds but leaves the cache as
+// it was, so several such segments may share one cache: continuations of one cached prefix, each
+// attending to the prefix and to itself, never to the others (multiple-choice scoring: the
+// context once, then every choice in one pass). Their keys and values go into the cache rows past
+// its length, one branch after the other within a layer, each overwriting the previous one's
+// after it has attended.
+//
 // The weights and the model stay read-only; the caches belong to the caller; the scratch here
 // is sized once for `maxTokens` rows.
 //
@@ -15,6 +22,8 @@
 //   const a = model.newCache(), b = model.newCache();
 //   const logits = batch.run([{ cache: a, ids: promptA, logits: 'last' }, { cache: b, ids: [tok], logits: 'last' }]);
 //   // logits: [2, vocab], one row per segment that asked for 'last'
+//   // choices after a cached context:
+//   batch.run([{ cache: a, ids: choice1, logits: 'all', keep: false }, { cache: a, ids: choice2, logits: 'all', keep: false }]);
 import type { Activation, AttentionShape } from '../kernels/types.ts';
 import type { KVCache } from './kv-cache.ts';
 import { type AdaptedLinear, type ForwardAdapter, NORM_EPS } from './layer.ts';
@@ -30,6 +39,8 @@ export interface BatchSegment {
   adapter?: ForwardAdapter | null;
   /** which rows' logits to return: none, the last token's, or every token's (scoring an echoed prompt) */
   logits: 'none' | 'last' | 'all';
+  /** append the tokens to the cache (default true); false: a branch, the cache is left as it was */
+  keep?: boolean;
 }
 
 export class BatchForward {
@@ -93,7 +104,8 @@ export class BatchForward {
       const n = s.ids.length;
       if (n === 0) throw new RangeError('BatchForward: a segment needs at least one token');
       if (s.cache.length + n > s.cache.capacity) throw new ContextLengthError(s.cache.length + n, s.cache.capacity);
-      if (segments.some((o) => o !== s && o.cache === s.cache)) throw new Error('BatchForward: two segments share one KV cache');
+      if (segments.some((o) => o !== s && o.cache === s.cache && (o.keep !== false || s.keep !== false)))
+        throw new Error('BatchForward: two segments share one KV cache (only branches, keep: false, may)');
       rows.push(ids.length);
       for (let i = 0; i < n; i++) {
         const id = s.ids[i];
@@ -145,7 +157,7 @@ export class BatchForward {
     }
     for (let s = 0; s < segments.length; s++) {
       const seg = segments[s];
-      for (let i = 0; i < seg.ids.length; i++) seg.cache.ids.push(seg.ids[i]);
+      if (seg.keep !== false) for (let i = 0; i < seg.ids.length; i++) seg.cache.ids.push(seg.ids[i]);
     }
     if (outRows === 0) return this.logits.subarray(0, 0);
     // gather the rows whose logits are wanted, then one norm and one output-head matmul for all
