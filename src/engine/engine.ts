@@ -650,13 +650,12 @@ export class Engine implements ServingEngine {
       const dc = r.p.slot.draftCache!,
         ctx = r.sp.ctx;
       const n = commonPrefix(dc.ids, ctx, ctx.length - 1);
-      // room for every later draft row too; the draft's context must hold the k - 1 fed draft tokens
-      if (ctx.length - n + (r.room - 1) > left) continue;
+      if (ctx.length - n > left) continue; // a draft far behind (after a failed pass) drafts nothing this step
       dc.truncate(n);
-      r.room = Math.min(r.room, dc.capacity - ctx.length);
+      r.room = Math.min(r.room, dc.capacity - ctx.length); // the draft's cache must hold the k - 1 draft tokens it is fed
       if (r.room <= 0) continue;
       segs.push({ cache: dc, ids: ctx.slice(n), logits: 'last', adapter: null });
-      left -= ctx.length - n + (r.room - 1);
+      left -= ctx.length - n;
       r.sp.draftSeen.set(r.sp.seen);
       r.sp.draft = { tokens: [], probs: [] };
       drafting.push(r);
