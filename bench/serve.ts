@@ -15,6 +15,8 @@
 //   npm run bench:serve
 //   npm run bench:serve -- --requests 32 --levels 1,8 --max-tokens 48 --threads 2 --json
 //   npm run bench:serve -- --health [--in-process] [--prompt-tokens 1000]
+//   npm run bench:serve -- --draft-dtype q4 [--draft-tokens 4]   the model drafts for itself (a q4_0 copy)
+//   npm run bench:serve -- --prompt-lookup 10
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
@@ -37,6 +39,9 @@ const { values: v } = parseArgs({
     health: { type: 'boolean' },
     'in-process': { type: 'boolean' },
     'step-tokens': { type: 'string' },
+    'draft-dtype': { type: 'string' },
+    'draft-tokens': { type: 'string' },
+    'prompt-lookup': { type: 'string' },
   },
 });
 const REQUESTS = Number(v.requests ?? 64),
@@ -90,6 +95,8 @@ const server = spawn(
     'bench',
     ...(v['in-process'] ? ['--in-process'] : []),
     ...(v['step-tokens'] ? ['--step-tokens', v['step-tokens']] : []),
+    ...(v['draft-dtype'] ? ['--draft-model', dir, '--draft-dtype', v['draft-dtype'], ...(v['draft-tokens'] ? ['--draft-tokens', v['draft-tokens']] : [])] : []),
+    ...(v['prompt-lookup'] ? ['--prompt-lookup', v['prompt-lookup']] : []),
   ],
   { stdio: ['ignore', 'ignore', 'pipe'] },
 );
@@ -105,6 +112,7 @@ const base = await new Promise<string>((resolve, reject) => {
 log(`server at ${base}`);
 
 const V = 32000;
+const SPECULATING = !!(v['draft-dtype'] || v['prompt-lookup']);
 let promptSeed = 1;
 interface One {
   ttft: number;
@@ -128,7 +136,8 @@ async function one(): Promise<One> {
       ignore_eos: true,
       stream: true,
       stream_options: { include_usage: true },
-      logprobs: 0,
+      // logprobs make every token its own chunk, but a request with logprobs is not speculated
+      logprobs: SPECULATING ? undefined : 0,
     }),
   });
   if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
@@ -147,7 +156,11 @@ async function one(): Promise<One> {
       const j = JSON.parse(ev.slice(6));
       if (j.usage) tokens = j.usage.completion_tokens;
       // logprobs: 0 makes every generated token a chunk with one entry, even when its text is held back
-      for (const c of j.choices ?? []) for (let k = 0; k < (c.logprobs?.tokens?.length ?? 0); k++) times.push(now);
+      for (const c of j.choices ?? []) {
+        if (SPECULATING) {
+          if (c.text) times.push(now); // speculating: the gaps are between chunks of text (one or more tokens)
+        } else for (let k = 0; k < (c.logprobs?.tokens?.length ?? 0); k++) times.push(now);
+      }
     }
   }
   const gaps = times.slice(1).map((t, k) => t - times[k]);
@@ -252,12 +265,18 @@ if (v.health) {
 }
 const loadStart = os.loadavg()[0];
 const levels: Level[] = [];
+let speculative: { drafted: number; accepted: number } | undefined;
 try {
   await one(); // warm-up: JIT, page faults, the first pass
   for (const c of LEVELS) {
     const r = await level(c);
     levels.push(r);
     log(`concurrency ${c}: ${r.tokens} tokens in ${r.wall_s.toFixed(1)} s`);
+  }
+  if (v['draft-dtype'] || v['prompt-lookup']) {
+    const m = await (await fetch(base + '/metrics')).text();
+    const count = (name: string) => Number(new RegExp(`${name} (\\d+)`).exec(m)?.[1] ?? NaN);
+    speculative = { drafted: count('openelm_speculative_draft_tokens_total'), accepted: count('openelm_speculative_accepted_tokens_total') };
   }
 } finally {
   server.kill('SIGTERM');
@@ -276,6 +295,11 @@ const out = {
   max_tokens: MAX_TOKENS,
   load_avg_start: loadStart,
   load_avg_end: os.loadavg()[0],
+  speculative: speculative && {
+    draft: v['draft-dtype'] ? `the model as ${v['draft-dtype']}, ${v['draft-tokens'] ?? 4} tokens a round` : `prompt lookup ${v['prompt-lookup']}`,
+    ...speculative,
+    acceptance: speculative.accepted / speculative.drafted,
+  },
   levels: levels.map((l) => ({ ...l, throughput_ratio: l.tokens_per_s / first.tokens_per_s, ttft_p95_ratio: l.ttft_ms.p95 / first.ttft_ms.p95 })),
 };
 if (v.json) process.stdout.write(JSON.stringify(out, null, 2) + '\n');
@@ -285,6 +309,10 @@ else {
   console.log(
     `${REQUESTS} streaming requests per level, ${PROMPT_TOKENS}-token prompts, ${MAX_TOKENS} tokens each (greedy, ignore_eos); load average ${loadStart.toFixed(2)} → ${out.load_avg_end.toFixed(2)}`,
   );
+  if (out.speculative)
+    console.log(
+      `speculative: ${out.speculative.draft}; ${out.speculative.accepted} of ${out.speculative.drafted} drafted tokens kept (${(100 * out.speculative.acceptance).toFixed(0)} %)`,
+    );
   console.log('| concurrent | tokens/s | × 1 stream | TTFT p50 / p95 / p99 ms | × 1 stream (p95) | inter-token p50 / p95 / p99 ms |');
   console.log('|---|---|---|---|---|---|');
   for (const l of out.levels) {
