@@ -24,6 +24,7 @@ import * as embedded from './build/kernels-wasm.ts';
 import { ThreadPool } from './pool.ts';
 import {
   buildHash,
+  CALIBRATION_VERSION,
   type Calibratable,
   checkTuning,
   cpuModel,
@@ -257,7 +258,7 @@ async function applyTuning(k: WasmKernels, bytes: Uint8Array<ArrayBuffer>, opts:
   if (mode === 'default') return k.setTuning(DEFAULT_TUNING, 'default');
   if (mode !== 'auto' && mode !== 'calibrate')
     throw new Error(`createWasmKernels: tuning must be 'auto', 'default', 'calibrate' or a KernelTuning, got '${mode}'`);
-  const key: TuningKey = { cpu: await cpuModel(), threads: opts.threads, kernels: buildHash(bytes), engine: engineName() };
+  const key: TuningKey = { calibration: CALIBRATION_VERSION, cpu: await cpuModel(), threads: opts.threads, kernels: buildHash(bytes), engine: engineName() };
   const store = opts.tuningStore === undefined ? await defaultTuningStore() : opts.tuningStore;
   if (mode === 'auto' && store) {
     const rec = await store.get(key);
