@@ -7,6 +7,9 @@
 // --max-tokens tokens each with ignore_eos. Per level: aggregate generated tokens/s (all
 // tokens / wall time), time to first token and inter-token latency (gaps between streamed
 // tokens) at p50 / p95 / p99, and the ratios against the first level, measured in the same run.
+// After the first level the clients start one request lifetime / c apart (--no-stagger: together),
+// so arrivals are spread as in a served population rather than bursts of c prompts in lockstep;
+// TTFT is also reported for the requests after the first wave.
 //
 // --health: instead of the load levels, /health's latency while long prompts prefill (default 3
 // prompts of 1000 tokens, one at a time, max_tokens 1; /health polled back to back): with the
@@ -42,6 +45,7 @@ const { values: v } = parseArgs({
     'draft-dtype': { type: 'string' },
     'draft-tokens': { type: 'string' },
     'prompt-lookup': { type: 'string' },
+    'no-stagger': { type: 'boolean' },
   },
 });
 const REQUESTS = Number(v.requests ?? 64),
@@ -179,20 +183,33 @@ interface Level {
   tokens: number;
   tokens_per_s: number;
   ttft_ms: { p50: number; p95: number; p99: number };
+  /**
+   * TTFT of the requests sent after the first wave: the first `concurrency` requests start together
+   * and queue behind each other's prefill by construction; the later ones arrive one at a time, as
+   * a finished request is replaced
+   */
+  ttft_after_first_wave_ms: { p50: number; p95: number; p99: number };
   itl_ms: { p50: number; p95: number; p99: number };
   load_avg: number[];
 }
 
-async function level(c: number): Promise<Level> {
+/**
+ * One level: c clients, each sending its next request when the previous one ends. With `stagger`
+ * (ms), client i starts i × stagger / c later, so the clients' requests are spread over a request's
+ * lifetime instead of starting, prefilling and ending in lockstep (with ignore_eos and one
+ * max_tokens they would stay in step forever, every arrival a burst of c prompts).
+ */
+async function level(c: number, stagger = 0): Promise<Level> {
   const load0 = os.loadavg();
-  const results: One[] = [];
+  const results: (One & { index: number })[] = [];
   let next = 0;
   const t0 = performance.now();
   await Promise.all(
-    Array.from({ length: c }, async () => {
+    Array.from({ length: c }, async (_, i) => {
+      if (stagger > 0 && i > 0) await new Promise((r) => setTimeout(r, (i * stagger) / c));
       while (next < REQUESTS) {
-        next++;
-        results.push(await one());
+        const index = next++;
+        results.push({ ...(await one()), index });
       }
     }),
   );
@@ -208,6 +225,7 @@ async function level(c: number): Promise<Level> {
     tokens,
     tokens_per_s: tokens / wall,
     ttft_ms: q(ttft),
+    ttft_after_first_wave_ms: q(results.filter((r) => r.index >= c).map((r) => r.ttft)),
     itl_ms: q(gaps),
     load_avg: [load0[0], os.loadavg()[0]],
   };
@@ -269,9 +287,11 @@ let speculative: { drafted: number; accepted: number } | undefined;
 try {
   await one(); // warm-up: JIT, page faults, the first pass
   for (const c of LEVELS) {
-    const r = await level(c);
+    // stagger by one request's lifetime at the first level (--no-stagger: all clients start together)
+    const stagger = levels.length && !v['no-stagger'] ? (levels[0].wall_s * 1000 * levels[0].concurrency) / levels[0].requests : 0;
+    const r = await level(c, stagger);
     levels.push(r);
-    log(`concurrency ${c}: ${r.tokens} tokens in ${r.wall_s.toFixed(1)} s`);
+    log(`concurrency ${c}: ${r.tokens} tokens in ${r.wall_s.toFixed(1)} s${stagger ? ` (clients started ${(stagger / c).toFixed(0)} ms apart)` : ''}`);
   }
   if (v['draft-dtype'] || v['prompt-lookup']) {
     const m = await (await fetch(base + '/metrics')).text();
@@ -313,11 +333,13 @@ else {
     console.log(
       `speculative: ${out.speculative.draft}; ${out.speculative.accepted} of ${out.speculative.drafted} drafted tokens kept (${(100 * out.speculative.acceptance).toFixed(0)} %)`,
     );
-  console.log('| concurrent | tokens/s | × 1 stream | TTFT p50 / p95 / p99 ms | × 1 stream (p95) | inter-token p50 / p95 / p99 ms |');
-  console.log('|---|---|---|---|---|---|');
+  console.log(
+    '| concurrent | tokens/s | × 1 stream | TTFT p50 / p95 / p99 ms | × 1 stream (p95) | TTFT after the first wave p50 / p95 ms | inter-token p50 / p95 / p99 ms |',
+  );
+  console.log('|---|---|---|---|---|---|---|');
   for (const l of out.levels) {
     console.log(
-      `| ${l.concurrency} | ${l.tokens_per_s.toFixed(1)} | ${l.throughput_ratio.toFixed(2)}× | ${f(l.ttft_ms.p50)} / ${f(l.ttft_ms.p95)} / ${f(l.ttft_ms.p99)} | ${l.ttft_p95_ratio.toFixed(2)}× | ${f(l.itl_ms.p50)} / ${f(l.itl_ms.p95)} / ${f(l.itl_ms.p99)} |`,
+      `| ${l.concurrency} | ${l.tokens_per_s.toFixed(1)} | ${l.throughput_ratio.toFixed(2)}× | ${f(l.ttft_ms.p50)} / ${f(l.ttft_ms.p95)} / ${f(l.ttft_ms.p99)} | ${l.ttft_p95_ratio.toFixed(2)}× | ${f(l.ttft_after_first_wave_ms.p50)} / ${f(l.ttft_after_first_wave_ms.p95)} | ${f(l.itl_ms.p50)} / ${f(l.itl_ms.p95)} / ${f(l.itl_ms.p99)} |`,
     );
   }
 }
