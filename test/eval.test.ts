@@ -111,6 +111,37 @@ describe('batched choices', () => {
     mc.items.forEach((it, i) => want[i].forEach((x, j) => assert.ok(Math.abs(x.loglik - it.loglik[j]) < 2e-4)));
   });
 
+  test('several items per pass (scoreMany, each in its own cache) equal item by item, across pass sizes, long branches and cache reuse', () => {
+    const reqs = mc.items.map((it) => it.choices.map((c) => encodePair(m.tokenizer, it.context, ' ' + c)));
+    const want = reqs.map((r) => new LoglikScorer(m.model, { batchTokens: 1 }).score(r));
+    for (const [batchTokens, docsPerPass] of [
+      [128, 4],
+      [128, 3],
+      [9, 2],
+      [3, 4], // choices longer than a pass: those items go the single-item way
+    ]) {
+      const s = new LoglikScorer(m.model, { batchTokens, docsPerPass });
+      // twice: the second call finds each item's prefix already in its cache
+      for (let round = 0; round < 2; round++) {
+        const before = s.stats.modelTokens;
+        s.scoreMany(reqs).forEach((res, i) =>
+          res.forEach((x, j) => {
+            assert.ok(
+              Math.abs(x.loglik - want[i][j].loglik) < 1e-4,
+              `batch ${batchTokens} × ${docsPerPass} docs, item ${i} choice ${j}: ${x.loglik} vs ${want[i][j].loglik}`,
+            );
+            assert.equal(x.isGreedy, want[i][j].isGreedy);
+            assert.equal(x.tokens, want[i][j].tokens);
+          }),
+        );
+        if (round === 1 && docsPerPass >= reqs.length && batchTokens > 3)
+          assert.ok(s.stats.modelTokens - before < before, 'the second round reuses the cached contexts');
+      }
+    }
+    assert.deepEqual(new LoglikScorer(m.model).scoreMany([]), []);
+    assert.throws(() => new LoglikScorer(m.model, { docsPerPass: 0 }), /docsPerPass must be a positive integer, got 0/);
+  });
+
   test('a context longer than the window is left-truncated as the harness does: (context + continuation)[-(L+1):][:-1]', async () => {
     const small = await loadModel(MODEL, { backend: 'ref', contextLength: 16 });
     try {

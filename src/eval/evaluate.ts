@@ -20,7 +20,7 @@ import { findSplitFiles, readAll, readRecords } from './datasets.ts';
 import { type DatasetResolveOptions, resolveDataset } from './hub-dataset.ts';
 import { encodePair, LoglikScorer, type ScorerStats } from './loglikelihood.ts';
 import { PythonRandom } from './python-random.ts';
-import { buildItem, choiceLengths, type Doc, fewshotExample, genericTask, type Metric, TASKS, type TaskSpec } from './tasks.ts';
+import { buildItem, choiceLengths, type Doc, fewshotExample, genericTask, type McItem, type Metric, TASKS, type TaskSpec } from './tasks.ts';
 
 /** A task with its documents in memory. */
 export interface LoadedTask {
@@ -172,32 +172,41 @@ export function evaluateTask(model: OpenELM, tokenizer: Tokenizer, task: LoadedT
     norms: number[] = [];
   const items: ItemResult[] = [];
   const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    const doc = docs[i];
-    let prefix = '';
-    if (k > 0) {
-      // the harness: sample k (k + 1 when drawing from the evaluated split, then drop the doc itself)
-      let shots: Doc[];
-      if (spec.fewshotSplit === spec.split) {
-        const key = JSON.stringify(doc);
-        shots = rng
-          .sample(pool, k + 1)
-          .filter((x) => JSON.stringify(x) !== key)
-          .slice(0, k);
-      } else shots = rng.sample(pool, k);
-      prefix = shots.map((s) => fewshotExample(spec, s)).join('');
+  // items are built in order (the few-shot sampler's draws are sequential), then scored a few at
+  // a time (LoglikScorer.scoreMany: their contexts and choices share batched passes)
+  for (let i0 = 0; i0 < n; i0 += scorer.docsPerPass) {
+    const chunk: McItem[] = [];
+    for (let i = i0; i < Math.min(n, i0 + scorer.docsPerPass); i++) {
+      const doc = docs[i];
+      let prefix = '';
+      if (k > 0) {
+        // the harness: sample k (k + 1 when drawing from the evaluated split, then drop the doc itself)
+        let shots: Doc[];
+        if (spec.fewshotSplit === spec.split) {
+          const key = JSON.stringify(doc);
+          shots = rng
+            .sample(pool, k + 1)
+            .filter((x) => JSON.stringify(x) !== key)
+            .slice(0, k);
+        } else shots = rng.sample(pool, k);
+        prefix = shots.map((s) => fewshotExample(spec, s)).join('');
+      }
+      chunk.push(wrap(() => buildItem(spec, doc, prefix), task, i));
     }
-    const item = wrap(() => buildItem(spec, doc, prefix), task, i);
-    const results = scorer.score(item.contexts.map((c, j) => encodePair(tokenizer, c, item.continuations[j])));
-    const ll = results.map((r) => r.loglik);
-    const lens = choiceLengths(item);
-    const pred = argmax(ll);
-    const predNorm = argmax(ll.map((x, j) => x / lens[j]));
-    accs.push(pred === item.gold ? 1 : 0);
-    norms.push(predNorm === item.gold ? 1 : 0);
-    if (opts.perItem)
-      items.push({ task: spec.name, doc: i, loglik: ll, is_greedy: results.map((r) => r.isGreedy), pred, pred_norm: predNorm, label: item.gold });
-    opts.onProgress?.(i + 1, n);
+    const scored = scorer.scoreMany(chunk.map((item) => item.contexts.map((c, j) => encodePair(tokenizer, c, item.continuations[j]))));
+    chunk.forEach((item, j) => {
+      const i = i0 + j,
+        results = scored[j];
+      const ll = results.map((r) => r.loglik);
+      const lens = choiceLengths(item);
+      const pred = argmax(ll);
+      const predNorm = argmax(ll.map((x, c) => x / lens[c]));
+      accs.push(pred === item.gold ? 1 : 0);
+      norms.push(predNorm === item.gold ? 1 : 0);
+      if (opts.perItem)
+        items.push({ task: spec.name, doc: i, loglik: ll, is_greedy: results.map((r) => r.isGreedy), pred, pred_norm: predNorm, label: item.gold });
+      opts.onProgress?.(i + 1, n);
+    });
   }
   const seconds = (performance.now() - t0) / 1000;
   model.reset();

@@ -13,7 +13,8 @@
 // What stays in the cache after an item is reused by the next item as far as the tokens agree
 // (a few-shot prefix is computed once for the whole task).
 
-import { BatchForward } from '../model/batch.ts';
+import { BatchForward, type BatchSegment } from '../model/batch.ts';
+import type { KVCache } from '../model/kv-cache.ts';
 import type { OpenELM } from '../model/openelm.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import { pyRstrip } from './pystr.ts';
@@ -77,6 +78,12 @@ export interface ScorerOptions {
    * 1 runs each choice on its own (the plain path, one forward per choice).
    */
   batchTokens?: number;
+  /**
+   * Items scoreMany runs together (default 4), each in its own KV cache: their contexts share
+   * passes, then all their choices do, so short items fill a pass that one item would leave mostly
+   * empty. 1 scores item by item.
+   */
+  docsPerPass?: number;
 }
 
 /** Counters for throughput. */
@@ -102,7 +109,11 @@ interface Prepared {
 export class LoglikScorer {
   readonly stats: ScorerStats = { requests: 0, requestTokens: 0, modelTokens: 0, continuationTokens: 0 };
   private readonly batchTokens: number;
+  /** items scoreMany runs together */
+  readonly docsPerPass: number;
   private branch: BatchForward | null = null;
+  /** scoreMany's KV caches, one per item of a call, made on first use; each keeps its last item's prefix */
+  private readonly caches: KVCache[] = [];
 
   constructor(
     readonly model: OpenELM,
@@ -111,6 +122,116 @@ export class LoglikScorer {
     const b = opts.batchTokens ?? 128;
     if (!(Number.isInteger(b) && b >= 1)) throw new RangeError(`batchTokens must be a positive integer, got ${b}`);
     this.batchTokens = b;
+    const d = opts.docsPerPass ?? 4;
+    if (!(Number.isInteger(d) && d >= 1)) throw new RangeError(`docsPerPass must be a positive integer, got ${d}`);
+    this.docsPerPass = d;
+  }
+
+  /**
+   * Scores several items (each a list of requests, usually one document's choices) and returns
+   * their results in order, exactly as score() would item by item up to rounding (batched rows
+   * sum in another order). Up to docsPerPass items run together, each in its own KV cache: first
+   * the parts of their contexts that the caches do not hold yet, packed into passes of at most
+   * batchTokens tokens, then all their choices as branches of their contexts, packed the same way.
+   * An item with a choice longer than batchTokens is scored on its own by score().
+   */
+  scoreMany(items: readonly (readonly LoglikRequest[])[]): LoglikResult[][] {
+    const out: LoglikResult[][] = [];
+    if (this.docsPerPass === 1 || this.batchTokens === 1) {
+      for (const it of items) out.push(this.score(it));
+      return out;
+    }
+    for (let i0 = 0; i0 < items.length; i0 += this.docsPerPass) {
+      const group = items.slice(i0, i0 + this.docsPerPass);
+      out.push(...this.scoreTogether(group));
+    }
+    return out;
+  }
+
+  private scoreTogether(items: readonly (readonly LoglikRequest[])[]): LoglikResult[][] {
+    const model = this.model,
+      V = model.config.vocab_size,
+      T = this.batchTokens;
+    const results: LoglikResult[][] = items.map(() => []);
+    // the items that fit the batched path, each with its cache, prepared requests and shared prefix P
+    const work: { item: number; cache: KVCache; prep: Prepared[]; P: number }[] = [];
+    for (let i = 0; i < items.length; i++) {
+      if (items[i].length === 0) continue;
+      while (this.caches.length <= work.length) this.caches.push(model.newCache());
+      const cache = this.caches[work.length];
+      const prep = this.prepare(items[i], cache.capacity);
+      const P = sharedPrefix(prep);
+      if (prep.some((p) => p.input.length - P > T)) {
+        results[i] = this.score(items[i]); // a long choice: the plain path
+        continue;
+      }
+      work.push({ item: i, cache, prep, P });
+    }
+    this.branch ??= new BatchForward(model, T);
+    // contexts: what each cache lacks of its item's shared prefix, in chunks filling passes of T tokens
+    const todo = work.map((w) => {
+      const first = w.prep[0].input;
+      const kept = commonPrefix(w.cache.ids, first, w.P);
+      w.cache.truncate(kept);
+      return { w, ids: first.slice(kept, w.P) };
+    });
+    for (;;) {
+      const segments: BatchSegment[] = [];
+      let room = T;
+      for (const t of todo) {
+        if (t.ids.length === 0 || room === 0) continue;
+        const n = Math.min(room, t.ids.length);
+        segments.push({ cache: t.w.cache, ids: t.ids.slice(0, n), logits: 'none' });
+        t.ids = t.ids.slice(n);
+        room -= n;
+      }
+      if (segments.length === 0) break;
+      this.branch.run(segments);
+      this.stats.modelTokens += T - room;
+    }
+    // choices: every item's branches after its prefix, packed into passes of T tokens
+    const branches = work.flatMap((w) => w.prep.map((p, r) => ({ w, r, ids: p.input.slice(w.P) })));
+    let b = 0;
+    while (b < branches.length) {
+      const pass: typeof branches = [];
+      let total = 0;
+      while (b < branches.length && total + branches[b].ids.length <= T) {
+        pass.push(branches[b]);
+        total += branches[b].ids.length;
+        b++;
+      }
+      const logits = this.branch.run(pass.map((x) => ({ cache: x.w.cache, ids: x.ids, logits: 'all', keep: false })));
+      let row = 0;
+      for (const x of pass) {
+        results[x.w.item][x.r] = scoreRows(x.w.prep[x.r], x.w.P, logits, row, V);
+        row += x.ids.length;
+      }
+      this.stats.modelTokens += total;
+    }
+    for (const w of work) this.count(w.prep);
+    return results;
+  }
+
+  /** the requests as the model reads them (see Prepared), checked and left-truncated to `cap` */
+  private prepare(requests: readonly LoglikRequest[], cap: number): Prepared[] {
+    return requests.map((r, i) => {
+      if (r.continuation.length === 0) throw new RangeError(`request ${i}: the continuation has no tokens`);
+      if (r.context.length === 0) throw new RangeError(`request ${i}: the context has no tokens (it should start with BOS)`);
+      let full = r.context.concat(r.continuation);
+      // the harness keeps the last max_length + 1 tokens: (context + continuation)[-(L+1):][:-1]
+      if (full.length > cap + 1) full = full.slice(full.length - (cap + 1));
+      const ctxLen = full.length - r.continuation.length;
+      if (ctxLen < 1) throw new RangeError(`request ${i}: the continuation (${r.continuation.length} tokens) does not fit the context window of ${cap} tokens`);
+      return { full, input: full.slice(0, -1), ctxLen };
+    });
+  }
+
+  private count(prep: readonly Prepared[]): void {
+    for (const p of prep) {
+      this.stats.requests++;
+      this.stats.requestTokens += p.input.length;
+      this.stats.continuationTokens += p.full.length - p.ctxLen;
+    }
   }
 
   /**
@@ -121,24 +242,10 @@ export class LoglikScorer {
     if (requests.length === 0) return [];
     const model = this.model,
       cache = model.cache,
-      cap = cache.capacity,
       V = model.config.vocab_size;
-    const prep: Prepared[] = requests.map((r, i) => {
-      if (r.continuation.length === 0) throw new RangeError(`request ${i}: the continuation has no tokens`);
-      if (r.context.length === 0) throw new RangeError(`request ${i}: the context has no tokens (it should start with BOS)`);
-      let full = r.context.concat(r.continuation);
-      // the harness keeps the last max_length + 1 tokens: (context + continuation)[-(L+1):][:-1]
-      if (full.length > cap + 1) full = full.slice(full.length - (cap + 1));
-      const ctxLen = full.length - r.continuation.length;
-      if (ctxLen < 1) throw new RangeError(`request ${i}: the continuation (${r.continuation.length} tokens) does not fit the context window of ${cap} tokens`);
-      return { full, input: full.slice(0, -1), ctxLen };
-    });
-
-    // P: tokens every request reads identically, always short of each request's last context
-    // token (so each branch is at least one token and yields the row predicting its continuation)
-    let P = Math.min(...prep.map((p) => p.ctxLen - 1));
+    const prep = this.prepare(requests, cache.capacity);
+    const P = sharedPrefix(prep);
     const first = prep[0].input;
-    for (const p of prep) P = Math.min(P, commonPrefix(first, p.input, P));
     // keep what the cache already holds of it; run the rest
     const kept = commonPrefix(cache.ids, first, P);
     cache.truncate(kept);
@@ -146,18 +253,6 @@ export class LoglikScorer {
     this.stats.modelTokens += P - kept;
 
     const results: LoglikResult[] = new Array(prep.length);
-    const scoreRows = (i: number, logits: Float32Array, row0: number) => {
-      const p = prep[i];
-      let loglik = 0,
-        greedy = true;
-      // logits row r (r = 0 is input[P]) predicts full[P + r + 1]
-      for (let t = p.ctxLen; t < p.full.length; t++) {
-        const s = tokenLogprob(logits, (row0 + t - 1 - P) * V, V, p.full[t]);
-        loglik += s.logprob;
-        greedy &&= s.greedy;
-      }
-      results[i] = { loglik, isGreedy: greedy, tokens: p.full.length - p.ctxLen };
-    };
 
     // branches, packed into batches of at most batchTokens tokens; a longer one runs alone
     let i = 0;
@@ -165,7 +260,7 @@ export class LoglikScorer {
       const len = prep[i].input.length - P;
       if (this.batchTokens === 1 || len > this.batchTokens) {
         cache.truncate(P);
-        scoreRows(i, model.forwardAll(prep[i].input.slice(P)), 0);
+        results[i] = scoreRows(prep[i], P, model.forwardAll(prep[i].input.slice(P)), 0, V);
         cache.truncate(P);
         this.stats.modelTokens += len;
         i++;
@@ -182,18 +277,38 @@ export class LoglikScorer {
       const logits = this.branch.run(group.map((g) => ({ cache, ids: prep[g].input.slice(P), logits: 'all', keep: false })));
       let row = 0;
       for (const g of group) {
-        scoreRows(g, logits, row);
+        results[g] = scoreRows(prep[g], P, logits, row, V);
         row += prep[g].input.length - P;
       }
       this.stats.modelTokens += total;
     }
-    for (const p of prep) {
-      this.stats.requests++;
-      this.stats.requestTokens += p.input.length;
-      this.stats.continuationTokens += p.full.length - p.ctxLen;
-    }
+    this.count(prep);
     return results;
   }
+}
+
+/**
+ * P: tokens every request reads identically, always short of each request's last context token
+ * (so each branch is at least one token and yields the row predicting its continuation)
+ */
+function sharedPrefix(prep: readonly Prepared[]): number {
+  let P = Math.min(...prep.map((p) => p.ctxLen - 1));
+  const first = prep[0].input;
+  for (const p of prep) P = Math.min(P, commonPrefix(first, p.input, P));
+  return P;
+}
+
+/** a request's result from its branch's logits rows (row0: the branch's first row, input[P]) */
+function scoreRows(p: Prepared, P: number, logits: Float32Array, row0: number, V: number): LoglikResult {
+  let loglik = 0,
+    greedy = true;
+  // logits row r (r = 0 is input[P]) predicts full[P + r + 1]
+  for (let t = p.ctxLen; t < p.full.length; t++) {
+    const s = tokenLogprob(logits, (row0 + t - 1 - P) * V, V, p.full[t]);
+    loglik += s.logprob;
+    greedy &&= s.greedy;
+  }
+  return { loglik, isGreedy: greedy, tokens: p.full.length - p.ctxLen };
 }
 
 /** Length of the common prefix of a and b, at most `max`. */
