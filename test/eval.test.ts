@@ -171,10 +171,17 @@ describe('openelm eval (command line)', () => {
   });
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-  test('--tasks FILE.jsonl --json --per-item: the reference logliks, acc and acc_norm', () => {
+  test('--tasks FILE.jsonl --json --per-item: the reference logliks, acc and acc_norm (four documents per pass, and one)', () => {
     const r = cli(['-m', MODEL, '--tasks', path.join(FIX, 'tiny-mc.jsonl'), '--json', '--per-item']);
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout);
+    assert.equal(out.config.docsPerPass, 4);
+    const one = cli(['-m', MODEL, '--tasks', path.join(FIX, 'tiny-mc.jsonl'), '--json', '--per-item', '--docs-per-pass', '1']);
+    assert.equal(one.status, 0, one.stderr);
+    const single = JSON.parse(one.stdout);
+    assert.equal(single.config.docsPerPass, 1);
+    single.items.forEach((it: { loglik: number[] }, i: number) => it.loglik.forEach((l, j) => assert.ok(Math.abs(l - out.items[i].loglik[j]) < 1e-4)));
+    assert.match(cli(['-m', MODEL, '--tasks', path.join(FIX, 'tiny-mc.jsonl'), '--docs-per-pass', '0']).stderr, /--docs-per-pass/);
     const res = out.results['tiny-mc'];
     assert.equal(res.n, 12);
     assert.equal(res.acc, mc.summary.acc);

@@ -119,6 +119,8 @@ export interface EvaluateOptions {
   seed?: number;
   /** choice tokens run together after their shared context (default 128; 1 = one choice at a time) */
   batchTokens?: number;
+  /** documents scored together, each in its own KV cache (default 4; 1 = one at a time) */
+  docsPerPass?: number;
   /** keep every item's logliks and predictions in the result */
   perItem?: boolean;
   /** called after each document */
@@ -167,7 +169,7 @@ export function evaluateTask(model: OpenELM, tokenizer: Tokenizer, task: LoadedT
       throw new Error(`task ${spec.name}: --num-fewshot ${k} but the ${spec.fewshotSplit} split has ${pool.length} records`);
   }
   const rng = new PythonRandom(opts.seed ?? 1234);
-  const scorer = new LoglikScorer(model, { batchTokens: opts.batchTokens });
+  const scorer = new LoglikScorer(model, { batchTokens: opts.batchTokens, docsPerPass: opts.docsPerPass });
   const accs: number[] = [],
     norms: number[] = [];
   const items: ItemResult[] = [];

@@ -13,7 +13,7 @@ import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel } from '../model-opti
 export const evalCommand: Command = {
   name: 'eval',
   summary: 'zero-/few-shot accuracy the lm-evaluation-harness way, and perplexity',
-  help: `Usage: openelm eval --model M --tasks LIST [--limit N] [--num-fewshot K] [--seed S] [--batch-size B] [--json] [--per-item] [--output FILE]
+  help: `Usage: openelm eval --model M --tasks LIST [--limit N] [--num-fewshot K] [--seed S] [--batch-size B] [--docs-per-pass D] [--json] [--per-item] [--output FILE]
        openelm eval --model M --perplexity FILE [--stride N] [--window N] [--json]
 
 Multiple-choice accuracy as EleutherAI's lm-evaluation-harness computes it (BOS first, each choice
@@ -37,8 +37,10 @@ Options:
       --num-fewshot K      examples before each question, drawn from the task's training split
                            with Python's random.Random(seed).sample, as the harness draws them (default 0)
       --seed S             the few-shot sampler's seed (default 1234, the harness's default)
-      --batch-size B       choice tokens run together after their shared context (default 128;
-                           1 = one choice at a time)
+      --batch-size B       tokens per batched pass: contexts, then the choices after them (default
+                           128; 1 = one choice at a time)
+      --docs-per-pass D    documents scored together, each in its own KV cache (default 4; 1 = one
+                           document at a time)
       --per-item           with --json/--output: every item's logliks, is_greedy, predictions, label
       --output FILE        write the JSON result to FILE (the table still prints)
       --perplexity FILE    mean NLL per token, perplexity and bits per byte of FILE (plain text as one
@@ -63,6 +65,7 @@ Examples:
       'num-fewshot': { type: 'string' },
       seed: { type: 'string' },
       'batch-size': { type: 'string' },
+      'docs-per-pass': { type: 'string' },
       'per-item': { type: 'boolean' },
       output: { type: 'string' },
       perplexity: { type: 'string' },
@@ -74,6 +77,7 @@ Examples:
     const numFewshot = num(v['num-fewshot'] as string, 'num-fewshot', { int: true, min: 0 }) ?? 0;
     const seed = num(v.seed as string, 'seed', { int: true }) ?? 1234;
     const batchTokens = num(v['batch-size'] as string, 'batch-size', { int: true, min: 1 }) ?? 128;
+    const docsPerPass = num(v['docs-per-pass'] as string, 'docs-per-pass', { int: true, min: 1 }) ?? 4;
     const stride = num(v.stride as string, 'stride', { int: true, min: 1 });
     const window = num(v.window as string, 'window', { int: true, min: 2 });
     const specs =
@@ -108,7 +112,15 @@ Examples:
         const total = Math.min(task.docs.length, limit ?? Infinity);
         const bar = new ProgressBar({ label: task.spec.name, total, unit: 'items' });
         results.push(
-          evaluateTask(model, tokenizer, task, { limit, numFewshot, seed, batchTokens, perItem: Boolean(v['per-item']), onProgress: (d) => bar.update(d) }),
+          evaluateTask(model, tokenizer, task, {
+            limit,
+            numFewshot,
+            seed,
+            batchTokens,
+            docsPerPass,
+            perItem: Boolean(v['per-item']),
+            onProgress: (d) => bar.update(d),
+          }),
         );
         bar.finish();
       }
@@ -116,7 +128,7 @@ Examples:
       if (texts) ppl = perplexityOfTexts(model, (t) => tokenizer.encode(t, { bos: true }), texts, { chunk: window, stride, perToken: Boolean(v['per-item']) });
 
       const paper = paperFigures(source);
-      const out = jsonResult(results, ppl, v.perplexity as string | undefined, { limit, numFewshot, seed, batchTokens }, paper, Boolean(v['per-item']));
+      const out = jsonResult(results, ppl, v.perplexity as string | undefined, { limit, numFewshot, seed, batchTokens, docsPerPass }, paper, Boolean(v['per-item']));
       if (v.output) fs.writeFileSync(v.output as string, JSON.stringify(out, null, 1) + '\n');
       if (json) printJson(out);
       else {
