@@ -128,7 +128,14 @@ Examples:
       if (texts) ppl = perplexityOfTexts(model, (t) => tokenizer.encode(t, { bos: true }), texts, { chunk: window, stride, perToken: Boolean(v['per-item']) });
 
       const paper = paperFigures(source);
-      const out = jsonResult(results, ppl, v.perplexity as string | undefined, { limit, numFewshot, seed, batchTokens, docsPerPass }, paper, Boolean(v['per-item']));
+      const out = jsonResult(
+        results,
+        ppl,
+        v.perplexity as string | undefined,
+        { limit, numFewshot, seed, batchTokens, docsPerPass },
+        paper,
+        Boolean(v['per-item']),
+      );
       if (v.output) fs.writeFileSync(v.output as string, JSON.stringify(out, null, 1) + '\n');
       if (json) printJson(out);
       else {
