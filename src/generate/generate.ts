@@ -8,7 +8,7 @@ import { Engine, type Sequence } from '../engine/engine.ts';
 import { TextTail } from '../engine/text.ts';
 import type { OpenELM } from '../model/openelm.ts';
 import { ContextLengthError } from '../model/openelm.ts';
-import { StreamDecoder, type Tokenizer } from '../tokenizer/index.ts';
+import type { Tokenizer } from '../tokenizer/index.ts';
 import { Sampler, type SamplingOptions } from './sampler.ts';
 import { type SpeculativeOptions, type SpeculativeStats, speculativeTokens } from './speculative.ts';
 
@@ -196,11 +196,7 @@ async function* generateAlone(model: OpenELM, tok: Tokenizer, prompt: Prompt, op
   const prefillMs = performance.now() - t0;
 
   const outputIds: number[] = [];
-  const decoder = new StreamDecoder(tok);
-  const stops = (opts.stop ?? []).filter((s) => s.length > 0);
-  const holdBack = stops.reduce((m, s) => Math.max(m, s.length - 1), 0);
-  let text = ''; // all text decoded so far
-  let emitted = 0; // characters of `text` already yielded
+  const tail = new TextTail(tok, opts.stop); // text, stop strings, what is held back
   let finishReason: FinishReason = 'length';
   const t1 = performance.now();
   const spec = opts.speculative;
@@ -219,21 +215,19 @@ async function* generateAlone(model: OpenELM, tok: Tokenizer, prompt: Prompt, op
       finishReason = 'eos';
       break;
     }
-    text += decoder.push(token);
-    const hit = firstStop(text, stops, emitted);
-    if (hit >= 0) {
-      text = text.slice(0, hit);
+    // the text that can no longer become part of a stop string
+    const piece = tail.push(token);
+    if (tail.stopped) {
       finishReason = 'stop';
+      if (piece) yield { token, text: piece };
       break;
     }
-    // yield what can no longer become part of a stop string
-    const safe = Math.max(emitted, text.length - holdBack);
-    yield { token, text: text.slice(emitted, safe) };
-    emitted = safe;
+    yield { token, text: piece };
     await new Promise<void>((r) => setImmediate(r)); // let I/O (streams, servers) run between tokens
   }
-  if (finishReason !== 'stop') text += decoder.flush();
-  if (text.length > emitted) yield { token: outputIds[outputIds.length - 1], text: text.slice(emitted) };
+  const rest = tail.flush();
+  if (rest) yield { token: outputIds[outputIds.length - 1], text: rest };
+  const text = tail.text;
   return { promptIds, outputIds, text, finishReason, cachedTokens, prefillMs, decodeMs: performance.now() - t1, ...(stats ? { speculative: stats } : {}) };
 }
 
@@ -264,19 +258,9 @@ export async function generateText(
 }
 
 /** Longest prefix of `prompt` already in the cache, leaving at least one token to feed. */
-function reusablePrefix(cached: readonly number[], prompt: readonly number[]): number {
+export function reusablePrefix(cached: readonly number[], prompt: readonly number[]): number {
   let n = 0;
   const max = Math.min(cached.length, prompt.length - 1);
   while (n < max && cached[n] === prompt[n]) n++;
   return n;
-}
-
-/** Index of the earliest stop string in text that ends after `from - maxlen`, or -1. */
-function firstStop(text: string, stops: string[], from: number): number {
-  let best = -1;
-  for (const s of stops) {
-    const i = text.indexOf(s, Math.max(0, from - s.length + 1));
-    if (i >= 0 && (best < 0 || i < best)) best = i;
-  }
-  return best;
 }
