@@ -41,15 +41,38 @@ export function weightBytes(w: ModelWeights): number {
   return n;
 }
 
+/** The seeded random prompt every bench feeds (ids from 3 on: no BOS, EOS or padding), checked against the KV cache. */
+export function benchPrompt(vocab: number, o: BenchOptions, capacity: number): number[] {
+  const rng = new Rng(o.seed ?? 0);
+  const prompt = Array.from({ length: o.promptTokens }, () => 3 + (rng.nextU32() % (vocab - 3)));
+  if (o.promptTokens + o.genTokens + o.warmup > capacity) {
+    throw new RangeError(`prompt + generated + warmup tokens (${o.promptTokens + o.genTokens + o.warmup}) exceed the KV cache (${capacity})`);
+  }
+  return prompt;
+}
+
+/** The report from the timed runs: the best run of each phase, weight bandwidth, memory. */
+export function benchSummary(o: BenchOptions, runs: BenchResult['runs'], weightBytes: number, kvCacheBytes: number): BenchResult {
+  const prefill = Math.max(...runs.map((r) => r.prefill_tps));
+  const decode = Math.max(...runs.map((r) => r.decode_tps));
+  return {
+    prompt_tokens: o.promptTokens,
+    gen_tokens: o.genTokens,
+    prefill_tps: prefill,
+    decode_tps: decode,
+    runs,
+    weight_bytes: weightBytes,
+    decode_gbps: (weightBytes * decode) / 1e9,
+    kv_cache_bytes: kvCacheBytes,
+    peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+  };
+}
+
 export function benchModel(model: OpenELM, o: BenchOptions): BenchResult {
   const V = model.config.vocab_size,
     k = model.kernels;
   const argmax = (x: Float32Array): number => k.argmax(x, V);
-  const rng = new Rng(o.seed ?? 0);
-  const prompt = Array.from({ length: o.promptTokens }, () => 3 + (rng.nextU32() % (V - 3)));
-  if (o.promptTokens + o.genTokens + o.warmup > model.cache.capacity) {
-    throw new RangeError(`prompt + generated + warmup tokens (${o.promptTokens + o.genTokens + o.warmup}) exceed the KV cache (${model.cache.capacity})`);
-  }
+  const prompt = benchPrompt(V, o, model.cache.capacity);
   // warm up: JIT-compile the wasm, fault in every buffer
   model.reset();
   let logits = model.forward(prompt.slice(0, Math.min(8, prompt.length)));
@@ -66,20 +89,7 @@ export function benchModel(model: OpenELM, o: BenchOptions): BenchResult {
     const decodeMs = performance.now() - t;
     runs.push({ prefill_tps: (o.promptTokens / prefillMs) * 1000, decode_tps: (o.genTokens / decodeMs) * 1000 });
   }
-  const prefill = Math.max(...runs.map((r) => r.prefill_tps));
-  const decode = Math.max(...runs.map((r) => r.decode_tps));
-  const bytes = weightBytes(model.weights);
-  return {
-    prompt_tokens: o.promptTokens,
-    gen_tokens: o.genTokens,
-    prefill_tps: prefill,
-    decode_tps: decode,
-    runs,
-    weight_bytes: bytes,
-    decode_gbps: (bytes * decode) / 1e9,
-    kv_cache_bytes: model.cache.bytes,
-    peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
-  };
+  return benchSummary(o, runs, weightBytes(model.weights), model.cache.bytes);
 }
 
 const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
