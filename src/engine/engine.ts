@@ -276,6 +276,22 @@ export interface EngineStats {
   acceptedTokens: number;
 }
 
+/** Counters of an engine with `parallel` slots before its first request. */
+export function emptyEngineStats(parallel: number): EngineStats {
+  return {
+    active: 0,
+    waiting: 0,
+    parallel,
+    steps: 0,
+    promptTokens: 0,
+    cachedPromptTokens: 0,
+    generatedTokens: 0,
+    speculativeRounds: 0,
+    draftedTokens: 0,
+    acceptedTokens: 0,
+  };
+}
+
 type Part = {
   slot: Slot;
   seq: Sequence;
@@ -355,18 +371,7 @@ export class Engine implements ServingEngine {
     this.mask = new Float32Array(model.config.vocab_size);
     this.allowed = new Uint8Array(model.config.vocab_size);
     this.adapters = opts.adapters ?? new Map();
-    this.stats = {
-      active: 0,
-      waiting: 0,
-      parallel,
-      steps: 0,
-      promptTokens: 0,
-      cachedPromptTokens: 0,
-      generatedTokens: 0,
-      speculativeRounds: 0,
-      draftedTokens: 0,
-      acceptedTokens: 0,
-    };
+    this.stats = emptyEngineStats(parallel);
   }
 
   get config(): OpenELMConfig {

@@ -12,24 +12,21 @@
 //   for await (const t of seq) ...
 //   await engine.close();
 import { Worker } from 'node:worker_threads';
-import { checkRequest, type EngineStats, QueueFullError, type SequenceRequest, SequenceStream, type ServingEngine } from '../engine/engine.ts';
+import {
+  checkRequest,
+  type EngineStats,
+  emptyEngineStats,
+  QueueFullError,
+  type SequenceRequest,
+  SequenceStream,
+  type ServingEngine,
+} from '../engine/engine.ts';
 import type { EngineWorkerInfo, EngineWorkerInit, FromWorker, ToWorker } from './engine-worker.ts';
 
 export type { EngineWorkerInit };
 
 export class WorkerEngine implements ServingEngine {
-  readonly stats: EngineStats = {
-    active: 0,
-    waiting: 0,
-    parallel: 0,
-    steps: 0,
-    promptTokens: 0,
-    cachedPromptTokens: 0,
-    generatedTokens: 0,
-    speculativeRounds: 0,
-    draftedTokens: 0,
-    acceptedTokens: 0,
-  };
+  readonly stats: EngineStats = emptyEngineStats(0); // parallel: the worker's, once it reports
   private readonly seqs = new Map<number, SequenceStream>();
   private nextId = 0;
   private idleWaiters: (() => void)[] = [];
