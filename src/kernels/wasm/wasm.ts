@@ -17,6 +17,7 @@
 // 65536.. arena: the f16 → f32 table (256 KiB), per-thread scratch regions, then the model's
 // buffers and weights, and our activation-quantization scratch.
 
+import { ACT_CODE, DTYPE_CODE } from '../codes.ts';
 import { blocksPerRow, QK } from '../quant.ts';
 import { makeWeight, RefKernels, weightBytes } from '../ref.ts';
 import type { Activation, AttentionShape, Kernels, Weight, WeightDType } from '../types.ts';
@@ -104,19 +105,6 @@ const GEMM_FLOAT_ROWS = 12;
 /** the GEMMs' token block (TB in kernels.as): the row granule of gemm_t split by rows */
 const GEMM_TOKEN_BLOCK = 128;
 const GEMM_QUANT_ROWS = 8;
-const DTYPE_CODE: Record<WeightDType, number> = { f32: 0, bf16: 1, f16: 2, q8_0: 3, q4_0: 4 };
-const ACT_CODE: Record<Activation, number> = {
-  swish: 0,
-  silu: 0,
-  gelu: 1,
-  gelu_new: 2,
-  gelu_pytorch_tanh: 2,
-  gelu_fast: 2,
-  quick_gelu: 3,
-  relu: 4,
-  sigmoid: 5,
-  tanh: 6,
-};
 
 interface Exports {
   memory: WebAssembly.Memory;

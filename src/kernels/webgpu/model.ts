@@ -10,8 +10,8 @@ import type { OpenELMConfig } from '../../config/config.ts';
 import { layerShape } from '../../config/config.ts';
 import { ropeTables } from '../../model/rope.ts';
 import type { ModelWeights } from '../../model/weights.ts';
+import { ACT_CODE } from '../codes.ts';
 import type { Activation } from '../types.ts';
-import { ACT_CODE } from './shaders.ts';
 import type { GpuWeight, WebGpuKernels } from './webgpu.ts';
 
 const NORM_EPS = 1e-6; // src/model/layer.ts NORM_EPS

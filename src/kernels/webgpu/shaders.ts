@@ -5,7 +5,8 @@
 // Every kernel reads one 64-byte uniform block `p` (fields used per kernel as named below).
 // Weights keep their storage format on the GPU and are decoded in the inner loop:
 //   f32: one word per value · bf16 / f16: two values per word · q8_0 / q4_0: GGUF blocks, read bytewise.
-import type { Activation, WeightDType } from '../types.ts';
+import { DTYPE_CODE } from '../codes.ts';
+import type { WeightDType } from '../types.ts';
 
 export const PARAMS_BYTES = 64;
 
@@ -18,20 +19,6 @@ struct P {
 }
 @group(0) @binding(0) var<uniform> p: P;
 `;
-
-export const DTYPE_CODE: Record<WeightDType, number> = { f32: 0, bf16: 1, f16: 2, q8_0: 3, q4_0: 4 };
-export const ACT_CODE: Record<Activation, number> = {
-  swish: 0,
-  silu: 0,
-  gelu: 1,
-  gelu_new: 2,
-  gelu_pytorch_tanh: 2,
-  gelu_fast: 2,
-  quick_gelu: 3,
-  relu: 4,
-  sigmoid: 5,
-  tanh: 6,
-};
 
 /** Decoding weight (r, c) of W (array<u32>) for the dtype fixed at compile time. */
 function weightAccess(dtype: WeightDType): string {

@@ -9,9 +9,10 @@
 //
 // Parameters of each dispatch go into one 256-byte slot of a uniform buffer written once per
 // submission, so a whole forward pass costs one writeBuffer, one submit and one read back.
+
+import { ACT_CODE } from '../codes.ts';
 import type { Activation, AttentionShape, Weight, WeightDType } from '../types.ts';
 import {
-  ACT_CODE,
   ADD,
   ARGMAX,
   ATTENTION,
