@@ -95,7 +95,7 @@ function score(items: Item[], batchTokens: number, docsPerPass = 1) {
 score(tasks['arc-like'].slice(0, 2), 128);
 score(tasks['arc-like'].slice(0, 4), 128, 4);
 score(tasks['arc-like'].slice(0, 2), 1);
-benchModel(model, { promptTokens: 128, genTokens: 1, repeat: 1, warmup: 1 });
+await benchModel(model, { promptTokens: 128, genTokens: 1, repeat: 1, warmup: 1 });
 
 type Run = ReturnType<typeof score>;
 const prefill: number[] = [];
@@ -107,7 +107,7 @@ log(
     .join(' ')}; ${threads} threads`,
 );
 for (let r = 0; r < rounds; r++) {
-  prefill.push(benchModel(model, { promptTokens: 128, genTokens: 1, repeat: 1, warmup: 0 }).prefill_tps);
+  prefill.push((await benchModel(model, { promptTokens: 128, genTokens: 1, repeat: 1, warmup: 0 })).prefill_tps);
   for (const [name, items] of Object.entries(tasks)) {
     runs[name] ??= { batched: [], docs: [], plain: [] };
     runs[name].batched.push(score(items, 128));

@@ -3,6 +3,7 @@
 import { Rng } from './generate/rng.ts';
 import { cpuModel, type KernelTuning, type TuningSource } from './kernels/wasm/tuning.ts';
 import { WasmKernels } from './kernels/wasm/wasm.ts';
+import type { GpuOpenELM } from './model/gpu.ts';
 import type { OpenELM } from './model/openelm.ts';
 import type { ModelWeights } from './model/weights.ts';
 
@@ -68,28 +69,50 @@ export function benchSummary(o: BenchOptions, runs: BenchResult['runs'], weightB
   };
 }
 
-export function benchModel(model: OpenELM, o: BenchOptions): BenchResult {
-  const V = model.config.vocab_size,
-    k = model.kernels;
-  const argmax = (x: Float32Array): number => k.argmax(x, V);
-  const prompt = benchPrompt(V, o, model.cache.capacity);
-  // warm up: JIT-compile the wasm, fault in every buffer
-  model.reset();
-  let logits = model.forward(prompt.slice(0, Math.min(8, prompt.length)));
-  for (let i = 0; i < o.warmup; i++) logits = model.step(argmax(logits));
+/** A model as the bench drives it: an empty cache, then tokens fed and the greedy next token back. */
+interface GreedyStepper {
+  reset(): void;
+  next(ids: number[]): number | Promise<number>;
+}
+
+/** Warm-up, then `repeat` timed runs of prefill (the seeded prompt) and greedy decode. */
+async function benchGreedy(m: GreedyStepper, vocab: number, capacity: number, o: BenchOptions, bytes: number, kvBytes: number): Promise<BenchResult> {
+  const prompt = benchPrompt(vocab, o, capacity);
+  // warm up: JIT-compile the wasm (or the GPU's pipelines), fault in every buffer
+  m.reset();
+  let t = await m.next(prompt.slice(0, Math.min(8, prompt.length)));
+  for (let i = 0; i < o.warmup; i++) t = await m.next([t]);
 
   const runs: BenchResult['runs'] = [];
   for (let r = 0; r < o.repeat; r++) {
-    model.reset();
-    let t = performance.now();
-    logits = model.forward(prompt);
-    const prefillMs = performance.now() - t;
-    t = performance.now();
-    for (let i = 0; i < o.genTokens; i++) logits = model.step(argmax(logits));
-    const decodeMs = performance.now() - t;
+    m.reset();
+    let t0 = performance.now();
+    t = await m.next(prompt);
+    const prefillMs = performance.now() - t0;
+    t0 = performance.now();
+    for (let i = 0; i < o.genTokens; i++) t = await m.next([t]);
+    const decodeMs = performance.now() - t0;
     runs.push({ prefill_tps: (o.promptTokens / prefillMs) * 1000, decode_tps: (o.genTokens / decodeMs) * 1000 });
   }
-  return benchSummary(o, runs, weightBytes(model.weights), model.cache.bytes);
+  return benchSummary(o, runs, bytes, kvBytes);
+}
+
+/** `openelm bench` on the CPU: the model's forward pass on its kernels, the argmax on the CPU. */
+export function benchModel(model: OpenELM, o: BenchOptions): Promise<BenchResult> {
+  const V = model.config.vocab_size,
+    k = model.kernels;
+  const stepper = { reset: () => model.reset(), next: (ids: number[]) => k.argmax(model.forward(ids), V) };
+  return benchGreedy(stepper, V, model.cache.capacity, o, weightBytes(model.weights), model.cache.bytes);
+}
+
+/**
+ * `openelm bench --device webgpu`: the GPU forward pass with the argmax on the GPU (4 bytes read
+ * back per token), so a decode step is one submission and one read back, as in gpuGenerate.
+ * `weights`: the model's weights as uploaded (for their byte count).
+ */
+export function benchGpuModel(gm: GpuOpenELM, weights: ModelWeights, o: BenchOptions): Promise<BenchResult> {
+  const stepper = { reset: () => gm.reset(), next: (ids: number[]) => gm.forwardArgmax(ids) };
+  return benchGreedy(stepper, gm.config.vocab_size, gm.capacity, o, weightBytes(weights), gm.kvCacheBytes);
 }
 
 const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;

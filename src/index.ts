@@ -53,6 +53,8 @@ export {
   type Prompt,
   type TokenEvent,
 } from './generate/generate.ts';
+// WebGPU: the WGSL kernels and the GPU forward pass; in Node on Dawn (the optional package "webgpu")
+export { gpuGenerate } from './generate/gpu.ts';
 export { Rng } from './generate/rng.ts';
 export { argmax, Sampler, type SamplerKernels, type SamplingOptions } from './generate/sampler.ts';
 export * from './io/checkpoint.ts';
@@ -63,9 +65,6 @@ export { createKernels, createWasmKernels, type KernelsKind } from './kernels/in
 export { RefKernels } from './kernels/ref.ts';
 // kernels
 export type { Activation, Kernels, Weight, WeightDType } from './kernels/types.ts';
-// WebGPU: the WGSL kernels and the GPU forward pass; in Node on Dawn (the optional package "webgpu")
-export { gpuGenerate } from './kernels/webgpu/generate.ts';
-export { GpuOpenELM } from './kernels/webgpu/model.ts';
 export {
   createNodeWebGpu,
   type NodeAdapter,
@@ -77,6 +76,7 @@ export {
 export { type GpuWeight, WebGpuKernels } from './kernels/webgpu/webgpu.ts';
 export { checkpointSource, type LoadedModel, type LoadedOpenELM, type LoadOptions, loadModel, loadOpenELM } from './load.ts';
 export { BatchForward, type BatchSegment } from './model/batch.ts';
+export { GpuOpenELM } from './model/gpu.ts';
 export { initTensors } from './model/init.ts';
 export { KVCache } from './model/kv-cache.ts';
 // model

@@ -11,10 +11,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { GpuOpenELM } from '../src/kernels/webgpu/model.ts';
 import { type NodeAdapter, requestNodeAdapter } from '../src/kernels/webgpu/node.ts';
 import { WebGpuKernels } from '../src/kernels/webgpu/webgpu.ts';
 import { loadOpenELM } from '../src/load.ts';
+import { GpuOpenELM } from '../src/model/gpu.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FIX = path.join(ROOT, 'test/fixtures/openelm');

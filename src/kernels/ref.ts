@@ -159,6 +159,10 @@ export class RefKernels implements Kernels {
     return this.row;
   }
 
+  read(x: Float32Array, n: number, offset = 0): Promise<Float32Array> {
+    return Promise.resolve(x.slice(offset, offset + n));
+  }
+
   embed(out: Float32Array, table: Weight, ids: ArrayLike<number>, n: number): void {
     const d = table.cols;
     const row = this.rowScratch(d);

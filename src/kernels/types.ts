@@ -1,10 +1,20 @@
 // The kernel seam: every piece of math the model does goes through this small interface.
 //
-// It is data-oriented on purpose. Buffers are plain typed arrays allocated by the backend
-// (so a WebAssembly backend can hand out views into its linear memory and turn arrays into
-// pointers with `byteOffset`), shapes are passed as numbers, row-major, and every op writes
-// into a caller-owned output. Nothing here allocates per call: the model sizes its buffers
-// once from the config and reuses them for every token.
+// It is data-oriented on purpose. Buffers are allocated by the backend, shapes are passed as
+// numbers, row-major, and every op writes into a caller-owned output. Nothing here allocates per
+// call: the model sizes its buffers once from the config and reuses them for every token.
+//
+// Two layers of it:
+//   ForwardKernels<B, W>  the ops of a forward pass over the backend's buffers B and weights W,
+//                         plus the asynchronous read back to the CPU. Every backend has these:
+//                         the CPU ones over Float32Array (B) and Weight (W), the WebGPU one
+//                         (webgpu/webgpu.ts) over GPUBuffer and GpuWeight, whose ops are encoded
+//                         and run when read() submits them. The model's layer (src/model/layer.ts)
+//                         is written once against this and runs on either.
+//   Kernels               the CPU backends: ForwardKernels over plain typed arrays (so a WebAssembly
+//                         backend can hand out views into its linear memory and turn arrays into
+//                         pointers with `byteOffset`), synchronous, plus sampling helpers, the
+//                         backward ops and the optimizer of training.
 //
 // The plain-TypeScript backend (`ref.ts`) is the readable reference; faster backends are
 // tested against it op by op, and it is tested against the PyTorch golden vectors.
@@ -38,28 +48,24 @@ export interface AttentionShape {
   headDim: number;
 }
 
-export interface Kernels {
+/**
+ * The ops of a forward pass, over a backend's buffers B and weights W. On the CPU backends these
+ * run when called; on WebGPU they are encoded, and `read` submits them.
+ */
+export interface ForwardKernels<B, W> {
   readonly name: string;
 
-  // ---- memory: everything an op touches comes from here ----
-  /** A zeroed f32 buffer of n elements, owned by the backend. */
-  f32(n: number): Float32Array;
-  /** A zeroed i32 buffer of n elements, owned by the backend (token ids for selectDesc). */
-  i32(n: number): Int32Array;
-  /** Storage for a weight matrix; the caller fills `data` (e.g. straight from the checkpoint). */
-  weight(dtype: WeightDType, rows: number, cols: number): Weight;
-  /** Bytes of storage a weight of this dtype and shape takes. */
-  weightBytes(dtype: WeightDType, rows: number, cols: number): number;
+  /** A zeroed f32 buffer of n elements, owned by the backend. Everything an op touches comes from the backend. */
+  f32(n: number): B;
 
-  // ---- ops ----
   /** out[t, :] = row ids[t] of table, converted to f32.  out: [n, table.cols] */
-  embed(out: Float32Array, table: Weight, ids: ArrayLike<number>, n: number): void;
+  embed(out: B, table: W, ids: ArrayLike<number>, n: number): void;
 
   /** out = x · Wᵀ.  x: [n, w.cols], out: [n, w.rows]. Where most of the time goes. */
-  matmul(out: Float32Array, x: Float32Array, w: Weight, n: number): void;
+  matmul(out: B, x: B, w: W, n: number): void;
 
   /** RMSNorm per row: out = x / sqrt(mean(x²) + eps) * weight.  x, out: [n, dim]; out may be x. */
-  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, n: number, dim: number, eps: number): void;
+  rmsnorm(out: B, x: B, weight: B, n: number, dim: number, eps: number): void;
 
   /**
    * In place on fused QKV rows [n, (nQ + 2 nKV) * headDim] laid out Q heads | K heads | V heads:
@@ -67,33 +73,41 @@ export interface Kernels {
    * embedding (rotate-half over the full head dim) of Q and K at positions pos0 .. pos0+n-1.
    * cos/sin: [maxPositions, headDim / 2].
    */
-  headNormRope(
-    qkv: Float32Array,
-    s: AttentionShape,
-    qNorm: Float32Array | null,
-    kNorm: Float32Array | null,
-    eps: number,
-    cos: Float32Array,
-    sin: Float32Array,
-  ): void;
+  headNormRope(qkv: B, s: AttentionShape, qNorm: B | null, kNorm: B | null, eps: number, cos: B, sin: B): void;
 
   /**
    * Causal attention with a KV cache. Copies the n new K and V heads from `qkv` into the cache
    * rows pos0 .. pos0+n-1, then for each new token t and query head h attends over cache rows
    * 0 .. pos0+t using KV head h / (nQ / nKV), softmax(q·k / sqrt(headDim)).
    * qkv: [n, (nQ + 2 nKV) * headDim]; kCache, vCache: [maxPositions, nKV * headDim];
-   * out: [n, nQ * headDim]; scratch: at least pos0 + n floats.
+   * out: [n, nQ * headDim]; scratch: at least pos0 + n floats (a backend may not use it).
    */
-  attention(out: Float32Array, qkv: Float32Array, kCache: Float32Array, vCache: Float32Array, s: AttentionShape, scratch: Float32Array): void;
+  attention(out: B, qkv: B, kCache: B, vCache: B, s: AttentionShape, scratch: B): void;
 
   /**
    * FFN nonlinearity. With glu: x is [n, 2 * dim] as (gate | up) and out[t] = act(gate) * up;
    * without: x is [n, dim] and out = act(x). out: [n, dim]; out may alias x only without glu.
    */
-  ffnAct(out: Float32Array, x: Float32Array, n: number, dim: number, act: Activation, glu: boolean): void;
+  ffnAct(out: B, x: B, n: number, dim: number, act: Activation, glu: boolean): void;
 
   /** out[i] += x[i] for i < len (the residual connection). */
-  addInPlace(out: Float32Array, x: Float32Array, len: number): void;
+  addInPlace(out: B, x: B, len: number): void;
+
+  /**
+   * x[offset .. offset + n) copied to the CPU once every op before this call has run (WebGPU:
+   * submits what is encoded, then maps a copy back; the CPU backends: a copy at once).
+   */
+  read(x: B, n: number, offset?: number): Promise<Float32Array>;
+}
+
+/** The CPU backends: the forward ops over typed arrays, synchronous, and what sampling and training need. */
+export interface Kernels extends ForwardKernels<Float32Array, Weight> {
+  /** A zeroed i32 buffer of n elements, owned by the backend (token ids for selectDesc). */
+  i32(n: number): Int32Array;
+  /** Storage for a weight matrix; the caller fills `data` (e.g. straight from the checkpoint). */
+  weight(dtype: WeightDType, rows: number, cols: number): Weight;
+  /** Bytes of storage a weight of this dtype and shape takes. */
+  weightBytes(dtype: WeightDType, rows: number, cols: number): number;
 
   /**
    * The index of the largest of x[0 .. n) (greedy decoding over the vocabulary): the first one on

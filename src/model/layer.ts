@@ -2,9 +2,11 @@
 //   x = x + out_proj(attention(rope(qk_norm(split(qkv_proj(attn_norm(x)))))))
 //   x = x + proj_2(act(gate) * up),  (gate | up) = proj_1(ffn_norm(x))
 // Layer i has its own head count and FFN width: that is layer-wise scaling.
+// Written once against the kernel seam's forward ops, it runs on any backend: B and W are the
+// backend's buffers and weights (Float32Array and Weight on the CPU, GPUBuffer and GpuWeight on WebGPU).
 import type { LayerShape, OpenELMConfig } from '../config/config.ts';
 import { layerShape } from '../config/config.ts';
-import type { Activation, AttentionShape, Kernels } from '../kernels/types.ts';
+import type { Activation, AttentionShape, ForwardKernels, Weight } from '../kernels/types.ts';
 import type { LayerWeights } from './weights.ts';
 
 export const NORM_EPS = 1e-6;
@@ -16,31 +18,31 @@ export type AdaptedLinear = 'qkv_proj' | 'out_proj' | 'proj_1' | 'proj_2';
  * What a running adapter (LoRA / DoRA, src/peft/lora.ts AdapterRuntime) does to the forward pass:
  * after each base matmul y = x Wᵀ it adds its own term to y; after the embedding, to the rows.
  */
-export interface ForwardAdapter {
-  linear(layer: number, target: AdaptedLinear, y: Float32Array, x: Float32Array, n: number): void;
-  embed(x: Float32Array, ids: ArrayLike<number>, n: number): void;
+export interface ForwardAdapter<B = Float32Array> {
+  linear(layer: number, target: AdaptedLinear, y: B, x: B, n: number): void;
+  embed(x: B, ids: ArrayLike<number>, n: number): void;
 }
 
 /** Scratch buffers shared by all layers, sized once for the widest layer and the largest chunk. */
-export interface Scratch {
-  xb: Float32Array; // [T, d]        normed input
-  qkv: Float32Array; // [T, max qkvDim]
-  att: Float32Array; // [T, max nQ * hd]
-  proj: Float32Array; // [T, d]       attention / FFN output before the residual add
-  ffnIn: Float32Array; // [T, max 2 * ffn]
-  ffnAct: Float32Array; // [T, max ffn]
-  scores: Float32Array; // [context]   attention weights of one head
-  rope: { cos: Float32Array; sin: Float32Array }; // [context, hd / 2]
+export interface Scratch<B = Float32Array> {
+  xb: B; // [T, d]        normed input
+  qkv: B; // [T, max qkvDim]
+  att: B; // [T, max nQ * hd]
+  proj: B; // [T, d]       attention / FFN output before the residual add
+  ffnIn: B; // [T, max 2 * ffn]
+  ffnAct: B; // [T, max ffn]
+  scores: B; // [context]   attention weights of one head
+  rope: { cos: B; sin: B }; // [context, hd / 2]
 }
 
-export class OpenELMLayer {
+export class OpenELMLayer<B = Float32Array, W = Weight> {
   readonly shape: LayerShape;
   private readonly attnShape: AttentionShape;
 
   constructor(
     cfg: OpenELMConfig,
     readonly index: number,
-    readonly w: LayerWeights,
+    readonly w: LayerWeights<B, W>,
     private readonly act: Activation,
     private readonly glu: boolean,
   ) {
@@ -49,17 +51,7 @@ export class OpenELMLayer {
   }
 
   /** x: [n, d] residual stream, updated in place; kCache/vCache: this layer's cache. */
-  forward(
-    k: Kernels,
-    x: Float32Array,
-    n: number,
-    pos0: number,
-    d: number,
-    kCache: Float32Array,
-    vCache: Float32Array,
-    s: Scratch,
-    ad: ForwardAdapter | null = null,
-  ): void {
+  forward(k: ForwardKernels<B, W>, x: B, n: number, pos0: number, d: number, kCache: B, vCache: B, s: Scratch<B>, ad: ForwardAdapter<B> | null = null): void {
     const { w, shape, attnShape } = this,
       i = this.index;
     attnShape.n = n;

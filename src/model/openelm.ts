@@ -3,7 +3,7 @@
 // logits, allocating nothing per decoded token.
 import type { OpenELMConfig } from '../config/config.ts';
 import { RefKernels } from '../kernels/ref.ts';
-import type { Activation, Kernels } from '../kernels/types.ts';
+import type { Activation, ForwardKernels, Kernels } from '../kernels/types.ts';
 import { KVCache } from './kv-cache.ts';
 import { type ForwardAdapter, NORM_EPS, OpenELMLayer, type Scratch } from './layer.ts';
 import { ropeTables } from './rope.ts';
@@ -28,6 +28,39 @@ export class ContextLengthError extends RangeError {
     super(`the sequence needs ${requested} tokens but the model's context holds ${capacity}; shorten the prompt or lower max new tokens`);
     this.name = 'ContextLengthError';
   }
+}
+
+/** Throws a RangeError naming the first token id (and its position) that is not in [0, V); or when there are none. */
+export function checkIds(ids: ArrayLike<number>, V: number): void {
+  if (ids.length === 0) throw new RangeError('forward needs at least one token');
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new RangeError(`token id ${id} at position ${i} is outside the vocabulary [0, ${V})`);
+  }
+}
+
+/**
+ * The body of a forward step on any backend: embeds n tokens (ids, after those in the cache) into
+ * x [n, d], runs every layer over them with the cache, and appends them to the cache's ids. The
+ * residual stream x is left for the final norm and the output head.
+ */
+export function forwardChunk<B, W>(
+  k: ForwardKernels<B, W>,
+  embeddings: W,
+  layers: readonly OpenELMLayer<B, W>[],
+  x: B,
+  ids: ArrayLike<number>,
+  n: number,
+  cache: KVCache<B>,
+  scratch: Scratch<B>,
+  d: number,
+  ad: ForwardAdapter<B> | null,
+): void {
+  const pos0 = cache.length;
+  k.embed(x, embeddings, ids, n);
+  ad?.embed(x, ids, n);
+  for (const layer of layers) layer.forward(k, x, n, pos0, d, cache.k[layer.index], cache.v[layer.index], scratch, ad);
+  for (let i = 0; i < n; i++) cache.ids.push(ids[i]);
 }
 
 export class OpenELM {
@@ -136,21 +169,12 @@ export class OpenELM {
     const d = cfg.model_dim,
       V = cfg.vocab_size;
     const total = ids.length;
-    if (total === 0) throw new RangeError('forward needs at least one token');
+    checkIds(ids, V);
     if (cache.length + total > cache.capacity) throw new ContextLengthError(cache.length + total, cache.capacity);
-    for (let i = 0; i < total; i++) {
-      const id = ids[i];
-      if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new RangeError(`token id ${id} at position ${i} is outside the vocabulary [0, ${V})`);
-    }
     for (let start = 0; start < total; start += this.chunkSize) {
       const n = Math.min(this.chunkSize, total - start);
       const chunk = start === 0 && n === total ? ids : (Array.prototype.slice.call(ids, start, start + n) as number[]);
-      const pos0 = cache.length;
-      k.embed(this.x, this.weights.token_embeddings, chunk, n);
-      const ad = this.adapter;
-      ad?.embed(this.x, chunk, n);
-      for (const layer of this.layers) layer.forward(k, this.x, n, pos0, d, cache.k[layer.index], cache.v[layer.index], this.scratch, ad);
-      for (let i = 0; i < n; i++) cache.ids.push(chunk[i]);
+      forwardChunk(k, this.weights.token_embeddings, this.layers, this.x, chunk, n, cache, this.scratch, d, this.adapter);
       if (all) {
         k.rmsnorm(this.x, this.x, this.weights.norm, n, d, NORM_EPS);
         const lc = (this.logitsChunk ??= k.f32(this.chunkSize * V));

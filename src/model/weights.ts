@@ -24,22 +24,23 @@ export interface TensorSource {
   readRangeInto?(name: string, offset: number, dest: Uint8Array): void;
 }
 
-export interface LayerWeights {
-  attn_norm: Float32Array; // [d]
-  qkv_proj: Weight; // [(nQ + 2 nKV) * hd, d]
-  q_norm: Float32Array | null; // [hd]
-  k_norm: Float32Array | null; // [hd]
-  out_proj: Weight; // [d, nQ * hd]
-  ffn_norm: Float32Array; // [d]
-  proj_1: Weight; // [2 * ffn (GLU: gate | up), d]
-  proj_2: Weight; // [d, ffn]
+/** One layer's weights, in a backend's buffers B and weight matrices W (the CPU's by default; GPUBuffer / GpuWeight on WebGPU). */
+export interface LayerWeights<B = Float32Array, W = Weight> {
+  attn_norm: B; // [d]
+  qkv_proj: W; // [(nQ + 2 nKV) * hd, d]
+  q_norm: B | null; // [hd]
+  k_norm: B | null; // [hd]
+  out_proj: W; // [d, nQ * hd]
+  ffn_norm: B; // [d]
+  proj_1: W; // [2 * ffn (GLU: gate | up), d]
+  proj_2: W; // [d, ffn]
 }
 
-export interface ModelWeights {
-  token_embeddings: Weight; // [vocab, d]
-  layers: LayerWeights[];
-  norm: Float32Array; // [d]
-  lm_head: Weight; // [vocab, d]; the embedding itself when share_input_output_layers
+export interface ModelWeights<B = Float32Array, W = Weight> {
+  token_embeddings: W; // [vocab, d]
+  layers: LayerWeights<B, W>[];
+  norm: B; // [d]
+  lm_head: W; // [vocab, d]; the embedding itself when share_input_output_layers
 }
 
 /** Weight storage dtype: 'auto' keeps what the file has (f32, bf16, f16, q8_0 or q4_0). */

@@ -5,6 +5,7 @@
 import './portable.ts';
 import { encodeChat } from '../generate/chat.ts';
 import { generate, type Prompt } from '../generate/generate.ts';
+import { gpuGenerate } from '../generate/gpu.ts';
 import {
   blobFiles,
   cacheApiStore,
@@ -17,9 +18,8 @@ import {
   opfsStore,
   urlFiles,
 } from '../io/browser-files.ts';
-import { gpuGenerate } from '../kernels/webgpu/generate.ts';
-import { GpuOpenELM } from '../kernels/webgpu/model.ts';
 import { WebGpuKernels } from '../kernels/webgpu/webgpu.ts';
+import { GpuOpenELM } from '../model/gpu.ts';
 import { type BrowserModel, loadBrowserModel } from './load.ts';
 import type { FromWorker, LoadRequest, RunOptions, RunPrompt, ToWorker } from './protocol.ts';
 

@@ -5,8 +5,8 @@
 import { urlFiles } from '../../src/io/browser-files.ts';
 import { RefKernels } from '../../src/kernels/ref.ts';
 import type { Activation, AttentionShape, WeightDType } from '../../src/kernels/types.ts';
-import { GpuOpenELM } from '../../src/kernels/webgpu/model.ts';
 import { WebGpuKernels } from '../../src/kernels/webgpu/webgpu.ts';
+import { GpuOpenELM } from '../../src/model/gpu.ts';
 import { ropeTables } from '../../src/model/rope.ts';
 import { loadBrowserModel } from '../../src/web/load.ts';
 import { fillWeight } from '../helpers/kernel-check.ts';
@@ -46,7 +46,7 @@ async function main(): Promise<unknown> {
   const checks: Check[] = [];
   const shaderErrors = await gpu.validateShaders();
   const tShaders = performance.now() - T0;
-  const readF32 = async (b: GPUBuffer, n: number) => new Float32Array(await gpu.read(b, n * 4));
+  const readF32 = (b: GPUBuffer, n: number) => gpu.read(b, n);
 
   // matmul per weight dtype, a matrix-vector and a small GEMM; the same stored bytes on both sides
   for (const dtype of ['f32', 'bf16', 'f16', 'q8_0', 'q4_0'] as WeightDType[]) {
@@ -72,7 +72,7 @@ async function main(): Promise<unknown> {
     const want = new Float32Array(3 * cols);
     ref.embed(want, wr, ids, 3);
     const out = gpu.f32(3 * cols);
-    gpu.embed(out, gw, gpu.upload(Uint32Array.from(ids)), 3);
+    gpu.embed(out, gw, ids, 3);
     checks.push(close(`embed ${dtype}`, await readF32(out, 3 * cols), want, 1e-6));
   }
 
@@ -159,7 +159,7 @@ async function main(): Promise<unknown> {
       ['argmax: all -Infinity', new Float32Array(300).fill(-Infinity)],
     ] as [string, Float32Array][]) {
       gpu.argmax(r, gpu.upload(v), v.length);
-      const got = new Uint32Array(await gpu.read(r, 4))[0],
+      const got = new Uint32Array(await gpu.readBytes(r, 4))[0],
         want = ref.argmax(v, v.length);
       checks.push({ what: name, ok: got === want, detail: `${got} vs ${want}` });
     }

@@ -1,9 +1,8 @@
-import { benchMachine, benchModel, formatBench } from '../../bench.ts';
+import { benchGpuModel, benchMachine, benchModel, formatBench } from '../../bench.ts';
 import { Rng } from '../../generate/rng.ts';
 import { Sampler } from '../../generate/sampler.ts';
 import { type SpeculativeOptions, type SpeculativeStats, speculativeTokens } from '../../generate/speculative.ts';
-import { benchGpuModel } from '../../kernels/webgpu/bench.ts';
-import { GpuOpenELM } from '../../kernels/webgpu/model.ts';
+import { GpuOpenELM } from '../../model/gpu.ts';
 import type { OpenELM } from '../../model/openelm.ts';
 import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
@@ -168,7 +167,7 @@ npm run bench compares this against llama.cpp (node-llama-cpp) on the same weigh
       }
       const loadMs = performance.now() - t0;
       draft = await openSpeculative(v, loaded.model, Boolean(v.json));
-      const r = benchModel(loaded.model, { promptTokens, genTokens, repeat, warmup });
+      const r = await benchModel(loaded.model, { promptTokens, genTokens, repeat, warmup });
       const k = loaded.model.kernels as { name: string; threads?: number };
       const out = {
         model: loaded.dir,

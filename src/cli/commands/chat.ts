@@ -1,8 +1,8 @@
 import readline from 'node:readline';
 import { type ChatMessage, encodeChat } from '../../generate/chat.ts';
 import { type GenerateOptions, type GenerationResult, generate, type TokenEvent } from '../../generate/generate.ts';
-import { gpuGenerate } from '../../kernels/webgpu/generate.ts';
-import { GpuOpenELM } from '../../kernels/webgpu/model.ts';
+import { gpuGenerate } from '../../generate/gpu.ts';
+import { GpuOpenELM } from '../../model/gpu.ts';
 import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 import { checkSamplingFlags, parse, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';

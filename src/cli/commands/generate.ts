@@ -1,9 +1,9 @@
 import { encodeChat } from '../../generate/chat.ts';
 import { type GenerateOptions, type GenerationResult, generate, type Prompt, type TokenEvent } from '../../generate/generate.ts';
+import { gpuGenerate } from '../../generate/gpu.ts';
 import type { SpeculativeOptions, SpeculativeStats } from '../../generate/speculative.ts';
-import { gpuGenerate } from '../../kernels/webgpu/generate.ts';
-import { GpuOpenELM } from '../../kernels/webgpu/model.ts';
 import { type LoadedOpenELM, loadOpenELM } from '../../load.ts';
+import { GpuOpenELM } from '../../model/gpu.ts';
 import type { OpenELM } from '../../model/openelm.ts';
 import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 import { checkSamplingFlags, idList, num, parse, printJson, type SpeedFigures, speedJson, speedLine, UsageError } from '../args.ts';

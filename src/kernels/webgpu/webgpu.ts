@@ -5,13 +5,13 @@
 //   const gpu = await WebGpuKernels.create();            // null-safe: throws if there is no adapter
 //   const x = gpu.upload(new Float32Array([...])), w = gpu.weight(refWeight), y = gpu.f32(rows);
 //   gpu.matmul(y, x, w, 1);
-//   const out = new Float32Array(await gpu.read(y));      // submits what was encoded, maps, copies
+//   const out = await gpu.read(y, rows);                  // submits what was encoded, maps, copies
 //
 // Parameters of each dispatch go into one 256-byte slot of a uniform buffer written once per
 // submission, so a whole forward pass costs one writeBuffer, one submit and one read back.
 
 import { ACT_CODE } from '../codes.ts';
-import type { Activation, AttentionShape, Weight, WeightDType } from '../types.ts';
+import type { Activation, AttentionShape, ForwardKernels, Weight, WeightDType } from '../types.ts';
 import {
   ADD,
   ARGMAX,
@@ -57,7 +57,7 @@ interface Params {
   temp?: number;
 }
 
-export class WebGpuKernels {
+export class WebGpuKernels implements ForwardKernels<GPUBuffer, GpuWeight> {
   readonly name = 'webgpu';
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly uniforms: GPUBuffer;
@@ -66,6 +66,9 @@ export class WebGpuKernels {
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private readonly dummy: GPUBuffer;
+  /** the token ids of the embedding dispatch (grown as needed) and their staging copy */
+  private idBuf: GPUBuffer | null = null;
+  private idStage = new Uint32Array(0);
   /** which matmul kernel runs: one invocation per output (default on software adapters), or a workgroup per output */
   rowMatmul: boolean;
   /** dispatches encoded since creation (a forward pass's count is a test's business) */
@@ -238,8 +241,13 @@ export class WebGpuKernels {
     this.slot = 0;
   }
 
+  /** The seam's read back: x[offset .. offset + n) as floats, after everything encoded has run. */
+  async read(x: GPUBuffer, n: number, offset = 0): Promise<Float32Array> {
+    return new Float32Array(await this.readBytes(x, n * 4, offset * 4));
+  }
+
   /** Submits what is encoded, then copies `bytes` of `buffer` (from byteOffset) back: the one read per token. */
-  async read(buffer: GPUBuffer, bytes = buffer.size, byteOffset = 0): Promise<ArrayBuffer> {
+  async readBytes(buffer: GPUBuffer, bytes = buffer.size, byteOffset = 0): Promise<ArrayBuffer> {
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.device.createBuffer({ size, usage: 0x01 | 0x08 }); // MAP_READ | COPY_DST
     this.submit((enc) => enc.copyBufferToBuffer(buffer, byteOffset, staging, 0, size));
@@ -258,14 +266,25 @@ export class WebGpuKernels {
     else this.dispatch(`matmul_${w.dtype}`, () => matmulShader(w.dtype), q, [x, w.buffer, out], w.rows, n);
   }
 
-  /** out[t, :] = row ids[t] of the table. ids: u32 [n] on the GPU. */
-  embed(out: GPUBuffer, table: GpuWeight, ids: GPUBuffer, n: number): void {
+  /**
+   * out[t, :] = row ids[t] of the table. The ids are written to the GPU's queue, which runs before
+   * the next submission: what is already encoded is submitted first, so it still sees its own ids.
+   */
+  embed(out: GPUBuffer, table: GpuWeight, ids: ArrayLike<number>, n: number): void {
+    this.submit();
+    if (this.idStage.length < n) {
+      this.idBuf?.destroy();
+      this.idStage = new Uint32Array(Math.max(n, 128));
+      this.idBuf = this.f32(this.idStage.length, 'the token ids');
+    }
+    for (let i = 0; i < n; i++) this.idStage[i] = ids[i];
+    this.write(this.idBuf!, this.idStage.subarray(0, n));
     const total = n * table.cols;
     this.dispatch(
       `embed_${table.dtype}`,
       () => embedShader(table.dtype),
       { n, rows: table.rows, cols: table.cols },
-      [ids, table.buffer, out],
+      [this.idBuf!, table.buffer, out],
       Math.min(65535, Math.ceil(total / 64)),
       Math.ceil(total / 64 / 65535),
     );
@@ -288,8 +307,8 @@ export class WebGpuKernels {
     );
   }
 
-  /** The seam's attention: stores the new K / V rows into the caches, then attends. */
-  attention(out: GPUBuffer, qkv: GPUBuffer, kCache: GPUBuffer, vCache: GPUBuffer, s: AttentionShape): void {
+  /** The seam's attention: stores the new K / V rows into the caches, then attends (one workgroup per head and token: no scratch). */
+  attention(out: GPUBuffer, qkv: GPUBuffer, kCache: GPUBuffer, vCache: GPUBuffer, s: AttentionShape, _scratch?: GPUBuffer): void {
     if (s.headDim > 256) throw new RangeError(`webgpu attention: head_dim ${s.headDim} > 256`);
     const q = { n: s.n, pos0: s.pos0, nQ: s.nQ, nKV: s.nKV, hd: s.headDim };
     this.dispatch('kv_store', () => KV_STORE, q, [qkv, kCache, vCache], Math.ceil((s.n * s.nKV * s.headDim) / 64));

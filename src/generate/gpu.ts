@@ -8,7 +8,10 @@
 //   const it = gpuGenerate(gm, tokenizer, 'Once upon a time', { maxNewTokens: 32, temperature: 0 });
 //   for (let r = await it.next(); !r.done; r = await it.next()) process.stdout.write(r.value.text);
 
-import { TextTail } from '../../engine/text.ts';
+import { TextTail } from '../engine/text.ts';
+import type { GpuOpenELM } from '../model/gpu.ts';
+import { ContextLengthError } from '../model/openelm.ts';
+import type { Tokenizer } from '../tokenizer/index.ts';
 import {
   checkGenerateOptions,
   encodePrompt,
@@ -18,11 +21,8 @@ import {
   type Prompt,
   reusablePrefix,
   type TokenEvent,
-} from '../../generate/generate.ts';
-import { Sampler } from '../../generate/sampler.ts';
-import { ContextLengthError } from '../../model/openelm.ts';
-import type { Tokenizer } from '../../tokenizer/index.ts';
-import type { GpuOpenELM } from './model.ts';
+} from './generate.ts';
+import { Sampler } from './sampler.ts';
 
 export async function* gpuGenerate(gm: GpuOpenELM, tok: Tokenizer, prompt: Prompt, opts: GenerateOptions = {}): AsyncGenerator<TokenEvent, GenerationResult> {
   const V = gm.config.vocab_size;
