@@ -108,11 +108,10 @@ export function benchModel(model: OpenELM, o: BenchOptions): Promise<BenchResult
 /**
  * `openelm bench --device webgpu`: the GPU forward pass with the argmax on the GPU (4 bytes read
  * back per token), so a decode step is one submission and one read back, as in gpuGenerate.
- * `weights`: the model's weights as uploaded (for their byte count).
  */
-export function benchGpuModel(gm: GpuOpenELM, weights: ModelWeights, o: BenchOptions): Promise<BenchResult> {
+export function benchGpuModel(gm: GpuOpenELM, o: BenchOptions): Promise<BenchResult> {
   const stepper = { reset: () => gm.reset(), next: (ids: number[]) => gm.forwardArgmax(ids) };
-  return benchGreedy(stepper, gm.config.vocab_size, gm.capacity, o, weightBytes(weights), gm.kvCacheBytes);
+  return benchGreedy(stepper, gm.config.vocab_size, gm.capacity, o, gm.weightBytes, gm.kvCacheBytes);
 }
 
 const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;

@@ -23,16 +23,19 @@ export {
   type Prompt,
   type TokenEvent,
 } from './generate/generate.ts';
+export { gpuGenerate } from './generate/gpu.ts';
 export { Rng } from './generate/rng.ts';
 export { argmax, Sampler, type SamplingOptions } from './generate/sampler.ts';
 export * from './io/browser-files.ts';
 export { type BrowserTensorSource, openBrowserSource } from './io/browser-source.ts';
 export { RefKernels } from './kernels/ref.ts';
-export type { Activation, Kernels, Weight, WeightDType } from './kernels/types.ts';
+export type { Activation, AttentionShape, ForwardKernels, Kernels, Weight, WeightDType } from './kernels/types.ts';
 export { createWasmKernels, type WasmKernelsOptions } from './kernels/wasm/wasm.ts';
+export { type GpuWeight, WebGpuKernels } from './kernels/webgpu/webgpu.ts';
+export { GpuOpenELM, gpuWeightSink } from './model/gpu.ts';
 export { KVCache } from './model/kv-cache.ts';
 export { ContextLengthError, type ModelOptions, OpenELM } from './model/openelm.ts';
-export { type LoadDType, loadWeights, type ModelWeights, type TensorSource } from './model/weights.ts';
+export { type LoadDType, loadWeights, type ModelWeights, type TensorSource, type WeightSink, weightTensors } from './model/weights.ts';
 export { defaultTokenizer, fromSentencePieceModel, fromTokenizerJson, StreamDecoder, Tokenizer } from './tokenizer/index.ts';
 export { ModelWorker } from './web/client.ts';
 export {
@@ -41,6 +44,7 @@ export {
   type BrowserModel,
   canUseThreads,
   createBrowserKernels,
+  loadBrowserGpuModel,
   loadBrowserModel,
   loadTokenizerFrom,
   loadWeightsAsync,

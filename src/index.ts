@@ -64,7 +64,7 @@ export * from './io/safetensors.ts';
 export { createKernels, createWasmKernels, type KernelsKind } from './kernels/index.ts';
 export { RefKernels } from './kernels/ref.ts';
 // kernels
-export type { Activation, Kernels, Weight, WeightDType } from './kernels/types.ts';
+export type { Activation, AttentionShape, ForwardKernels, Kernels, Weight, WeightDType } from './kernels/types.ts';
 export {
   createNodeWebGpu,
   type NodeAdapter,
@@ -74,14 +74,14 @@ export {
   SWIFTSHADER_ICDS,
 } from './kernels/webgpu/node.ts';
 export { type GpuWeight, WebGpuKernels } from './kernels/webgpu/webgpu.ts';
-export { checkpointSource, type LoadedModel, type LoadedOpenELM, type LoadOptions, loadModel, loadOpenELM } from './load.ts';
+export { checkpointSource, type LoadedGpuModel, type LoadedModel, type LoadedOpenELM, type LoadOptions, loadGpuModel, loadModel, loadOpenELM } from './load.ts';
 export { BatchForward, type BatchSegment } from './model/batch.ts';
-export { GpuOpenELM } from './model/gpu.ts';
+export { GpuOpenELM, gpuWeightSink } from './model/gpu.ts';
 export { initTensors } from './model/init.ts';
 export { KVCache } from './model/kv-cache.ts';
 // model
 export { ContextLengthError, type ModelOptions, OpenELM } from './model/openelm.ts';
-export { type LoadDType, loadWeights, type ModelWeights, type TensorSource } from './model/weights.ts';
+export { type LoadDType, loadWeights, type ModelWeights, type TensorSource, type WeightSink, weightTensors } from './model/weights.ts';
 // fine-tuning: LoRA / DoRA adapters in PEFT's format, SFT and DPO on the same trainer
 export {
   Adapter,

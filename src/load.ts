@@ -10,8 +10,10 @@ import { checkpointSource } from './io/checkpoint-source.ts';
 import { bytesPerWeight, DTYPE_ALIASES, dtypeOfFile, normalizeDType, type WeightDTypeName } from './io/dtype.ts';
 import { type DownloadProgress, resolveModel } from './io/hub.ts';
 import { createKernels } from './kernels/index.ts';
+import type { WebGpuKernels } from './kernels/webgpu/webgpu.ts';
+import { GpuOpenELM } from './model/gpu.ts';
 import { type ModelOptions, OpenELM } from './model/openelm.ts';
-import type { LoadDType, TensorSource } from './model/weights.ts';
+import { checkTensors, type LoadDType, type TensorSource } from './model/weights.ts';
 import { loadTokenizer, type Tokenizer } from './tokenizer/index.ts';
 
 export { checkpointSource };
@@ -166,4 +168,31 @@ export async function loadModel(source: string, opts: LoadOptions = {}): Promise
     loaded.dispose();
     throw e;
   }
+}
+
+/** A model on a WebGPU device and its tokenizer: what loadGpuModel returns. */
+export interface LoadedGpuModel {
+  model: GpuOpenELM;
+  tokenizer: Tokenizer;
+  /** the local folder the model was read from */
+  dir: string;
+}
+
+/**
+ * Opens a model straight onto a WebGPU device (Node: createNodeWebGpu) with its tokenizer: the
+ * weights go to the GPU tensor by tensor, so CPU memory never holds the model. The same options
+ * as loadModel (backend and threads do not apply); the device stays the caller's to dispose.
+ */
+export async function loadGpuModel(source: string, gpu: WebGpuKernels, options: LoadOptions = {}): Promise<LoadedGpuModel> {
+  if (typeof source !== 'string' || source === '')
+    throw new LoadOptionError('source', `the model must be a folder or hub repo id (a non-empty string), got ${String(source)}`);
+  const opts = checkLoadOptions(options);
+  const dir = await resolveModel(source, { revision: opts.revision, offline: opts.offline, token: opts.token, onProgress: opts.onProgress });
+  const src = checkpointSource(dir);
+  checkTensors(src, dir);
+  const max = src.config.max_context_length;
+  if (opts.contextLength !== undefined && opts.contextLength > max)
+    throw new LoadOptionError('contextLength', `contextLength must be at most max_context_length (${max} in ${dir}/config.json), got ${opts.contextLength}`);
+  const model = GpuOpenELM.load(gpu, src, { dtype: opts.dtype, contextLength: opts.contextLength });
+  return { model, tokenizer: await loadTokenizer(dir), dir };
 }

@@ -4,7 +4,18 @@ import { BUILTIN_MODEL, builtinModelDir } from '../builtin.ts';
 import { normalizeDType } from '../io/dtype.ts';
 import type { DownloadProgress } from '../io/hub.ts';
 import { ProgressBar } from '../io/progress.ts';
-import { type LoadedModel, type LoadedOpenELM, LoadOptionError, type LoadOptions, loadModel, loadOpenELM, maxThreads } from '../load.ts';
+import type { WebGpuKernels } from '../kernels/webgpu/webgpu.ts';
+import {
+  type LoadedGpuModel,
+  type LoadedModel,
+  type LoadedOpenELM,
+  LoadOptionError,
+  type LoadOptions,
+  loadGpuModel,
+  loadModel,
+  loadOpenELM,
+  maxThreads,
+} from '../load.ts';
 import type { LoadDType } from '../model/weights.ts';
 import { num, type Options, UsageError } from './args.ts';
 
@@ -73,6 +84,11 @@ export async function openModel(values: Record<string, unknown>, quiet = false):
 /** openModel without the tokenizer, for commands that work on token ids only (bench). */
 export async function openModelOnly(values: Record<string, unknown>, quiet = false): Promise<LoadedOpenELM> {
   return asFlagError(values, () => loadOpenELM(modelSource(values), loadOptions(values, quiet)));
+}
+
+/** openModel onto a WebGPU device: the weights go to the GPU tensor by tensor (never all in CPU memory). */
+export async function openGpuModel(values: Record<string, unknown>, gpu: WebGpuKernels, quiet = false): Promise<LoadedGpuModel> {
+  return asFlagError(values, () => loadGpuModel(modelSource(values), gpu, loadOptions(values, quiet)));
 }
 
 /** A library option error caused by a flag the user gave becomes a usage error naming the flag (exit 2). */

@@ -4,18 +4,27 @@
 // sampling). The layers are src/model/layer.ts's, the same code as on the CPU, run on the
 // WebGPU backend's buffers (src/kernels/webgpu/webgpu.ts) through the kernel seam.
 //
-//   const cpu = await loadBrowserModel(files, { backend: 'ref' });     // weights in CPU memory
-//   const gm = GpuOpenELM.fromWeights(gpu, cpu.config, cpu.model.weights);
-//   let next = await gm.forwardArgmax(promptIds);                       // then gm.forwardArgmax([next]) ...
+//   const gm = GpuOpenELM.load(gpu, checkpointSource(dir), { dtype: 'q8_0' }); // tensor by tensor to the GPU
+//   const gm2 = GpuOpenELM.fromWeights(gpu, model.config, model.weights);       // or a CPU model's weights, copied
+//   let next = await gm.forwardArgmax(promptIds);                              // then gm.forwardArgmax([next]) ...
+//
+// Loading uploads each tensor as soon as it is read (loadWeights with a GPU sink), so the CPU
+// never holds more than one tensor of a model that lives on the GPU.
 import type { OpenELMConfig } from '../config/config.ts';
 import { ACT_CODE } from '../kernels/codes.ts';
-import type { Activation } from '../kernels/types.ts';
+import { RefKernels } from '../kernels/ref.ts';
+import type { Activation, Weight } from '../kernels/types.ts';
 import type { GpuWeight, WebGpuKernels } from '../kernels/webgpu/webgpu.ts';
 import { KVCache } from './kv-cache.ts';
 import { NORM_EPS, OpenELMLayer, type Scratch } from './layer.ts';
 import { ContextLengthError, checkIds, forwardChunk } from './openelm.ts';
 import { ropeTables } from './rope.ts';
-import type { ModelWeights } from './weights.ts';
+import { checkTensors, type LoadDType, loadWeights, type ModelWeights, type TensorSource, type WeightSink } from './weights.ts';
+
+/** Uploads each weight tensor to the GPU as it is handed over (matrices in their storage format). */
+export function gpuWeightSink(gpu: WebGpuKernels): WeightSink<GPUBuffer, GpuWeight> {
+  return { vector: (name, v) => gpu.upload(v, name), matrix: (name, w) => gpu.weight(w, name) };
+}
 
 export class GpuOpenELM {
   readonly capacity: number;
@@ -23,8 +32,6 @@ export class GpuOpenELM {
   /** the sequence's KV cache on the GPU; its ids are the tokens in it, in order (a new prompt that extends them reuses them: chat turns) */
   readonly cache: KVCache<GPUBuffer>;
   readonly layers: OpenELMLayer<GPUBuffer, GpuWeight>[];
-  /** the weights as uploaded */
-  readonly weights: ModelWeights<GPUBuffer, GpuWeight>;
   private readonly x: GPUBuffer; // [chunk, d] residual stream
   private readonly scratch: Scratch<GPUBuffer>;
   private readonly xLast: GPUBuffer;
@@ -34,34 +41,17 @@ export class GpuOpenELM {
   private constructor(
     readonly gpu: WebGpuKernels,
     readonly config: OpenELMConfig,
-    w: ModelWeights,
+    /** the weights as uploaded */
+    readonly weights: ModelWeights<GPUBuffer, GpuWeight>,
     capacity: number,
   ) {
     const cfg = config,
       d = cfg.model_dim,
       hd = cfg.head_dim;
-    GpuOpenELM.check(gpu, cfg);
+    if (!(Number.isInteger(capacity) && capacity >= 1 && capacity <= cfg.max_context_length))
+      throw new RangeError(`contextLength must be an integer in [1, ${cfg.max_context_length}] (max_context_length), got ${capacity}`);
     this.capacity = capacity;
     const T = (this.chunk = Math.min(128, capacity));
-    const emb = gpu.weight(w.token_embeddings, 'transformer.token_embeddings.weight');
-    this.weights = {
-      token_embeddings: emb,
-      lm_head: w.lm_head === w.token_embeddings ? emb : gpu.weight(w.lm_head, 'lm_head.weight'),
-      norm: gpu.upload(w.norm),
-      layers: w.layers.map((l, i) => {
-        const name = (t: string) => `transformer.layers.${i}.${t}.weight`;
-        return {
-          attn_norm: gpu.upload(l.attn_norm),
-          qkv_proj: gpu.weight(l.qkv_proj, name('attn.qkv_proj')),
-          q_norm: l.q_norm && gpu.upload(l.q_norm),
-          k_norm: l.k_norm && gpu.upload(l.k_norm),
-          out_proj: gpu.weight(l.out_proj, name('attn.out_proj')),
-          ffn_norm: gpu.upload(l.ffn_norm),
-          proj_1: gpu.weight(l.proj_1, name('ffn.proj_1')),
-          proj_2: gpu.weight(l.proj_2, name('ffn.proj_2')),
-        };
-      }),
-    };
     const act = cfg.activation_fn_name as Activation;
     this.layers = this.weights.layers.map((lw, i) => new OpenELMLayer(cfg, i, lw, act, cfg.ffn_with_glu));
     this.cache = new KVCache(cfg, { f32: (n) => gpu.f32(n, `the KV cache (context ${capacity})`) }, capacity);
@@ -85,9 +75,59 @@ export class GpuOpenELM {
     this.result = gpu.f32(4);
   }
 
-  /** Uploads a model's weights (loaded into CPU memory, e.g. with the 'ref' backend). */
-  static fromWeights(gpu: WebGpuKernels, config: OpenELMConfig, w: ModelWeights, capacity = config.max_context_length): GpuOpenELM {
+  /**
+   * Reads a checkpoint's weights straight onto the GPU, tensor by tensor (matrices as `dtype`,
+   * default: as stored). Checks first that the kernels can run the model.
+   */
+  static load(gpu: WebGpuKernels, src: TensorSource, opts: { dtype?: LoadDType; contextLength?: number } = {}): GpuOpenELM {
+    checkTensors(src, 'checkpoint');
+    GpuOpenELM.check(gpu, src.config);
+    const w = loadWeights(new RefKernels(), src, opts.dtype ?? 'auto', gpuWeightSink(gpu));
+    return new GpuOpenELM(gpu, src.config, w, opts.contextLength ?? src.config.max_context_length);
+  }
+
+  /** A model on weights already on the GPU (e.g. loaded with gpuWeightSink). */
+  static fromUploaded(gpu: WebGpuKernels, config: OpenELMConfig, w: ModelWeights<GPUBuffer, GpuWeight>, capacity = config.max_context_length): GpuOpenELM {
+    GpuOpenELM.check(gpu, config);
     return new GpuOpenELM(gpu, config, w, capacity);
+  }
+
+  /** Copies a model's weights (in CPU memory, e.g. an OpenELM's) to the GPU. */
+  static fromWeights(gpu: WebGpuKernels, config: OpenELMConfig, w: ModelWeights, capacity = config.max_context_length): GpuOpenELM {
+    GpuOpenELM.check(gpu, config);
+    const sink = gpuWeightSink(gpu);
+    const mat = (x: Weight, name: string) => sink.matrix(name, x);
+    const emb = mat(w.token_embeddings, 'transformer.token_embeddings.weight');
+    const uploaded: ModelWeights<GPUBuffer, GpuWeight> = {
+      token_embeddings: emb,
+      lm_head: w.lm_head === w.token_embeddings ? emb : mat(w.lm_head, 'lm_head.weight'),
+      norm: sink.vector('transformer.norm.weight', w.norm),
+      layers: w.layers.map((l, i) => {
+        const name = (t: string) => `transformer.layers.${i}.${t}.weight`;
+        return {
+          attn_norm: sink.vector(name('attn_norm'), l.attn_norm),
+          qkv_proj: mat(l.qkv_proj, name('attn.qkv_proj')),
+          q_norm: l.q_norm && sink.vector(name('attn.q_norm'), l.q_norm),
+          k_norm: l.k_norm && sink.vector(name('attn.k_norm'), l.k_norm),
+          out_proj: mat(l.out_proj, name('attn.out_proj')),
+          ffn_norm: sink.vector(name('ffn_norm'), l.ffn_norm),
+          proj_1: mat(l.proj_1, name('ffn.proj_1')),
+          proj_2: mat(l.proj_2, name('ffn.proj_2')),
+        };
+      }),
+    };
+    return new GpuOpenELM(gpu, config, uploaded, capacity);
+  }
+
+  /** bytes of the weights on the GPU (the tied embedding counted once) */
+  get weightBytes(): number {
+    const w = this.weights;
+    let n = w.token_embeddings.buffer.size + w.norm.size + (w.lm_head === w.token_embeddings ? 0 : w.lm_head.buffer.size);
+    for (const l of w.layers) {
+      n += l.qkv_proj.buffer.size + l.out_proj.buffer.size + l.proj_1.buffer.size + l.proj_2.buffer.size;
+      n += l.attn_norm.size + l.ffn_norm.size + (l.q_norm?.size ?? 0) + (l.k_norm?.size ?? 0);
+    }
+    return n;
   }
 
   /**

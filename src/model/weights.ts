@@ -169,27 +169,79 @@ export function checkTensors(src: TensorSource, where: string): void {
   }
 }
 
-export function loadWeights(k: Kernels, src: TensorSource, dtype: LoadDType = 'auto'): ModelWeights {
-  const cfg = src.config;
+/** One weight tensor of a model: its checkpoint name and, for a 1-D tensor (a norm's weight), its length. */
+export interface WeightTensor {
+  name: string;
+  /** floats of a vector; undefined for a matrix */
+  vector?: number;
+}
+
+/** Every weight tensor of a model, in the order the loaders read them (the tied output head is not listed). */
+export function weightTensors(cfg: OpenELMConfig): WeightTensor[] {
   const d = cfg.model_dim;
-  const layers: LayerWeights[] = [];
-  const emb = loadMatrix(k, src, 'transformer.token_embeddings.weight', dtype);
+  const out: WeightTensor[] = [{ name: 'transformer.token_embeddings.weight' }];
+  for (let i = 0; i < cfg.num_transformer_layers; i++) {
+    const p = `transformer.layers.${i}.`,
+      hd = layerShape(cfg, i).headDim;
+    out.push({ name: p + 'attn_norm.weight', vector: d }, { name: p + 'attn.qkv_proj.weight' });
+    if (cfg.normalize_qk_projections) out.push({ name: p + 'attn.q_norm.weight', vector: hd }, { name: p + 'attn.k_norm.weight', vector: hd });
+    out.push({ name: p + 'attn.out_proj.weight' }, { name: p + 'ffn_norm.weight', vector: d });
+    out.push({ name: p + 'ffn.proj_1.weight' }, { name: p + 'ffn.proj_2.weight' });
+  }
+  out.push({ name: 'transformer.norm.weight', vector: d });
+  if (!cfg.share_input_output_layers) out.push({ name: 'lm_head.weight' });
+  return out;
+}
+
+/**
+ * Where loaded tensors go: the identity keeps them in the loading kernels' memory; a GPU sink
+ * uploads each one as it is loaded (so the CPU never holds more than one tensor of them).
+ */
+export interface WeightSink<B, W> {
+  vector(name: string, v: Float32Array): B;
+  matrix(name: string, w: Weight): W;
+}
+
+/** The identity sink: tensors stay where they were loaded. */
+export const KEEP_WEIGHTS: WeightSink<Float32Array, Weight> = { vector: (_, v) => v, matrix: (_, w) => w };
+
+/** ModelWeights from its tensors by name (what a sink made of each); the tied head is the embedding itself. */
+export function assembleWeights<B, W>(cfg: OpenELMConfig, vectors: Map<string, B>, matrices: Map<string, W>): ModelWeights<B, W> {
+  const vec = (name: string) => vectors.get(name)!;
+  const mat = (name: string) => matrices.get(name)!;
+  const emb = mat('transformer.token_embeddings.weight');
+  const layers: LayerWeights<B, W>[] = [];
   for (let i = 0; i < cfg.num_transformer_layers; i++) {
     const p = `transformer.layers.${i}.`;
-    const s = layerShape(cfg, i);
     layers.push({
-      attn_norm: loadVector(k, src, p + 'attn_norm.weight', d),
-      qkv_proj: loadMatrix(k, src, p + 'attn.qkv_proj.weight', dtype),
-      q_norm: cfg.normalize_qk_projections ? loadVector(k, src, p + 'attn.q_norm.weight', s.headDim) : null,
-      k_norm: cfg.normalize_qk_projections ? loadVector(k, src, p + 'attn.k_norm.weight', s.headDim) : null,
-      out_proj: loadMatrix(k, src, p + 'attn.out_proj.weight', dtype),
-      ffn_norm: loadVector(k, src, p + 'ffn_norm.weight', d),
-      proj_1: loadMatrix(k, src, p + 'ffn.proj_1.weight', dtype),
-      proj_2: loadMatrix(k, src, p + 'ffn.proj_2.weight', dtype),
+      attn_norm: vec(p + 'attn_norm.weight'),
+      qkv_proj: mat(p + 'attn.qkv_proj.weight'),
+      q_norm: cfg.normalize_qk_projections ? vec(p + 'attn.q_norm.weight') : null,
+      k_norm: cfg.normalize_qk_projections ? vec(p + 'attn.k_norm.weight') : null,
+      out_proj: mat(p + 'attn.out_proj.weight'),
+      ffn_norm: vec(p + 'ffn_norm.weight'),
+      proj_1: mat(p + 'ffn.proj_1.weight'),
+      proj_2: mat(p + 'ffn.proj_2.weight'),
     });
   }
-  const norm = loadVector(k, src, 'transformer.norm.weight', d);
-  const lm_head = cfg.share_input_output_layers ? emb : loadMatrix(k, src, 'lm_head.weight', dtype);
+  const lm_head = cfg.share_input_output_layers ? emb : mat('lm_head.weight');
+  return { token_embeddings: emb, layers, norm: vec('transformer.norm.weight'), lm_head };
+}
+
+/**
+ * Loads every weight of a checkpoint into the kernels' memory (matrices as `dtype`), tensor by
+ * tensor; with a sink, each tensor is handed on as it is loaded (uploaded to a GPU, say).
+ */
+export function loadWeights(k: Kernels, src: TensorSource, dtype?: LoadDType): ModelWeights;
+export function loadWeights<B, W>(k: Kernels, src: TensorSource, dtype: LoadDType, sink: WeightSink<B, W>): ModelWeights<B, W>;
+export function loadWeights<B, W>(k: Kernels, src: TensorSource, dtype: LoadDType = 'auto', sink?: WeightSink<B, W>): ModelWeights<B, W> {
+  const put = sink ?? (KEEP_WEIGHTS as unknown as WeightSink<B, W>);
+  const vectors = new Map<string, B>(),
+    matrices = new Map<string, W>();
+  for (const t of weightTensors(src.config)) {
+    if (t.vector !== undefined) vectors.set(t.name, put.vector(t.name, loadVector(k, src, t.name, t.vector)));
+    else matrices.set(t.name, put.matrix(t.name, loadMatrix(k, src, t.name, dtype)));
+  }
   convScratch = new Float32Array(0);
-  return { token_embeddings: emb, layers, norm, lm_head };
+  return assembleWeights(src.config, vectors, matrices);
 }

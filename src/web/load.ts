@@ -7,14 +7,26 @@
 // Weights are fetched one tensor at a time, converted straight into kernel memory and dropped, so
 // loading peaks at the model plus its largest tensor, never the model twice.
 import './portable.ts';
-import { expectedTensors, layerShape, numParameters, type OpenELMConfig } from '../config/config.ts';
+import { expectedTensors, numParameters, type OpenELMConfig } from '../config/config.ts';
 import type { ModelFiles } from '../io/browser-files.ts';
 import { type BrowserTensorSource, openBrowserSource, readText } from '../io/browser-source.ts';
 import { RefKernels } from '../kernels/ref.ts';
 import type { Kernels } from '../kernels/types.ts';
 import { createWasmKernels } from '../kernels/wasm/wasm.ts';
+import type { WebGpuKernels } from '../kernels/webgpu/webgpu.ts';
+import { GpuOpenELM, gpuWeightSink } from '../model/gpu.ts';
 import { OpenELM } from '../model/openelm.ts';
-import { checkTensors, type LayerWeights, type LoadDType, loadMatrix, loadVector, type ModelWeights } from '../model/weights.ts';
+import {
+  assembleWeights,
+  checkTensors,
+  KEEP_WEIGHTS,
+  type LoadDType,
+  loadMatrix,
+  loadVector,
+  type ModelWeights,
+  type WeightSink,
+  weightTensors,
+} from '../model/weights.ts';
 import { defaultTokenizer, fromSentencePieceModel, fromTokenizerJson, type Tokenizer } from '../tokenizer/index.ts';
 
 export type BrowserBackend = 'auto' | 'wasm' | 'ref';
@@ -30,8 +42,8 @@ export interface BrowserLoadOptions {
   onLoad?: (p: { loaded: number; total: number; tensor: string }) => void;
 }
 
-export interface BrowserModel {
-  model: OpenELM;
+export interface BrowserModel<M = OpenELM> {
+  model: M;
   tokenizer: Tokenizer;
   config: OpenELMConfig;
   where: string;
@@ -77,50 +89,42 @@ export async function loadTokenizerFrom(files: ModelFiles): Promise<Tokenizer> {
 
 /**
  * The model's weights, tensor by tensor in the order src/model/weights.ts loadWeights takes
- * them: each fetched, loaded into kernel memory (converted when `dtype` asks), then released.
+ * them: each fetched, loaded into kernel memory (converted when `dtype` asks), handed to the sink
+ * (kept, or uploaded to the GPU), then released.
  */
-export async function loadWeightsAsync(
+export async function loadWeightsAsync(k: Kernels, src: BrowserTensorSource, dtype?: LoadDType, onLoad?: BrowserLoadOptions['onLoad']): Promise<ModelWeights>;
+export async function loadWeightsAsync<B, W>(
+  k: Kernels,
+  src: BrowserTensorSource,
+  dtype: LoadDType,
+  onLoad: BrowserLoadOptions['onLoad'] | undefined,
+  sink: WeightSink<B, W>,
+): Promise<ModelWeights<B, W>>;
+export async function loadWeightsAsync<B, W>(
   k: Kernels,
   src: BrowserTensorSource,
   dtype: LoadDType = 'auto',
   onLoad?: BrowserLoadOptions['onLoad'],
-): Promise<ModelWeights> {
-  const cfg = src.config,
-    d = cfg.model_dim;
+  sink?: WeightSink<B, W>,
+): Promise<ModelWeights<B, W>> {
+  const put = sink ?? (KEEP_WEIGHTS as unknown as WeightSink<B, W>);
   let loaded = 0;
   const total = src.totalBytes;
-  const take = async <T>(name: string, load: () => T): Promise<T> => {
-    await src.fetch(name);
+  const vectors = new Map<string, B>(),
+    matrices = new Map<string, W>();
+  for (const t of weightTensors(src.config)) {
+    await src.fetch(t.name);
     try {
-      return load();
+      if (t.vector !== undefined) vectors.set(t.name, put.vector(t.name, loadVector(k, src, t.name, t.vector)));
+      else matrices.set(t.name, put.matrix(t.name, loadMatrix(k, src, t.name, dtype)));
     } finally {
-      src.release(name);
-      loaded += src.byteLength(name);
-      onLoad?.({ loaded: Math.min(loaded, total), total, tensor: name });
+      src.release(t.name);
+      loaded += src.byteLength(t.name);
+      onLoad?.({ loaded: Math.min(loaded, total), total, tensor: t.name });
     }
-  };
-  const matrix = (name: string) => take(name, () => loadMatrix(k, src, name, dtype));
-  const vector = (name: string, n: number) => take(name, () => loadVector(k, src, name, n));
-  const emb = await matrix('transformer.token_embeddings.weight');
-  const layers: LayerWeights[] = [];
-  for (let i = 0; i < cfg.num_transformer_layers; i++) {
-    const p = `transformer.layers.${i}.`,
-      s = layerShape(cfg, i);
-    layers.push({
-      attn_norm: await vector(p + 'attn_norm.weight', d),
-      qkv_proj: await matrix(p + 'attn.qkv_proj.weight'),
-      q_norm: cfg.normalize_qk_projections ? await vector(p + 'attn.q_norm.weight', s.headDim) : null,
-      k_norm: cfg.normalize_qk_projections ? await vector(p + 'attn.k_norm.weight', s.headDim) : null,
-      out_proj: await matrix(p + 'attn.out_proj.weight'),
-      ffn_norm: await vector(p + 'ffn_norm.weight', d),
-      proj_1: await matrix(p + 'ffn.proj_1.weight'),
-      proj_2: await matrix(p + 'ffn.proj_2.weight'),
-    });
   }
-  const norm = await vector('transformer.norm.weight', d);
-  const lm_head = cfg.share_input_output_layers ? emb : await matrix('lm_head.weight');
   onLoad?.({ loaded: total, total, tensor: '' });
-  return { token_embeddings: emb, layers, norm, lm_head };
+  return assembleWeights(src.config, vectors, matrices);
 }
 
 /** WebAssembly memory is 32-bit: weights and KV cache must fit in 4 GiB. */
@@ -163,4 +167,30 @@ export async function loadBrowserModel(files: ModelFiles, opts: BrowserLoadOptio
     kernels.dispose?.();
     throw e;
   }
+}
+
+/**
+ * Opens a model onto a WebGPU device with its tokenizer: each tensor is fetched, read, uploaded
+ * and released in turn, so the page's memory never holds the model. The device stays the caller's.
+ */
+export async function loadBrowserGpuModel(
+  files: ModelFiles,
+  gpu: WebGpuKernels,
+  opts: Pick<BrowserLoadOptions, 'dtype' | 'contextLength' | 'onLoad'> = {},
+): Promise<BrowserModel<GpuOpenELM>> {
+  const src = await openBrowserSource(files);
+  checkTensors(src, src.where);
+  GpuOpenELM.check(gpu, src.config);
+  const tokenizer = await loadTokenizerFrom(files);
+  const weights = await loadWeightsAsync(new RefKernels(), src, opts.dtype ?? 'auto', opts.onLoad, gpuWeightSink(gpu));
+  return {
+    model: GpuOpenELM.fromUploaded(gpu, src.config, weights, opts.contextLength),
+    tokenizer,
+    config: src.config,
+    where: src.where,
+    backend: 'webgpu',
+    note: `WebGPU on ${gpu.adapterName}`,
+    parameters: numParameters(src.config),
+    dispose: () => {},
+  };
 }

@@ -20,14 +20,14 @@ import {
 } from '../io/browser-files.ts';
 import { WebGpuKernels } from '../kernels/webgpu/webgpu.ts';
 import { GpuOpenELM } from '../model/gpu.ts';
-import { type BrowserModel, loadBrowserModel } from './load.ts';
+import type { OpenELM } from '../model/openelm.ts';
+import { type BrowserModel, loadBrowserGpuModel, loadBrowserModel } from './load.ts';
 import type { FromWorker, LoadRequest, RunOptions, RunPrompt, ToWorker } from './protocol.ts';
 
 const post = (m: FromWorker) => (self as unknown as { postMessage(m: FromWorker): void }).postMessage(m);
 
-let loaded: BrowserModel | null = null;
-/** the model on the GPU when the WebGPU backend was chosen (then `loaded` holds the tokenizer and config) */
-let gpuModel: GpuOpenELM | null = null;
+/** the model (on the CPU, or on the GPU when the WebGPU backend was chosen) and its tokenizer */
+let loaded: BrowserModel<OpenELM | GpuOpenELM> | null = null;
 
 /** A WebGPU device when one should be used: asked for, or (auto) a hardware adapter exists. */
 async function webgpuFor(device: LoadRequest['device']): Promise<{ gpu: WebGpuKernels | null; why: string }> {
@@ -78,24 +78,20 @@ async function filesFor(req: LoadRequest): Promise<ModelFiles> {
 async function load(req: LoadRequest): Promise<void> {
   abort?.abort();
   loaded?.dispose();
+  if (loaded?.model instanceof GpuOpenELM) loaded.model.gpu.dispose();
   loaded = null;
-  gpuModel?.gpu.dispose();
-  gpuModel = null;
   const t0 = performance.now();
   const files = await filesFor(req);
   const { gpu, why } = await webgpuFor(req.device);
-  const m = await loadBrowserModel(files, {
-    backend: gpu ? 'ref' : req.backend,
-    threads: req.threads,
-    dtype: req.dtype,
-    contextLength: req.contextLength,
-    onLoad: (p) => post({ type: 'progress', phase: 'load', file: p.tensor, loaded: p.loaded, total: p.total }),
-  });
-  if (gpu) {
-    gpuModel = GpuOpenELM.fromWeights(gpu, m.config, m.model.weights, m.model.cache.capacity);
-    m.backend = 'webgpu';
-    m.note = `WebGPU on ${gpu.adapterName}`;
-  } else m.note += why;
+  const onLoad = (p: { tensor: string; loaded: number; total: number }) =>
+    post({ type: 'progress', phase: 'load', file: p.tensor, loaded: p.loaded, total: p.total });
+  const m: BrowserModel<OpenELM | GpuOpenELM> = gpu
+    ? await loadBrowserGpuModel(files, gpu, { dtype: req.dtype, contextLength: req.contextLength, onLoad }).catch((e) => {
+        gpu.dispose();
+        throw e;
+      })
+    : await loadBrowserModel(files, { backend: req.backend, threads: req.threads, dtype: req.dtype, contextLength: req.contextLength, onLoad });
+  if (!gpu) m.note += why;
   loaded = m;
   post({
     type: 'ready',
@@ -118,9 +114,10 @@ async function run(id: number, prompt: RunPrompt, options: RunOptions = {}): Pro
   const p: Prompt = typeof prompt === 'object' && 'messages' in prompt ? { ids: encodeChat(tokenizer, prompt.messages) } : prompt;
   abort = new AbortController();
   // the same options, events and result on either device
-  const it = gpuModel
-    ? gpuGenerate(gpuModel, tokenizer, p, { ...options, signal: abort.signal })
-    : generate(model, tokenizer, p, { ...options, signal: abort.signal });
+  const it =
+    model instanceof GpuOpenELM
+      ? gpuGenerate(model, tokenizer, p, { ...options, signal: abort.signal })
+      : generate(model, tokenizer, p, { ...options, signal: abort.signal });
   let r = await it.next();
   for (; !r.done; r = await it.next()) if (r.value.text) post({ type: 'text', id, text: r.value.text });
   const res = r.value;

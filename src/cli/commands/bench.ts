@@ -2,12 +2,11 @@ import { benchGpuModel, benchMachine, benchModel, formatBench } from '../../benc
 import { Rng } from '../../generate/rng.ts';
 import { Sampler } from '../../generate/sampler.ts';
 import { type SpeculativeOptions, type SpeculativeStats, speculativeTokens } from '../../generate/speculative.ts';
-import { GpuOpenELM } from '../../model/gpu.ts';
 import type { OpenELM } from '../../model/openelm.ts';
 import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { DEVICE_HELP, DEVICE_OPTION, deviceJson, openDevice } from '../device-option.ts';
-import { MODEL_HELP, MODEL_OPTIONS, openModelOnly } from '../model-options.ts';
+import { MODEL_HELP, MODEL_OPTIONS, openGpuModel, openModelOnly } from '../model-options.ts';
 import { openSpeculative, SPECULATIVE_HELP, SPECULATIVE_OPTIONS } from './generate.ts';
 
 export interface SpeculativeBench {
@@ -135,36 +134,42 @@ npm run bench compares this against llama.cpp (node-llama-cpp) on the same weigh
     const warmup = num(v.warmup as string, 'warmup', { int: true, min: 0 }) ?? (slow ? 2 : 4);
     const t0 = performance.now();
     const needed = promptTokens + genTokens + warmup;
-    let loaded: Awaited<ReturnType<typeof openModelOnly>>;
-    try {
-      // on the GPU the weights are read into CPU memory by the plain-TypeScript backend, then uploaded
-      loaded = await openModelOnly({ ...v, context: v.context ?? String(needed), ...(gpu ? { backend: 'ref' } : {}) }, Boolean(v.json));
-    } catch (e) {
-      gpu?.dispose();
-      // the context is ours, not the user's: name the flags that made it too long
-      if (v.context === undefined && e instanceof UsageError && e.message.startsWith('--context')) {
-        throw new UsageError(
-          `--prompt-tokens + --gen-tokens + --warmup = ${needed} tokens, more than the model's context: ${e.message.replace(/^--context must be at most /, '').replace(/, got \d+$/, '')}`,
-        );
-      }
-      throw e;
-    }
-    let draft: Awaited<ReturnType<typeof openSpeculative>> = { dispose: () => {} };
-    try {
-      if (gpu) {
-        const m = loaded.model;
-        const gm = GpuOpenELM.fromWeights(gpu, m.config, m.weights, m.cache.capacity);
+    // the context is ours, not the user's: a --context error names the flags that made it too long
+    const contextError = (e: unknown): unknown =>
+      v.context === undefined && e instanceof UsageError && e.message.startsWith('--context')
+        ? new UsageError(
+            `--prompt-tokens + --gen-tokens + --warmup = ${needed} tokens, more than the model's context: ${e.message.replace(/^--context must be at most /, '').replace(/, got \d+$/, '')}`,
+          )
+        : e;
+    const modelValues = { ...v, context: v.context ?? String(needed) };
+    if (gpu) {
+      try {
+        // straight onto the GPU, tensor by tensor
+        const { model: gm, dir } = await openGpuModel(modelValues, gpu, Boolean(v.json)).catch((e) => {
+          throw contextError(e);
+        });
         const loadMs = performance.now() - t0;
-        const r = await benchGpuModel(gm, m.weights, { promptTokens, genTokens, repeat, warmup });
-        const out = { model: loaded.dir, dtype: (v.dtype as string | undefined) ?? 'auto', backend: 'webgpu', ...deviceJson(gpu), load_ms: loadMs, ...r };
+        const r = await benchGpuModel(gm, { promptTokens, genTokens, repeat, warmup });
+        const out = { model: dir, dtype: (v.dtype as string | undefined) ?? 'auto', backend: 'webgpu', ...deviceJson(gpu), load_ms: loadMs, ...r };
         if (v.json) printJson(out);
         else {
           const lines = formatBench(out).split('\n');
           lines[0] = `device webgpu on ${gpu.adapterName} · dtype ${out.dtype} · loaded in ${(loadMs / 1000).toFixed(1)} s`;
           process.stdout.write(lines.join('\n') + '\n');
         }
-        return;
+      } finally {
+        gpu.dispose();
       }
+      return;
+    }
+    let loaded: Awaited<ReturnType<typeof openModelOnly>>;
+    try {
+      loaded = await openModelOnly(modelValues, Boolean(v.json));
+    } catch (e) {
+      throw contextError(e);
+    }
+    let draft: Awaited<ReturnType<typeof openSpeculative>> = { dispose: () => {} };
+    try {
       const loadMs = performance.now() - t0;
       draft = await openSpeculative(v, loaded.model, Boolean(v.json));
       const r = await benchModel(loaded.model, { promptTokens, genTokens, repeat, warmup });
@@ -186,7 +191,6 @@ npm run bench compares this against llama.cpp (node-llama-cpp) on the same weigh
     } finally {
       draft.dispose();
       loaded.dispose();
-      gpu?.dispose();
     }
   },
 };

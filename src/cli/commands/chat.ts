@@ -2,12 +2,12 @@ import readline from 'node:readline';
 import { type ChatMessage, encodeChat } from '../../generate/chat.ts';
 import { type GenerateOptions, type GenerationResult, generate, type TokenEvent } from '../../generate/generate.ts';
 import { gpuGenerate } from '../../generate/gpu.ts';
-import { GpuOpenELM } from '../../model/gpu.ts';
+import { OpenELM } from '../../model/openelm.ts';
 import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 import { checkSamplingFlags, parse, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { DEVICE_HELP, DEVICE_OPTION, openDevice } from '../device-option.ts';
-import { MODEL_HELP, MODEL_OPTIONS, openModel } from '../model-options.ts';
+import { MODEL_HELP, MODEL_OPTIONS, openGpuModel, openModel } from '../model-options.ts';
 import {
   openSpeculative,
   SAMPLING_HELP,
@@ -162,10 +162,10 @@ ${ADAPTER_HELP}`,
     const session = new ChatSession(v.system as string | undefined, checkSamplingFlags(samplingOptions(v)));
     const tty = Boolean(process.stdin.isTTY);
     const gpu = await openDevice(v);
-    let loaded: Awaited<ReturnType<typeof openModel>>;
+    // on the GPU the weights go straight to the device, tensor by tensor; the CPU model is never made
+    let loaded: Awaited<ReturnType<typeof openModel>> | (Awaited<ReturnType<typeof openGpuModel>> & { dispose(): void });
     try {
-      // on the GPU the weights are read into CPU memory by the plain-TypeScript backend, then uploaded
-      loaded = await openModel(gpu ? { ...v, backend: 'ref' } : v);
+      loaded = gpu ? { ...(await openGpuModel(v, gpu)), dispose: () => {} } : await openModel(v);
     } catch (e) {
       gpu?.dispose();
       throw e;
@@ -175,12 +175,12 @@ ${ADAPTER_HELP}`,
       loaded.dispose();
       gpu?.dispose();
     };
-    let draft: Awaited<ReturnType<typeof openSpeculative>>;
-    let gm: GpuOpenELM | null;
+    let draft: Awaited<ReturnType<typeof openSpeculative>> = { dispose: () => {} };
     try {
-      gm = gpu && GpuOpenELM.fromWeights(gpu, model.config, model.weights, model.cache.capacity);
-      applyAdapterOption(model, v);
-      draft = await openSpeculative(v, model);
+      if (model instanceof OpenELM) {
+        applyAdapterOption(model, v);
+        draft = await openSpeculative(v, model);
+      }
     } catch (e) {
       disposeModel();
       throw e;
@@ -189,7 +189,7 @@ ${ADAPTER_HELP}`,
       draft.dispose();
       disposeModel();
     };
-    const capacity = model.cache.capacity;
+    const capacity = model instanceof OpenELM ? model.cache.capacity : model.capacity;
     const note = (s: string) => process.stderr.write(`${s}\n`);
     const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: tty });
     const lines = new MultilineReader();
@@ -261,9 +261,10 @@ ${ADAPTER_HELP}`,
 
         generating = new AbortController();
         try {
-          const it: AsyncGenerator<TokenEvent, GenerationResult> = gm
-            ? gpuGenerate(gm, tokenizer, { ids }, { ...session.opts, signal: generating.signal })
-            : generate(model, tokenizer, { ids }, { ...session.opts, signal: generating.signal, speculative: draft.spec });
+          const it: AsyncGenerator<TokenEvent, GenerationResult> =
+            model instanceof OpenELM
+              ? generate(model, tokenizer, { ids }, { ...session.opts, signal: generating.signal, speculative: draft.spec })
+              : gpuGenerate(model, tokenizer, { ids }, { ...session.opts, signal: generating.signal });
           let r = await it.next();
           for (; !r.done; r = await it.next()) process.stdout.write(r.value.text);
           const res = r.value;

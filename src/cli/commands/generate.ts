@@ -3,13 +3,12 @@ import { type GenerateOptions, type GenerationResult, generate, type Prompt, typ
 import { gpuGenerate } from '../../generate/gpu.ts';
 import type { SpeculativeOptions, SpeculativeStats } from '../../generate/speculative.ts';
 import { type LoadedOpenELM, loadOpenELM } from '../../load.ts';
-import { GpuOpenELM } from '../../model/gpu.ts';
-import type { OpenELM } from '../../model/openelm.ts';
+import { OpenELM } from '../../model/openelm.ts';
 import { ADAPTER_HELP, ADAPTER_OPTION, applyAdapterOption } from '../adapter-option.ts';
 import { checkSamplingFlags, idList, num, parse, printJson, type SpeedFigures, speedJson, speedLine, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { DEVICE_HELP, DEVICE_OPTION, deviceJson, openDevice } from '../device-option.ts';
-import { MODEL_HELP, MODEL_OPTIONS, modelSource, openModel, parseDType, parseThreads } from '../model-options.ts';
+import { MODEL_HELP, MODEL_OPTIONS, modelSource, openGpuModel, openModel, parseDType, parseThreads } from '../model-options.ts';
 
 export const SAMPLING_OPTIONS = {
   'max-new-tokens': { type: 'string', short: 'n' },
@@ -165,33 +164,34 @@ Examples:
     if ((v.prompt === undefined) === (v['prompt-ids'] === undefined)) throw new UsageError('give exactly one of PROMPT (or --prompt TEXT) or --prompt-ids IDS');
     const opts = { ...samplingOptions(v), ignoreEos: v['ignore-eos'] as boolean | undefined };
     const gpu = await openDevice(v, Boolean(v.json) || Boolean(v.quiet));
-    let loaded: Awaited<ReturnType<typeof openModel>>;
+    // on the GPU the weights go straight to the device, tensor by tensor; the CPU model is never made
+    let loaded: Awaited<ReturnType<typeof openModel>> | (Awaited<ReturnType<typeof openGpuModel>> & { dispose(): void });
     try {
-      // on the GPU the weights are read into CPU memory by the plain-TypeScript backend, then uploaded
-      loaded = await openModel(gpu ? { ...v, backend: 'ref' } : v, Boolean(v.json));
+      loaded = gpu ? { ...(await openGpuModel(v, gpu, Boolean(v.json))), dispose: () => {} } : await openModel(v, Boolean(v.json));
     } catch (e) {
       gpu?.dispose();
       throw e;
     }
-    const { model, tokenizer } = loaded;
+    const { tokenizer } = loaded;
     const dispose = () => {
       loaded.dispose();
       gpu?.dispose();
     };
     let draft = { dispose: () => {} } as Awaited<ReturnType<typeof openSpeculative>>;
     try {
-      const gm = gpu && GpuOpenELM.fromWeights(gpu, model.config, model.weights, model.cache.capacity);
-      draft = await openSpeculative(v, model, Boolean(v.json));
-      applyAdapterOption(model, v);
+      const model = loaded.model;
+      if (model instanceof OpenELM) {
+        draft = await openSpeculative(v, model, Boolean(v.json));
+        applyAdapterOption(model, v);
+      }
       let prompt: Prompt;
       if (v['prompt-ids'] !== undefined) prompt = { ids: idList(v['prompt-ids'] as string, 'prompt-ids') };
       else if (v.chat) {
         const msgs = [...(v.system ? [{ role: 'system' as const, content: v.system as string }] : []), { role: 'user' as const, content: v.prompt as string }];
         prompt = { ids: encodeChat(tokenizer, msgs) };
       } else prompt = v.prompt as string;
-      const it: AsyncGenerator<TokenEvent, GenerationResult> = gm
-        ? gpuGenerate(gm, tokenizer, prompt, opts)
-        : generate(model, tokenizer, prompt, { ...opts, speculative: draft.spec });
+      const it: AsyncGenerator<TokenEvent, GenerationResult> =
+        model instanceof OpenELM ? generate(model, tokenizer, prompt, { ...opts, speculative: draft.spec }) : gpuGenerate(model, tokenizer, prompt, opts);
       let r = await it.next();
       for (; !r.done; r = await it.next()) if (!v.json) process.stdout.write(r.value.text);
       const res = r.value;
