@@ -115,3 +115,54 @@ test('the worker engine gives the in-process engine its tokens (openai client, c
     local.dispose();
   }
 });
+
+test('a worker that dies is replaced: its requests fail with an error, /health is 503 meanwhile, then the same model answers the same', async () => {
+  const engine = await WorkerEngine.start({ model: TINY, load: { backend: 'ref' }, engine: { parallel: 2 } });
+  const tokenizer = await loadTokenizer(TINY);
+  const app = await createServer({ engine, tokenizer, modelName: 'm', chat: chatFormat(null, tokenizer) });
+  try {
+    const base = await app.listen({ host: '127.0.0.1', port: 0 });
+    const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'none', maxRetries: 0 });
+    const ask = (max_tokens: number) => client.completions.create({ model: 'm', prompt: 'The state of the Union is', max_tokens, temperature: 0 });
+    const before = (await ask(6)).choices[0].text;
+
+    // a long generation in flight when the worker dies (as it would from a native crash or running out of memory)
+    const inFlight = ask(400).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    while (engine.stats.active === 0) await new Promise((r) => setTimeout(r, 5));
+    await (engine as unknown as { worker: import('node:worker_threads').Worker }).worker.terminate();
+    const err = await inFlight;
+    assert.ok(err instanceof OpenAI.InternalServerError, `the request in flight fails with a server error, got ${String(err)}`);
+    assert.match((err as Error).message, /engine worker stopped/);
+
+    // while the new worker loads: 503 with Retry-After, which the openai client would retry
+    const h = await fetch(`${base}/health`);
+    assert.equal(h.status, 503);
+    assert.equal(((await h.json()) as { status: string }).status, 'unavailable');
+    const busy = await fetch(`${base}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', prompt: 'x', max_tokens: 1 }),
+    });
+    assert.equal(busy.status, 503);
+    assert.ok(busy.headers.get('retry-after'));
+    assert.match(((await busy.json()) as { error: { message: string } }).error.message, /restarting it/);
+
+    const t0 = Date.now();
+    while (!engine.ready) {
+      assert.ok(Date.now() - t0 < 60_000, 'the worker was not replaced within a minute');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal((await fetch(`${base}/health`)).status, 200);
+    assert.equal((await ask(6)).choices[0].text, before);
+    assert.equal(engine.restarts, 1);
+    const m = await (await fetch(`${base}/metrics`)).text();
+    assert.match(m, /^openelm_engine_restarts_total 1$/m);
+    assert.match(m, /^openelm_engine_up 1$/m);
+  } finally {
+    await app.close();
+    await engine.close();
+  }
+});

@@ -213,7 +213,19 @@ export class Sequence extends SequenceStream {
  * What a server needs of an engine: the Engine itself, or one running in a worker thread
  * (src/serve/worker-engine.ts) so the forward pass never blocks the server's event loop.
  */
+/** The engine cannot take requests for a while (its worker is being restarted): retry later (HTTP 503). */
+export class EngineUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EngineUnavailableError';
+  }
+}
+
 export interface ServingEngine {
+  /** false while the engine cannot take requests (a WorkerEngine restarting its worker); submit then throws EngineUnavailableError */
+  readonly ready?: boolean;
+  /** times the engine's worker was restarted after it died */
+  readonly restarts?: number;
   readonly config: OpenELMConfig;
   readonly capacity: number;
   readonly parallel: number;

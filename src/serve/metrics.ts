@@ -62,7 +62,17 @@ export class ServerMetrics {
   );
   readonly latency = new Histogram('openelm_request_duration_seconds', 'time from request to last byte of the response', SECONDS);
 
-  text(gauges: { queue: number; active: number; parallel: number; steps: number; rounds: number; drafted: number; accepted: number }): string {
+  text(gauges: {
+    queue: number;
+    active: number;
+    parallel: number;
+    steps: number;
+    rounds: number;
+    drafted: number;
+    accepted: number;
+    up: boolean;
+    restarts: number;
+  }): string {
     const g = (name: string, help: string, v: number) => `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${v}\n`;
     const c = (name: string, help: string, v: number) => `# HELP ${name} ${help}\n# TYPE ${name} counter\n${name} ${v}\n`;
     return [
@@ -76,6 +86,8 @@ export class ServerMetrics {
       g('openelm_active_sequences', 'sequences being prefilled or decoded', gauges.active),
       g('openelm_parallel_sequences', 'sequence slots (--parallel)', gauges.parallel),
       g('openelm_engine_steps', 'batched forward passes run so far', gauges.steps),
+      g('openelm_engine_up', '1 when the engine takes requests, 0 while its worker is being restarted', gauges.up ? 1 : 0),
+      c('openelm_engine_restarts_total', 'engine workers started again after one died', gauges.restarts),
       c('openelm_speculative_rounds_total', 'drafts checked by the model (one per speculating sequence and step)', gauges.rounds),
       c('openelm_speculative_draft_tokens_total', 'tokens proposed by the drafter (--draft-model, --prompt-lookup)', gauges.drafted),
       c('openelm_speculative_accepted_tokens_total', 'proposed tokens the model kept', gauges.accepted),

@@ -11,7 +11,7 @@
 // is OpenAI's {"error": {...}} with the status the official clients expect.
 import crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { type EngineToken, QueueFullError, type SequenceStream, type ServingEngine } from '../engine/engine.ts';
+import { type EngineToken, EngineUnavailableError, QueueFullError, type SequenceStream, type ServingEngine } from '../engine/engine.ts';
 import type { TokenLogprob } from '../engine/logits.ts';
 import { TextTail, tokenString } from '../engine/text.ts';
 import type { ChatMessage } from '../generate/chat.ts';
@@ -62,7 +62,10 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
   const started = now();
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
-    if (err instanceof ApiError) return reply.code(err.status).send(err.body());
+    if (err instanceof ApiError) {
+      if (err.status === 503) reply.header('retry-after', '2');
+      return reply.code(err.status).send(err.body());
+    }
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     const message =
       err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.name === 'SyntaxError'
@@ -93,7 +96,12 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     if (route.startsWith('/v1/')) metrics.latency.observe(reply.elapsedTime / 1000);
   });
 
-  app.get('/health', async () => ({ status: 'ok', active: engine.stats.active, waiting: engine.stats.waiting }));
+  // 503 while the engine's worker is being restarted (load balancers and probes read the status)
+  app.get('/health', async (_req, reply) => {
+    const up = engine.ready !== false;
+    if (!up) reply.code(503);
+    return { status: up ? 'ok' : 'unavailable', active: engine.stats.active, waiting: engine.stats.waiting, restarts: engine.restarts ?? 0 };
+  });
   app.get('/metrics', async (_req, reply) => {
     reply.type('text/plain; version=0.0.4');
     const st = engine.stats;
@@ -105,6 +113,8 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
       rounds: st.speculativeRounds,
       drafted: st.draftedTokens,
       accepted: st.acceptedTokens,
+      up: engine.ready !== false,
+      restarts: engine.restarts ?? 0,
     });
   });
   app.get('/v1/models', async () => ({
@@ -204,6 +214,7 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
         metrics.rejected.inc();
         throw new ApiError(429, e.message, null, 'queue_full');
       }
+      if (e instanceof EngineUnavailableError) throw new ApiError(503, e.message, null, 'engine_unavailable');
       throw e;
     }
     void req;
