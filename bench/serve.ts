@@ -20,6 +20,9 @@
 //   npm run bench:serve -- --health [--in-process] [--prompt-tokens 1000]
 //   npm run bench:serve -- --draft-dtype q4 [--draft-tokens 4]   the model drafts for itself (a q4_0 copy)
 //   npm run bench:serve -- --prompt-lookup 10
+//   npm run bench:serve -- --peer [--gguf F]   also llama.cpp (node-llama-cpp) decoding c sequences
+//                          together in one context, same levels, on the GGUF of the same shape
+//                          (default bench/out/OpenELM-270M-<dtype>.gguf, which npm run bench makes)
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
@@ -46,6 +49,8 @@ const { values: v } = parseArgs({
     'draft-tokens': { type: 'string' },
     'prompt-lookup': { type: 'string' },
     'no-stagger': { type: 'boolean' },
+    peer: { type: 'boolean' },
+    gguf: { type: 'string' },
   },
 });
 const REQUESTS = Number(v.requests ?? 64),
@@ -301,6 +306,46 @@ try {
 } finally {
   server.kill('SIGTERM');
 }
+await new Promise((r) => server.once('exit', r));
+
+// the peer: llama.cpp with c sequences in one context, same levels, prompts and lengths, in its own process
+interface PeerLevel {
+  concurrency: number;
+  tokens_per_s: number;
+}
+let peer: { backend: string; gguf: string; levels: PeerLevel[] } | undefined;
+if (v.peer) {
+  const GGUF_TYPE: Record<string, string> = { q8: 'q8_0', q8_0: 'q8_0', q4: 'q4_0', q4_0: 'q4_0', bf16: 'bf16', f16: 'f16' };
+  const gguf = v.gguf ?? path.join(ROOT, `bench/out/OpenELM-270M-${GGUF_TYPE[DTYPE] ?? DTYPE}.gguf`);
+  if (!existsSync(gguf)) throw new Error(`--peer: no GGUF at ${gguf}; npm run bench makes it, or pass --gguf FILE`);
+  log(`llama.cpp on ${path.basename(gguf)}: levels ${LEVELS.join(', ')}`);
+  const r = JSON.parse(
+    execFileSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        path.join(ROOT, 'bench/llama-cpp-batch.ts'),
+        gguf,
+        '--threads',
+        THREADS,
+        '--levels',
+        LEVELS.join(','),
+        '--requests',
+        String(REQUESTS),
+        '--prompt-tokens',
+        String(PROMPT_TOKENS),
+        '--max-tokens',
+        String(MAX_TOKENS),
+      ],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+      .trim()
+      .split('\n')
+      .at(-1)!,
+  );
+  peer = { backend: r.backend, gguf, levels: r.levels };
+}
 const first = levels[0];
 const out = {
   cpu,
@@ -321,6 +366,10 @@ const out = {
     acceptance: speculative.accepted / speculative.drafted,
   },
   levels: levels.map((l) => ({ ...l, throughput_ratio: l.tokens_per_s / first.tokens_per_s, ttft_p95_ratio: l.ttft_ms.p95 / first.ttft_ms.p95 })),
+  peer: peer && {
+    ...peer,
+    levels: peer.levels.map((l) => ({ ...l, throughput_ratio: l.tokens_per_s / peer!.levels[0].tokens_per_s })),
+  },
 };
 if (v.json) process.stdout.write(JSON.stringify(out, null, 2) + '\n');
 else {
@@ -341,5 +390,17 @@ else {
     console.log(
       `| ${l.concurrency} | ${l.tokens_per_s.toFixed(1)} | ${l.throughput_ratio.toFixed(2)}× | ${f(l.ttft_ms.p50)} / ${f(l.ttft_ms.p95)} / ${f(l.ttft_ms.p99)} | ${l.ttft_p95_ratio.toFixed(2)}× | ${f(l.ttft_after_first_wave_ms.p50)} / ${f(l.ttft_after_first_wave_ms.p95)} | ${f(l.itl_ms.p50)} / ${f(l.itl_ms.p95)} / ${f(l.itl_ms.p99)} |`,
     );
+  }
+  if (out.peer) {
+    console.log(`\nagainst ${out.peer.backend} on ${path.basename(out.peer.gguf)}: c sequences in one context, no HTTP`);
+    console.log('| concurrent | openelm tokens/s | × 1 stream | llama.cpp tokens/s | × 1 stream | openelm / llama.cpp |');
+    console.log('|---|---|---|---|---|---|');
+    for (const l of out.levels) {
+      const p = out.peer.levels.find((x) => x.concurrency === l.concurrency);
+      if (!p) continue;
+      console.log(
+        `| ${l.concurrency} | ${l.tokens_per_s.toFixed(1)} | ${l.throughput_ratio.toFixed(2)}× | ${p.tokens_per_s.toFixed(1)} | ${p.throughput_ratio.toFixed(2)}× | ${(l.tokens_per_s / p.tokens_per_s).toFixed(2)}× |`,
+      );
+    }
   }
 }
