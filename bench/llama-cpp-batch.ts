@@ -61,7 +61,8 @@ for (const c of levels) {
     seqs.map(async (seq) => {
       while (left > 0) {
         left--;
-        tokens += await one(seq);
+        const n = await one(seq); // (not `tokens += await ...`: that reads tokens before the await)
+        tokens += n;
       }
     }),
   );
