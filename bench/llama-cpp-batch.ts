@@ -36,15 +36,21 @@ const nextPrompt = (): Token[] => {
   return [1, ...Array.from({ length: promptTokens - 1 }, () => 3 + (rng.nextU32() % (V - 3)))] as Token[];
 };
 
-/** One request on a sequence: its prompt, then maxTokens greedy tokens (end of sequence not honoured). */
-async function one(seq: LlamaContextSequence): Promise<number> {
+/** One request on a sequence: its prompt, then maxTokens greedy tokens (end of sequence not honoured); tokens and time to the first. */
+async function one(seq: LlamaContextSequence): Promise<{ n: number; ttft: number }> {
+  const t0 = performance.now();
   await seq.clearHistory();
-  let n = 0;
-  for await (const _ of seq.evaluate(nextPrompt(), { temperature: 0 })) if (++n >= maxTokens) break;
-  return n;
+  let n = 0,
+    ttft = 0;
+  for await (const _ of seq.evaluate(nextPrompt(), { temperature: 0 })) {
+    if (n === 0) ttft = performance.now() - t0;
+    if (++n >= maxTokens) break;
+  }
+  return { n, ttft };
 }
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 
-const out: { concurrency: number; requests: number; wall_s: number; tokens: number; tokens_per_s: number }[] = [];
+const out: { concurrency: number; requests: number; wall_s: number; tokens: number; tokens_per_s: number; ttft_ms: { p50: number; p95: number } }[] = [];
 for (const c of levels) {
   const context = await model.createContext({
     contextSize: c * (promptTokens + maxTokens + 16),
@@ -56,18 +62,20 @@ for (const c of levels) {
   await one(seqs[0]); // warm-up
   let left = requests,
     tokens = 0;
+  const ttfts: number[] = [];
   const t0 = performance.now();
   await Promise.all(
     seqs.map(async (seq) => {
       while (left > 0) {
         left--;
-        const n = await one(seq); // (not `tokens += await ...`: that reads tokens before the await)
-        tokens += n;
+        const r = await one(seq); // (not `tokens += await ...`: that reads tokens before the await)
+        tokens += r.n;
+        ttfts.push(r.ttft);
       }
     }),
   );
   const wall = (performance.now() - t0) / 1000;
-  out.push({ concurrency: c, requests, wall_s: wall, tokens, tokens_per_s: tokens / wall });
+  out.push({ concurrency: c, requests, wall_s: wall, tokens, tokens_per_s: tokens / wall, ttft_ms: { p50: pct(ttfts, 50), p95: pct(ttfts, 95) } });
   await context.dispose();
 }
 process.stdout.write(JSON.stringify({ backend: 'llama.cpp (node-llama-cpp)', model: file, threads, levels: out }) + '\n');

@@ -312,6 +312,7 @@ await new Promise((r) => server.once('exit', r));
 interface PeerLevel {
   concurrency: number;
   tokens_per_s: number;
+  ttft_ms: { p50: number; p95: number };
 }
 let peer: { backend: string; gguf: string; levels: PeerLevel[] } | undefined;
 if (v.peer) {
@@ -393,13 +394,15 @@ else {
   }
   if (out.peer) {
     console.log(`\nagainst ${out.peer.backend} on ${path.basename(out.peer.gguf)}: c sequences in one context, no HTTP`);
-    console.log('| concurrent | openelm tokens/s | × 1 stream | llama.cpp tokens/s | × 1 stream | openelm / llama.cpp |');
-    console.log('|---|---|---|---|---|---|');
+    console.log(
+      '| concurrent | openelm tokens/s | × 1 stream | llama.cpp tokens/s | × 1 stream | openelm / llama.cpp | TTFT p50 / p95 ms, openelm | llama.cpp |',
+    );
+    console.log('|---|---|---|---|---|---|---|---|');
     for (const l of out.levels) {
       const p = out.peer.levels.find((x) => x.concurrency === l.concurrency);
       if (!p) continue;
       console.log(
-        `| ${l.concurrency} | ${l.tokens_per_s.toFixed(1)} | ${l.throughput_ratio.toFixed(2)}× | ${p.tokens_per_s.toFixed(1)} | ${p.throughput_ratio.toFixed(2)}× | ${(l.tokens_per_s / p.tokens_per_s).toFixed(2)}× |`,
+        `| ${l.concurrency} | ${l.tokens_per_s.toFixed(1)} | ${l.throughput_ratio.toFixed(2)}× | ${p.tokens_per_s.toFixed(1)} | ${p.throughput_ratio.toFixed(2)}× | ${(l.tokens_per_s / p.tokens_per_s).toFixed(2)}× | ${f(l.ttft_ms.p50)} / ${f(l.ttft_ms.p95)} | ${f(p.ttft_ms.p50)} / ${f(p.ttft_ms.p95)} |`,
       );
     }
   }
