@@ -358,7 +358,7 @@ test('f16 matmul over every finite f16 pattern, subnormals included, with activa
   });
 });
 
-test('a per-thread scratch too small for the GEMMs: prompts fall back to the matrix × vector kernels', async () => {
+test('a per-thread scratch too small for the GEMMs: prompts fall back to the matrix × vector kernels (f16 decode too, past its reordered x)', async () => {
   const k = await createWasmKernels({ threads: 2, threadScratch: 64 << 10 });
   const kd = await createWasmKernels({ threads: 1 });
   try {
@@ -367,6 +367,9 @@ test('a per-thread scratch too small for the GEMMs: prompts fall back to the mat
     // otherwise silently fall back to the slow path)
     assert.equal(kd.prefillGemm, true);
     for (const dtype of DTYPES) checkMatmul(k, dtype, 37, 300, [4, 9]);
+    // one token of f16 reorders x in the scratch when it fits (300 columns), else runs unpaired
+    checkMatmul(k, 'f16', 37, 300, [1]);
+    checkMatmul(k, 'f16', 9, 17000, [1]);
   } finally {
     k.dispose();
     kd.dispose();

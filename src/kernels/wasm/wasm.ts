@@ -500,10 +500,11 @@ export class WasmKernels implements Kernels, Calibratable {
           minGrains = this.minGrains(g * cols * n, work);
         if (w.dtype === 'f32') return this.pool.run(OP.matmul_f32, rows, g, minGrains, o, xp, wp, rows, cols, n, R, 0, 0);
         if (w.dtype === 'bf16') return this.pool.run(OP.matmul_bf16, rows, g, minGrains, o, xp, wp, rows, cols, n, R, 0, 0);
-        // the f16 kernel skips the rebias multiply per weight; the activations carry it (×2^64)
+        // the f16 kernel skips the rebias multiply per weight; the activations carry it (×2^64). One
+        // token takes the halves in pairs against a reordered copy of x in each thread's scratch.
         const xs = this.scratch('f', n * cols * 4);
         this.x.scale_for_f16(xs, xp, n * cols);
-        return this.pool.run(OP.matmul_f16, rows, g, minGrains, o, xs, wp, rows, cols, n, R, 0, 0);
+        return this.pool.run(OP.matmul_f16, rows, g, minGrains, o, xs, wp, rows, cols, n, R, cols * 4 <= this.threadScratch ? 1 : 0, 0);
       }
       case 'q8_0':
       case 'q4_0': {
