@@ -160,6 +160,20 @@ test('bench --json reports speeds, bandwidth and memory', () => {
   assert.match(tooLong.err, /--prompt-tokens \+ --gen-tokens \+ --warmup = 124 tokens, more than the model's context: max_context_length \(64 in /);
 });
 
+test('bench --draft-model --json: acceptance, speed-up, identical output, and what a round costs', () => {
+  const tiny = path.join(FIX, 'tiny-f32');
+  const r = cli(['bench', '-m', tiny, '--draft-model', tiny, '--draft-dtype', 'q4', '--prompt-tokens', '8', '--gen-tokens', '12', '--repeat', '2', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const s = json(r.out).speculative;
+  assert.equal(s.identical, true);
+  assert.equal(s.draft_tokens, 4);
+  assert.ok(s.acceptance >= 0 && s.acceptance <= 1 && s.speedup > 0);
+  const c = s.costs;
+  assert.ok(c.draft_step_ms > 0 && c.verify_ms > 0 && c.plain_step_ms > 0, JSON.stringify(c));
+  assert.ok(c.predicted_speedup > 0);
+  for (const a of [c.acceptance_for_1_3x, c.acceptance_for_2x]) assert.ok(a === null || (a > 0 && a <= 1), JSON.stringify(c));
+});
+
 test('chat: piped multi-turn conversation', () => {
   const r = cli(['chat', '-m', path.join(FIX, 'tiny-vocab32k-bf16'), '--temperature', '0', '-n', '6', '--system', 'Be brief.'], {
     input: 'Hello\n/reset\nHow are you?\n',

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { generateText } from '../src/generate/generate.ts';
-import { Policy, PromptLookupDrafter, verify } from '../src/generate/speculative.ts';
+import { acceptanceFor, Policy, PromptLookupDrafter, tokensPerRound, verify } from '../src/generate/speculative.ts';
 import { loadModel, loadOpenELM } from '../src/load.ts';
 
 const F = (name: string) => new URL(`./fixtures/openelm/${name}/`, import.meta.url).pathname;
@@ -112,4 +112,17 @@ test('prompt lookup proposes what followed the latest earlier occurrence of the 
   assert.deepEqual(d.propose([1, 7, 8, 9, 4, 5, 7, 8], 3).tokens, [9, 4, 5]);
   assert.deepEqual(d.propose([1, 7, 8, 9, 2, 7, 8, 3, 7, 8], 2).tokens, [3, 7]); // the latest match
   assert.deepEqual(d.propose([1, 2, 3], 4).tokens, []);
+});
+
+test("a round's worth: expected tokens per round, and the acceptance a speed-up needs given a round's costs", () => {
+  assert.equal(tokensPerRound(0, 4), 1);
+  assert.equal(tokensPerRound(1, 4), 5);
+  assert.ok(Math.abs(tokensPerRound(0.8, 4) - (1 - 0.8 ** 5) / 0.2) < 1e-12);
+  // free drafts and a check as cheap as a step: 1.3× needs 0.3 = a + a² + … ⇒ a ≈ 0.2308 (k = 4)
+  const a = acceptanceFor(1.3, 4, 0, 10, 10)!;
+  assert.ok(Math.abs(tokensPerRound(a, 4) - 1.3) < 1e-9, `${a}`);
+  assert.ok(a > 0.23 && a < 0.232);
+  // drafts at 40 % of a step and a check at 1.2 steps: even keeping everything gives 5 / 2.8 < 2
+  assert.equal(acceptanceFor(2, 4, 4, 12, 10), null);
+  assert.ok(acceptanceFor(1.3, 4, 4, 12, 10)! > 0.8);
 });

@@ -291,3 +291,24 @@ export function* speculativeTokens(
     }
   }
 }
+
+// ---- what a round is worth (the bench's cost model; Leviathan et al. 2023, section 3.1) ----
+
+/** Expected tokens a round yields when each of k drafts is kept with probability a (independently), the model's own token included. */
+export function tokensPerRound(a: number, k: number): number {
+  return a >= 1 ? k + 1 : (1 - a ** (k + 1)) / (1 - a);
+}
+
+/** The acceptance at which k drafts per round reach `target`× plain decoding, given a round's costs; null if none does. */
+export function acceptanceFor(target: number, k: number, draftMs: number, verifyMs: number, stepMs: number): number | null {
+  const speedup = (a: number) => (tokensPerRound(a, k) * stepMs) / (k * draftMs + verifyMs);
+  if (speedup(1) < target) return null;
+  let lo = 0,
+    hi = 1;
+  for (let i = 0; i < 40; i++) {
+    const mid = (lo + hi) / 2;
+    if (speedup(mid) >= target) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}

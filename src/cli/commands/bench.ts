@@ -1,7 +1,7 @@
 import { benchGpuModel, benchMachine, benchModel, formatBench } from '../../bench.ts';
 import { Rng } from '../../generate/rng.ts';
 import { Sampler } from '../../generate/sampler.ts';
-import { type SpeculativeOptions, type SpeculativeStats, speculativeTokens } from '../../generate/speculative.ts';
+import { acceptanceFor, type SpeculativeOptions, type SpeculativeStats, speculativeTokens, tokensPerRound } from '../../generate/speculative.ts';
 import type { OpenELM } from '../../model/openelm.ts';
 import { num, parse, printJson, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
@@ -22,6 +22,20 @@ export interface SpeculativeBench {
   /** greedy output identical with and without the draft */
   identical: boolean;
   runs: { plain_decode_tps: number; decode_tps: number }[];
+  /**
+   * With a draft model, what a round costs, measured apart (best of repeat): one draft step, the
+   * model's check of draft_tokens + 1 tokens, and one plain step (ms); the speed-up those costs
+   * predict at the measured acceptance, and the acceptance that 1.3× and 2× would need (null when
+   * even accepting everything falls short).
+   */
+  costs?: {
+    draft_step_ms: number;
+    verify_ms: number;
+    plain_step_ms: number;
+    predicted_speedup: number;
+    acceptance_for_1_3x: number | null;
+    acceptance_for_2x: number | null;
+  };
 }
 
 /**
@@ -70,16 +84,62 @@ export function benchSpeculative(
   }
   const plain = Math.max(...runs.map((r) => r.plain_decode_tps)),
     fast = Math.max(...runs.map((r) => r.decode_tps));
+  const K = spec.draft ? (spec.draftTokens ?? 4) : (spec.promptLookup ?? 10);
+  const acceptance = stats.drafted ? stats.accepted / stats.drafted : 0;
+  let costs: SpeculativeBench['costs'];
+  if (spec.draft) {
+    // a round's parts timed apart, after the prompt: K draft steps, the model's pass over K + 1 tokens, a plain step
+    const draft = spec.draft;
+    // the fastest of at least 5 runs and 50 ms of them (a small model's steps are fractions of a ms)
+    const best = (f: () => void) => {
+      let ms = Infinity,
+        total = 0;
+      for (let r = 0; r < 5 || total < 50; r++) {
+        const t0 = performance.now();
+        f();
+        const dt = performance.now() - t0;
+        ms = Math.min(ms, dt);
+        total += dt;
+      }
+      return ms;
+    };
+    draft.reset();
+    draft.forward(prompt);
+    const draftStep =
+      best(() => {
+        for (let i = 0; i < K; i++) draft.step(prompt[i]);
+        draft.cache.truncate(prompt.length);
+      }) / K;
+    model.reset();
+    model.forward(prompt);
+    const verify = best(() => {
+      model.forward(prompt.slice(0, K + 1));
+      model.cache.truncate(prompt.length);
+    });
+    const plainStep = best(() => {
+      model.step(prompt[0]);
+      model.cache.truncate(prompt.length);
+    });
+    costs = {
+      draft_step_ms: draftStep,
+      verify_ms: verify,
+      plain_step_ms: plainStep,
+      predicted_speedup: (tokensPerRound(acceptance, K) * plainStep) / (K * draftStep + verify),
+      acceptance_for_1_3x: acceptanceFor(1.3, K, draftStep, verify, plainStep),
+      acceptance_for_2x: acceptanceFor(2, K, draftStep, verify, plainStep),
+    };
+  }
   return {
     draft: label,
-    draft_tokens: spec.draft ? (spec.draftTokens ?? 4) : (spec.promptLookup ?? 10),
-    acceptance: stats.drafted ? stats.accepted / stats.drafted : 0,
+    draft_tokens: K,
+    acceptance,
     tokens_per_pass: (o.genTokens - 1) / Math.max(1, o.genTokens - 1 - stats.accepted),
     plain_decode_tps: plain,
     decode_tps: fast,
     speedup: fast / plain,
     identical,
     runs,
+    costs,
   };
 }
 
@@ -89,7 +149,18 @@ export function formatSpeculative(s: SpeculativeBench): string {
   return [
     `speculative (${s.draft}, ${s.draft_tokens} per round): ${(100 * s.acceptance).toFixed(0)}% of drafted tokens kept, ${s.tokens_per_pass.toFixed(2)} tokens per pass`,
     `  decode ${s.decode_tps.toFixed(1)} tok/s (runs ${spread('decode_tps')}) vs ${s.plain_decode_tps.toFixed(1)} without (runs ${spread('plain_decode_tps')}): ${s.speedup.toFixed(2)}× · output ${s.identical ? 'identical' : 'DIFFERENT'}`,
+    ...(s.costs ? [costLine(s)] : []),
   ].join('\n');
+}
+
+function costLine(s: SpeculativeBench): string {
+  const c = s.costs!,
+    need = (a: number | null) => (a === null ? 'more than keeping every draft' : `${(100 * a).toFixed(0)}% of the drafts kept`);
+  return (
+    `  a round: ${s.draft_tokens} draft steps × ${c.draft_step_ms.toFixed(1)} ms + the model's pass over ${s.draft_tokens + 1} tokens ${c.verify_ms.toFixed(1)} ms, ` +
+    `against ${c.plain_step_ms.toFixed(1)} ms a plain step: ${c.predicted_speedup.toFixed(2)}× at this acceptance; ` +
+    `1.3× would need ${need(c.acceptance_for_1_3x)}, 2× ${need(c.acceptance_for_2x)}`
+  );
 }
 
 export const benchCommand: Command = {
