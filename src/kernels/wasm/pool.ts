@@ -233,6 +233,14 @@ export class ThreadPool {
       minGrains = Math.max(1, Math.ceil(minGrains / f));
       total = Math.ceil(units / grain);
     }
+    // First, close the previous job to stale claims. A worker that saw the previous job late may be
+    // reading its descriptor just as it is overwritten below; with the previous job's id still in
+    // CLAIM, a granule count read half from the new descriptor could let it claim and run a range
+    // of that finished job with the new arguments (and count it into DONE for the new job). A CLAIM
+    // carrying the new job's id fails its id check; the new job's workers start only after SEQ.
+    const seq = (ctl[CTL.SEQ] + 1) | 0,
+      job = (seq & 0x7fff) << 16;
+    Atomics.store(ctl, CTL.CLAIM, job | 0xffff);
     ctl[CTL.OP] = op;
     ctl[CTL.UNITS] = units;
     ctl[CTL.GRAIN] = grain;
@@ -247,8 +255,6 @@ export class ThreadPool {
     ctl[11] = a7;
     ctl[12] = a8;
     Atomics.store(ctl, CTL.DONE, 0);
-    const seq = (ctl[CTL.SEQ] + 1) | 0,
-      job = (seq & 0x7fff) << 16;
     Atomics.store(ctl, CTL.CLAIM, job);
     Atomics.store(ctl, CTL.SEQ, seq);
     if (Atomics.load(ctl, CTL.SLEEPERS) > 0) Atomics.notify(ctl, CTL.SEQ);
