@@ -152,3 +152,24 @@ test('BatchForward rows equal model.forward; cancel frees the slot; context and 
     dispose();
   }
 });
+
+test("slots: 'lazy' makes a slot's KV cache only when more sequences run at once than there are slots; the tokens are the eager engine's", async () => {
+  const { model, dispose } = await loadOpenELM(TINY, { backend: 'ref' });
+  try {
+    const want = prompts.map((p) => alone(model, p, 8));
+    const engine = new Engine(model, { parallel: 3, stepTokens: 8, slots: 'lazy' });
+    const slots = () => (engine as unknown as { slots: unknown[] }).slots.length;
+    assert.equal(slots(), 0);
+    assert.equal(engine.room(), 3 + 64);
+    // one at a time: one slot, reused
+    for (const i of [0, 1])
+      assert.deepEqual(await engine.submit({ promptIds: prompts[i], maxTokens: 8, eosIds: [], sampling: { temperature: 0 } }).done(), want[i]);
+    assert.equal(slots(), 1);
+    // four at once on 3 slots: three slots, one waits
+    const seqs = prompts.map((p) => engine.submit({ promptIds: p, maxTokens: 8, eosIds: [], sampling: { temperature: 0 } }));
+    assert.deepEqual(await Promise.all(seqs.map((s) => s.done())), want);
+    assert.equal(slots(), 3);
+  } finally {
+    dispose();
+  }
+});

@@ -110,6 +110,12 @@ export interface EngineOptions {
   adapters?: ReadonlyMap<string, ForwardAdapter>;
   /** speculative decoding: a draft model (same vocabulary; its own KV cache per slot) or prompt lookup */
   speculative?: SpeculativeOptions;
+  /**
+   * 'eager' (default): every slot's KV cache is made up front, so a model too large for the
+   * memory fails at once; 'lazy': a slot is made when more sequences run at once than there are
+   * slots yet, so the caches held follow the most sequences ever run together (generate's shared engine)
+   */
+  slots?: 'eager' | 'lazy';
 }
 
 interface Slot {
@@ -367,14 +373,7 @@ export class Engine implements ServingEngine {
           `the draft model's context (${draft.cache.capacity} tokens) is smaller than the engine's (${this.capacity}); give both the same context`,
         );
     }
-    for (let i = 0; i < parallel; i++)
-      this.slots.push({
-        cache: model.newCache(this.capacity),
-        draftCache: draft ? draft.newCache(this.capacity) : null,
-        seq: null,
-        adapter: null,
-        lastUsed: 0,
-      });
+    if (opts.slots !== 'lazy') for (let i = 0; i < parallel; i++) this.addSlot();
     // draft tokens come on top of the step's budget: a sequence's round never depends on the others
     this.batch = new BatchForward(model, stepTokens + parallel * this.draftTokens);
     // the draft's first pass of a step: the prompt chunks and each decoding sequence's 1-2 new tokens
@@ -402,7 +401,7 @@ export class Engine implements ServingEngine {
   submit(req: SequenceRequest): Sequence {
     const V = this.model.config.vocab_size;
     checkRequest(req, V, this.capacity, this.adapterNames);
-    if (this.waiting.length >= this.maxQueue && !this.slots.some((s) => !s.seq)) throw new QueueFullError(this.maxQueue);
+    if (this.waiting.length >= this.maxQueue && this.slots.length === this.parallel && !this.slots.some((s) => !s.seq)) throw new QueueFullError(this.maxQueue);
     const seq = new Sequence(req, V, this.model.kernels, (s) => this.onCancel(s));
     if (this.draftTokens > 0 && req.speculative !== false && !req.constraint && req.logprobs === undefined && !req.promptLogprobs && req.maxTokens > 1) {
       const o = req.sampling ?? {};
@@ -431,7 +430,20 @@ export class Engine implements ServingEngine {
 
   /** Sequences that can be submitted now without a QueueFullError. */
   room(): number {
-    return this.slots.filter((s) => !s.seq).length + this.maxQueue - this.waiting.length;
+    return this.parallel - this.slots.filter((s) => s.seq).length + this.maxQueue - this.waiting.length;
+  }
+
+  /** A new slot with its KV caches (all `parallel` at once, or one by one with slots: 'lazy'). */
+  private addSlot(): Slot {
+    const slot: Slot = {
+      cache: this.model.newCache(this.capacity),
+      draftCache: this.draft ? this.draft.newCache(this.capacity) : null,
+      seq: null,
+      adapter: null,
+      lastUsed: 0,
+    };
+    this.slots.push(slot);
+    return slot;
   }
 
   /** Resolves when no sequence is running or waiting. */
@@ -471,7 +483,10 @@ export class Engine implements ServingEngine {
   private admit(): void {
     while (this.waiting.length) {
       const free = this.slots.filter((s) => !s.seq);
-      if (free.length === 0) return;
+      if (free.length === 0) {
+        if (this.slots.length === this.parallel) return;
+        free.push(this.addSlot());
+      }
       const seq = this.waiting.shift()!;
       const ad = seq.req.adapter ?? null,
         prompt = seq.req.promptIds;

@@ -100,15 +100,16 @@ const running = new WeakSet<OpenELM>();
 const engines = new WeakMap<OpenELM, Map<unknown, Engine>>();
 
 /**
- * The engine for concurrent calls on a model: 4 sequences batched, each with a KV cache of the
- * model's context (made on the first concurrent call, kept with the model), a long queue.
+ * The engine for concurrent calls on a model: up to 4 sequences batched, a long queue. Its slots
+ * are made as calls overlap (slots: 'lazy'), each with a KV cache of the model's context, and kept
+ * with the model for the next concurrent calls: memory follows the most calls ever run at once.
  */
 function sharedEngine(model: OpenELM, spec: SpeculativeOptions | undefined): Engine {
   let byKey = engines.get(model);
   if (!byKey) engines.set(model, (byKey = new Map()));
   const key = spec?.draft ? spec.draft : spec?.promptLookup ? `lookup ${spec.promptLookup}` : null;
   let e = byKey.get(key);
-  if (!e) byKey.set(key, (e = new Engine(model, { parallel: 4, maxQueue: 1 << 16, speculative: spec })));
+  if (!e) byKey.set(key, (e = new Engine(model, { parallel: 4, maxQueue: 1 << 16, speculative: spec, slots: 'lazy' })));
   return e;
 }
 
