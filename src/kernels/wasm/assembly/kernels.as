@@ -349,14 +349,15 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, x
     const n0 = i8x16.lt_s(x0, i8x16.splat(0)), n1 = i8x16.lt_s(x1, i8x16.splat(0));
     // w with x's sign: (w ^ n) - n negates where n is all ones (2 ops; bitselect with a negation is 5 on x64)
     const s0 = i8x16.sub(v128.xor(w0, n0), n0), s1 = i8x16.sub(v128.xor(w1, n1), n1);
-    // (the fused i32x4.relaxed_dot_i8x16_i7x16_add_s gives twice the sum in Node 20's V8 11.3)
-    return i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(s0, i8x16.abs(x0))),
-      i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(s1, i8x16.abs(x1))));
+    // (the fused i32x4.relaxed_dot_i8x16_i7x16_add_s gives twice the sum in Node 20's V8 11.3;
+    // pairSums rather than extadd_pairwise, the same sums: 270M q8_0 decode 1.06x / 1.08x on 1 / 2 threads)
+    return i32x4.add(pairSums(i16x8.relaxed_dot_i8x16_i7x16_s(s0, i8x16.abs(x0))),
+      pairSums(i16x8.relaxed_dot_i8x16_i7x16_s(s1, i8x16.abs(x1))));
   }
   const x0 = v128.load(x), x1 = v128.load(x, 16);
   const p0 = i16x8.add(i16x8.extmul_low_i8x16_s(w0, x0), i16x8.extmul_high_i8x16_s(w0, x0));
   const p1 = i16x8.add(i16x8.extmul_low_i8x16_s(w1, x1), i16x8.extmul_high_i8x16_s(w1, x1));
-  return i32x4.add(i32x4.extadd_pairwise_i16x8_s(p0), i32x4.extadd_pairwise_i16x8_s(p1));
+  return i32x4.add(pairSums(p0), pairSums(p1));
 }
 
 const Q8: i32 = 0, Q4: i32 = 1;
