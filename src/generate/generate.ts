@@ -173,15 +173,65 @@ async function* generateOnEngine(engine: Engine, tok: Tokenizer, prompt: Prompt,
   };
 }
 
-async function* generateAlone(model: OpenELM, tok: Tokenizer, prompt: Prompt, opts: GenerateOptions): AsyncGenerator<TokenEvent, GenerationResult> {
-  const V = model.config.vocab_size;
-  checkGenerateOptions(opts, V);
+/**
+ * The prompt's token ids (BOS first for text), each checked against the vocabulary: what a model
+ * generating alone (on the CPU or the GPU) starts from.
+ */
+export function checkedPromptIds(tok: Tokenizer, prompt: Prompt, V: number): number[] {
   if (typeof prompt !== 'string' && !(prompt && Array.isArray(prompt.ids))) throw new TypeError('prompt must be a string or { ids: number[] }');
   const promptIds = encodePrompt(tok, prompt);
   if (promptIds.length === 0) throw new RangeError('the prompt is empty: give text or at least one token id');
   promptIds.forEach((id, i) => {
     if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new RangeError(`prompt token ${i} (${JSON.stringify(id)}) is not a token id in [0, ${V})`);
   });
+  return promptIds;
+}
+
+/**
+ * The decode loop a model generating alone runs over its tokens: each token goes into outputIds,
+ * then out as the text that can no longer become part of a stop string; it ends at an abort, an
+ * eos token or a stop string, and finally yields what stop strings held back. `pause` runs after
+ * each yielded token. Returns why it ended ('length' when the tokens ran out).
+ */
+export async function* streamTokens(
+  tokens: Iterable<number> | AsyncIterable<number>,
+  tail: TextTail,
+  eos: ReadonlySet<number>,
+  signal: AbortSignal | undefined,
+  outputIds: number[],
+  pause?: () => Promise<void>,
+): AsyncGenerator<TokenEvent, FinishReason> {
+  let finishReason: FinishReason = 'length';
+  for await (const token of tokens) {
+    if (signal?.aborted) {
+      finishReason = 'aborted';
+      break;
+    }
+    outputIds.push(token);
+    if (eos.has(token)) {
+      finishReason = 'eos';
+      break;
+    }
+    const piece = tail.push(token);
+    if (tail.stopped) {
+      finishReason = 'stop';
+      if (piece) yield { token, text: piece };
+      break;
+    }
+    yield { token, text: piece };
+    await pause?.();
+  }
+  const rest = tail.flush();
+  if (rest) yield { token: outputIds[outputIds.length - 1], text: rest };
+  return finishReason;
+}
+
+/** lets I/O (streams, servers) run between tokens */
+const nextTurn = () => new Promise<void>((r) => setImmediate(r));
+
+async function* generateAlone(model: OpenELM, tok: Tokenizer, prompt: Prompt, opts: GenerateOptions): AsyncGenerator<TokenEvent, GenerationResult> {
+  checkGenerateOptions(opts, model.config.vocab_size);
+  const promptIds = checkedPromptIds(tok, prompt, model.config.vocab_size);
   const capacity = model.cache.capacity;
   if (promptIds.length >= capacity) throw new ContextLengthError(promptIds.length + 1, capacity);
   const maxNew = Math.min(opts.maxNewTokens ?? 256, capacity - promptIds.length);
@@ -198,7 +248,6 @@ async function* generateAlone(model: OpenELM, tok: Tokenizer, prompt: Prompt, op
 
   const outputIds: number[] = [];
   const tail = new TextTail(tok, opts.stop); // text, stop strings, what is held back
-  let finishReason: FinishReason = 'length';
   const t1 = performance.now();
   const spec = opts.speculative;
   const stats: SpeculativeStats | undefined = spec ? { rounds: 0, drafted: 0, accepted: 0 } : undefined;
@@ -206,28 +255,7 @@ async function* generateAlone(model: OpenELM, tok: Tokenizer, prompt: Prompt, op
     throw new RangeError(`the draft model's vocabulary (${spec.draft.config.vocab_size} tokens) differs from the model's (${model.config.vocab_size})`);
   }
   const tokens = spec ? speculativeTokens(model, sampler, logits, promptIds, maxNew, spec, opts, stats!) : plainTokens(model, sampler, logits, maxNew);
-  for (const token of tokens) {
-    if (opts.signal?.aborted) {
-      finishReason = 'aborted';
-      break;
-    }
-    outputIds.push(token);
-    if (eos.has(token)) {
-      finishReason = 'eos';
-      break;
-    }
-    // the text that can no longer become part of a stop string
-    const piece = tail.push(token);
-    if (tail.stopped) {
-      finishReason = 'stop';
-      if (piece) yield { token, text: piece };
-      break;
-    }
-    yield { token, text: piece };
-    await new Promise<void>((r) => setImmediate(r)); // let I/O (streams, servers) run between tokens
-  }
-  const rest = tail.flush();
-  if (rest) yield { token: outputIds[outputIds.length - 1], text: rest };
+  const finishReason = yield* streamTokens(tokens, tail, eos, opts.signal, outputIds, nextTurn);
   const text = tail.text;
   return { promptIds, outputIds, text, finishReason, cachedTokens, prefillMs, decodeMs: performance.now() - t1, ...(stats ? { speculative: stats } : {}) };
 }

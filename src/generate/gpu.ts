@@ -13,13 +13,13 @@ import type { GpuOpenELM } from '../model/gpu.ts';
 import { ContextLengthError } from '../model/openelm.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import {
+  checkedPromptIds,
   checkGenerateOptions,
-  encodePrompt,
-  type FinishReason,
   type GenerateOptions,
   type GenerationResult,
   type Prompt,
   reusablePrefix,
+  streamTokens,
   type TokenEvent,
 } from './generate.ts';
 import { Sampler } from './sampler.ts';
@@ -28,12 +28,7 @@ export async function* gpuGenerate(gm: GpuOpenELM, tok: Tokenizer, prompt: Promp
   const V = gm.config.vocab_size;
   checkGenerateOptions(opts, V);
   if (opts.speculative) throw new Error('speculative decoding (a draft model, prompt lookup) is not available on WebGPU; use --device wasm');
-  if (typeof prompt !== 'string' && !(prompt && Array.isArray(prompt.ids))) throw new TypeError('prompt must be a string or { ids: number[] }');
-  const promptIds = encodePrompt(tok, prompt);
-  if (promptIds.length === 0) throw new RangeError('the prompt is empty: give text or at least one token id');
-  promptIds.forEach((id, i) => {
-    if (!(Number.isInteger(id) && id >= 0 && id < V)) throw new RangeError(`prompt token ${i} (${JSON.stringify(id)}) is not a token id in [0, ${V})`);
-  });
+  const promptIds = checkedPromptIds(tok, prompt, V);
   if (promptIds.length >= gm.capacity) throw new ContextLengthError(promptIds.length + 1, gm.capacity);
   const maxNew = Math.min(opts.maxNewTokens ?? 256, gm.capacity - promptIds.length);
   const eos = new Set(opts.ignoreEos ? [] : (opts.eosIds ?? [gm.config.eos_token_id]));
@@ -52,31 +47,16 @@ export async function* gpuGenerate(gm: GpuOpenELM, tok: Tokenizer, prompt: Promp
 
   const outputIds: number[] = [];
   const tail = new TextTail(tok, opts.stop); // text, stop strings, what is held back
-  let finishReason: FinishReason = 'length';
   const t1 = performance.now();
-  for (let i = 0; i < maxNew; i++) {
-    if (opts.signal?.aborted) {
-      finishReason = 'aborted';
-      break;
+  /** the first token (from the prefill), then one per step, each fed only when another is wanted */
+  async function* tokens(): AsyncGenerator<number, void, void> {
+    for (let i = 0; i < maxNew; i++) {
+      sampler.observeOne(token);
+      yield token;
+      if (i + 1 < maxNew) token = await next([token]);
     }
-    sampler.observeOne(token);
-    outputIds.push(token);
-    if (eos.has(token)) {
-      finishReason = 'eos';
-      break;
-    }
-    // the text that can no longer become part of a stop string
-    const piece = tail.push(token);
-    if (tail.stopped) {
-      finishReason = 'stop';
-      if (piece) yield { token, text: piece };
-      break;
-    }
-    yield { token, text: piece };
-    if (i + 1 < maxNew) token = await next([token]);
   }
-  const rest = tail.flush();
-  if (rest) yield { token: outputIds[outputIds.length - 1], text: rest };
+  const finishReason = yield* streamTokens(tokens(), tail, eos, opts.signal, outputIds);
   const text = tail.text;
   return { promptIds, outputIds, text, finishReason, cachedTokens, prefillMs, decodeMs: performance.now() - t1 };
 }
