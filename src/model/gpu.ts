@@ -16,7 +16,7 @@ import { RefKernels } from '../kernels/ref.ts';
 import type { Activation, Weight } from '../kernels/types.ts';
 import type { GpuWeight, WebGpuKernels } from '../kernels/webgpu/webgpu.ts';
 import { KVCache } from './kv-cache.ts';
-import { NORM_EPS, OpenELMLayer, type Scratch } from './layer.ts';
+import { NORM_EPS, newScratch, OpenELMLayer, type Scratch } from './layer.ts';
 import { ContextLengthError, checkIds, forwardChunk } from './openelm.ts';
 import { ropeTables } from './rope.ts';
 import { checkTensors, type LoadDType, loadWeights, type ModelWeights, type TensorSource, type WeightSink } from './weights.ts';
@@ -56,20 +56,9 @@ export class GpuOpenELM {
     this.layers = this.weights.layers.map((lw, i) => new OpenELMLayer(cfg, i, lw, act, cfg.ffn_with_glu));
     this.cache = new KVCache(cfg, { f32: (n) => gpu.f32(n, `the KV cache (context ${capacity})`) }, capacity);
     const rope = ropeTables(hd, cfg.rope_freq_constant, capacity);
-    const maxQkv = Math.max(...this.layers.map((l) => l.shape.qkvDim));
-    const maxQ = Math.max(...this.layers.map((l) => l.shape.nQ * hd));
-    const maxFfn = Math.max(...cfg.ffn_dims);
     this.x = gpu.f32(T * d);
-    this.scratch = {
-      xb: gpu.f32(T * d),
-      qkv: gpu.f32(T * maxQkv),
-      att: gpu.f32(T * maxQ),
-      proj: gpu.f32(T * d),
-      ffnIn: gpu.f32(T * (cfg.ffn_with_glu ? 2 : 1) * maxFfn),
-      ffnAct: gpu.f32(T * maxFfn),
-      scores: gpu.f32(1), // the attention shader keeps a head's weights in workgroup memory
-      rope: { cos: gpu.upload(rope.cos), sin: gpu.upload(rope.sin) },
-    };
+    // scores: none (the attention shader keeps a head's weights in workgroup memory)
+    this.scratch = newScratch(cfg, this.layers, T, (n) => gpu.f32(n), gpu.f32(1), { cos: gpu.upload(rope.cos), sin: gpu.upload(rope.sin) });
     this.xLast = gpu.f32(d);
     this.logits = gpu.f32(cfg.vocab_size);
     this.result = gpu.f32(4);

@@ -35,6 +35,34 @@ export interface Scratch<B = Float32Array> {
   rope: { cos: B; sin: B }; // [context, hd / 2]
 }
 
+/**
+ * The scratch buffers for chunks of up to T tokens through these layers, from a backend's f32
+ * allocator; the attention scores and the RoPE tables as the backend keeps them.
+ */
+export function newScratch<B, W>(
+  cfg: OpenELMConfig,
+  layers: readonly OpenELMLayer<B, W>[],
+  T: number,
+  f32: (n: number) => B,
+  scores: B,
+  rope: { cos: B; sin: B },
+): Scratch<B> {
+  const d = cfg.model_dim;
+  const maxQkv = Math.max(...layers.map((l) => l.shape.qkvDim));
+  const maxQ = Math.max(...layers.map((l) => l.shape.nQ * l.shape.headDim));
+  const maxFfn = Math.max(...cfg.ffn_dims);
+  return {
+    xb: f32(T * d),
+    qkv: f32(T * maxQkv),
+    att: f32(T * maxQ),
+    proj: f32(T * d),
+    ffnIn: f32(T * (cfg.ffn_with_glu ? 2 : 1) * maxFfn),
+    ffnAct: f32(T * maxFfn),
+    scores,
+    rope,
+  };
+}
+
 export class OpenELMLayer<B = Float32Array, W = Weight> {
   readonly shape: LayerShape;
   private readonly attnShape: AttentionShape;

@@ -5,7 +5,7 @@ import type { OpenELMConfig } from '../config/config.ts';
 import { RefKernels } from '../kernels/ref.ts';
 import type { Activation, ForwardKernels, Kernels } from '../kernels/types.ts';
 import { KVCache } from './kv-cache.ts';
-import { type ForwardAdapter, NORM_EPS, OpenELMLayer, type Scratch } from './layer.ts';
+import { type ForwardAdapter, NORM_EPS, newScratch, OpenELMLayer, type Scratch } from './layer.ts';
 import { ropeTables } from './rope.ts';
 import { checkTensors, type LoadDType, loadWeights, type ModelWeights, type TensorSource } from './weights.ts';
 
@@ -92,20 +92,9 @@ export class OpenELM {
     const act = cfg.activation_fn_name as Activation;
     this.layers = weights.layers.map((w, i) => new OpenELMLayer(cfg, i, w, act, cfg.ffn_with_glu));
     const d = cfg.model_dim;
-    const maxQkv = Math.max(...this.layers.map((l) => l.shape.qkvDim));
-    const maxQ = Math.max(...this.layers.map((l) => l.shape.nQ * l.shape.headDim));
-    const maxFfn = Math.max(...cfg.ffn_dims);
     this.x = k.f32(T * d);
-    this.scratch = {
-      xb: k.f32(T * d),
-      qkv: k.f32(T * maxQkv),
-      att: k.f32(T * maxQ),
-      proj: k.f32(T * d),
-      ffnIn: k.f32(T * (cfg.ffn_with_glu ? 2 : 1) * maxFfn),
-      ffnAct: k.f32(T * maxFfn),
-      scores: k.f32(capacity),
-      rope: ropeTables(cfg.head_dim, cfg.rope_freq_constant, capacity, (n) => k.f32(n)),
-    };
+    const f32 = (n: number) => k.f32(n);
+    this.scratch = newScratch(cfg, this.layers, T, f32, k.f32(capacity), ropeTables(cfg.head_dim, cfg.rope_freq_constant, capacity, f32));
     this.xLast = k.f32(d);
     this.logitsLast = k.f32(cfg.vocab_size);
     this.cache = new KVCache(cfg, k, capacity);
