@@ -205,10 +205,11 @@ export interface WeightSink<B, W> {
 /** The identity sink: tensors stay where they were loaded. */
 export const KEEP_WEIGHTS: WeightSink<Float32Array, Weight> = { vector: (_, v) => v, matrix: (_, w) => w };
 
-/** ModelWeights from its tensors by name (what a sink made of each); the tied head is the embedding itself. */
-export function assembleWeights<B, W>(cfg: OpenELMConfig, vectors: Map<string, B>, matrices: Map<string, W>): ModelWeights<B, W> {
-  const vec = (name: string) => vectors.get(name)!;
-  const mat = (name: string) => matrices.get(name)!;
+/**
+ * ModelWeights from its tensors by checkpoint name (what a sink made of each, a view into a
+ * trainer's parameter buffer); the tied head is the embedding itself.
+ */
+export function assembleWeights<B, W>(cfg: OpenELMConfig, vec: (name: string) => B, mat: (name: string) => W): ModelWeights<B, W> {
   const emb = mat('transformer.token_embeddings.weight');
   const layers: LayerWeights<B, W>[] = [];
   for (let i = 0; i < cfg.num_transformer_layers; i++) {
@@ -243,5 +244,9 @@ export function loadWeights<B, W>(k: Kernels, src: TensorSource, dtype: LoadDTyp
     else matrices.set(t.name, put.matrix(t.name, loadMatrix(k, src, t.name, dtype)));
   }
   convScratch = new Float32Array(0);
-  return assembleWeights(src.config, vectors, matrices);
+  return assembleWeights(
+    src.config,
+    (name) => vectors.get(name)!,
+    (name) => matrices.get(name)!,
+  );
 }

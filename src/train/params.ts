@@ -7,7 +7,7 @@ import { expectedTensors } from '../config/config.ts';
 import { bf16BitsToF32, f16BitsToF32 } from '../kernels/half.ts';
 import type { Kernels, Weight } from '../kernels/types.ts';
 import { initTensors } from '../model/init.ts';
-import type { LayerWeights, ModelWeights, TensorSource } from '../model/weights.ts';
+import { assembleWeights, type ModelWeights, type TensorSource } from '../model/weights.ts';
 
 export interface ParamTensor {
   name: string;
@@ -83,28 +83,7 @@ export class ParamLayout extends FlatLayout {
       const t = this.get(name);
       return { dtype: 'f32', rows: t.shape[0], cols: t.shape[1], data: this.view(buf, name) };
     };
-    const vec = (name: string) => this.view(buf, name);
-    const layers: LayerWeights[] = [];
-    for (let i = 0; i < cfg.num_transformer_layers; i++) {
-      const p = `transformer.layers.${i}.`;
-      layers.push({
-        attn_norm: vec(p + 'attn_norm.weight'),
-        qkv_proj: mat(p + 'attn.qkv_proj.weight'),
-        q_norm: cfg.normalize_qk_projections ? vec(p + 'attn.q_norm.weight') : null,
-        k_norm: cfg.normalize_qk_projections ? vec(p + 'attn.k_norm.weight') : null,
-        out_proj: mat(p + 'attn.out_proj.weight'),
-        ffn_norm: vec(p + 'ffn_norm.weight'),
-        proj_1: mat(p + 'ffn.proj_1.weight'),
-        proj_2: mat(p + 'ffn.proj_2.weight'),
-      });
-    }
-    const emb = mat('transformer.token_embeddings.weight');
-    return {
-      token_embeddings: emb,
-      layers,
-      norm: vec('transformer.norm.weight'),
-      lm_head: cfg.share_input_output_layers ? emb : mat('lm_head.weight'),
-    };
+    return assembleWeights(cfg, (name) => this.view(buf, name), mat);
   }
 
   /** Fills buf from a checkpoint (any float dtype; quantized checkpoints cannot be trained). */

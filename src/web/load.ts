@@ -124,7 +124,11 @@ export async function loadWeightsAsync<B, W>(
     }
   }
   onLoad?.({ loaded: total, total, tensor: '' });
-  return assembleWeights(src.config, vectors, matrices);
+  return assembleWeights(
+    src.config,
+    (name) => vectors.get(name)!,
+    (name) => matrices.get(name)!,
+  );
 }
 
 /** WebAssembly memory is 32-bit: weights and KV cache must fit in 4 GiB. */
