@@ -190,26 +190,40 @@ export class LoglikScorer {
       this.stats.modelTokens += T - room;
     }
     // choices: every item's branches after its prefix, packed into passes of T tokens
-    const branches = work.flatMap((w) => w.prep.map((p, r) => ({ w, r, ids: p.input.slice(w.P) })));
+    const branches = work.flatMap((w) => w.prep.map((p, r) => ({ w, r, cache: w.cache, ids: p.input.slice(w.P) })));
+    this.runBranches(branches, (x, logits, row) => {
+      results[x.w.item][x.r] = scoreRows(x.w.prep[x.r], x.w.P, logits, row, V);
+    });
+    for (const w of work) this.count(w.prep);
+    return results;
+  }
+
+  /**
+   * Runs branches (continuations of what their caches hold, kept out of the caches) in order,
+   * packed greedily into passes of at most batchTokens tokens, and hands each its logits and first
+   * row. Every branch must fit a pass.
+   */
+  private runBranches<X extends { cache: KVCache; ids: number[] }>(branches: readonly X[], scored: (x: X, logits: Float32Array, row: number) => void): void {
+    const T = this.batchTokens;
+    this.branch ??= new BatchForward(this.model, T);
     let b = 0;
     while (b < branches.length) {
-      const pass: typeof branches = [];
+      const pass: X[] = [];
       let total = 0;
       while (b < branches.length && total + branches[b].ids.length <= T) {
         pass.push(branches[b]);
         total += branches[b].ids.length;
         b++;
       }
-      const logits = this.branch.run(pass.map((x) => ({ cache: x.w.cache, ids: x.ids, logits: 'all', keep: false })));
+      if (pass.length === 0) throw new RangeError(`a branch of ${branches[b].ids.length} tokens does not fit a pass of ${T}`);
+      const logits = this.branch.run(pass.map((x) => ({ cache: x.cache, ids: x.ids, logits: 'all', keep: false })));
       let row = 0;
       for (const x of pass) {
-        results[x.w.item][x.r] = scoreRows(x.w.prep[x.r], x.w.P, logits, row, V);
+        scored(x, logits, row);
         row += x.ids.length;
       }
       this.stats.modelTokens += total;
     }
-    for (const w of work) this.count(w.prep);
-    return results;
   }
 
   /** the requests as the model reads them (see Prepared), checked and left-truncated to `cap` */
@@ -266,21 +280,15 @@ export class LoglikScorer {
         i++;
         continue;
       }
-      const group: number[] = [];
-      let total = 0;
-      while (i < prep.length && total + prep[i].input.length - P <= this.batchTokens) {
-        group.push(i);
-        total += prep[i].input.length - P;
+      // the run of branches up to the next one too long for a pass
+      const run: { g: number; cache: KVCache; ids: number[] }[] = [];
+      while (i < prep.length && prep[i].input.length - P <= this.batchTokens) {
+        run.push({ g: i, cache, ids: prep[i].input.slice(P) });
         i++;
       }
-      this.branch ??= new BatchForward(model, this.batchTokens);
-      const logits = this.branch.run(group.map((g) => ({ cache, ids: prep[g].input.slice(P), logits: 'all', keep: false })));
-      let row = 0;
-      for (const g of group) {
-        results[g] = scoreRows(prep[g], P, logits, row, V);
-        row += prep[g].input.length - P;
-      }
-      this.stats.modelTokens += total;
+      this.runBranches(run, (x, logits, row) => {
+        results[x.g] = scoreRows(prep[x.g], P, logits, row, V);
+      });
     }
     this.count(prep);
     return results;
