@@ -204,43 +204,44 @@ export function scale_for_f16(dst: usize, src: usize, len: i32): void {
  * taken in the same order whatever R is. Returns the first row it did not do.
  */
 @inline function decodeRowsFloat(kind: i32, out: usize, x: usize, w: usize, wStride: usize, cols: i32, r0: i32, r1: i32, R: i32): i32 {
-  let r = r0;
   const k = outScale(kind);
-  for (; r + R <= r1; r += R) {
-    const w0 = w + <usize>r * wStride;
+  // the R rows in flight are m rows apart, each slot one long sequential read (see decodeRows)
+  const m = (r1 - r0) / R, S = <usize>m * wStride, os = <usize>m << 2;
+  for (let j = 0; j < m; j++) {
+    const r = r0 + j, w0 = w + <usize>r * wStride;
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     let i = 0;
     for (; i + 8 <= cols; i += 8) {
       const xp = x + (<usize>i << 2), x0 = v128.load(xp), x1 = v128.load(xp, 16);
       a0 = rowCols8(kind, w0, i, x0, x1, a0);
       if (R >= 4) {
-        a1 = rowCols8(kind, w0 + wStride, i, x0, x1, a1);
-        a2 = rowCols8(kind, w0 + 2 * wStride, i, x0, x1, a2);
-        a3 = rowCols8(kind, w0 + 3 * wStride, i, x0, x1, a3);
+        a1 = rowCols8(kind, w0 + S, i, x0, x1, a1);
+        a2 = rowCols8(kind, w0 + 2 * S, i, x0, x1, a2);
+        a3 = rowCols8(kind, w0 + 3 * S, i, x0, x1, a3);
       }
       if (R >= 8) {
-        a4 = rowCols8(kind, w0 + 4 * wStride, i, x0, x1, a4);
-        a5 = rowCols8(kind, w0 + 5 * wStride, i, x0, x1, a5);
-        a6 = rowCols8(kind, w0 + 6 * wStride, i, x0, x1, a6);
-        a7 = rowCols8(kind, w0 + 7 * wStride, i, x0, x1, a7);
+        a4 = rowCols8(kind, w0 + 4 * S, i, x0, x1, a4);
+        a5 = rowCols8(kind, w0 + 5 * S, i, x0, x1, a5);
+        a6 = rowCols8(kind, w0 + 6 * S, i, x0, x1, a6);
+        a7 = rowCols8(kind, w0 + 7 * S, i, x0, x1, a7);
       }
     }
     let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3), s4 = hsum(a4), s5 = hsum(a5), s6 = hsum(a6), s7 = hsum(a7);
     for (; i < cols; i++) {
       const xi = load<f32>(x + (<usize>i << 2));
       s0 += load1(kind, w0, i) * xi;
-      if (R >= 4) { s1 += load1(kind, w0 + wStride, i) * xi; s2 += load1(kind, w0 + 2 * wStride, i) * xi; s3 += load1(kind, w0 + 3 * wStride, i) * xi; }
+      if (R >= 4) { s1 += load1(kind, w0 + S, i) * xi; s2 += load1(kind, w0 + 2 * S, i) * xi; s3 += load1(kind, w0 + 3 * S, i) * xi; }
       if (R >= 8) {
-        s4 += load1(kind, w0 + 4 * wStride, i) * xi; s5 += load1(kind, w0 + 5 * wStride, i) * xi;
-        s6 += load1(kind, w0 + 6 * wStride, i) * xi; s7 += load1(kind, w0 + 7 * wStride, i) * xi;
+        s4 += load1(kind, w0 + 4 * S, i) * xi; s5 += load1(kind, w0 + 5 * S, i) * xi;
+        s6 += load1(kind, w0 + 6 * S, i) * xi; s7 += load1(kind, w0 + 7 * S, i) * xi;
       }
     }
     const o = out + (<usize>r << 2);
     store<f32>(o, s0 * k);
-    if (R >= 4) { store<f32>(o, s1 * k, 4); store<f32>(o, s2 * k, 8); store<f32>(o, s3 * k, 12); }
-    if (R >= 8) { store<f32>(o, s4 * k, 16); store<f32>(o, s5 * k, 20); store<f32>(o, s6 * k, 24); store<f32>(o, s7 * k, 28); }
+    if (R >= 4) { store<f32>(o + os, s1 * k); store<f32>(o + 2 * os, s2 * k); store<f32>(o + 3 * os, s3 * k); }
+    if (R >= 8) { store<f32>(o + 4 * os, s4 * k); store<f32>(o + 5 * os, s5 * k); store<f32>(o + 6 * os, s6 * k); store<f32>(o + 7 * os, s7 * k); }
   }
-  return r;
+  return r0 + m * R;
 }
 
 /** rowsInFlight: decodeRowsFloat's R for one token (4 or 8; anything else: 8) */
@@ -419,55 +420,61 @@ const Q8: i32 = 0, Q4: i32 = 1;
 }
 
 /**
- * Decode (one token) over rows [r0, r1) in groups of R rows (4, 8 or 16, a constant at each call
- * site): one pass over the blocks with a block of every row of the group per step, so R weight
+ * Decode (one token) over rows [r0, r1), R rows at a time (4, 8 or 16, a constant at each call
+ * site): one pass over the blocks with a block of every one of the R rows per step, so R weight
  * streams are in flight at once. One row at a time leaves the memory system idle between its
  * requests; measured on a 270M q8_0 model (Xeon, Sapphire Rapids class): 4 rows 1.22-1.31x one
  * row, 8 rows 1.13x 4, 16 rows 1.11x 8, 32 rows no better (bench/ab.ts --decode). R is chosen per
- * machine (src/kernels/wasm/tuning.ts). Each row's sum is the same whatever R is. Returns the
- * first row it did not do (the tail).
+ * machine (src/kernels/wasm/tuning.ts). The R rows are not neighbours but m = (r1 - r0) / R rows
+ * apart: R adjacent rows (1.4 KB each in a 270M model) share 4 KiB pages, and the hardware
+ * prefetchers, which follow one ascending stream per page, lose them; R slots each walking its
+ * own long stretch of consecutive rows are R clean streams: 1.64x on the same decode, 2 threads.
+ * Each row's sum is the same whatever R and the order. Returns the first row it did not do (the
+ * tail).
  */
 @inline function decodeRows(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rowBytes: usize, nb: i32, bb: usize, lut: usize, r0: i32, r1: i32,
   xsOff: usize, R: i32): i32 {
   // xs (q4_0's block sums) of this token: xd + xsOff
-  let r = r0;
-  for (; r + R <= r1; r += R) {
-    const w0 = w + <usize>r * rowBytes;
+  // the R rows in flight are m rows apart (slot k walks rows r0 + k·m, r0 + k·m + 1, …), so each
+  // slot reads one long sequential stretch of memory, which the hardware prefetchers follow
+  const m = (r1 - r0) / R, S = <usize>m * rowBytes, os = <usize>m << 2;
+  for (let i = 0; i < m; i++) {
+    const r = r0 + i, w0 = w + <usize>r * rowBytes;
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     let a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
     for (let b = 0; b < nb; b++) {
       const p = w0 + <usize>b * bb, xp = xi + (<usize>b << 5), dx = load<f32>(xd + (<usize>b << 2));
       const xs: f32 = kind == Q4 ? load<f32>(xd + xsOff + (<usize>b << 2)) : 0;
       a0 = rowBlock(kind, lut, p, xp, dx, xs, a0);
-      a1 = rowBlock(kind, lut, p + rowBytes, xp, dx, xs, a1);
-      a2 = rowBlock(kind, lut, p + 2 * rowBytes, xp, dx, xs, a2);
-      a3 = rowBlock(kind, lut, p + 3 * rowBytes, xp, dx, xs, a3);
+      a1 = rowBlock(kind, lut, p + S, xp, dx, xs, a1);
+      a2 = rowBlock(kind, lut, p + 2 * S, xp, dx, xs, a2);
+      a3 = rowBlock(kind, lut, p + 3 * S, xp, dx, xs, a3);
       if (R >= 8) {
-        a4 = rowBlock(kind, lut, p + 4 * rowBytes, xp, dx, xs, a4);
-        a5 = rowBlock(kind, lut, p + 5 * rowBytes, xp, dx, xs, a5);
-        a6 = rowBlock(kind, lut, p + 6 * rowBytes, xp, dx, xs, a6);
-        a7 = rowBlock(kind, lut, p + 7 * rowBytes, xp, dx, xs, a7);
+        a4 = rowBlock(kind, lut, p + 4 * S, xp, dx, xs, a4);
+        a5 = rowBlock(kind, lut, p + 5 * S, xp, dx, xs, a5);
+        a6 = rowBlock(kind, lut, p + 6 * S, xp, dx, xs, a6);
+        a7 = rowBlock(kind, lut, p + 7 * S, xp, dx, xs, a7);
       }
       if (R >= 16) {
-        a8 = rowBlock(kind, lut, p + 8 * rowBytes, xp, dx, xs, a8);
-        a9 = rowBlock(kind, lut, p + 9 * rowBytes, xp, dx, xs, a9);
-        a10 = rowBlock(kind, lut, p + 10 * rowBytes, xp, dx, xs, a10);
-        a11 = rowBlock(kind, lut, p + 11 * rowBytes, xp, dx, xs, a11);
-        a12 = rowBlock(kind, lut, p + 12 * rowBytes, xp, dx, xs, a12);
-        a13 = rowBlock(kind, lut, p + 13 * rowBytes, xp, dx, xs, a13);
-        a14 = rowBlock(kind, lut, p + 14 * rowBytes, xp, dx, xs, a14);
-        a15 = rowBlock(kind, lut, p + 15 * rowBytes, xp, dx, xs, a15);
+        a8 = rowBlock(kind, lut, p + 8 * S, xp, dx, xs, a8);
+        a9 = rowBlock(kind, lut, p + 9 * S, xp, dx, xs, a9);
+        a10 = rowBlock(kind, lut, p + 10 * S, xp, dx, xs, a10);
+        a11 = rowBlock(kind, lut, p + 11 * S, xp, dx, xs, a11);
+        a12 = rowBlock(kind, lut, p + 12 * S, xp, dx, xs, a12);
+        a13 = rowBlock(kind, lut, p + 13 * S, xp, dx, xs, a13);
+        a14 = rowBlock(kind, lut, p + 14 * S, xp, dx, xs, a14);
+        a15 = rowBlock(kind, lut, p + 15 * S, xp, dx, xs, a15);
       }
     }
     const o = out + (<usize>r << 2);
-    store<f32>(o, hsum(a0)); store<f32>(o, hsum(a1), 4); store<f32>(o, hsum(a2), 8); store<f32>(o, hsum(a3), 12);
-    if (R >= 8) { store<f32>(o, hsum(a4), 16); store<f32>(o, hsum(a5), 20); store<f32>(o, hsum(a6), 24); store<f32>(o, hsum(a7), 28); }
+    store<f32>(o, hsum(a0)); store<f32>(o + os, hsum(a1)); store<f32>(o + 2 * os, hsum(a2)); store<f32>(o + 3 * os, hsum(a3));
+    if (R >= 8) { store<f32>(o + 4 * os, hsum(a4)); store<f32>(o + 5 * os, hsum(a5)); store<f32>(o + 6 * os, hsum(a6)); store<f32>(o + 7 * os, hsum(a7)); }
     if (R >= 16) {
-      store<f32>(o, hsum(a8), 32); store<f32>(o, hsum(a9), 36); store<f32>(o, hsum(a10), 40); store<f32>(o, hsum(a11), 44);
-      store<f32>(o, hsum(a12), 48); store<f32>(o, hsum(a13), 52); store<f32>(o, hsum(a14), 56); store<f32>(o, hsum(a15), 60);
+      store<f32>(o + 8 * os, hsum(a8)); store<f32>(o + 9 * os, hsum(a9)); store<f32>(o + 10 * os, hsum(a10)); store<f32>(o + 11 * os, hsum(a11));
+      store<f32>(o + 12 * os, hsum(a12)); store<f32>(o + 13 * os, hsum(a13)); store<f32>(o + 14 * os, hsum(a14)); store<f32>(o + 15 * os, hsum(a15));
     }
   }
-  return r;
+  return r0 + m * R;
 }
 /** bytes of the half → f32 table (lut); the tuning words follow it (TUNE_* offsets) */
 const LUT_BYTES: usize = 65536 * 4;
