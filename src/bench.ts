@@ -119,14 +119,16 @@ const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
 /** What `openelm bench` adds to a BenchResult on the CPU: the CPU model and the kernel variants in use (tuning.ts). */
 export interface BenchMachine {
   cpu?: string;
-  kernel_tuning?: KernelTuning & { source: TuningSource };
+  /** `skipped`: why the calibration measured nothing and kept the defaults */
+  kernel_tuning?: KernelTuning & { source: TuningSource; skipped?: string };
 }
 
 /** The CPU model and the wasm kernels' variants, for a report (nothing for other backends). */
 export async function benchMachine(kernels: unknown): Promise<BenchMachine> {
   const cpu = await cpuModel();
   if (!(kernels instanceof WasmKernels)) return { cpu };
-  return { cpu, kernel_tuning: { ...kernels.tuning, source: kernels.tuningSource } };
+  const skipped = kernels.tuningMeasured?.skipped;
+  return { cpu, kernel_tuning: { ...kernels.tuning, source: kernels.tuningSource, ...(skipped ? { skipped } : {}) } };
 }
 
 export function formatBench(r: BenchResult & BenchMachine & { dtype?: string; threads?: number; backend?: string; load_ms?: number }): string {
@@ -144,7 +146,9 @@ export function formatBench(r: BenchResult & BenchMachine & { dtype?: string; th
   ].join('\n');
 }
 
-export function formatTuning(t: KernelTuning & { source: TuningSource }): string {
-  const from = { default: 'fixed defaults', calibrated: 'calibrated now', cache: 'calibrated earlier, cached', given: 'given' }[t.source];
+export function formatTuning(t: KernelTuning & { source: TuningSource; skipped?: string }): string {
+  const from = t.skipped
+    ? `defaults, not calibrated: ${t.skipped}`
+    : { default: 'fixed defaults', calibrated: 'calibrated now', cache: 'calibrated earlier, cached', given: 'given' }[t.source];
   return `decode rows in flight: quantized ${t.quantDecodeRows}, float ${t.floatDecodeRows} (${from}) · GEMM from ${t.gemmMinTokensQuant} tokens (quantized) / ${t.gemmMinTokensFloat} (float)`;
 }

@@ -9,13 +9,22 @@
 // do not depend on a measurement; the tests here pass `tuning` explicitly, which wins over it.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { formatTuning } from '../src/bench.ts';
 import { RefKernels } from '../src/kernels/ref.ts';
 import type { WeightDType } from '../src/kernels/types.ts';
-import { DEFAULT_TUNING, type KernelTuning, keyString, nodeTuningStore } from '../src/kernels/wasm/tuning.ts';
+import {
+  CALIBRATION_MAX_BYTES,
+  calibrationFootprint,
+  DEFAULT_TUNING,
+  type KernelTuning,
+  keyString,
+  lastLevelCacheBytes,
+  nodeTuningStore,
+} from '../src/kernels/wasm/tuning.ts';
 import { createWasmKernels } from '../src/kernels/wasm/wasm.ts';
 import { checkMatmul, sameWeights } from './helpers/kernel-check.ts';
 import { rng } from './helpers/rng.ts';
@@ -77,13 +86,17 @@ test('the GEMM threshold only chooses the kernel: few-token matmuls stay within 
 test('calibration measures the variants, keeps the record, and the next backend reads it instead of measuring', async () => {
   const file = join(dir, 'tuning.json');
   const store = await nodeTuningStore(file);
-  const a = await createWasmKernels({ threads: 1, tuning: 'auto', tuningStore: store });
+  // 64 MB whatever this machine's cache (a VM may report its host's 480 MiB L3: see the next test)
+  const calibrationBytes = 64 << 20;
+  const a = await createWasmKernels({ threads: 1, tuning: 'auto', tuningStore: store, calibrationBytes });
   try {
     assert.equal(a.tuningSource, 'calibrated');
     const m = a.tuningMeasured;
     assert.ok(m, 'the measurements are kept');
     assert.deepEqual(Object.keys(m.quantDecodeGBps).sort(), ['16', '4', '8']);
     for (const gbps of [...Object.values(m.quantDecodeGBps), ...Object.values(m.floatDecodeGBps)]) assert.ok(gbps > 0.1 && gbps < 1000, `${gbps} GB/s`);
+    assert.equal(m.footprint, calibrationBytes);
+    assert.equal(m.skipped, undefined);
     // the choice is the default unless another variant was at least 5 % faster (then the fastest);
     // the GEMM thresholds are not calibrated (they change rounding)
     for (const [field, gbps] of [
@@ -107,7 +120,7 @@ test('calibration measures the variants, keeps the record, and the next backend 
     a.dispose();
   }
   const t0 = performance.now();
-  const b = await createWasmKernels({ threads: 1, tuning: 'auto', tuningStore: store });
+  const b = await createWasmKernels({ threads: 1, tuning: 'auto', tuningStore: store, calibrationBytes });
   try {
     assert.equal(b.tuningSource, 'cache');
     assert.deepEqual(b.tuning, a.tuning);
@@ -116,12 +129,32 @@ test('calibration measures the variants, keeps the record, and the next backend 
     b.dispose();
   }
   // another thread count is another machine as far as streaming goes: measured separately
-  const c = await createWasmKernels({ threads: 2, tuning: 'auto', tuningStore: store });
+  const c = await createWasmKernels({ threads: 2, tuning: 'auto', tuningStore: store, calibrationBytes });
   try {
     assert.equal(c.tuningSource, 'calibrated');
     assert.equal(Object.keys(JSON.parse(readFileSync(file, 'utf8')).records).length, 2);
   } finally {
     c.dispose();
+  }
+});
+
+test('the calibration streams past the last-level cache, or keeps the defaults and says why', async () => {
+  // twice the cache, at least 64 MB, at most CALIBRATION_MAX_BYTES
+  assert.equal(calibrationFootprint(undefined), 64 << 20);
+  assert.equal(calibrationFootprint(2 << 20), 64 << 20);
+  assert.equal(calibrationFootprint(105 << 20), 210 << 20);
+  assert.equal(calibrationFootprint(CALIBRATION_MAX_BYTES / 2), CALIBRATION_MAX_BYTES);
+  assert.equal(calibrationFootprint(480 << 20), null);
+  const llc = await lastLevelCacheBytes();
+  if (process.platform === 'linux' && existsSync('/sys/devices/system/cpu/cpu0/cache')) assert.ok(llc && llc >= 1 << 20, `last-level cache ${llc}`);
+  const store = await nodeTuningStore(join(dir, 'skipped.json'));
+  const k = await createWasmKernels({ threads: 1, tuning: 'calibrate', tuningStore: store, calibrationBytes: null });
+  try {
+    assert.deepEqual(k.tuning, DEFAULT_TUNING);
+    assert.equal(k.tuningMeasured?.skipped, 'calibration turned off');
+    assert.match(formatTuning({ ...k.tuning, source: k.tuningSource, skipped: k.tuningMeasured?.skipped }), /not calibrated: calibration turned off/);
+  } finally {
+    k.dispose();
   }
 });
 

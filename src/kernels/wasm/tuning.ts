@@ -15,10 +15,15 @@
 // or after a re-calibration, so it stays at DEFAULT_TUNING unless a caller sets it.
 //
 // Calibration (measureTuning) runs on a throwaway backend with the same threads and build: a
-// one-token matmul over ≥ 64 MB of q8_0 and of bf16 weights in 5120 × 1280 matrices (rotated, so
-// they come from memory as in a model) for each row count, interleaved over 7 rounds (this VM
-// drifts ±20 % between runs; the variants see the same drift), best of each; a variant replaces
-// the default only when it is at least 5 % faster. About a second. The record is kept keyed by CPU model, threads, kernels build and
+// one-token matmul over q8_0 and bf16 weights in 5120 × 1280 matrices, rotated through copies
+// that together are twice the last-level cache (at least 64 MB; 64 MB where the cache's size is
+// unknown, as in the browser), so they come from memory as in a model, for each row count,
+// interleaved over 7 rounds (this VM drifts ±20 % between runs; the variants see the same drift),
+// best of each; a variant replaces the default only when it is at least 5 % faster. About a
+// second. Where twice the cache is more than CALIBRATION_MAX_BYTES (a VM that reports its host's
+// 480 MiB L3), nothing is measured and the defaults stay: timed from cache, the variants rank
+// differently than from memory (there 8 rows ran 8 % ahead of 16, in a model 16 rows decode
+// 1.1B q8_0 8 % faster). The record is kept keyed by CPU model, threads, kernels build and
 // JavaScript engine: in Node in $XDG_CACHE_HOME/openelm/kernel-tuning.json (~/.cache/...), in the
 // browser in the origin private file system. OPENELM_KERNEL_TUNING=default skips both (fixed
 // defaults: DEFAULT_TUNING; the test suite runs so, for results that do not depend on a
@@ -49,6 +54,10 @@ export interface TuningMeasurements {
   floatDecodeGBps: Record<string, number>;
   /** wall time of the calibration */
   ms: number;
+  /** bytes of weights each measured matmul call rotated through */
+  footprint?: number;
+  /** why nothing was measured (the defaults were kept) */
+  skipped?: string;
 }
 
 /** Where a tuning came from. */
@@ -254,17 +263,53 @@ const now = (): number => (globalThis.performance ?? Date).now();
 const MARGIN = 0.95;
 
 /** bumped when the calibration changes, so records made by an older one are measured again */
-export const CALIBRATION_VERSION = 2;
+export const CALIBRATION_VERSION = 3;
+
+/** the most weight bytes a calibration fills (its throwaway backend grows by about this much) */
+export const CALIBRATION_MAX_BYTES = 256 << 20;
+const CALIBRATION_MIN_BYTES = 64 << 20;
+
+/** The size of the largest CPU cache (Node on Linux, from sysfs), or undefined where unknown. */
+export async function lastLevelCacheBytes(): Promise<number | undefined> {
+  if (typeof process === 'undefined' || !process.versions?.node) return undefined;
+  try {
+    const { readFileSync, readdirSync } = await import('node:fs');
+    const dir = '/sys/devices/system/cpu/cpu0/cache';
+    let best: { level: number; bytes: number } | undefined;
+    for (const d of readdirSync(dir)) {
+      if (!d.startsWith('index')) continue;
+      const level = Number(readFileSync(`${dir}/${d}/level`, 'utf8'));
+      const m = /^(\d+)([KMG]?)/.exec(readFileSync(`${dir}/${d}/size`, 'utf8').trim());
+      if (!m) continue;
+      const bytes = Number(m[1]) * ({ '': 1, K: 1 << 10, M: 1 << 20, G: 1 << 30 } as const)[m[2] as '' | 'K' | 'M' | 'G'];
+      if (!best || level > best.level || (level === best.level && bytes > best.bytes)) best = { level, bytes };
+    }
+    return best?.bytes;
+  } catch {
+    return undefined; // not Linux, or no sysfs
+  }
+}
+
+/**
+ * Bytes of weights a calibration's matmuls rotate through so they stream from memory: twice the
+ * last-level cache, at least 64 MB (64 MB when the cache is unknown); null when that is more than
+ * CALIBRATION_MAX_BYTES (then the calibration measures nothing).
+ */
+export function calibrationFootprint(llcBytes: number | undefined): number | null {
+  if (llcBytes === undefined) return CALIBRATION_MIN_BYTES;
+  const want = Math.max(CALIBRATION_MIN_BYTES, 2 * llcBytes);
+  return want <= CALIBRATION_MAX_BYTES ? want : null;
+}
 
 /** Measures the variants on `k` (a backend nothing else uses: its memory grows by ~150 MB). */
-export function measureTuning(k: Calibratable, rounds = 7): { tuning: KernelTuning; measured: TuningMeasurements } {
+export function measureTuning(k: Calibratable, rounds = 7, footprint = CALIBRATION_MIN_BYTES): { tuning: KernelTuning; measured: TuningMeasurements } {
   const t0 = now();
   const decode = (dtype: 'q8_0' | 'bf16', variants: readonly number[], set: (v: number) => KernelTuning, fallback: number) => {
-    // an OpenELM-270M FFN matrix, 5120 × 1280: 7 MB of q8_0 (10 copies), 13 MB of bf16 (5 copies), ≥ 64 MB rotated
+    // an OpenELM-270M FFN matrix, 5120 × 1280: 7 MB of q8_0, 13 MB of bf16, copies rotated through `footprint` bytes
     const rows = 5120,
       cols = 1280;
     const bytesPerCopy = dtype === 'q8_0' ? rows * (cols / 32) * 34 : rows * cols * 2;
-    const copies = Math.ceil((64 << 20) / bytesPerCopy);
+    const copies = Math.ceil(footprint / bytesPerCopy);
     const run = k.calibrationMatmul(dtype, rows, cols, copies);
     const best = new Map<number, number>();
     for (const v of variants) {
@@ -298,6 +343,6 @@ export function measureTuning(k: Calibratable, rounds = 7): { tuning: KernelTuni
   };
   return {
     tuning,
-    measured: { quantDecodeGBps: q.gbps, floatDecodeGBps: f.gbps, ms: now() - t0 },
+    measured: { quantDecodeGBps: q.gbps, floatDecodeGBps: f.gbps, ms: now() - t0, footprint },
   };
 }

@@ -25,14 +25,17 @@ import * as embedded from './build/kernels-wasm.ts';
 import { ThreadPool } from './pool.ts';
 import {
   buildHash,
+  CALIBRATION_MAX_BYTES,
   CALIBRATION_VERSION,
   type Calibratable,
+  calibrationFootprint,
   checkTuning,
   cpuModel,
   DEFAULT_TUNING,
   defaultTuningStore,
   engineName,
   type KernelTuning,
+  lastLevelCacheBytes,
   measureTuning,
   type TuningKey,
   type TuningMeasurements,
@@ -66,6 +69,12 @@ export interface WasmKernelsOptions {
   tuning?: 'auto' | 'default' | 'calibrate' | KernelTuning;
   /** where 'auto' keeps its records (default: the platform's, see tuning.ts); null keeps none */
   tuningStore?: TuningStore | null;
+  /**
+   * @internal bytes of weights a calibration streams through (default: calibrationFootprint of the
+   * last-level cache); null measures nothing and keeps the defaults, as on a machine whose cache is
+   * too large to stream past
+   */
+  calibrationBytes?: number | null;
 }
 
 const PAGE = 65536;
@@ -252,13 +261,24 @@ async function applyTuning(k: WasmKernels, bytes: Uint8Array<ArrayBuffer>, opts:
     const rec = await store.get(key);
     if (rec) return k.setTuning(rec.tuning, 'cache', key, rec.measured);
   }
-  // a throwaway backend of the same build and threads: the ~150 MB it fills are given back
-  const probe = await createWasmKernels({ ...opts, tuning: 'default', binary: bytes, initialMemory: undefined });
+  const llc = opts.calibrationBytes === undefined ? await lastLevelCacheBytes() : undefined;
+  const footprint = opts.calibrationBytes === undefined ? calibrationFootprint(llc) : opts.calibrationBytes;
   let result: ReturnType<typeof measureTuning>;
-  try {
-    result = measureTuning(probe);
-  } finally {
-    probe.dispose();
+  if (footprint === null) {
+    // weights that stream from memory would not fit the calibration's budget: keep the defaults
+    const skipped =
+      llc === undefined
+        ? 'calibration turned off'
+        : `last-level cache ${Math.round(llc / 2 ** 20)} MiB: matmuls streaming from memory would need more than ${CALIBRATION_MAX_BYTES >> 20} MiB`;
+    result = { tuning: { ...DEFAULT_TUNING }, measured: { quantDecodeGBps: {}, floatDecodeGBps: {}, ms: 0, skipped } };
+  } else {
+    // a throwaway backend of the same build and threads: the memory it fills is given back
+    const probe = await createWasmKernels({ ...opts, tuning: 'default', binary: bytes, initialMemory: undefined, calibrationBytes: undefined });
+    try {
+      result = measureTuning(probe, undefined, footprint);
+    } finally {
+      probe.dispose();
+    }
   }
   k.setTuning(result.tuning, 'calibrated', key, result.measured);
   // a cache that cannot be written (read-only home, private browsing) only costs a calibration next time
