@@ -415,8 +415,9 @@ const Q8: i32 = 0, Q4: i32 = 1;
   if (kind == Q8) { lo = blockQ8(p); hi = blockQ8hi(p); }
   else { const q = v128.load(p, 2); lo = blockQ4(q); hi = blockQ4hi(q); }
   const dw = scale(lut, p);
-  a = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp)), f32x4.splat(dw * dx), a);
-  return kind == Q4 ? f32x4.sub(a, f32x4.splat(2 * dw * xs)) : a;
+  // q4_0: dw · ((w·x) · dx − 2 · xs), the activation's two splats shared by every row of the step
+  if (kind == Q4) return madd(madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp)), f32x4.splat(dx), f32x4.splat(-2 * xs)), f32x4.splat(dw), a);
+  return madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp)), f32x4.splat(dw * dx), a);
 }
 
 /**
