@@ -52,7 +52,10 @@ export interface WasmKernelsOptions {
   initialMemory?: number;
   /** Multiply-adds below which an op runs on the caller alone (default 65536); 0 splits everything. */
   minParallelWork?: number;
-  /** Fewest multiply-adds the threads claim at a time (default 65536); 1 gives the finest split. */
+  /**
+   * Fewest multiply-adds the threads claim at a time (default 65536); 1 gives the finest split.
+   * One-token matmuls claim at least DECODE_MIN_CLAIM_ROWS rows at the default, proportionally fewer below it.
+   */
   chunkWork?: number;
   /** Bytes of private scratch ("stack") per thread (default 512 KiB: the prefill GEMMs need gemm_scratch_bytes()). */
   threadScratch?: number;
@@ -110,6 +113,13 @@ const OP = Object.fromEntries(SPLIT_OPS.map((name, i) => [name, i])) as { readon
 // From tuning.gemmMinTokens* tokens on, matmul runs the prefill GEMMs (packed weight tiles); their row tiles:
 /** fewest rows per granule of the quantized decode kernel (whole groups of its rows in flight) */
 const DECODE_GRANULE = 16;
+/**
+ * fewest rows a thread claims at a time in a one-token matmul: the decode kernels stream their R
+ * rows in flight from R stretches of (claimed rows) / R consecutive rows, and short stretches lose
+ * the hardware prefetchers (kernels.as decodeRows). 128 against 16 (the granule): decode 1.01-1.02x
+ * (q8_0 270M, 1.1B), 1.04x (bf16 1.1B), in-process A/B on 2 threads; 256 no better
+ */
+const DECODE_MIN_CLAIM_ROWS = 128;
 const GEMM_FLOAT_ROWS = 12;
 /** the GEMMs' token block (TB in kernels.as): the row granule of gemm_t split by rows */
 const GEMM_TOKEN_BLOCK = 128;
@@ -517,7 +527,7 @@ export class WasmKernels implements Kernels, Calibratable {
         // one token: granules of the rows the decode kernel streams side by side
         const R = this.tuning.floatDecodeRows,
           g = n === 1 ? R : 4,
-          minGrains = this.minGrains(g * cols * n, work);
+          minGrains = n === 1 ? this.decodeGrains(g, cols, work) : this.minGrains(g * cols * n, work);
         if (w.dtype === 'f32') return this.pool.run(OP.matmul_f32, rows, g, minGrains, o, xp, wp, rows, cols, n, R, 0, 0);
         if (w.dtype === 'bf16') return this.pool.run(OP.matmul_bf16, rows, g, minGrains, o, xp, wp, rows, cols, n, R, 0, 0);
         // the f16 kernel skips the rebias multiply per weight; the activations carry it (×2^64). One
@@ -550,7 +560,7 @@ export class WasmKernels implements Kernels, Calibratable {
           w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0,
           rows,
           g,
-          this.minGrains(g * cols * n, work),
+          n === 1 ? this.decodeGrains(g, cols, work) : this.minGrains(g * cols * n, work),
           o,
           xi,
           xd,
@@ -602,6 +612,13 @@ export class WasmKernels implements Kernels, Calibratable {
    * The fewest granules (of `grainWork` multiply-adds each) a thread claims at a time: all of them
    * (the caller alone) below minParallelWork multiply-adds in total, else chunkWork's worth.
    */
+  /** minGrains for a one-token matmul in granules of g rows: at least DECODE_MIN_CLAIM_ROWS rows (scaled by chunkWork) */
+  private decodeGrains(g: number, cols: number, work: number): number {
+    const m = this.minGrains(g * cols, work);
+    const rows = DECODE_MIN_CLAIM_ROWS * Math.min(1, this.chunkWork / 65536);
+    return m === 0x7fffffff ? m : Math.max(m, Math.ceil(rows / g));
+  }
+
   private minGrains(grainWork: number, work: number): number {
     if (work < this.minParallelWork) return 0x7fffffff;
     return Math.max(1, Math.ceil(this.chunkWork / grainWork));
