@@ -517,3 +517,33 @@ test('a matvec of more rows than the pool has granules (> 32766 granules on 2 th
     k.dispose();
   }
 });
+
+test('q8_0 / q4_0: a few tokens at once (a batch of decoding sequences) give each token exactly what it gets alone', async () => {
+  // up to 6 tokens run the one-token kernel token by token over rows kept in cache (kernels.as
+  // decodeTokens), so batched decoding matches solo decoding bit for bit; 7+ run the GEMM
+  for (const relaxedSimd of [true, false]) {
+    const k = await createWasmKernels({ threads: 2, relaxedSimd, tuning: 'default', minParallelWork: 0, chunkWork: 1 });
+    try {
+      const rand = rng(11);
+      for (const [dtype, rows, cols] of [
+        ['q8_0', 1000, 160],
+        ['q4_0', 531, 96],
+      ] as [WeightDType, number, number][]) {
+        const { w } = sameWeights(k, new RefKernels(), dtype, rows, cols, rand);
+        for (const n of [2, 3, 5, 6]) {
+          const x = k.f32(n * cols);
+          for (let i = 0; i < x.length; i++) x[i] = rand() * 2 - 1;
+          const out = k.f32(n * rows);
+          k.matmul(out, x, w, n);
+          for (let t = 0; t < n; t++) {
+            const alone = k.f32(rows);
+            k.matmul(alone, x.subarray(t * cols, (t + 1) * cols), w, 1);
+            assert.deepEqual(out.subarray(t * rows, (t + 1) * rows), alone, `${dtype} ${relaxedSimd ? 'relaxed' : 'simd'}: token ${t} of ${n}`);
+          }
+        }
+      }
+    } finally {
+      k.dispose();
+    }
+  }
+});

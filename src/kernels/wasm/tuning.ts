@@ -42,7 +42,7 @@ export interface KernelTuning {
 export const DEFAULT_TUNING: Readonly<KernelTuning> = Object.freeze({
   quantDecodeRows: 16,
   floatDecodeRows: 8,
-  gemmMinTokensQuant: 4,
+  gemmMinTokensQuant: 7,
   gemmMinTokensFloat: 4,
 });
 

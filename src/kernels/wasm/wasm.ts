@@ -120,6 +120,8 @@ const DECODE_GRANULE = 16;
  * (q8_0 270M, 1.1B), 1.04x (bf16 1.1B), in-process A/B on 2 threads; 256 no better
  */
 const DECODE_MIN_CLAIM_ROWS = 128;
+/** most tokens a q8_0 / q4_0 matmul runs through the one-token kernel, token by token (kernels.as FEW_TOKENS_MAX) */
+const QUANT_FEW_TOKENS = 6;
 const GEMM_FLOAT_ROWS = 12;
 /** the GEMMs' token block (TB in kernels.as): the row granule of gemm_t split by rows */
 const GEMM_TOKEN_BLOCK = 128;
@@ -554,13 +556,15 @@ export class WasmKernels implements Kernels, Calibratable {
           const tile = GEMM_QUANT_ROWS;
           return this.pool.run(OP.gemm_quant, rows, tile, this.minGrains(tile * cols * n, work), o, xw, xd, wp, rows, cols, n, kind, this.halfTable);
         }
-        // one token: granules of at least 16 rows, whole groups of the rows in flight
-        const g = n === 1 ? Math.max(DECODE_GRANULE, this.tuning.quantDecodeRows) : 4;
+        // up to QUANT_FEW_TOKENS tokens run the decode kernel token by token over rows kept in
+        // cache: granules of at least 16 rows, whole groups of the rows in flight
+        const few = n <= QUANT_FEW_TOKENS;
+        const g = few ? Math.max(DECODE_GRANULE, this.tuning.quantDecodeRows) : 4;
         return this.pool.run(
           w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0,
           rows,
           g,
-          n === 1 ? this.decodeGrains(g, cols, work) : this.minGrains(g * cols * n, work),
+          few ? this.decodeGrains(g, cols * n, work) : this.minGrains(g * cols * n, work),
           o,
           xi,
           xd,
@@ -612,9 +616,9 @@ export class WasmKernels implements Kernels, Calibratable {
    * The fewest granules (of `grainWork` multiply-adds each) a thread claims at a time: all of them
    * (the caller alone) below minParallelWork multiply-adds in total, else chunkWork's worth.
    */
-  /** minGrains for a one-token matmul in granules of g rows: at least DECODE_MIN_CLAIM_ROWS rows (scaled by chunkWork) */
-  private decodeGrains(g: number, cols: number, work: number): number {
-    const m = this.minGrains(g * cols, work);
+  /** minGrains for the decode kernel in granules of g rows of `rowWork` each: at least DECODE_MIN_CLAIM_ROWS rows (scaled by chunkWork) */
+  private decodeGrains(g: number, rowWork: number, work: number): number {
+    const m = this.minGrains(g * rowWork, work);
     const rows = DECODE_MIN_CLAIM_ROWS * Math.min(1, this.chunkWork / 65536);
     return m === 0x7fffffff ? m : Math.max(m, Math.ceil(rows / g));
   }
