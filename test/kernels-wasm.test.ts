@@ -518,9 +518,10 @@ test('a matvec of more rows than the pool has granules (> 32766 granules on 2 th
   }
 });
 
-test('q8_0 / q4_0: a few tokens at once (a batch of decoding sequences) give each token exactly what it gets alone', async () => {
-  // up to 6 tokens run the one-token kernel token by token over rows kept in cache (kernels.as
-  // decodeTokens), so batched decoding matches solo decoding bit for bit; 7+ run the GEMM
+test('a few tokens at once (a batch of decoding sequences) give each token exactly what it gets alone', async () => {
+  // up to 6 tokens on q8_0 / q4_0 and 3 on float weights run the one-token kernel token by token
+  // over rows kept in cache (kernels.as decodeTokens, matmulFloat, matmul_f16), so batched
+  // decoding matches solo decoding bit for bit; more tokens run the GEMMs
   for (const relaxedSimd of [true, false]) {
     const k = await createWasmKernels({ threads: 2, relaxedSimd, tuning: 'default', minParallelWork: 0, chunkWork: 1 });
     try {
@@ -528,9 +529,12 @@ test('q8_0 / q4_0: a few tokens at once (a batch of decoding sequences) give eac
       for (const [dtype, rows, cols] of [
         ['q8_0', 1000, 160],
         ['q4_0', 531, 96],
+        ['bf16', 700, 72],
+        ['f16', 333, 264],
+        ['f32', 250, 40],
       ] as [WeightDType, number, number][]) {
         const { w } = sameWeights(k, new RefKernels(), dtype, rows, cols, rand);
-        for (const n of [2, 3, 5, 6]) {
+        for (const n of dtype === 'q8_0' || dtype === 'q4_0' ? [2, 3, 5, 6] : [2, 3]) {
           const x = k.f32(n * cols);
           for (let i = 0; i < x.length; i++) x[i] = rand() * 2 - 1;
           const out = k.f32(n * rows);

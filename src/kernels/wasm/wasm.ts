@@ -122,6 +122,8 @@ const DECODE_GRANULE = 16;
 const DECODE_MIN_CLAIM_ROWS = 128;
 /** most tokens a q8_0 / q4_0 matmul runs through the one-token kernel, token by token (kernels.as FEW_TOKENS_MAX) */
 const QUANT_FEW_TOKENS = 6;
+/** the same for f32 / bf16 / f16 (kernels.as FLOAT_FEW_TOKENS) */
+const FLOAT_FEW_TOKENS = 3;
 const GEMM_FLOAT_ROWS = 12;
 /** the GEMMs' token block (TB in kernels.as): the row granule of gemm_t split by rows */
 const GEMM_TOKEN_BLOCK = 128;
@@ -527,9 +529,11 @@ export class WasmKernels implements Kernels, Calibratable {
           return this.pool.run(OP.gemm_float, rows, tile, this.minGrains(tile * cols * n, work), o, xp, wp, rows, cols, n, DTYPE_CODE[w.dtype], 0, 0);
         }
         // one token: granules of the rows the decode kernel streams side by side
+        // up to FLOAT_FEW_TOKENS tokens run the one-token kernel token by token over rows kept in cache
+        const few = n <= FLOAT_FEW_TOKENS;
         const R = this.tuning.floatDecodeRows,
-          g = n === 1 ? R : 4,
-          minGrains = n === 1 ? this.decodeGrains(g, cols, work) : this.minGrains(g * cols * n, work);
+          g = few ? R : 4,
+          minGrains = few ? this.decodeGrains(g, cols * n, work) : this.minGrains(g * cols * n, work);
         if (w.dtype === 'f32') return this.pool.run(OP.matmul_f32, rows, g, minGrains, o, xp, wp, rows, cols, n, R, 0, 0);
         if (w.dtype === 'bf16') return this.pool.run(OP.matmul_bf16, rows, g, minGrains, o, xp, wp, rows, cols, n, R, 0, 0);
         // the f16 kernel skips the rebias multiply per weight; the activations carry it (×2^64). One

@@ -244,12 +244,24 @@ export function scale_for_f16(dst: usize, src: usize, len: i32): void {
   return r0 + m * R;
 }
 
+/** most tokens a float matmul runs through the one-token kernel, token by token (the GEMM starts at 4) */
+const FLOAT_FEW_TOKENS: i32 = 3;
+
 /** rowsInFlight: decodeRowsFloat's R for one token (4 or 8; anything else: 8) */
 @inline function matmulFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, r0: i32, r1: i32): void {
   const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
-  if (n == 1) {
-    r0 = rowsInFlight == 4 ? decodeRowsFloat(kind, out, x, w, wStride, cols, r0, r1, 4) : decodeRowsFloat(kind, out, x, w, wStride, cols, r0, r1, 8);
-    decodeRowsFloat(kind, out, x, w, wStride, cols, r0, r1, 1);
+  if (n <= FLOAT_FEW_TOKENS) {
+    // token by token over blocks of rows kept in cache (as decodeTokens): each token's sums as alone
+    const R = rowsInFlight == 4 ? 4 : 8;
+    const blk = n == 1 ? r1 - r0 : max(R, (<i32>(<usize>FEW_TOKEN_BLOCK_BYTES / wStride) / R) * R);
+    for (let b0 = r0; b0 < r1; b0 += blk) {
+      const b1 = min(b0 + blk, r1);
+      for (let t = 0; t < n; t++) {
+        const ot = out + <usize>t * os, xt = x + <usize>t * xs;
+        const rd = R == 4 ? decodeRowsFloat(kind, ot, xt, w, wStride, cols, b0, b1, 4) : decodeRowsFloat(kind, ot, xt, w, wStride, cols, b0, b1, 8);
+        decodeRowsFloat(kind, ot, xt, w, wStride, cols, rd, b1, 1);
+      }
+    }
     return;
   }
   for (let r = r0; r < r1; r++) {
@@ -272,11 +284,20 @@ export function matmul_bf16(out: usize, x: usize, w: usize, rows: i32, cols: i32
  * cols floats, so one token runs F16P on a reordered copy of x (each thread makes its own).
  */
 export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, pairsFit: i32, _a8: i32, from: i32, to: i32, scratch: usize): void {
-  if (n == 1 && pairsFit != 0) {
-    pairX(scratch, x, cols);
-    const wStride = <usize>cols << 1;
-    const r = rowsInFlight == 4 ? decodeRowsFloat(F16P, out, scratch, w, wStride, cols, from, to, 4) : decodeRowsFloat(F16P, out, scratch, w, wStride, cols, from, to, 8);
-    decodeRowsFloat(F16P, out, scratch, w, wStride, cols, r, to, 1);
+  if (n <= FLOAT_FEW_TOKENS && pairsFit != 0) {
+    // as matmulFloat's few tokens, each token's x reordered for the pairs when its turn comes
+    const wStride = <usize>cols << 1, xs = <usize>cols << 2, os = <usize>rows << 2;
+    const R = rowsInFlight == 4 ? 4 : 8;
+    const blk = n == 1 ? to - from : max(R, (<i32>(<usize>FEW_TOKEN_BLOCK_BYTES / wStride) / R) * R);
+    for (let b0 = from; b0 < to; b0 += blk) {
+      const b1 = min(b0 + blk, to);
+      for (let t = 0; t < n; t++) {
+        if (n > 1 || b0 == from) pairX(scratch, x + <usize>t * xs, cols);
+        const ot = out + <usize>t * os;
+        const r = R == 4 ? decodeRowsFloat(F16P, ot, scratch, w, wStride, cols, b0, b1, 4) : decodeRowsFloat(F16P, ot, scratch, w, wStride, cols, b0, b1, 8);
+        decodeRowsFloat(F16P, ot, scratch, w, wStride, cols, r, b1, 1);
+      }
+    }
     return;
   }
   matmulFloat(F16X, out, x, w, rows, cols, n, rowsInFlight, from, to);
