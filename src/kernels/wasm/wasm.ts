@@ -120,6 +120,8 @@ const DECODE_GRANULE = 16;
  * (q8_0 270M, 1.1B), 1.04x (bf16 1.1B), in-process A/B on 2 threads; 256 no better
  */
 const DECODE_MIN_CLAIM_ROWS = 128;
+/** WasmKernelsOptions.chunkWork's default */
+const DEFAULT_CHUNK_WORK = 65536;
 /** most tokens a q8_0 / q4_0 matmul runs through the one-token kernel, token by token (kernels.as FEW_TOKENS_MAX) */
 const QUANT_FEW_TOKENS = 6;
 /** the same for f32 / bf16 / f16 (kernels.as FLOAT_FEW_TOKENS) */
@@ -244,7 +246,7 @@ export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<
   const memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
   const instance = await WebAssembly.instantiate(module, { env: { memory } });
   const scratchBytes = opts.threadScratch ?? 512 << 10;
-  const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536, opts.chunkWork ?? 65536, scratchBytes);
+  const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536, opts.chunkWork ?? DEFAULT_CHUNK_WORK, scratchBytes);
   const scratch = Array.from({ length: threads }, () => k.alloc(scratchBytes));
   k.pool = await ThreadPool.create(module, instance, memory, CTL_OFFSET, SPLIT_OPS, threads, scratch, opts.spin);
   try {
@@ -528,8 +530,8 @@ export class WasmKernels implements Kernels, Calibratable {
           const tile = GEMM_FLOAT_ROWS;
           return this.pool.run(OP.gemm_float, rows, tile, this.minGrains(tile * cols * n, work), o, xp, wp, rows, cols, n, DTYPE_CODE[w.dtype], 0, 0);
         }
-        // one token: granules of the rows the decode kernel streams side by side
-        // up to FLOAT_FEW_TOKENS tokens run the one-token kernel token by token over rows kept in cache
+        // up to FLOAT_FEW_TOKENS tokens run the one-token kernel token by token over rows kept in
+        // cache: granules of the rows it streams side by side
         const few = n <= FLOAT_FEW_TOKENS;
         const R = this.tuning.floatDecodeRows,
           g = few ? R : 4,
@@ -616,17 +618,17 @@ export class WasmKernels implements Kernels, Calibratable {
     this.pool.run(op, units, grain, this.minGrains(grain * itemWork, units * itemWork), a0, a1, a2, a3, a4, a5, a6, a7, a8);
   }
 
+  /** minGrains for the decode kernel in granules of g rows of `rowWork` each: at least DECODE_MIN_CLAIM_ROWS rows (scaled by chunkWork) */
+  private decodeGrains(g: number, rowWork: number, work: number): number {
+    const m = this.minGrains(g * rowWork, work);
+    const rows = DECODE_MIN_CLAIM_ROWS * Math.min(1, this.chunkWork / DEFAULT_CHUNK_WORK);
+    return m === 0x7fffffff ? m : Math.max(m, Math.ceil(rows / g));
+  }
+
   /**
    * The fewest granules (of `grainWork` multiply-adds each) a thread claims at a time: all of them
    * (the caller alone) below minParallelWork multiply-adds in total, else chunkWork's worth.
    */
-  /** minGrains for the decode kernel in granules of g rows of `rowWork` each: at least DECODE_MIN_CLAIM_ROWS rows (scaled by chunkWork) */
-  private decodeGrains(g: number, rowWork: number, work: number): number {
-    const m = this.minGrains(g * rowWork, work);
-    const rows = DECODE_MIN_CLAIM_ROWS * Math.min(1, this.chunkWork / 65536);
-    return m === 0x7fffffff ? m : Math.max(m, Math.ceil(rows / g));
-  }
-
   private minGrains(grainWork: number, work: number): number {
     if (work < this.minParallelWork) return 0x7fffffff;
     return Math.max(1, Math.ceil(this.chunkWork / grainWork));

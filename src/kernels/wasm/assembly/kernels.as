@@ -111,6 +111,17 @@ export function scale_for_f16(dst: usize, src: usize, len: i32): void {
   return kind == F32 ? 4 : 2;
 }
 
+/** bytes of weight rows a few-token matmul keeps in cache while all its tokens pass over them */
+const FEW_TOKEN_BLOCK_BYTES: i32 = 256 << 10;
+
+/**
+ * Rows per block of a matmul that runs its tokens one by one over rows kept in cache (decodeTokens,
+ * fewTokensFloat): ~FEW_TOKEN_BLOCK_BYTES of whole groups of R rows; one token takes all of them.
+ */
+@inline function fewTokenBlock(n: i32, r0: i32, r1: i32, rowBytes: usize, R: i32): i32 {
+  return n == 1 ? r1 - r0 : max(R, (<i32>(<usize>FEW_TOKEN_BLOCK_BYTES / rowBytes) / R) * R);
+}
+
 // ---------------------------------------------------------------- float matmul (f32, bf16, f16)
 
 // One output row for one token: the decode path. Four accumulators over 16 columns per step
@@ -247,23 +258,34 @@ export function scale_for_f16(dst: usize, src: usize, len: i32): void {
 /** most tokens a float matmul runs through the one-token kernel, token by token (the GEMM starts at 4) */
 const FLOAT_FEW_TOKENS: i32 = 3;
 
+/**
+ * 1 to FLOAT_FEW_TOKENS tokens: decodeRowsFloat token by token over blocks of rows kept in cache
+ * (as decodeTokens), each token's sums as if it were alone. F16P reorders each token's x into
+ * `scratch` (cols floats) when its turn comes. rowsInFlight: R (4 or 8; anything else: 8).
+ */
+@inline function fewTokensFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, r0: i32, r1: i32, scratch: usize): void {
+  const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
+  const R = rowsInFlight == 4 ? 4 : 8;
+  const blk = fewTokenBlock(n, r0, r1, wStride, R);
+  for (let b0 = r0; b0 < r1; b0 += blk) {
+    const b1 = min(b0 + blk, r1);
+    for (let t = 0; t < n; t++) {
+      const ot = out + <usize>t * os;
+      let xt = x + <usize>t * xs;
+      if (kind == F16P) { pairX(scratch, xt, cols); xt = scratch; }
+      const rd = R == 4 ? decodeRowsFloat(kind, ot, xt, w, wStride, cols, b0, b1, 4) : decodeRowsFloat(kind, ot, xt, w, wStride, cols, b0, b1, 8);
+      decodeRowsFloat(kind, ot, xt, w, wStride, cols, rd, b1, 1);
+    }
+  }
+}
+
 /** rowsInFlight: decodeRowsFloat's R for one token (4 or 8; anything else: 8) */
 @inline function matmulFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, r0: i32, r1: i32): void {
-  const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
   if (n <= FLOAT_FEW_TOKENS) {
-    // token by token over blocks of rows kept in cache (as decodeTokens): each token's sums as alone
-    const R = rowsInFlight == 4 ? 4 : 8;
-    const blk = n == 1 ? r1 - r0 : max(R, (<i32>(<usize>FEW_TOKEN_BLOCK_BYTES / wStride) / R) * R);
-    for (let b0 = r0; b0 < r1; b0 += blk) {
-      const b1 = min(b0 + blk, r1);
-      for (let t = 0; t < n; t++) {
-        const ot = out + <usize>t * os, xt = x + <usize>t * xs;
-        const rd = R == 4 ? decodeRowsFloat(kind, ot, xt, w, wStride, cols, b0, b1, 4) : decodeRowsFloat(kind, ot, xt, w, wStride, cols, b0, b1, 8);
-        decodeRowsFloat(kind, ot, xt, w, wStride, cols, rd, b1, 1);
-      }
-    }
+    fewTokensFloat(kind, out, x, w, rows, cols, n, rowsInFlight, r0, r1, 0);
     return;
   }
+  const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
   for (let r = r0; r < r1; r++) {
     const wr = w + <usize>r * wStride;
     let t = 0;
@@ -285,19 +307,7 @@ export function matmul_bf16(out: usize, x: usize, w: usize, rows: i32, cols: i32
  */
 export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, pairsFit: i32, _a8: i32, from: i32, to: i32, scratch: usize): void {
   if (n <= FLOAT_FEW_TOKENS && pairsFit != 0) {
-    // as matmulFloat's few tokens, each token's x reordered for the pairs when its turn comes
-    const wStride = <usize>cols << 1, xs = <usize>cols << 2, os = <usize>rows << 2;
-    const R = rowsInFlight == 4 ? 4 : 8;
-    const blk = n == 1 ? to - from : max(R, (<i32>(<usize>FEW_TOKEN_BLOCK_BYTES / wStride) / R) * R);
-    for (let b0 = from; b0 < to; b0 += blk) {
-      const b1 = min(b0 + blk, to);
-      for (let t = 0; t < n; t++) {
-        if (n > 1 || b0 == from) pairX(scratch, x + <usize>t * xs, cols);
-        const ot = out + <usize>t * os;
-        const r = R == 4 ? decodeRowsFloat(F16P, ot, scratch, w, wStride, cols, b0, b1, 4) : decodeRowsFloat(F16P, ot, scratch, w, wStride, cols, b0, b1, 8);
-        decodeRowsFloat(F16P, ot, scratch, w, wStride, cols, r, b1, 1);
-      }
-    }
+    fewTokensFloat(F16P, out, x, w, rows, cols, n, rowsInFlight, from, to, scratch);
     return;
   }
   matmulFloat(F16X, out, x, w, rows, cols, n, rowsInFlight, from, to);
@@ -518,7 +528,7 @@ const TUNE_QUANT_ROWS: usize = 0;
   const R = load<i32>(lut + LUT_BYTES + TUNE_QUANT_ROWS);
   // several tokens: the rows in blocks of ~256 KiB (whole groups of R), every token over a block
   // while it is in cache, so the weights come from memory once
-  const blk = n == 1 ? r1 - r0 : max(R, (<i32>(<usize>FEW_TOKEN_BLOCK_BYTES / rowBytes) / R) * R);
+  const blk = fewTokenBlock(n, r0, r1, rowBytes, R);
   for (let b0 = r0; b0 < r1; b0 += blk) {
     const b1 = min(b0 + blk, r1);
     for (let t = 0; t < n; t++) {
@@ -539,8 +549,6 @@ const TUNE_QUANT_ROWS: usize = 0;
   }
 }
 
-/** bytes of weight rows a few-token decodeTokens keeps in cache for all its tokens */
-const FEW_TOKEN_BLOCK_BYTES: i32 = 256 << 10;
 /** most tokens a quantized matmul runs through the decode kernel, one token at a time (else the pair kernel) */
 const FEW_TOKENS_MAX: i32 = 6;
 
