@@ -133,34 +133,20 @@ async function* generateOnEngine(engine: Engine, tok: Tokenizer, prompt: Prompt,
   const tail = new TextTail(tok, opts.stop);
   const outputIds: number[] = [];
   const t0 = performance.now();
-  let t1 = t0,
-    finishReason: FinishReason = 'length';
-  try {
+  let t1 = t0;
+  async function* tokens(): AsyncGenerator<number> {
     for await (const { token } of seq) {
-      if (opts.signal?.aborted) {
-        finishReason = 'aborted';
-        break;
-      }
       if (outputIds.length === 0) t1 = performance.now();
-      outputIds.push(token);
-      if (eosIds.includes(token)) {
-        finishReason = 'eos';
-        break;
-      }
-      const text = tail.push(token);
-      if (tail.stopped) {
-        finishReason = 'stop';
-        if (text) yield { token, text };
-        break;
-      }
-      yield { token, text };
+      yield token;
     }
+  }
+  let finishReason: FinishReason;
+  try {
+    finishReason = yield* streamTokens(tokens(), tail, new Set(eosIds), opts.signal, outputIds);
   } finally {
     seq.cancel(); // a caller that stops early frees the slot (no-op once the sequence ended)
   }
   if (seq.finishReason === 'cancelled' && finishReason === 'length') finishReason = 'aborted';
-  const rest = tail.flush(); // what stop strings held back ('' after a stop)
-  if (rest) yield { token: outputIds[outputIds.length - 1], text: rest };
   return {
     promptIds,
     outputIds,
