@@ -122,10 +122,6 @@ const DECODE_GRANULE = 16;
 const DECODE_MIN_CLAIM_ROWS = 128;
 /** WasmKernelsOptions.chunkWork's default */
 const DEFAULT_CHUNK_WORK = 65536;
-/** most tokens a q8_0 / q4_0 matmul runs through the one-token kernel, token by token (kernels.as FEW_TOKENS_MAX) */
-const QUANT_FEW_TOKENS = 6;
-/** the same for f32 / bf16 / f16 (kernels.as FLOAT_FEW_TOKENS) */
-const FLOAT_FEW_TOKENS = 3;
 const GEMM_FLOAT_ROWS = 12;
 /** the GEMMs' token block (TB in kernels.as): the row granule of gemm_t split by rows */
 const GEMM_TOKEN_BLOCK = 128;
@@ -135,6 +131,7 @@ interface Exports {
   memory: WebAssembly.Memory;
   init_half_table(lut: number): void;
   gemm_scratch_bytes(): number;
+  few_tokens_max(quant: number): number;
   scale_for_f16(dst: number, src: number, len: number): void;
   decode_row(kind: number, w: number, r: number, cols: number, dst: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
@@ -333,6 +330,9 @@ export class WasmKernels implements Kernels, Calibratable {
   readonly prefillGemm: boolean;
   /** Whether the matmul gradients run the GEMM (gemm_t); with a smaller `threadScratch` they use the TS reference. */
   readonly trainGemm: boolean;
+  /** the most tokens a q8_0 / q4_0 (float) matmul runs token by token through the one-token kernel: the build's own */
+  private readonly quantFewTokens: number;
+  private readonly floatFewTokens: number;
   /** f16 bit pattern → f32 value, 65536 entries, for the scales of q8_0/q4_0 blocks */
   private readonly halfTable: number;
 
@@ -350,6 +350,8 @@ export class WasmKernels implements Kernels, Calibratable {
     this.buffers.add(memory.buffer);
     this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
     this.prefillGemm = threadScratch >= this.x.gemm_scratch_bytes();
+    this.quantFewTokens = this.x.few_tokens_max(1);
+    this.floatFewTokens = this.x.few_tokens_max(0);
     this.trainGemm = threadScratch >= this.x.gemm_t_scratch_bytes();
     // the half table, then the tuning words the quantized kernels read (kernels.as LUT_BYTES, TUNE_*)
     this.halfTable = this.alloc(65536 * 4 + 64);
@@ -530,9 +532,9 @@ export class WasmKernels implements Kernels, Calibratable {
           const tile = GEMM_FLOAT_ROWS;
           return this.pool.run(OP.gemm_float, rows, tile, this.minGrains(tile * cols * n, work), o, xp, wp, rows, cols, n, DTYPE_CODE[w.dtype], 0, 0);
         }
-        // up to FLOAT_FEW_TOKENS tokens run the one-token kernel token by token over rows kept in
+        // up to floatFewTokens tokens run the one-token kernel token by token over rows kept in
         // cache: granules of the rows it streams side by side
-        const few = n <= FLOAT_FEW_TOKENS;
+        const few = n <= this.floatFewTokens;
         const R = this.tuning.floatDecodeRows,
           g = few ? R : 4,
           minGrains = few ? this.decodeGrains(g, cols * n, work) : this.minGrains(g * cols * n, work);
@@ -562,9 +564,9 @@ export class WasmKernels implements Kernels, Calibratable {
           const tile = GEMM_QUANT_ROWS;
           return this.pool.run(OP.gemm_quant, rows, tile, this.minGrains(tile * cols * n, work), o, xw, xd, wp, rows, cols, n, kind, this.halfTable);
         }
-        // up to QUANT_FEW_TOKENS tokens run the decode kernel token by token over rows kept in
+        // up to quantFewTokens tokens run the decode kernel token by token over rows kept in
         // cache: granules of at least 16 rows, whole groups of the rows in flight
-        const few = n <= QUANT_FEW_TOKENS;
+        const few = n <= this.quantFewTokens;
         const g = few ? Math.max(DECODE_GRANULE, this.tuning.quantDecodeRows) : 4;
         return this.pool.run(
           w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0,

@@ -552,6 +552,11 @@ const TUNE_QUANT_ROWS: usize = 0;
 /** most tokens a quantized matmul runs through the decode kernel, one token at a time (else the pair kernel) */
 const FEW_TOKENS_MAX: i32 = 6;
 
+/** the most tokens a matmul runs token by token through the one-token kernel: quant ≠ 0 for q8_0 / q4_0, else float (wasm.ts routes by it) */
+export function few_tokens_max(quant: i32): i32 {
+  return quant ? FEW_TOKENS_MAX : FLOAT_FEW_TOKENS;
+}
+
 /** fills lut[0 .. 65536) with the f32 value of every half bit pattern */
 export function init_half_table(lut: usize): void {
   for (let h: u32 = 0; h < 65536; h++) store<f32>(lut + (<usize>h << 2), halfToF32(h));
