@@ -8,8 +8,8 @@
 //
 // --a defaults to the committed relaxed-SIMD build. Without --model: one matmul of --shape
 // (rows, cols, tokens), the weights rotated through ≥ 96 MB of copies so they come from memory
-// as in a model (--copies 1: the same weights every call, from cache). With --model: the prefill of a 128-token prompt (two copies of the model, one per
-// build); with --decode, 32 decode steps after a 4-token prompt instead. Prints the best of each and the median of the per-round ratios B/A (> 1: B faster).
+// as in a model (--copies 1: the same weights every call, from cache). With --model: the prefill of a --prompt-token prompt (default 128; two copies
+// of the model, one per build); with --decode, 32 decode steps after a 4-token prompt instead. Prints the best of each and the median of the per-round ratios B/A (> 1: B faster).
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -31,9 +31,11 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '15' },
     copies: { type: 'string' },
     decode: { type: 'boolean', default: false },
+    prompt: { type: 'string', default: '128' },
   },
 });
 if (!values.b) throw new Error('bench/ab.ts: --b BUILD.wasm is required (see the header)');
+const promptTokens = Math.max(4, Number(values.prompt));
 const threads = Number(values.threads),
   rounds = Number(values.rounds);
 
@@ -43,7 +45,7 @@ async function setup(file: string): Promise<() => void> {
   if (values.model) {
     const dtype = parseDType(values.dtype);
     const model = OpenELM.load(checkpointSource(values.model), { kernels, dtype, contextLength: 256 }, values.model);
-    const prompt = Array.from({ length: 128 }, (_, i) => 3 + ((i * 7919) % (model.config.vocab_size - 3)));
+    const prompt = Array.from({ length: promptTokens }, (_, i) => 3 + ((i * 7919) % (model.config.vocab_size - 3)));
     if (values.decode)
       return () => {
         model.reset();
@@ -94,7 +96,7 @@ for (let r = 0; r < rounds; r++) {
 const median = (a: number[]): number => [...a].sort((p, q) => p - q)[a.length >> 1];
 const ms = (t: number): string => `${t.toFixed(2)} ms`;
 console.log(
-  `${values.model ? `${values.decode ? '4-token prompt + 32 decode steps' : 'prefill 128 tokens'} of ${values.model}` : `matmul ${values.shape} ${values.dtype ?? 'bf16'}`}, ${threads} thread(s), ${rounds} rounds`,
+  `${values.model ? `${values.decode ? '4-token prompt + 32 decode steps' : `prefill ${promptTokens} tokens`} of ${values.model}` : `matmul ${values.shape} ${values.dtype ?? 'bf16'}`}, ${threads} thread(s), ${rounds} rounds`,
 );
 console.log(`A ${values.a}: best ${ms(Math.min(...ta))}`);
 console.log(`B ${values.b}: best ${ms(Math.min(...tb))}`);

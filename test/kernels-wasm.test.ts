@@ -82,7 +82,8 @@ for (const relaxed of variants) {
         if (relaxed) assert.ok(k.relaxedSimd);
         // n ≥ 4 runs the prefill GEMMs: row tiles of 12 (float) / 8 (quantized) with partial last
         // tiles, token groups of 3 / 4 with partial last groups; 1100 columns span three packed
-        // column chunks (512 each), 260 tokens three token blocks (128 each)
+        // column chunks (512 each), 260 tokens three token blocks (128 each); up to 64 tokens the
+        // quantized GEMM runs tile by tile (gemm_quant_tiles), 70 and 260 in passes
         const cases: [number, number, number[]][] = [
           [1, 1, [1, 2, 3, 7, 33]],
           [7, 5, [1, 2, 3, 7, 33]],
@@ -92,7 +93,7 @@ for (const relaxed of variants) {
           [33, 257, [1, 2, 3, 7, 33]],
           [130, 96, [1, 2, 3, 5, 7, 33]],
           [41, 1100, [4, 6, 9]],
-          [19, 37, [260]],
+          [19, 37, [70, 260]],
         ];
         for (const dtype of DTYPES) for (const [rows, cols, ns] of cases) checkMatmul(k, dtype, rows, cols, ns);
       });
@@ -548,6 +549,45 @@ test('a few tokens at once (a batch of decoding sequences) give each token exact
       }
     } finally {
       k.dispose();
+    }
+  }
+});
+
+test('the quantized GEMM for a few tokens (tile by tile) gives exactly what its pass-by-chunk form gives', async () => {
+  // up to 64 tokens gemm_quant_tiles runs when its packed activations fit the thread's scratch; a
+  // scratch too small for them makes the same calls run gemm_quant
+  for (const relaxedSimd of [true, false]) {
+    const opts = { threads: 2, relaxedSimd, tuning: 'default', minParallelWork: 0, chunkWork: 1 } as const;
+    const tiles = await createWasmKernels({ ...opts, threadScratch: 1 << 20 });
+    const passes = await createWasmKernels({ ...opts, threadScratch: 420 << 10 });
+    try {
+      assert.ok(passes.prefillGemm, 'the smaller scratch still runs the GEMMs');
+      const rand = rng(12);
+      for (const [dtype, rows, cols, n] of [
+        ['q8_0', 203, 5120, 33],
+        ['q8_0', 64, 5120, 64],
+        ['q4_0', 37, 3000, 64],
+        ['q4_0', 150, 4100, 47],
+      ] as [WeightDType, number, number, number][]) {
+        const kind = dtype === 'q8_0' ? 3 : 4,
+          what = `${dtype} ${rows}x${cols}, ${n} tokens (${relaxedSimd ? 'relaxed' : 'simd'})`;
+        assert.ok(tiles.gemmTiles(kind, n, cols) && !passes.gemmTiles(kind, n, cols), `${what}: one runs tiles, the other passes`);
+        const { w } = sameWeights(tiles, new RefKernels(), dtype, rows, cols, rand);
+        const w2 = passes.weight(dtype, rows, cols);
+        w2.data.set(w.data as never);
+        const x = tiles.f32(n * cols),
+          x2 = passes.f32(n * cols);
+        for (let i = 0; i < x.length; i++) x[i] = rand() * 2 - 1;
+        x2.set(x);
+        const out = tiles.f32(n * rows),
+          out2 = passes.f32(n * rows);
+        tiles.matmul(out, x, w, n);
+        passes.matmul(out2, x2, w2, n);
+        assert.deepEqual(out, out2, what);
+      }
+    } finally {
+      tiles.dispose();
+      passes.dispose();
     }
   }
 });
