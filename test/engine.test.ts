@@ -55,6 +55,40 @@ for (const backend of ['ref', 'wasm'] as const) {
   });
 }
 
+for (const dtype of ['q8_0', 'q4_0'] as const) {
+  test(`wasm, ${dtype} weights: each sequence's logits in a batch (8 decoding, a prompt chunk beside them) are bit for bit its logits alone`, async () => {
+    const { model, dispose } = await loadOpenELM(TINY, { backend: 'wasm', threads: 2, dtype });
+    try {
+      const V = model.config.vocab_size;
+      const seqs = Array.from({ length: 9 }, (_, i) => Array.from({ length: 3 + ((i * 5) % 11) }, (_, j) => 1 + ((i * 37 + j * 11) % (V - 1))));
+      const next = (i: number, step: number): number => 3 + ((i * 13 + step * 7) % (V - 3));
+      // alone: the prompt, then three steps
+      const want = seqs.map((p, i) => {
+        model.reset();
+        const rows = [model.forward(p).slice()];
+        for (let s = 0; s < 3; s++) rows.push(model.step(next(i, s)).slice());
+        return rows;
+      });
+      // batched: the first 8 prompts in one pass; then three steps of the 8, the 9th prompt's
+      // chunks (6 tokens, then the rest) beside the first two
+      const caches = seqs.map(() => model.newCache());
+      const batch = new BatchForward(model, 128);
+      const first = batch.run(seqs.slice(0, 8).map((ids, i) => ({ cache: caches[i], ids, logits: 'last' as const })));
+      for (let i = 0; i < 8; i++) assert.deepEqual(first.subarray(i * V, (i + 1) * V), want[i][0], `prompt ${i}`);
+      const late = seqs[8];
+      for (let s = 0; s < 3; s++) {
+        const parts = Array.from({ length: 8 }, (_, i) => ({ cache: caches[i], ids: [next(i, s)], logits: 'last' as const }));
+        const chunk = s === 0 ? late.slice(0, 6) : s === 1 ? late.slice(6) : [];
+        const rows = batch.run(chunk.length ? [...parts, { cache: caches[8], ids: chunk, logits: 'last' as const }] : parts);
+        for (let i = 0; i < 8; i++) assert.deepEqual(rows.subarray(i * V, (i + 1) * V), want[i][s + 1], `sequence ${i}, step ${s}`);
+        if (s === 1) assert.deepEqual(rows.subarray(8 * V, 9 * V), want[8][0], 'the chunked prompt');
+      }
+    } finally {
+      dispose();
+    }
+  });
+}
+
 test('adapters per sequence: base and LoRA / DoRA sequences in one batch each get their own logits', async () => {
   const { model, dispose } = await loadOpenELM(TINY, { backend: 'ref' });
   try {

@@ -42,7 +42,7 @@ export interface KernelTuning {
 export const DEFAULT_TUNING: Readonly<KernelTuning> = Object.freeze({
   quantDecodeRows: 16,
   floatDecodeRows: 8,
-  gemmMinTokensQuant: 7,
+  gemmMinTokensQuant: 4,
   gemmMinTokensFloat: 4,
 });
 
@@ -263,7 +263,7 @@ const now = (): number => (globalThis.performance ?? Date).now();
 const MARGIN = 0.95;
 
 /** bumped when the calibration changes, so records made by an older one are measured again */
-export const CALIBRATION_VERSION = 3;
+export const CALIBRATION_VERSION = 4;
 
 /** the most weight bytes a calibration fills (its throwaway backend grows by about this much) */
 export const CALIBRATION_MAX_BYTES = 256 << 20;

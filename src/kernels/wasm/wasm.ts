@@ -139,7 +139,7 @@ interface Exports {
   init_half_table(lut: number): void;
   gemm_scratch_bytes(): number;
   gemm_tiles_scratch_bytes(kind: number, n: number, cols: number): number;
-  few_tokens_max(quant: number): number;
+  float_few_tokens_max(): number;
   scale_for_f16(dst: number, src: number, len: number): void;
   decode_row(kind: number, w: number, r: number, cols: number, dst: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
@@ -339,7 +339,6 @@ export class WasmKernels implements Kernels, Calibratable {
   /** Whether the matmul gradients run the GEMM (gemm_t); with a smaller `threadScratch` they use the TS reference. */
   readonly trainGemm: boolean;
   /** the most tokens a q8_0 / q4_0 (float) matmul runs token by token through the one-token kernel: the build's own */
-  private readonly quantFewTokens: number;
   private readonly floatFewTokens: number;
   /** f16 bit pattern → f32 value, 65536 entries, for the scales of q8_0/q4_0 blocks */
   private readonly halfTable: number;
@@ -358,8 +357,7 @@ export class WasmKernels implements Kernels, Calibratable {
     this.buffers.add(memory.buffer);
     this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
     this.prefillGemm = threadScratch >= this.x.gemm_scratch_bytes();
-    this.quantFewTokens = this.x.few_tokens_max(1);
-    this.floatFewTokens = this.x.few_tokens_max(0);
+    this.floatFewTokens = this.x.float_few_tokens_max();
     this.trainGemm = threadScratch >= this.x.gemm_t_scratch_bytes();
     // the half table, then the tuning words the quantized kernels read (kernels.as LUT_BYTES, TUNE_*)
     this.halfTable = this.alloc(65536 * 4 + 64);
@@ -558,10 +556,10 @@ export class WasmKernels implements Kernels, Calibratable {
       case 'q4_0': {
         // activations → int8 blocks once per call (like llama.cpp's q8_0 × q8_0 dot)
         const nb = blocksPerRow(cols);
-        // xi (int8), xd and xs (f32), then for n ≥ 2 xw: the ints again as i16 (not for the q4_0
-        // GEMM with relaxed SIMD, whose int8 dot product reads xi)
+        // xi (int8), xd and xs (f32), then for the GEMM xw: the ints again as i16 (not for the
+        // q4_0 GEMM with relaxed SIMD, whose int8 dot product reads xi)
         const intBytes = n * nb * QK;
-        const wide = n >= 2 && !(gemm && w.dtype === 'q4_0' && this.relaxedSimd) ? 2 * intBytes : 0;
+        const wide = gemm && !(w.dtype === 'q4_0' && this.relaxedSimd) ? 2 * intBytes : 0;
         const xi = this.scratch('q', intBytes + 2 * n * nb * 4 + wide);
         const xd = xi + intBytes,
           xw = wide ? xd + 2 * n * nb * 4 : 0;
@@ -573,25 +571,12 @@ export class WasmKernels implements Kernels, Calibratable {
           const op = this.gemmTiles(kind, n, cols) ? OP.gemm_quant_tiles : OP.gemm_quant;
           return this.pool.run(op, rows, tile, this.minGrains(tile * cols * n, work), o, xw, xd, wp, rows, cols, n, kind, this.halfTable);
         }
-        // up to quantFewTokens tokens run the decode kernel token by token over rows kept in
-        // cache: granules of at least 16 rows, whole groups of the rows in flight
-        const few = n <= this.quantFewTokens;
-        const g = few ? Math.max(DECODE_GRANULE, this.tuning.quantDecodeRows) : 4;
-        return this.pool.run(
-          w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0,
-          rows,
-          g,
-          few ? this.decodeGrains(g, cols * n, work) : this.minGrains(g * cols * n, work),
-          o,
-          xi,
-          xd,
-          wp,
-          rows,
-          cols,
-          n,
-          this.halfTable,
-          xw,
-        );
+        // fewer tokens run the decode kernel token by token over rows kept in cache: granules of
+        // at least 16 rows, whole groups of the rows in flight. Both compute each row's sum in the
+        // same way (kernels.as groupBlock), so a token's result does not depend on the others.
+        const g = Math.max(DECODE_GRANULE, this.tuning.quantDecodeRows);
+        const op = w.dtype === 'q8_0' ? OP.matmul_q8_0 : OP.matmul_q4_0;
+        return this.pool.run(op, rows, g, this.decodeGrains(g, cols * n, work), o, xi, xd, wp, rows, cols, n, this.halfTable, 0);
       }
     }
   }

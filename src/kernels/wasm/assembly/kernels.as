@@ -437,18 +437,41 @@ const Q8: i32 = 0, Q4: i32 = 1;
   return load<f32>(lut + (<usize>load<u16>(wp) << 2));
 }
 
+/** lane j: the sum of the four lanes of the j-th argument (exact: integers) */
+@inline function rowSums4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const u = i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  const v = i32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return i32x4.add(i32x4.shuffle(u, v, 0, 1, 4, 5), i32x4.shuffle(u, v, 2, 3, 6, 7));
+}
+
+/** Σ w·x over the block at p (q8_0 signed, q4_0 its raw nibbles 0..15), i32x4 partial sums */
+@inline function blockDot(kind: i32, p: usize, xp: usize): v128 {
+  if (kind == Q8) return dot32(blockQ8(p), blockQ8hi(p), xp);
+  const q = v128.load(p, 2);
+  return dot32u(blockQ4(q), blockQ4hi(q), xp);
+}
+
 /**
- * One block of one weight row in the decode kernel: a += (w·x) · (dw · dx), with q4_0's
- * "− 8 · Σx" correction folded into the lanes (a quarter per lane, so hsum adds it once).
+ * One block of four weight rows (lane j: the row at pj) for one token: acc += the block's exact
+ * integer sums × scales, in the form every quantized path uses, so a row's sum is the same bits
+ * whichever kernel computes it (the GEMMs' kernelQuant8x4 / kernelQ4x8x4 end each block alike):
+ * - q8_0: acc + Σwx · (dw · dx)
+ * - q4_0 (Σ (q − 8) x = Σ q x − 8 Σ x, the block sums xs = dx · Σ x): acc + (Σqx · dx − 8 xs) · dw
+ * dx and e (= −8 xs) come splatted.
  */
-@inline function rowBlock(kind: i32, lut: usize, p: usize, xp: usize, dx: f32, xs: f32, a: v128): v128 {
-  let lo: v128, hi: v128;
-  if (kind == Q8) { lo = blockQ8(p); hi = blockQ8hi(p); }
-  else { const q = v128.load(p, 2); lo = blockQ4(q); hi = blockQ4hi(q); }
-  const dw = scale(lut, p);
-  // q4_0: dw · ((w·x) · dx − 2 · xs), the activation's two splats shared by every row of the step
-  if (kind == Q4) return madd(madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp)), f32x4.splat(dx), f32x4.splat(-2 * xs)), f32x4.splat(dw), a);
-  return madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp)), f32x4.splat(dw * dx), a);
+@inline function groupBlock(kind: i32, lut: usize, p0: usize, p1: usize, p2: usize, p3: usize, xp: usize, dx: v128, e: v128, acc: v128): v128 {
+  const sums = f32x4.convert_i32x4_s(rowSums4(blockDot(kind, p0, xp), blockDot(kind, p1, xp), blockDot(kind, p2, xp), blockDot(kind, p3, xp)));
+  const dw = f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(scale(lut, p0)), 1, scale(lut, p1)), 2, scale(lut, p2)), 3, scale(lut, p3));
+  if (kind == Q4) return madd(madd(sums, dx, e), dw, acc);
+  return madd(sums, f32x4.mul(dw, dx), acc);
+}
+
+/** lane j of a → out + j · os, for j < count */
+@inline function storeLanes(a: v128, out: usize, os: usize, count: i32 = 4): void {
+  store<f32>(out, f32x4.extract_lane(a, 0));
+  if (count > 1) store<f32>(out + os, f32x4.extract_lane(a, 1));
+  if (count > 2) store<f32>(out + 2 * os, f32x4.extract_lane(a, 2));
+  if (count > 3) store<f32>(out + 3 * os, f32x4.extract_lane(a, 3));
 }
 
 /**
@@ -461,52 +484,44 @@ const Q8: i32 = 0, Q4: i32 = 1;
  * apart: R adjacent rows (1.4 KB each in a 270M model) share 4 KiB pages, and the hardware
  * prefetchers, which follow one ascending stream per page, lose them; R slots each walking its
  * own long stretch of consecutive rows are R clean streams: 1.64x on the same decode, 2 threads.
- * Each row's sum is the same whatever R and the order. Returns the first row it did not do (the
- * tail).
+ * The rows go four to a vector (groupBlock), one row per lane, so a row's sum is what the GEMMs
+ * compute for it (lanes are rows there too); the rows left over (fewer than R) go four at a time.
  */
 @inline function decodeRows(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rowBytes: usize, nb: i32, bb: usize, lut: usize, r0: i32, r1: i32,
-  xsOff: usize, R: i32): i32 {
+  xsOff: usize, R: i32): void {
   // xs (q4_0's block sums) of this token: xd + xsOff
   // the R rows in flight are m rows apart (slot k walks rows r0 + k·m, r0 + k·m + 1, …), so each
   // slot reads one long sequential stretch of memory, which the hardware prefetchers follow
   const m = (r1 - r0) / R, S = <usize>m * rowBytes, os = <usize>m << 2;
   for (let i = 0; i < m; i++) {
     const r = r0 + i, w0 = w + <usize>r * rowBytes;
-    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    let a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
+    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
     for (let b = 0; b < nb; b++) {
-      const p = w0 + <usize>b * bb, xp = xi + (<usize>b << 5), dx = load<f32>(xd + (<usize>b << 2));
-      const xs: f32 = kind == Q4 ? load<f32>(xd + xsOff + (<usize>b << 2)) : 0;
-      a0 = rowBlock(kind, lut, p, xp, dx, xs, a0);
-      a1 = rowBlock(kind, lut, p + S, xp, dx, xs, a1);
-      a2 = rowBlock(kind, lut, p + 2 * S, xp, dx, xs, a2);
-      a3 = rowBlock(kind, lut, p + 3 * S, xp, dx, xs, a3);
-      if (R >= 8) {
-        a4 = rowBlock(kind, lut, p + 4 * S, xp, dx, xs, a4);
-        a5 = rowBlock(kind, lut, p + 5 * S, xp, dx, xs, a5);
-        a6 = rowBlock(kind, lut, p + 6 * S, xp, dx, xs, a6);
-        a7 = rowBlock(kind, lut, p + 7 * S, xp, dx, xs, a7);
-      }
+      const p = w0 + <usize>b * bb, xp = xi + (<usize>b << 5), dx = v128.load32_splat(xd + (<usize>b << 2));
+      const e = kind == Q4 ? f32x4.splat(-8 * load<f32>(xd + xsOff + (<usize>b << 2))) : dx;
+      a0 = groupBlock(kind, lut, p, p + S, p + 2 * S, p + 3 * S, xp, dx, e, a0);
+      if (R >= 8) a1 = groupBlock(kind, lut, p + 4 * S, p + 5 * S, p + 6 * S, p + 7 * S, xp, dx, e, a1);
       if (R >= 16) {
-        a8 = rowBlock(kind, lut, p + 8 * S, xp, dx, xs, a8);
-        a9 = rowBlock(kind, lut, p + 9 * S, xp, dx, xs, a9);
-        a10 = rowBlock(kind, lut, p + 10 * S, xp, dx, xs, a10);
-        a11 = rowBlock(kind, lut, p + 11 * S, xp, dx, xs, a11);
-        a12 = rowBlock(kind, lut, p + 12 * S, xp, dx, xs, a12);
-        a13 = rowBlock(kind, lut, p + 13 * S, xp, dx, xs, a13);
-        a14 = rowBlock(kind, lut, p + 14 * S, xp, dx, xs, a14);
-        a15 = rowBlock(kind, lut, p + 15 * S, xp, dx, xs, a15);
+        a2 = groupBlock(kind, lut, p + 8 * S, p + 9 * S, p + 10 * S, p + 11 * S, xp, dx, e, a2);
+        a3 = groupBlock(kind, lut, p + 12 * S, p + 13 * S, p + 14 * S, p + 15 * S, xp, dx, e, a3);
       }
     }
     const o = out + (<usize>r << 2);
-    store<f32>(o, hsum(a0)); store<f32>(o + os, hsum(a1)); store<f32>(o + 2 * os, hsum(a2)); store<f32>(o + 3 * os, hsum(a3));
-    if (R >= 8) { store<f32>(o + 4 * os, hsum(a4)); store<f32>(o + 5 * os, hsum(a5)); store<f32>(o + 6 * os, hsum(a6)); store<f32>(o + 7 * os, hsum(a7)); }
-    if (R >= 16) {
-      store<f32>(o + 8 * os, hsum(a8)); store<f32>(o + 9 * os, hsum(a9)); store<f32>(o + 10 * os, hsum(a10)); store<f32>(o + 11 * os, hsum(a11));
-      store<f32>(o + 12 * os, hsum(a12)); store<f32>(o + 13 * os, hsum(a13)); store<f32>(o + 14 * os, hsum(a14)); store<f32>(o + 15 * os, hsum(a15));
-    }
+    storeLanes(a0, o, os);
+    if (R >= 8) storeLanes(a1, o + 4 * os, os);
+    if (R >= 16) { storeLanes(a2, o + 8 * os, os); storeLanes(a3, o + 12 * os, os); }
   }
-  return r0 + m * R;
+  // the rest, four neighbouring rows at a time (a short last group repeats its last row)
+  for (let r = r0 + m * R; r < r1; r += 4) {
+    const q0 = w + <usize>r * rowBytes, q1 = rowAt(w, r + 1, r1, rowBytes), q2 = rowAt(w, r + 2, r1, rowBytes), q3 = rowAt(w, r + 3, r1, rowBytes);
+    let a = f32x4.splat(0);
+    for (let b = 0; b < nb; b++) {
+      const o = <usize>b * bb, xp = xi + (<usize>b << 5), dx = v128.load32_splat(xd + (<usize>b << 2));
+      const e = kind == Q4 ? f32x4.splat(-8 * load<f32>(xd + xsOff + (<usize>b << 2))) : dx;
+      a = groupBlock(kind, lut, q0 + o, q1 + o, q2 + o, q3 + o, xp, dx, e, a);
+    }
+    storeLanes(a, out + (<usize>r << 2), 4, min(4, r1 - r));
+  }
 }
 /** bytes of the half → f32 table (lut); the tuning words follow it (TUNE_* offsets) */
 const LUT_BYTES: usize = 65536 * 4;
@@ -514,13 +529,12 @@ const LUT_BYTES: usize = 65536 * 4;
 const TUNE_QUANT_ROWS: usize = 0;
 
 /**
- * Decode, 1 to FEW_TOKENS_MAX tokens: decodeRows over the thread's rows, the tail rows one at a
- * time; several tokens take the rows in blocks kept in cache, each token's sums exactly as if it
- * were alone (so a batch of decoding sequences gets what each would get solo). Against the pair
- * kernel and the GEMM on a 5120 × 1280 q8_0 matrix from memory, 2 threads: 2 tokens 1.49x,
- * 3 about equal, 4 1.14x, 6 1.07x, 8 0.82x (bench/ab.ts --shape). (An earlier routing of 2-3
- * tokens here coincided once with a NaN in a q4_0 speculative draft in CI; the thread pool's race
- * on stale claims, fixed since, could hand a worker a torn job descriptor.)
+ * Decode, any number of tokens (wasm.ts sends up to gemmMinTokensQuant - 1; the GEMMs take more):
+ * decodeRows over the thread's rows; several tokens take the rows in blocks kept in cache, so the
+ * weights come from memory once. Each row's sum is computed as the GEMMs compute it, so a token's
+ * result is the same alone, batched with others, or in a prompt. Against the pair kernel this path
+ * replaced and the GEMM, 5120 × 1280 q8_0 from memory, 2 threads: 2 tokens 1.49x, 3 about equal,
+ * 4 1.14x, 6 1.07x, 8 0.82x (bench/ab.ts --shape).
  */
 @inline function decodeTokens(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rows: i32, rowBytes: usize, nb: i32, bb: usize, lut: usize,
   r0: i32, r1: i32, n: i32): void {
@@ -533,28 +547,16 @@ const TUNE_QUANT_ROWS: usize = 0;
     const b1 = min(b0 + blk, r1);
     for (let t = 0; t < n; t++) {
       const ot = out + <usize>t * os, xt = xi + <usize>t * xis, dt = xd + <usize>t * xds;
-      const rd = R == 16 ? decodeRows(kind, ot, xt, dt, w, rowBytes, nb, bb, lut, b0, b1, xsOff, 16)
-        : R == 8 ? decodeRows(kind, ot, xt, dt, w, rowBytes, nb, bb, lut, b0, b1, xsOff, 8)
-        : decodeRows(kind, ot, xt, dt, w, rowBytes, nb, bb, lut, b0, b1, xsOff, 4);
-      for (let r = rd; r < b1; r++) {
-        const wr = w + <usize>r * rowBytes;
-        let a = f32x4.splat(0);
-        for (let b = 0; b < nb; b++) {
-          const xs: f32 = kind == Q4 ? load<f32>(dt + xsOff + (<usize>b << 2)) : 0;
-          a = rowBlock(kind, lut, wr + <usize>b * bb, xt + (<usize>b << 5), load<f32>(dt + (<usize>b << 2)), xs, a);
-        }
-        store<f32>(ot + (<usize>r << 2), hsum(a));
-      }
+      if (R == 16) decodeRows(kind, ot, xt, dt, w, rowBytes, nb, bb, lut, b0, b1, xsOff, 16);
+      else if (R == 8) decodeRows(kind, ot, xt, dt, w, rowBytes, nb, bb, lut, b0, b1, xsOff, 8);
+      else decodeRows(kind, ot, xt, dt, w, rowBytes, nb, bb, lut, b0, b1, xsOff, 4);
     }
   }
 }
 
-/** most tokens a quantized matmul runs through the decode kernel, one token at a time (else the pair kernel) */
-const FEW_TOKENS_MAX: i32 = 6;
-
-/** the most tokens a matmul runs token by token through the one-token kernel: quant ≠ 0 for q8_0 / q4_0, else float (wasm.ts routes by it) */
-export function few_tokens_max(quant: i32): i32 {
-  return quant ? FEW_TOKENS_MAX : FLOAT_FEW_TOKENS;
+/** the most tokens a float matmul runs token by token through the one-token kernel (wasm.ts routes by it) */
+export function float_few_tokens_max(): i32 {
+  return FLOAT_FEW_TOKENS;
 }
 
 /** fills lut[0 .. 65536) with the f32 value of every half bit pattern */
@@ -562,86 +564,17 @@ export function init_half_table(lut: usize): void {
   for (let h: u32 = 0; h < 65536; h++) store<f32>(lut + (<usize>h << 2), halfToF32(h));
 }
 
-@inline function matmulQuant(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, xw: usize, r0: i32, r1: i32): void {
+@inline function matmulQuant(kind: i32, out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, r0: i32, r1: i32): void {
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
-  const rowBytes = <usize>nb * bb, xis = <usize>nb * QK, xds = <usize>nb << 2, os = <usize>rows << 2;
-  const xsOff = <usize>n * xds; // xs [n, nb] follows xd
-  if (n <= FEW_TOKENS_MAX) {
-    decodeTokens(kind, out, xi, xd, w, rows, rowBytes, nb, bb, lut, r0, r1, n);
-    return;
-  }
-  for (let r = r0; r < r1; r++) {
-    const wr = w + <usize>r * rowBytes;
-    let t = 0;
-    // two tokens at a time (prefill): the i16 activations xw against the weight block widened to
-    // i16 once per pair, i32x4.dot_i16x8_s (pmaddwd: 8 multiply-adds); two tokens, not four, so
-    // the live vectors fit V8's 16 xmm registers (more spill to the stack every block)
-    for (; t + 2 <= n; t += 2) {
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
-      let c0: f32 = 0, c1: f32 = 0;
-      const xws = xis << 1, x0 = xw + <usize>t * xws, d0 = xd + <usize>t * xds;
-      for (let b = 0; b < nb; b++) {
-        const wp = wr + <usize>b * bb;
-        let w0: v128, w1: v128, w2: v128, w3: v128;
-        if (kind == Q8) { w0 = v128.load8x8_s(wp, 2); w1 = v128.load8x8_s(wp, 10); w2 = v128.load8x8_s(wp, 18); w3 = v128.load8x8_s(wp, 26); }
-        else {
-          const q = v128.load(wp, 2), lo = blockQ4(q), hi = blockQ4hi(q);
-          w0 = i16x8.extend_low_i8x16_u(lo); w1 = i16x8.extend_high_i8x16_u(lo);
-          w2 = i16x8.extend_low_i8x16_u(hi); w3 = i16x8.extend_high_i8x16_u(hi);
-        }
-        const dw = scale(lut, wp);
-        const xp = x0 + (<usize>b << 6), dp = d0 + (<usize>b << 2);
-        a0 = madd(f32x4.convert_i32x4_s(bdot16(w0, w1, w2, w3, xp)), f32x4.splat(dw * load<f32>(dp)), a0);
-        a1 = madd(f32x4.convert_i32x4_s(bdot16(w0, w1, w2, w3, xp + xws)), f32x4.splat(dw * load<f32>(dp + xds)), a1);
-        if (kind == Q4) {
-          c0 += dw * load<f32>(dp + xsOff);
-          c1 += dw * load<f32>(dp + xsOff + xds);
-        }
-      }
-      const o = out + <usize>t * os + (<usize>r << 2);
-      store<f32>(o, hsum(a0) - 8 * c0);
-      store<f32>(o + os, hsum(a1) - 8 * c1);
-    }
-    // single tokens (decode): two blocks per step into two accumulators
-    for (; t < n; t++) {
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
-      let c: f32 = 0;
-      const x0 = xi + <usize>t * xis, d0 = xd + <usize>t * xds;
-      let b = 0;
-      for (; b + 2 <= nb; b += 2) {
-        const wp = wr + <usize>b * bb, wq = wp + bb;
-        let lo: v128, hi: v128, lo2: v128, hi2: v128;
-        if (kind == Q8) { lo = blockQ8(wp); hi = blockQ8hi(wp); lo2 = blockQ8(wq); hi2 = blockQ8hi(wq); }
-        else {
-          const q = v128.load(wp, 2), q2 = v128.load(wq, 2);
-          lo = blockQ4(q); hi = blockQ4hi(q); lo2 = blockQ4(q2); hi2 = blockQ4hi(q2);
-        }
-        const xp = x0 + (<usize>b << 5), dp = d0 + (<usize>b << 2);
-        const dw = scale(lut, wp), dw2 = scale(lut, wq);
-        a0 = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, xp)), f32x4.splat(dw * load<f32>(dp)), a0);
-        a1 = madd(f32x4.convert_i32x4_s(bdot(kind, lo2, hi2, xp + 32)), f32x4.splat(dw2 * load<f32>(dp, 4)), a1);
-        if (kind == Q4) c += dw * load<f32>(dp + xsOff) + dw2 * load<f32>(dp + xsOff, 4);
-      }
-      if (b < nb) {
-        const wp = wr + <usize>b * bb;
-        let lo: v128, hi: v128;
-        if (kind == Q8) { lo = blockQ8(wp); hi = blockQ8hi(wp); }
-        else { const q = v128.load(wp, 2); lo = blockQ4(q); hi = blockQ4hi(q); }
-        const dw = scale(lut, wp), dp = d0 + (<usize>b << 2);
-        a0 = madd(f32x4.convert_i32x4_s(bdot(kind, lo, hi, x0 + (<usize>b << 5))), f32x4.splat(dw * load<f32>(dp)), a0);
-        if (kind == Q4) c += dw * load<f32>(dp + xsOff);
-      }
-      store<f32>(out + <usize>t * os + (<usize>r << 2), hsum(f32x4.add(a0, a1)) - 8 * c);
-    }
-  }
+  decodeTokens(kind, out, xi, xd, w, rows, <usize>nb * bb, nb, bb, lut, r0, r1, n);
 }
 
-export function matmul_q8_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, xw: usize, from: i32, to: i32, _scratch: usize): void {
-  matmulQuant(Q8, out, xi, xd, w, rows, cols, n, lut, xw, from, to);
+export function matmul_q8_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  matmulQuant(Q8, out, xi, xd, w, rows, cols, n, lut, from, to);
 }
-export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, xw: usize, from: i32, to: i32, _scratch: usize): void {
-  matmulQuant(Q4, out, xi, xd, w, rows, cols, n, lut, xw, from, to);
+export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  matmulQuant(Q4, out, xi, xd, w, rows, cols, n, lut, from, to);
 }
 
 // ---------------------------------------------------------------- prefill GEMM (n ≥ 4 tokens)
@@ -844,13 +777,12 @@ export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32,
   }
 }
 
-/** values 8v .. 8v+7 of the q8_0 / q4_0 block at wp as i16 (q4_0: nibble - 8) */
+/** values 8v .. 8v+7 of the q8_0 / q4_0 block at wp as i16 (q4_0: the nibbles 0..15; the - 8 comes with the activations' block sums) */
 @inline function widen(kind: i32, wp: usize, v: i32): v128 {
   if (kind == Q8) return v128.load8x8_s(wp + 2 + (<usize>v << 3));
   const q = v128.load(wp, 2);
   const nib = v < 2 ? blockQ4(q) : blockQ4hi(q);
-  const u = (v & 1) == 0 ? i16x8.extend_low_i8x16_u(nib) : i16x8.extend_high_i8x16_u(nib);
-  return i16x8.sub(u, i16x8.splat(8));
+  return (v & 1) == 0 ? i16x8.extend_low_i8x16_u(nib) : i16x8.extend_high_i8x16_u(nib);
 }
 
 /**
@@ -861,7 +793,7 @@ export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32,
  * token's block scale). px: the 4 tokens' activations packed by packQuantActivations, psc their
  * scales.
  */
-function kernelQuant8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
+function kernelQuant8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
   for (let b = 0; b < kb; b++) {
     let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
     let c0 = i32x4.splat(0), c1 = i32x4.splat(0), c2 = i32x4.splat(0), c3 = i32x4.splat(0);
@@ -878,6 +810,11 @@ function kernelQuant8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0
       a3 = i32x4.add(a3, i32x4.dot_i16x8_s(w0, v)); c3 = i32x4.add(c3, i32x4.dot_i16x8_s(w1, v));
     }
     const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = psc + (<usize>b << 5);
+    if (kind == Q4) {
+      // as the nibble kernel (and groupBlock): (Σqx · dx − 8 xs) · dw
+      quantBlockEnd(a0, c0, a1, c1, a2, c2, a3, c3, s0, s1, xb, o0, o1, o2, o3);
+      continue;
+    }
     let d = v128.load32_splat(xb);
     v128.store(o0, madd(f32x4.convert_i32x4_s(a0), f32x4.mul(s0, d), v128.load(o0)));
     v128.store(o0, madd(f32x4.convert_i32x4_s(c0), f32x4.mul(s1, d), v128.load(o0, 16)), 16);
@@ -900,7 +837,7 @@ function kernelQuant8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0
  * 8 steps (128 bytes) — groups KB blocks apart at xpk; and per group and block at xsc + (g · KB +
  * b) · 32: the 4 tokens' scales, then (nibbles) their block sums times -8
  */
-@inline function packQuantActivations(nibbles: bool, xw: usize, xi: usize, xd: usize, xsd: usize, nb: i32,
+@inline function packQuantActivations(q4: bool, nibbles: bool, xw: usize, xi: usize, xd: usize, xsd: usize, nb: i32,
   t0: i32, nt: i32, b0: i32, kb: i32, xpk: usize, xsc: usize, groupBlocks: i32 = KB): void {
   const tl = t0 + nt - 1, blockBytes: usize = nibbles ? 128 : 256;
   for (let q = 0; q < nt; q += 4) {
@@ -927,7 +864,7 @@ function kernelQuant8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0
       store<f32>(sc, load<f32>(xd + <usize>tb * ds + (blk << 2)), 4);
       store<f32>(sc, load<f32>(xd + <usize>tc * ds + (blk << 2)), 8);
       store<f32>(sc, load<f32>(xd + <usize>td * ds + (blk << 2)), 12);
-      if (nibbles) {
+      if (q4) {
         const xe = xd + xsd;
         store<f32>(sc, -8 * load<f32>(xe + <usize>ta * ds + (blk << 2)), 16);
         store<f32>(sc, -8 * load<f32>(xe + <usize>tb * ds + (blk << 2)), 20);
@@ -962,19 +899,30 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
       a3 = i16x8.add(a3, i16x8.relaxed_dot_i8x16_i7x16_s(v, w0)); c3 = i16x8.add(c3, i16x8.relaxed_dot_i8x16_i7x16_s(v, w1));
     }
     const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = psc + (<usize>b << 5);
-    let d = v128.load32_splat(xb), e = v128.load32_splat(xb, 16);
-    v128.store(o0, madd(madd(f32x4.convert_i32x4_s(pairSums(a0)), d, e), s0, v128.load(o0)));
-    v128.store(o0, madd(madd(f32x4.convert_i32x4_s(pairSums(c0)), d, e), s1, v128.load(o0, 16)), 16);
-    d = v128.load32_splat(xb, 4); e = v128.load32_splat(xb, 20);
-    v128.store(o1, madd(madd(f32x4.convert_i32x4_s(pairSums(a1)), d, e), s0, v128.load(o1)));
-    v128.store(o1, madd(madd(f32x4.convert_i32x4_s(pairSums(c1)), d, e), s1, v128.load(o1, 16)), 16);
-    d = v128.load32_splat(xb, 8); e = v128.load32_splat(xb, 24);
-    v128.store(o2, madd(madd(f32x4.convert_i32x4_s(pairSums(a2)), d, e), s0, v128.load(o2)));
-    v128.store(o2, madd(madd(f32x4.convert_i32x4_s(pairSums(c2)), d, e), s1, v128.load(o2, 16)), 16);
-    d = v128.load32_splat(xb, 12); e = v128.load32_splat(xb, 28);
-    v128.store(o3, madd(madd(f32x4.convert_i32x4_s(pairSums(a3)), d, e), s0, v128.load(o3)));
-    v128.store(o3, madd(madd(f32x4.convert_i32x4_s(pairSums(c3)), d, e), s1, v128.load(o3, 16)), 16);
+    quantBlockEnd(pairSums(a0), pairSums(c0), pairSums(a1), pairSums(c1), pairSums(a2), pairSums(c2), pairSums(a3), pairSums(c3),
+      s0, s1, xb, o0, o1, o2, o3);
   }
+}
+
+/**
+ * the end of a q4_0 block in the GEMMs: 8 rows' exact sums Σqx (a: rows 0..3, c: 4..7) of 4 tokens
+ * → each token's panel row (+)= (Σqx · dx − 8 xs) · dw, as groupBlock computes it for one token.
+ * xb: the 4 tokens' dx, then their −8 xs (packQuantActivations); s0, s1: the rows' dw.
+ */
+@inline function quantBlockEnd(a0: v128, c0: v128, a1: v128, c1: v128, a2: v128, c2: v128, a3: v128, c3: v128, s0: v128, s1: v128, xb: usize,
+  o0: usize, o1: usize, o2: usize, o3: usize): void {
+  let d = v128.load32_splat(xb), e = v128.load32_splat(xb, 16);
+  v128.store(o0, madd(madd(f32x4.convert_i32x4_s(a0), d, e), s0, v128.load(o0)));
+  v128.store(o0, madd(madd(f32x4.convert_i32x4_s(c0), d, e), s1, v128.load(o0, 16)), 16);
+  d = v128.load32_splat(xb, 4); e = v128.load32_splat(xb, 20);
+  v128.store(o1, madd(madd(f32x4.convert_i32x4_s(a1), d, e), s0, v128.load(o1)));
+  v128.store(o1, madd(madd(f32x4.convert_i32x4_s(c1), d, e), s1, v128.load(o1, 16)), 16);
+  d = v128.load32_splat(xb, 8); e = v128.load32_splat(xb, 24);
+  v128.store(o2, madd(madd(f32x4.convert_i32x4_s(a2), d, e), s0, v128.load(o2)));
+  v128.store(o2, madd(madd(f32x4.convert_i32x4_s(c2), d, e), s1, v128.load(o2, 16)), 16);
+  d = v128.load32_splat(xb, 12); e = v128.load32_splat(xb, 28);
+  v128.store(o3, madd(madd(f32x4.convert_i32x4_s(a3), d, e), s0, v128.load(o3)));
+  v128.store(o3, madd(madd(f32x4.convert_i32x4_s(c3), d, e), s1, v128.load(o3, 16)), 16);
 }
 
 /**
@@ -998,7 +946,7 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
       memory.fill(panel, 0, <usize>((re - rs + 7) >> 3) * TB << 5);
       for (let b0 = 0; b0 < nb; b0 += KB) {
         const kb = min(KB, nb - b0);
-        packQuantActivations(nibbles, xw, xi, xd, xsd, nb, t0, nt, b0, kb, xpk, xsc);
+        packQuantActivations(kind == Q4, nibbles, xw, xi, xd, xsd, nb, t0, nt, b0, kb, xpk, xsc);
         for (let r = rs; r < re; r += 8) {
           packQuant(kind, nibbles, w, rowBytes, r, re, b0, kb, lut, pk, ps);
           // panel: per row tile, TB tokens × 8 sums (32 bytes per token); the padding tokens of a
@@ -1008,7 +956,7 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
             const o = pt + (<usize>q << 5), g = <usize>(q >> 2);
             const o1 = q + 1 < nt ? o + 32 : junk, o2 = q + 2 < nt ? o + 64 : junk, o3 = q + 3 < nt ? o + 96 : junk;
             if (nibbles) kernelQ4x8x4(pk, ps, xpk + g * groupBytes, xsc + (g * KB << 5), kb, o, o1, o2, o3);
-            else kernelQuant8x4(pk, ps, xpk + g * groupBytes, xsc + (g * KB << 5), kb, o, o1, o2, o3);
+            else kernelQuant8x4(kind, pk, ps, xpk + g * groupBytes, xsc + (g * KB << 5), kb, o, o1, o2, o3);
           }
         }
       }
@@ -1047,7 +995,7 @@ export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
   const groups = (n + 3) >> 2;
   const pk = scratch, ps = pk + (<usize>KB << 9), stage = ps + (<usize>KB << 5);
   const xpk = stage + (rowBytes << 3), xsc = xpk + <usize>groups * groupBytes, sums = xsc + (<usize>groups * nb << 5);
-  packQuantActivations(nibbles, xw, xi, xd, xsd, nb, 0, n, 0, nb, xpk, xsc, nb);
+  packQuantActivations(kind == Q4, nibbles, xw, xi, xd, xsd, nb, 0, n, 0, nb, xpk, xsc, nb);
   for (let r = r0; r < r1; r += 8) {
     const nr = min(8, r1 - r);
     memory.copy(stage, w + <usize>r * rowBytes, <usize>nr * rowBytes);
@@ -1060,7 +1008,7 @@ export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
       for (let g: usize = 0; g < <usize>groups; g++) {
         const o = sums + (g << 7), px = xpk + g * groupBytes + <usize>b0 * blockBytes, psc = xsc + ((g * nb + b0) << 5);
         if (nibbles) kernelQ4x8x4(pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
-        else kernelQuant8x4(pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
+        else kernelQuant8x4(kind, pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
       }
     }
     for (let t = 0; t < n; t++) {
