@@ -89,6 +89,35 @@ for (const dtype of ['q8_0', 'q4_0'] as const) {
   });
 }
 
+test('prompt chunks: the oldest prompt takes what is left of a step; a younger one joins only if all of it fits', async () => {
+  const { model, dispose } = await loadOpenELM(TINY, { backend: 'ref' });
+  const run = BatchForward.prototype.run;
+  const steps: number[][][] = [];
+  BatchForward.prototype.run = function (this: BatchForward, segments) {
+    steps.push(segments.map((s) => Array.from(s.ids)));
+    return run.call(this, segments);
+  };
+  try {
+    const engine = new Engine(model, { parallel: 4, stepTokens: 8 });
+    const a = [1, 11, 12, 13, 14, 15],
+      b = [1, 21, 22, 23, 24],
+      c = [1, 31];
+    const seqs = [a, b, c].map((promptIds) => engine.submit({ promptIds, maxTokens: 2, eosIds: [], sampling: { temperature: 0 } }));
+    await Promise.all(seqs.map((s) => s.done()));
+    // step 1: all of a (6), then not 2 tokens of b (5 would not fit) but all of c (2)
+    assert.deepEqual(steps[0], [a, c]);
+    // step 2: a's and c's first decode tokens, then all of b
+    assert.deepEqual(
+      steps[1].map((ids) => ids.length),
+      [1, 1, 5],
+    );
+    assert.deepEqual(steps[1][2], b);
+  } finally {
+    BatchForward.prototype.run = run;
+    dispose();
+  }
+});
+
 test('adapters per sequence: base and LoRA / DoRA sequences in one batch each get their own logits', async () => {
   const { model, dispose } = await loadOpenELM(TINY, { backend: 'ref' });
   try {
