@@ -320,7 +320,7 @@ export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32,
  * but keeps the ints and the f32 scales in separate, aligned arrays:
  * xi: [n, nb * 32] int8 (a partial last block is zero-padded), xd: [n, nb] f32, and right after
  * xd, xs: [n, nb] f32 = d · Σ q (block sums, for q4_0's - 8 offset: Σ (q4 - 8) x = Σ q4 x - 8 Σ x).
- * With xw ≠ 0 the ints are also stored widened to i16, xw: [n, nb * 32], for the prefill paths.
+ * With xw ≠ 0 the ints are also stored widened to i16, xw: [n, nb * 32], for the GEMMs.
  * Tokens [from, to) (split over threads).
  */
 export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, xw: usize, _a6: i32, _a7: i32, _a8: i32,
@@ -587,12 +587,13 @@ export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i3
 //   each column the 12 row values side by side), then 3 tokens × 12 rows per step: three weight
 //   vectors, three broadcast activations, nine independent multiply-adds (fused with relaxed
 //   SIMD) per column;
-// - quantized (q8_0, q4_0): 8 rows × up to KB blocks widened to i16 (q4_0's nibbles minus 8, so
-//   both are plain signed blocks), laid out so each 32-bit lane holds one row's column pair, then
-//   4 tokens × 8 rows per step: i32x4.dot_i16x8_s (pmaddwd) of two weight vectors with each
-//   token's column pair broadcast, into eight i32x4 sums whose lanes are rows (no horizontal
-//   reduction); per 32-block the sums are scaled by (row scales × token scale) into the panel.
-//   With relaxed SIMD, q4_0 keeps its raw nibbles and runs the int8 dot product instead
+// - quantized (q8_0, q4_0): 8 rows × up to KB blocks widened to i16 (q4_0: its nibbles 0..15),
+//   laid out so each 32-bit lane holds one row's column pair, then 4 tokens × 8 rows per step:
+//   i32x4.dot_i16x8_s (pmaddwd) of two weight vectors with each token's column pair broadcast,
+//   into eight i32x4 sums whose lanes are rows (no horizontal reduction); per 32-block the exact
+//   integer sums go into the panel as the decode kernel's groupBlock does it (q8_0 × (row scale ×
+//   token scale); q4_0 (Σqx · dx − 8 xs) · dw), so every path gives a row the same bits. With
+//   relaxed SIMD, q4_0 keeps its raw nibbles and runs the int8 dot product instead
 //   (kernelQ4x8x4). The activations are packed per group of 4 tokens (packQuantActivations).
 // Loop order: rows in passes of RS → token block (TB) → column chunk → row tile → tokens, so the
 // activations of one (token block, column chunk), TB × KC values, stay in cache while the RS rows
@@ -745,7 +746,7 @@ export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32,
 
 /**
  * packs rows r..r+7 (clamped to < rEnd) × blocks b0..b0+kb of a q8_0 / q4_0 weight for the
- * quantized kernels, one 32-bit lane per row: as i16 (q4_0's nibbles minus 8), per block 16 steps
+ * quantized kernels, one 32-bit lane per row: as i16 (q4_0: its nibbles 0..15), per block 16 steps
  * of 32 bytes, step j holding columns 2j, 2j+1 of rows r..r+3 then of rows r+4..r+7, at pk + b ·
  * 512; or, `nibbles` (q4_0 with relaxed SIMD), the raw nibbles (0..15: valid 7-bit operands of
  * the int8 dot product), per block 8 steps of 32 bytes, step s holding columns 4s..4s+3, at pk +
