@@ -906,6 +906,84 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
 }
 
 /**
+ * kernelQuant8x4 / kernelQ4x8x4 for the last T = 1..3 tokens of a call (the rest of n / 4): the
+ * same steps for T tokens only, rather than 4 with the last repeated (5 tokens ran as 8). The
+ * same sums per token. T is a constant at each call site (kernelQuantRest).
+ */
+/** the int8 dot product of the nibble kernels (i16 pair sums); only ever called with relaxed SIMD */
+@inline function nibbleDot(x: v128, w: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(x, w);
+  return i16x8.splat(0);
+}
+
+@inline function quant8xT(kind: i32, nibbles: bool, T: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize): void {
+  for (let b = 0; b < kb; b++) {
+    let a0 = i32x4.splat(0), a1 = a0, a2 = a0, c0 = a0, c1 = a0, c2 = a0;
+    if (ASC_FEATURE_RELAXED_SIMD && nibbles) {
+      let p = pk + (<usize>b << 8), x = px + (<usize>b << 7);
+      for (const end = x + 128; x < end; x += 16, p += 32) {
+        const w0 = v128.load(p), w1 = v128.load(p, 16);
+        let v = v128.load32_splat(x);
+        a0 = i16x8.add(a0, nibbleDot(v, w0)); c0 = i16x8.add(c0, nibbleDot(v, w1));
+        if (T > 1) { v = v128.load32_splat(x, 4); a1 = i16x8.add(a1, nibbleDot(v, w0)); c1 = i16x8.add(c1, nibbleDot(v, w1)); }
+        if (T > 2) { v = v128.load32_splat(x, 8); a2 = i16x8.add(a2, nibbleDot(v, w0)); c2 = i16x8.add(c2, nibbleDot(v, w1)); }
+      }
+      a0 = pairSums(a0); c0 = pairSums(c0);
+      if (T > 1) { a1 = pairSums(a1); c1 = pairSums(c1); }
+      if (T > 2) { a2 = pairSums(a2); c2 = pairSums(c2); }
+    } else {
+      let p = pk + (<usize>b << 9), x = px + (<usize>b << 8);
+      for (const end = x + 256; x < end; x += 16, p += 32) {
+        const w0 = v128.load(p), w1 = v128.load(p, 16);
+        let v = v128.load32_splat(x);
+        a0 = i32x4.add(a0, i32x4.dot_i16x8_s(w0, v)); c0 = i32x4.add(c0, i32x4.dot_i16x8_s(w1, v));
+        if (T > 1) { v = v128.load32_splat(x, 4); a1 = i32x4.add(a1, i32x4.dot_i16x8_s(w0, v)); c1 = i32x4.add(c1, i32x4.dot_i16x8_s(w1, v)); }
+        if (T > 2) { v = v128.load32_splat(x, 8); a2 = i32x4.add(a2, i32x4.dot_i16x8_s(w0, v)); c2 = i32x4.add(c2, i32x4.dot_i16x8_s(w1, v)); }
+      }
+    }
+    const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = psc + (<usize>b << 5);
+    tokenBlockEnd(kind, a0, c0, s0, s1, xb, o0);
+    if (T > 1) tokenBlockEnd(kind, a1, c1, s0, s1, xb + 4, o1);
+    if (T > 2) tokenBlockEnd(kind, a2, c2, s0, s1, xb + 8, o2);
+  }
+}
+
+/** one token's end of a block (8 rows' exact sums a: rows 0..3, c: 4..7) into its panel row at o, as quantBlockEnd / kernelQuant8x4 */
+@inline function tokenBlockEnd(kind: i32, a: v128, c: v128, s0: v128, s1: v128, xb: usize, o: usize): void {
+  const d = v128.load32_splat(xb);
+  if (kind == Q4) {
+    const e = v128.load32_splat(xb, 16);
+    v128.store(o, madd(madd(f32x4.convert_i32x4_s(a), d, e), s0, v128.load(o)));
+    v128.store(o, madd(madd(f32x4.convert_i32x4_s(c), d, e), s1, v128.load(o, 16)), 16);
+  } else {
+    v128.store(o, madd(f32x4.convert_i32x4_s(a), f32x4.mul(s0, d), v128.load(o)));
+    v128.store(o, madd(f32x4.convert_i32x4_s(c), f32x4.mul(s1, d), v128.load(o, 16)), 16);
+  }
+}
+
+function kernelQuant8x1(kind: i32, nibbles: bool, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize): void {
+  quant8xT(kind, nibbles, 1, pk, ps, px, psc, kb, o0, o0, o0);
+}
+function kernelQuant8x2(kind: i32, nibbles: bool, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize): void {
+  quant8xT(kind, nibbles, 2, pk, ps, px, psc, kb, o0, o1, o1);
+}
+function kernelQuant8x3(kind: i32, nibbles: bool, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize): void {
+  quant8xT(kind, nibbles, 3, pk, ps, px, psc, kb, o0, o1, o2);
+}
+
+/** the tokens q .. q + min(4, n - q) of a packed group against a packed tile: the 4-token kernels, or the rest (1-3 tokens) */
+@inline function kernelGroup(kind: i32, nibbles: bool, left: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o: usize): void {
+  if (left >= 4) {
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      if (nibbles) kernelQ4x8x4(pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
+      else kernelQuant8x4(kind, pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
+    } else kernelQuant8x4(kind, pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
+  } else if (left == 3) kernelQuant8x3(kind, nibbles, pk, ps, px, psc, kb, o, o + 32, o + 64);
+  else if (left == 2) kernelQuant8x2(kind, nibbles, pk, ps, px, psc, kb, o, o + 32);
+  else kernelQuant8x1(kind, nibbles, pk, ps, px, psc, kb, o);
+}
+
+/**
  * the end of a q4_0 block in the GEMMs: 8 rows' exact sums Σqx (a: rows 0..3, c: 4..7) of 4 tokens
  * → each token's panel row (+)= (Σqx · dx − 8 xs) · dw, as groupBlock computes it for one token.
  * xb: the 4 tokens' dx, then their −8 xs (packQuantActivations); s0, s1: the rows' dw.
@@ -954,10 +1032,8 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
           // short last group go to `junk`
           const pt = panel + (<usize>((r - rs) >> 3) * TB << 5);
           for (let q = 0; q < nt; q += 4) {
-            const o = pt + (<usize>q << 5), g = <usize>(q >> 2);
-            const o1 = q + 1 < nt ? o + 32 : junk, o2 = q + 2 < nt ? o + 64 : junk, o3 = q + 3 < nt ? o + 96 : junk;
-            if (nibbles) kernelQ4x8x4(pk, ps, xpk + g * groupBytes, xsc + (g * KB << 5), kb, o, o1, o2, o3);
-            else kernelQuant8x4(kind, pk, ps, xpk + g * groupBytes, xsc + (g * KB << 5), kb, o, o1, o2, o3);
+            const g = <usize>(q >> 2);
+            kernelGroup(kind, nibbles, nt - q, pk, ps, xpk + g * groupBytes, xsc + (g * KB << 5), kb, pt + (<usize>q << 5));
           }
         }
       }
@@ -1007,9 +1083,8 @@ export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
       // rows r.. of the stage: packQuant addresses row r at w + r · rowBytes (wrapping arithmetic)
       packQuant(kind, nibbles, stage - <usize>r * rowBytes, rowBytes, r, r + nr, b0, kb, lut, pk, ps);
       for (let g: usize = 0; g < <usize>groups; g++) {
-        const o = sums + (g << 7), px = xpk + g * groupBytes + <usize>b0 * blockBytes, psc = xsc + ((g * nb + b0) << 5);
-        if (nibbles) kernelQ4x8x4(pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
-        else kernelQuant8x4(kind, pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
+        const px = xpk + g * groupBytes + <usize>b0 * blockBytes, psc = xsc + ((g * nb + b0) << 5);
+        kernelGroup(kind, nibbles, n - (<i32>g << 2), pk, ps, px, psc, kb, sums + (g << 7));
       }
     }
     for (let t = 0; t < n; t++) {
