@@ -811,23 +811,10 @@ function kernelQuant8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, 
       a3 = i32x4.add(a3, i32x4.dot_i16x8_s(w0, v)); c3 = i32x4.add(c3, i32x4.dot_i16x8_s(w1, v));
     }
     const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = psc + (<usize>b << 5);
-    if (kind == Q4) {
-      // as the nibble kernel (and groupBlock): (Σqx · dx − 8 xs) · dw
-      quantBlockEnd(a0, c0, a1, c1, a2, c2, a3, c3, s0, s1, xb, o0, o1, o2, o3);
-      continue;
-    }
-    let d = v128.load32_splat(xb);
-    v128.store(o0, madd(f32x4.convert_i32x4_s(a0), f32x4.mul(s0, d), v128.load(o0)));
-    v128.store(o0, madd(f32x4.convert_i32x4_s(c0), f32x4.mul(s1, d), v128.load(o0, 16)), 16);
-    d = v128.load32_splat(xb, 4);
-    v128.store(o1, madd(f32x4.convert_i32x4_s(a1), f32x4.mul(s0, d), v128.load(o1)));
-    v128.store(o1, madd(f32x4.convert_i32x4_s(c1), f32x4.mul(s1, d), v128.load(o1, 16)), 16);
-    d = v128.load32_splat(xb, 8);
-    v128.store(o2, madd(f32x4.convert_i32x4_s(a2), f32x4.mul(s0, d), v128.load(o2)));
-    v128.store(o2, madd(f32x4.convert_i32x4_s(c2), f32x4.mul(s1, d), v128.load(o2, 16)), 16);
-    d = v128.load32_splat(xb, 12);
-    v128.store(o3, madd(f32x4.convert_i32x4_s(a3), f32x4.mul(s0, d), v128.load(o3)));
-    v128.store(o3, madd(f32x4.convert_i32x4_s(c3), f32x4.mul(s1, d), v128.load(o3, 16)), 16);
+    tokenBlockEnd(kind, a0, c0, s0, s1, xb, o0);
+    tokenBlockEnd(kind, a1, c1, s0, s1, xb + 4, o1);
+    tokenBlockEnd(kind, a2, c2, s0, s1, xb + 8, o2);
+    tokenBlockEnd(kind, a3, c3, s0, s1, xb + 12, o3);
   }
 }
 
@@ -836,7 +823,7 @@ function kernelQuant8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, 
  * last group repeats its last token): per block and step, the 4 tokens' 4 bytes side by side (16
  * bytes) — i16 column pairs, 16 steps (256 bytes per block), or with `nibbles` int8 column quads,
  * 8 steps (128 bytes) — groups KB blocks apart at xpk; and per group and block at xsc + (g · KB +
- * b) · 32: the 4 tokens' scales, then (nibbles) their block sums times -8
+ * b) · 32: the 4 tokens' scales, then (q4) their block sums times -8
  */
 @inline function packQuantActivations(q4: bool, nibbles: bool, xw: usize, xi: usize, xd: usize, xsd: usize, nb: i32,
   t0: i32, nt: i32, b0: i32, kb: i32, xpk: usize, xsc: usize, groupBlocks: i32 = KB): void {
@@ -900,15 +887,17 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
       a3 = i16x8.add(a3, i16x8.relaxed_dot_i8x16_i7x16_s(v, w0)); c3 = i16x8.add(c3, i16x8.relaxed_dot_i8x16_i7x16_s(v, w1));
     }
     const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = psc + (<usize>b << 5);
-    quantBlockEnd(pairSums(a0), pairSums(c0), pairSums(a1), pairSums(c1), pairSums(a2), pairSums(c2), pairSums(a3), pairSums(c3),
-      s0, s1, xb, o0, o1, o2, o3);
+    tokenBlockEnd(Q4, pairSums(a0), pairSums(c0), s0, s1, xb, o0);
+    tokenBlockEnd(Q4, pairSums(a1), pairSums(c1), s0, s1, xb + 4, o1);
+    tokenBlockEnd(Q4, pairSums(a2), pairSums(c2), s0, s1, xb + 8, o2);
+    tokenBlockEnd(Q4, pairSums(a3), pairSums(c3), s0, s1, xb + 12, o3);
   }
 }
 
 /**
  * kernelQuant8x4 / kernelQ4x8x4 for the last T = 1..3 tokens of a call (the rest of n / 4): the
  * same steps for T tokens only, rather than 4 with the last repeated (5 tokens ran as 8). The
- * same sums per token. T is a constant at each call site (kernelQuantRest).
+ * same sums per token. T is a constant at each call site (kernelQuant8x1 .. 8x3, chosen by kernelGroup).
  */
 /** the int8 dot product of the nibble kernels (i16 pair sums); only ever called with relaxed SIMD */
 @inline function nibbleDot(x: v128, w: v128): v128 {
@@ -948,7 +937,11 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
   }
 }
 
-/** one token's end of a block (8 rows' exact sums a: rows 0..3, c: 4..7) into its panel row at o, as quantBlockEnd / kernelQuant8x4 */
+/**
+ * one token's end of a block in the GEMMs: 8 rows' exact sums (a: rows 0..3, c: 4..7) into its
+ * panel row at o, as groupBlock does it: q8_0 acc + Σwx · (dw · dx), q4_0 acc + (Σqx · dx − 8 xs)
+ * · dw. xb: the token's dx, and 16 bytes on its −8 xs (packQuantActivations); s0, s1: the rows' dw
+ */
 @inline function tokenBlockEnd(kind: i32, a: v128, c: v128, s0: v128, s1: v128, xb: usize, o: usize): void {
   const d = v128.load32_splat(xb);
   if (kind == Q4) {
@@ -981,27 +974,6 @@ function kernelQuant8x3(kind: i32, nibbles: bool, pk: usize, ps: usize, px: usiz
   } else if (left == 3) kernelQuant8x3(kind, nibbles, pk, ps, px, psc, kb, o, o + 32, o + 64);
   else if (left == 2) kernelQuant8x2(kind, nibbles, pk, ps, px, psc, kb, o, o + 32);
   else kernelQuant8x1(kind, nibbles, pk, ps, px, psc, kb, o);
-}
-
-/**
- * the end of a q4_0 block in the GEMMs: 8 rows' exact sums Σqx (a: rows 0..3, c: 4..7) of 4 tokens
- * → each token's panel row (+)= (Σqx · dx − 8 xs) · dw, as groupBlock computes it for one token.
- * xb: the 4 tokens' dx, then their −8 xs (packQuantActivations); s0, s1: the rows' dw.
- */
-@inline function quantBlockEnd(a0: v128, c0: v128, a1: v128, c1: v128, a2: v128, c2: v128, a3: v128, c3: v128, s0: v128, s1: v128, xb: usize,
-  o0: usize, o1: usize, o2: usize, o3: usize): void {
-  let d = v128.load32_splat(xb), e = v128.load32_splat(xb, 16);
-  v128.store(o0, madd(madd(f32x4.convert_i32x4_s(a0), d, e), s0, v128.load(o0)));
-  v128.store(o0, madd(madd(f32x4.convert_i32x4_s(c0), d, e), s1, v128.load(o0, 16)), 16);
-  d = v128.load32_splat(xb, 4); e = v128.load32_splat(xb, 20);
-  v128.store(o1, madd(madd(f32x4.convert_i32x4_s(a1), d, e), s0, v128.load(o1)));
-  v128.store(o1, madd(madd(f32x4.convert_i32x4_s(c1), d, e), s1, v128.load(o1, 16)), 16);
-  d = v128.load32_splat(xb, 8); e = v128.load32_splat(xb, 24);
-  v128.store(o2, madd(madd(f32x4.convert_i32x4_s(a2), d, e), s0, v128.load(o2)));
-  v128.store(o2, madd(madd(f32x4.convert_i32x4_s(c2), d, e), s1, v128.load(o2, 16)), 16);
-  d = v128.load32_splat(xb, 12); e = v128.load32_splat(xb, 28);
-  v128.store(o3, madd(madd(f32x4.convert_i32x4_s(a3), d, e), s0, v128.load(o3)));
-  v128.store(o3, madd(madd(f32x4.convert_i32x4_s(c3), d, e), s1, v128.load(o3, 16)), 16);
 }
 
 /**
