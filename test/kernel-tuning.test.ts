@@ -37,7 +37,8 @@ test('every rows-in-flight variant gives bit-identical one-token matmuls, within
   const k = await createWasmKernels({ threads: 2, tuning: 'default', minParallelWork: 0, chunkWork: 1 });
   try {
     const rand = rng(7);
-    // odd row counts: whole groups of 16, 8, 4 rows and a tail done one row at a time
+    // odd row counts: whole groups of 16, 8, 4 rows and a tail (quantized: four rows at a time, the
+    // last group repeating its last row; float: one row at a time)
     for (const [dtype, rows, cols] of [
       ['q8_0', 77, 96],
       ['q4_0', 53, 160],
