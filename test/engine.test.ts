@@ -118,6 +118,52 @@ test('prompt chunks: the oldest prompt takes what is left of a step; a younger o
   }
 });
 
+test('refill wait: a request sent just after a sequence ended joins the next step, which waits for it (at most refillWaitMs)', async () => {
+  const { model, dispose } = await loadOpenELM(TINY, { backend: 'ref' });
+  const run = BatchForward.prototype.run;
+  // each step takes 20 ms, as a step of a real model on a CPU does; a step records whether c's prompt is in it
+  let steps: { at: number; c: boolean }[] = [];
+  BatchForward.prototype.run = function (this: BatchForward, segments) {
+    steps.push({ at: performance.now(), c: segments.some((s) => s.ids.length === 2 && s.ids[0] === 31 && s.ids[1] === 32) });
+    const until = performance.now() + 20;
+    while (performance.now() < until);
+    return run.call(this, segments);
+  };
+  // a, ending after 2 tokens, is replaced by c 5 ms later (a client's next request); b decodes on.
+  // c shares only BOS with the cached prompts, so its step feeds [31, 32]
+  const serve = async (refillWaitMs: number, replace: boolean) => {
+    steps = [];
+    const engine = new Engine(model, { parallel: 4, stepTokens: 16, refillWaitMs });
+    const opts = { maxTokens: 2, eosIds: [], sampling: { temperature: 0 } };
+    const a = engine.submit({ promptIds: [1, 11, 12], ...opts });
+    const b = engine.submit({ promptIds: [1, 21, 22], ...opts, maxTokens: 12 });
+    await a.done();
+    const ended = steps.length; // the step that ended a
+    let c: Promise<number[]> | null = null;
+    if (replace) {
+      await new Promise((r) => setTimeout(r, 5));
+      c = engine.submit({ promptIds: [1, 31, 32], ...opts }).done();
+    }
+    await Promise.all([b.done(), c]);
+    return { joined: steps.findIndex((s) => s.c) - ended, gap: steps[ended].at - steps[ended - 1].at - 20 };
+  };
+  try {
+    // without waiting, the next step starts at once and c's prompt joins the one after it
+    assert.ok((await serve(0, true)).joined >= 1);
+    // waiting: c joins the next step, which starts as soon as c arrives, well before 200 ms
+    const waited = await serve(200, true);
+    assert.equal(waited.joined, 0);
+    assert.ok(waited.gap >= 4 && waited.gap < 150, `the step waited ${waited.gap} ms`);
+    // nobody comes: the next step waits the whole 60 ms, then b goes on
+    const alone = await serve(60, false);
+    assert.ok(alone.gap >= 55, `the step waited ${alone.gap} ms`);
+    assert.throws(() => new Engine(model, { refillWaitMs: -1 }), /refillWaitMs/);
+  } finally {
+    BatchForward.prototype.run = run;
+    dispose();
+  }
+});
+
 test('adapters per sequence: base and LoRA / DoRA sequences in one batch each get their own logits', async () => {
   const { model, dispose } = await loadOpenELM(TINY, { backend: 'ref' });
   try {

@@ -107,6 +107,14 @@ export interface EngineOptions {
   stepTokens?: number;
   /** KV cache capacity of each slot (default: the model's context) */
   contextLength?: number;
+  /**
+   * after a step that ended sequences, how long (ms) the next step may wait for requests to take
+   * the freed slots, when none wait yet (default 0). A client that sends its next request as soon
+   * as one ends reaches the engine a few ms after the step that ended it, when the next step (all
+   * of it, tens to hundreds of ms on a CPU) has already begun: waiting that long lets its prompt
+   * join that step instead of the one after it. The server uses 10 (`openelm serve --refill-wait`).
+   */
+  refillWaitMs?: number;
   /** adapters by name, usable per request */
   adapters?: ReadonlyMap<string, ForwardAdapter>;
   /** speculative decoding: a draft model (same vocabulary; its own KV cache per slot) or prompt lookup */
@@ -337,6 +345,12 @@ export class Engine implements ServingEngine {
   private readonly adapters: ReadonlyMap<string, ForwardAdapter>;
   private running: Promise<void> | null = null;
   private clock = 0;
+  readonly refillWaitMs: number;
+  /** slots freed by the sequences that ended in the last step, and the requests submitted since it ended */
+  private ended = 0;
+  private arrived = 0;
+  /** wakes the loop waiting for requests to refill freed slots */
+  private onArrival: (() => void) | null = null;
   /** speculative decoding: draft tokens per round (0: off) and the drafter */
   readonly draftTokens: number;
   private readonly draft: OpenELM | null;
@@ -355,6 +369,10 @@ export class Engine implements ServingEngine {
     if (!(Number.isInteger(maxQueue) && maxQueue >= 0)) throw new RangeError(`maxQueue must be an integer ≥ 0, got ${maxQueue}`);
     if (!(Number.isInteger(stepTokens) && stepTokens >= parallel))
       throw new RangeError(`stepTokens must be an integer ≥ parallel (${parallel}), got ${stepTokens}`);
+    const refillWaitMs = opts.refillWaitMs ?? 0;
+    if (!(Number.isFinite(refillWaitMs) && refillWaitMs >= 0 && refillWaitMs <= 1000))
+      throw new RangeError(`refillWaitMs must be a number of ms in [0, 1000], got ${refillWaitMs}`);
+    this.refillWaitMs = refillWaitMs;
     this.parallel = parallel;
     this.maxQueue = maxQueue;
     this.stepTokens = stepTokens;
@@ -426,6 +444,8 @@ export class Engine implements ServingEngine {
     }
     this.waiting.push(seq);
     this.admit();
+    this.arrived++;
+    if (this.onArrival && this.arrived >= this.ended) this.onArrival();
     this.kick();
     return seq;
   }
@@ -477,10 +497,25 @@ export class Engine implements ServingEngine {
       this.stats.active = this.slots.filter((s) => s.seq).length;
       this.stats.waiting = this.waiting.length;
       if (this.stats.active === 0) return;
+      this.ended = 0;
       this.step();
       this.stats.steps++;
+      this.arrived = 0;
       await new Promise<void>((r) => setImmediate(r)); // HTTP, timers and cancellations run between steps
+      if (this.refillWaitMs > 0 && this.arrived < this.ended && this.waiting.length === 0 && this.slots.some((s) => s.seq)) await this.refillWait();
     }
+  }
+
+  /** Waits until as many requests arrived as the last step ended sequences, or refillWaitMs. */
+  private async refillWait(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.refillWaitMs);
+      this.onArrival = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.onArrival = null;
   }
 
   /** Moves waiting sequences into free slots, FIFO, reusing the longest cached prefix. */
@@ -531,6 +566,7 @@ export class Engine implements ServingEngine {
   }
 
   private release(slot: Slot): void {
+    if (slot.seq) this.ended++;
     if (slot.seq) slot.seq.slot = null;
     slot.seq = null;
     slot.lastUsed = ++this.clock;

@@ -24,7 +24,7 @@ export interface EngineWorkerInit {
   /** a model folder or hub repo id */
   model: string;
   load: Omit<LoadOptions, 'onProgress'>;
-  engine: { parallel?: number; maxQueue?: number; stepTokens?: number };
+  engine: { parallel?: number; maxQueue?: number; stepTokens?: number; refillWaitMs?: number };
   adapters?: { name: string; dir: string }[];
   /** a draft model (folder or repo id) and its dtype, or prompt lookup */
   speculative?: { draftModel?: string; draftDtype?: LoadDType; draftTokens?: number; promptLookup?: number };

@@ -30,6 +30,9 @@ Options:
       --parallel N           sequences decoded together, each with its own KV cache (default 8)
       --queue N              requests waiting for a sequence before 429 (default 64)
       --step-tokens N        most tokens in one batched step (decode + prompt chunks; default 64)
+      --refill-wait MS       after a step that ended sequences, wait up to MS ms for requests to
+                             take their slots before the next step (default 10; 0: never wait), so
+                             a client's next request joins the step that starts now, not the one after
       --api-key KEY          require "Authorization: Bearer KEY" (default: $OPENELM_API_KEY, else none)
       --served-name NAME     the model id clients send (default: the --model argument)
       --adapter NAME=DIR     serve a LoRA / DoRA adapter as model NAME (repeatable)
@@ -52,6 +55,7 @@ Examples:
       parallel: { type: 'string' },
       queue: { type: 'string' },
       'step-tokens': { type: 'string' },
+      'refill-wait': { type: 'string' },
       'api-key': { type: 'string' },
       'served-name': { type: 'string' },
       adapter: { type: 'string', multiple: true },
@@ -63,6 +67,7 @@ Examples:
     const parallel = num(v.parallel as string | undefined, 'parallel', { int: true, min: 1, max: 256 }) ?? 8;
     const maxQueue = num(v.queue as string | undefined, 'queue', { int: true, min: 0, max: 100000 }) ?? 64;
     const stepTokens = num(v['step-tokens'] as string | undefined, 'step-tokens', { int: true, min: parallel, max: 4096 }) ?? Math.max(64, parallel);
+    const refillWaitMs = num(v['refill-wait'] as string | undefined, 'refill-wait', { min: 0, max: 1000 }) ?? 10;
     const maxTokens = num(v['max-tokens'] as string | undefined, 'max-tokens', { int: true, min: 1 }) ?? 4096;
     const adapterSpecs = ((v.adapter as string[] | undefined) ?? []).map((s) => {
       const i = s.indexOf('=');
@@ -95,7 +100,7 @@ Examples:
         throw e;
       }
       const d = draft;
-      engine = new Engine(model, { parallel, maxQueue, stepTokens, adapters, speculative: d.spec });
+      engine = new Engine(model, { parallel, maxQueue, stepTokens, refillWaitMs, adapters, speculative: d.spec });
       draftDir = d.spec?.draft ? String(v['draft-model']) : null;
       close = async () => {
         await engine.idle();
@@ -118,7 +123,7 @@ Examples:
       const w = await WorkerEngine.start({
         model: dir,
         load,
-        engine: { parallel, maxQueue, stepTokens },
+        engine: { parallel, maxQueue, stepTokens, refillWaitMs },
         adapters: adapterSpecs,
         speculative: spec && { ...spec, draftModel: draftSource },
       });
