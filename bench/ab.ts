@@ -6,7 +6,9 @@
 //   npm run bench:ab -- --b /tmp/variant/kernels-relaxed.wasm [--dtype bf16] [--shape 1536,1280,128]
 //   npm run bench:ab -- --b /tmp/variant/kernels-relaxed.wasm --model DIR [--dtype q4]
 //
-// --a defaults to the committed relaxed-SIMD build. Without --model: one matmul of --shape
+// --a defaults to the committed relaxed-SIMD build. --a-tuning / --b-tuning JSON: kernel tuning
+// fields over DEFAULT_TUNING for that side (e.g. '{"gemmMinTokensFloat":64}': a routing choice
+// against another; otherwise both follow OPENELM_KERNEL_TUNING). Without --model: one matmul of --shape
 // (rows, cols, tokens), the weights rotated through ≥ 96 MB of copies so they come from memory
 // as in a model (--copies 1: the same weights every call, from cache). With --model: the prefill of a --prompt-token prompt (default 128; two copies
 // of the model, one per build); with --decode, 32 decode steps after a 4-token prompt instead. Prints the best of each and the median of the per-round ratios B/A (> 1: B faster).
@@ -16,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { parseDType } from '../src/cli/model-options.ts';
 import type { WeightDType } from '../src/kernels/types.ts';
+import { DEFAULT_TUNING, type KernelTuning } from '../src/kernels/wasm/tuning.ts';
 import { createWasmKernels } from '../src/kernels/wasm/wasm.ts';
 import { checkpointSource } from '../src/load.ts';
 import { OpenELM } from '../src/model/openelm.ts';
@@ -32,6 +35,8 @@ const { values } = parseArgs({
     copies: { type: 'string' },
     decode: { type: 'boolean', default: false },
     prompt: { type: 'string', default: '128' },
+    'a-tuning': { type: 'string' },
+    'b-tuning': { type: 'string' },
   },
 });
 if (!values.b) throw new Error('bench/ab.ts: --b BUILD.wasm is required (see the header)');
@@ -40,8 +45,9 @@ const threads = Number(values.threads),
   rounds = Number(values.rounds);
 
 /** a function running one measured unit of work with the build in `file` */
-async function setup(file: string): Promise<() => void> {
-  const kernels = await createWasmKernels({ threads, binary: new Uint8Array(readFileSync(file)) });
+async function setup(file: string, tuningJson: string | undefined): Promise<() => void> {
+  const tuning = tuningJson ? { ...DEFAULT_TUNING, ...(JSON.parse(tuningJson) as Partial<KernelTuning>) } : undefined;
+  const kernels = await createWasmKernels({ threads, binary: new Uint8Array(readFileSync(file)), tuning });
   if (values.model) {
     const dtype = parseDType(values.dtype);
     const model = OpenELM.load(checkpointSource(values.model), { kernels, dtype, contextLength: 256 }, values.model);
@@ -75,8 +81,8 @@ async function setup(file: string): Promise<() => void> {
   return () => kernels.matmul(y, x, weights[(c = (c + 1) % weights.length)], n);
 }
 
-const A = await setup(values.a),
-  B = await setup(values.b);
+const A = await setup(values.a, values['a-tuning']),
+  B = await setup(values.b, values['b-tuning']);
 for (let i = 0; i < 3; i++) {
   A();
   B();

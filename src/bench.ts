@@ -150,5 +150,5 @@ export function formatTuning(t: KernelTuning & { source: TuningSource; skipped?:
   const from = t.skipped
     ? `defaults, not calibrated: ${t.skipped}`
     : { default: 'fixed defaults', calibrated: 'calibrated now', cache: 'calibrated earlier, cached', given: 'given' }[t.source];
-  return `decode rows in flight: quantized ${t.quantDecodeRows}, float ${t.floatDecodeRows} (${from}) · GEMM from ${t.gemmMinTokensQuant} tokens (quantized) / ${t.gemmMinTokensFloat} (float)`;
+  return `decode rows in flight: quantized ${t.quantDecodeRows}, float ${t.floatDecodeRows} (${from}) · GEMM from ${t.gemmMinTokensQuant} tokens (quantized) / ${t.gemmMinTokensFloat} (f16; f32 and bf16 never pack)`;
 }

@@ -80,8 +80,9 @@ for (const relaxed of variants) {
     test(`matmul, every dtype, odd shapes (${tag})`, async () => {
       await withKernels(threads, relaxed, (k) => {
         if (relaxed) assert.ok(k.relaxedSimd);
-        // n ≥ 4 runs the prefill GEMMs: row tiles of 12 (float) / 8 (quantized) with partial last
-        // tiles, token groups of 3 / 4 with partial last groups; 1100 columns span three packed
+        // n ≥ 4 runs the prefill GEMMs (f16, q8_0, q4_0): row tiles of 12 (f16) / 8 (quantized)
+        // with partial last tiles, token groups of 3 / 4 with partial last groups; f32 / bf16 tiles
+        // of 2 rows × 4 tokens, the last row and the last 1-3 tokens apart; 1100 columns span three packed
         // column chunks (512 each), 260 tokens three token blocks (128 each); up to 64 tokens the
         // quantized GEMM runs tile by tile (gemm_quant_tiles), 70 and 260 in passes
         const cases: [number, number, number[]][] = [
@@ -522,7 +523,8 @@ test('a matvec of more rows than the pool has granules (> 32766 granules on 2 th
 test('tokens at once (a batch of decoding sequences, a prompt) give each token exactly what it gets alone', async () => {
   // q8_0 / q4_0: every path (the one-token kernel token by token, the GEMM tile by tile and in
   // passes) computes a row's sum the same way (kernels.as groupBlock), so any batch matches solo
-  // decoding bit for bit; float weights for 2-3 tokens (the one-token kernel token by token)
+  // decoding bit for bit; f32 / bf16 likewise (the one-token kernel's order in tiles of 2 rows ×
+  // 4 tokens), f16 for 2-3 tokens (the one-token kernel token by token)
   for (const relaxedSimd of [true, false]) {
     const k = await createWasmKernels({ threads: 2, relaxedSimd, tuning: 'default', minParallelWork: 0, chunkWork: 1 });
     try {
@@ -531,11 +533,13 @@ test('tokens at once (a batch of decoding sequences, a prompt) give each token e
         ['q8_0', 1000, 160],
         ['q4_0', 531, 96],
         ['bf16', 700, 72],
+        ['bf16', 301, 77],
         ['f16', 333, 264],
         ['f32', 250, 40],
+        ['f32', 99, 44],
       ] as [WeightDType, number, number][]) {
         const { w } = sameWeights(k, new RefKernels(), dtype, rows, cols, rand);
-        for (const n of dtype === 'q8_0' || dtype === 'q4_0' ? [2, 3, 5, 6, 7, 8, 33, 70] : [2, 3]) {
+        for (const n of dtype === 'f16' ? [2, 3] : [2, 3, 5, 6, 7, 8, 33, 70]) {
           const x = k.f32(n * cols);
           for (let i = 0; i < x.length; i++) x[i] = rand() * 2 - 1;
           const out = k.f32(n * rows);

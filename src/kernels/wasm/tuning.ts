@@ -34,7 +34,7 @@ export interface KernelTuning {
   floatDecodeRows: 4 | 8;
   /** matmul of this many tokens or more on q8_0 / q4_0 weights runs the packed GEMM (≥ 3) */
   gemmMinTokensQuant: number;
-  /** the same for f32 / bf16 / f16 weights (≥ 3) */
+  /** the same for f16 weights (≥ 3; f32 and bf16 never pack: kernels.as tilesFloat) */
   gemmMinTokensFloat: number;
 }
 

@@ -522,8 +522,10 @@ export class WasmKernels implements Kernels, Calibratable {
       xp = this.ptr(x, 'x'),
       wp = this.ptr(w.data, 'w');
     const quant = w.dtype === 'q8_0' || w.dtype === 'q4_0';
+    // f32 / bf16 never pack: their tiles of 2 rows × 4 tokens (kernels.as tilesFloat) outran the
+    // packed GEMM at every size measured, and sum as the one-token kernel does (docs/kernels.md)
     const work = rows * cols * n,
-      gemm = n >= (quant ? this.tuning.gemmMinTokensQuant : this.tuning.gemmMinTokensFloat) && this.prefillGemm;
+      gemm = n >= (quant ? this.tuning.gemmMinTokensQuant : this.tuning.gemmMinTokensFloat) && this.prefillGemm && w.dtype !== 'f32' && w.dtype !== 'bf16';
     switch (w.dtype) {
       case 'f32':
       case 'bf16':

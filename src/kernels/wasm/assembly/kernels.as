@@ -279,10 +279,96 @@ const FLOAT_FEW_TOKENS: i32 = 3;
   }
 }
 
+/**
+ * R rows (1-2) × T tokens (1-4) of an f32 / bf16 matmul, every (row, token) sum taken in
+ * decodeRowsFloat's order: one f32x4 over the columns four at a time up to the last multiple of 8,
+ * hsum, then the rest one by one. Each weight vector is decoded once for the T tokens.
+ */
+@inline function tileFloat(kind: i32, R: i32, T: i32, out: usize, os: usize, x: usize, xs: usize, w: usize, wStride: usize, cols: i32): void {
+  let a00 = f32x4.splat(0), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  const c8 = cols & ~7, w1 = w + wStride;
+  for (let i = 0; i < c8; i += 4) {
+    const xp = x + (<usize>i << 2);
+    const v0 = load4(kind, w, i);
+    const x0 = v128.load(xp);
+    const x1 = T >= 2 ? v128.load(xp + xs) : x0;
+    const x2 = T >= 3 ? v128.load(xp + 2 * xs) : x0;
+    const x3 = T >= 4 ? v128.load(xp + 3 * xs) : x0;
+    a00 = madd(v0, x0, a00);
+    if (T >= 2) a01 = madd(v0, x1, a01);
+    if (T >= 3) a02 = madd(v0, x2, a02);
+    if (T >= 4) a03 = madd(v0, x3, a03);
+    if (R >= 2) {
+      const v1 = load4(kind, w1, i);
+      a10 = madd(v1, x0, a10);
+      if (T >= 2) a11 = madd(v1, x1, a11);
+      if (T >= 3) a12 = madd(v1, x2, a12);
+      if (T >= 4) a13 = madd(v1, x3, a13);
+    }
+  }
+  let s00 = hsum(a00), s01 = hsum(a01), s02 = hsum(a02), s03 = hsum(a03);
+  let s10 = hsum(a10), s11 = hsum(a11), s12 = hsum(a12), s13 = hsum(a13);
+  const k = outScale(kind);
+  for (let i = c8; i < cols; i++) {
+    const xp = x + (<usize>i << 2), u0 = load1(kind, w, i);
+    s00 += u0 * load<f32>(xp);
+    if (T >= 2) s01 += u0 * load<f32>(xp + xs);
+    if (T >= 3) s02 += u0 * load<f32>(xp + 2 * xs);
+    if (T >= 4) s03 += u0 * load<f32>(xp + 3 * xs);
+    if (R >= 2) {
+      const u1 = load1(kind, w1, i);
+      s10 += u1 * load<f32>(xp);
+      if (T >= 2) s11 += u1 * load<f32>(xp + xs);
+      if (T >= 3) s12 += u1 * load<f32>(xp + 2 * xs);
+      if (T >= 4) s13 += u1 * load<f32>(xp + 3 * xs);
+    }
+  }
+  store<f32>(out, s00 * k);
+  if (T >= 2) store<f32>(out + os, s01 * k);
+  if (T >= 3) store<f32>(out + 2 * os, s02 * k);
+  if (T >= 4) store<f32>(out + 3 * os, s03 * k);
+  if (R >= 2) {
+    store<f32>(out, s10 * k, 4);
+    if (T >= 2) store<f32>(out + os, s11 * k, 4);
+    if (T >= 3) store<f32>(out + 2 * os, s12 * k, 4);
+    if (T >= 4) store<f32>(out + 3 * os, s13 * k, 4);
+  }
+}
+
+/** rows [r0, r1) × T tokens (1-4) by tiles of 2 rows (the last alone) */
+@inline function tileRowsFloat(kind: i32, T: i32, out: usize, os: usize, x: usize, xs: usize, w: usize, wStride: usize, cols: i32, r0: i32, r1: i32): void {
+  let r = r0;
+  for (; r + 2 <= r1; r += 2) tileFloat(kind, 2, T, out + (<usize>r << 2), os, x, xs, w + <usize>r * wStride, wStride, cols);
+  if (r < r1) tileFloat(kind, 1, T, out + (<usize>r << 2), os, x, xs, w + <usize>r * wStride, wStride, cols);
+}
+
+/**
+ * f32 / bf16, any number of tokens: tiles of 2 rows × 4 tokens over blocks of rows kept in cache
+ * (~FEW_TOKEN_BLOCK_BYTES: the weights come from memory once), each (row, token) sum exactly what
+ * the one-token kernel gives, so a sequence batched with others gets its solo logits bit for bit
+ */
+@inline function tilesFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, r0: i32, r1: i32): void {
+  const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
+  const blk = fewTokenBlock(n, r0, r1, wStride, 2);
+  for (let b0 = r0; b0 < r1; b0 += blk) {
+    const b1 = min(b0 + blk, r1);
+    let t = 0;
+    for (; t + 4 <= n; t += 4) tileRowsFloat(kind, 4, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
+    const ot = out + <usize>t * os, xt = x + <usize>t * xs;
+    if (n - t == 3) tileRowsFloat(kind, 3, ot, os, xt, xs, w, wStride, cols, b0, b1);
+    else if (n - t == 2) tileRowsFloat(kind, 2, ot, os, xt, xs, w, wStride, cols, b0, b1);
+    else if (n - t == 1) tileRowsFloat(kind, 1, ot, os, xt, xs, w, wStride, cols, b0, b1);
+  }
+}
+
 /** rowsInFlight: decodeRowsFloat's R for one token (4 or 8; anything else: 8) */
 @inline function matmulFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, r0: i32, r1: i32): void {
   if (n <= FLOAT_FEW_TOKENS) {
     fewTokensFloat(kind, out, x, w, rows, cols, n, rowsInFlight, r0, r1, 0);
+    return;
+  }
+  if (kind == F32 || kind == BF16) {
+    tilesFloat(kind, out, x, w, rows, cols, n, r0, r1);
     return;
   }
   const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
@@ -732,16 +818,16 @@ function kernelFloat3x12(pk: usize, x0: usize, x1: usize, x2: usize, kc: i32, o0
 }
 
 /**
- * f32 / bf16 / f16 weights (kind 0, 1, 2), n ≥ 1 tokens of plain (unscaled) f32 activations. Items:
+ * f16 weights (kind 2; f32 and bf16 matmuls run tilesFloat, which outran this GEMM at every size
+ * measured), n ≥ 1 tokens of plain (unscaled) f32 activations. Items:
  * weight rows [from, to) (tiles of 12), or with byTokens tokens [from, to) (blocks of TB): a thread
  * claiming rows reads every token's activations for them, one claiming tokens only its own, and
  * the weight tiles are packed per token block either way (see gemm_t)
  */
 export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, kind: i32, byTokens: i32, _a8: i32, from: i32, to: i32, scratch: usize): void {
   const r0 = byTokens ? 0 : from, r1 = byTokens ? rows : to, n0 = byTokens ? from : 0, n1 = byTokens ? to : n;
-  if (kind == F32) gemmFloat(F32, out, x, w, rows, cols, r0, r1, n0, n1, scratch);
-  else if (kind == BF16) gemmFloat(BF16, out, x, w, rows, cols, r0, r1, n0, n1, scratch);
-  else gemmFloat(F16, out, x, w, rows, cols, r0, r1, n0, n1, scratch);
+  if (kind == F16) gemmFloat(F16, out, x, w, rows, cols, r0, r1, n0, n1, scratch);
+  else unreachable();
 }
 
 /**
