@@ -379,6 +379,30 @@ describe('concurrency and the disk', () => {
     assert.ok(fs.readFileSync(path.join(dir, 'model.safetensors')).equals(WEIGHTS));
   });
 
+  test('an empty lock (its maker about to write its pid) is waited for; one left empty for seconds is taken over', async () => {
+    fs.mkdirSync(blobsDir(), { recursive: true });
+    const lock = `${path.join(blobsDir(), sha256(WEIGHTS))}.lock`;
+    // what another process's exclusive create looks like before it writes its holder: taking it
+    // over then made two downloaders of one blob (the second's rename failed with ENOENT)
+    fs.writeFileSync(lock, '');
+    let done = false;
+    const pending = resolveModel(REPO, opts()).then((dir) => ((done = true), dir));
+    await new Promise((r) => setTimeout(r, 400));
+    assert.ok(!done && requests.every((r) => !r.url.endsWith('/model.safetensors') || r.method !== 'GET'), 'it did not wait for the lock');
+    fs.rmSync(lock); // the other process finished (here: without the file, so this one downloads it)
+    const dir = await pending;
+    assert.ok(fs.readFileSync(path.join(dir, 'model.safetensors')).equals(WEIGHTS));
+    // an empty lock from a process that died before writing it: taken over once it is old
+    fs.rmSync(cache, { recursive: true, force: true });
+    fs.mkdirSync(blobsDir(), { recursive: true });
+    fs.writeFileSync(lock, '');
+    const old = Date.now() / 1000 - 60;
+    fs.utimesSync(lock, old, old);
+    const again = await resolveModel(REPO, opts());
+    assert.ok(fs.readFileSync(path.join(again, 'model.safetensors')).equals(WEIGHTS));
+    assert.ok(!fs.existsSync(lock));
+  });
+
   test('a full disk is reported as a write error naming the file, not as a lost connection', { skip: !fs.existsSync('/dev/full') }, async () => {
     fs.mkdirSync(blobsDir(), { recursive: true });
     const blob = path.join(blobsDir(), sha256(WEIGHTS));

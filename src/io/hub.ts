@@ -817,9 +817,16 @@ function pidAlive(pid: number): boolean {
 }
 
 /**
+ * an empty lock file older than this is one whose maker died between creating it and writing its
+ * holder; younger, its maker is about to write it (taking it over then gave two downloaders)
+ */
+const EMPTY_LOCK_GRACE_MS = 5000;
+
+/**
  * Takes `file` (created exclusively, holding "host pid"), waiting while another live holder keeps
- * it fresh. A lock whose process is gone (same host) or that was not touched for `staleMs` is
- * taken over. Returns undefined when `done()` became true while waiting.
+ * it fresh. A lock whose process is gone (same host), that was not touched for `staleMs`, or that
+ * is still empty after EMPTY_LOCK_GRACE_MS is taken over. Returns undefined when `done()` became
+ * true while waiting.
  */
 async function acquireLock(file: string, staleMs: number, done: () => boolean): Promise<Lock | undefined> {
   const me = `${os.hostname()} ${process.pid} ${Math.random().toString(36).slice(2)}`;
@@ -856,7 +863,7 @@ async function acquireLock(file: string, staleMs: number, done: () => boolean): 
     }
     const [host, pid] = holder.split(' ');
     const dead = host === os.hostname() && Number(pid) > 0 && !pidAlive(Number(pid));
-    if (dead || age > staleMs || holder === '') {
+    if (dead || age > staleMs || (holder === '' && age > EMPTY_LOCK_GRACE_MS)) {
       // take over: remove only the lock we judged stale (rename makes the check-and-remove atomic)
       const grave = `${file}.stale-${process.pid}-${Math.random().toString(36).slice(2)}`;
       try {
