@@ -280,20 +280,22 @@ const FLOAT_FEW_TOKENS: i32 = 3;
 }
 
 /**
- * R rows (1-2) × T tokens (1-4) of an f32 / bf16 matmul, every (row, token) sum taken in
- * decodeRowsFloat's order: one f32x4 over the columns four at a time up to the last multiple of 8,
- * hsum, then the rest one by one. Each weight vector is decoded once for the T tokens.
+ * R rows (1-4) × T tokens (1-4, R × T ≤ 9) of an f32 / bf16 matmul, every (row, token) sum taken
+ * in decodeRowsFloat's order: one f32x4 over the columns four at a time up to the last multiple
+ * of 8, hsum, then the rest one by one. Each weight vector is decoded once for the T tokens.
  */
 @inline function tileFloat(kind: i32, R: i32, T: i32, out: usize, os: usize, x: usize, xs: usize, w: usize, wStride: usize, cols: i32): void {
-  let a00 = f32x4.splat(0), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-  const c8 = cols & ~7, w1 = w + wStride;
+  const z = f32x4.splat(0);
+  let a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
+  let a20 = z, a21 = z, a22 = z, a30 = z, a31 = z;
+  const c8 = cols & ~7, w1 = w + wStride, w2 = w + 2 * wStride, w3 = w + 3 * wStride;
   for (let i = 0; i < c8; i += 4) {
     const xp = x + (<usize>i << 2);
-    const v0 = load4(kind, w, i);
     const x0 = v128.load(xp);
-    const x1 = T >= 2 ? v128.load(xp + xs) : x0;
-    const x2 = T >= 3 ? v128.load(xp + 2 * xs) : x0;
-    const x3 = T >= 4 ? v128.load(xp + 3 * xs) : x0;
+    const x1 = T >= 2 ? v128.load(xp + xs) : z;
+    const x2 = T >= 3 ? v128.load(xp + 2 * xs) : z;
+    const x3 = T >= 4 ? v128.load(xp + 3 * xs) : z;
+    const v0 = load4(kind, w, i);
     a00 = madd(v0, x0, a00);
     if (T >= 2) a01 = madd(v0, x1, a01);
     if (T >= 3) a02 = madd(v0, x2, a02);
@@ -305,59 +307,70 @@ const FLOAT_FEW_TOKENS: i32 = 3;
       if (T >= 3) a12 = madd(v1, x2, a12);
       if (T >= 4) a13 = madd(v1, x3, a13);
     }
-  }
-  let s00 = hsum(a00), s01 = hsum(a01), s02 = hsum(a02), s03 = hsum(a03);
-  let s10 = hsum(a10), s11 = hsum(a11), s12 = hsum(a12), s13 = hsum(a13);
-  const k = outScale(kind);
-  for (let i = c8; i < cols; i++) {
-    const xp = x + (<usize>i << 2), u0 = load1(kind, w, i);
-    s00 += u0 * load<f32>(xp);
-    if (T >= 2) s01 += u0 * load<f32>(xp + xs);
-    if (T >= 3) s02 += u0 * load<f32>(xp + 2 * xs);
-    if (T >= 4) s03 += u0 * load<f32>(xp + 3 * xs);
-    if (R >= 2) {
-      const u1 = load1(kind, w1, i);
-      s10 += u1 * load<f32>(xp);
-      if (T >= 2) s11 += u1 * load<f32>(xp + xs);
-      if (T >= 3) s12 += u1 * load<f32>(xp + 2 * xs);
-      if (T >= 4) s13 += u1 * load<f32>(xp + 3 * xs);
+    if (R >= 3) {
+      const v2 = load4(kind, w2, i);
+      a20 = madd(v2, x0, a20);
+      if (T >= 2) a21 = madd(v2, x1, a21);
+      if (T >= 3) a22 = madd(v2, x2, a22);
+    }
+    if (R >= 4) {
+      const v3 = load4(kind, w3, i);
+      a30 = madd(v3, x0, a30);
+      if (T >= 2) a31 = madd(v3, x1, a31);
     }
   }
-  store<f32>(out, s00 * k);
-  if (T >= 2) store<f32>(out + os, s01 * k);
-  if (T >= 3) store<f32>(out + 2 * os, s02 * k);
-  if (T >= 4) store<f32>(out + 3 * os, s03 * k);
-  if (R >= 2) {
-    store<f32>(out, s10 * k, 4);
-    if (T >= 2) store<f32>(out + os, s11 * k, 4);
-    if (T >= 3) store<f32>(out + 2 * os, s12 * k, 4);
-    if (T >= 4) store<f32>(out + 3 * os, s13 * k, 4);
-  }
+  const k = outScale(kind);
+  finishFloat(kind, T, out, os, x, xs, w, c8, cols, k, a00, a01, a02, a03);
+  if (R >= 2) finishFloat(kind, T, out + 4, os, x, xs, w1, c8, cols, k, a10, a11, a12, a13);
+  if (R >= 3) finishFloat(kind, T, out + 8, os, x, xs, w2, c8, cols, k, a20, a21, a22, z);
+  if (R >= 4) finishFloat(kind, T, out + 12, os, x, xs, w3, c8, cols, k, a30, a31, z, z);
 }
 
-/** rows [r0, r1) × T tokens (1-4) by tiles of 2 rows (the last alone) */
-@inline function tileRowsFloat(kind: i32, T: i32, out: usize, os: usize, x: usize, xs: usize, w: usize, wStride: usize, cols: i32, r0: i32, r1: i32): void {
+/** one row's T sums of tileFloat: hsum, the columns from c8 one by one, × k, stored */
+@inline function finishFloat(kind: i32, T: i32, out: usize, os: usize, x: usize, xs: usize, w: usize, c8: i32, cols: i32, k: f32,
+    a0: v128, a1: v128, a2: v128, a3: v128): void {
+  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+  for (let i = c8; i < cols; i++) {
+    const xp = x + (<usize>i << 2), u = load1(kind, w, i);
+    s0 += u * load<f32>(xp);
+    if (T >= 2) s1 += u * load<f32>(xp + xs);
+    if (T >= 3) s2 += u * load<f32>(xp + 2 * xs);
+    if (T >= 4) s3 += u * load<f32>(xp + 3 * xs);
+  }
+  store<f32>(out, s0 * k);
+  if (T >= 2) store<f32>(out + os, s1 * k);
+  if (T >= 3) store<f32>(out + 2 * os, s2 * k);
+  if (T >= 4) store<f32>(out + 3 * os, s3 * k);
+}
+
+/** rows [r0, r1) × T tokens (1-4) by tiles of R rows (the last rows one by one) */
+@inline function tileRowsFloat(kind: i32, R: i32, T: i32, out: usize, os: usize, x: usize, xs: usize, w: usize, wStride: usize, cols: i32, r0: i32, r1: i32): void {
   let r = r0;
-  for (; r + 2 <= r1; r += 2) tileFloat(kind, 2, T, out + (<usize>r << 2), os, x, xs, w + <usize>r * wStride, wStride, cols);
-  if (r < r1) tileFloat(kind, 1, T, out + (<usize>r << 2), os, x, xs, w + <usize>r * wStride, wStride, cols);
+  for (; r + R <= r1; r += R) tileFloat(kind, R, T, out + (<usize>r << 2), os, x, xs, w + <usize>r * wStride, wStride, cols);
+  for (; r < r1; r++) tileFloat(kind, 1, T, out + (<usize>r << 2), os, x, xs, w + <usize>r * wStride, wStride, cols);
 }
 
 /**
- * f32 / bf16, any number of tokens: tiles of 2 rows × 4 tokens over blocks of rows kept in cache
- * (~FEW_TOKEN_BLOCK_BYTES: the weights come from memory once), each (row, token) sum exactly what
- * the one-token kernel gives, so a sequence batched with others gets its solo logits bit for bit
+ * f32 / bf16, 4 or more tokens: tiles of 2 rows × 4 tokens over blocks of rows kept in cache
+ * (~FEW_TOKEN_BLOCK_BYTES: the weights come from memory once); the last 1-3 tokens in tiles of
+ * 8 chains or so (3 × 3, 4 × 2, the one-token kernel's 8 rows). Each (row, token) sum is exactly
+ * what the one-token kernel gives, so a sequence batched with others gets its solo logits bit for
+ * bit. rowsInFlight: decodeRowsFloat's R for a last single token (4 or 8).
  */
-@inline function tilesFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, r0: i32, r1: i32): void {
+@inline function tilesFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, r0: i32, r1: i32): void {
   const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
-  const blk = fewTokenBlock(n, r0, r1, wStride, 2);
+  const blk = fewTokenBlock(n, r0, r1, wStride, 12);
   for (let b0 = r0; b0 < r1; b0 += blk) {
     const b1 = min(b0 + blk, r1);
     let t = 0;
-    for (; t + 4 <= n; t += 4) tileRowsFloat(kind, 4, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
+    for (; t + 4 <= n; t += 4) tileRowsFloat(kind, 2, 4, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
     const ot = out + <usize>t * os, xt = x + <usize>t * xs;
-    if (n - t == 3) tileRowsFloat(kind, 3, ot, os, xt, xs, w, wStride, cols, b0, b1);
-    else if (n - t == 2) tileRowsFloat(kind, 2, ot, os, xt, xs, w, wStride, cols, b0, b1);
-    else if (n - t == 1) tileRowsFloat(kind, 1, ot, os, xt, xs, w, wStride, cols, b0, b1);
+    if (n - t == 3) tileRowsFloat(kind, 3, 3, ot, os, xt, xs, w, wStride, cols, b0, b1);
+    else if (n - t == 2) tileRowsFloat(kind, 4, 2, ot, os, xt, xs, w, wStride, cols, b0, b1);
+    else if (n - t == 1) {
+      const rd = rowsInFlight == 4 ? decodeRowsFloat(kind, ot, xt, w, wStride, cols, b0, b1, 4) : decodeRowsFloat(kind, ot, xt, w, wStride, cols, b0, b1, 8);
+      decodeRowsFloat(kind, ot, xt, w, wStride, cols, rd, b1, 1);
+    }
   }
 }
 
@@ -368,7 +381,7 @@ const FLOAT_FEW_TOKENS: i32 = 3;
     return;
   }
   if (kind == F32 || kind == BF16) {
-    tilesFloat(kind, out, x, w, rows, cols, n, r0, r1);
+    tilesFloat(kind, out, x, w, rows, cols, n, rowsInFlight, r0, r1);
     return;
   }
   const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
