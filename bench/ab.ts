@@ -40,7 +40,7 @@ const { values } = parseArgs({
   },
 });
 if (!values.b) throw new Error('bench/ab.ts: --b BUILD.wasm is required (see the header)');
-const promptTokens = Math.max(4, Number(values.prompt));
+const promptTokens = Math.max(1, Number(values.prompt));
 const threads = Number(values.threads),
   rounds = Number(values.rounds);
 

@@ -540,9 +540,10 @@ export class WasmKernels implements Kernels, Calibratable {
           const tile = GEMM_FLOAT_ROWS;
           return this.pool.run(OP.gemm_float, rows, tile, this.minGrains(tile * cols * n, work), o, xp, wp, rows, cols, n, DTYPE_CODE[w.dtype], 0, 0);
         }
-        // up to floatFewTokens tokens run the one-token kernel token by token over rows kept in
-        // cache: granules of the rows it streams side by side
-        const few = n <= this.floatFewTokens;
+        // one token (and f16 up to floatFewTokens, token by token over rows kept in cache) runs the
+        // one-token kernel: granules of the rows it streams side by side; f32 / bf16 from 2 tokens
+        // run tiles of 2 rows × 4 tokens (kernels.as tilesFloat)
+        const few = n === 1 || (w.dtype === 'f16' && n <= this.floatFewTokens);
         const R = this.tuning.floatDecodeRows,
           g = few ? R : 4,
           minGrains = few ? this.decodeGrains(g, cols * n, work) : this.minGrains(g * cols * n, work);

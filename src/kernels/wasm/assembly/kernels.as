@@ -255,7 +255,7 @@ const FEW_TOKEN_BLOCK_BYTES: i32 = 256 << 10;
   return r0 + m * R;
 }
 
-/** most tokens a float matmul runs through the one-token kernel, token by token (the GEMM starts at 4) */
+/** most tokens an f16 matmul runs through the one-token kernel, token by token (f32 / bf16: tilesFloat from 2) */
 const FLOAT_FEW_TOKENS: i32 = 3;
 
 /**
@@ -351,7 +351,7 @@ const FLOAT_FEW_TOKENS: i32 = 3;
 }
 
 /**
- * f32 / bf16, 4 or more tokens: tiles of 2 rows × 4 tokens over blocks of rows kept in cache
+ * f32 / bf16, 2 or more tokens: tiles of 2 rows × 4 tokens over blocks of rows kept in cache
  * (~FEW_TOKEN_BLOCK_BYTES: the weights come from memory once); the last 1-3 tokens in tiles of
  * 8 chains or so (3 × 3, 4 × 2, the one-token kernel's 8 rows). Each (row, token) sum is exactly
  * what the one-token kernel gives, so a sequence batched with others gets its solo logits bit for
@@ -376,12 +376,12 @@ const FLOAT_FEW_TOKENS: i32 = 3;
 
 /** rowsInFlight: decodeRowsFloat's R for one token (4 or 8; anything else: 8) */
 @inline function matmulFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, r0: i32, r1: i32): void {
-  if (n <= FLOAT_FEW_TOKENS) {
-    fewTokensFloat(kind, out, x, w, rows, cols, n, rowsInFlight, r0, r1, 0);
+  if (n > 1 && (kind == F32 || kind == BF16)) {
+    tilesFloat(kind, out, x, w, rows, cols, n, rowsInFlight, r0, r1);
     return;
   }
-  if (kind == F32 || kind == BF16) {
-    tilesFloat(kind, out, x, w, rows, cols, n, rowsInFlight, r0, r1);
+  if (n <= FLOAT_FEW_TOKENS) {
+    fewTokensFloat(kind, out, x, w, rows, cols, n, rowsInFlight, r0, r1, 0);
     return;
   }
   const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
@@ -653,7 +653,7 @@ const TUNE_QUANT_ROWS: usize = 0;
   }
 }
 
-/** the most tokens a float matmul runs token by token through the one-token kernel (wasm.ts routes by it) */
+/** the most tokens an f16 matmul runs token by token through the one-token kernel (wasm.ts routes by it; f32 / bf16: one) */
 export function float_few_tokens_max(): i32 {
   return FLOAT_FEW_TOKENS;
 }
