@@ -172,6 +172,34 @@ test('bench --draft-model --json: acceptance, speed-up, identical output, and wh
   assert.ok(c.draft_step_ms > 0 && c.verify_ms > 0 && c.plain_step_ms > 0, JSON.stringify(c));
   assert.ok(c.predicted_speedup > 0);
   for (const a of [c.acceptance_for_1_3x, c.acceptance_for_2x]) assert.ok(a === null || (a > 0 && a <= 1), JSON.stringify(c));
+  // the passes over 1 .. 5 tokens, and the draft length 1.3× asks the least acceptance of
+  assert.equal(c.pass_ms.length, 5);
+  assert.equal(c.pass_ms[4], c.verify_ms);
+  assert.ok(c.best_length_for_1_3x === null || (c.best_length_for_1_3x >= 1 && c.best_length_for_1_3x <= 4));
+  // greedy rounds chose their length (the first drafts all 4); --draft-fixed always drafts 4
+  assert.equal(s.adaptive, true);
+  assert.ok(s.rounds >= 1 && s.drafts_per_round > 0 && s.drafts_per_round <= 4);
+  const fixed = json(
+    cli([
+      'bench',
+      '-m',
+      tiny,
+      '--draft-model',
+      tiny,
+      '--draft-dtype',
+      'q4',
+      '--draft-fixed',
+      '--prompt-tokens',
+      '8',
+      '--gen-tokens',
+      '12',
+      '--repeat',
+      '1',
+      '--json',
+    ]).out,
+  ).speculative;
+  assert.equal(fixed.adaptive, false);
+  assert.equal(fixed.identical, true);
 });
 
 test('chat: piped multi-turn conversation', () => {

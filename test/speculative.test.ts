@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { generateText } from '../src/generate/generate.ts';
-import { acceptanceFor, Policy, PromptLookupDrafter, tokensPerRound, verify } from '../src/generate/speculative.ts';
+import { acceptanceFor, DraftLength, Policy, PromptLookupDrafter, tokensPerRound, verify } from '../src/generate/speculative.ts';
 import { loadModel, loadOpenELM } from '../src/load.ts';
 
 const F = (name: string) => new URL(`./fixtures/openelm/${name}/`, import.meta.url).pathname;
@@ -22,12 +22,14 @@ for (const backend of ['wasm'] as const) {
         const opts = { temperature: 0, maxNewTokens: 40, ignoreEos: true };
         target.model.reset();
         const alone = await generateText(target.model, target.tokenizer, p, opts);
-        for (const speculative of [{ draft: draft.model, draftTokens: 4 }, { draft: draft.model, draftTokens: 7 }, { promptLookup: 10 }]) {
+        // adaptive (the default): each round's length from timings, so which rounds draft varies
+        // from run to run; the text may not
+        for (const speculative of [{ draft: draft.model, draftTokens: 4, adaptive: false }, { draft: draft.model, draftTokens: 7 }, { promptLookup: 10 }]) {
           target.model.reset();
           const r = await generateText(target.model, target.tokenizer, p, { ...opts, speculative });
           assert.deepEqual(r.outputIds, alone.outputIds, `${p} ${JSON.stringify({ ...speculative, draft: !!speculative.draft })}`);
           assert.ok(r.speculative!.rounds > 0 && r.speculative!.accepted <= r.speculative!.drafted);
-          if (speculative.draft) assert.ok(r.speculative!.accepted > 0, 'the q4 copy agrees with its own weights sometimes');
+          if ('adaptive' in speculative) assert.ok(r.speculative!.accepted > 0, 'the q4 copy agrees with its own weights sometimes');
           // the cache holds exactly the prompt and the output but the last token
           assert.deepEqual(target.model.cache.ids, [...r.promptIds, ...r.outputIds].slice(0, r.promptIds.length + r.outputIds.length - 1));
         }
@@ -125,4 +127,73 @@ test("a round's worth: expected tokens per round, and the acceptance a speed-up 
   // drafts at 40 % of a step and a check at 1.2 steps: even keeping everything gives 5 / 2.8 < 2
   assert.equal(acceptanceFor(2, 4, 4, 12, 10), null);
   assert.ok(acceptanceFor(1.3, 4, 4, 12, 10)! > 0.8);
+});
+
+test('adaptive draft length: the k that maximises expected tokens per ms, from the costs and acceptance seen', () => {
+  // the 1.1B bf16 model with its q4_0 copy on 2 cores: a draft step 28 ms, a plain step 80, the
+  // model's pass over 4 tokens 140, over 5 tokens 200
+  const L = new DraftLength(4);
+  assert.equal(L.choose(), 4, 'the first round drafts the most');
+  L.round(4, 4 * 28, 200, 4);
+  assert.equal(L.choose(), 0, 'the second measures a plain step');
+  L.plain(80);
+  // a drafter the model agrees with: 4 tokens cost 112 + 200 = 312 ms for ≤ 5, 3 cost 84 + 140 for ≤ 4
+  for (let i = 0; i < 12; i++) {
+    const k = L.choose();
+    assert.ok(k >= 1, `round ${i}: ${k}`);
+    L.round(k, k * 28, k === 3 ? 140 : k === 4 ? 200 : 80 + 20 * k, k);
+  }
+  assert.equal(L.choose(), 3, 'with every draft kept, 4 tokens per 224 ms beat 5 per 312 and 1 per 80');
+  assert.ok(L.acceptance > 0.9);
+  // the drafter stops agreeing: after a few misses plain steps win, with a one-token probe now and then
+  let k = L.choose();
+  for (let i = 0; i < 30 && k > 0; i++) {
+    L.round(k, k * 28, k === 3 ? 140 : 200, 0);
+    k = L.choose();
+  }
+  assert.equal(k, 0, 'nothing kept: plain steps');
+  const probesOf = (d: DraftLength, agreesFrom: number) => {
+    const probes: number[] = [];
+    for (let i = 0; i < 400; i++) {
+      const c = d.choose();
+      assert.ok(c <= 1 || i > agreesFrom, `step ${i}: ${c}`);
+      if (c === 0) d.plain(80);
+      else {
+        probes.push(i);
+        d.round(c, c * 28, 110, i >= agreesFrom ? c : 0);
+      }
+    }
+    return probes;
+  };
+  // a probe after ≤ 16 plain steps, then after 32 more and 64 more while they keep nothing, then
+  // none (each would make a draft model catch up on every token since its last round)
+  const probes = probesOf(L, Infinity);
+  assert.ok(probes[0] < 16, `probes at ${probes.join(' ')}`);
+  assert.deepEqual(
+    probes.slice(1).map((p, i) => p - probes[i]),
+    [32, 64],
+    `probes at ${probes.join(' ')}`,
+  );
+  // a probe that keeps its token brings the wait back to 16
+  const M = new DraftLength(4);
+  M.round(4, 112, 200, 0);
+  M.plain(80);
+  const back = probesOf(M, 30);
+  assert.equal(back[1] - back[0], 32, `probes at ${back.join(' ')}`);
+  assert.ok(back[2] - back[1] <= 16, `probes at ${back.join(' ')}`);
+  // where a round can never pay (a q8_0 model: a plain step 47 ms, a pass over m tokens ~47 + 27.5
+  // (m - 1)), even with every draft kept: each length is tried once at most, then plain steps
+  const Q = new DraftLength(4);
+  const qPass = (m: number) => 47 + 27.5 * (m - 1);
+  const tried: number[] = [];
+  for (let i = 0; i < 12; i++) {
+    const c = Q.choose();
+    if (c === 0) Q.plain(qPass(1));
+    else {
+      tried.push(c);
+      Q.round(c, c * 28, qPass(c + 1), c);
+    }
+  }
+  assert.ok(tried.length <= 4 && new Set(tried).size === tried.length, `tried ${tried.join(' ')}`);
+  assert.equal(Q.choose(), 0);
 });

@@ -23,8 +23,16 @@ export interface SpeculativeOptions {
   draft?: OpenELM;
   /** prompt-lookup decoding: propose this many tokens from an n-gram match (no draft model) */
   promptLookup?: number;
-  /** tokens a draft model proposes per round (default 4) */
+  /** tokens a draft model proposes per round (default 4); with `adaptive`, the most */
   draftTokens?: number;
+  /**
+   * greedy decoding in `generate` (default true): each round drafts 0 .. draftTokens tokens
+   * (promptLookup tokens), whichever the costs measured so far (a draft step, the model's pass
+   * over m tokens, a plain step) and the acceptance seen so far make fastest (DraftLength). The
+   * text is the model's whatever the length; sampled decoding keeps the fixed length, so its
+   * random streams never depend on timing. false: always the full length.
+   */
+  adaptive?: boolean;
 }
 
 export interface SpeculativeStats {
@@ -252,6 +260,7 @@ export function* speculativeTokens(
   const drafter: Drafter = spec.draft ? new ModelDrafter(spec.draft, opts) : new PromptLookupDrafter();
   const k = spec.draft ? (spec.draftTokens ?? 4) : (spec.promptLookup ?? 10);
   const policy = new Policy(V, opts, verifySeed(opts.seed));
+  const length = spec.adaptive !== false && policy.greedy ? new DraftLength(k) : null;
   const ctx = promptIds.slice();
   const seen = new Uint8Array(V);
   for (const t of ctx) seen[t] = 1;
@@ -265,16 +274,21 @@ export function* speculativeTokens(
   while (emitted < maxNew) {
     // t is the last token: in ctx, not yet in the target's cache
     const cache = model.cache;
-    const room = Math.min(k, maxNew - emitted - 1, cache.capacity - cache.length - 1);
+    const room = Math.min(length ? length.choose() : k, maxNew - emitted - 1, cache.capacity - cache.length - 1);
+    const t0 = performance.now();
     const draft = room > 0 ? drafter.propose(ctx, room) : { tokens: [], probs: [] };
+    const t1 = performance.now();
     let kept: number[];
     if (draft.tokens.length === 0) {
       t = sampler.sample(model.step(t)); // nothing to check: a plain step
+      length?.plain(performance.now() - t1);
       kept = [t];
     } else {
       const base = cache.length;
       const rows = model.forwardAll([t, ...draft.tokens]);
+      const t2 = performance.now();
       const { accepted, next } = verify(policy, rows, draft, seen);
+      length?.round(draft.tokens.length, t1 - t0, t2 - t1, accepted);
       cache.truncate(base + 1 + accepted);
       stats.rounds++;
       stats.drafted += draft.tokens.length;
@@ -289,6 +303,105 @@ export function* speculativeTokens(
       emitted++;
       yield x;
     }
+  }
+}
+
+/**
+ * how many plain steps a draft length of 0 waits before one draft token is tried again: at first,
+ * and at most (each probe that keeps nothing doubles the wait; one more failure there ends the
+ * probing, since each probe makes a draft model catch up on every token since the last one)
+ */
+const PROBE_EVERY = 16;
+const PROBE_EVERY_MAX = 64;
+/** the weight the acceptance seen so far keeps per new draft token (recent text counts more) */
+const ACCEPTANCE_MEMORY = 0.95;
+/** the weight a cost measured before keeps against a new measurement */
+const COST_MEMORY = 0.7;
+
+/**
+ * Chooses each round's draft length (greedy decoding): the k in 0 .. max that maximises expected
+ * tokens per ms, tokensPerRound(a, k) / (k · draft step + the model's pass over k + 1 tokens),
+ * a plain step being k = 0 (Leviathan et al. 2023, section 3.1, with measured costs). Costs are
+ * running averages of what the rounds took; a pass length not measured yet is taken to cost what
+ * the longest shorter one measured costs, so every length that could pay gets tried. The first
+ * round drafts max, the second none (so both ends are measured); a length of 0 is probed with one
+ * draft token after PROBE_EVERY plain steps, so a drafter that starts agreeing again is noticed
+ * (then after 2×, 4× … PROBE_EVERY_MAX while the probes keep nothing, then no more: a draft model
+ * catching up on the tokens since its last round costs ~10-20 % of plain decoding on the CPU).
+ */
+export class DraftLength {
+  private draftMs = NaN;
+  /** [m] the model's pass over m tokens, ms (NaN: not measured) */
+  private readonly passMs: number[];
+  private kept = 0;
+  private drafted = 0;
+  private idle = 0;
+  private probeEvery = PROBE_EVERY;
+  private probing = false;
+
+  constructor(readonly max: number) {
+    this.passMs = new Array<number>(max + 2).fill(NaN);
+  }
+
+  /** the acceptance so far (a Beta(1, 1) prior, recent drafts weighted more) */
+  get acceptance(): number {
+    return (this.kept + 1) / (this.drafted + 2);
+  }
+
+  choose(): number {
+    const P = this.passMs,
+      max = this.max;
+    if (Number.isNaN(this.draftMs)) return max;
+    if (Number.isNaN(P[1])) return 0;
+    let best = 0,
+      bestRate = 1 / P[1];
+    const a = this.acceptance;
+    for (let k = 1; k <= max; k++) {
+      const rate = tokensPerRound(a, k) / (k * this.draftMs + this.pass(k + 1));
+      if (rate > bestRate) {
+        best = k;
+        bestRate = rate;
+      }
+    }
+    if (best > 0) this.idle = 0;
+    else if (++this.idle >= this.probeEvery && this.probeEvery <= PROBE_EVERY_MAX) {
+      this.idle = 0;
+      this.probing = true;
+      return 1;
+    }
+    return best;
+  }
+
+  /** a round: k tokens drafted in draftMs, the model's pass over k + 1 tokens in passMs, `accepted` kept */
+  round(k: number, draftMs: number, passMs: number, accepted: number): void {
+    this.draftMs = Number.isNaN(this.draftMs) ? draftMs / k : COST_MEMORY * this.draftMs + ((1 - COST_MEMORY) * draftMs) / k;
+    this.measured(k + 1, passMs);
+    const decay = ACCEPTANCE_MEMORY ** k;
+    this.kept = this.kept * decay + accepted;
+    this.drafted = this.drafted * decay + k;
+    if (this.probing) this.probeEvery = accepted > 0 ? PROBE_EVERY : 2 * this.probeEvery;
+    this.probing = false;
+  }
+
+  /** a plain step (nothing drafted) took ms */
+  plain(ms: number): void {
+    this.measured(1, ms);
+  }
+
+  private measured(m: number, ms: number): void {
+    const P = this.passMs;
+    P[m] = Number.isNaN(P[m]) ? ms : COST_MEMORY * P[m] + (1 - COST_MEMORY) * ms;
+  }
+
+  /**
+   * the pass over m tokens: measured, else what the longest shorter measured pass cost (optimistic,
+   * so each length gets tried once; a guess in between would keep a better one never tried)
+   */
+  private pass(m: number): number {
+    const P = this.passMs;
+    let j = m;
+    while (j > 1 && Number.isNaN(P[j])) j--;
+    return P[j];
   }
 }
 

@@ -11,7 +11,13 @@ import { openSpeculative, SPECULATIVE_HELP, SPECULATIVE_OPTIONS } from './genera
 
 export interface SpeculativeBench {
   draft: string;
+  /** tokens drafted per round: the most, with `adaptive` */
   draft_tokens: number;
+  /** greedy rounds chose their length (0 .. draft_tokens) from timed costs and acceptance */
+  adaptive: boolean;
+  /** rounds with a draft, and tokens drafted per such round */
+  rounds: number;
+  drafts_per_round: number;
   /** draft tokens the model kept / proposed */
   acceptance: number;
   /** tokens per pass of the model (including plain steps when nothing was drafted) */
@@ -31,10 +37,14 @@ export interface SpeculativeBench {
   costs?: {
     draft_step_ms: number;
     verify_ms: number;
+    /** [m - 1]: the model's pass over m = 1 .. draft_tokens + 1 tokens */
+    pass_ms: number[];
     plain_step_ms: number;
     predicted_speedup: number;
     acceptance_for_1_3x: number | null;
     acceptance_for_2x: number | null;
+    /** the draft length 1 .. draft_tokens that needs the least acceptance for 1.3× (null: none reaches it) */
+    best_length_for_1_3x: number | null;
   };
 }
 
@@ -112,26 +122,43 @@ export function benchSpeculative(
       }) / K;
     model.reset();
     model.forward(prompt);
-    const verify = best(() => {
-      model.forward(prompt.slice(0, K + 1));
-      model.cache.truncate(prompt.length);
-    });
+    const pass = (m: number) =>
+      best(() => {
+        model.forward(prompt.slice(0, m));
+        model.cache.truncate(prompt.length);
+      });
+    const passMs = Array.from({ length: K + 1 }, (_, i) => pass(i + 1));
+    const verify = passMs[K];
     const plainStep = best(() => {
       model.step(prompt[0]);
       model.cache.truncate(prompt.length);
     });
+    let bestLength: number | null = null,
+      bestNeed: number | null = null;
+    for (let k = 1; k <= K; k++) {
+      const need = acceptanceFor(1.3, k, draftStep, passMs[k], plainStep);
+      if (need !== null && (bestNeed === null || need < bestNeed)) {
+        bestNeed = need;
+        bestLength = k;
+      }
+    }
     costs = {
       draft_step_ms: draftStep,
       verify_ms: verify,
+      pass_ms: passMs,
       plain_step_ms: plainStep,
       predicted_speedup: (tokensPerRound(acceptance, K) * plainStep) / (K * draftStep + verify),
       acceptance_for_1_3x: acceptanceFor(1.3, K, draftStep, verify, plainStep),
       acceptance_for_2x: acceptanceFor(2, K, draftStep, verify, plainStep),
+      best_length_for_1_3x: bestLength,
     };
   }
   return {
     draft: label,
     draft_tokens: K,
+    adaptive: spec.adaptive !== false,
+    rounds: stats.rounds,
+    drafts_per_round: stats.rounds ? stats.drafted / stats.rounds : 0,
     acceptance,
     tokens_per_pass: (o.genTokens - 1) / Math.max(1, o.genTokens - 1 - stats.accepted),
     plain_decode_tps: plain,
@@ -147,7 +174,7 @@ export function formatSpeculative(s: SpeculativeBench): string {
   const spread = (k: 'plain_decode_tps' | 'decode_tps') =>
     `${Math.min(...s.runs.map((r) => r[k])).toFixed(1)}–${Math.max(...s.runs.map((r) => r[k])).toFixed(1)}`;
   return [
-    `speculative (${s.draft}, ${s.draft_tokens} per round): ${(100 * s.acceptance).toFixed(0)}% of drafted tokens kept, ${s.tokens_per_pass.toFixed(2)} tokens per pass`,
+    `speculative (${s.draft}, ${s.adaptive ? `up to ${s.draft_tokens} per round, chosen each round` : `${s.draft_tokens} per round`}): ${s.rounds} rounds of ${s.drafts_per_round.toFixed(1)} drafts, ${(100 * s.acceptance).toFixed(0)}% of drafted tokens kept, ${s.tokens_per_pass.toFixed(2)} tokens per pass`,
     `  decode ${s.decode_tps.toFixed(1)} tok/s (runs ${spread('decode_tps')}) vs ${s.plain_decode_tps.toFixed(1)} without (runs ${spread('plain_decode_tps')}): ${s.speedup.toFixed(2)}× · output ${s.identical ? 'identical' : 'DIFFERENT'}`,
     ...(s.costs ? [costLine(s)] : []),
   ].join('\n');
@@ -159,7 +186,13 @@ function costLine(s: SpeculativeBench): string {
   return (
     `  a round: ${s.draft_tokens} draft steps × ${c.draft_step_ms.toFixed(1)} ms + the model's pass over ${s.draft_tokens + 1} tokens ${c.verify_ms.toFixed(1)} ms, ` +
     `against ${c.plain_step_ms.toFixed(1)} ms a plain step: ${c.predicted_speedup.toFixed(2)}× at this acceptance; ` +
-    `1.3× would need ${need(c.acceptance_for_1_3x)}, 2× ${need(c.acceptance_for_2x)}`
+    `1.3× would need ${need(c.acceptance_for_1_3x)}, 2× ${need(c.acceptance_for_2x)}` +
+    (s.draft_tokens > 1
+      ? `\n  passes over 1..${s.draft_tokens + 1} tokens: ${c.pass_ms.map((x) => x.toFixed(1)).join(' / ')} ms; ` +
+        (c.best_length_for_1_3x === null
+          ? `no draft length reaches 1.3×`
+          : `1.3× needs the least with ${c.best_length_for_1_3x} drafts per round: ${need(acceptanceFor(1.3, c.best_length_for_1_3x, c.draft_step_ms, c.pass_ms[c.best_length_for_1_3x], c.plain_step_ms))}`)
+      : '')
   );
 }
 

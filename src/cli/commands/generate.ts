@@ -35,6 +35,7 @@ export const SPECULATIVE_OPTIONS = {
   'draft-model': { type: 'string' },
   'draft-dtype': { type: 'string' },
   'draft-tokens': { type: 'string' },
+  'draft-fixed': { type: 'boolean' },
   'prompt-lookup': { type: 'string' },
 } as const;
 
@@ -42,9 +43,13 @@ export const SPECULATIVE_HELP = `Speculative decoding (the output is the model's
       --draft-model M        a draft model with the same vocabulary: a smaller OpenELM, the built-in
                              model, or the model itself with --draft-dtype q4 (a 4-bit copy)
       --draft-dtype D        the draft's weight storage (default auto)
-      --draft-tokens K       tokens the draft proposes per round (default 4)
+      --draft-tokens K       tokens the draft proposes per round, at most (default 4)
       --prompt-lookup N      no draft model: propose N tokens that followed the last matching
-                             n-gram of the text so far (OpenELM's card suggests 10)`;
+                             n-gram of the text so far (OpenELM's card suggests 10)
+      --draft-fixed          always K (N) per round; by default greedy generation drafts 0..K each
+                             round, whichever the costs timed so far and the share of drafts kept
+                             make fastest (so a draft that does not pay is soon left out);
+                             sampling, and serve's batched steps, always draft K`;
 
 /** The draft model and options the speculative flags ask for (nothing without them); dispose() frees the draft. */
 export async function openSpeculative(v: Record<string, unknown>, target: OpenELM, quiet = false): Promise<{ spec?: SpeculativeOptions; dispose: () => void }> {
@@ -53,7 +58,8 @@ export async function openSpeculative(v: Record<string, unknown>, target: OpenEL
   if (v['draft-model'] === undefined) {
     if (v['draft-dtype'] !== undefined || draftTokens !== undefined)
       throw new UsageError(`--${v['draft-dtype'] !== undefined ? 'draft-dtype' : 'draft-tokens'} needs --draft-model`);
-    return { spec: lookup === undefined ? undefined : { promptLookup: lookup }, dispose: () => {} };
+    if (v['draft-fixed'] && lookup === undefined) throw new UsageError('--draft-fixed needs --draft-model or --prompt-lookup');
+    return { spec: lookup === undefined ? undefined : { promptLookup: lookup, adaptive: !v['draft-fixed'] }, dispose: () => {} };
   }
   if (lookup !== undefined) throw new UsageError('give --draft-model or --prompt-lookup, not both');
   const dtype = parseDType(v['draft-dtype'] as string | undefined, 'draft-dtype');
@@ -73,7 +79,7 @@ export async function openSpeculative(v: Record<string, unknown>, target: OpenEL
     );
   }
   if (!quiet) process.stderr.write(`draft: ${draft.dir}${dtype === 'auto' ? '' : ` as ${dtype}`}\n`);
-  return { spec: { draft: draft.model, draftTokens }, dispose: () => draft.dispose() };
+  return { spec: { draft: draft.model, draftTokens, adaptive: !v['draft-fixed'] }, dispose: () => draft.dispose() };
 }
 
 /** "draft: 82% of 160 tokens kept, 3.3 tokens per pass" */
