@@ -363,7 +363,13 @@ const FLOAT_FEW_TOKENS: i32 = 3;
   for (let b0 = r0; b0 < r1; b0 += blk) {
     const b1 = min(b0 + blk, r1);
     let t = 0;
-    for (; t + 4 <= n; t += 4) tileRowsFloat(kind, 2, 4, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
+    // 4 + 1 tokens as 3 + 2: a lone token would stream the block once more at one multiply-add per weight
+    const groups = n % 4 == 1 && n > 1 ? n - 5 : n;
+    for (; t + 4 <= groups; t += 4) tileRowsFloat(kind, 2, 4, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
+    if (n - t == 5) {
+      tileRowsFloat(kind, 3, 3, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
+      t += 3;
+    }
     const ot = out + <usize>t * os, xt = x + <usize>t * xs;
     if (n - t == 3) tileRowsFloat(kind, 3, 3, ot, os, xt, xs, w, wStride, cols, b0, b1);
     else if (n - t == 2) tileRowsFloat(kind, 4, 2, ot, os, xt, xs, w, wStride, cols, b0, b1);
