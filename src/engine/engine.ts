@@ -566,8 +566,10 @@ export class Engine implements ServingEngine {
   }
 
   private release(slot: Slot): void {
-    if (slot.seq) this.ended++;
-    if (slot.seq) slot.seq.slot = null;
+    if (slot.seq) {
+      slot.seq.slot = null;
+      this.ended++;
+    }
     slot.seq = null;
     slot.lastUsed = ++this.clock;
   }
