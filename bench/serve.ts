@@ -18,6 +18,9 @@
 //   npm run bench:serve
 //   npm run bench:serve -- --requests 32 --levels 1,8 --max-tokens 48 --threads 2 --json
 //   npm run bench:serve -- --health [--in-process] [--prompt-tokens 1000]
+//   npm run bench:serve -- --burst [--dtype f32] [--max-tokens 64]   non-streaming requests sent c at
+//                          a time, each batch when the last one has ended (c = 1: one at a time):
+//                          aggregate tokens/s per level and its ratio to one at a time
 //   npm run bench:serve -- --draft-dtype q4 [--draft-tokens 4]   the model drafts for itself (a q4_0 copy)
 //   npm run bench:serve -- --prompt-lookup 10
 //   npm run bench:serve -- --peer [--gguf F]   also llama.cpp (node-llama-cpp) decoding c sequences
@@ -43,6 +46,7 @@ const { values: v } = parseArgs({
     dtype: { type: 'string' },
     json: { type: 'boolean' },
     health: { type: 'boolean' },
+    burst: { type: 'boolean' },
     'in-process': { type: 'boolean' },
     'step-tokens': { type: 'string' },
     'refill-wait': { type: 'string' },
@@ -286,6 +290,44 @@ if (v.health) {
         `${lat.length} polls, p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms, max ${out.health_ms.max.toFixed(1)} ms; ` +
         `prefill ${prefills.map((x) => (x / 1000).toFixed(2)).join(' / ')} s`,
     );
+  process.exit(0);
+}
+if (v.burst) {
+  // batches of c non-streaming requests, all sent at once, the next batch when they have all ended
+  const once = async (): Promise<number> => {
+    const rng = new Rng(promptSeed++);
+    const prompt = [1, ...Array.from({ length: PROMPT_TOKENS - 1 }, () => 3 + (rng.nextU32() % (V - 3)))];
+    const res = await fetch(base + '/v1/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'bench', prompt, max_tokens: MAX_TOKENS, temperature: 0, ignore_eos: true }),
+    });
+    if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
+    return ((await res.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens;
+  };
+  const rows: { concurrency: number; requests: number; tokens_per_s: number; ratio: number }[] = [];
+  try {
+    await once(); // warm-up
+    for (const c of LEVELS) {
+      const batches = Math.max(1, Math.round(REQUESTS / c));
+      let tokens = 0;
+      const t0 = performance.now();
+      for (let b = 0; b < batches; b++) tokens += (await Promise.all(Array.from({ length: c }, once))).reduce((x, y) => x + y, 0);
+      const tps = tokens / ((performance.now() - t0) / 1000);
+      rows.push({ concurrency: c, requests: batches * c, tokens_per_s: tps, ratio: tps / (rows[0]?.tokens_per_s ?? tps) });
+      log(`${c} at a time: ${tps.toFixed(1)} tokens/s`);
+    }
+  } finally {
+    server.kill('SIGTERM');
+  }
+  const out = { cpu, threads: Number(THREADS), dtype: DTYPE, prompt_tokens: PROMPT_TOKENS, max_tokens: MAX_TOKENS, levels: rows };
+  if (v.json) process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+  else {
+    console.log(`non-streaming requests sent c at a time · OpenELM-270M shape, random weights · ${DTYPE} · ${THREADS} threads · ${cpu}`);
+    console.log(`${PROMPT_TOKENS}-token prompts, ${MAX_TOKENS} tokens each (greedy, ignore_eos)`);
+    console.log('| at a time | requests | tokens/s | × one at a time |\n|---|---|---|---|');
+    for (const r of rows) console.log(`| ${r.concurrency} | ${r.requests} | ${r.tokens_per_s.toFixed(1)} | ${r.ratio.toFixed(2)}× |`);
+  }
   process.exit(0);
 }
 const loadStart = os.loadavg()[0];
