@@ -352,18 +352,19 @@ const FLOAT_FEW_TOKENS: i32 = 3;
 
 /**
  * f32 / bf16, 2 or more tokens: tiles of 2 rows × 4 tokens over blocks of rows kept in cache
- * (12 rows up to 16 tokens, else ~FEW_TOKEN_BLOCK_BYTES: the weights come from memory once); the last 1-3 tokens in tiles of
+ * (2-12 rows up to 16 tokens, else ~FEW_TOKEN_BLOCK_BYTES: the weights come from memory once); the last 1-3 tokens in tiles of
  * 8 chains or so (3 × 3, 4 × 2, the one-token kernel's 8 rows). Each (row, token) sum is exactly
  * what the one-token kernel gives, so a sequence batched with others gets its solo logits bit for
  * bit. rowsInFlight: decodeRowsFloat's R for a last single token (4 or 8).
  */
 @inline function tilesFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, r0: i32, r1: i32): void {
   const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
-  // up to 16 tokens, 12 rows at a time (every tile shape's row count divides it): all the token
-  // groups run over them while they are in L1, so the weights are read from memory in one pass
-  // that carries every token's arithmetic (270M f32 forward of 8 tokens 1.06-1.10x, 1.1B bf16
-  // 1.02x, 3-5 tokens 1.03-1.10x; 48 rows 0.94x); more tokens: ~FEW_TOKEN_BLOCK_BYTES of rows
-  const blk = n <= 16 ? 12 : fewTokenBlock(n, r0, r1, wStride, 12);
+  // up to 16 tokens, the fewest rows the tile shapes of this n divide (2 rows for the 2 × 4
+  // tiles alone, 4 with the 4 × 2 tail, 6 with the 3 × 3, 12 with both): every token group runs
+  // over them while they are in L1 (f32 rows of 1280 columns are 5 KB), so the weights are read
+  // from memory in one pass that carries every token's arithmetic (against ~256 KiB blocks: 270M
+  // f32 forward of 4-8 tokens 1.04-1.20x, bf16 1.0-1.11x); more tokens: ~FEW_TOKEN_BLOCK_BYTES
+  const blk = n <= 16 ? (n % 4 == 0 ? 2 : n % 4 == 2 ? 4 : n % 4 == 3 ? 6 : 12) : fewTokenBlock(n, r0, r1, wStride, 12);
   for (let b0 = r0; b0 < r1; b0 += blk) {
     const b1 = min(b0 + blk, r1);
     let t = 0;
