@@ -6,13 +6,15 @@
 //   quantDecodeRows   rows the q8_0 / q4_0 one-token kernel streams side by side (4, 8 or 16)
 //   floatDecodeRows   the same for f32 / bf16 / f16 (4 or 8)
 //   gemmMinTokens     tokens from which matmul packs weight tiles (GEMM) instead of streaming
-//                     rows, for quantized and for float weights: NOT calibrated (below)
+//                     rows, for quantized and for f16 weights (f32 / bf16 never pack): NOT
+//                     calibrated (below)
 //
 // The rows in flight never change a result (each row's sum is taken in the same order whatever
-// their number), so they are measured and chosen per machine. gemmMinTokens chooses between two
-// kernels whose sums round differently: a measured threshold would let the same short prompt give
-// different logits in Node and in the browser on one machine (each engine keeps its own record),
-// or after a re-calibration, so it stays at DEFAULT_TUNING unless a caller sets it.
+// their number), so they are measured and chosen per machine. For f16, gemmMinTokens chooses
+// between two kernels whose sums round differently: a measured threshold would let the same short
+// prompt give different logits in Node and in the browser on one machine (each engine keeps its
+// own record), or after a re-calibration, so it stays at DEFAULT_TUNING unless a caller sets it
+// (the quantized kernels sum alike, but their threshold is not measured either).
 //
 // Calibration (measureTuning) runs on a throwaway backend with the same threads and build: a
 // one-token matmul over q8_0 and bf16 weights in 5120 × 1280 matrices, rotated through copies
