@@ -522,10 +522,11 @@ export class WasmKernels implements Kernels, Calibratable {
       xp = this.ptr(x, 'x'),
       wp = this.ptr(w.data, 'w');
     const quant = w.dtype === 'q8_0' || w.dtype === 'q4_0';
-    // f32 / bf16 never pack: their tiles of 2 rows × 4 tokens (kernels.as tilesFloat) outran the
-    // packed GEMM at every size measured, and sum as the one-token kernel does (docs/kernels.md)
+    // f32 / bf16 never pack: their tiles (kernels.as tilesFloat) outran the packed GEMM at every
+    // size measured, and sum as the one-token kernel does (docs/kernels.md)
+    const packs = quant || w.dtype === 'f16';
     const work = rows * cols * n,
-      gemm = n >= (quant ? this.tuning.gemmMinTokensQuant : this.tuning.gemmMinTokensFloat) && this.prefillGemm && w.dtype !== 'f32' && w.dtype !== 'bf16';
+      gemm = packs && n >= (quant ? this.tuning.gemmMinTokensQuant : this.tuning.gemmMinTokensFloat) && this.prefillGemm;
     switch (w.dtype) {
       case 'f32':
       case 'bf16':
@@ -542,7 +543,7 @@ export class WasmKernels implements Kernels, Calibratable {
         }
         // one token (and f16 up to floatFewTokens, token by token over rows kept in cache) runs the
         // one-token kernel: granules of the rows it streams side by side; f32 / bf16 from 2 tokens
-        // run tiles of 2 rows × 4 tokens (kernels.as tilesFloat)
+        // run tiles (kernels.as tilesFloat)
         const few = n === 1 || (w.dtype === 'f16' && n <= this.floatFewTokens);
         const R = this.tuning.floatDecodeRows,
           g = few ? R : 4,

@@ -351,36 +351,40 @@ const FLOAT_FEW_TOKENS: i32 = 3;
 }
 
 /**
- * f32 / bf16, 2 or more tokens: tiles of 2 rows × 4 tokens over blocks of rows kept in cache
- * (2-12 rows up to 16 tokens, else ~FEW_TOKEN_BLOCK_BYTES: the weights come from memory once); the last 1-3 tokens in tiles of
- * 8 chains or so (3 × 3, 4 × 2, the one-token kernel's 8 rows). Each (row, token) sum is exactly
- * what the one-token kernel gives, so a sequence batched with others gets its solo logits bit for
- * bit. rowsInFlight: decodeRowsFloat's R for a last single token (4 or 8).
+ * f32 / bf16, 2 or more tokens, over blocks of rows kept in cache (the weights come from memory
+ * once). f32: tiles of 3 rows × 3 tokens, the last tokens in pairs (4 × 2). bf16: tiles of 2 rows
+ * × 4 tokens, the last 1-3 tokens in tiles of 8 chains or so (3 × 3, 4 × 2, the one-token
+ * kernel's 8 rows). Each (row, token) sum is exactly what the one-token kernel gives, so a
+ * sequence batched with others gets its solo logits bit for bit. rowsInFlight: decodeRowsFloat's
+ * R for a last single token (4 or 8).
  */
 @inline function tilesFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, r0: i32, r1: i32): void {
   const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
-  // up to 16 tokens, the fewest rows the tile shapes of this n divide (bf16: 2 rows for the 2 × 4
-  // tiles alone, 4 with the 4 × 2 tail, 6 with the 3 × 3, 12 with both; f32, below: 6 for 3 × 3
-  // alone, 4 for 4 × 2 alone, 12 for both): every token group runs
-  // over them while they are in L1 (f32 rows of 1280 columns are 5 KB), so the weights are read
-  // from memory in one pass that carries every token's arithmetic (against ~256 KiB blocks: 270M
-  // f32 forward of 4-8 tokens 1.04-1.20x, bf16 1.0-1.11x); more tokens: ~FEW_TOKEN_BLOCK_BYTES
-  const blk = n <= 16 && kind == F32 ? (n % 3 == 0 ? 6 : n == 2 || n == 4 ? 4 : 12) : n <= 16 ? (n % 4 == 0 ? 2 : n % 4 == 2 ? 4 : n % 4 == 3 ? 6 : 12) : fewTokenBlock(n, r0, r1, wStride, 12);
+  // f32 needs no register for widening, so its tiles are 3 × 3 (9 chains, 15 registers; bf16
+  // spills there), the last tokens in pairs (4 × 2): 270M f32 forward of 6 / 8 / 32 / 128 tokens
+  // 1.15 / 1.14 / 1.06 / 1.03× bf16's plan (4 × 2 alone at 8: 1.11×)
+  const pairs = n % 3 == 0 ? 0 : n % 3 == 2 ? 1 : 2, threes = n - 2 * pairs;
+  // bf16: 4 + 1 tokens as 3 + 2 (a lone token would stream the block once more at one multiply-add per weight)
+  const fours = n % 4 == 1 && n > 1 ? n - 5 : n;
+  // up to 16 tokens, the fewest rows the call's tile shapes divide (f32: 6 for 3 × 3 alone, 4 for
+  // 4 × 2 alone, 12 for both; bf16: 2 for 2 × 4 alone, 4 with a 4 × 2 tail, 6 with a 3 × 3, 12
+  // with both): every token group runs over them while they are in L1 (f32 rows of 1280 columns
+  // are 5 KB), so the one pass over memory carries every token's arithmetic (against ~256 KiB
+  // blocks: 270M f32 forward of 4-8 tokens 1.04-1.20x, bf16 1.0-1.11x); more tokens:
+  // ~FEW_TOKEN_BLOCK_BYTES of rows
+  let blk: i32;
+  if (n > 16) blk = fewTokenBlock(n, r0, r1, wStride, 12);
+  else if (kind == F32) blk = pairs == 0 ? 6 : threes == 0 ? 4 : 12;
+  else blk = n % 4 == 0 ? 2 : n % 4 == 2 ? 4 : n % 4 == 3 ? 6 : 12;
   for (let b0 = r0; b0 < r1; b0 += blk) {
     const b1 = min(b0 + blk, r1);
     let t = 0;
-    // 4 + 1 tokens as 3 + 2: a lone token would stream the block once more at one multiply-add per weight
-    const groups = n % 4 == 1 && n > 1 ? n - 5 : n;
     if (kind == F32) {
-      // f32 needs no register for widening, so its tiles are 3 × 3 (9 chains, 15 registers;
-      // bf16 spills there), the last tokens in pairs (4 × 2): 270M f32 forward of 6 / 8 / 32 / 128
-      // tokens 1.15 / 1.14 / 1.06 / 1.03× the 2 × 4 tiles (4 × 2 alone at 8: 1.11×)
-      const pairs = n % 3 == 0 ? 0 : n % 3 == 2 ? 1 : 2;
-      const threes = n - 2 * pairs;
-      for (; t + 3 <= threes; t += 3) tileRowsFloat(kind, 3, 3, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
-      for (; t + 2 <= n; t += 2) tileRowsFloat(kind, 4, 2, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
+      for (; t < threes; t += 3) tileRowsFloat(kind, 3, 3, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
+      for (; t < n; t += 2) tileRowsFloat(kind, 4, 2, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
+      continue;
     }
-    for (; t + 4 <= groups; t += 4) tileRowsFloat(kind, 2, 4, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
+    for (; t + 4 <= fours; t += 4) tileRowsFloat(kind, 2, 4, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
     if (n - t == 5) {
       tileRowsFloat(kind, 3, 3, out + <usize>t * os, os, x + <usize>t * xs, xs, w, wStride, cols, b0, b1);
       t += 3;
