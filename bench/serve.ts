@@ -135,10 +135,15 @@ interface One {
   tokens: number;
 }
 
+/** BOS and PROMPT_TOKENS - 1 random token ids, a new seed each call (no prefix-cache hits) */
+function randomPrompt(seed = promptSeed++): number[] {
+  const rng = new Rng(seed);
+  return [1, ...Array.from({ length: PROMPT_TOKENS - 1 }, () => 3 + (rng.nextU32() % (V - 3)))];
+}
+
 /** One streaming completion; times the first token and the gaps between tokens. */
 async function one(): Promise<One> {
-  const rng = new Rng(promptSeed++);
-  const prompt = [1, ...Array.from({ length: PROMPT_TOKENS - 1 }, () => 3 + (rng.nextU32() % (V - 3)))];
+  const prompt = randomPrompt();
   const t0 = performance.now();
   const res = await fetch(base + '/v1/completions', {
     method: 'POST',
@@ -249,8 +254,7 @@ if (v.health) {
   const prefills: number[] = [];
   try {
     for (let r = 0; r < Math.min(REQUESTS, 3); r++) {
-      const rng = new Rng(1000 + r);
-      const prompt = [1, ...Array.from({ length: PROMPT_TOKENS - 1 }, () => 3 + (rng.nextU32() % (V - 3)))];
+      const prompt = randomPrompt(1000 + r);
       let done = false;
       const t0 = performance.now();
       const req = fetch(base + '/v1/completions', {
@@ -295,8 +299,7 @@ if (v.health) {
 if (v.burst) {
   // batches of c non-streaming requests, all sent at once, the next batch when they have all ended
   const once = async (): Promise<number> => {
-    const rng = new Rng(promptSeed++);
-    const prompt = [1, ...Array.from({ length: PROMPT_TOKENS - 1 }, () => 3 + (rng.nextU32() % (V - 3)))];
+    const prompt = randomPrompt();
     const res = await fetch(base + '/v1/completions', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -43,8 +43,9 @@ export interface SpeculativeBench {
     predicted_speedup: number;
     acceptance_for_1_3x: number | null;
     acceptance_for_2x: number | null;
-    /** the draft length 1 .. draft_tokens that needs the least acceptance for 1.3× (null: none reaches it) */
+    /** the draft length 1 .. draft_tokens that needs the least acceptance for 1.3× (null: none reaches it), and that acceptance */
     best_length_for_1_3x: number | null;
+    acceptance_for_1_3x_at_best_length: number | null;
   };
 }
 
@@ -151,6 +152,7 @@ export function benchSpeculative(
       acceptance_for_1_3x: acceptanceFor(1.3, K, draftStep, verify, plainStep),
       acceptance_for_2x: acceptanceFor(2, K, draftStep, verify, plainStep),
       best_length_for_1_3x: bestLength,
+      acceptance_for_1_3x_at_best_length: bestNeed,
     };
   }
   return {
@@ -191,7 +193,7 @@ function costLine(s: SpeculativeBench): string {
       ? `\n  passes over 1..${s.draft_tokens + 1} tokens: ${c.pass_ms.map((x) => x.toFixed(1)).join(' / ')} ms; ` +
         (c.best_length_for_1_3x === null
           ? `no draft length reaches 1.3×`
-          : `1.3× needs the least with ${c.best_length_for_1_3x} drafts per round: ${need(acceptanceFor(1.3, c.best_length_for_1_3x, c.draft_step_ms, c.pass_ms[c.best_length_for_1_3x], c.plain_step_ms))}`)
+          : `1.3× needs the least with ${c.best_length_for_1_3x} drafts per round: ${need(c.acceptance_for_1_3x_at_best_length)}`)
       : '')
   );
 }
