@@ -15,29 +15,27 @@
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { parseDType } from '../src/cli/model-options.ts';
 import type { WeightDType } from '../src/kernels/types.ts';
 import { DEFAULT_TUNING, type KernelTuning } from '../src/kernels/wasm/tuning.ts';
 import { createWasmKernels } from '../src/kernels/wasm/wasm.ts';
 import { checkpointSource } from '../src/load.ts';
 import { OpenELM } from '../src/model/openelm.ts';
+import { benchArgs } from './args.ts';
 
-const { values } = parseArgs({
-  options: {
-    a: { type: 'string', default: fileURLToPath(new URL('../src/kernels/wasm/build/kernels-relaxed.wasm', import.meta.url)) },
-    b: { type: 'string' },
-    model: { type: 'string' },
-    dtype: { type: 'string' },
-    shape: { type: 'string', default: '1536,1280,128' },
-    threads: { type: 'string', default: '1' },
-    rounds: { type: 'string', default: '15' },
-    copies: { type: 'string' },
-    decode: { type: 'boolean', default: false },
-    prompt: { type: 'string', default: '128' },
-    'a-tuning': { type: 'string' },
-    'b-tuning': { type: 'string' },
-  },
+const { values } = benchArgs(import.meta.url, {
+  a: { type: 'string', default: fileURLToPath(new URL('../src/kernels/wasm/build/kernels-relaxed.wasm', import.meta.url)) },
+  b: { type: 'string' },
+  model: { type: 'string' },
+  dtype: { type: 'string' },
+  shape: { type: 'string', default: '1536,1280,128' },
+  threads: { type: 'string', default: '1' },
+  rounds: { type: 'string', default: '15' },
+  copies: { type: 'string' },
+  decode: { type: 'boolean', default: false },
+  prompt: { type: 'string', default: '128' },
+  'a-tuning': { type: 'string' },
+  'b-tuning': { type: 'string' },
 });
 if (!values.b) throw new Error('bench/ab.ts: --b BUILD.wasm is required (see the header)');
 const promptTokens = Math.max(1, Number(values.prompt));

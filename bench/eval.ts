@@ -17,15 +17,19 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { benchModel } from '../src/bench.ts';
 import { encodePair, type LoglikRequest, LoglikScorer } from '../src/eval/loglikelihood.ts';
 import { Rng } from '../src/generate/rng.ts';
 import { loadModel } from '../src/load.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const { values: v } = parseArgs({
-  options: { model: { type: 'string' }, threads: { type: 'string' }, items: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean' } },
+const { values: v } = benchArgs(import.meta.url, {
+  model: { type: 'string' },
+  threads: { type: 'string' },
+  items: { type: 'string' },
+  rounds: { type: 'string' },
+  json: { type: 'boolean' },
 });
 const threads = Number(v.threads ?? os.availableParallelism());
 const nItems = Number(v.items ?? 16);

@@ -12,21 +12,19 @@
 // Node 20); --plain measures the plain-SIMD build instead.
 
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 import { Sampler } from '../src/generate/sampler.ts';
 import { f32ToF16Bits } from '../src/kernels/half.ts';
 import { RefKernels } from '../src/kernels/ref.ts';
 import type { Kernels, Weight, WeightDType } from '../src/kernels/types.ts';
 import { createWasmKernels } from '../src/kernels/wasm/wasm.ts';
+import { benchArgs } from './args.ts';
 import { time } from './timing.ts';
 
-const { values } = parseArgs({
-  options: {
-    threads: { type: 'string', default: [...new Set([1, 2, availableParallelism()])].join(',') },
-    seconds: { type: 'string', default: '0.5' },
-    plain: { type: 'boolean', default: false },
-    'no-ref': { type: 'boolean', default: false },
-  },
+const { values } = benchArgs(import.meta.url, {
+  threads: { type: 'string', default: [...new Set([1, 2, availableParallelism()])].join(',') },
+  seconds: { type: 'string', default: '0.5' },
+  plain: { type: 'boolean', default: false },
+  'no-ref': { type: 'boolean', default: false },
 });
 const threadCounts = values.threads.split(',').map(Number);
 const seconds = Number(values.seconds);

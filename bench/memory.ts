@@ -16,20 +16,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { createWasmKernels } from '../src/kernels/wasm/wasm.ts';
 import { checkpointSource } from '../src/load.ts';
 import { OpenELM } from '../src/model/openelm.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const { values: v } = parseArgs({
-  options: {
-    mb: { type: 'string', default: '512' },
-    model: { type: 'string' },
-    tokens: { type: 'string', default: '32' },
-    rounds: { type: 'string', default: '5' },
-    json: { type: 'boolean' },
-  },
+const { values: v } = benchArgs(import.meta.url, {
+  mb: { type: 'string', default: '512' },
+  model: { type: 'string' },
+  tokens: { type: 'string', default: '32' },
+  rounds: { type: 'string', default: '5' },
+  json: { type: 'boolean' },
 });
 const mb = Number(v.mb),
   rounds = Number(v.rounds),

@@ -11,20 +11,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './args.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const { values: v } = parseArgs({
-  options: {
-    preset: { type: 'string' },
-    threads: { type: 'string' },
-    precisions: { type: 'string' },
-    rounds: { type: 'string' },
-    'prompt-tokens': { type: 'string' },
-    'gen-tokens': { type: 'string' },
-    json: { type: 'boolean' },
-    out: { type: 'string' },
-  },
+const { values: v } = benchArgs(import.meta.url, {
+  preset: { type: 'string' },
+  threads: { type: 'string' },
+  precisions: { type: 'string' },
+  rounds: { type: 'string' },
+  'prompt-tokens': { type: 'string' },
+  'gen-tokens': { type: 'string' },
+  json: { type: 'boolean' },
+  out: { type: 'string' },
 });
 const preset = v.preset ?? 'OpenELM-270M';
 const threads = Number(v.threads ?? os.availableParallelism());

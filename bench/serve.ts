@@ -30,33 +30,31 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { Rng } from '../src/generate/rng.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-const { values: v } = parseArgs({
-  options: {
-    requests: { type: 'string' },
-    levels: { type: 'string' },
-    'max-tokens': { type: 'string' },
-    'prompt-tokens': { type: 'string' },
-    threads: { type: 'string' },
-    parallel: { type: 'string' },
-    model: { type: 'string' },
-    dtype: { type: 'string' },
-    json: { type: 'boolean' },
-    health: { type: 'boolean' },
-    burst: { type: 'boolean' },
-    'in-process': { type: 'boolean' },
-    'step-tokens': { type: 'string' },
-    'refill-wait': { type: 'string' },
-    'draft-dtype': { type: 'string' },
-    'draft-tokens': { type: 'string' },
-    'prompt-lookup': { type: 'string' },
-    'no-stagger': { type: 'boolean' },
-    peer: { type: 'boolean' },
-    gguf: { type: 'string' },
-  },
+const { values: v } = benchArgs(import.meta.url, {
+  requests: { type: 'string' },
+  levels: { type: 'string' },
+  'max-tokens': { type: 'string' },
+  'prompt-tokens': { type: 'string' },
+  threads: { type: 'string' },
+  parallel: { type: 'string' },
+  model: { type: 'string' },
+  dtype: { type: 'string' },
+  json: { type: 'boolean' },
+  health: { type: 'boolean' },
+  burst: { type: 'boolean' },
+  'in-process': { type: 'boolean' },
+  'step-tokens': { type: 'string' },
+  'refill-wait': { type: 'string' },
+  'draft-dtype': { type: 'string' },
+  'draft-tokens': { type: 'string' },
+  'prompt-lookup': { type: 'string' },
+  'no-stagger': { type: 'boolean' },
+  peer: { type: 'boolean' },
+  gguf: { type: 'string' },
 });
 const REQUESTS = Number(v.requests ?? 64),
   LEVELS = (v.levels ?? '1,4,8').split(',').map(Number);

@@ -16,27 +16,25 @@
 // backward, cross-entropy and AdamW, printing the median ratio of B's speed to A's (> 1: B faster).
 
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 import { parseConfig } from '../src/config/index.ts';
 import type { Kernels } from '../src/kernels/types.ts';
 import { createWasmKernels, type WasmKernels } from '../src/kernels/wasm/wasm.ts';
 import { Backprop } from '../src/train/backprop.ts';
 import { clipGradNorm } from '../src/train/optim.ts';
 import { ParamLayout } from '../src/train/params.ts';
+import { benchArgs } from './args.ts';
 import { time } from './timing.ts';
 
-const { values } = parseArgs({
-  options: {
-    threads: { type: 'string', default: '1,2' },
-    seconds: { type: 'string', default: '0.5' },
-    steps: { type: 'string', default: '3' },
-    chunk: { type: 'string', default: '128' },
-    only: { type: 'string' },
-    plain: { type: 'boolean', default: false },
-    a: { type: 'string' },
-    b: { type: 'string' },
-    rounds: { type: 'string', default: '9' },
-  },
+const { values } = benchArgs(import.meta.url, {
+  threads: { type: 'string', default: '1,2' },
+  seconds: { type: 'string', default: '0.5' },
+  steps: { type: 'string', default: '3' },
+  chunk: { type: 'string', default: '128' },
+  only: { type: 'string' },
+  plain: { type: 'boolean', default: false },
+  a: { type: 'string' },
+  b: { type: 'string' },
+  rounds: { type: 'string', default: '9' },
 });
 const threadCounts = values.threads.split(',').map(Number);
 const seconds = Number(values.seconds);

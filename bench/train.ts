@@ -10,7 +10,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { type OpenELMConfig, parseConfig } from '../src/config/index.ts';
 import { Rng } from '../src/generate/rng.ts';
 import { createKernels } from '../src/kernels/index.ts';
@@ -18,16 +17,15 @@ import { Backprop } from '../src/train/backprop.ts';
 import { clipGradNorm, Optimizer } from '../src/train/optim.ts';
 import { type Batch, DEFAULT_OPTIMIZER } from '../src/train/options.ts';
 import { ParamLayout } from '../src/train/params.ts';
+import { benchArgs } from './args.ts';
 
-const { values: a } = parseArgs({
-  options: {
-    steps: { type: 'string', default: '6' },
-    warmup: { type: 'string', default: '2' },
-    threads: { type: 'string' },
-    rounds: { type: 'string', default: '2' },
-    json: { type: 'boolean' },
-    'no-torch': { type: 'boolean' },
-  },
+const { values: a } = benchArgs(import.meta.url, {
+  steps: { type: 'string', default: '6' },
+  warmup: { type: 'string', default: '2' },
+  threads: { type: 'string' },
+  rounds: { type: 'string', default: '2' },
+  json: { type: 'boolean' },
+  'no-torch': { type: 'boolean' },
 });
 const steps = Number(a.steps),
   warmup = Number(a.warmup),
