@@ -55,8 +55,8 @@ for (const backend of ['ref', 'wasm'] as const) {
   });
 }
 
-// every dtype but f16 sums each (row, token) of a matmul the same way whatever the batch (docs/kernels.md)
-for (const dtype of ['q8_0', 'q4_0', 'f32', 'bf16'] as const) {
+// every dtype sums each (row, token) of a matmul the same way whatever the batch (docs/kernels.md)
+for (const dtype of ['q8_0', 'q4_0', 'f32', 'bf16', 'f16'] as const) {
   test(`wasm, ${dtype} weights: each sequence's logits in a batch (8 decoding, a prompt chunk beside them) are bit for bit its logits alone`, async () => {
     const { model, dispose } = await loadOpenELM(TINY, { backend: 'wasm', threads: 2, dtype });
     try {

@@ -360,7 +360,7 @@ test('f16 matmul over every finite f16 pattern, subnormals included, with activa
   });
 });
 
-test('a per-thread scratch too small for the GEMMs: prompts fall back to the matrix × vector kernels (f16 decode too, past its reordered x)', async () => {
+test('a per-thread scratch too small for the GEMMs: prompts fall back to the matrix × vector kernels', async () => {
   const k = await createWasmKernels({ threads: 2, threadScratch: 64 << 10 });
   const kd = await createWasmKernels({ threads: 1 });
   try {
@@ -369,7 +369,7 @@ test('a per-thread scratch too small for the GEMMs: prompts fall back to the mat
     // otherwise silently fall back to the slow path)
     assert.equal(kd.prefillGemm, true);
     for (const dtype of DTYPES) checkMatmul(k, dtype, 37, 300, [4, 9]);
-    // one token of f16 reorders x in the scratch when it fits (300 columns), else runs unpaired
+    // f16's tokens run the one-token kernel, its reordered x made on the calling thread
     checkMatmul(k, 'f16', 37, 300, [1]);
     checkMatmul(k, 'f16', 9, 17000, [1]);
   } finally {
@@ -523,8 +523,8 @@ test('a matvec of more rows than the pool has granules (> 32766 granules on 2 th
 test('tokens at once (a batch of decoding sequences, a prompt) give each token exactly what it gets alone', async () => {
   // q8_0 / q4_0: every path (the one-token kernel token by token, the GEMM tile by tile and in
   // passes) computes a row's sum the same way (kernels.as groupBlock), so any batch matches solo
-  // decoding bit for bit; f32 / bf16 likewise (the one-token kernel's order in tiles of 2 rows ×
-  // 4 tokens), f16 for 2-3 tokens (the one-token kernel token by token)
+  // decoding bit for bit; f32 / bf16 likewise (the one-token kernel's order in tiles), f16 too
+  // (the GEMM sums in the one-token kernel's pairs; 8 and 264 columns: no tail, a tail of 3)
   for (const relaxedSimd of [true, false]) {
     const k = await createWasmKernels({ threads: 2, relaxedSimd, tuning: 'default', minParallelWork: 0, chunkWork: 1 });
     try {
@@ -535,11 +535,13 @@ test('tokens at once (a batch of decoding sequences, a prompt) give each token e
         ['bf16', 700, 72],
         ['bf16', 301, 77],
         ['f16', 333, 264],
+        ['f16', 40, 1283],
+        ['f16', 7, 8],
         ['f32', 250, 40],
         ['f32', 99, 44],
       ] as [WeightDType, number, number][]) {
         const { w } = sameWeights(k, new RefKernels(), dtype, rows, cols, rand);
-        for (const n of dtype === 'f16' ? [2, 3] : [2, 3, 5, 6, 7, 8, 33, 70]) {
+        for (const n of [2, 3, 5, 6, 7, 8, 33, 70]) {
           const x = k.f32(n * cols);
           for (let i = 0; i < x.length; i++) x[i] = rand() * 2 - 1;
           const out = k.f32(n * rows);

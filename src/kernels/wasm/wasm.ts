@@ -139,8 +139,8 @@ interface Exports {
   init_half_table(lut: number): void;
   gemm_scratch_bytes(): number;
   gemm_tiles_scratch_bytes(kind: number, n: number, cols: number): number;
-  float_few_tokens_max(): number;
-  scale_for_f16(dst: number, src: number, len: number): void;
+  pair_for_f16(dst: number, src: number, n: number, cols: number): void;
+  quarters_for_f16(dst: number, src: number, n: number, cols: number): void;
   decode_row(kind: number, w: number, r: number, cols: number, dst: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
   head_norm_rope(
@@ -339,7 +339,6 @@ export class WasmKernels implements Kernels, Calibratable {
   /** Whether the matmul gradients run the GEMM (gemm_t); with a smaller `threadScratch` they use the TS reference. */
   readonly trainGemm: boolean;
   /** the most tokens a float matmul runs token by token through the one-token kernel: the build's own */
-  private readonly floatFewTokens: number;
   /** f16 bit pattern → f32 value, 65536 entries, for the scales of q8_0/q4_0 blocks */
   private readonly halfTable: number;
 
@@ -357,7 +356,6 @@ export class WasmKernels implements Kernels, Calibratable {
     this.buffers.add(memory.buffer);
     this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
     this.prefillGemm = threadScratch >= this.x.gemm_scratch_bytes();
-    this.floatFewTokens = this.x.float_few_tokens_max();
     this.trainGemm = threadScratch >= this.x.gemm_t_scratch_bytes();
     // the half table, then the tuning words the quantized kernels read (kernels.as LUT_BYTES, TUNE_*)
     this.halfTable = this.alloc(65536 * 4 + 64);
@@ -532,29 +530,32 @@ export class WasmKernels implements Kernels, Calibratable {
       case 'bf16':
       case 'f16': {
         if (gemm) {
+          // (f16 only) its activations reordered to sum in the one-token kernel's order (kernels.as gemmF16)
+          const xq = this.scratch('f', n * cols * 4);
+          this.x.quarters_for_f16(xq, xp, n, cols);
           // by token blocks when every thread gets one (training batches), else by row tiles (prompts
           // come in chunks of 128 tokens)
           if (n >= GEMM_TOKEN_BLOCK * this.threads) {
             const g = this.rowGranule(n);
-            return this.pool.run(OP.gemm_float, n, g, this.minGrains(g * rows * cols, work), o, xp, wp, rows, cols, n, DTYPE_CODE[w.dtype], 1, 0);
+            return this.pool.run(OP.gemm_float, n, g, this.minGrains(g * rows * cols, work), o, xq, wp, rows, cols, n, DTYPE_CODE[w.dtype], 1, 0);
           }
           const tile = GEMM_FLOAT_ROWS;
-          return this.pool.run(OP.gemm_float, rows, tile, this.minGrains(tile * cols * n, work), o, xp, wp, rows, cols, n, DTYPE_CODE[w.dtype], 0, 0);
+          return this.pool.run(OP.gemm_float, rows, tile, this.minGrains(tile * cols * n, work), o, xq, wp, rows, cols, n, DTYPE_CODE[w.dtype], 0, 0);
         }
-        // one token (and f16 up to floatFewTokens, token by token over rows kept in cache) runs the
+        // one token (and f16 short of its GEMM, token by token over rows kept in cache) runs the
         // one-token kernel: granules of the rows it streams side by side; f32 / bf16 from 2 tokens
         // run tiles (kernels.as tilesFloat)
-        const few = n === 1 || (w.dtype === 'f16' && n <= this.floatFewTokens);
+        const few = n === 1 || w.dtype === 'f16';
         const R = this.tuning.floatDecodeRows,
           g = few ? R : 4,
           minGrains = few ? this.decodeGrains(g, cols * n, work) : this.minGrains(g * cols * n, work);
         if (w.dtype === 'f32') return this.pool.run(OP.matmul_f32, rows, g, minGrains, o, xp, wp, rows, cols, n, R, 0, 0);
         if (w.dtype === 'bf16') return this.pool.run(OP.matmul_bf16, rows, g, minGrains, o, xp, wp, rows, cols, n, R, 0, 0);
-        // the f16 kernel skips the rebias multiply per weight; the activations carry it (×2^64). One
-        // token takes the halves in pairs against a reordered copy of x in each thread's scratch.
+        // the f16 kernel skips the rebias multiply per weight; the activations carry it (×2^64),
+        // reordered for the halves it takes in pairs
         const xs = this.scratch('f', n * cols * 4);
-        this.x.scale_for_f16(xs, xp, n * cols);
-        return this.pool.run(OP.matmul_f16, rows, g, minGrains, o, xs, wp, rows, cols, n, R, cols * 4 <= this.threadScratch ? 1 : 0, 0);
+        this.x.pair_for_f16(xs, xp, n, cols);
+        return this.pool.run(OP.matmul_f16, rows, g, minGrains, o, xs, wp, rows, cols, n, R, 0, 0);
       }
       case 'q8_0':
       case 'q4_0': {

@@ -69,20 +69,19 @@ const Q4_BYTES: i32 = 18;
 }
 
 // Weight element decoders for the float dtypes: 4 values at element index i of row pointer w.
-// F16X is f16 for the matmul: the halves are only shifted into f32 position (their value times
-// 2^-112, no multiply); the matmul pre-scales the activations by X_SCALE = 2^64 and its sums by
-// OUT_SCALE = 2^48, exact powers of two (|x| up to 1.8e19; products below ~1e-24 lose bits).
-// F16P is F16X for one token with the halves taken in pairs: one 16-byte load of 8 halves gives
-// the odd ones in the high half of each 32-bit lane and the even ones, after a shift, likewise,
-// against activations reordered to match (pairX): 5 integer ops per 8 weights instead of 8.
-const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2, F16X: i32 = 3, F16P: i32 = 4;
+// F16P is f16 for the one-token kernel: the halves are only shifted into f32 position (their value
+// times 2^-112, no multiply), and taken in pairs: one 16-byte load of 8 halves gives the odd ones
+// in the high half of each 32-bit lane and the even ones, after a shift, likewise, against
+// activations reordered to match and pre-scaled by X_SCALE = 2^64 (pair_for_f16); the sums are
+// scaled by OUT_SCALE = 2^48. Exact powers of two: |x| up to 1.8e19; products below ~1e-24 lose
+// bits. 5 integer ops per 8 weights. The f16 GEMM sums in the same order (gemmF16).
+const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2, F16P: i32 = 4;
 const X_SCALE: f32 = 18446744073709551616.0; // 2^64
 const OUT_SCALE: f32 = 281474976710656.0; // 2^48
 
 @inline function load4(kind: i32, w: usize, i: i32): v128 {
   if (kind == F32) return v128.load(w + (<usize>i << 2));
   if (kind == BF16) return high16(w, i);
-  if (kind == F16X) return v128.and(i32x4.shr_s(high16(w, i), 3), i32x4.splat(0x8fffe000));
   return halfToF32x4(high16(w, i));
 }
 
@@ -90,21 +89,32 @@ const OUT_SCALE: f32 = 281474976710656.0; // 2^48
   if (kind == F32) return load<f32>(w + (<usize>i << 2));
   if (kind == BF16) return reinterpret<f32>(<u32>load<u16>(w + (<usize>i << 1)) << 16);
   const h = <u32>load<u16>(w + (<usize>i << 1));
-  if (kind == F16X || kind == F16P) return reinterpret<f32>(((h & 0x7fff) << 13) | ((h & 0x8000) << 16));
+  if (kind == F16P) return reinterpret<f32>(((h & 0x7fff) << 13) | ((h & 0x8000) << 16));
   return halfToF32(h);
 }
 
-/** what the float matmul multiplies its sums by: 2^48 for F16X (see above), else 1 */
+/** what the float matmul multiplies its sums by: 2^48 for F16P (see above), else 1 */
 @inline function outScale(kind: i32): f32 {
-  return kind == F16X || kind == F16P ? OUT_SCALE : 1;
+  return kind == F16P ? OUT_SCALE : 1;
 }
 
-/** dst[i] = src[i] · X_SCALE: the activations of an f16 matmul */
-export function scale_for_f16(dst: usize, src: usize, len: i32): void {
+/**
+ * The activations of an f16 matmul through the one-token kernel: each of the n tokens' cols values
+ * × X_SCALE, every full group of 8 reordered as its even elements, then its odd ones (F16P's
+ * pairs); the last cols % 8 stay in place (the tail runs element by element).
+ */
+export function pair_for_f16(dst: usize, src: usize, n: i32, cols: i32): void {
   const f = f32x4.splat(X_SCALE);
-  let i = 0;
-  for (; i + 4 <= len; i += 4) v128.store(dst + (<usize>i << 2), f32x4.mul(v128.load(src + (<usize>i << 2)), f));
-  for (; i < len; i++) store<f32>(dst + (<usize>i << 2), load<f32>(src + (<usize>i << 2)) * X_SCALE);
+  for (let t = 0; t < n; t++) {
+    const x = src + (<usize>t * cols << 2), d = dst + (<usize>t * cols << 2);
+    let i = 0;
+    for (; i + 8 <= cols; i += 8) {
+      const a = f32x4.mul(v128.load(x + (<usize>i << 2)), f), b = f32x4.mul(v128.load(x + (<usize>i << 2), 16), f);
+      v128.store(d + (<usize>i << 2), i32x4.shuffle(a, b, 0, 2, 4, 6));
+      v128.store(d + (<usize>i << 2), i32x4.shuffle(a, b, 1, 3, 5, 7), 16);
+    }
+    for (; i < cols; i++) store<f32>(d + (<usize>i << 2), load<f32>(x + (<usize>i << 2)) * X_SCALE);
+  }
 }
 
 @inline function elemBytes(kind: i32): usize {
@@ -142,47 +152,9 @@ const FEW_TOKEN_BLOCK_BYTES: i32 = 256 << 10;
   return s;
 }
 
-// One output row for four tokens (prefill): each weight vector is decoded once and used 4 times.
-// x rows are `xs` bytes apart; results go to out[t * rows] for t = 0..3 (`os` bytes apart).
-@inline function dotRow4(kind: i32, w: usize, x: usize, xs: usize, cols: i32, out: usize, os: usize): void {
-  // four accumulators only: with eight, V8 runs out of its 16 xmm registers and spills every step
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let i = 0;
-  for (; i + 8 <= cols; i += 8) {
-    const wv = load4(kind, w, i), wu = load4(kind, w, i + 4);
-    const xp = x + (<usize>i << 2);
-    a0 = madd(wu, v128.load(xp, 16), madd(wv, v128.load(xp), a0));
-    a1 = madd(wu, v128.load(xp + xs, 16), madd(wv, v128.load(xp + xs), a1));
-    a2 = madd(wu, v128.load(xp + 2 * xs, 16), madd(wv, v128.load(xp + 2 * xs), a2));
-    a3 = madd(wu, v128.load(xp + 3 * xs, 16), madd(wv, v128.load(xp + 3 * xs), a3));
-  }
-  for (; i + 4 <= cols; i += 4) {
-    const wv = load4(kind, w, i);
-    const xp = x + (<usize>i << 2);
-    a0 = madd(wv, v128.load(xp), a0);
-    a1 = madd(wv, v128.load(xp + xs), a1);
-    a2 = madd(wv, v128.load(xp + 2 * xs), a2);
-    a3 = madd(wv, v128.load(xp + 3 * xs), a3);
-  }
-  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
-  for (; i < cols; i++) {
-    const wi = load1(kind, w, i);
-    const xp = x + (<usize>i << 2);
-    s0 += wi * load<f32>(xp);
-    s1 += wi * load<f32>(xp + xs);
-    s2 += wi * load<f32>(xp + 2 * xs);
-    s3 += wi * load<f32>(xp + 3 * xs);
-  }
-  const k = outScale(kind);
-  store<f32>(out, s0 * k);
-  store<f32>(out + os, s1 * k);
-  store<f32>(out + 2 * os, s2 * k);
-  store<f32>(out + 3 * os, s3 * k);
-}
-
 /**
  * a += w[i .. i+8) · x (two f32x4 of x at column i): one row's step in decodeRowsFloat. F16P: x0
- * holds x[i], x[i+2], x[i+4], x[i+6] and x1 the odd ones (pairX).
+ * holds x[i], x[i+2], x[i+4], x[i+6] and x1 the odd ones (pair_for_f16).
  */
 @inline function rowCols8(kind: i32, w: usize, i: i32, x0: v128, x1: v128, a: v128): v128 {
   if (kind == F16P) {
@@ -191,20 +163,6 @@ const FEW_TOKEN_BLOCK_BYTES: i32 = 256 << 10;
     return madd(odd, x1, madd(even, x0, a));
   }
   return madd(load4(kind, w, i + 4), x1, madd(load4(kind, w, i), x0, a));
-}
-
-/**
- * dst ← x with each full group of 8 reordered as its even elements, then its odd ones (F16P's
- * activations); the last cols % 8 stay in place (the tail runs element by element).
- */
-@inline function pairX(dst: usize, x: usize, cols: i32): void {
-  let i = 0;
-  for (; i + 8 <= cols; i += 8) {
-    const a = v128.load(x + (<usize>i << 2)), b = v128.load(x + (<usize>i << 2), 16);
-    v128.store(dst + (<usize>i << 2), i32x4.shuffle(a, b, 0, 2, 4, 6));
-    v128.store(dst + (<usize>i << 2), i32x4.shuffle(a, b, 1, 3, 5, 7), 16);
-  }
-  for (; i < cols; i++) store<f32>(dst + (<usize>i << 2), load<f32>(x + (<usize>i << 2)));
 }
 
 /**
@@ -255,15 +213,12 @@ const FEW_TOKEN_BLOCK_BYTES: i32 = 256 << 10;
   return r0 + m * R;
 }
 
-/** most tokens an f16 matmul runs through the one-token kernel, token by token (f32 / bf16: tilesFloat from 2) */
-const FLOAT_FEW_TOKENS: i32 = 3;
-
 /**
- * 1 to FLOAT_FEW_TOKENS tokens: decodeRowsFloat token by token over blocks of rows kept in cache
- * (as decodeTokens), each token's sums as if it were alone. F16P reorders each token's x into
- * `scratch` (cols floats) when its turn comes. rowsInFlight: R (4 or 8; anything else: 8).
+ * decodeRowsFloat token by token over blocks of rows kept in cache (as decodeTokens), each token's
+ * sums as if it were alone: one token of f32 / bf16, f16's tokens short of its GEMM (F16P, x from
+ * pair_for_f16). rowsInFlight: R (4 or 8; anything else: 8).
  */
-@inline function fewTokensFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, r0: i32, r1: i32, scratch: usize): void {
+@inline function fewTokensFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, r0: i32, r1: i32): void {
   const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
   const R = rowsInFlight == 4 ? 4 : 8;
   const blk = fewTokenBlock(n, r0, r1, wStride, R);
@@ -271,8 +226,7 @@ const FLOAT_FEW_TOKENS: i32 = 3;
     const b1 = min(b0 + blk, r1);
     for (let t = 0; t < n; t++) {
       const ot = out + <usize>t * os;
-      let xt = x + <usize>t * xs;
-      if (kind == F16P) { pairX(scratch, xt, cols); xt = scratch; }
+      const xt = x + <usize>t * xs;
       const rd = R == 4 ? decodeRowsFloat(kind, ot, xt, w, wStride, cols, b0, b1, 4) : decodeRowsFloat(kind, ot, xt, w, wStride, cols, b0, b1, 8);
       decodeRowsFloat(kind, ot, xt, w, wStride, cols, rd, b1, 1);
     }
@@ -399,23 +353,10 @@ const FLOAT_FEW_TOKENS: i32 = 3;
   }
 }
 
-/** rowsInFlight: decodeRowsFloat's R for one token (4 or 8; anything else: 8) */
+/** f32 / bf16. rowsInFlight: decodeRowsFloat's R for one token (4 or 8; anything else: 8) */
 @inline function matmulFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, r0: i32, r1: i32): void {
-  if (n > 1 && (kind == F32 || kind == BF16)) {
-    tilesFloat(kind, out, x, w, rows, cols, n, rowsInFlight, r0, r1);
-    return;
-  }
-  if (n <= FLOAT_FEW_TOKENS) {
-    fewTokensFloat(kind, out, x, w, rows, cols, n, rowsInFlight, r0, r1, 0);
-    return;
-  }
-  const wStride = <usize>cols * elemBytes(kind), xs = <usize>cols << 2, os = <usize>rows << 2;
-  for (let r = r0; r < r1; r++) {
-    const wr = w + <usize>r * wStride;
-    let t = 0;
-    for (; t + 4 <= n; t += 4) dotRow4(kind, wr, x + <usize>t * xs, xs, cols, out + <usize>t * os + (<usize>r << 2), os);
-    for (; t < n; t++) store<f32>(out + <usize>t * os + (<usize>r << 2), dotRow(kind, wr, x + <usize>t * xs, cols) * outScale(kind));
-  }
+  if (n > 1) tilesFloat(kind, out, x, w, rows, cols, n, rowsInFlight, r0, r1);
+  else fewTokensFloat(kind, out, x, w, rows, cols, 1, rowsInFlight, r0, r1);
 }
 
 /** rowsInFlight: decodeRowsFloat's R for one token (4 or 8) */
@@ -426,15 +367,11 @@ export function matmul_bf16(out: usize, x: usize, w: usize, rows: i32, cols: i32
   matmulFloat(BF16, out, x, w, rows, cols, n, rowsInFlight, from, to);
 }
 /**
- * x: the activations already scaled by scale_for_f16. pairsFit ≠ 0: the thread's scratch holds
- * cols floats, so one token runs F16P on a reordered copy of x (each thread makes its own).
+ * The tokens short of the f16 GEMM (wasm.ts: tuning.gemmMinTokensFloat), one by one through the
+ * one-token kernel; x: the activations from pair_for_f16.
  */
-export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, pairsFit: i32, _a8: i32, from: i32, to: i32, scratch: usize): void {
-  if (n <= FLOAT_FEW_TOKENS && pairsFit != 0) {
-    fewTokensFloat(F16P, out, x, w, rows, cols, n, rowsInFlight, from, to, scratch);
-    return;
-  }
-  matmulFloat(F16X, out, x, w, rows, cols, n, rowsInFlight, from, to);
+export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, rowsInFlight: i32, _a7: i32, _a8: i32, from: i32, to: i32, _scratch: usize): void {
+  fewTokensFloat(F16P, out, x, w, rows, cols, n, rowsInFlight, from, to);
 }
 
 // ---------------------------------------------------------------- quantized matmul (q8_0, q4_0)
@@ -678,11 +615,6 @@ const TUNE_QUANT_ROWS: usize = 0;
   }
 }
 
-/** the most tokens an f16 matmul runs token by token through the one-token kernel (wasm.ts routes by it; f32 / bf16: one) */
-export function float_few_tokens_max(): i32 {
-  return FLOAT_FEW_TOKENS;
-}
-
 /** fills lut[0 .. 65536) with the f32 value of every half bit pattern */
 export function init_half_table(lut: usize): void {
   for (let h: u32 = 0; h < 65536; h++) store<f32>(lut + (<usize>h << 2), halfToF32(h));
@@ -773,30 +705,65 @@ export function gemm_scratch_bytes(): i32 {
   }
 }
 
-/** packs rows r..r+11 (clamped to < rEnd) × columns k0..k0+kc of a float weight, k-major, as f32 (48 bytes per column) */
-@inline function packFloat(kind: i32, w: usize, cols: i32, r: i32, rEnd: i32, k0: i32, kc: i32, pk: usize): void {
-  const stride = <usize>cols * elemBytes(kind);
+/**
+ * packs rows r..r+11 (clamped to < rEnd) × columns k0..k0+kc (kc a multiple of 8) of an f16 weight
+ * as exact f32 in the one-token kernel's lane order (F16P): quarter j, at pk + j · (kc / 4) · 48,
+ * holds columns 2j and 2j + 1 of every group of 8, in order, each column the 12 rows side by side
+ * (48 bytes)
+ */
+@inline function packF16Pairs(w: usize, cols: i32, r: i32, rEnd: i32, k0: i32, kc: i32, pk: usize): void {
+  const stride = <usize>cols << 1, qs = <usize>(kc >> 2) * 48;
+  const m = i32x4.splat(0x8fffe000), f = f32x4.splat(reinterpret<f32>(<u32>(127 + 112) << 23));
   for (let h = 0; h < 3; h++) {
-    const w0 = rowAt(w, r + 4 * h, rEnd, stride), w1 = rowAt(w, r + 4 * h + 1, rEnd, stride);
-    const w2 = rowAt(w, r + 4 * h + 2, rEnd, stride), w3 = rowAt(w, r + 4 * h + 3, rEnd, stride);
+    const w0 = rowAt(w, r + 4 * h, rEnd, stride) + (<usize>k0 << 1), w1 = rowAt(w, r + 4 * h + 1, rEnd, stride) + (<usize>k0 << 1);
+    const w2 = rowAt(w, r + 4 * h + 2, rEnd, stride) + (<usize>k0 << 1), w3 = rowAt(w, r + 4 * h + 3, rEnd, stride) + (<usize>k0 << 1);
     const dst = pk + (<usize>h << 4);
-    let kk = 0;
-    for (; kk + 4 <= kc; kk += 4) {
-      storeTransposed(load4(kind, w0, k0 + kk), load4(kind, w1, k0 + kk), load4(kind, w2, k0 + kk), load4(kind, w3, k0 + kk),
-        dst + <usize>kk * 48, 48);
-    }
-    for (; kk < kc; kk++) {
-      const p = dst + <usize>kk * 48;
-      store<f32>(p, load1(kind, w0, k0 + kk));
-      store<f32>(p, load1(kind, w1, k0 + kk), 4);
-      store<f32>(p, load1(kind, w2, k0 + kk), 8);
-      store<f32>(p, load1(kind, w3, k0 + kk), 12);
+    for (let g = 0; g < kc; g += 8) {
+      const o = <usize>g << 1, d = dst + <usize>(g >> 2) * 48;
+      const v0 = v128.load(w0 + o), v1 = v128.load(w1 + o), v2 = v128.load(w2 + o), v3 = v128.load(w3 + o);
+      // even halves shifted into the high half of their lane first, as F16P does
+      storeTransposed(f32x4.mul(v128.and(i32x4.shr_s(i32x4.shl(v0, 16), 3), m), f), f32x4.mul(v128.and(i32x4.shr_s(i32x4.shl(v1, 16), 3), m), f),
+        f32x4.mul(v128.and(i32x4.shr_s(i32x4.shl(v2, 16), 3), m), f), f32x4.mul(v128.and(i32x4.shr_s(i32x4.shl(v3, 16), 3), m), f), d, qs);
+      storeTransposed(f32x4.mul(v128.and(i32x4.shr_s(v0, 3), m), f), f32x4.mul(v128.and(i32x4.shr_s(v1, 3), m), f),
+        f32x4.mul(v128.and(i32x4.shr_s(v2, 3), m), f), f32x4.mul(v128.and(i32x4.shr_s(v3, 3), m), f), d + 48, qs);
     }
   }
 }
 
 /**
- * o0..o2 (12 f32 each) (+)= 3 tokens (activations at x0..x2) · 12 rows (packed tile at pk) over kc
+ * o0..o2 (12 f32 each) (+)= 3 tokens (activations at x0..x2) · 12 rows over one quarter of a chunk
+ * packed by packF16Pairs (kq columns at pk): three weight vectors, three broadcast activations,
+ * nine multiply-adds per column, against the quarter's activations (quarters_for_f16). Nine accumulators, not eight: eight chains of fused
+ * multiply-adds wait on its latency (~4.5 cycles, 2 per cycle); V8 starts all loads of the body
+ * first, so 6 loads + 9 accumulators fill its 15 usable xmm registers (4 × 12 or 6 × 8 spill).
+ */
+function kernelPairs3x12(pk: usize, x0: usize, x1: usize, x2: usize, kq: i32, o0: usize, o1: usize, o2: usize, first: bool): void {
+  let a0 = f32x4.splat(0), b0 = f32x4.splat(0), c0 = f32x4.splat(0);
+  let a1 = f32x4.splat(0), b1 = f32x4.splat(0), c1 = f32x4.splat(0);
+  let a2 = f32x4.splat(0), b2 = f32x4.splat(0), c2 = f32x4.splat(0);
+  if (!first) {
+    a0 = v128.load(o0); b0 = v128.load(o0, 16); c0 = v128.load(o0, 32);
+    a1 = v128.load(o1); b1 = v128.load(o1, 16); c1 = v128.load(o1, 32);
+    a2 = v128.load(o2); b2 = v128.load(o2, 16); c2 = v128.load(o2, 32);
+  }
+  // one column per step: unrolled, V8 hoists every load of the body and spills
+  for (let kk = 0; kk < kq; kk++) {
+    const p = pk + <usize>kk * 48, o = <usize>kk << 2;
+    const w0 = v128.load(p), w1 = v128.load(p, 16), w2 = v128.load(p, 32);
+    let v = v128.load32_splat(x0 + o);
+    a0 = madd(w0, v, a0); b0 = madd(w1, v, b0); c0 = madd(w2, v, c0);
+    v = v128.load32_splat(x1 + o);
+    a1 = madd(w0, v, a1); b1 = madd(w1, v, b1); c1 = madd(w2, v, c1);
+    v = v128.load32_splat(x2 + o);
+    a2 = madd(w0, v, a2); b2 = madd(w1, v, b2); c2 = madd(w2, v, c2);
+  }
+  v128.store(o2, a2); v128.store(o2, b2, 16); v128.store(o2, c2, 32);
+  v128.store(o1, a1); v128.store(o1, b1, 16); v128.store(o1, c1, 32);
+  v128.store(o0, a0); v128.store(o0, b0, 16); v128.store(o0, c0, 32);
+}
+
+/**
+ * (the training GEMM's) o0..o2 (12 f32 each) (+)= 3 tokens (activations at x0..x2) · 12 rows (packed tile at pk) over kc
  * columns: three weight vectors, three broadcast activations, nine multiply-adds per column. Nine
  * accumulators, not eight: eight chains of fused multiply-adds wait on its latency (~4.5 cycles,
  * 2 per cycle); V8 starts all loads of the body first, so 6 loads + 9 accumulators fill its 15
@@ -827,36 +794,87 @@ function kernelFloat3x12(pk: usize, x0: usize, x1: usize, x2: usize, kc: i32, o0
   v128.store(o0, a0); v128.store(o0, b0, 16); v128.store(o0, c0, 32);
 }
 
-/** weight rows [r0, r1) × tokens [n0, n1) */
-@inline function gemmFloat(kind: i32, out: usize, x: usize, w: usize, rows: i32, cols: i32, r0: i32, r1: i32, n0: i32, n1: i32, scratch: usize): void {
+/**
+ * The activations of the f16 GEMM: each of the n tokens' cols values, every chunk of KC columns
+ * (the last one to a multiple of 8) as the quarters packF16Pairs makes of the weights (quarter j:
+ * columns 2j, 2j + 1 of every group of 8); the last cols % 8 stay in place.
+ */
+export function quarters_for_f16(dst: usize, src: usize, n: i32, cols: i32): void {
+  const c8 = cols & ~7;
+  for (let t = 0; t < n; t++) {
+    const x = src + (<usize>t * cols << 2), d = dst + (<usize>t * cols << 2);
+    for (let k0 = 0; k0 < c8; k0 += KC) {
+      const qb = <usize>(min(KC, c8 - k0) >> 2) << 2, d0 = d + (<usize>k0 << 2);
+      for (let g = 0; g < min(KC, c8 - k0); g += 8) {
+        const a = v128.load(x + (<usize>(k0 + g) << 2)), b = v128.load(x + (<usize>(k0 + g) << 2), 16), o = d0 + <usize>g;
+        v128.store64_lane(o, a, 0);
+        v128.store64_lane(o + qb, a, 1);
+        v128.store64_lane(o + 2 * qb, b, 0);
+        v128.store64_lane(o + 3 * qb, b, 1);
+      }
+    }
+    for (let i = c8; i < cols; i++) store<f32>(d + (<usize>i << 2), load<f32>(x + (<usize>i << 2)));
+  }
+}
+
+/** rows per pass of the f16 GEMM: its panel holds 4 partial sums per (row, token), 10 tiles × TB tokens × 192 bytes */
+const RS_F16: i32 = 120;
+
+/**
+ * f16 weight rows [r0, r1) × tokens [n0, n1) of activations from quarters_for_f16, each (row, token) summed as
+ * the one-token kernel (F16P) sums it: four partial sums (lane j: columns 8g + 2j, 8g + 2j + 1 in
+ * turn), carried across the chunks in the panel, then (q0 + q2) + (q1 + q3) as hsum adds them and
+ * the last cols % 8 columns one by one. Its products are F16P's times 2^48 (exact weights against
+ * unscaled activations), so the sums are the same bits: a sequence gets its solo logits in a batch.
+ */
+@inline function gemmF16(out: usize, x: usize, w: usize, rows: i32, cols: i32, r0: i32, r1: i32, n0: i32, n1: i32, scratch: usize): void {
   const pk = scratch, junk = pk + <usize>KC * 48, panel = junk + 48;
-  const xs = <usize>cols << 2, rs12 = RS / 12 * 12;
-  for (let rs = r0; rs < r1; rs += rs12) {
-    const re = min(rs + rs12, r1);
+  const xs = <usize>cols << 2, c8 = cols & ~7, PT: usize = 192, stride = <usize>cols << 1;
+  for (let rs = r0; rs < r1; rs += RS_F16) {
+    const re = min(rs + RS_F16, r1);
     for (let t0 = n0; t0 < n1; t0 += TB) {
       const nt = min(TB, n1 - t0), tl = t0 + nt - 1;
-      for (let k0 = 0; k0 < cols; k0 += KC) {
-        const kc = min(KC, cols - k0), first = k0 == 0;
-        const xb = x + (<usize>k0 << 2);
+      for (let k0 = 0; k0 < c8; k0 += KC) {
+        const kc = min(KC, c8 - k0), kq = kc >> 2, first = k0 == 0;
         for (let r = rs; r < re; r += 12) {
-          packFloat(kind, w, cols, r, re, k0, kc, pk);
-          // panel: per row tile, TB tokens × 12 sums (48 bytes per token); a short last group of
-          // tokens repeats its last token into junk
-          const pt = panel + <usize>((r - rs) / 12) * TB * 48;
+          packF16Pairs(w, cols, r, re, k0, kc, pk);
+          // panel: per row tile, TB tokens × 4 quarters × 12 sums; a short last group of tokens
+          // repeats its last token into junk
+          const pt = panel + <usize>((r - rs) / 12) * TB * PT;
+          // the quarters of a group of tokens one after another: its activations stay in L1
           for (let q = 0; q < nt; q += 3) {
-            const ta = t0 + q, tb = min(ta + 1, tl), tc = min(ta + 2, tl), o = pt + <usize>q * 48;
-            kernelFloat3x12(pk, xb + <usize>ta * xs, xb + <usize>tb * xs, xb + <usize>tc * xs, kc,
-              o, ta + 1 <= tl ? o + 48 : junk, ta + 2 <= tl ? o + 96 : junk, first);
+            const ta = t0 + q, tb = min(ta + 1, tl), tc = min(ta + 2, tl), oq = pt + <usize>q * PT;
+            for (let j = 0; j < 4; j++) {
+              const xj = x + (<usize>(k0 + j * kq) << 2), o = oq + <usize>j * 48;
+              kernelPairs3x12(pk + <usize>(j * kq) * 48, xj + <usize>ta * xs, xj + <usize>tb * xs, xj + <usize>tc * xs, kq,
+                o, ta + 1 <= tl ? o + PT : junk, ta + 2 <= tl ? o + 2 * PT : junk, first);
+            }
           }
         }
       }
-      panelToOut(panel, out, rows, rs, re, t0, nt, 12);
+      // the quarters' sums as hsum adds them, then the columns past c8, to out token by token
+      for (let t = 0; t < nt; t++) {
+        const xt = x + <usize>(t0 + t) * xs, ot = out + (<usize>(t0 + t) * rows << 2);
+        for (let r = rs; r < re; r += 4) {
+          const pp = panel + <usize>((r - rs) / 12) * TB * PT + <usize>t * PT + (<usize>((r - rs) % 12) << 2);
+          const v = c8 == 0 ? f32x4.splat(0)
+            : f32x4.add(f32x4.add(v128.load(pp), v128.load(pp, 96)), f32x4.add(v128.load(pp, 48), v128.load(pp, 144)));
+          if (c8 == cols && r + 4 <= re) { v128.store(ot + (<usize>r << 2), v); continue; }
+          v128.store(junk, v);
+          for (let l = 0; l < min(4, re - r); l++) {
+            const wr = w + <usize>(r + l) * stride;
+            let s = load<f32>(junk + (<usize>l << 2));
+            for (let i = c8; i < cols; i++) s += load1(F16, wr, i) * load<f32>(xt + (<usize>i << 2));
+            store<f32>(ot + (<usize>(r + l) << 2), s);
+          }
+        }
+      }
     }
   }
 }
 
 /**
- * f16 weights (kind 2; f32 and bf16 matmuls run tilesFloat, which outran this GEMM at every size
+ * f16 weights (f32 and bf16 matmuls run tilesFloat, which outran a packed GEMM at every size
  * measured), n ≥ 1 tokens of plain (unscaled) f32 activations. Items:
  * weight rows [from, to) (tiles of 12), or with byTokens tokens [from, to) (blocks of TB): a thread
  * claiming rows reads every token's activations for them, one claiming tokens only its own, and
@@ -864,7 +882,7 @@ function kernelFloat3x12(pk: usize, x0: usize, x1: usize, x2: usize, kc: i32, o0
  */
 export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32, n: i32, kind: i32, byTokens: i32, _a8: i32, from: i32, to: i32, scratch: usize): void {
   const r0 = byTokens ? 0 : from, r1 = byTokens ? rows : to, n0 = byTokens ? from : 0, n1 = byTokens ? to : n;
-  if (kind == F16) gemmFloat(F16, out, x, w, rows, cols, r0, r1, n0, n1, scratch);
+  if (kind == F16) gemmF16(out, x, w, rows, cols, r0, r1, n0, n1, scratch);
   else unreachable();
 }
 
