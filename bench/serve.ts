@@ -21,7 +21,9 @@
 //   npm run bench:serve -- --burst [--dtype f32] [--max-tokens 64]   non-streaming requests sent c at
 //                          a time, each batch when the last one has ended (c = 1: one at a time):
 //                          aggregate tokens/s per level and its ratio to one at a time
-//   npm run bench:serve -- --draft-dtype q4 [--draft-tokens 4]   the model drafts for itself (a q4_0 copy)
+//   npm run bench:serve -- --draft-dtype q4 [--draft-tokens 4] [--draft-fixed]   the model drafts for
+//                          itself (a q4_0 copy); greedy steps draft 0..4 tokens as the engine finds
+//                          pays (--draft-fixed: always 4)
 //   npm run bench:serve -- --prompt-lookup 10
 //   npm run bench:serve -- --peer [--gguf F]   also llama.cpp (node-llama-cpp) decoding c sequences
 //                          together in one context, same levels, on the GGUF of the same shape
@@ -51,6 +53,7 @@ const { values: v } = benchArgs(import.meta.url, {
   'refill-wait': { type: 'string' },
   'draft-dtype': { type: 'string' },
   'draft-tokens': { type: 'string' },
+  'draft-fixed': { type: 'boolean' },
   'prompt-lookup': { type: 'string' },
   'no-stagger': { type: 'boolean' },
   peer: { type: 'boolean' },
@@ -109,6 +112,7 @@ const server = spawn(
     ...(v['step-tokens'] ? ['--step-tokens', v['step-tokens']] : []),
     ...(v['refill-wait'] ? ['--refill-wait', v['refill-wait']] : []),
     ...(v['draft-dtype'] ? ['--draft-model', dir, '--draft-dtype', v['draft-dtype'], ...(v['draft-tokens'] ? ['--draft-tokens', v['draft-tokens']] : [])] : []),
+    ...(v['draft-fixed'] ? ['--draft-fixed'] : []),
     ...(v['prompt-lookup'] ? ['--prompt-lookup', v['prompt-lookup']] : []),
   ],
   { stdio: ['ignore', 'ignore', 'pipe'] },
@@ -407,7 +411,7 @@ const out = {
   load_avg_start: loadStart,
   load_avg_end: os.loadavg()[0],
   speculative: speculative && {
-    draft: v['draft-dtype'] ? `the model as ${v['draft-dtype']}, ${v['draft-tokens'] ?? 4} tokens a round` : `prompt lookup ${v['prompt-lookup']}`,
+    draft: `${v['draft-dtype'] ? `the model as ${v['draft-dtype']}, ` : `prompt lookup, `}${v['draft-fixed'] ? '' : 'up to '}${v['draft-dtype'] ? (v['draft-tokens'] ?? 4) : v['prompt-lookup']} tokens a round`,
     ...speculative,
     acceptance: speculative.accepted / speculative.drafted,
   },

@@ -221,6 +221,12 @@ test('bad input: clear errors and exit codes', () => {
   assert.match(badNum.err, /--temperature must be a number/);
   const unknown = cli(['generate', '--frobnicate']);
   assert.equal(unknown.code, 2);
+  // a speculative flag without a drafter (serve checks them before it loads anything)
+  for (const where of [[], ['--in-process']]) {
+    const fixed = cli(['serve', '-m', path.join(FIX, 'tiny-f32'), '--draft-fixed', ...where]);
+    assert.equal(fixed.code, 2);
+    assert.match(fixed.err, /--draft-fixed needs --draft-model or --prompt-lookup/);
+  }
   const missing = cli(['generate', '-m', path.join(os.tmpdir(), 'no-such-model-dir'), '-p', 'hi']);
   assert.equal(missing.code, 1);
   assert.match(missing.err, /no-such-model-dir/);

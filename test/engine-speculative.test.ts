@@ -5,11 +5,17 @@
 // constrained / logprobs sequences do not speculate.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
+import { parseConfig } from '../src/config/index.ts';
 import { Engine, type SequenceRequest } from '../src/engine/engine.ts';
 import { generateText } from '../src/generate/generate.ts';
 import type { SpeculativeOptions } from '../src/generate/speculative.ts';
+import { writeCheckpoint } from '../src/io/checkpoint.ts';
 import { loadModel, loadOpenELM } from '../src/load.ts';
+import { initTensors } from '../src/model/init.ts';
 
 const F = (name: string) => new URL(`./fixtures/openelm/${name}/`, import.meta.url).pathname;
 
@@ -36,6 +42,7 @@ test('greedy: prompt lookup and draft models (the model itself, a q4_0 copy) giv
       ['lookup', { promptLookup: 10 }],
       ['self', { draft: self.model, draftTokens: 4 }],
       ['q4', { draft: q4.model, draftTokens: 3 }],
+      ['lookup, fixed length', { promptLookup: 10, adaptive: false }],
     ];
     for (const [name, speculative] of cases) {
       const engine = new Engine(target.model, { parallel: 3, stepTokens: 8, speculative });
@@ -117,5 +124,31 @@ test('wasm: greedy with prompt lookup and a q4_0 draft gives the engine-without-
   } finally {
     target.dispose();
     q4.dispose();
+  }
+});
+
+test('greedy with a draft that never agrees (other random weights): the steps soon stop drafting, same tokens', async () => {
+  const target = await loadModel(F('tiny-vocab32k-bf16'), { backend: 'ref' });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-draft-'));
+  const cfg = parseConfig(JSON.parse(fs.readFileSync(path.join(F('tiny-vocab32k-bf16'), 'config.json'), 'utf8')));
+  await writeCheckpoint(dir, cfg, initTensors(cfg, 7), { dtype: 'bf16' });
+  const other = await loadOpenELM(dir, { backend: 'ref' });
+  try {
+    const reqs = prompts.slice(0, 3).map((p) => ({ promptIds: p, maxTokens: 40, eosIds: [], sampling: { temperature: 0 } }));
+    const want = await run(new Engine(target.model, { parallel: 3, stepTokens: 8 }), reqs);
+    const drafted: Record<string, number> = {};
+    for (const adaptive of [true, false]) {
+      const engine = new Engine(target.model, { parallel: 3, stepTokens: 8, speculative: { draft: other.model, draftTokens: 4, adaptive } });
+      assert.deepEqual(await run(engine, reqs), want, `adaptive ${adaptive}`);
+      if (!adaptive) assert.ok(engine.stats.acceptedTokens <= engine.stats.draftedTokens / 10, JSON.stringify(engine.stats));
+      drafted[String(adaptive)] = engine.stats.draftedTokens;
+    }
+    // fixed: 4 drafts for nearly every token; adaptive: the first step's, then a probe now and then
+    assert.ok(drafted.false >= 200, JSON.stringify(drafted));
+    assert.ok(drafted.true <= drafted.false / 8, JSON.stringify(drafted));
+  } finally {
+    target.dispose();
+    other.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { generateText } from '../src/generate/generate.ts';
-import { acceptanceFor, DraftLength, Policy, PromptLookupDrafter, tokensPerRound, verify } from '../src/generate/speculative.ts';
+import { acceptanceFor, DraftLength, Policy, PromptLookupDrafter, StepDraftLength, tokensPerRound, verify } from '../src/generate/speculative.ts';
 import { loadModel, loadOpenELM } from '../src/load.ts';
 
 const F = (name: string) => new URL(`./fixtures/openelm/${name}/`, import.meta.url).pathname;
@@ -196,4 +196,50 @@ test('adaptive draft length: the k that maximises expected tokens per ms, from t
   }
   assert.ok(tried.length <= 4 && new Set(tried).size === tried.length, `tried ${tried.join(' ')}`);
   assert.equal(Q.choose(), 0);
+});
+
+test("a serving step's draft length: one k for the greedy sequences decoded together, from costs by rows and each one's acceptance", () => {
+  // 8 sequences, a model whose pass over m rows costs 40 + 2 m ms (bound by reading its weights),
+  // a small draft model: 5 ms a pass
+  const pass = (m: number) => 40 + 2 * m;
+  const seqs = (a: number, room = 4) => Array.from({ length: 8 }, () => ({ acceptance: a, room }));
+  const S = new StepDraftLength(4, 64 + 8 * 4, 8);
+  assert.equal(S.choose(0, 0, seqs(0.5)), 4, 'the first drafting step drafts the most');
+  S.drafted(8, 5);
+  S.passed(8 + 32, pass(40));
+  assert.equal(S.choose(0, 0, seqs(0.5)), 0, 'then a plain step is measured');
+  S.passed(8, pass(8));
+  // kept often: 8 · tokensPerRound(0.9, k) / (20 k + pass(8 + 8 k)); k = 4 was measured, 1-3 look
+  // as cheap as 8 rows (optimistic), so each is tried
+  const tried = new Set<number>();
+  for (let i = 0; i < 8; i++) {
+    const k = S.choose(0, 0, seqs(0.9));
+    assert.ok(k >= 1, `step ${i}: ${k}`);
+    tried.add(k);
+    S.drafted(8, 5);
+    S.passed(8 + 8 * k, pass(8 + 8 * k));
+  }
+  const rate = (a: number, k: number) => (8 * tokensPerRound(a, k)) / (k ? 5 * k + pass(8 + 8 * k) : pass(8));
+  const best = [1, 2, 3, 4].reduce((b, k) => (rate(0.9, k) > rate(0.9, b) ? k : b), 1);
+  assert.equal(S.choose(0, 0, seqs(0.9)), best, `tried ${[...tried].join(' ')}`);
+  // a room caps a sequence's drafts (more would only cost draft passes)
+  assert.equal(S.choose(0, 0, seqs(0.9, 1)), 1);
+  // kept rarely: plain steps, with a one-token probe after 16
+  let probes = 0;
+  for (let i = 0; i < 60; i++) {
+    const k = S.choose(0, 0, seqs(0.05));
+    assert.ok(k <= 1, `step ${i}: ${k}`);
+    if (k) {
+      probes++;
+      S.drafted(8, 5);
+      S.passed(16, pass(16));
+      S.checked(0);
+    } else S.passed(8, pass(8));
+  }
+  assert.equal(probes, 2, 'probes after 16 steps, then after 32');
+  // prompt lookup drafts for free: the model's pass alone decides
+  const L = new StepDraftLength(10, 200, 8, true);
+  L.passed(8, pass(8));
+  assert.equal(L.choose(0, 0, seqs(0.9, 10)), 10, 'no cost measured beyond 8 rows: the most');
+  assert.equal(L.choose(0, 0, []), 0, 'nobody to draft');
 });

@@ -28,6 +28,7 @@
 import type { OpenELMConfig } from '../config/config.ts';
 import { checkSampling, Sampler, type SamplingOptions } from '../generate/sampler.ts';
 import {
+  Acceptance,
   bonusToken,
   type Draft,
   draftSeed,
@@ -36,6 +37,8 @@ import {
   Policy,
   PromptLookupDrafter,
   type SpeculativeOptions,
+  type StepDrafter,
+  StepDraftLength,
   verifySeed,
 } from '../generate/speculative.ts';
 import { BatchForward, type BatchSegment } from '../model/batch.ts';
@@ -285,6 +288,8 @@ interface SpecState {
   /** prompt + generated tokens */
   ctx: number[];
   draft: Draft;
+  /** how often its drafts are kept (the step's draft length weighs it) */
+  acceptance: Acceptance;
 }
 
 export interface EngineStats {
@@ -356,6 +361,12 @@ export class Engine implements ServingEngine {
   private readonly draft: OpenELM | null;
   private readonly draftBatch: BatchForward | null;
   private readonly lookup: PromptLookupDrafter | null;
+  /** the draft length of greedy sequences' rounds, chosen each step (null: always draftTokens) */
+  private readonly length: StepDraftLength | null;
+  /** every sequence's drafts together: a new sequence's prior */
+  private readonly acceptance = new Acceptance();
+  /** draft tokens kept in the current step */
+  private keptThisStep = 0;
   readonly stats: EngineStats;
 
   constructor(
@@ -397,6 +408,10 @@ export class Engine implements ServingEngine {
     this.batch = new BatchForward(model, stepTokens + parallel * this.draftTokens);
     // the draft's first pass of a step: the prompt chunks and each decoding sequence's 1-2 new tokens
     this.draftBatch = draft ? new BatchForward(draft, stepTokens + parallel * (this.draftTokens + 2)) : null;
+    this.length =
+      this.draftTokens > 0 && spec?.adaptive !== false
+        ? new StepDraftLength(this.draftTokens, stepTokens + parallel * this.draftTokens, parallel, !draft)
+        : null;
     this.work = model.kernels.f32(model.config.vocab_size);
     this.mask = new Float32Array(model.config.vocab_size);
     this.allowed = new Uint8Array(model.config.vocab_size);
@@ -433,6 +448,7 @@ export class Engine implements ServingEngine {
         draftSeen: new Uint8Array(V),
         ctx: req.promptIds.slice(),
         draft: NO_DRAFT,
+        acceptance: new Acceptance(this.acceptance.value),
       };
     }
     if (req.signal) {
@@ -647,6 +663,7 @@ export class Engine implements ServingEngine {
     // segments sharing an adapter side by side: one adapter call per group of rows
     parts.sort((a, b) => (a.seq.req.adapter ?? '').localeCompare(b.seq.req.adapter ?? ''));
     let logits: Float32Array;
+    const t0 = performance.now();
     try {
       logits = this.batch.run(
         parts.map((p) => ({
@@ -665,6 +682,11 @@ export class Engine implements ServingEngine {
       }
       return;
     }
+    this.length?.passed(
+      parts.reduce((n, p) => n + p.ids.length, 0),
+      performance.now() - t0,
+    );
+    this.keptThisStep = 0;
     const V = this.model.config.vocab_size;
     let row = 0;
     for (const p of parts) {
@@ -674,7 +696,13 @@ export class Engine implements ServingEngine {
       const rows = logits.subarray(row * V, (row + n) * V);
       row += n;
       if (p.drafted > 0) {
+        const before = seq.speculative.accepted,
+          acceptance = seq.spec!.acceptance;
         this.check(p, rows);
+        const kept = seq.speculative.accepted - before;
+        acceptance.add(p.drafted, kept);
+        this.acceptance.add(p.drafted, kept);
+        this.keptThisStep += kept;
         continue;
       }
       if (p.logits === 'all') {
@@ -690,6 +718,7 @@ export class Engine implements ServingEngine {
         this.next(p.slot, seq, rows.subarray((n - 1) * V));
       } else this.next(p.slot, seq, rows);
     }
+    if (parts.some((p) => p.drafted > 0)) this.length?.checked(this.keptThisStep);
   }
 
   /**
@@ -700,19 +729,39 @@ export class Engine implements ServingEngine {
    */
   private propose(decoding: Part[], chunks: Part[]): void {
     const k = this.draftTokens;
-    const rooms: { p: Part; sp: SpecState; room: number }[] = [];
+    let rooms: { p: Part; sp: SpecState; room: number }[] = [];
     for (const p of decoding) {
       const sp = p.seq.spec;
       if (!sp) continue;
       sp.draft = NO_DRAFT;
       // as generate's loop: the target checks 1 + room rows and keeps at most maxTokens
       const room = Math.min(k, p.seq.req.maxTokens - p.seq.outputIds.length - 1, p.slot.cache.capacity - p.slot.cache.length - 1);
-      if (room <= 0) continue;
-      if (this.lookup) sp.draft = this.lookup.propose(sp.ctx, room);
-      else rooms.push({ p, sp, room });
+      if (room > 0) rooms.push({ p, sp, room });
+    }
+    if (this.length) {
+      // greedy sequences draft the step's length; sampled ones keep k (their random streams
+      // must not depend on timing), counted with the step's other rows
+      const greedy = rooms.filter((r) => r.sp.policy.greedy),
+        others = decoding.length - greedy.length;
+      let base = others + chunks.reduce((n, c) => n + c.ids.length, 0);
+      for (const r of rooms) if (!r.sp.policy.greedy) base += r.room;
+      const length = this.length.choose(
+        base,
+        others,
+        greedy.map((r): StepDrafter => ({ acceptance: r.sp.acceptance.value, room: r.room })),
+      );
+      for (const r of greedy) r.room = Math.min(r.room, length);
+      rooms = rooms.filter((r) => r.room > 0);
+    }
+    if (this.lookup) {
+      for (const r of rooms) r.sp.draft = this.lookup.propose(r.sp.ctx, r.room);
+      return;
     }
     const batch = this.draftBatch;
     if (!batch) return;
+    // a step of the chosen length 0 runs no draft pass: the draft catches up on the prompts and
+    // tokens since when it next drafts (a draft that does not pay then costs nothing at all)
+    if (this.length && rooms.length === 0) return;
     // first draft pass: prompt chunks, and each drafting sequence's tokens the draft has not seen
     const segs: BatchSegment[] = [];
     const drafting: { p: Part; sp: SpecState; room: number }[] = [];
@@ -727,12 +776,23 @@ export class Engine implements ServingEngine {
       segs.push({ cache: dc, ids: c.seq.req.promptIds.slice(n, c.seq.fed), logits: 'none', adapter: null });
       left -= c.seq.fed - n;
     }
-    for (const r of rooms) {
-      const dc = r.p.slot.draftCache!,
-        ctx = r.sp.ctx;
-      const n = commonPrefix(dc.ids, ctx, ctx.length - 1);
-      if (ctx.length - n > left) continue; // a draft far behind (after a failed pass) drafts nothing this step
-      dc.truncate(n);
+    // the drafts nearly caught up first, so one far behind cannot take the pass from the others
+    const behind = rooms
+      .map((r) => {
+        const dc = r.p.slot.draftCache!,
+          ctx = r.sp.ctx;
+        const n = commonPrefix(dc.ids, ctx, ctx.length - 1);
+        dc.truncate(n);
+        return { r, dc, ctx, n };
+      })
+      .sort((a, b) => a.ctx.length - a.n - (b.ctx.length - b.n));
+    for (const { r, dc, ctx, n } of behind) {
+      if (ctx.length - n > left) {
+        // a draft far behind (after steps without drafts, a failed pass) catches up in parts and drafts nothing this step
+        if (left > 0) segs.push({ cache: dc, ids: ctx.slice(n, n + left), logits: 'none', adapter: null });
+        left = 0;
+        continue;
+      }
       r.room = Math.min(r.room, dc.capacity - ctx.length); // the draft's cache must hold the k - 1 draft tokens it is fed
       if (r.room <= 0) continue;
       segs.push({ cache: dc, ids: ctx.slice(n), logits: 'last', adapter: null });
@@ -743,9 +803,11 @@ export class Engine implements ServingEngine {
     }
     if (segs.length === 0) return;
     const V = this.model.config.vocab_size;
+    let t0 = performance.now();
     let logits = batch.run(segs);
     let active = drafting;
     for (let round = 0; ; round++) {
+      if (active.length) this.length?.drafted(active.length, performance.now() - t0);
       // logits: one row per sequence still drafting, in order
       active.forEach((r, j) => {
         const { token, q } = draftToken(r.sp.draftPolicy!, logits.subarray(j * V, (j + 1) * V), r.sp.draftSeen);
@@ -755,6 +817,7 @@ export class Engine implements ServingEngine {
       });
       active = active.filter((r) => r.room > round + 1);
       if (active.length === 0) return;
+      t0 = performance.now();
       logits = batch.run(active.map((r) => ({ cache: r.p.slot.draftCache!, ids: [r.sp.draft.tokens[round]], logits: 'last', adapter: null })));
     }
   }

@@ -26,11 +26,12 @@ export interface SpeculativeOptions {
   /** tokens a draft model proposes per round (default 4); with `adaptive`, the most */
   draftTokens?: number;
   /**
-   * greedy decoding in `generate` (default true): each round drafts 0 .. draftTokens tokens
-   * (promptLookup tokens), whichever the costs measured so far (a draft step, the model's pass
-   * over m tokens, a plain step) and the acceptance seen so far make fastest (DraftLength). The
-   * text is the model's whatever the length; sampled decoding keeps the fixed length, so its
-   * random streams never depend on timing. false: always the full length.
+   * greedy decoding (default true): each round drafts 0 .. draftTokens tokens (promptLookup
+   * tokens), whichever the costs measured so far (a draft step, the model's pass over m tokens, a
+   * plain step) and the acceptance seen so far make fastest (DraftLength in `generate`,
+   * StepDraftLength for the Engine's batched steps). The text is the model's whatever the length;
+   * sampled decoding keeps the fixed length, so its random streams never depend on timing. false:
+   * always the full length.
    */
   adaptive?: boolean;
 }
@@ -331,33 +332,32 @@ const COST_MEMORY = 0.7;
  */
 export class DraftLength {
   private draftMs = NaN;
-  /** [m] the model's pass over m tokens, ms (NaN: not measured) */
-  private readonly passMs: number[];
-  private kept = 0;
-  private drafted = 0;
+  /** the model's pass over m tokens */
+  private readonly passMs: CostTable;
+  private readonly accepted = new Acceptance();
   private idle = 0;
   private probeEvery = PROBE_EVERY;
   private probing = false;
 
   constructor(readonly max: number) {
-    this.passMs = new Array<number>(max + 2).fill(NaN);
+    this.passMs = new CostTable(max + 1);
   }
 
   /** the acceptance so far (a Beta(1, 1) prior, recent drafts weighted more) */
   get acceptance(): number {
-    return (this.kept + 1) / (this.drafted + 2);
+    return this.accepted.value;
   }
 
   choose(): number {
-    const P = this.passMs,
-      max = this.max;
+    const max = this.max,
+      plain = this.passMs.at(1);
     if (Number.isNaN(this.draftMs)) return max;
-    if (Number.isNaN(P[1])) return 0;
+    if (Number.isNaN(plain)) return 0;
     let best = 0,
-      bestRate = 1 / P[1];
+      bestRate = 1 / plain;
     const a = this.acceptance;
     for (let k = 1; k <= max; k++) {
-      const rate = tokensPerRound(a, k) / (k * this.draftMs + this.pass(k + 1));
+      const rate = tokensPerRound(a, k) / (k * this.draftMs + this.passMs.at(k + 1));
       if (rate > bestRate) {
         best = k;
         bestRate = rate;
@@ -375,33 +375,138 @@ export class DraftLength {
   /** a round: k tokens drafted in draftMs, the model's pass over k + 1 tokens in passMs, `accepted` kept */
   round(k: number, draftMs: number, passMs: number, accepted: number): void {
     this.draftMs = Number.isNaN(this.draftMs) ? draftMs / k : COST_MEMORY * this.draftMs + ((1 - COST_MEMORY) * draftMs) / k;
-    this.measured(k + 1, passMs);
-    const decay = ACCEPTANCE_MEMORY ** k;
-    this.kept = this.kept * decay + accepted;
-    this.drafted = this.drafted * decay + k;
+    this.passMs.add(k + 1, passMs);
+    this.accepted.add(k, accepted);
     if (this.probing) this.probeEvery = accepted > 0 ? PROBE_EVERY : 2 * this.probeEvery;
     this.probing = false;
   }
 
   /** a plain step (nothing drafted) took ms */
   plain(ms: number): void {
-    this.measured(1, ms);
+    this.passMs.add(1, ms);
+  }
+}
+
+/** A drafter's acceptance: kept / drafted with a prior worth two tokens, recent drafts weighted more (ACCEPTANCE_MEMORY per token). */
+export class Acceptance {
+  private kept = 0;
+  private drafted = 0;
+  constructor(private readonly prior = 0.5) {}
+
+  get value(): number {
+    return (this.kept + 2 * this.prior) / (this.drafted + 2);
   }
 
-  private measured(m: number, ms: number): void {
-    const P = this.passMs;
+  /** k tokens drafted, `accepted` of them kept */
+  add(k: number, accepted: number): void {
+    const decay = ACCEPTANCE_MEMORY ** k;
+    this.kept = this.kept * decay + accepted;
+    this.drafted = this.drafted * decay + k;
+  }
+}
+
+/**
+ * A running average by size, for costs: measured sizes as measured, any other what the longest
+ * shorter measured size cost (optimistic, so each size gets tried once; a guess in between would
+ * keep a better one never tried).
+ */
+class CostTable {
+  private readonly ms: number[];
+  constructor(size: number) {
+    this.ms = new Array<number>(size + 1).fill(NaN);
+  }
+  add(m: number, ms: number): void {
+    if (!(m >= 1 && m < this.ms.length && ms >= 0)) return;
+    const P = this.ms;
     P[m] = Number.isNaN(P[m]) ? ms : COST_MEMORY * P[m] + (1 - COST_MEMORY) * ms;
   }
+  /** the cost of size m (NaN when nothing up to m was measured) */
+  at(m: number): number {
+    let j = Math.min(m, this.ms.length - 1);
+    while (j >= 1 && Number.isNaN(this.ms[j])) j--;
+    return j >= 1 ? this.ms[j] : NaN;
+  }
+}
 
-  /**
-   * the pass over m tokens: measured, else what the longest shorter measured pass cost (optimistic,
-   * so each length gets tried once; a guess in between would keep a better one never tried)
-   */
-  private pass(m: number): number {
-    const P = this.passMs;
-    let j = m;
-    while (j > 1 && Number.isNaN(P[j])) j--;
-    return P[j];
+/** A drafting sequence of a serving step: its acceptance so far and the most it may draft. */
+export interface StepDrafter {
+  acceptance: number;
+  room: number;
+}
+
+/**
+ * The draft length of a serving step (the Engine's greedy speculating sequences, decoded
+ * together): the k in 0 .. max that maximises the step's expected tokens per ms,
+ *   (others + Σ_i tokensPerRound(a_i, min(k, room_i))) / (k · a draft pass + the model's pass over base + Σ_i min(k, room_i) rows),
+ * a_i sequence i's acceptance, base the step's other rows (prompt chunks, tokens of sequences
+ * not drafting), others the tokens those yield. DraftLength's rule for one sequence, with costs
+ * kept by size: the model's pass by rows, a draft pass by sequences drafting. The first drafting
+ * step drafts max, and a 0 is probed with one draft token after PROBE_EVERY steps (2×, 4× …
+ * PROBE_EVERY_MAX while the probes keep nothing, then no more), as DraftLength does.
+ */
+export class StepDraftLength {
+  private readonly pass: CostTable;
+  private readonly draft: CostTable;
+  private idle = 0;
+  private probeEvery = PROBE_EVERY;
+  private probing = false;
+
+  /** free: drafting costs nothing to speak of (prompt lookup) */
+  constructor(
+    readonly max: number,
+    maxRows: number,
+    maxSequences: number,
+    private readonly free = false,
+  ) {
+    this.pass = new CostTable(maxRows);
+    this.draft = new CostTable(maxSequences);
+  }
+
+  choose(base: number, others: number, seqs: readonly StepDrafter[]): number {
+    if (seqs.length === 0) return 0;
+    const d = this.free ? 0 : this.draft.at(seqs.length);
+    if (Number.isNaN(d)) return this.max;
+    const plain = this.pass.at(base + seqs.length);
+    if (Number.isNaN(plain)) return 0;
+    let best = 0,
+      bestRate = (others + seqs.length) / plain;
+    for (let k = 1; k <= this.max; k++) {
+      let tokens = others,
+        rows = base;
+      for (const s of seqs) {
+        const n = Math.min(k, s.room);
+        tokens += tokensPerRound(s.acceptance, n);
+        rows += 1 + n;
+      }
+      const rate = tokens / (k * d + this.pass.at(rows));
+      if (rate > bestRate) {
+        best = k;
+        bestRate = rate;
+      }
+    }
+    if (best > 0) this.idle = 0;
+    else if (++this.idle >= this.probeEvery && this.probeEvery <= PROBE_EVERY_MAX) {
+      this.idle = 0;
+      this.probing = true;
+      return 1;
+    }
+    return best;
+  }
+
+  /** the model's pass over `rows` rows took ms */
+  passed(rows: number, ms: number): void {
+    this.pass.add(rows, ms);
+  }
+
+  /** a draft pass (one token each) for `sequences` sequences took ms */
+  drafted(sequences: number, ms: number): void {
+    this.draft.add(sequences, ms);
+  }
+
+  /** a step with drafts kept `kept` of them in all */
+  checked(kept: number): void {
+    if (this.probing) this.probeEvery = kept > 0 ? PROBE_EVERY : 2 * this.probeEvery;
+    this.probing = false;
   }
 }
 

@@ -27,7 +27,8 @@ export interface EngineWorkerInit {
   engine: { parallel?: number; maxQueue?: number; stepTokens?: number; refillWaitMs?: number };
   adapters?: { name: string; dir: string }[];
   /** a draft model (folder or repo id) and its dtype, or prompt lookup */
-  speculative?: { draftModel?: string; draftDtype?: LoadDType; draftTokens?: number; promptLookup?: number };
+  /** adaptive: see SpeculativeOptions (default true) */
+  speculative?: { draftModel?: string; draftDtype?: LoadDType; draftTokens?: number; promptLookup?: number; adaptive?: boolean };
 }
 
 export interface EngineWorkerInfo {
@@ -84,8 +85,8 @@ async function main(init: EngineWorkerInit): Promise<void> {
       draft = await loadOpenELM(s.draftModel, { ...init.load, dtype: s.draftDtype ?? 'auto' }).catch((e: Error) => {
         throw new Error(`--draft-model: ${e.message}`);
       });
-      speculative = { draft: draft.model, draftTokens: s.draftTokens };
-    } else if (s?.promptLookup) speculative = { promptLookup: s.promptLookup };
+      speculative = { draft: draft.model, draftTokens: s.draftTokens, adaptive: s.adaptive };
+    } else if (s?.promptLookup) speculative = { promptLookup: s.promptLookup, adaptive: s.adaptive };
     engine = new Engine(model, { ...init.engine, stepTokens, adapters, speculative });
   } catch (e) {
     draft?.dispose();

@@ -46,10 +46,10 @@ export const SPECULATIVE_HELP = `Speculative decoding (the output is the model's
       --draft-tokens K       tokens the draft proposes per round, at most (default 4)
       --prompt-lookup N      no draft model: propose N tokens that followed the last matching
                              n-gram of the text so far (OpenELM's card suggests 10)
-      --draft-fixed          always K (N) per round; by default greedy generation drafts 0..K each
-                             round, whichever the costs timed so far and the share of drafts kept
-                             make fastest (so a draft that does not pay is soon left out);
-                             sampling, and serve's batched steps, always draft K`;
+      --draft-fixed          always K (N) per round; by default greedy decoding drafts 0..K each
+                             round (serve: each batched step), whichever the costs timed so far
+                             and the share of drafts kept make fastest (so a draft that does not
+                             pay is soon left out); sampling always drafts K`;
 
 /** The draft model and options the speculative flags ask for (nothing without them); dispose() frees the draft. */
 export async function openSpeculative(v: Record<string, unknown>, target: OpenELM, quiet = false): Promise<{ spec?: SpeculativeOptions; dispose: () => void }> {

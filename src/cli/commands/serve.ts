@@ -140,11 +140,12 @@ Examples:
       apiKey: (v['api-key'] as string | undefined) ?? process.env.OPENELM_API_KEY,
       limits: { maxTokens },
     });
+    const fixed = v['draft-fixed'] ? '' : 'up to ';
     const address = await app.listen({ host: (v.host as string | undefined) ?? '127.0.0.1', port });
     process.stderr.write(
       `openelm serve: ${modelName} (${path.basename(dir)}, ${engine.config.num_transformer_layers} layers, context ${engine.capacity}) ` +
         `on ${address} · ${parallel} parallel sequences, queue ${maxQueue}, chat template: ${chat.source}, engine ${v['in-process'] ? 'in process' : 'in a worker thread'}` +
-        `${engine.draftTokens ? ` · speculative: ${draftDir ? `draft ${path.basename(draftDir)}, ${engine.draftTokens} tokens a round` : `prompt lookup, ${engine.draftTokens} tokens`}` : ''}\n`,
+        `${engine.draftTokens ? ` · speculative: ${draftDir ? `draft ${path.basename(draftDir)}, ${fixed}${engine.draftTokens} tokens a round` : `prompt lookup, ${fixed}${engine.draftTokens} tokens`}` : ''}\n`,
     );
     // SIGTERM / SIGINT: stop accepting, let the requests in flight finish, exit 0
     await new Promise<void>((resolve) => {
@@ -170,10 +171,16 @@ function speculativeFlags(v: Record<string, unknown>): EngineWorkerInit['specula
   if (v['draft-model'] === undefined) {
     if (v['draft-dtype'] !== undefined || draftTokens !== undefined)
       throw new UsageError(`--${v['draft-dtype'] !== undefined ? 'draft-dtype' : 'draft-tokens'} needs --draft-model`);
-    return lookup === undefined ? undefined : { promptLookup: lookup };
+    if (v['draft-fixed'] && lookup === undefined) throw new UsageError('--draft-fixed needs --draft-model or --prompt-lookup');
+    return lookup === undefined ? undefined : { promptLookup: lookup, adaptive: !v['draft-fixed'] };
   }
   if (lookup !== undefined) throw new UsageError('give --draft-model or --prompt-lookup, not both');
-  return { draftModel: v['draft-model'] as string, draftDtype: parseDType(v['draft-dtype'] as string | undefined, 'draft-dtype'), draftTokens };
+  return {
+    draftModel: v['draft-model'] as string,
+    draftDtype: parseDType(v['draft-dtype'] as string | undefined, 'draft-dtype'),
+    draftTokens,
+    adaptive: !v['draft-fixed'],
+  };
 }
 
 /** The model flags as load options for the worker (the model is already on disk: offline). */
