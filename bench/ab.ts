@@ -21,7 +21,7 @@ import { DEFAULT_TUNING, type KernelTuning } from '../src/kernels/wasm/tuning.ts
 import { createWasmKernels } from '../src/kernels/wasm/wasm.ts';
 import { checkpointSource } from '../src/load.ts';
 import { OpenELM } from '../src/model/openelm.ts';
-import { benchArgs } from './args.ts';
+import { benchArgs, usageError } from './args.ts';
 
 const { values } = benchArgs(import.meta.url, {
   a: { type: 'string', default: fileURLToPath(new URL('../src/kernels/wasm/build/kernels-relaxed.wasm', import.meta.url)) },
@@ -37,7 +37,7 @@ const { values } = benchArgs(import.meta.url, {
   'a-tuning': { type: 'string' },
   'b-tuning': { type: 'string' },
 });
-if (!values.b) throw new Error('bench/ab.ts: --b BUILD.wasm is required (see the header)');
+if (!values.b) usageError('--b BUILD.wasm is required: the build to compare with --a');
 const promptTokens = Math.max(1, Number(values.prompt));
 const threads = Number(values.threads),
   rounds = Number(values.rounds);

@@ -28,7 +28,12 @@ export function benchArgs<O extends Options>(moduleUrl: string, options: O) {
     }
     return parsed;
   } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n(--help lists the options)\n`);
-    process.exit(2);
+    usageError((e as Error).message);
   }
+}
+
+/** a command-line mistake: the message and a pointer to --help on stderr, exit 2 */
+export function usageError(message: string): never {
+  process.stderr.write(`${message}\n(--help lists the options)\n`);
+  process.exit(2);
 }
