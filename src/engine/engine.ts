@@ -493,6 +493,7 @@ export class Engine implements ServingEngine {
     const i = this.waiting.indexOf(s);
     if (i >= 0) {
       this.waiting.splice(i, 1);
+      this.counted();
       s.finish('cancelled');
     }
     // a running sequence leaves at the next step boundary (step())
@@ -510,8 +511,6 @@ export class Engine implements ServingEngine {
     await new Promise<void>((r) => setImmediate(r));
     for (;;) {
       this.admit();
-      this.stats.active = this.slots.filter((s) => s.seq).length;
-      this.stats.waiting = this.waiting.length;
       if (this.stats.active === 0) return;
       this.ended = 0;
       this.step();
@@ -539,7 +538,7 @@ export class Engine implements ServingEngine {
     while (this.waiting.length) {
       const free = this.slots.filter((s) => !s.seq);
       if (free.length === 0) {
-        if (this.slots.length === this.parallel) return;
+        if (this.slots.length === this.parallel) break;
         free.push(this.addSlot());
       }
       const seq = this.waiting.shift()!;
@@ -579,6 +578,7 @@ export class Engine implements ServingEngine {
       this.stats.promptTokens += prompt.length;
       this.stats.cachedPromptTokens += bestLen;
     }
+    this.counted();
   }
 
   private release(slot: Slot): void {
@@ -588,6 +588,13 @@ export class Engine implements ServingEngine {
     }
     slot.seq = null;
     slot.lastUsed = ++this.clock;
+    this.counted();
+  }
+
+  /** stats.active and stats.waiting, kept current as sequences come, start and end (what a scrape of /metrics reads) */
+  private counted(): void {
+    this.stats.active = this.slots.filter((s) => s.seq).length;
+    this.stats.waiting = this.waiting.length;
   }
 
   /** One batched forward pass (after the drafts, when speculating), then the next tokens of every sequence that got logits. */
