@@ -6,6 +6,7 @@
 // prompt lookup, so speculating sequences meet the bad requests too).
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { Engine, type ServingEngine } from '../src/engine/engine.ts';
 import { Rng } from '../src/generate/rng.ts';
@@ -136,7 +137,7 @@ async function hostile(engine: ServingEngine): Promise<void> {
     tokenizer: loaded.tokenizer,
     modelName: 'tiny',
     chat: chatFormat(null, loaded.tokenizer),
-    limits: { maxTokens: 24 },
+    limits: { maxTokens: 100 },
   });
   try {
     await requests(engine, await app.listen({ host: '127.0.0.1', port: 0 }));
@@ -188,6 +189,35 @@ async function requests(engine: ServingEngine, root: string): Promise<void> {
   ];
   for (const [raw, type] of raws)
     for (const path of ['/v1/completions', '/v1/chat/completions', '/tokenize']) check(`${path} ${type} ${raw.slice(0, 60)}`, await send(path, raw, type));
+  // clients that go away: mid-body, and mid-generation of a non-streaming request with n = 3
+  const { port } = new URL(root);
+  await new Promise<void>((resolve, reject) => {
+    const s = net.connect(Number(port), '127.0.0.1', () => {
+      s.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model": "ti');
+      setTimeout(() => {
+        s.destroy();
+        resolve();
+      }, 20);
+    });
+    s.on('error', reject);
+  });
+  const cancelled = async () => Number(/openelm_sequences_cancelled_total (\d+)/.exec(await (await fetch(root + '/metrics')).text())?.[1] ?? 0);
+  const before = await cancelled(),
+    generated = engine.stats.generatedTokens;
+  const ac = new AbortController();
+  const abandoned = fetch(root + '/v1/completions', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny', prompt: 'Go away', max_tokens: 100, n: 3, temperature: 0.8, ignore_eos: true }),
+    signal: ac.signal,
+  }).catch(() => null);
+  for (let i = 0; i < 2000 && engine.stats.generatedTokens < generated + 3; i++) await new Promise((r) => setTimeout(r, 1));
+  ac.abort();
+  assert.equal(await abandoned, null);
+  for (let i = 0; i < 200 && engine.stats.active > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(engine.stats.active, 0, 'the slots are freed');
+  assert.equal(await cancelled(), before + 3, 'its three sequences were cancelled');
+  assert.ok(engine.stats.generatedTokens < generated + 3 * 100, 'before their end');
   // afterwards: alive, the same greedy text, nothing left running
   assert.equal((await fetch(root + '/health')).status, 200);
   const again = await send('/v1/completions', JSON.stringify({ model: 'tiny', prompt: 'Once upon a time', max_tokens: 8, temperature: 0 }));
