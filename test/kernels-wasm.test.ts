@@ -356,6 +356,12 @@ test('f16 matmul over every finite f16 pattern, subnormals included, with activa
           assert.ok(Math.abs(a - e) <= 1e-5 * mag + 1e-6, `f16 row ${r} token ${t}: wasm ${a} vs ref ${e} (Σ|wx| ${mag})`);
         }
       }
+      // the GEMM (5 tokens) gives each token the one-token kernel's bits, subnormal halves included
+      for (let t = 0; t < n && n > 1; t++) {
+        const alone = k.f32(rows);
+        k.matmul(alone, x.subarray(t * cols, (t + 1) * cols), w, 1);
+        assert.deepEqual(out.subarray(t * rows, (t + 1) * rows), alone, `token ${t} of ${n}`);
+      }
     }
   });
 });
