@@ -397,6 +397,20 @@ if (v.peer) {
   peer = { backend: r.backend, gguf, levels: r.levels };
 }
 const first = levels[0];
+// issue 12's targets, where the levels measured them: 8 streams ≥ 4× one stream's tokens/s; their
+// TTFT p95 under 2× the idle one plus the prompt's own prefill (estimated by the idle TTFT p50)
+const idle = levels.find((l) => l.concurrency === 1),
+  eight = levels.find((l) => l.concurrency === 8);
+const targets =
+  idle && eight
+    ? {
+        throughput_ratio_8: eight.tokens_per_s / idle.tokens_per_s,
+        throughput_met: eight.tokens_per_s >= 4 * idle.tokens_per_s,
+        ttft_p95_limit_ms: 2 * idle.ttft_ms.p95 + idle.ttft_ms.p50,
+        ttft_p95_met: eight.ttft_ms.p95 < 2 * idle.ttft_ms.p95 + idle.ttft_ms.p50,
+        ttft_p95_after_first_wave_met: eight.ttft_after_first_wave_ms.p95 < 2 * idle.ttft_ms.p95 + idle.ttft_ms.p50,
+      }
+    : null;
 const out = {
   cpu,
   cores: os.cpus().length,
@@ -416,6 +430,7 @@ const out = {
     acceptance: speculative.accepted / speculative.drafted,
   },
   levels: levels.map((l) => ({ ...l, throughput_ratio: l.tokens_per_s / first.tokens_per_s, ttft_p95_ratio: l.ttft_ms.p95 / first.ttft_ms.p95 })),
+  targets,
   peer: peer && {
     ...peer,
     levels: peer.levels.map((l) => ({ ...l, throughput_ratio: l.tokens_per_s / peer!.levels[0].tokens_per_s })),
@@ -439,6 +454,14 @@ else {
   for (const l of out.levels) {
     console.log(
       `| ${l.concurrency} | ${l.tokens_per_s.toFixed(1)} | ${l.throughput_ratio.toFixed(2)}× | ${f(l.ttft_ms.p50)} / ${f(l.ttft_ms.p95)} / ${f(l.ttft_ms.p99)} | ${l.ttft_p95_ratio.toFixed(2)}× | ${f(l.ttft_after_first_wave_ms.p50)} / ${f(l.ttft_after_first_wave_ms.p95)} | ${f(l.itl_ms.p50)} / ${f(l.itl_ms.p95)} / ${f(l.itl_ms.p99)} |`,
+    );
+  }
+  if (targets && eight) {
+    const met = (b: boolean) => (b ? 'met' : 'not met');
+    console.log(
+      `targets: 8 streams ≥ 4× one stream's tokens/s: ${targets.throughput_ratio_8.toFixed(2)}×, ${met(targets.throughput_met)}; ` +
+        `TTFT p95 at 8 < 2 × idle p95 + the prompt's prefill (idle p50) = ${f(targets.ttft_p95_limit_ms)} ms: ${f(eight.ttft_ms.p95)}, ${met(targets.ttft_p95_met)} ` +
+        `(after the first wave ${f(eight.ttft_after_first_wave_ms.p95)}, ${met(targets.ttft_p95_after_first_wave_met)})`,
     );
   }
   if (out.peer) {
