@@ -85,6 +85,22 @@ test('sampling with a seed: the same tokens alone or batched, and as generate wi
         { ...sampling, maxNewTokens: 24, eosIds: [], speculative: speculative.draft ? { draft: q4b.model, draftTokens: 4 } : speculative },
       );
       assert.deepEqual(alone, g.outputIds);
+      if (!speculative.draft) continue;
+      // a prompt longer than a draft pass takes (16 + 4 · 6 rows) while nobody else drafts: the
+      // draft is fed its chunks anyway, so the first decoding step drafts as generate's first round does
+      const longIds = Array.from({ length: 70 }, (_, i) => 1 + ((i * 37) % 500));
+      const long = { promptIds: longIds, maxTokens: 12, eosIds: [], sampling: { ...sampling, seed: 7 } };
+      const [longAlone] = await run(engine, [long]);
+      target.model.reset();
+      const lg = await generateText(
+        target.model,
+        target.tokenizer,
+        { ids: longIds },
+        { ...sampling, seed: 7, maxNewTokens: 12, eosIds: [], speculative: { draft: q4b.model, draftTokens: 4 } },
+      );
+      assert.deepEqual(longAlone, lg.outputIds, 'a long prompt alone, as generate');
+      const [, longBatched] = await run(engine, [others[1], long]);
+      assert.deepEqual(longBatched, longAlone, 'a long prompt batched');
     }
   } finally {
     target.dispose();

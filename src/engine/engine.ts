@@ -766,15 +766,18 @@ export class Engine implements ServingEngine {
     }
     const batch = this.draftBatch;
     if (!batch) return;
-    // a step of the chosen length 0 runs no draft pass: the draft catches up on the prompts and
-    // tokens since when it next drafts (a draft that does not pay then costs nothing at all)
-    if (this.length && rooms.length === 0) return;
+    // a step where nobody drafts feeds the draft only the prompts of sampled sequences (they draft
+    // every step, and must never wait on a catch-up: their random streams would then depend on the
+    // batch); a greedy sequence's draft catches up on its prompt and tokens when it next drafts, so
+    // a draft that does not pay costs nothing at all
+    const lazy = (c: Part) => this.length !== null && rooms.length === 0 && c.seq.spec!.policy.greedy;
+    if (this.length && rooms.length === 0 && chunks.every((c) => !c.seq.spec || lazy(c))) return;
     // first draft pass: prompt chunks, and each drafting sequence's tokens the draft has not seen
     const segs: BatchSegment[] = [];
     const drafting: { p: Part; sp: SpecState; room: number }[] = [];
     let left = batch.maxTokens;
     for (const c of chunks) {
-      if (!c.seq.spec) continue;
+      if (!c.seq.spec || lazy(c)) continue;
       const dc = c.slot.draftCache!;
       const n = commonPrefix(dc.ids, c.seq.req.promptIds, c.seq.fed);
       if (c.seq.fed - n > left) continue; // the draft catches up later
