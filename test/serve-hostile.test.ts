@@ -2,8 +2,8 @@
 // type, out of range, huge or deeply nested (seeded, several hundred), raw bodies that are not
 // JSON at all. Every answer is a 200 or an OpenAI-style 4xx naming what is at fault, never a 5xx;
 // streamed answers end; and afterwards the server still answers, gives the same greedy text as
-// before and has no sequence left running. The engine in process and in its worker thread (with
-// prompt lookup, so speculating sequences meet the bad requests too).
+// before and has no sequence left running. The engine in process (reference and wasm backends) and
+// in its worker thread (with prompt lookup, so speculating sequences meet the bad requests too).
 
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -230,6 +230,15 @@ async function requests(engine: ServingEngine, root: string): Promise<void> {
 
 test('hostile requests, engine in process: every field of the wrong type, out of range, huge or nested gets a 200 or an OpenAI-style 4xx, never a 5xx', async () => {
   await hostile(new Engine(loaded.model, { parallel: 4, maxQueue: 64, stepTokens: 16 }));
+});
+
+test('hostile requests, engine in process on the wasm backend', async () => {
+  const wasm = await loadModel(DIR, { backend: 'wasm', threads: 2 });
+  try {
+    await hostile(new Engine(wasm.model, { parallel: 4, maxQueue: 64, stepTokens: 16 }));
+  } finally {
+    wasm.dispose();
+  }
 });
 
 test('hostile requests, engine in its worker thread (prompt lookup speculating)', async () => {
