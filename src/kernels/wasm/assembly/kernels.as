@@ -74,7 +74,8 @@ const Q4_BYTES: i32 = 18;
 // in the high half of each 32-bit lane and the even ones, after a shift, likewise, against
 // activations reordered to match and pre-scaled by X_SCALE = 2^64 (pair_for_f16); the sums are
 // scaled by OUT_SCALE = 2^48. Exact powers of two: |x| up to 1.8e19; products below ~1e-24 lose
-// bits. 5 integer ops per 8 weights. The f16 GEMM sums in the same order (gemmF16).
+// bits. 5 integer ops per 8 weights. The f16 GEMM sums in the same order (gemmF16), so it gives the
+// same bits short of such tiny products.
 const F32: i32 = 0, BF16: i32 = 1, F16: i32 = 2, F16P: i32 = 4;
 const X_SCALE: f32 = 18446744073709551616.0; // 2^64
 const OUT_SCALE: f32 = 281474976710656.0; // 2^48
