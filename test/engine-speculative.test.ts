@@ -158,6 +158,8 @@ test('greedy with a draft that never agrees (other random weights): the steps so
       assert.deepEqual(await run(engine, reqs), want, `adaptive ${adaptive}`);
       if (!adaptive) assert.ok(engine.stats.acceptedTokens <= engine.stats.draftedTokens / 10, JSON.stringify(engine.stats));
       drafted[String(adaptive)] = engine.stats.draftedTokens;
+      // the last length chosen (what /metrics shows): none pays; a fixed length chooses nothing
+      assert.equal(engine.stats.draftLength, adaptive ? 0 : -1);
     }
     // fixed: 4 drafts for nearly every token; adaptive: the first step's, then a probe now and then
     assert.ok(drafted.false >= 200, JSON.stringify(drafted));

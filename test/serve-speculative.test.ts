@@ -72,6 +72,9 @@ test('greedy: prompt lookup, the model itself and a q4_0 copy as draft give the 
     const drafted = Number(/openelm_speculative_draft_tokens_total (\d+)/.exec(metrics)?.[1]);
     const accepted = Number(/openelm_speculative_accepted_tokens_total (\d+)/.exec(metrics)?.[1]);
     assert.ok(drafted > 0 && accepted > 0 && accepted <= drafted, `${name}: ${drafted} drafted, ${accepted} accepted`);
+    // the step's draft length, as last chosen for greedy sequences
+    const length = Number(/openelm_speculative_draft_length (-?\d+)/.exec(metrics)?.[1]);
+    assert.ok(length >= 0 && length <= (spec.draftTokens ?? spec.promptLookup!), `${name}: draft length ${length}`);
   }
 });
 

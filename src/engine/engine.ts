@@ -306,6 +306,8 @@ export interface EngineStats {
   draftedTokens: number;
   /** draft tokens the target kept */
   acceptedTokens: number;
+  /** the draft length the last step with greedy speculating sequences chose (StepDraftLength; -1: none chosen yet) */
+  draftLength: number;
 }
 
 /** Counters of an engine with `parallel` slots before its first request. */
@@ -321,6 +323,7 @@ export function emptyEngineStats(parallel: number): EngineStats {
     speculativeRounds: 0,
     draftedTokens: 0,
     acceptedTokens: 0,
+    draftLength: -1,
   };
 }
 
@@ -757,6 +760,7 @@ export class Engine implements ServingEngine {
         others,
         greedy.map((r): StepDrafter => ({ acceptance: r.sp.acceptance.value, room: r.room })),
       );
+      if (greedy.length) this.stats.draftLength = length;
       for (const r of greedy) r.room = Math.min(r.room, length);
       rooms = rooms.filter((r) => r.room > 0);
     }

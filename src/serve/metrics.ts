@@ -70,6 +70,7 @@ export class ServerMetrics {
     rounds: number;
     drafted: number;
     accepted: number;
+    draftLength: number;
     up: boolean;
     restarts: number;
   }): string {
@@ -91,6 +92,11 @@ export class ServerMetrics {
       c('openelm_speculative_rounds_total', 'drafts checked by the model (one per speculating sequence and step)', gauges.rounds),
       c('openelm_speculative_draft_tokens_total', 'tokens proposed by the drafter (--draft-model, --prompt-lookup)', gauges.drafted),
       c('openelm_speculative_accepted_tokens_total', 'proposed tokens the model kept', gauges.accepted),
+      g(
+        'openelm_speculative_draft_length',
+        'draft tokens per greedy sequence the last step chose (0: drafting did not pay; -1: not chosen yet or --draft-fixed)',
+        gauges.draftLength,
+      ),
       this.ttft.text(),
       this.itl.text(),
       this.latency.text(),

@@ -113,6 +113,7 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
       rounds: st.speculativeRounds,
       drafted: st.draftedTokens,
       accepted: st.acceptedTokens,
+      draftLength: st.draftLength,
       up: engine.ready !== false,
       restarts: engine.restarts ?? 0,
     });
