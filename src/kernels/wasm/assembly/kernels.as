@@ -732,43 +732,12 @@ export function gemm_scratch_bytes(): i32 {
 }
 
 /**
- * o0..o2 (12 f32 each) (+)= 3 tokens (activations at x0..x2) · 12 rows over one quarter of a chunk
- * packed by packF16Pairs (kq columns at pk): three weight vectors, three broadcast activations,
- * nine multiply-adds per column, against the quarter's activations (quarters_for_f16). Nine accumulators, not eight: eight chains of fused
- * multiply-adds wait on its latency (~4.5 cycles, 2 per cycle); V8 starts all loads of the body
- * first, so 6 loads + 9 accumulators fill its 15 usable xmm registers (4 × 12 or 6 × 8 spill).
- */
-function kernelPairs3x12(pk: usize, x0: usize, x1: usize, x2: usize, kq: i32, o0: usize, o1: usize, o2: usize, first: bool): void {
-  let a0 = f32x4.splat(0), b0 = f32x4.splat(0), c0 = f32x4.splat(0);
-  let a1 = f32x4.splat(0), b1 = f32x4.splat(0), c1 = f32x4.splat(0);
-  let a2 = f32x4.splat(0), b2 = f32x4.splat(0), c2 = f32x4.splat(0);
-  if (!first) {
-    a0 = v128.load(o0); b0 = v128.load(o0, 16); c0 = v128.load(o0, 32);
-    a1 = v128.load(o1); b1 = v128.load(o1, 16); c1 = v128.load(o1, 32);
-    a2 = v128.load(o2); b2 = v128.load(o2, 16); c2 = v128.load(o2, 32);
-  }
-  // one column per step: unrolled, V8 hoists every load of the body and spills
-  for (let kk = 0; kk < kq; kk++) {
-    const p = pk + <usize>kk * 48, o = <usize>kk << 2;
-    const w0 = v128.load(p), w1 = v128.load(p, 16), w2 = v128.load(p, 32);
-    let v = v128.load32_splat(x0 + o);
-    a0 = madd(w0, v, a0); b0 = madd(w1, v, b0); c0 = madd(w2, v, c0);
-    v = v128.load32_splat(x1 + o);
-    a1 = madd(w0, v, a1); b1 = madd(w1, v, b1); c1 = madd(w2, v, c1);
-    v = v128.load32_splat(x2 + o);
-    a2 = madd(w0, v, a2); b2 = madd(w1, v, b2); c2 = madd(w2, v, c2);
-  }
-  v128.store(o2, a2); v128.store(o2, b2, 16); v128.store(o2, c2, 32);
-  v128.store(o1, a1); v128.store(o1, b1, 16); v128.store(o1, c1, 32);
-  v128.store(o0, a0); v128.store(o0, b0, 16); v128.store(o0, c0, 32);
-}
-
-/**
- * (the training GEMM's) o0..o2 (12 f32 each) (+)= 3 tokens (activations at x0..x2) · 12 rows (packed tile at pk) over kc
+ * o0..o2 (12 f32 each) (+)= 3 tokens (activations at x0..x2) · 12 rows (packed tile at pk) over kc
  * columns: three weight vectors, three broadcast activations, nine multiply-adds per column. Nine
  * accumulators, not eight: eight chains of fused multiply-adds wait on its latency (~4.5 cycles,
  * 2 per cycle); V8 starts all loads of the body first, so 6 loads + 9 accumulators fill its 15
- * usable xmm registers (4 × 12 or 6 × 8 spill).
+ * usable xmm registers (4 × 12 or 6 × 8 spill). The f16 GEMM runs it on each quarter of a chunk
+ * (packF16Pairs, quarters_for_f16), the training GEMMs on their packed tiles.
  */
 function kernelFloat3x12(pk: usize, x0: usize, x1: usize, x2: usize, kc: i32, o0: usize, o1: usize, o2: usize, first: bool): void {
   let a0 = f32x4.splat(0), b0 = f32x4.splat(0), c0 = f32x4.splat(0);
@@ -847,7 +816,7 @@ const RS_F16: i32 = 120;
             const ta = t0 + q, tb = min(ta + 1, tl), tc = min(ta + 2, tl), oq = pt + <usize>q * PT;
             for (let j = 0; j < 4; j++) {
               const xj = x + (<usize>(k0 + j * kq) << 2), o = oq + <usize>j * 48;
-              kernelPairs3x12(pk + <usize>(j * kq) * 48, xj + <usize>ta * xs, xj + <usize>tb * xs, xj + <usize>tc * xs, kq,
+              kernelFloat3x12(pk + <usize>(j * kq) * 48, xj + <usize>ta * xs, xj + <usize>tb * xs, xj + <usize>tc * xs, kq,
                 o, ta + 1 <= tl ? o + PT : junk, ta + 2 <= tl ? o + 2 * PT : junk, first);
             }
           }
