@@ -331,13 +331,12 @@ const COST_MEMORY = 0.7;
  * catching up on the tokens since its last round costs ~10-20 % of plain decoding on the CPU).
  */
 export class DraftLength {
-  private draftMs = NaN;
+  /** a draft step (size 1) */
+  private readonly draftMs = new CostTable(1);
   /** the model's pass over m tokens */
   private readonly passMs: CostTable;
   private readonly accepted = new Acceptance();
-  private idle = 0;
-  private probeEvery = PROBE_EVERY;
-  private probing = false;
+  private readonly probe = new Probe();
 
   constructor(readonly max: number) {
     this.passMs = new CostTable(max + 1);
@@ -350,35 +349,29 @@ export class DraftLength {
 
   choose(): number {
     const max = this.max,
-      plain = this.passMs.at(1);
-    if (Number.isNaN(this.draftMs)) return max;
+      plain = this.passMs.at(1),
+      draft = this.draftMs.at(1);
+    if (Number.isNaN(draft)) return max;
     if (Number.isNaN(plain)) return 0;
     let best = 0,
       bestRate = 1 / plain;
     const a = this.acceptance;
     for (let k = 1; k <= max; k++) {
-      const rate = tokensPerRound(a, k) / (k * this.draftMs + this.passMs.at(k + 1));
+      const rate = tokensPerRound(a, k) / (k * draft + this.passMs.at(k + 1));
       if (rate > bestRate) {
         best = k;
         bestRate = rate;
       }
     }
-    if (best > 0) this.idle = 0;
-    else if (++this.idle >= this.probeEvery && this.probeEvery <= PROBE_EVERY_MAX) {
-      this.idle = 0;
-      this.probing = true;
-      return 1;
-    }
-    return best;
+    return this.probe.length(best);
   }
 
   /** a round: k tokens drafted in draftMs, the model's pass over k + 1 tokens in passMs, `accepted` kept */
   round(k: number, draftMs: number, passMs: number, accepted: number): void {
-    this.draftMs = Number.isNaN(this.draftMs) ? draftMs / k : COST_MEMORY * this.draftMs + ((1 - COST_MEMORY) * draftMs) / k;
+    this.draftMs.add(1, draftMs / k);
     this.passMs.add(k + 1, passMs);
     this.accepted.add(k, accepted);
-    if (this.probing) this.probeEvery = accepted > 0 ? PROBE_EVERY : 2 * this.probeEvery;
-    this.probing = false;
+    this.probe.kept(accepted);
   }
 
   /** a plain step (nothing drafted) took ms */
@@ -402,6 +395,33 @@ export class Acceptance {
     const decay = ACCEPTANCE_MEMORY ** k;
     this.kept = this.kept * decay + accepted;
     this.drafted = this.drafted * decay + k;
+  }
+}
+
+/**
+ * When a best length of 0 is tried again with one draft token: after PROBE_EVERY plain rounds, then
+ * (while the probes keep nothing) 2×, 4× … PROBE_EVERY_MAX as many, then never.
+ */
+class Probe {
+  private idle = 0;
+  private every = PROBE_EVERY;
+  private probing = false;
+
+  /** the length to draft, given the best one */
+  length(best: number): number {
+    if (best > 0) this.idle = 0;
+    else if (++this.idle >= this.every && this.every <= PROBE_EVERY_MAX) {
+      this.idle = 0;
+      this.probing = true;
+      return 1;
+    }
+    return best;
+  }
+
+  /** a round with drafts kept `kept` of them (a probe that kept nothing doubles the wait) */
+  kept(kept: number): void {
+    if (this.probing) this.every = kept > 0 ? PROBE_EVERY : 2 * this.every;
+    this.probing = false;
   }
 }
 
@@ -447,9 +467,7 @@ export interface StepDrafter {
 export class StepDraftLength {
   private readonly pass: CostTable;
   private readonly draft: CostTable;
-  private idle = 0;
-  private probeEvery = PROBE_EVERY;
-  private probing = false;
+  private readonly probe = new Probe();
 
   /** free: drafting costs nothing to speak of (prompt lookup) */
   constructor(
@@ -484,13 +502,7 @@ export class StepDraftLength {
         bestRate = rate;
       }
     }
-    if (best > 0) this.idle = 0;
-    else if (++this.idle >= this.probeEvery && this.probeEvery <= PROBE_EVERY_MAX) {
-      this.idle = 0;
-      this.probing = true;
-      return 1;
-    }
-    return best;
+    return this.probe.length(best);
   }
 
   /** the model's pass over `rows` rows took ms */
@@ -505,8 +517,7 @@ export class StepDraftLength {
 
   /** a step with drafts kept `kept` of them in all */
   checked(kept: number): void {
-    if (this.probing) this.probeEvery = kept > 0 ? PROBE_EVERY : 2 * this.probeEvery;
-    this.probing = false;
+    this.probe.kept(kept);
   }
 }
 
