@@ -368,8 +368,6 @@ export class Engine implements ServingEngine {
   private readonly length: StepDraftLength | null;
   /** every sequence's drafts together: a new sequence's prior */
   private readonly acceptance = new Acceptance();
-  /** draft tokens kept in the current step */
-  private keptThisStep = 0;
   readonly stats: EngineStats;
 
   constructor(
@@ -696,7 +694,7 @@ export class Engine implements ServingEngine {
       parts.reduce((n, p) => n + p.ids.length, 0),
       performance.now() - t0,
     );
-    this.keptThisStep = 0;
+    let keptInStep = 0;
     const V = this.model.config.vocab_size;
     let row = 0;
     for (const p of parts) {
@@ -712,7 +710,7 @@ export class Engine implements ServingEngine {
         const kept = seq.speculative.accepted - before;
         acceptance.add(p.drafted, kept);
         this.acceptance.add(p.drafted, kept);
-        this.keptThisStep += kept;
+        keptInStep += kept;
         continue;
       }
       if (p.logits === 'all') {
@@ -728,7 +726,7 @@ export class Engine implements ServingEngine {
         this.next(p.slot, seq, rows.subarray((n - 1) * V));
       } else this.next(p.slot, seq, rows);
     }
-    if (parts.some((p) => p.drafted > 0)) this.length?.checked(this.keptThisStep);
+    if (parts.some((p) => p.drafted > 0)) this.length?.checked(keptInStep);
   }
 
   /**
