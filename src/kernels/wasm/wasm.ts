@@ -338,7 +338,6 @@ export class WasmKernels implements Kernels, Calibratable {
   readonly prefillGemm: boolean;
   /** Whether the matmul gradients run the GEMM (gemm_t); with a smaller `threadScratch` they use the TS reference. */
   readonly trainGemm: boolean;
-  /** the most tokens a float matmul runs token by token through the one-token kernel: the build's own */
   /** f16 bit pattern → f32 value, 65536 entries, for the scales of q8_0/q4_0 blocks */
   private readonly halfTable: number;
 
