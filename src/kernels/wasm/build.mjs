@@ -1,9 +1,12 @@
 // Builds the WebAssembly kernels: `npm run build:wasm` (or `node src/kernels/wasm/build.mjs [outDir]`).
 //
-// Compiles assembly/kernels.as (AssemblyScript; `.as` so the project's tsc skips it) twice with the
-// npm `assemblyscript` compiler, so a fresh clone needs no system toolchain:
+// Compiles assembly/kernels.as (AssemblyScript; `.as` so the project's tsc skips it) three times with
+// the npm `assemblyscript` compiler, so a fresh clone needs no system toolchain:
 //   build/kernels-simd.wasm     128-bit SIMD + threads (shared memory)
 //   build/kernels-relaxed.wasm  the same plus relaxed SIMD (fused multiply-add, int8 dot products)
+//   build/kernels-vnni.wasm     relaxed SIMD whose fused int8 dot product (i32x4.relaxed_dot_i8x16_
+//                               i7x16_add_s) is trusted to be VNNI's exact u8 × s8 (kernels.as VNNI;
+//                               wasm.ts loads it only where a probe confirms that)
 //   build/kernels-wasm.ts       both binaries as base64 strings: what wasm.ts loads, so Node, the
 //                               browser, bundlers and the tsc output in dist/ need no file lookup
 // -O2, not -O3: -O3's extra inlining and reordering lengthen live ranges past V8's 16 xmm
@@ -19,10 +22,12 @@ const outDir = process.argv[2] ?? join(here, 'build');
 export const variants = {
   simd: ['simd', 'threads'],
   relaxed: ['simd', 'threads', 'relaxed-simd'],
+  vnni: ['simd', 'threads', 'relaxed-simd'],
 };
 
 async function build(name, features) {
-  const source = await readFile(join(here, 'assembly', 'kernels.as'), 'utf8');
+  // the VNNI switch comes first, on the first line (line numbers in compiler errors are one more)
+  const source = `const VNNI: bool = ${name === 'vnni'};\n${await readFile(join(here, 'assembly', 'kernels.as'), 'utf8')}`;
   let wasm = null;
   const stderr = [];
   const { error } = await asc.main([

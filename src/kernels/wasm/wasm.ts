@@ -48,6 +48,12 @@ export interface WasmKernelsOptions {
   threads?: number;
   /** Use the relaxed-SIMD build if the engine supports it (default true); false forces plain SIMD. */
   relaxedSimd?: boolean;
+  /**
+   * With relaxed SIMD, use the build whose int8 kernels run the fused dot product as VNNI's exact
+   * u8 × s8 (vpdpbusd) where a probe shows the engine gives exactly that (default true; V8 13+,
+   * i.e. Node 24+, on CPUs with AVX-VNNI); false keeps the relaxed build. Same results either way.
+   */
+  vnni?: boolean;
   /** Initial memory in bytes (default 16 MiB); it grows on demand up to 4 GiB. */
   initialMemory?: number;
   /** Multiply-adds below which an op runs on the caller alone (default 65536); 0 splits everything. */
@@ -214,15 +220,84 @@ function defaultThreads(): number {
   return nav?.hardwareConcurrency ?? 1;
 }
 
-/** The wasm binaries: relaxed SIMD if the engine validates that build, else plain SIMD. */
-export function wasmBinary(relaxedSimd = true): { bytes: Uint8Array<ArrayBuffer>; relaxed: boolean } {
+/**
+ * The wasm binaries: relaxed SIMD if the engine validates that build (its VNNI form if `vnni` and
+ * the engine's fused int8 dot product is VNNI's: vnniDotProduct), else plain SIMD.
+ */
+export function wasmBinary(relaxedSimd = true, vnni = true): { bytes: Uint8Array<ArrayBuffer>; relaxed: boolean; vnni: boolean } {
   if (relaxedSimd) {
     const bytes = decodeBase64(embedded.relaxed);
-    if (WebAssembly.validate(bytes)) return { bytes, relaxed: true };
+    if (WebAssembly.validate(bytes)) {
+      if (vnni && vnniDotProduct()) return { bytes: decodeBase64(embedded.vnni), relaxed: true, vnni: true };
+      return { bytes, relaxed: true, vnni: false };
+    }
   }
   const bytes = decodeBase64(embedded.simd);
   if (!WebAssembly.validate(bytes)) throw new Error('WasmKernels: this engine does not support WebAssembly SIMD with threads (shared memory)');
-  return { bytes, relaxed: false };
+  return { bytes, relaxed: false, vnni: false };
+}
+
+/**
+ * A module whose one function f computes, in its exported memory m, i32x4.relaxed_dot_i8x16_i7x16_add_s
+ * of the vectors at bytes 0 (a), 16 (b) and 32 (c) into bytes 48..63.
+ */
+const DOT_PROBE = Uint8Array.from(
+  [
+    '0061736d 01000000', // magic, version
+    '01 04 01 6000 00', // types: () → ()
+    '03 02 01 00', // functions: one of type 0
+    '05 03 01 0001', // memory: 1 page
+    '07 09 02 016d 02 00 0166 00 00', // exports: "m" memory 0, "f" function 0
+    '0a 1f 01 1d 00', // code: one body of 29 bytes, no locals
+    '4130', // i32.const 48 (the store's address)
+    '4100 fd00 0400 4110 fd00 0400 4120 fd00 0400', // v128.load [0], [16], [32]
+    'fd9302', // i32x4.relaxed_dot_i8x16_i7x16_add_s
+    'fd0b 0400 0b', // v128.store, end
+  ]
+    .join('')
+    .replace(/ /g, '')
+    .match(/../g) ?? [],
+  (h) => Number.parseInt(h, 16),
+);
+let vnniProbed: boolean | undefined;
+
+/**
+ * Whether this engine's i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, c) is exactly c + Σ a · b per
+ * lane with a signed and b taken as unsigned bytes (0..255), never saturating: VNNI's vpdpbusd,
+ * which the VNNI build's kernels rely on. Relaxed SIMD leaves b ≥ 128 (and, in Node 20's V8, the
+ * sums themselves) to the engine, so this is measured, not assumed: every byte value of a against
+ * b values across 0..255, the extremes included. Cached after the first call.
+ */
+export function vnniDotProduct(): boolean {
+  if (vnniProbed !== undefined) return vnniProbed;
+  vnniProbed = false;
+  try {
+    const { exports } = new WebAssembly.Instance(new WebAssembly.Module(DOT_PROBE));
+    const f = exports.f as () => void,
+      m = new Uint8Array((exports.m as WebAssembly.Memory).buffer);
+    const a = new Int8Array(m.buffer, 0, 16),
+      b = m.subarray(16, 32),
+      c = new Int32Array(m.buffer, 32, 4),
+      out = new Int32Array(m.buffer, 48, 4);
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < 16; i++) {
+        a[i] = ((round * 16 + i) % 256) - 128; // every value of a over the 16 rounds
+        b[i] = round >= 16 ? (round & 1 ? 255 : 128) : (i * 67 + round * 29) % 256;
+      }
+      if (round >= 18) a.fill(round === 18 ? -128 : 127);
+      for (let j = 0; j < 4; j++) c[j] = (j - 2) * 1_000_003 * (round + 1);
+      f();
+      for (let j = 0; j < 4; j++) {
+        let want = c[j];
+        for (let k = 4 * j; k < 4 * j + 4; k++) want += a[k] * b[k];
+        if (out[j] !== want) return false;
+      }
+    }
+    vnniProbed = true;
+  } catch {
+    // no relaxed SIMD (or no WebAssembly): not VNNI
+  }
+  return vnniProbed;
 }
 
 /**
@@ -245,13 +320,15 @@ export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<
   if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`createWasmKernels: threads must be an integer ≥ 1, got ${opts.threads}`);
   const wantRelaxed = opts.relaxedSimd ?? true;
   if (wantRelaxed) await enableRelaxedSimd();
-  const { bytes, relaxed } = opts.binary ? { bytes: opts.binary, relaxed: wantRelaxed } : wasmBinary(wantRelaxed);
+  const { bytes, relaxed, vnni } = opts.binary
+    ? { bytes: opts.binary, relaxed: wantRelaxed, vnni: wantRelaxed && (opts.vnni ?? false) }
+    : wasmBinary(wantRelaxed, opts.vnni ?? true);
   const module = await WebAssembly.compile(bytes);
   const initialPages = Math.max(2, Math.ceil((opts.initialMemory ?? 16 << 20) / PAGE));
   const memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
   const instance = await WebAssembly.instantiate(module, { env: { memory } });
   const scratchBytes = opts.threadScratch ?? 512 << 10;
-  const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536, opts.chunkWork ?? DEFAULT_CHUNK_WORK, scratchBytes);
+  const k = new WasmKernels(memory, instance, threads, relaxed, vnni, opts.minParallelWork ?? 65536, opts.chunkWork ?? DEFAULT_CHUNK_WORK, scratchBytes);
   const scratch = Array.from({ length: threads }, () => k.alloc(scratchBytes));
   k.pool = await ThreadPool.create(module, instance, memory, CTL_OFFSET, SPLIT_OPS, threads, scratch, opts.spin);
   try {
@@ -347,13 +424,15 @@ export class WasmKernels implements Kernels, Calibratable {
     instance: WebAssembly.Instance,
     readonly threads: number,
     readonly relaxedSimd: boolean,
+    /** the VNNI build (wasmBinary): relaxed SIMD, int8 kernels on the fused dot product */
+    readonly vnni: boolean,
     private readonly minParallelWork: number,
     private readonly chunkWork: number,
     private readonly threadScratch: number,
   ) {
     this.x = instance.exports as unknown as Exports;
     this.buffers.add(memory.buffer);
-    this.name = `wasm-${relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
+    this.name = `wasm-${vnni ? 'relaxed-simd-vnni' : relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
     this.prefillGemm = threadScratch >= this.x.gemm_scratch_bytes();
     this.trainGemm = threadScratch >= this.x.gemm_t_scratch_bytes();
     // the half table, then the tuning words the quantized kernels read (kernels.as LUT_BYTES, TUNE_*)
@@ -560,13 +639,14 @@ export class WasmKernels implements Kernels, Calibratable {
       case 'q4_0': {
         // activations → int8 blocks once per call (like llama.cpp's q8_0 × q8_0 dot)
         const nb = blocksPerRow(cols);
-        // xi (int8), xd and xs (f32), then for the GEMM xw: the ints again as i16 (not for the
-        // q4_0 GEMM with relaxed SIMD, whose int8 dot product reads xi)
+        // xi (int8), xd and xs (f32), xo (i32), then for the GEMM xw: the ints again as i16 (not
+        // for the GEMMs on int8: q4_0's with relaxed SIMD, both with VNNI)
         const intBytes = n * nb * QK;
-        const wide = gemm && !(w.dtype === 'q4_0' && this.relaxedSimd) ? 2 * intBytes : 0;
-        const xi = this.scratch('q', intBytes + 2 * n * nb * 4 + wide);
+        const int8Gemm = (w.dtype === 'q4_0' && this.relaxedSimd) || this.vnni;
+        const wide = gemm && !int8Gemm ? 2 * intBytes : 0;
+        const xi = this.scratch('q', intBytes + 3 * n * nb * 4 + wide);
         const xd = xi + intBytes,
-          xw = wide ? xd + 2 * n * nb * 4 : 0;
+          xw = wide ? xd + 3 * n * nb * 4 : 0;
         // ~10 ops per value, split by token
         this.runItems(OP.quantize_q8, n, 10 * cols, xp, xi, xd, n, cols, xw, 0, 0, 0);
         const kind = DTYPE_CODE[w.dtype];

@@ -2,8 +2,12 @@
 //
 // This file is AssemblyScript, not TypeScript: it is named `.as` so the project's tsc never sees
 // it, and `../build.mjs` hands it to the AssemblyScript compiler as `kernels.ts`. It is built
-// twice: with plain 128-bit SIMD and with relaxed SIMD (ASC_FEATURE_RELAXED_SIMD, folded at
-// compile time), into `../build/kernels-{simd,relaxed}.wasm`.
+// three times: with plain 128-bit SIMD, with relaxed SIMD (ASC_FEATURE_RELAXED_SIMD, folded at
+// compile time), and with relaxed SIMD whose fused int8 dot product is the CPU's (VNNI: build.mjs
+// sets the constant VNNI, prepended to this file), into `../build/kernels-{simd,relaxed,vnni}.wasm`.
+// The VNNI build relies on i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, c) computing exactly
+// c + Σ a (signed) · b (as unsigned bytes, 0..255) per lane, which V8 gives (vpdpbusd) from V8
+// 13 (Node 24) on CPUs with AVX-VNNI: wasm.ts loads it only where a probe shows exactly that.
 //
 // Contract with the TypeScript side (`../wasm.ts`):
 // - memory is imported (shared, owned by TS); every pointer is a byte offset into it;
@@ -381,7 +385,8 @@ export function matmul_f16(out: usize, x: usize, w: usize, rows: i32, cols: i32,
  * Quantizes activations like llama.cpp's q8_0 (per 32-block: d = amax / 127, q = round(x / d)),
  * but keeps the ints and the f32 scales in separate, aligned arrays:
  * xi: [n, nb * 32] int8 (a partial last block is zero-padded), xd: [n, nb] f32, and right after
- * xd, xs: [n, nb] f32 = d · Σ q (block sums, for q4_0's - 8 offset: Σ (q4 - 8) x = Σ q4 x - 8 Σ x).
+ * xd, xs: [n, nb] f32 = d · Σ q (block sums, for q4_0's - 8 offset: Σ (q4 - 8) x = Σ q4 x - 8 Σ x),
+ * then xo: [n, nb] i32 = 128 · Σ q (the VNNI build's q8_0 kernels multiply w + 128 and take it off).
  * With xw ≠ 0 the ints are also stored widened to i16, xw: [n, nb * 32], for the GEMMs.
  * Tokens [from, to) (split over threads).
  */
@@ -413,7 +418,9 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, x
         v128.store(qp, i8x16.narrow_i16x8_s(q0, q1));
         v128.store(qp, i8x16.narrow_i16x8_s(q2, q3), 16);
         if (xw) { v128.store(wp, q0); v128.store(wp, q1, 16); v128.store(wp, q2, 32); v128.store(wp, q3, 48); }
-        store<f32>(d + xsOff, scale * <f32>hsumI(i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.add(q0, q1), i16x8.add(q2, q3)))));
+        const sum = hsumI(i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.add(q0, q1), i16x8.add(q2, q3))));
+        store<f32>(d + xsOff, scale * <f32>sum);
+        store<i32>(d + 2 * xsOff, sum << 7);
       } else {
         const end = cols - b * QK;
         let amax: f32 = 0;
@@ -429,6 +436,7 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, x
           sum += q;
         }
         store<f32>(d + xsOff, scale * <f32>sum);
+        store<i32>(d + 2 * xsOff, sum << 7);
       }
     }
   }
@@ -436,6 +444,12 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, x
 
 /** Σ w·x over 32 int8 pairs, as i32x4 partial sums. |w|, |x| ≤ 128 so pairs of products fit i16. */
 @inline function dot32(w0: v128, w1: v128, x: usize): v128 {
+  if (VNNI) {
+    // Σ (w + 128) x with w + 128 (w ^ 0x80) as the unsigned operand; groupBlock takes off 128 Σ x
+    const m = i8x16.splat(-128);
+    return i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(x, 16), v128.xor(w1, m),
+      i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(x), v128.xor(w0, m), i32x4.splat(0)));
+  }
   if (ASC_FEATURE_RELAXED_SIMD) {
     // pmaddubsw-style: the second operand must be 7-bit, so multiply |x| by w carrying x's sign
     // (x is never -128; a weight of -128 against a negative x would wrap: llama.cpp never writes one)
@@ -475,6 +489,7 @@ const Q8: i32 = 0, Q4: i32 = 1;
 /** Σ q·x over 32 pairs with q in 0..15: four products per i16 lane fit (≤ 4 · 15 · 127) */
 @inline function dot32u(lo: v128, hi: v128, x: usize): v128 {
   const x0 = v128.load(x), x1 = v128.load(x, 16);
+  if (VNNI) return i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, lo, i32x4.splat(0)));
   if (ASC_FEATURE_RELAXED_SIMD) {
     // the nibbles are valid 7-bit operands as they are
     return pairSums(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi)));
@@ -519,13 +534,22 @@ const Q8: i32 = 0, Q4: i32 = 1;
  * whichever kernel computes it (the GEMMs' kernelQuant8x4 / kernelQ4x8x4 end each block alike):
  * - q8_0: acc + Σwx · (dw · dx)
  * - q4_0 (Σ (q − 8) x = Σ q x − 8 Σ x, the block sums xs = dx · Σ x): acc + (Σqx · dx − 8 xs) · dw
- * dx and e (= −8 xs) come splatted.
+ * dx and e (= −8 xs) come splatted; with VNNI, q8_0's e is its xo (128 Σx, splatted), taken off the
+ * integer sums.
  */
 @inline function groupBlock(kind: i32, lut: usize, p0: usize, p1: usize, p2: usize, p3: usize, xp: usize, dx: v128, e: v128, acc: v128): v128 {
-  const sums = f32x4.convert_i32x4_s(rowSums4(blockDot(kind, p0, xp), blockDot(kind, p1, xp), blockDot(kind, p2, xp), blockDot(kind, p3, xp)));
+  let ints = rowSums4(blockDot(kind, p0, xp), blockDot(kind, p1, xp), blockDot(kind, p2, xp), blockDot(kind, p3, xp));
+  if (VNNI && kind == Q8) ints = i32x4.sub(ints, e);
+  const sums = f32x4.convert_i32x4_s(ints);
   const dw = f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(scale(lut, p0)), 1, scale(lut, p1)), 2, scale(lut, p2)), 3, scale(lut, p3));
   if (kind == Q4) return madd(madd(sums, dx, e), dw, acc);
   return madd(sums, f32x4.mul(dw, dx), acc);
+}
+
+/** groupBlock's e for block b of a token: q4_0 −8 xs, q8_0 with VNNI xo, else unused (dx) */
+@inline function blockE(kind: i32, xd: usize, xsOff: usize, b: i32, dx: v128): v128 {
+  if (kind == Q4) return f32x4.splat(-8 * load<f32>(xd + xsOff + (<usize>b << 2)));
+  return VNNI ? v128.load32_splat(xd + 2 * xsOff + (<usize>b << 2)) : dx;
 }
 
 /** lane j of a → out + j · os, for j < count */
@@ -560,7 +584,7 @@ const Q8: i32 = 0, Q4: i32 = 1;
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
     for (let b = 0; b < nb; b++) {
       const p = w0 + <usize>b * bb, xp = xi + (<usize>b << 5), dx = v128.load32_splat(xd + (<usize>b << 2));
-      const e = kind == Q4 ? f32x4.splat(-8 * load<f32>(xd + xsOff + (<usize>b << 2))) : dx;
+      const e = blockE(kind, xd, xsOff, b, dx);
       a0 = groupBlock(kind, lut, p, p + S, p + 2 * S, p + 3 * S, xp, dx, e, a0);
       if (R >= 8) a1 = groupBlock(kind, lut, p + 4 * S, p + 5 * S, p + 6 * S, p + 7 * S, xp, dx, e, a1);
       if (R >= 16) {
@@ -579,7 +603,7 @@ const Q8: i32 = 0, Q4: i32 = 1;
     let a = f32x4.splat(0);
     for (let b = 0; b < nb; b++) {
       const o = <usize>b * bb, xp = xi + (<usize>b << 5), dx = v128.load32_splat(xd + (<usize>b << 2));
-      const e = kind == Q4 ? f32x4.splat(-8 * load<f32>(xd + xsOff + (<usize>b << 2))) : dx;
+      const e = blockE(kind, xd, xsOff, b, dx);
       a = groupBlock(kind, lut, q0 + o, q1 + o, q2 + o, q3 + o, xp, dx, e, a);
     }
     storeLanes(a, out + (<usize>r << 2), 4, min(4, r1 - r));
@@ -651,7 +675,8 @@ export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i3
 //   integer sums go into the panel as the decode kernel's groupBlock does it (q8_0 × (row scale ×
 //   token scale); q4_0 (Σqx · dx − 8 xs) · dw), so every path gives a row the same bits. With
 //   relaxed SIMD, q4_0 keeps its raw nibbles and runs the int8 dot product instead
-//   (kernelQ4x8x4). The activations are packed per group of 4 tokens (packQuantActivations).
+//   (kernelQ4x8x4); with VNNI, q8_0 too runs on bytes (w + 128) and both run the fused dot
+//   product into i32 (kernelVnni8x4). The activations are packed per group of 4 tokens (packQuantActivations).
 // Loop order: rows in passes of RS → token block (TB) → column chunk → row tile → tokens, so the
 // activations of one (token block, column chunk), TB × KC values, stay in cache while the RS rows
 // pass over them; each weight element is packed once per token block. Sums over the chunks
@@ -860,18 +885,24 @@ export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32,
  * packs rows r..r+7 (clamped to < rEnd) × blocks b0..b0+kb of a q8_0 / q4_0 weight for the
  * quantized kernels, one 32-bit lane per row: as i16 (q4_0: its nibbles 0..15), per block 16 steps
  * of 32 bytes, step j holding columns 2j, 2j+1 of rows r..r+3 then of rows r+4..r+7, at pk + b ·
- * 512; or, `nibbles` (q4_0 with relaxed SIMD), the raw nibbles (0..15: valid 7-bit operands of
- * the int8 dot product), per block 8 steps of 32 bytes, step s holding columns 4s..4s+3, at pk +
- * b · 256. The row scales as two f32x4 at ps + b · 32.
+ * 512; or, `int8` (q4_0 with relaxed SIMD, q8_0 with VNNI), as bytes: q4_0's raw nibbles (0..15:
+ * valid 7-bit operands of the int8 dot product), q8_0's w + 128 (0..255, unsigned for VNNI's),
+ * per block 8 steps of 32 bytes, step s holding columns 4s..4s+3, at pk + b · 256. The row scales as two f32x4 at ps + b · 32.
  */
-@inline function packQuant(kind: i32, nibbles: bool, w: usize, rowBytes: usize, r: i32, rEnd: i32, b0: i32, kb: i32, lut: usize, pk: usize, ps: usize): void {
-  const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES, blockBytes: usize = nibbles ? 256 : 512;
+@inline function packQuant(kind: i32, int8: bool, w: usize, rowBytes: usize, r: i32, rEnd: i32, b0: i32, kb: i32, lut: usize, pk: usize, ps: usize): void {
+  const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES, blockBytes: usize = int8 ? 256 : 512;
   for (let h = 0; h < 2; h++) {
     const w0 = rowAt(w, r + 4 * h, rEnd, rowBytes), w1 = rowAt(w, r + 4 * h + 1, rEnd, rowBytes);
     const w2 = rowAt(w, r + 4 * h + 2, rEnd, rowBytes), w3 = rowAt(w, r + 4 * h + 3, rEnd, rowBytes);
     for (let b = 0; b < kb; b++) {
       const o = <usize>(b0 + b) * bb, dst = pk + <usize>b * blockBytes + (<usize>h << 4);
-      if (nibbles) {
+      if (int8 && kind == Q8) {
+        const m = i8x16.splat(-128);
+        storeTransposed(v128.xor(v128.load(w0 + o, 2), m), v128.xor(v128.load(w1 + o, 2), m), v128.xor(v128.load(w2 + o, 2), m),
+          v128.xor(v128.load(w3 + o, 2), m), dst, 32);
+        storeTransposed(v128.xor(v128.load(w0 + o, 18), m), v128.xor(v128.load(w1 + o, 18), m), v128.xor(v128.load(w2 + o, 18), m),
+          v128.xor(v128.load(w3 + o, 18), m), dst + 128, 32);
+      } else if (int8) {
         // columns 0..15 are the low nibbles, 16..31 the high ones
         const qa = v128.load(w0 + o, 2), qb = v128.load(w1 + o, 2), qc = v128.load(w2 + o, 2), qd = v128.load(w3 + o, 2);
         storeTransposed(blockQ4(qa), blockQ4(qb), blockQ4(qc), blockQ4(qd), dst, 32);
@@ -933,19 +964,19 @@ function kernelQuant8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, 
 /**
  * the activations of tokens t0..t0+nt-1, blocks b0..b0+kb, packed per group of 4 tokens (a short
  * last group repeats its last token): per block and step, the 4 tokens' 4 bytes side by side (16
- * bytes) — i16 column pairs, 16 steps (256 bytes per block), or with `nibbles` int8 column quads,
+ * bytes) — i16 column pairs, 16 steps (256 bytes per block), or with `int8` int8 column quads,
  * 8 steps (128 bytes) — groups KB blocks apart at xpk; and per group and block at xsc + (g · KB +
  * b) · 32: the 4 tokens' scales, then (q4) their block sums times -8
  */
-@inline function packQuantActivations(q4: bool, nibbles: bool, xw: usize, xi: usize, xd: usize, xsd: usize, nb: i32,
+@inline function packQuantActivations(q4: bool, int8: bool, xw: usize, xi: usize, xd: usize, xsd: usize, nb: i32,
   t0: i32, nt: i32, b0: i32, kb: i32, xpk: usize, xsc: usize, groupBlocks: i32 = KB): void {
-  const tl = t0 + nt - 1, blockBytes: usize = nibbles ? 128 : 256;
+  const tl = t0 + nt - 1, blockBytes: usize = int8 ? 128 : 256;
   for (let q = 0; q < nt; q += 4) {
     const ta = t0 + q, tb = min(ta + 1, tl), tc = min(ta + 2, tl), td = min(ta + 3, tl);
     const g = <usize>(q >> 2) * groupBlocks;
     for (let b = 0; b < kb; b++) {
       const dst = xpk + (g + b) * blockBytes, blk = <usize>(b0 + b);
-      if (nibbles) {
+      if (int8) {
         const xs = <usize>nb << 5;
         const pa = xi + <usize>ta * xs + (blk << 5), pb = xi + <usize>tb * xs + (blk << 5);
         const pc = xi + <usize>tc * xs + (blk << 5), pd = xi + <usize>td * xs + (blk << 5);
@@ -970,8 +1001,55 @@ function kernelQuant8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, 
         store<f32>(sc, -8 * load<f32>(xe + <usize>tb * ds + (blk << 2)), 20);
         store<f32>(sc, -8 * load<f32>(xe + <usize>tc * ds + (blk << 2)), 24);
         store<f32>(sc, -8 * load<f32>(xe + <usize>td * ds + (blk << 2)), 28);
+      } else if (int8) {
+        // q8_0 with VNNI: the tokens' 128 Σx (quantize_q8's xo), to take off Σ (w + 128) x
+        const xo = xd + 2 * xsd;
+        store<i32>(sc, load<i32>(xo + <usize>ta * ds + (blk << 2)), 16);
+        store<i32>(sc, load<i32>(xo + <usize>tb * ds + (blk << 2)), 20);
+        store<i32>(sc, load<i32>(xo + <usize>tc * ds + (blk << 2)), 24);
+        store<i32>(sc, load<i32>(xo + <usize>td * ds + (blk << 2)), 28);
       }
     }
+  }
+}
+
+/**
+ * With VNNI, q8_0 / q4_0 as bytes (packQuant's and packQuantActivations' `int8` layouts), 8 rows ×
+ * 4 tokens over kb blocks: per block 8 steps of the fused int8 dot product (vpdpbusd: 16 multiply-
+ * adds into i32 lanes, one per row) of two weight vectors with each token's 4 activations
+ * broadcast; q8_0's sums have 128 Σx taken off (its weights are w + 128), then every block ends as
+ * in the other GEMM kernels (tokenBlockEnd): the same integer sums, so the same results.
+ */
+function kernelVnni8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
+  for (let b = 0; b < kb; b++) {
+    let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+    let p = pk + (<usize>b << 8), x = px + (<usize>b << 7);
+    for (const end = x + 128; x < end; x += 16, p += 32) {
+      const w0 = v128.load(p), w1 = v128.load(p, 16);
+      let v = v128.load32_splat(x);
+      a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w0, a0); c0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w1, c0);
+      v = v128.load32_splat(x, 4);
+      a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w0, a1); c1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w1, c1);
+      v = v128.load32_splat(x, 8);
+      a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w0, a2); c2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w1, c2);
+      v = v128.load32_splat(x, 12);
+      a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w0, a3); c3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w1, c3);
+    }
+    const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = psc + (<usize>b << 5);
+    if (kind == Q8) {
+      let e = v128.load32_splat(xb, 16);
+      a0 = i32x4.sub(a0, e); c0 = i32x4.sub(c0, e);
+      e = v128.load32_splat(xb, 20);
+      a1 = i32x4.sub(a1, e); c1 = i32x4.sub(c1, e);
+      e = v128.load32_splat(xb, 24);
+      a2 = i32x4.sub(a2, e); c2 = i32x4.sub(c2, e);
+      e = v128.load32_splat(xb, 28);
+      a3 = i32x4.sub(a3, e); c3 = i32x4.sub(c3, e);
+    }
+    tokenBlockEnd(kind, a0, c0, s0, s1, xb, o0);
+    tokenBlockEnd(kind, a1, c1, s0, s1, xb + 4, o1);
+    tokenBlockEnd(kind, a2, c2, s0, s1, xb + 8, o2);
+    tokenBlockEnd(kind, a3, c3, s0, s1, xb + 12, o3);
   }
 }
 
@@ -1017,10 +1095,26 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
   return i16x8.splat(0);
 }
 
-@inline function quant8xT(kind: i32, nibbles: bool, T: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize): void {
+@inline function quant8xT(kind: i32, int8: bool, T: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize): void {
   for (let b = 0; b < kb; b++) {
     let a0 = i32x4.splat(0), a1 = a0, a2 = a0, c0 = a0, c1 = a0, c2 = a0;
-    if (ASC_FEATURE_RELAXED_SIMD && nibbles) {
+    if (VNNI && int8) {
+      let p = pk + (<usize>b << 8), x = px + (<usize>b << 7);
+      for (const end = x + 128; x < end; x += 16, p += 32) {
+        const w0 = v128.load(p), w1 = v128.load(p, 16);
+        let v = v128.load32_splat(x);
+        a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w0, a0); c0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w1, c0);
+        if (T > 1) { v = v128.load32_splat(x, 4); a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w0, a1); c1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w1, c1); }
+        if (T > 2) { v = v128.load32_splat(x, 8); a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w0, a2); c2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w1, c2); }
+      }
+      if (kind == Q8) {
+        const xb = psc + (<usize>b << 5);
+        let e = v128.load32_splat(xb, 16);
+        a0 = i32x4.sub(a0, e); c0 = i32x4.sub(c0, e);
+        if (T > 1) { e = v128.load32_splat(xb, 20); a1 = i32x4.sub(a1, e); c1 = i32x4.sub(c1, e); }
+        if (T > 2) { e = v128.load32_splat(xb, 24); a2 = i32x4.sub(a2, e); c2 = i32x4.sub(c2, e); }
+      }
+    } else if (ASC_FEATURE_RELAXED_SIMD && int8) {
       let p = pk + (<usize>b << 8), x = px + (<usize>b << 7);
       for (const end = x + 128; x < end; x += 16, p += 32) {
         const w0 = v128.load(p), w1 = v128.load(p, 16);
@@ -1066,26 +1160,27 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
   }
 }
 
-function kernelQuant8x1(kind: i32, nibbles: bool, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize): void {
-  quant8xT(kind, nibbles, 1, pk, ps, px, psc, kb, o0, o0, o0);
+function kernelQuant8x1(kind: i32, int8: bool, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize): void {
+  quant8xT(kind, int8, 1, pk, ps, px, psc, kb, o0, o0, o0);
 }
-function kernelQuant8x2(kind: i32, nibbles: bool, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize): void {
-  quant8xT(kind, nibbles, 2, pk, ps, px, psc, kb, o0, o1, o1);
+function kernelQuant8x2(kind: i32, int8: bool, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize): void {
+  quant8xT(kind, int8, 2, pk, ps, px, psc, kb, o0, o1, o1);
 }
-function kernelQuant8x3(kind: i32, nibbles: bool, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize): void {
-  quant8xT(kind, nibbles, 3, pk, ps, px, psc, kb, o0, o1, o2);
+function kernelQuant8x3(kind: i32, int8: bool, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize): void {
+  quant8xT(kind, int8, 3, pk, ps, px, psc, kb, o0, o1, o2);
 }
 
 /** the tokens q .. q + min(4, n - q) of a packed group against a packed tile: the 4-token kernels, or the rest (1-3 tokens) */
-@inline function kernelGroup(kind: i32, nibbles: bool, left: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o: usize): void {
+@inline function kernelGroup(kind: i32, int8: bool, left: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o: usize): void {
   if (left >= 4) {
-    if (ASC_FEATURE_RELAXED_SIMD) {
-      if (nibbles) kernelQ4x8x4(pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
+    if (VNNI && int8) kernelVnni8x4(kind, pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
+    else if (ASC_FEATURE_RELAXED_SIMD) {
+      if (int8) kernelQ4x8x4(pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
       else kernelQuant8x4(kind, pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
     } else kernelQuant8x4(kind, pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
-  } else if (left == 3) kernelQuant8x3(kind, nibbles, pk, ps, px, psc, kb, o, o + 32, o + 64);
-  else if (left == 2) kernelQuant8x2(kind, nibbles, pk, ps, px, psc, kb, o, o + 32);
-  else kernelQuant8x1(kind, nibbles, pk, ps, px, psc, kb, o);
+  } else if (left == 3) kernelQuant8x3(kind, int8, pk, ps, px, psc, kb, o, o + 32, o + 64);
+  else if (left == 2) kernelQuant8x2(kind, int8, pk, ps, px, psc, kb, o, o + 32);
+  else kernelQuant8x1(kind, int8, pk, ps, px, psc, kb, o);
 }
 
 /**
@@ -1096,10 +1191,11 @@ function kernelQuant8x3(kind: i32, nibbles: bool, pk: usize, ps: usize, px: usiz
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
   const rowBytes = <usize>nb * bb;
-  // with relaxed SIMD, q4_0 runs on the int8 activations xi and block sums xs around xd (see quantize_q8)
-  const nibbles = ASC_FEATURE_RELAXED_SIMD && kind == Q4;
+  // with relaxed SIMD, q4_0 runs on the int8 activations xi and block sums xs around xd (see
+  // quantize_q8); with VNNI q8_0 too, with xo
+  const int8 = (ASC_FEATURE_RELAXED_SIMD && kind == Q4) || (VNNI && kind == Q8);
   const xi = xd - (<usize>n * nb << 5), xsd = <usize>n * nb << 2;
-  const groupBytes: usize = <usize>KB * (nibbles ? 128 : 256);
+  const groupBytes: usize = <usize>KB * (int8 ? 128 : 256);
   const pk = scratch, ps = pk + (<usize>KB << 9), xpk = ps + (<usize>KB << 5), xsc = xpk + <usize>(TB >> 2) * groupBytes;
   const junk = xsc + (<usize>(TB >> 2) * KB << 5), panel = junk + 32;
   for (let rs = r0; rs < r1; rs += RS) {
@@ -1109,15 +1205,15 @@ function kernelQuant8x3(kind: i32, nibbles: bool, pk: usize, ps: usize, px: usiz
       memory.fill(panel, 0, <usize>((re - rs + 7) >> 3) * TB << 5);
       for (let b0 = 0; b0 < nb; b0 += KB) {
         const kb = min(KB, nb - b0);
-        packQuantActivations(kind == Q4, nibbles, xw, xi, xd, xsd, nb, t0, nt, b0, kb, xpk, xsc);
+        packQuantActivations(kind == Q4, int8, xw, xi, xd, xsd, nb, t0, nt, b0, kb, xpk, xsc);
         for (let r = rs; r < re; r += 8) {
-          packQuant(kind, nibbles, w, rowBytes, r, re, b0, kb, lut, pk, ps);
+          packQuant(kind, int8, w, rowBytes, r, re, b0, kb, lut, pk, ps);
           // panel: per row tile, TB tokens × 8 sums (32 bytes per token); the padding tokens of a
           // short last group go to `junk`
           const pt = panel + (<usize>((r - rs) >> 3) * TB << 5);
           for (let q = 0; q < nt; q += 4) {
             const g = <usize>(q >> 2);
-            kernelGroup(kind, nibbles, nt - q, pk, ps, xpk + g * groupBytes, xsc + (g * KB << 5), kb, pt + (<usize>q << 5));
+            kernelGroup(kind, int8, nt - q, pk, ps, xpk + g * groupBytes, xsc + (g * KB << 5), kb, pt + (<usize>q << 5));
           }
         }
       }
@@ -1150,13 +1246,13 @@ export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
   const rowBytes = <usize>nb * bb;
-  const nibbles = ASC_FEATURE_RELAXED_SIMD && kind == Q4;
+  const int8 = (ASC_FEATURE_RELAXED_SIMD && kind == Q4) || (VNNI && kind == Q8);
   const xi = xd - (<usize>n * nb << 5), xsd = <usize>n * nb << 2;
-  const blockBytes: usize = nibbles ? 128 : 256, groupBytes: usize = <usize>nb * blockBytes;
+  const blockBytes: usize = int8 ? 128 : 256, groupBytes: usize = <usize>nb * blockBytes;
   const groups = (n + 3) >> 2;
   const pk = scratch, ps = pk + (<usize>KB << 9), stage = ps + (<usize>KB << 5);
   const xpk = stage + (rowBytes << 3), xsc = xpk + <usize>groups * groupBytes, sums = xsc + (<usize>groups * nb << 5);
-  packQuantActivations(kind == Q4, nibbles, xw, xi, xd, xsd, nb, 0, n, 0, nb, xpk, xsc, nb);
+  packQuantActivations(kind == Q4, int8, xw, xi, xd, xsd, nb, 0, n, 0, nb, xpk, xsc, nb);
   for (let r = r0; r < r1; r += 8) {
     const nr = min(8, r1 - r);
     memory.copy(stage, w + <usize>r * rowBytes, <usize>nr * rowBytes);
@@ -1165,10 +1261,10 @@ export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
     for (let b0 = 0; b0 < nb; b0 += KB) {
       const kb = min(KB, nb - b0);
       // rows r.. of the stage: packQuant addresses row r at w + r · rowBytes (wrapping arithmetic)
-      packQuant(kind, nibbles, stage - <usize>r * rowBytes, rowBytes, r, r + nr, b0, kb, lut, pk, ps);
+      packQuant(kind, int8, stage - <usize>r * rowBytes, rowBytes, r, r + nr, b0, kb, lut, pk, ps);
       for (let g: usize = 0; g < <usize>groups; g++) {
         const px = xpk + g * groupBytes + <usize>b0 * blockBytes, psc = xsc + ((g * nb + b0) << 5);
-        kernelGroup(kind, nibbles, n - (<i32>g << 2), pk, ps, px, psc, kb, sums + (g << 7));
+        kernelGroup(kind, int8, n - (<i32>g << 2), pk, ps, px, psc, kb, sums + (g << 7));
       }
     }
     for (let t = 0; t < n; t++) {

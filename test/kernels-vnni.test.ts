@@ -1,0 +1,88 @@
+/// <reference types="node" />
+// The VNNI build of the wasm kernels (kernels.as with VNNI: the q8_0 / q4_0 kernels on the fused
+// int8 dot product, i32x4.relaxed_dot_i8x16_i7x16_add_s taken as VNNI's exact u8 × s8) against the
+// relaxed build, bit for bit: both compute the same integer sums per 32-block, so every quantized
+// matmul (the one-token kernel, the GEMM tile by tile and in passes) must give the same floats.
+//
+// The VNNI build only runs where wasm.ts's probe (vnniDotProduct) finds that dot product: V8 13+
+// (Node 24+) on a CPU with AVX-VNNI. Node 20's V8 gets the fused sums wrong, so under Node 20 this
+// file re-runs itself under a newer Node when one is at $OPENELM_VNNI_NODE or .ci/node/bin/node
+// (.ci/run installs Node 24 there from the npm registry); with neither it is skipped.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { RefKernels } from '../src/kernels/ref.ts';
+import type { WeightDType } from '../src/kernels/types.ts';
+import { createWasmKernels, enableRelaxedSimd, vnniDotProduct } from '../src/kernels/wasm/wasm.ts';
+import { sameWeights } from './helpers/kernel-check.ts';
+import { rng } from './helpers/rng.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+await enableRelaxedSimd();
+const here = vnniDotProduct();
+const child = process.env.OPENELM_VNNI_CHILD === '1';
+const otherNode = process.env.OPENELM_VNNI_NODE || (existsSync(`${root}.ci/node/bin/node`) ? `${root}.ci/node/bin/node` : '');
+
+test('the VNNI build gives the relaxed build its exact results (q8_0, q4_0; one token, tiles, passes)', {
+  skip: !here && (child || !otherNode) ? skipReason() : false,
+}, async (t) => {
+  if (!here) {
+    // Node 20 here: the same file under the newer Node, which must find the VNNI dot product
+    const r = spawnSync(otherNode, ['--import', 'tsx', '--test', '--test-reporter=spec', fileURLToPath(import.meta.url)], {
+      cwd: root,
+      // (without the runner's NODE_TEST_CONTEXT, which would make the child report to this runner, not to stdout)
+      env: { ...process.env, NODE_TEST_CONTEXT: undefined, OPENELM_VNNI_CHILD: '1' },
+      encoding: 'utf8',
+    });
+    assert.equal(r.status, 0, `${otherNode} failed:\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /✔ the VNNI build gives/, `the check did not run under ${otherNode}:\n${r.stdout}`);
+    assert.doesNotMatch(r.stdout, /# SKIP|skipped [1-9]|ℹ skipped [1-9]/, `skipped under ${otherNode}:\n${r.stdout}`);
+    t.diagnostic(`ran under ${otherNode}`);
+    return;
+  }
+  const opts = { threads: 2, tuning: 'default', minParallelWork: 0, chunkWork: 1 } as const;
+  for (const threadScratch of [1 << 20, 420 << 10]) {
+    // 1 MiB: up to 64 tokens tile by tile; 420 KiB: the GEMM in passes over column chunks
+    const relaxed = await createWasmKernels({ ...opts, threadScratch, vnni: false });
+    const vnni = await createWasmKernels({ ...opts, threadScratch });
+    try {
+      assert.ok(vnni.vnni && !relaxed.vnni && relaxed.relaxedSimd, `${vnni.name} against ${relaxed.name}`);
+      const rand = rng(21);
+      for (const [dtype, rows, cols] of [
+        ['q8_0', 203, 160],
+        ['q8_0', 64, 5120],
+        ['q8_0', 37, 77],
+        ['q4_0', 150, 4100],
+        ['q4_0', 531, 96],
+        ['q4_0', 9, 33],
+      ] as [WeightDType, number, number][]) {
+        const { w } = sameWeights(relaxed, new RefKernels(), dtype, rows, cols, rand);
+        const w2 = vnni.weight(dtype, rows, cols);
+        w2.data.set(w.data as never);
+        for (const n of [1, 2, 3, 4, 5, 8, 33, 70]) {
+          const x = relaxed.f32(n * cols),
+            x2 = vnni.f32(n * cols);
+          // activations of every sign and size, whole blocks of zeros and of one value included
+          for (let i = 0; i < x.length; i++) x[i] = i % 97 < 32 ? 0 : i % 89 < 32 ? -0.75 : (rand() * 2 - 1) * 10 ** (rand() * 4 - 2);
+          x2.set(x);
+          const out = relaxed.f32(n * rows),
+            out2 = vnni.f32(n * rows);
+          relaxed.matmul(out, x, w, n);
+          vnni.matmul(out2, x2, w2, n);
+          assert.deepEqual(out2, out, `${dtype} ${rows}x${cols}, ${n} tokens, scratch ${threadScratch >> 10} KiB`);
+        }
+      }
+    } finally {
+      relaxed.dispose();
+      vnni.dispose();
+    }
+  }
+});
+
+function skipReason(): string {
+  if (child) return `this engine (Node ${process.version}) has no VNNI dot product: a CPU without AVX-VNNI?`;
+  return `Node ${process.version} has no VNNI dot product and no newer Node is at $OPENELM_VNNI_NODE or .ci/node/bin/node`;
+}
