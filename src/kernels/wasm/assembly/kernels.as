@@ -443,10 +443,10 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, x
 }
 
 /** Σ w·x over 32 int8 pairs, as i32x4 partial sums. |w|, |x| ≤ 128 so pairs of products fit i16. */
-@inline function dot32(w0: v128, w1: v128, x: usize): v128 {
+@inline function dot32(w0: v128, w1: v128, x: usize, sgn: v128, one: v128): v128 {
   if (VNNI) {
     // Σ (w + 128) x with w + 128 (w ^ 0x80) as the unsigned operand; groupBlock takes off 128 Σ x
-    const m = i8x16.splat(-128);
+    const m = sgn;
     return i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(x, 16), v128.xor(w1, m),
       i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(x), v128.xor(w0, m), i32x4.splat(0)));
   }
@@ -459,54 +459,60 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, x
     const s0 = i8x16.sub(v128.xor(w0, n0), n0), s1 = i8x16.sub(v128.xor(w1, n1), n1);
     // (the fused i32x4.relaxed_dot_i8x16_i7x16_add_s gives twice the sum in Node 20's V8 11.3;
     // pairSums rather than extadd_pairwise, the same sums: 270M q8_0 decode 1.06x / 1.08x on 1 / 2 threads)
-    return i32x4.add(pairSums(i16x8.relaxed_dot_i8x16_i7x16_s(s0, i8x16.abs(x0))),
-      pairSums(i16x8.relaxed_dot_i8x16_i7x16_s(s1, i8x16.abs(x1))));
+    return i32x4.add(pairSums(i16x8.relaxed_dot_i8x16_i7x16_s(s0, i8x16.abs(x0)), one),
+      pairSums(i16x8.relaxed_dot_i8x16_i7x16_s(s1, i8x16.abs(x1)), one));
   }
   const x0 = v128.load(x), x1 = v128.load(x, 16);
   const p0 = i16x8.add(i16x8.extmul_low_i8x16_s(w0, x0), i16x8.extmul_high_i8x16_s(w0, x0));
   const p1 = i16x8.add(i16x8.extmul_low_i8x16_s(w1, x1), i16x8.extmul_high_i8x16_s(w1, x1));
-  return i32x4.add(pairSums(p0), pairSums(p1));
+  return i32x4.add(pairSums(p0, one), pairSums(p1, one));
 }
 
 const Q8: i32 = 0, Q4: i32 = 1;
+
+/**
+ * The int8 kernels' vector constants, taken once per call into locals (nibbleMask() etc.) and
+ * handed down. In the VNNI build they are loaded from here: V8 13 rebuilds a v128 constant at every
+ * use inside a loop (a load from the code's constant pool and a broadcast, three instructions) but
+ * keeps a loaded value in a register (q4_0 decode 1.28x, Node 24, 270M, in-process A/B). The other
+ * builds keep the constants: loaded, Node 20's q4_0 decode ran 0.86x. 16 × 0x0f, 16 × 0x80, 8 × i16 1.
+ */
+const KONST: usize = memory.data<u8>([
+  0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f, 0x0f,
+  0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+  1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0,
+], 16);
+@inline function nibbleMask(): v128 { return VNNI ? v128.load(KONST) : i8x16.splat(0x0f); }
+@inline function signBits(): v128 { return VNNI ? v128.load(KONST, 16) : i8x16.splat(-128); }
+@inline function onesI16(): v128 { return VNNI ? v128.load(KONST, 32) : i16x8.splat(1); }
 
 /**
  * i16 lane pairs summed to i32: i32x4.extadd_pairwise_i16x8_s, written as a dot product with ones
  * because V8 lowers the former to pmaddwd against a constant it addresses anew at every use,
  * while a splat constant stays in a register across a loop
  */
-@inline function pairSums(v: v128): v128 { return i32x4.dot_i16x8_s(v, i16x8.splat(1)); }
+@inline function pairSums(v: v128, one: v128): v128 { return i32x4.dot_i16x8_s(v, one); }
 
 // Weight block decoders: the 32 int8 values of block b as two v128 (values 0..15, 16..31).
 @inline function blockQ8(w: usize): v128 { return v128.load(w, 2); }
 @inline function blockQ8hi(w: usize): v128 { return v128.load(w, 18); }
 // q4_0 nibbles stay unsigned (0..15); the - 8 is applied once per block through Σx (see xs)
-@inline function blockQ4(q: v128): v128 { return v128.and(q, i8x16.splat(0x0f)); }
+@inline function blockQ4(q: v128, nib: v128): v128 { return v128.and(q, nib); }
 // (a 16-bit shift and the same mask as blockQ4: V8 lowers i8x16.shr_u to the shift plus a mask it
 // rebuilds from an immediate at every use)
-@inline function blockQ4hi(q: v128): v128 { return v128.and(i16x8.shr_u(q, 4), i8x16.splat(0x0f)); }
+@inline function blockQ4hi(q: v128, nib: v128): v128 { return v128.and(i16x8.shr_u(q, 4), nib); }
 
 /** Σ q·x over 32 pairs with q in 0..15: four products per i16 lane fit (≤ 4 · 15 · 127) */
-@inline function dot32u(lo: v128, hi: v128, x: usize): v128 {
+@inline function dot32u(lo: v128, hi: v128, x: usize, one: v128): v128 {
   const x0 = v128.load(x), x1 = v128.load(x, 16);
   if (VNNI) return i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, hi, i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, lo, i32x4.splat(0)));
   if (ASC_FEATURE_RELAXED_SIMD) {
     // the nibbles are valid 7-bit operands as they are
-    return pairSums(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi)));
+    return pairSums(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(x1, hi)), one);
   }
   const p = i16x8.add(i16x8.add(i16x8.extmul_low_i8x16_s(lo, x0), i16x8.extmul_high_i8x16_s(lo, x0)),
     i16x8.add(i16x8.extmul_low_i8x16_s(hi, x1), i16x8.extmul_high_i8x16_s(hi, x1)));
-  return pairSums(p);
-}
-
-/** Σ w·x over one block of 32, w as four i16x8 vectors, x: 32 i16 at xp; i32x4 partial sums */
-@inline function bdot16(w0: v128, w1: v128, w2: v128, w3: v128, xp: usize): v128 {
-  return i32x4.add(i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
-    i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
-}
-
-@inline function bdot(kind: i32, lo: v128, hi: v128, x: usize): v128 {
-  return kind == Q8 ? dot32(lo, hi, x) : dot32u(lo, hi, x);
+  return pairSums(p, one);
 }
 
 /** the f16 scale of the block at wp, via the 256 KiB half → f32 table (a few hot entries: L1) */
@@ -522,10 +528,10 @@ const Q8: i32 = 0, Q4: i32 = 1;
 }
 
 /** Σ w·x over the block at p (q8_0 signed, q4_0 its raw nibbles 0..15), i32x4 partial sums */
-@inline function blockDot(kind: i32, p: usize, xp: usize): v128 {
-  if (kind == Q8) return dot32(blockQ8(p), blockQ8hi(p), xp);
+@inline function blockDot(kind: i32, p: usize, xp: usize, nib: v128, sgn: v128, one: v128): v128 {
+  if (kind == Q8) return dot32(blockQ8(p), blockQ8hi(p), xp, sgn, one);
   const q = v128.load(p, 2);
-  return dot32u(blockQ4(q), blockQ4hi(q), xp);
+  return dot32u(blockQ4(q, nib), blockQ4hi(q, nib), xp, one);
 }
 
 /**
@@ -537,8 +543,10 @@ const Q8: i32 = 0, Q4: i32 = 1;
  * dx and e (= −8 xs) come splatted; with VNNI, q8_0's e is its xo (128 Σx, splatted), taken off the
  * integer sums.
  */
-@inline function groupBlock(kind: i32, lut: usize, p0: usize, p1: usize, p2: usize, p3: usize, xp: usize, dx: v128, e: v128, acc: v128): v128 {
-  let ints = rowSums4(blockDot(kind, p0, xp), blockDot(kind, p1, xp), blockDot(kind, p2, xp), blockDot(kind, p3, xp));
+@inline function groupBlock(kind: i32, lut: usize, p0: usize, p1: usize, p2: usize, p3: usize, xp: usize, dx: v128, e: v128, acc: v128,
+  nib: v128, sgn: v128, one: v128): v128 {
+  let ints = rowSums4(blockDot(kind, p0, xp, nib, sgn, one), blockDot(kind, p1, xp, nib, sgn, one), blockDot(kind, p2, xp, nib, sgn, one),
+    blockDot(kind, p3, xp, nib, sgn, one));
   if (VNNI && kind == Q8) ints = i32x4.sub(ints, e);
   const sums = f32x4.convert_i32x4_s(ints);
   const dw = f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(scale(lut, p0)), 1, scale(lut, p1)), 2, scale(lut, p2)), 3, scale(lut, p3));
@@ -579,17 +587,18 @@ const Q8: i32 = 0, Q4: i32 = 1;
   // the R rows in flight are m rows apart (slot k walks rows r0 + k·m, r0 + k·m + 1, …), so each
   // slot reads one long sequential stretch of memory, which the hardware prefetchers follow
   const m = (r1 - r0) / R, S = <usize>m * rowBytes, os = <usize>m << 2;
+  const nib = nibbleMask(), sgn = signBits(), one = onesI16();
   for (let i = 0; i < m; i++) {
     const r = r0 + i, w0 = w + <usize>r * rowBytes;
     let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
     for (let b = 0; b < nb; b++) {
       const p = w0 + <usize>b * bb, xp = xi + (<usize>b << 5), dx = v128.load32_splat(xd + (<usize>b << 2));
       const e = blockE(kind, xd, xsOff, b, dx);
-      a0 = groupBlock(kind, lut, p, p + S, p + 2 * S, p + 3 * S, xp, dx, e, a0);
-      if (R >= 8) a1 = groupBlock(kind, lut, p + 4 * S, p + 5 * S, p + 6 * S, p + 7 * S, xp, dx, e, a1);
+      a0 = groupBlock(kind, lut, p, p + S, p + 2 * S, p + 3 * S, xp, dx, e, a0, nib, sgn, one);
+      if (R >= 8) a1 = groupBlock(kind, lut, p + 4 * S, p + 5 * S, p + 6 * S, p + 7 * S, xp, dx, e, a1, nib, sgn, one);
       if (R >= 16) {
-        a2 = groupBlock(kind, lut, p + 8 * S, p + 9 * S, p + 10 * S, p + 11 * S, xp, dx, e, a2);
-        a3 = groupBlock(kind, lut, p + 12 * S, p + 13 * S, p + 14 * S, p + 15 * S, xp, dx, e, a3);
+        a2 = groupBlock(kind, lut, p + 8 * S, p + 9 * S, p + 10 * S, p + 11 * S, xp, dx, e, a2, nib, sgn, one);
+        a3 = groupBlock(kind, lut, p + 12 * S, p + 13 * S, p + 14 * S, p + 15 * S, xp, dx, e, a3, nib, sgn, one);
       }
     }
     const o = out + (<usize>r << 2);
@@ -604,7 +613,7 @@ const Q8: i32 = 0, Q4: i32 = 1;
     for (let b = 0; b < nb; b++) {
       const o = <usize>b * bb, xp = xi + (<usize>b << 5), dx = v128.load32_splat(xd + (<usize>b << 2));
       const e = blockE(kind, xd, xsOff, b, dx);
-      a = groupBlock(kind, lut, q0 + o, q1 + o, q2 + o, q3 + o, xp, dx, e, a);
+      a = groupBlock(kind, lut, q0 + o, q1 + o, q2 + o, q3 + o, xp, dx, e, a, nib, sgn, one);
     }
     storeLanes(a, out + (<usize>r << 2), 4, min(4, r1 - r));
   }
@@ -891,13 +900,13 @@ export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32,
  */
 @inline function packQuant(kind: i32, int8: bool, w: usize, rowBytes: usize, r: i32, rEnd: i32, b0: i32, kb: i32, lut: usize, pk: usize, ps: usize): void {
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES, blockBytes: usize = int8 ? 256 : 512;
+  const nib = nibbleMask(), m = signBits();
   for (let h = 0; h < 2; h++) {
     const w0 = rowAt(w, r + 4 * h, rEnd, rowBytes), w1 = rowAt(w, r + 4 * h + 1, rEnd, rowBytes);
     const w2 = rowAt(w, r + 4 * h + 2, rEnd, rowBytes), w3 = rowAt(w, r + 4 * h + 3, rEnd, rowBytes);
     for (let b = 0; b < kb; b++) {
       const o = <usize>(b0 + b) * bb, dst = pk + <usize>b * blockBytes + (<usize>h << 4);
       if (int8 && kind == Q8) {
-        const m = i8x16.splat(-128);
         storeTransposed(v128.xor(v128.load(w0 + o, 2), m), v128.xor(v128.load(w1 + o, 2), m), v128.xor(v128.load(w2 + o, 2), m),
           v128.xor(v128.load(w3 + o, 2), m), dst, 32);
         storeTransposed(v128.xor(v128.load(w0 + o, 18), m), v128.xor(v128.load(w1 + o, 18), m), v128.xor(v128.load(w2 + o, 18), m),
@@ -905,12 +914,12 @@ export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32,
       } else if (int8) {
         // columns 0..15 are the low nibbles, 16..31 the high ones
         const qa = v128.load(w0 + o, 2), qb = v128.load(w1 + o, 2), qc = v128.load(w2 + o, 2), qd = v128.load(w3 + o, 2);
-        storeTransposed(blockQ4(qa), blockQ4(qb), blockQ4(qc), blockQ4(qd), dst, 32);
-        storeTransposed(blockQ4hi(qa), blockQ4hi(qb), blockQ4hi(qc), blockQ4hi(qd), dst + 128, 32);
+        storeTransposed(blockQ4(qa, nib), blockQ4(qb, nib), blockQ4(qc, nib), blockQ4(qd, nib), dst, 32);
+        storeTransposed(blockQ4hi(qa, nib), blockQ4hi(qb, nib), blockQ4hi(qc, nib), blockQ4hi(qd, nib), dst + 128, 32);
       } else {
         // four rows' columns 8v .. 8v+7 as i16, transposed so each 32-bit lane is one row's pair
         for (let v = 0; v < 4; v++) {
-          storeTransposed(widen(kind, w0 + o, v), widen(kind, w1 + o, v), widen(kind, w2 + o, v), widen(kind, w3 + o, v),
+          storeTransposed(widen(kind, w0 + o, v, nib), widen(kind, w1 + o, v, nib), widen(kind, w2 + o, v, nib), widen(kind, w3 + o, v, nib),
             dst + (<usize>v << 7), 32);
         }
       }
@@ -922,10 +931,10 @@ export function gemm_float(out: usize, x: usize, w: usize, rows: i32, cols: i32,
 }
 
 /** values 8v .. 8v+7 of the q8_0 / q4_0 block at wp as i16 (q4_0: the nibbles 0..15; the - 8 comes with the activations' block sums) */
-@inline function widen(kind: i32, wp: usize, v: i32): v128 {
+@inline function widen(kind: i32, wp: usize, v: i32, mask: v128): v128 {
   if (kind == Q8) return v128.load8x8_s(wp + 2 + (<usize>v << 3));
   const q = v128.load(wp, 2);
-  const nib = v < 2 ? blockQ4(q) : blockQ4hi(q);
+  const nib = v < 2 ? blockQ4(q, mask) : blockQ4hi(q, mask);
   return (v & 1) == 0 ? i16x8.extend_low_i8x16_u(nib) : i16x8.extend_high_i8x16_u(nib);
 }
 
@@ -1061,6 +1070,7 @@ function kernelVnni8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, k
  * d_w · (d_x · Σ q x - 8 xs). px, psc: packed by packQuantActivations (with nibbles).
  */
 function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
+  const one = onesI16();
   for (let b = 0; b < kb; b++) {
     let a0 = i16x8.splat(0), a1 = i16x8.splat(0), a2 = i16x8.splat(0), a3 = i16x8.splat(0);
     let c0 = i16x8.splat(0), c1 = i16x8.splat(0), c2 = i16x8.splat(0), c3 = i16x8.splat(0);
@@ -1077,10 +1087,10 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
       a3 = i16x8.add(a3, i16x8.relaxed_dot_i8x16_i7x16_s(v, w0)); c3 = i16x8.add(c3, i16x8.relaxed_dot_i8x16_i7x16_s(v, w1));
     }
     const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = psc + (<usize>b << 5);
-    tokenBlockEnd(Q4, pairSums(a0), pairSums(c0), s0, s1, xb, o0);
-    tokenBlockEnd(Q4, pairSums(a1), pairSums(c1), s0, s1, xb + 4, o1);
-    tokenBlockEnd(Q4, pairSums(a2), pairSums(c2), s0, s1, xb + 8, o2);
-    tokenBlockEnd(Q4, pairSums(a3), pairSums(c3), s0, s1, xb + 12, o3);
+    tokenBlockEnd(Q4, pairSums(a0, one), pairSums(c0, one), s0, s1, xb, o0);
+    tokenBlockEnd(Q4, pairSums(a1, one), pairSums(c1, one), s0, s1, xb + 4, o1);
+    tokenBlockEnd(Q4, pairSums(a2, one), pairSums(c2, one), s0, s1, xb + 8, o2);
+    tokenBlockEnd(Q4, pairSums(a3, one), pairSums(c3, one), s0, s1, xb + 12, o3);
   }
 }
 
@@ -1096,6 +1106,7 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
 }
 
 @inline function quant8xT(kind: i32, int8: bool, T: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize): void {
+  const one = onesI16();
   for (let b = 0; b < kb; b++) {
     let a0 = i32x4.splat(0), a1 = a0, a2 = a0, c0 = a0, c1 = a0, c2 = a0;
     if (VNNI && int8) {
@@ -1123,9 +1134,9 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
         if (T > 1) { v = v128.load32_splat(x, 4); a1 = i16x8.add(a1, nibbleDot(v, w0)); c1 = i16x8.add(c1, nibbleDot(v, w1)); }
         if (T > 2) { v = v128.load32_splat(x, 8); a2 = i16x8.add(a2, nibbleDot(v, w0)); c2 = i16x8.add(c2, nibbleDot(v, w1)); }
       }
-      a0 = pairSums(a0); c0 = pairSums(c0);
-      if (T > 1) { a1 = pairSums(a1); c1 = pairSums(c1); }
-      if (T > 2) { a2 = pairSums(a2); c2 = pairSums(c2); }
+      a0 = pairSums(a0, one); c0 = pairSums(c0, one);
+      if (T > 1) { a1 = pairSums(a1, one); c1 = pairSums(c1, one); }
+      if (T > 2) { a2 = pairSums(a2, one); c2 = pairSums(c2, one); }
     } else {
       let p = pk + (<usize>b << 9), x = px + (<usize>b << 8);
       for (const end = x + 256; x < end; x += 16, p += 32) {
