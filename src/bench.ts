@@ -121,6 +121,8 @@ export interface BenchMachine {
   cpu?: string;
   /** `skipped`: why the calibration measured nothing and kept the defaults */
   kernel_tuning?: KernelTuning & { source: TuningSource; skipped?: string };
+  /** advice on running faster here: a CPU with AVX-VNNI under a Node whose V8 does not use it */
+  hint?: string;
 }
 
 /** The CPU model and the wasm kernels' variants, for a report (nothing for other backends). */
@@ -128,7 +130,25 @@ export async function benchMachine(kernels: unknown): Promise<BenchMachine> {
   const cpu = await cpuModel();
   if (!(kernels instanceof WasmKernels)) return { cpu };
   const skipped = kernels.tuningMeasured?.skipped;
-  return { cpu, kernel_tuning: { ...kernels.tuning, source: kernels.tuningSource, ...(skipped ? { skipped } : {}) } };
+  const hint = kernels.vnni ? undefined : await vnniHint();
+  return { cpu, kernel_tuning: { ...kernels.tuning, source: kernels.tuningSource, ...(skipped ? { skipped } : {}) }, ...(hint ? { hint } : {}) };
+}
+
+/**
+ * When the CPU has AVX-VNNI (Linux's cpuinfo flags) but this engine does not run the kernels' VNNI
+ * build (docs/kernels.md, "The VNNI build"): Node before 24 turns the fused int8 dot product into
+ * three instructions (or, in Node 20, wrong sums), so the relaxed build runs.
+ */
+async function vnniHint(): Promise<string | undefined> {
+  if (typeof process === 'undefined' || !process.versions?.node) return undefined;
+  let flags = '';
+  try {
+    flags = (await import('node:fs')).readFileSync('/proc/cpuinfo', 'utf8').split('\n\n')[0];
+  } catch {
+    return undefined; // not Linux
+  }
+  if (!/^flags\s*:.*\bavx_vnni\b/m.test(flags)) return undefined;
+  return `this CPU has AVX-VNNI, which Node ${process.versions.node} does not use: under Node 24 or later the q8 / q4 kernels run on it (the same results; q8 prefill about 2× faster)`;
 }
 
 export function formatBench(r: BenchResult & BenchMachine & { dtype?: string; threads?: number; backend?: string; load_ms?: number }): string {
@@ -143,6 +163,7 @@ export function formatBench(r: BenchResult & BenchMachine & { dtype?: string; th
     `weights ${mb(r.weight_bytes)} · KV cache ${mb(r.kv_cache_bytes)} · peak RSS ${mb(r.peak_rss_bytes)}`,
     ...(r.cpu ? [`cpu ${r.cpu}`] : []),
     ...(r.kernel_tuning ? [`kernels ${formatTuning(r.kernel_tuning)}`] : []),
+    ...(r.hint ? [`hint: ${r.hint}`] : []),
   ].join('\n');
 }
 

@@ -155,6 +155,13 @@ test('bench --json reports speeds, bandwidth and memory', () => {
   assert.equal(b.runs.length, 2);
   assert.equal(b.weight_bytes, 681344 * 4);
   assert.ok(b.peak_rss_bytes > b.weight_bytes);
+  // the VNNI hint: a CPU with AVX-VNNI under a Node that does not run the kernels' VNNI build (Node 20 does not)
+  let avxVnni = false;
+  try {
+    avxVnni = /^flags\s*:.*\bavx_vnni\b/m.test(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {}
+  if (avxVnni && !/vnni/.test(b.backend ?? '')) assert.match(b.hint ?? '', /AVX-VNNI.*Node 24 or later/);
+  else assert.equal(b.hint, undefined);
   const tooLong = cli(['bench', '-m', path.join(FIX, 'tiny-f32'), '--prompt-tokens', '60', '--gen-tokens', '60', '--json']);
   assert.equal(tooLong.code, 2, tooLong.err); // a flag error
   assert.match(tooLong.err, /--prompt-tokens \+ --gen-tokens \+ --warmup = 124 tokens, more than the model's context: max_context_length \(64 in /);
