@@ -446,9 +446,8 @@ export function quantize_q8(x: usize, xi: usize, xd: usize, n: i32, cols: i32, x
 @inline function dot32(w0: v128, w1: v128, x: usize, sgn: v128, one: v128): v128 {
   if (VNNI) {
     // Σ (w + 128) x with w + 128 (w ^ 0x80) as the unsigned operand; groupBlock takes off 128 Σ x
-    const m = sgn;
-    return i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(x, 16), v128.xor(w1, m),
-      i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(x), v128.xor(w0, m), i32x4.splat(0)));
+    return i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(x, 16), v128.xor(w1, sgn),
+      i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(x), v128.xor(w0, sgn), i32x4.splat(0)));
   }
   if (ASC_FEATURE_RELAXED_SIMD) {
     // pmaddubsw-style: the second operand must be 7-bit, so multiply |x| by w carrying x's sign
@@ -474,7 +473,7 @@ const Q8: i32 = 0, Q4: i32 = 1;
  * The int8 kernels' vector constants, taken once per call into locals (nibbleMask() etc.) and
  * handed down. In the VNNI build they are loaded from here: V8 13 rebuilds a v128 constant at every
  * use inside a loop (a load from the code's constant pool and a broadcast, three instructions) but
- * keeps a loaded value in a register (q4_0 decode 1.28x, Node 24, 270M, in-process A/B). The other
+ * keeps a loaded value in a register (q4_0 decode 1.23-1.28x, Node 24, 270M, in-process A/B). The other
  * builds keep the constants: loaded, Node 20's q4_0 decode ran 0.86x. 16 × 0x0f, 16 × 0x80, 8 × i16 1.
  */
 const KONST: usize = memory.data<u8>([
@@ -489,7 +488,8 @@ const KONST: usize = memory.data<u8>([
 /**
  * i16 lane pairs summed to i32: i32x4.extadd_pairwise_i16x8_s, written as a dot product with ones
  * because V8 lowers the former to pmaddwd against a constant it addresses anew at every use,
- * while a splat constant stays in a register across a loop
+ * while a splat constant stays in a register across a loop (in Node 20's V8; V8 13 rebuilds that
+ * too, hence `one` comes from onesI16(), loaded in the VNNI build)
  */
 @inline function pairSums(v: v128, one: v128): v128 { return i32x4.dot_i16x8_s(v, one); }
 
