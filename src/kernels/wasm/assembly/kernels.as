@@ -1011,12 +1011,13 @@ function kernelQuant8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, 
         store<f32>(sc, -8 * load<f32>(xe + <usize>tc * ds + (blk << 2)), 24);
         store<f32>(sc, -8 * load<f32>(xe + <usize>td * ds + (blk << 2)), 28);
       } else if (int8) {
-        // q8_0 with VNNI: the tokens' 128 Σx (quantize_q8's xo), to take off Σ (w + 128) x
+        // q8_0 with VNNI: the tokens' −128 Σx (quantize_q8's xo, negated), where their sums of
+        // (w + 128) x start, so that they end as Σ w x
         const xo = xd + 2 * xsd;
-        store<i32>(sc, load<i32>(xo + <usize>ta * ds + (blk << 2)), 16);
-        store<i32>(sc, load<i32>(xo + <usize>tb * ds + (blk << 2)), 20);
-        store<i32>(sc, load<i32>(xo + <usize>tc * ds + (blk << 2)), 24);
-        store<i32>(sc, load<i32>(xo + <usize>td * ds + (blk << 2)), 28);
+        store<i32>(sc, -load<i32>(xo + <usize>ta * ds + (blk << 2)), 16);
+        store<i32>(sc, -load<i32>(xo + <usize>tb * ds + (blk << 2)), 20);
+        store<i32>(sc, -load<i32>(xo + <usize>tc * ds + (blk << 2)), 24);
+        store<i32>(sc, -load<i32>(xo + <usize>td * ds + (blk << 2)), 28);
       }
     }
   }
@@ -1026,12 +1027,17 @@ function kernelQuant8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, 
  * With VNNI, q8_0 / q4_0 as bytes (packQuant's and packQuantActivations' `int8` layouts), 8 rows ×
  * 4 tokens over kb blocks: per block 8 steps of the fused int8 dot product (vpdpbusd: 16 multiply-
  * adds into i32 lanes, one per row) of two weight vectors with each token's 4 activations
- * broadcast; q8_0's sums have 128 Σx taken off (its weights are w + 128), then every block ends as
- * in the other GEMM kernels (tokenBlockEnd): the same integer sums, so the same results.
+ * broadcast; q8_0's sums start at −128 Σx (its weights are w + 128), then every block ends as in
+ * the other GEMM kernels (tokenBlockEnd): the same integer sums, so the same results.
  */
 function kernelVnni8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
   for (let b = 0; b < kb; b++) {
-    let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+    const xb = psc + (<usize>b << 5);
+    let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+    if (kind == Q8) {
+      a0 = v128.load32_splat(xb, 16); a1 = v128.load32_splat(xb, 20); a2 = v128.load32_splat(xb, 24); a3 = v128.load32_splat(xb, 28);
+    }
+    let c0 = a0, c1 = a1, c2 = a2, c3 = a3;
     let p = pk + (<usize>b << 8), x = px + (<usize>b << 7);
     for (const end = x + 128; x < end; x += 16, p += 32) {
       const w0 = v128.load(p), w1 = v128.load(p, 16);
@@ -1044,17 +1050,7 @@ function kernelVnni8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, k
       v = v128.load32_splat(x, 12);
       a3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w0, a3); c3 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w1, c3);
     }
-    const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16), xb = psc + (<usize>b << 5);
-    if (kind == Q8) {
-      let e = v128.load32_splat(xb, 16);
-      a0 = i32x4.sub(a0, e); c0 = i32x4.sub(c0, e);
-      e = v128.load32_splat(xb, 20);
-      a1 = i32x4.sub(a1, e); c1 = i32x4.sub(c1, e);
-      e = v128.load32_splat(xb, 24);
-      a2 = i32x4.sub(a2, e); c2 = i32x4.sub(c2, e);
-      e = v128.load32_splat(xb, 28);
-      a3 = i32x4.sub(a3, e); c3 = i32x4.sub(c3, e);
-    }
+    const sb = ps + (<usize>b << 5), s0 = v128.load(sb), s1 = v128.load(sb, 16);
     tokenBlockEnd(kind, a0, c0, s0, s1, xb, o0);
     tokenBlockEnd(kind, a1, c1, s0, s1, xb + 4, o1);
     tokenBlockEnd(kind, a2, c2, s0, s1, xb + 8, o2);
@@ -1110,6 +1106,13 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
   for (let b = 0; b < kb; b++) {
     let a0 = i32x4.splat(0), a1 = a0, a2 = a0, c0 = a0, c1 = a0, c2 = a0;
     if (VNNI && int8) {
+      if (kind == Q8) {
+        // the sums start at −128 Σx (packQuantActivations)
+        const xb = psc + (<usize>b << 5);
+        a0 = v128.load32_splat(xb, 16); c0 = a0;
+        if (T > 1) { a1 = v128.load32_splat(xb, 20); c1 = a1; }
+        if (T > 2) { a2 = v128.load32_splat(xb, 24); c2 = a2; }
+      }
       let p = pk + (<usize>b << 8), x = px + (<usize>b << 7);
       for (const end = x + 128; x < end; x += 16, p += 32) {
         const w0 = v128.load(p), w1 = v128.load(p, 16);
@@ -1117,13 +1120,6 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
         a0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w0, a0); c0 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w1, c0);
         if (T > 1) { v = v128.load32_splat(x, 4); a1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w0, a1); c1 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w1, c1); }
         if (T > 2) { v = v128.load32_splat(x, 8); a2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w0, a2); c2 = i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w1, c2); }
-      }
-      if (kind == Q8) {
-        const xb = psc + (<usize>b << 5);
-        let e = v128.load32_splat(xb, 16);
-        a0 = i32x4.sub(a0, e); c0 = i32x4.sub(c0, e);
-        if (T > 1) { e = v128.load32_splat(xb, 20); a1 = i32x4.sub(a1, e); c1 = i32x4.sub(c1, e); }
-        if (T > 2) { e = v128.load32_splat(xb, 24); a2 = i32x4.sub(a2, e); c2 = i32x4.sub(c2, e); }
       }
     } else if (ASC_FEATURE_RELAXED_SIMD && int8) {
       let p = pk + (<usize>b << 8), x = px + (<usize>b << 7);
