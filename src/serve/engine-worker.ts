@@ -40,6 +40,8 @@ export interface EngineWorkerInfo {
   adapterNames: string[];
   dir: string;
   draftDir: string | null;
+  /** the kernels running the model (e.g. wasm-relaxed-simd-vnni-2t) */
+  backend: string;
 }
 
 export type ToWorker = { t: 'submit'; id: number; req: Omit<SequenceRequest, 'constraint' | 'signal'> } | { t: 'cancel'; id: number } | { t: 'close' };
@@ -107,6 +109,7 @@ async function main(init: EngineWorkerInit): Promise<void> {
       adapterNames: engine.adapterNames,
       dir: loaded.dir,
       draftDir: draft?.dir ?? null,
+      backend: loaded.model.kernels.name,
     },
   });
   setInterval(() => post({ t: 'stats', stats: engine.stats }), 250).unref();

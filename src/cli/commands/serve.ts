@@ -77,13 +77,14 @@ Examples:
     const source = modelSource(v);
     const modelName = (v['served-name'] as string | undefined) ?? (v.model as string | undefined) ?? 'builtin';
     if (adapterSpecs.some((a) => a.name === modelName)) throw new UsageError(`--adapter name "${modelName}" is the base model's id; pick another`);
-    let engine: ServingEngine, tokenizer: Tokenizer, dir: string, draftDir: string | null;
+    let engine: ServingEngine, tokenizer: Tokenizer, dir: string, draftDir: string | null, backend: string;
     let close: () => Promise<void>;
     if (v['in-process']) {
       // the engine on this thread: each step blocks the event loop (HTTP waits for it)
       const loaded = await openModel(v);
       const { model } = loaded;
       ({ tokenizer, dir } = loaded);
+      backend = model.kernels.name;
       const adapters = new Map<string, ForwardAdapter>();
       let draft: Awaited<ReturnType<typeof openSpeculative>> | undefined;
       try {
@@ -129,6 +130,7 @@ Examples:
       });
       engine = w;
       draftDir = w.info.draftDir;
+      backend = w.info.backend;
       close = () => w.close();
     }
     const chat = chatFormat(source === builtinModelDir() ? null : dir, tokenizer);
@@ -144,7 +146,7 @@ Examples:
     const address = await app.listen({ host: (v.host as string | undefined) ?? '127.0.0.1', port });
     process.stderr.write(
       `openelm serve: ${modelName} (${path.basename(dir)}, ${engine.config.num_transformer_layers} layers, context ${engine.capacity}) ` +
-        `on ${address} · ${parallel} parallel sequences, queue ${maxQueue}, chat template: ${chat.source}, engine ${v['in-process'] ? 'in process' : 'in a worker thread'}` +
+        `on ${address} · ${parallel} parallel sequences, queue ${maxQueue}, chat template: ${chat.source}, engine ${v['in-process'] ? 'in process' : 'in a worker thread'} on ${backend}` +
         `${engine.draftTokens ? ` · speculative: ${draftDir ? `draft ${path.basename(draftDir)}, ${fixed}${engine.draftTokens} tokens a round` : `prompt lookup, ${fixed}${engine.draftTokens} tokens`}` : ''}\n`,
     );
     // SIGTERM / SIGINT: stop accepting, let the requests in flight finish, exit 0
