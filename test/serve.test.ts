@@ -3,6 +3,9 @@
 // reference backend; the references are the library's own single-sequence generate and eval.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { Ajv } from 'ajv';
 import type { FastifyInstance } from 'fastify';
@@ -140,6 +143,69 @@ test('chat: the -Instruct template, greedy reply equals generate on encodeChat; 
   for (const e of lp) {
     assert.equal(e.top_logprobs.length, 3);
     assert.ok(e.logprob <= 0 && Math.abs(e.logprob - e.top_logprobs[0].logprob) < 1e-9, 'greedy picks the top token');
+  }
+});
+
+test("chat: a model folder's Jinja chat_template (tokenizer_config.json) renders the conversation; the reply is generate's on its ids", async () => {
+  // Llama-2-chat's template, as its tokenizer_config.json carries it
+  const template =
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}" +
+    '{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}' +
+    "{% for message in loop_messages %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}" +
+    "{% else %}{% set content = message['content'] %}{% endif %}" +
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}" +
+    "{% elif message['role'] == 'assistant' %}{{ ' ' + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'openelm-chat-'));
+  try {
+    const tok = loaded.tokenizer;
+    const messages = [
+      { role: 'system' as const, content: 'Be brief.' },
+      { role: 'user' as const, content: 'Name a color.' },
+      { role: 'assistant' as const, content: 'Red.' },
+      { role: 'user' as const, content: 'Another?' },
+    ];
+    // what transformers' apply_chat_template(tokenize=True) gives with the Llama-2 tokenizer: the
+    // special tokens by id, each text between them encoded as its own piece
+    const want = [
+      tok.bosId,
+      ...tok.encode('[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nName a color. [/INST] Red. '),
+      tok.eosId,
+      tok.bosId,
+      ...tok.encode('[INST] Another? [/INST]'),
+    ];
+    for (const form of ['string', 'list'] as const) {
+      const chat_template =
+        form === 'string'
+          ? template
+          : [
+              { name: 'tool_use', template: 'unused' },
+              { name: 'default', template },
+            ];
+      fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: { content: '</s>' }, chat_template }));
+      const format = chatFormat(dir, tok);
+      assert.match(format.source, /tokenizer_config\.json \(chat_template\)/);
+      assert.deepEqual(format.encode(messages), want, form);
+    }
+    // through the server: the prompt is those ids
+    const s2 = await createServer({ engine, tokenizer: tok, modelName: MODEL, chat: chatFormat(dir, tok) });
+    try {
+      const c2 = new OpenAI({ baseURL: (await s2.listen({ host: '127.0.0.1', port: 0 })) + '/v1', apiKey: 'none', maxRetries: 0 });
+      const r = await c2.chat.completions.create({ model: MODEL, messages, max_tokens: 8, temperature: 0, ...extra });
+      assert.equal(r.usage?.prompt_tokens, want.length);
+      assert.equal(r.choices[0].message.content, (await greedy({ ids: want }, 8)).text);
+    } finally {
+      await s2.close();
+    }
+    // a template that does not parse, a config that is not JSON: errors naming the file
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: '{% for m in messages %}{{ m.content }' }));
+    assert.throws(() => chatFormat(dir, tok), /tokenizer_config\.json: chat_template does not parse/);
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), '{"chat_template": ');
+    assert.throws(() => chatFormat(dir, tok), /tokenizer_config\.json: not valid JSON/);
+    // no chat_template: the -Instruct format
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), '{}');
+    assert.deepEqual(chatFormat(dir, tok).encode(messages), encodeChat(tok, messages));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 
