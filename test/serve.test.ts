@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import { Ajv } from 'ajv';
 import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { Engine } from '../src/engine/engine.ts';
 import { encodePair, LoglikScorer } from '../src/eval/loglikelihood.ts';
 import { encodeChat } from '../src/generate/chat.ts';
@@ -478,4 +479,37 @@ test('response_format json_schema: every reply parses and validates against the 
   );
   const ok = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], max_tokens: 2 });
   assert.equal(ok.choices.length, 1, 'the server is still serving');
+});
+
+test('GET /metrics is Prometheus text (parse-prometheus-text-format): requests, tokens, queue, latencies, active sequences, with their types', async () => {
+  await client.completions.create({ model: MODEL, prompt: 'Hello', max_tokens: 3, temperature: 0, ...extra });
+  const res = await fetch(base.replace('/v1', '/metrics'));
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+  const families = new Map(parsePrometheusTextFormat(await res.text()).map((f) => [f.name, f]));
+  const want: [string, string][] = [
+    ['openelm_requests_total', 'COUNTER'],
+    ['openelm_prompt_tokens_total', 'COUNTER'],
+    ['openelm_generation_tokens_total', 'COUNTER'],
+    ['openelm_queue_length', 'GAUGE'],
+    ['openelm_active_sequences', 'GAUGE'],
+    ['openelm_time_to_first_token_seconds', 'HISTOGRAM'],
+    ['openelm_inter_token_latency_seconds', 'HISTOGRAM'],
+    ['openelm_request_duration_seconds', 'HISTOGRAM'],
+  ];
+  for (const [name, type] of want) assert.equal(families.get(name)?.type, type, name);
+  const completions = families.get('openelm_requests_total')!.metrics.filter((m) => m.labels?.endpoint === '/v1/completions' && m.labels?.status === '200');
+  assert.ok(completions.length === 1 && Number(completions[0].value) >= 1, JSON.stringify(families.get('openelm_requests_total')));
+  assert.ok(Number(families.get('openelm_generation_tokens_total')!.metrics[0].value) >= 3);
+  for (const name of ['openelm_time_to_first_token_seconds', 'openelm_request_duration_seconds']) {
+    const h = families.get(name)!.metrics[0];
+    const counts = Object.entries(h.buckets!)
+      .sort(([a], [b]) => (a === '+Inf' ? 1 : b === '+Inf' ? -1 : Number(a) - Number(b)))
+      .map(([, c]) => Number(c));
+    assert.ok(
+      counts.every((c, i) => i === 0 || c >= counts[i - 1]),
+      `${name}: buckets are cumulative`,
+    );
+    assert.equal(counts.at(-1), Number(h.count), `${name}: the +Inf bucket is the count`);
+    assert.ok(Number(h.count) >= 1 && Number(h.sum) > 0, name);
+  }
 });
