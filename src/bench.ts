@@ -1,7 +1,7 @@
 // Speed measurement of a loaded model: prefill and decode tokens/s, weight bandwidth, memory.
 
 import { Rng } from './generate/rng.ts';
-import { cpuModel, type KernelTuning, type TuningSource } from './kernels/wasm/tuning.ts';
+import { cpuModel, type KernelTuning, type TuningSource, vnniHint } from './kernels/wasm/tuning.ts';
 import { WasmKernels } from './kernels/wasm/wasm.ts';
 import type { GpuOpenELM } from './model/gpu.ts';
 import type { OpenELM } from './model/openelm.ts';
@@ -132,23 +132,6 @@ export async function benchMachine(kernels: unknown): Promise<BenchMachine> {
   const skipped = kernels.tuningMeasured?.skipped;
   const hint = kernels.vnni ? undefined : await vnniHint();
   return { cpu, kernel_tuning: { ...kernels.tuning, source: kernels.tuningSource, ...(skipped ? { skipped } : {}) }, ...(hint ? { hint } : {}) };
-}
-
-/**
- * When the CPU has AVX-VNNI (Linux's cpuinfo flags) but this engine does not run the kernels' VNNI
- * build (docs/kernels.md, "The VNNI build"): Node before 24 turns the fused int8 dot product into
- * three instructions (or, in Node 20, wrong sums), so the relaxed build runs.
- */
-async function vnniHint(): Promise<string | undefined> {
-  if (typeof process === 'undefined' || !process.versions?.node) return undefined;
-  let flags = '';
-  try {
-    flags = (await import('node:fs')).readFileSync('/proc/cpuinfo', 'utf8').split('\n\n')[0];
-  } catch {
-    return undefined; // not Linux
-  }
-  if (!/^flags\s*:.*\bavx_vnni\b/m.test(flags)) return undefined;
-  return `this CPU has AVX-VNNI, which Node ${process.versions.node} does not use: under Node 24 or later the q8 / q4 kernels run on it (the same results; q8 prefill about 2× faster)`;
 }
 
 export function formatBench(r: BenchResult & BenchMachine & { dtype?: string; threads?: number; backend?: string; load_ms?: number }): string {

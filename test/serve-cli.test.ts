@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { test } from 'node:test';
@@ -56,6 +57,12 @@ test('serve: the startup line names the address and the kernels; SIGTERM lets th
   try {
     const err = stderr();
     assert.match(err, / on wasm-(relaxed-simd(-vnni)?|simd)-1t/, err);
+    // the VNNI hint: a CPU with AVX-VNNI under a Node that runs the relaxed build (Node 20 does)
+    let avxVnni = false;
+    try {
+      avxVnni = /^flags\s*:.*\bavx_vnni\b/m.test(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    } catch {}
+    const hinted = avxVnni && / on wasm-relaxed-simd-1t/.test(err); // checked once the process has exited
     const res = await fetch(`${base}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -91,6 +98,8 @@ test('serve: the startup line names the address and the kernels; SIGTERM lets th
     assert.equal(signal, null, stderr());
     assert.equal(code, 0, stderr());
     assert.match(stderr(), /SIGTERM, draining 1 sequences/, 'the sequence was in flight when SIGTERM came');
+    if (hinted) assert.match(stderr(), /openelm serve: hint: this CPU has AVX-VNNI/);
+    else assert.doesNotMatch(stderr(), /hint:/);
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
   }

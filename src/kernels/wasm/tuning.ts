@@ -137,6 +137,23 @@ export async function cpuModel(): Promise<string> {
   return 'browser';
 }
 
+/**
+ * When the CPU has AVX-VNNI (Linux's cpuinfo flags) but this engine does not run the kernels' VNNI
+ * build (docs/kernels.md, "The VNNI build"): Node before 24 turns the fused int8 dot product into
+ * three instructions (or, in Node 20, wrong sums), so the relaxed build runs.
+ */
+export async function vnniHint(): Promise<string | undefined> {
+  if (typeof process === 'undefined' || !process.versions?.node) return undefined;
+  let flags = '';
+  try {
+    flags = (await import('node:fs')).readFileSync('/proc/cpuinfo', 'utf8').split('\n\n')[0];
+  } catch {
+    return undefined; // not Linux
+  }
+  if (!/^flags\s*:.*\bavx_vnni\b/m.test(flags)) return undefined;
+  return `this CPU has AVX-VNNI, which Node ${process.versions.node} does not use: under Node 24 or later the q8 / q4 kernels run on it (the same results; q8 prefill about 2× faster)`;
+}
+
 export function engineName(): string {
   if (typeof process !== 'undefined' && process.versions?.node) return `node ${process.versions.node} v8 ${process.versions.v8}`;
   const nav = (globalThis as { navigator?: { userAgent?: string } }).navigator;
