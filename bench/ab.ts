@@ -45,8 +45,7 @@ const threads = Number(values.threads),
 /** a function running one measured unit of work with the build in `file` */
 async function setup(file: string, tuningJson: string | undefined): Promise<() => void> {
   const tuning = tuningJson ? { ...DEFAULT_TUNING, ...(JSON.parse(tuningJson) as Partial<KernelTuning>) } : undefined;
-  // the VNNI build by its name (build.mjs: kernels-vnni.wasm): its q8_0 GEMMs read the int8 activations
-  const kernels = await createWasmKernels({ threads, binary: new Uint8Array(readFileSync(file)), vnni: /vnni/.test(file), tuning });
+  const kernels = await createWasmKernels({ threads, binary: new Uint8Array(readFileSync(file)), tuning });
   if (values.model) {
     const dtype = parseDType(values.dtype);
     const model = OpenELM.load(checkpointSource(values.model), { kernels, dtype, contextLength: 256 }, values.model);

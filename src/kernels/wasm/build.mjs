@@ -7,7 +7,7 @@
 //   build/kernels-vnni.wasm     relaxed SIMD whose fused int8 dot product (i32x4.relaxed_dot_i8x16_
 //                               i7x16_add_s) is trusted to be VNNI's exact u8 × s8 (kernels.as VNNI;
 //                               wasm.ts loads it only where a probe confirms that)
-//   build/kernels-wasm.ts       both binaries as base64 strings: what wasm.ts loads, so Node, the
+//   build/kernels-wasm.ts       the three binaries as base64 strings: what wasm.ts loads, so Node, the
 //                               browser, bundlers and the tsc output in dist/ need no file lookup
 // -O2, not -O3: -O3's extra inlining and reordering lengthen live ranges past V8's 16 xmm
 // registers in the GEMM kernels (spills; ~15 % slower prefill). All three are committed; test/kernels-wasm.test.ts rebuilds them and checks they are current.

@@ -146,6 +146,8 @@ interface Exports {
   gemm_scratch_bytes(): number;
   gemm_tiles_scratch_bytes(kind: number, n: number, cols: number): number;
   pair_for_f16(dst: number, src: number, n: number, cols: number): void;
+  gemm_reads_int8(kind: number): number;
+  vnni_build(): number;
   quarters_for_f16(dst: number, src: number, n: number, cols: number): void;
   decode_row(kind: number, w: number, r: number, cols: number, dst: number): void;
   rmsnorm(out: number, x: number, weight: number, n: number, dim: number, eps: number): void;
@@ -320,15 +322,13 @@ export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<
   if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`createWasmKernels: threads must be an integer ≥ 1, got ${opts.threads}`);
   const wantRelaxed = opts.relaxedSimd ?? true;
   if (wantRelaxed) await enableRelaxedSimd();
-  const { bytes, relaxed, vnni } = opts.binary
-    ? { bytes: opts.binary, relaxed: wantRelaxed, vnni: wantRelaxed && (opts.vnni ?? false) }
-    : wasmBinary(wantRelaxed, opts.vnni ?? true);
+  const { bytes, relaxed } = opts.binary ? { bytes: opts.binary, relaxed: wantRelaxed } : wasmBinary(wantRelaxed, opts.vnni ?? true);
   const module = await WebAssembly.compile(bytes);
   const initialPages = Math.max(2, Math.ceil((opts.initialMemory ?? 16 << 20) / PAGE));
   const memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
   const instance = await WebAssembly.instantiate(module, { env: { memory } });
   const scratchBytes = opts.threadScratch ?? 512 << 10;
-  const k = new WasmKernels(memory, instance, threads, relaxed, vnni, opts.minParallelWork ?? 65536, opts.chunkWork ?? DEFAULT_CHUNK_WORK, scratchBytes);
+  const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536, opts.chunkWork ?? DEFAULT_CHUNK_WORK, scratchBytes);
   const scratch = Array.from({ length: threads }, () => k.alloc(scratchBytes));
   k.pool = await ThreadPool.create(module, instance, memory, CTL_OFFSET, SPLIT_OPS, threads, scratch, opts.spin);
   try {
@@ -415,6 +415,10 @@ export class WasmKernels implements Kernels, Calibratable {
   readonly prefillGemm: boolean;
   /** Whether the matmul gradients run the GEMM (gemm_t); with a smaller `threadScratch` they use the TS reference. */
   readonly trainGemm: boolean;
+  /** the VNNI build (wasmBinary; the binary says: vnni_build): relaxed SIMD, int8 kernels on the fused dot product */
+  readonly vnni: boolean;
+  /** per quantized dtype, whether its GEMMs run on the int8 activations, needing no i16 copy (kernels.as int8Gemm) */
+  private readonly int8Gemm: { q8_0: boolean; q4_0: boolean };
   /** f16 bit pattern → f32 value, 65536 entries, for the scales of q8_0/q4_0 blocks */
   private readonly halfTable: number;
 
@@ -424,15 +428,15 @@ export class WasmKernels implements Kernels, Calibratable {
     instance: WebAssembly.Instance,
     readonly threads: number,
     readonly relaxedSimd: boolean,
-    /** the VNNI build (wasmBinary): relaxed SIMD, int8 kernels on the fused dot product */
-    readonly vnni: boolean,
     private readonly minParallelWork: number,
     private readonly chunkWork: number,
     private readonly threadScratch: number,
   ) {
     this.x = instance.exports as unknown as Exports;
+    this.vnni = this.x.vnni_build() === 1;
+    this.int8Gemm = { q8_0: this.x.gemm_reads_int8(3) === 1, q4_0: this.x.gemm_reads_int8(4) === 1 };
     this.buffers.add(memory.buffer);
-    this.name = `wasm-${vnni ? 'relaxed-simd-vnni' : relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
+    this.name = `wasm-${this.vnni ? 'relaxed-simd-vnni' : relaxedSimd ? 'relaxed-simd' : 'simd'}-${threads}t`;
     this.prefillGemm = threadScratch >= this.x.gemm_scratch_bytes();
     this.trainGemm = threadScratch >= this.x.gemm_t_scratch_bytes();
     // the half table, then the tuning words the quantized kernels read (kernels.as LUT_BYTES, TUNE_*)
@@ -642,8 +646,7 @@ export class WasmKernels implements Kernels, Calibratable {
         // xi (int8), xd and xs (f32), xo (i32), then for the GEMM xw: the ints again as i16 (not
         // for the GEMMs on int8: q4_0's with relaxed SIMD, both with VNNI)
         const intBytes = n * nb * QK;
-        const int8Gemm = (w.dtype === 'q4_0' && this.relaxedSimd) || this.vnni;
-        const wide = gemm && !int8Gemm ? 2 * intBytes : 0;
+        const wide = gemm && !this.int8Gemm[w.dtype] ? 2 * intBytes : 0;
         const xi = this.scratch('q', intBytes + 3 * n * nb * 4 + wide);
         const xd = xi + intBytes,
           xw = wide ? xd + 3 * n * nb * 4 : 0;

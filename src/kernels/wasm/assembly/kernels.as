@@ -1191,6 +1191,25 @@ function kernelQuant8x3(kind: i32, int8: bool, pk: usize, ps: usize, px: usize, 
 }
 
 /**
+ * Whether the GEMMs of `kind` run on bytes (packQuant's and packQuantActivations' `int8` layouts,
+ * the int8 activations xi and the block sums around xd, see quantize_q8) rather than on the
+ * activations widened to i16 (xw): q4_0 with relaxed SIMD, and with VNNI q8_0 too
+ */
+@inline function int8Gemm(kind: i32): bool {
+  return (ASC_FEATURE_RELAXED_SIMD && kind == Q4) || (VNNI && kind == Q8);
+}
+
+/** int8Gemm for wasm.ts (3 q8_0, 4 q4_0): 1 when the GEMMs need no xw */
+export function gemm_reads_int8(kind: i32): i32 {
+  return int8Gemm(kind == 3 ? Q8 : Q4) ? 1 : 0;
+}
+
+/** 1 in the VNNI build (build.mjs), for wasm.ts to tell the builds apart */
+export function vnni_build(): i32 {
+  return VNNI ? 1 : 0;
+}
+
+/**
  * q8_0 / q4_0 weights, n ≥ 1 tokens: xw the activations as i16 blocks [n, nb · 32], xd their
  * scales [n, nb]; both written by quantize_q8
  */
@@ -1198,9 +1217,7 @@ function kernelQuant8x3(kind: i32, int8: bool, pk: usize, ps: usize, px: usize, 
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
   const rowBytes = <usize>nb * bb;
-  // with relaxed SIMD, q4_0 runs on the int8 activations xi and block sums xs around xd (see
-  // quantize_q8); with VNNI q8_0 too, with xo
-  const int8 = (ASC_FEATURE_RELAXED_SIMD && kind == Q4) || (VNNI && kind == Q8);
+  const int8 = int8Gemm(kind);
   const xi = xd - (<usize>n * nb << 5), xsd = <usize>n * nb << 2;
   const groupBytes: usize = <usize>KB * (int8 ? 128 : 256);
   const pk = scratch, ps = pk + (<usize>KB << 9), xpk = ps + (<usize>KB << 5), xsc = xpk + <usize>(TB >> 2) * groupBytes;
@@ -1253,7 +1270,7 @@ export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
   const rowBytes = <usize>nb * bb;
-  const int8 = (ASC_FEATURE_RELAXED_SIMD && kind == Q4) || (VNNI && kind == Q8);
+  const int8 = int8Gemm(kind);
   const xi = xd - (<usize>n * nb << 5), xsd = <usize>n * nb << 2;
   const blockBytes: usize = int8 ? 128 : 256, groupBytes: usize = <usize>nb * blockBytes;
   const groups = (n + 3) >> 2;
