@@ -130,7 +130,7 @@ export async function benchMachine(kernels: unknown): Promise<BenchMachine> {
   const cpu = await cpuModel();
   if (!(kernels instanceof WasmKernels)) return { cpu };
   const skipped = kernels.tuningMeasured?.skipped;
-  const hint = kernels.vnni ? undefined : await vnniHint();
+  const hint = await vnniHint(kernels.name);
   return { cpu, kernel_tuning: { ...kernels.tuning, source: kernels.tuningSource, ...(skipped ? { skipped } : {}) }, ...(hint ? { hint } : {}) };
 }
 

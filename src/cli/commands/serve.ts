@@ -150,8 +150,8 @@ Examples:
         `on ${address} · ${parallel} parallel sequences, queue ${maxQueue}, chat template: ${chat.source}, engine ${v['in-process'] ? 'in process' : 'in a worker thread'} on ${backend}` +
         `${engine.draftTokens ? ` · speculative: ${draftDir ? `draft ${path.basename(draftDir)}, ${fixed}${engine.draftTokens} tokens a round` : `prompt lookup, ${fixed}${engine.draftTokens} tokens`}` : ''}\n`,
     );
-    // the relaxed build on a CPU whose VNNI a newer Node would use (kernels/wasm/tuning.ts vnniHint)
-    const hint = backend.startsWith('wasm-relaxed-simd-') && !backend.includes('vnni') ? await vnniHint() : undefined;
+    // the relaxed build on a CPU whose VNNI a newer Node would use
+    const hint = await vnniHint(backend);
     if (hint) process.stderr.write(`openelm serve: hint: ${hint}\n`);
     // SIGTERM / SIGINT: stop accepting, let the requests in flight finish, exit 0
     await new Promise<void>((resolve) => {

@@ -113,6 +113,15 @@ export function buildHash(bytes: Uint8Array): string {
   return (h >>> 0).toString(16).padStart(8, '0');
 }
 
+/** The first processor's block of Linux's /proc/cpuinfo (Node only); '' elsewhere. */
+async function cpuInfo(): Promise<string> {
+  try {
+    return (await import('node:fs')).readFileSync('/proc/cpuinfo', 'utf8').split('\n\n')[0];
+  } catch {
+    return ''; // not Linux
+  }
+}
+
 /**
  * The CPU's model name (Node: os.cpus(), with family and model numbers from /proc/cpuinfo on Linux:
  * under a hypervisor the name is often just "Intel(R) Xeon(R) Processor"); the browser does not
@@ -122,35 +131,25 @@ export async function cpuModel(): Promise<string> {
   if (typeof process !== 'undefined' && process.versions?.node) {
     const os = await import('node:os');
     const name = os.cpus()[0]?.model?.trim() || 'unknown CPU';
-    let ids = '';
-    try {
-      const info = (await import('node:fs')).readFileSync('/proc/cpuinfo', 'utf8').split('\n\n')[0];
-      const field = (f: string) => new RegExp(`^${f}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim();
-      const family = field('cpu family'),
-        model = field('model');
-      if (family && model) ids = `, family ${family} model ${model}`;
-    } catch {
-      // not Linux
-    }
-    return `${name} (${os.arch()}${ids})`;
+    const info = await cpuInfo();
+    const field = (f: string) => new RegExp(`^${f}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim();
+    const family = field('cpu family'),
+      model = field('model');
+    return `${name} (${os.arch()}${family && model ? `, family ${family} model ${model}` : ''})`;
   }
   return 'browser';
 }
 
 /**
- * When the CPU has AVX-VNNI (Linux's cpuinfo flags) but this engine does not run the kernels' VNNI
- * build (docs/kernels.md, "The VNNI build"): Node before 24 turns the fused int8 dot product into
- * three instructions (or, in Node 20, wrong sums), so the relaxed build runs.
+ * Advice for the kernels named `backend` (WasmKernels.name): when they are the relaxed build on a
+ * CPU with AVX-VNNI (Linux's cpuinfo flags), this engine does not run the VNNI build (docs/kernels.md,
+ * "The VNNI build"): Node before 24 turns the fused int8 dot product into three instructions (or,
+ * in Node 20, wrong sums). Otherwise undefined.
  */
-export async function vnniHint(): Promise<string | undefined> {
+export async function vnniHint(backend: string): Promise<string | undefined> {
   if (typeof process === 'undefined' || !process.versions?.node) return undefined;
-  let flags = '';
-  try {
-    flags = (await import('node:fs')).readFileSync('/proc/cpuinfo', 'utf8').split('\n\n')[0];
-  } catch {
-    return undefined; // not Linux
-  }
-  if (!/^flags\s*:.*\bavx_vnni\b/m.test(flags)) return undefined;
+  if (!/^wasm-relaxed-simd-\d+t$/.test(backend)) return undefined;
+  if (!/^flags\s*:.*\bavx_vnni\b/m.test(await cpuInfo())) return undefined;
   return `this CPU has AVX-VNNI, which Node ${process.versions.node} does not use: under Node 24 or later the q8 / q4 kernels run on it (the same results; q8 prefill about 2× faster)`;
 }
 
