@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cpuHasAvxVnni } from './helpers/cpu.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FIX = path.join(ROOT, 'test/fixtures/openelm');
@@ -156,11 +157,7 @@ test('bench --json reports speeds, bandwidth and memory', () => {
   assert.equal(b.weight_bytes, 681344 * 4);
   assert.ok(b.peak_rss_bytes > b.weight_bytes);
   // the VNNI hint: a CPU with AVX-VNNI under a Node that does not run the kernels' VNNI build (Node 20 does not)
-  let avxVnni = false;
-  try {
-    avxVnni = /^flags\s*:.*\bavx_vnni\b/m.test(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-  } catch {}
-  if (avxVnni && !/vnni/.test(b.backend ?? '')) assert.match(b.hint ?? '', /AVX-VNNI.*Node 24 or later/);
+  if (cpuHasAvxVnni() && !/vnni/.test(b.backend ?? '')) assert.match(b.hint ?? '', /AVX-VNNI.*Node 24 or later/);
   else assert.equal(b.hint, undefined);
   const tooLong = cli(['bench', '-m', path.join(FIX, 'tiny-f32'), '--prompt-tokens', '60', '--gen-tokens', '60', '--json']);
   assert.equal(tooLong.code, 2, tooLong.err); // a flag error

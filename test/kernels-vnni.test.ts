@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { RefKernels } from '../src/kernels/ref.ts';
 import type { WeightDType } from '../src/kernels/types.ts';
 import { createWasmKernels, enableRelaxedSimd, vnniDotProduct } from '../src/kernels/wasm/wasm.ts';
-import { sameWeights } from './helpers/kernel-check.ts';
+import { pairedMatmul } from './helpers/kernel-check.ts';
 import { rng } from './helpers/rng.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -62,19 +62,11 @@ test('the VNNI build gives the relaxed build its exact results (q8_0, q4_0; one 
         ['q4_0', 531, 96],
         ['q4_0', 9, 33],
       ] as [WeightDType, number, number][]) {
-        const { w } = sameWeights(relaxed, new RefKernels(), dtype, rows, cols, rand);
-        const w2 = vnni.weight(dtype, rows, cols);
-        w2.data.set(w.data as never);
+        const run = pairedMatmul(relaxed, vnni, new RefKernels(), dtype, rows, cols, rand);
         for (const n of [1, 2, 3, 4, 5, 8, 33, 70]) {
-          const x = relaxed.f32(n * cols),
-            x2 = vnni.f32(n * cols);
           // activations of every sign and size, whole blocks of zeros and of one value included
-          for (let i = 0; i < x.length; i++) x[i] = i % 97 < 32 ? 0 : i % 89 < 32 ? -0.75 : (rand() * 2 - 1) * 10 ** (rand() * 4 - 2);
-          x2.set(x);
-          const out = relaxed.f32(n * rows),
-            out2 = vnni.f32(n * rows);
-          relaxed.matmul(out, x, w, n);
-          vnni.matmul(out2, x2, w2, n);
+          const x = Float32Array.from({ length: n * cols }, (_, i) => (i % 97 < 32 ? 0 : i % 89 < 32 ? -0.75 : (rand() * 2 - 1) * 10 ** (rand() * 4 - 2)));
+          const [out, out2] = run(x, n);
           assert.deepEqual(out2, out, `${dtype} ${rows}x${cols}, ${n} tokens, scratch ${threadScratch >> 10} KiB`);
         }
       }

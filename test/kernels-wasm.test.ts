@@ -24,7 +24,7 @@ import { RefKernels } from '../src/kernels/ref.ts';
 import type { Activation, Kernels, Weight, WeightDType } from '../src/kernels/types.ts';
 import { createWasmKernels, enableRelaxedSimd, type WasmKernels, wasmBinary } from '../src/kernels/wasm/wasm.ts';
 import { ropeTables } from '../src/model/rope.ts';
-import { checkMatmul as checkMatmulAgainstRef, sameWeights } from './helpers/kernel-check.ts';
+import { checkMatmul as checkMatmulAgainstRef, pairedMatmul, sameWeights } from './helpers/kernel-check.ts';
 import { rng } from './helpers/rng.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -584,17 +584,11 @@ test('the quantized GEMM for a few tokens (tile by tile) gives exactly what its 
         const kind = dtype === 'q8_0' ? 3 : 4,
           what = `${dtype} ${rows}x${cols}, ${n} tokens (${relaxedSimd ? 'relaxed' : 'simd'})`;
         assert.ok(tiles.gemmTiles(kind, n, cols) && !passes.gemmTiles(kind, n, cols), `${what}: one runs tiles, the other passes`);
-        const { w } = sameWeights(tiles, new RefKernels(), dtype, rows, cols, rand);
-        const w2 = passes.weight(dtype, rows, cols);
-        w2.data.set(w.data as never);
-        const x = tiles.f32(n * cols),
-          x2 = passes.f32(n * cols);
-        for (let i = 0; i < x.length; i++) x[i] = rand() * 2 - 1;
-        x2.set(x);
-        const out = tiles.f32(n * rows),
-          out2 = passes.f32(n * rows);
-        tiles.matmul(out, x, w, n);
-        passes.matmul(out2, x2, w2, n);
+        const run = pairedMatmul(tiles, passes, new RefKernels(), dtype, rows, cols, rand);
+        const [out, out2] = run(
+          Float32Array.from({ length: n * cols }, () => rand() * 2 - 1),
+          n,
+        );
         assert.deepEqual(out, out2, what);
       }
     } finally {

@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { test } from 'node:test';
@@ -13,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { generateText } from '../src/generate/generate.ts';
 import { loadModel } from '../src/load.ts';
 import { attachAdapter, loadAdapter } from '../src/peft/index.ts';
+import { cpuHasAvxVnni } from './helpers/cpu.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
@@ -58,11 +58,7 @@ test('serve: the startup line names the address and the kernels; SIGTERM lets th
     const err = stderr();
     assert.match(err, / on wasm-(relaxed-simd(-vnni)?|simd)-1t/, err);
     // the VNNI hint: a CPU with AVX-VNNI under a Node that runs the relaxed build (Node 20 does)
-    let avxVnni = false;
-    try {
-      avxVnni = /^flags\s*:.*\bavx_vnni\b/m.test(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-    } catch {}
-    const hinted = avxVnni && / on wasm-relaxed-simd-1t/.test(err); // checked once the process has exited
+    const hinted = cpuHasAvxVnni() && / on wasm-relaxed-simd-1t/.test(err); // checked once the process has exited
     const res = await fetch(`${base}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

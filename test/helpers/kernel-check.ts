@@ -62,6 +62,36 @@ export function sameWeights(
   return { w, wr, dense };
 }
 
+/**
+ * One random weight (sameWeights) in two backends, the same bytes in both; the function it returns
+ * multiplies both by the same n tokens of activations and gives both outputs, for a comparison of
+ * two kernel builds or paths bit for bit.
+ */
+export function pairedMatmul(
+  a: Kernels,
+  b: Kernels,
+  ref: RefKernels,
+  dtype: WeightDType,
+  rows: number,
+  cols: number,
+  rand: () => number,
+): (xs: ArrayLike<number>, n: number) => [Float32Array, Float32Array] {
+  const { w } = sameWeights(a, ref, dtype, rows, cols, rand);
+  const w2 = b.weight(dtype, rows, cols);
+  w2.data.set(w.data as never);
+  return (xs, n) => {
+    const x = a.f32(n * cols),
+      x2 = b.f32(n * cols);
+    x.set(xs);
+    x2.set(xs);
+    const out = a.f32(n * rows),
+      out2 = b.f32(n * rows);
+    a.matmul(out, x, w, n);
+    b.matmul(out2, x2, w2, n);
+    return [out, out2];
+  };
+}
+
 export interface MatmulCheck {
   what: string;
   /** the largest |k - ref| / bound over the outputs (≤ 1 passes) */
