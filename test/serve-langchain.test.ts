@@ -6,34 +6,19 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { ChatOpenAI, OpenAI as LangChainOpenAI } from '@langchain/openai';
-import type { FastifyInstance } from 'fastify';
-import { Engine } from '../src/engine/engine.ts';
 import { encodeChat } from '../src/generate/chat.ts';
-import { generateText } from '../src/generate/generate.ts';
-import { type LoadedModel, loadModel } from '../src/load.ts';
-import { chatFormat } from '../src/serve/chat-template.ts';
-import { createServer } from '../src/serve/server.ts';
+import type { LoadedModel } from '../src/load.ts';
+import { type TinyServer, tinyServer } from './helpers/tiny-server.ts';
 
-const DIR = new URL('./fixtures/openelm/tiny-vocab32k-bf16/', import.meta.url).pathname;
-let loaded: LoadedModel, ref: LoadedModel, app: FastifyInstance, baseURL: string;
+let server: TinyServer, ref: LoadedModel, baseURL: string;
 
 before(async () => {
-  loaded = await loadModel(DIR, { backend: 'ref' });
-  ref = await loadModel(DIR, { backend: 'ref' });
-  const engine = new Engine(loaded.model, { parallel: 4, maxQueue: 8, stepTokens: 16 });
-  app = await createServer({ engine, tokenizer: loaded.tokenizer, modelName: 'tiny', chat: chatFormat(null, loaded.tokenizer) });
-  baseURL = (await app.listen({ host: '127.0.0.1', port: 0 })) + '/v1';
+  server = await tinyServer('tiny');
+  ({ ref, base: baseURL } = server);
 });
-after(async () => {
-  await app.close();
-  loaded.dispose();
-  ref.dispose();
-});
+after(() => server.close());
 
-async function greedy(prompt: string | { ids: number[] }, n: number): Promise<string> {
-  ref.model.reset();
-  return (await generateText(ref.model, ref.tokenizer, prompt, { temperature: 0, maxNewTokens: n, ignoreEos: true })).text;
-}
+const greedy = async (prompt: string | { ids: number[] }, n: number): Promise<string> => (await server.greedy(prompt, n)).text;
 
 // (a function: the server's address is known once `before` has run)
 const options = () => ({

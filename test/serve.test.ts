@@ -8,40 +8,27 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { Ajv } from 'ajv';
-import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { Engine } from '../src/engine/engine.ts';
 import { encodePair, LoglikScorer } from '../src/eval/loglikelihood.ts';
 import { encodeChat } from '../src/generate/chat.ts';
-import { generateText } from '../src/generate/generate.ts';
-import { type LoadedModel, loadModel } from '../src/load.ts';
+import type { LoadedModel } from '../src/load.ts';
 import { chatFormat } from '../src/serve/chat-template.ts';
 import { createServer } from '../src/serve/server.ts';
+import { type TinyServer, tinyServer } from './helpers/tiny-server.ts';
 
-const DIR = new URL('./fixtures/openelm/tiny-vocab32k-bf16/', import.meta.url).pathname;
 const MODEL = 'tiny';
-let loaded: LoadedModel, ref: LoadedModel, app: FastifyInstance, base: string, client: OpenAI, engine: Engine;
+let server: TinyServer, loaded: LoadedModel, ref: LoadedModel, base: string, client: OpenAI, engine: Engine;
 
 before(async () => {
-  loaded = await loadModel(DIR, { backend: 'ref' });
-  ref = await loadModel(DIR, { backend: 'ref' }); // the single-sequence reference, its own cache
-  engine = new Engine(loaded.model, { parallel: 4, maxQueue: 8, stepTokens: 16 });
-  app = await createServer({ engine, tokenizer: loaded.tokenizer, modelName: MODEL, chat: chatFormat(null, loaded.tokenizer) });
-  base = (await app.listen({ host: '127.0.0.1', port: 0 })) + '/v1';
+  server = await tinyServer(MODEL);
+  ({ loaded, ref, base, engine } = server);
   client = new OpenAI({ baseURL: base, apiKey: 'none', maxRetries: 0 });
 });
-after(async () => {
-  await app.close();
-  loaded.dispose();
-  ref.dispose();
-});
+after(() => server.close());
 
-async function greedy(prompt: string | { ids: number[] }, n: number): Promise<{ ids: number[]; text: string }> {
-  ref.model.reset();
-  const r = await generateText(ref.model, ref.tokenizer, prompt, { temperature: 0, maxNewTokens: n, ignoreEos: true });
-  return { ids: r.outputIds, text: r.text };
-}
+const greedy = (prompt: string | { ids: number[] }, n: number) => server.greedy(prompt, n);
 
 const extra = { ignore_eos: true } as Record<string, unknown>;
 
