@@ -336,6 +336,22 @@ test('an aborted stream cancels its sequence; the server keeps serving; /metrics
   assert.equal(ok.choices.length, 1);
 });
 
+test('GET /v1/models/{id}: client.models.retrieve finds the served model, a 404 (model_not_found) for any other; a malformed URL is an OpenAI-style 400', async () => {
+  const m = await client.models.retrieve(MODEL);
+  assert.equal(m.id, MODEL);
+  assert.equal(m.object, 'model');
+  await assert.rejects(client.models.retrieve('nope'), (e: unknown) => {
+    assert.ok(e instanceof OpenAI.NotFoundError, String(e));
+    assert.equal(e.code, 'model_not_found');
+    return true;
+  });
+  const res = await fetch(base.replace('/v1', '/%zz'));
+  assert.equal(res.status, 400);
+  const j = (await res.json()) as { error: { message: string; type: string } };
+  assert.equal(j.error.type, 'invalid_request_error');
+  assert.match(j.error.message, /%zz/);
+});
+
 test('tokenize / detokenize round trip', async () => {
   const t = (await (
     await fetch(base.replace('/v1', '/tokenize'), {

@@ -1,6 +1,7 @@
 // `openelm serve`: the OpenAI API over the engine, on Fastify.
 //
 //   GET  /v1/models                 the model and its adapters (each adapter is a model id)
+//   GET  /v1/models/{id}            one of them (404 for any other id)
 //   POST /v1/completions            prompt: string | string[] | number[] | number[][]; echo, logprobs
 //   POST /v1/chat/completions       messages through the model's chat template
 //   POST /tokenize, /detokenize     {"prompt"} → {"tokens"}, {"tokens"} → {"prompt"}
@@ -58,7 +59,15 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
   const metrics = new ServerMetrics();
   const capacity = engine.capacity,
     V = engine.config.vocab_size;
-  const app = Fastify({ logger: o.logger ?? false, bodyLimit: o.bodyLimit ?? 4 * 1024 * 1024, forceCloseConnections: 'idle' });
+  const app = Fastify({
+    logger: o.logger ?? false,
+    bodyLimit: o.bodyLimit ?? 4 * 1024 * 1024,
+    forceCloseConnections: 'idle',
+    // errors Fastify meets before routing (a malformed URL): OpenAI's shape too, not Fastify's own
+    frameworkErrors: (err, _req, reply) => {
+      (reply as FastifyReply).code(400).send(new ApiError(400, `malformed request: ${err.message}`, null).body());
+    },
+  });
   const started = now();
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
@@ -118,10 +127,8 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
       restarts: engine.restarts ?? 0,
     });
   });
-  app.get('/v1/models', async () => ({
-    object: 'list',
-    data: [o.modelName, ...engine.adapterNames].map((id) => ({ id, object: 'model', created: started, owned_by: 'openelm', max_model_len: capacity })),
-  }));
+  const modelCard = (id: string) => ({ id, object: 'model', created: started, owned_by: 'openelm', max_model_len: capacity });
+  app.get('/v1/models', async () => ({ object: 'list', data: [o.modelName, ...engine.adapterNames].map(modelCard) }));
 
   app.post('/tokenize', async (req) => {
     const b = checkBody(req.body);
@@ -150,6 +157,13 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
       'model_not_found',
     );
   };
+
+  // client.models.retrieve(id); ids with a slash (hub repo names) come URL-encoded or not
+  app.get('/v1/models/*', async (req) => {
+    const id = (req.params as { '*': string })['*'];
+    adapterOf(id);
+    return modelCard(id);
+  });
 
   /** Starts one sequence per prompt × n; 400 for a prompt that does not fit, 429 when the queue cannot take them all. */
   const start = (
