@@ -280,13 +280,33 @@ test('echo + logprobs + max_tokens 1 (lm-evaluation-harness local-completions) a
   });
 });
 
-test('errors: OpenAI-style 400s, 404 for an unknown model, an over-long prompt names both numbers', async () => {
+test('errors: OpenAI-style 400s, 404 for an unknown model, an over-long prompt names both numbers (megabytes of text: a bound, before encoding)', async () => {
   const long = Array.from({ length: 200 }, () => 450);
   await assert.rejects(client.completions.create({ model: MODEL, prompt: long, max_tokens: 4 }), (e: InstanceType<typeof OpenAI.BadRequestError>) => {
     assert.equal(e.status, 400);
     assert.match(e.message, /128 tokens.*200 tokens/);
     return true;
   });
+  // a text prompt over the context by a little: its exact count; by megabytes: turned away before
+  // encoding (which would hold the event loop for seconds), with a lower bound of its count
+  const exact = ref.tokenizer.encode('hello '.repeat(200), { bos: true }).length;
+  await assert.rejects(client.completions.create({ model: MODEL, prompt: 'hello '.repeat(200) }), (e: InstanceType<typeof OpenAI.BadRequestError>) => {
+    assert.equal(e.code, 'context_length_exceeded');
+    assert.match(e.message, new RegExp(`128 tokens, but the prompt has ${exact} tokens`));
+    return true;
+  });
+  const huge = 'the state of the union is strong '.repeat(90_000); // 3 MB
+  for (const send of [
+    () => client.completions.create({ model: MODEL, prompt: ['fine', huge] }),
+    () => client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: huge }] }),
+  ]) {
+    await assert.rejects(send(), (e: InstanceType<typeof OpenAI.BadRequestError>) => {
+      assert.equal(e.status, 400);
+      assert.equal(e.code, 'context_length_exceeded');
+      assert.match(e.message, /128 tokens, but the prompt( 1)? has at least \d{5,} tokens/);
+      return true;
+    });
+  }
   await assert.rejects(
     client.completions.create({ model: MODEL, prompt: 'x', temperature: 5 }),
     (e: InstanceType<typeof OpenAI.BadRequestError>) => e.status === 400 && /temperature/.test(e.message),

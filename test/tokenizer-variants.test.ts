@@ -2,7 +2,8 @@
 // Model variants against real SentencePiece: the LLaMA-2 pieces rewritten with UNUSED pieces,
 // USER_DEFINED pieces (longest match first), no dummy prefix, remove_extra_whitespaces, and no
 // byte fallback. Each variant is written as a tokenizer.model, loaded by both us and the oracle
-// (@agnai/sentencepiece-js), and compared on hand-picked and random texts.
+// (@agnai/sentencepiece-js), and compared on hand-picked and random texts; Tokenizer.minTokens
+// (the server's early length check) is checked to bound every encoding from below.
 
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -58,7 +59,15 @@ function variant(name: string, edit: (spec: SpModelSpec) => void): void {
         const ids = tok.encode(text);
         assert.deepEqual(ids, sp.encodeIds(text), `${name}: encode ${JSON.stringify(text)}`);
         assert.equal(tok.decode(ids), sp.decodeIds(ids), `${name}: decode ${JSON.stringify(ids)}`);
+        // the server's early check of a prompt's length (Tokenizer.minTokens) is a lower bound
+        const min = tok.minTokens(text);
+        assert.ok(min <= ids.length && (ids.length === 0) === (min === 0), `${name}: minTokens ${min} vs ${ids.length} for ${JSON.stringify(text)}`);
       }
+      // and far from loose where it matters: a long text (byte fallback: its length over the longest piece's)
+      const long = TEXTS.join(' ').repeat(4);
+      const n = tok.encode(long).length,
+        min = tok.minTokens(long);
+      assert.ok(min <= n && (spec.byteFallback ? min >= n / 16 : min === 1), `${name}: minTokens ${min} of a ${long.length}-character text of ${n} tokens`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -22,21 +22,35 @@ export function chatTemplate(messages: ChatMessage[], addGenerationPrompt = true
 
 /** Token ids of a conversation: BOS, then each turn with "</s>" as the EOS token. */
 export function encodeChat(tok: Tokenizer, messages: ChatMessage[], addGenerationPrompt = true): number[] {
+  return encodeWithSpecials(tok, renderChat(messages, addGenerationPrompt));
+}
+
+/** chatTemplate after checking the messages' roles and contents (what encodeChat encodes) */
+export function renderChat(messages: ChatMessage[], addGenerationPrompt = true): string {
   for (const [i, m] of messages.entries()) {
     if (!['system', 'user', 'assistant'].includes(m.role))
       throw new Error(`message ${i}: role must be system, user or assistant, got ${JSON.stringify(m.role)}`);
     if (typeof m.content !== 'string') throw new Error(`message ${i}: content must be a string`);
   }
-  return encodeWithSpecials(tok, chatTemplate(messages, addGenerationPrompt));
+  return chatTemplate(messages, addGenerationPrompt);
 }
+
+const SPECIALS = /(<s>|<\/s>)/;
 
 /** Encodes text in which "<s>" and "</s>" stand for the BOS and EOS tokens. */
 export function encodeWithSpecials(tok: Tokenizer, text: string): number[] {
   const ids: number[] = [];
-  for (const part of text.split(/(<s>|<\/s>)/)) {
+  for (const part of text.split(SPECIALS)) {
     if (part === '<s>') ids.push(tok.bosId);
     else if (part === '</s>') ids.push(tok.eosId);
-    else if (part.length > 0) ids.push(...tok.encode(part));
+    else if (part.length > 0) for (const id of tok.encode(part)) ids.push(id);
   }
   return ids;
+}
+
+/** A lower bound on encodeWithSpecials(tok, text).length without encoding (Tokenizer.minTokens). */
+export function minTokensWithSpecials(tok: Tokenizer, text: string): number {
+  let n = 0;
+  for (const part of text.split(SPECIALS)) n += part === '<s>' || part === '</s>' ? 1 : tok.minTokens(part);
+  return n;
 }

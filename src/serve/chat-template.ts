@@ -4,13 +4,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Template } from '@huggingface/jinja';
-import { type ChatMessage, encodeChat, encodeWithSpecials } from '../generate/chat.ts';
+import { type ChatMessage, encodeChat, encodeWithSpecials, renderChat } from '../generate/chat.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 
 export interface ChatFormat {
   /** where the template came from, for logs */
   source: string;
-  /** token ids of the conversation, ending with the assistant's turn opener */
+  /** the conversation's text, ending with the assistant's turn opener; "<s>" / "</s>" stand for BOS / EOS */
+  render(messages: ChatMessage[]): string;
+  /** its token ids: encodeWithSpecials of render */
   encode(messages: ChatMessage[]): number[];
 }
 
@@ -35,11 +37,9 @@ export function chatFormat(modelDir: string | null, tok: Tokenizer): ChatFormat 
       const tokenText = (t: unknown, fallback: string) => (typeof t === 'string' ? t : ((t as { content?: string } | undefined)?.content ?? fallback));
       const bos = tokenText(cfg.bos_token, '<s>'),
         eos = tokenText(cfg.eos_token, '</s>');
-      return {
-        source: `${file} (chat_template)`,
-        encode: (messages) => encodeWithSpecials(tok, template.render({ messages, bos_token: bos, eos_token: eos, add_generation_prompt: true })),
-      };
+      const render = (messages: ChatMessage[]) => template.render({ messages, bos_token: bos, eos_token: eos, add_generation_prompt: true });
+      return { source: `${file} (chat_template)`, render, encode: (messages) => encodeWithSpecials(tok, render(messages)) };
     }
   }
-  return { source: 'the OpenELM -Instruct format', encode: (messages) => encodeChat(tok, messages) };
+  return { source: 'the OpenELM -Instruct format', render: (messages) => renderChat(messages), encode: (messages) => encodeChat(tok, messages) };
 }

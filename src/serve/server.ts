@@ -15,7 +15,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { type EngineToken, EngineUnavailableError, QueueFullError, type SequenceStream, type ServingEngine } from '../engine/engine.ts';
 import type { TokenLogprob } from '../engine/logits.ts';
 import { TextTail, tokenString } from '../engine/text.ts';
-import type { ChatMessage } from '../generate/chat.ts';
+import { type ChatMessage, encodeWithSpecials, minTokensWithSpecials } from '../generate/chat.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import type { ChatFormat } from './chat-template.ts';
 import { ApiError, badParam } from './errors.ts';
@@ -165,6 +165,19 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     return modelCard(id);
   });
 
+  /**
+   * 400 when prompt i of `count` (`tokens` long, or with `atLeast` at least that: a bound taken
+   * before encoding a text too long to be worth encoding) leaves no room in the context.
+   */
+  const checkFits = (p: CommonParams, tokens: number, atLeast: boolean, i = 0, count = 1): void => {
+    if (tokens + (p.maxTokens === 0 ? 0 : 1) <= capacity) return;
+    throw badParam(
+      count > 1 ? `prompt[${i}]` : 'prompt',
+      `This model's maximum context length is ${capacity} tokens, but the prompt${count > 1 ? ` ${i}` : ''} has ${atLeast ? 'at least ' : ''}${tokens} tokens${p.maxTokens === 0 ? '' : ' and at least one more is needed for the completion'}. Shorten the prompt.`,
+      'context_length_exceeded',
+    );
+  };
+
   /** Starts one sequence per prompt × n; 400 for a prompt that does not fit, 429 when the queue cannot take them all. */
   const start = (
     req: FastifyRequest,
@@ -175,16 +188,7 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     promptLogprobs: boolean,
   ): Choice[] => {
     const adapter = adapterOf(p.model);
-    prompts.forEach(({ ids }, i) => {
-      const need = ids.length + (p.maxTokens === 0 ? 0 : 1);
-      if (need > capacity) {
-        throw badParam(
-          prompts.length > 1 ? `prompt[${i}]` : 'prompt',
-          `This model's maximum context length is ${capacity} tokens, but the prompt${prompts.length > 1 ? ` ${i}` : ''} has ${ids.length} tokens${p.maxTokens === 0 ? '' : ' and at least one more is needed for the completion'}. Shorten the prompt.`,
-          'context_length_exceeded',
-        );
-      }
-    });
+    prompts.forEach(({ ids }, i) => checkFits(p, ids.length, false, i, prompts.length));
     if (engine.room() < prompts.length * p.n) {
       metrics.rejected.inc();
       throw new ApiError(429, `the server is busy: its queue is full (${engine.maxQueue} waiting); retry later`, null, 'queue_full');
@@ -289,8 +293,13 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
             })();
     if (b.suffix !== undefined && b.suffix !== null) throw badParam('suffix', `'suffix' is not supported`);
     if (b.best_of !== undefined && b.best_of !== null && b.best_of !== p.n) throw badParam('best_of', `'best_of' other than n is not supported`);
-    const prompts = completionPrompts(b, limits, V).map((x) => {
+    const inputs = completionPrompts(b, limits, V);
+    // a text far too long is turned away before the BPE spends the event loop's time on it
+    // and each text is checked as soon as it is encoded, so one over-long prompt of many costs only its own encoding
+    inputs.forEach((x, i) => 'text' in x && checkFits(p, 1 + tok.minTokens(x.text), true, i, inputs.length));
+    const prompts = inputs.map((x, i) => {
       const ids = 'text' in x ? tok.encode(x.text, { bos: true }) : x.ids;
+      checkFits(p, ids.length, false, i, inputs.length);
       return { ids, echo: echo ? ('text' in x ? x.text : tok.decode(x.ids)) : null };
     });
     if (p.stream && echo && p.logprobs !== undefined) throw badParam('echo', `'echo' with 'logprobs' is not supported when streaming`);
@@ -380,12 +389,14 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     const b = checkBody(req.body);
     const p = commonParams(b, limits, true);
     const messages = chatMessages(b) as ChatMessage[];
-    let ids: number[];
+    let text: string;
     try {
-      ids = o.chat.encode(messages);
+      text = o.chat.render(messages);
     } catch (e) {
       throw badParam('messages', `the chat template failed on these messages: ${(e as Error).message}`);
     }
+    checkFits(p, minTokensWithSpecials(tok, text), true);
+    const ids = encodeWithSpecials(tok, text);
     const prompts = [{ ids, echo: null }];
     const choices = start(req, reply, p, prompts, (n) => capacity - n, false);
     const id = `chatcmpl-${crypto.randomUUID()}`,

@@ -64,6 +64,18 @@ export class BpeModel {
     return t === PieceType.NORMAL || t === PieceType.USER_DEFINED || t === PieceType.UNUSED ? id : -1;
   }
 
+  /**
+   * A lower bound on encode(s).length, in O(1): every symbol left after merging spans at most
+   * max(maxPieceLength, 2) UTF-16 units of s (one code point, a user-defined piece or a merged
+   * one) and becomes at least one token, except that without byte fallback a run of unknown
+   * symbols becomes one UNK. For turning away text far too long for a context before spending
+   * the BPE's time on it. @param s normalized text
+   */
+  minTokens(s: string): number {
+    if (s.length === 0) return 0;
+    return this.table.byteFallback ? Math.ceil(s.length / Math.max(this.maxPieceLength, 2)) : 1;
+  }
+
   /** @param s normalized text (see normalize.ts) @returns token ids, no BOS/EOS */
   encode(s: string): number[] {
     if (s.length === 0) return [];

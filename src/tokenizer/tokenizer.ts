@@ -63,6 +63,15 @@ export class Tokenizer {
     return ids;
   }
 
+  /**
+   * A lower bound on `encode(text).length` (no BOS / EOS) without encoding: linear in the text,
+   * far cheaper than the BPE, for turning away a text too long for a context at once
+   * (with byte fallback, as LLaMA-2's tokenizer has, the text's length over the longest piece's).
+   */
+  minTokens(text: string): number {
+    return this.bpe.minTokens(normalize(text, this.table.normalizer));
+  }
+
   decode(ids: ArrayLike<number>, opts: DecodeOptions = {}): string {
     const state = this.decoderState(opts.skipSpecial ?? true);
     const parts: string[] = [];
