@@ -10,7 +10,8 @@
 // fields over DEFAULT_TUNING for that side (e.g. '{"gemmMinTokensFloat":64}': a routing choice
 // against another; otherwise both follow OPENELM_KERNEL_TUNING). Without --model: one matmul of --shape
 // (rows, cols, tokens), the weights rotated through ≥ 96 MB of copies so they come from memory
-// as in a model (--copies 1: the same weights every call, from cache). With --model: the prefill of a --prompt-token prompt (default 128; two copies
+// as in a model (--copies 1: the same weights every call, from cache). --a-options / --b-options
+// JSON: createWasmKernels options for that side (e.g. '{"tiles":false}'). With --model: the prefill of a --prompt-token prompt (default 128; two copies
 // of the model, one per build); with --decode, 32 decode steps after a 4-token prompt instead. Prints the best of each and the median of the per-round ratios B/A (> 1: B faster).
 
 import { readFileSync } from 'node:fs';
@@ -18,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { parseDType } from '../src/cli/model-options.ts';
 import type { WeightDType } from '../src/kernels/types.ts';
 import { DEFAULT_TUNING, type KernelTuning } from '../src/kernels/wasm/tuning.ts';
-import { createWasmKernels } from '../src/kernels/wasm/wasm.ts';
+import { createWasmKernels, type WasmKernelsOptions } from '../src/kernels/wasm/wasm.ts';
 import { checkpointSource } from '../src/load.ts';
 import { OpenELM } from '../src/model/openelm.ts';
 import { benchArgs, usageError } from './args.ts';
@@ -36,6 +37,8 @@ const { values } = benchArgs(import.meta.url, {
   prompt: { type: 'string', default: '128' },
   'a-tuning': { type: 'string' },
   'b-tuning': { type: 'string' },
+  'a-options': { type: 'string' },
+  'b-options': { type: 'string' },
 });
 if (!values.b) usageError('--b BUILD.wasm is required: the build to compare with --a');
 const promptTokens = Math.max(1, Number(values.prompt));
@@ -43,9 +46,10 @@ const threads = Number(values.threads),
   rounds = Number(values.rounds);
 
 /** a function running one measured unit of work with the build in `file` */
-async function setup(file: string, tuningJson: string | undefined): Promise<() => void> {
+async function setup(file: string, tuningJson: string | undefined, optionsJson: string | undefined): Promise<() => void> {
   const tuning = tuningJson ? { ...DEFAULT_TUNING, ...(JSON.parse(tuningJson) as Partial<KernelTuning>) } : undefined;
-  const kernels = await createWasmKernels({ threads, binary: new Uint8Array(readFileSync(file)), tuning });
+  const options = optionsJson ? (JSON.parse(optionsJson) as WasmKernelsOptions) : {};
+  const kernels = await createWasmKernels({ ...options, threads, binary: new Uint8Array(readFileSync(file)), tuning });
   if (values.model) {
     const dtype = parseDType(values.dtype);
     const model = OpenELM.load(checkpointSource(values.model), { kernels, dtype, contextLength: 256 }, values.model);
@@ -79,8 +83,8 @@ async function setup(file: string, tuningJson: string | undefined): Promise<() =
   return () => kernels.matmul(y, x, weights[(c = (c + 1) % weights.length)], n);
 }
 
-const A = await setup(values.a, values['a-tuning']),
-  B = await setup(values.b, values['b-tuning']);
+const A = await setup(values.a, values['a-tuning'], values['a-options']),
+  B = await setup(values.b, values['b-tuning'], values['b-options']);
 for (let i = 0; i < 3; i++) {
   A();
   B();

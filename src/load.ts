@@ -23,6 +23,12 @@ export interface LoadOptions extends Omit<ModelOptions, 'kernels' | 'dtype'> {
   backend?: 'wasm' | 'ref';
   /** worker threads for the wasm backend (default: all cores; at most maxThreads()) */
   threads?: number;
+  /**
+   * the model will mostly run batched passes (many sequences at a time, as `openelm serve` does):
+   * q8_0 weights are laid out for them (WasmKernelsOptions.tiles; passes over several tokens
+   * ~1.3× faster, one token alone ~0.92×, same results). Default false.
+   */
+  batched?: boolean;
   /** weight storage: 'auto' (as stored), f32, bf16, f16, q8_0 / q8, q4_0 / q4 */
   dtype?: LoadDType | 'q8' | 'q4';
   /** hub options, for repo ids */
@@ -88,7 +94,7 @@ export function checkLoadOptions(opts: unknown): LoadOptions & { dtype: LoadDTyp
   if (o.chunkSize !== undefined && !(Number.isInteger(o.chunkSize) && (o.chunkSize as number) >= 1 && (o.chunkSize as number) <= 65536))
     bad('chunkSize', 'an integer in [1, 65536]');
   for (const k of ['revision', 'token'] as const) if (o[k] !== undefined && typeof o[k] !== 'string') bad(k, 'a string');
-  if (o.offline !== undefined && typeof o.offline !== 'boolean') bad('offline', 'true or false');
+  for (const k of ['offline', 'batched'] as const) if (o[k] !== undefined && typeof o[k] !== 'boolean') bad(k, 'true or false');
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') bad('onProgress', 'a function');
   return { ...(o as LoadOptions), dtype: dtype as LoadDType };
 }
@@ -150,7 +156,7 @@ export async function loadOpenELM(source: string, options: LoadOptions = {}): Pr
   const dir = await resolveModel(source, { revision: opts.revision, offline: opts.offline, token: opts.token, onProgress: opts.onProgress });
   const src = checkpointSource(dir);
   checkMemory(src, dir, opts);
-  const kernels = await createKernels(opts.backend ?? 'wasm', { threads: opts.threads });
+  const kernels = await createKernels(opts.backend ?? 'wasm', { threads: opts.threads, tiles: opts.batched });
   try {
     return { model: OpenELM.load(src, { ...opts, kernels }, dir), dir, dispose: () => kernels.dispose?.() };
   } catch (e) {

@@ -27,7 +27,7 @@ const here = vnniDotProduct();
 const child = process.env.OPENELM_VNNI_CHILD === '1';
 const otherNode = process.env.OPENELM_VNNI_NODE || (existsSync(`${root}.ci/node/bin/node`) ? `${root}.ci/node/bin/node` : '');
 
-test('the VNNI build gives the relaxed build its exact results (q8_0, q4_0; one token, tiles, passes)', {
+test('the VNNI build gives the relaxed build its exact results (q8_0, q4_0; one token, tiles, passes; q8_0 stored in tiles, read back by embed and matmulGradInput)', {
   skip: !here && (child || !otherNode) ? skipReason() : false,
 }, async (t) => {
   if (!here) {
@@ -47,10 +47,18 @@ test('the VNNI build gives the relaxed build its exact results (q8_0, q4_0; one 
     return;
   }
   const opts = { threads: 2, tuning: 'default', minParallelWork: 0, chunkWork: 1 } as const;
-  for (const threadScratch of [1 << 20, 420 << 10]) {
-    // 1 MiB: up to 64 tokens tile by tile; 420 KiB: the GEMM in passes over column chunks
-    const relaxed = await createWasmKernels({ ...opts, threadScratch, vnni: false });
-    const vnni = await createWasmKernels({ ...opts, threadScratch });
+  // 1 MiB: up to 64 tokens tile by tile; 420 KiB: the GEMM in passes over column chunks; q8_0
+  // weights as they are, and stored in tiles (`tiles`), split finely between the threads and (so
+  // that one call covers many tiles: decodeTiles' tiles side by side) as they are by default
+  for (const [threadScratch, tiles, chunkWork] of [
+    [1 << 20, false, 1],
+    [420 << 10, false, 1],
+    [1 << 20, true, 1],
+    [420 << 10, true, 1],
+    [1 << 20, true, 65536],
+  ] as const) {
+    const relaxed = await createWasmKernels({ ...opts, chunkWork, threadScratch, vnni: false });
+    const vnni = await createWasmKernels({ ...opts, chunkWork, threadScratch, tiles });
     try {
       assert.ok(vnni.vnni && !relaxed.vnni && relaxed.relaxedSimd, `${vnni.name} against ${relaxed.name}`);
       const rand = rng(21);
@@ -67,8 +75,32 @@ test('the VNNI build gives the relaxed build its exact results (q8_0, q4_0; one 
           // activations of every sign and size, whole blocks of zeros and of one value included
           const x = Float32Array.from({ length: n * cols }, (_, i) => (i % 97 < 32 ? 0 : i % 89 < 32 ? -0.75 : (rand() * 2 - 1) * 10 ** (rand() * 4 - 2)));
           const [out, out2] = run(x, n);
-          assert.deepEqual(out2, out, `${dtype} ${rows}x${cols}, ${n} tokens, scratch ${threadScratch >> 10} KiB`);
+          assert.deepEqual(out2, out, `${dtype} ${rows}x${cols}, ${n} tokens, scratch ${threadScratch >> 10} KiB${tiles ? ', tiles' : ''}`);
         }
+        const what = `${dtype} ${rows}x${cols}${tiles ? ', tiles' : ''}`;
+        if (dtype === 'q8_0' && tiles) {
+          // the VNNI build has stored it in 8-row tiles (kernels.as repack_q8): other bytes, all in
+          // the whole tiles, the rows after them as they were; and it reads them back as rows alike
+          const a = run.w.data as Uint8Array,
+            b = run.w2.data as Uint8Array,
+            tiled = (rows & ~7) * (a.length / rows);
+          assert.notDeepEqual(b.subarray(0, tiled), a.subarray(0, tiled), `${what}: tiled`);
+          assert.deepEqual(b.subarray(tiled), a.subarray(tiled), `${what}: the rows after the last whole tile`);
+        }
+        const ids = Array.from({ length: rows }, (_, i) => i),
+          e = relaxed.f32(rows * cols),
+          e2 = vnni.f32(rows * cols);
+        relaxed.embed(e, run.w, ids, rows);
+        vnni.embed(e2, run.w2, ids, rows);
+        assert.deepEqual(e2, e, `${what}: embed, every row`);
+        const dy = relaxed.f32(3 * rows),
+          dy2 = vnni.f32(3 * rows),
+          dx = relaxed.f32(3 * cols),
+          dx2 = vnni.f32(3 * cols);
+        for (let i = 0; i < dy.length; i++) dy[i] = dy2[i] = rand() * 2 - 1;
+        relaxed.matmulGradInput(dx, dy, run.w, 3);
+        vnni.matmulGradInput(dx2, dy2, run.w2, 3);
+        assert.deepEqual(dx2, dx, `${what}: matmulGradInput`);
       }
     } finally {
       relaxed.dispose();

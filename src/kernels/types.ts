@@ -31,6 +31,10 @@ export interface Weight {
   readonly dtype: WeightDType;
   readonly rows: number;
   readonly cols: number;
+  /**
+   * Fill it before the first op that reads it: a backend may rearrange it in place then (the wasm
+   * backend's VNNI build with `tiles` stores q8_0 rows in tiles of 8).
+   */
   readonly data: Float32Array | Uint16Array | Uint8Array;
 }
 

@@ -75,11 +75,11 @@ export function pairedMatmul(
   rows: number,
   cols: number,
   rand: () => number,
-): (xs: ArrayLike<number>, n: number) => [Float32Array, Float32Array] {
+): ((xs: ArrayLike<number>, n: number) => [Float32Array, Float32Array]) & { w: Weight; w2: Weight } {
   const { w } = sameWeights(a, ref, dtype, rows, cols, rand);
   const w2 = b.weight(dtype, rows, cols);
   w2.data.set(w.data as never);
-  return (xs, n) => {
+  const run = (xs: ArrayLike<number>, n: number): [Float32Array, Float32Array] => {
     const x = a.f32(n * cols),
       x2 = b.f32(n * cols);
     x.set(xs);
@@ -90,6 +90,8 @@ export function pairedMatmul(
     b.matmul(out2, x2, w2, n);
     return [out, out2];
   };
+  // (the two weights, for what else a test compares on them)
+  return Object.assign(run, { w, w2 });
 }
 
 export interface MatmulCheck {

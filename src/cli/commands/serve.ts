@@ -199,5 +199,7 @@ function loadFlags(v: Record<string, unknown>): EngineWorkerInit['load'] {
     backend,
     contextLength: num(v.context as string | undefined, 'context', { int: true, min: 1 }),
     offline: true,
+    // steps of many sequences: q8_0 laid out for passes over several tokens (LoadOptions.batched)
+    batched: true,
   };
 }

@@ -660,8 +660,93 @@ export function init_half_table(lut: usize): void {
   decodeTokens(kind, out, xi, xd, w, rows, <usize>nb * bb, nb, bb, lut, r0, r1, n);
 }
 
-export function matmul_q8_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, _a8: i32, from: i32, to: i32, _scratch: usize): void {
-  matmulQuant(Q8, out, xi, xd, w, rows, cols, n, lut, from, to);
+/**
+ * tiled: TILED_KIND for a weight stored tiled (repack_q8): its whole tiles run the tile-by-tile
+ * GEMM's kernels where they lie (the thread's scratch must hold gemm_tiles_scratch_bytes for these
+ * n tokens), the rows after them the decode kernel
+ */
+export function matmul_q8_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, tiled: i32, from: i32, to: i32, scratch: usize): void {
+  const tr = tiledRowsOf(tiled, rows), t1 = min(to, tr);
+  if (from < t1) {
+    if (n == 1) {
+      const nb = (cols + QK - 1) / QK;
+      decodeTiles(out, xi, xd, <usize>nb << 2, w, <usize>nb * Q8_BYTES, nb, lut, from, t1);
+    } else gemmQuantTiles(Q8, out, 0, xd, w, rows, cols, n, lut, from, t1, scratch, tr);
+  }
+  if (max(from, t1) < to) matmulQuant(Q8, out, xi, xd, w, rows, cols, n, lut, max(from, t1), to);
+}
+
+/** VNNI's fused u8 × s8 dot product (the other builds never call it: they store nothing tiled) */
+@inline function vnniDot(v: v128, w: v128, acc: v128): v128 {
+  if (VNNI) return i32x4.relaxed_dot_i8x16_i7x16_add_s(v, w, acc);
+  return acc;
+}
+
+/** a tile's 8 outputs at o += its block's sums (rows 0-3 in a, 4-7 in c) × (row scales × dx), as tokenBlockEnd */
+@inline function tileBlockOut(a: v128, c: v128, lut: usize, p: usize, dx: v128, o: usize): void {
+  v128.store(o, madd(f32x4.convert_i32x4_s(a), f32x4.mul(tileScale4(lut, p), dx), v128.load(o)));
+  v128.store(o, madd(f32x4.convert_i32x4_s(c), f32x4.mul(tileScale4(lut, p + 8), dx), v128.load(o, 16)), 16);
+}
+
+/** the f32 scales of rows 4h .. 4h+3 of the tiled block at p (f16, via the half table) */
+@inline function tileScale4(lut: usize, p: usize): v128 {
+  const l0 = load<f32>(lut + (<usize>load<u16>(p) << 2)), l1 = load<f32>(lut + (<usize>load<u16>(p, 2) << 2));
+  const l2 = load<f32>(lut + (<usize>load<u16>(p, 4) << 2)), l3 = load<f32>(lut + (<usize>load<u16>(p, 6) << 2));
+  return f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(l0), 1, l1), 2, l2), 3, l3);
+}
+
+/**
+ * One token over whole tiles [r0, r1) stored tiled (repack_q8): DECODE_TILE_SLOTS tiles far apart
+ * at a time (slot k walks the tiles from r0 + k · m on), block by block, so that many streams of
+ * weights are in flight, as the decode kernel's rows are (2 at a time: 0.8x its speed); per tile
+ * and block 8 steps of the fused dot product of its two weight vectors with the token's 4
+ * activations broadcast, from −128 Σx, then the sums go into the tile's 8 outputs as tokenBlockEnd
+ * ends a block: the GEMMs' sums, bit for bit. xi, xd: the token's int8 activations and scales
+ * (quantize_q8; its xo at xd + 2 · xsOff).
+ */
+@inline function decodeTiles(out: usize, xi: usize, xd: usize, xsOff: usize, w: usize, rowBytes: usize, nb: i32, lut: usize, r0: i32, r1: i32): void {
+  const tiles = (r1 - r0) >> 3, S = tiles >= DECODE_TILE_SLOTS ? DECODE_TILE_SLOTS : 1, m = tiles / S;
+  const xo = xd + 2 * xsOff, zero = i32x4.splat(0);
+  for (let i = 0; i < tiles; ) {
+    const ns = S > 1 && i < m ? S : 1, stride = <usize>m * rowBytes << 3;
+    const t0 = w + <usize>(r0 + (i << 3)) * rowBytes, o0 = out + (<usize>(r0 + (i << 3)) << 2), os = <usize>m << 5;
+    for (let k = 0; k < ns; k++) { v128.store(o0 + <usize>k * os, zero); v128.store(o0 + <usize>k * os, zero, 16); }
+    for (let b = 0; b < nb; b++) {
+      const xp = xi + (<usize>b << 5), dx = v128.load32_splat(xd + (<usize>b << 2));
+      const start = i32x4.sub(zero, v128.load32_splat(xo + (<usize>b << 2)));
+      if (ns == 1) {
+        const p = t0 + <usize>b * TILE_BLOCK;
+        let a0 = start, a1 = start;
+        for (let s: usize = 0; s < 256; s += 32) {
+          const v = v128.load32_splat(xp + (s >> 3));
+          a0 = vnniDot(v, v128.load(p + s, 16), a0);
+          a1 = vnniDot(v, v128.load(p + s, 32), a1);
+        }
+        tileBlockOut(a0, a1, lut, p, dx, o0);
+        continue;
+      }
+      for (let k = 0; k < ns; k += 4) {
+        // four tiles in lockstep (ns: a multiple of 4)
+        const k1 = k + 1, k2 = k + 2, k3 = k + 3;
+        const bo = <usize>b * TILE_BLOCK;
+        const p0 = t0 + <usize>k * stride + bo, p1 = t0 + <usize>k1 * stride + bo, p2 = t0 + <usize>k2 * stride + bo, p3 = t0 + <usize>k3 * stride + bo;
+        let a0 = start, a1 = start, b0 = start, b1 = start, c0 = start, c1 = start, d0 = start, d1 = start;
+        for (let s: usize = 0; s < 256; s += 32) {
+          const v = v128.load32_splat(xp + (s >> 3));
+          a0 = vnniDot(v, v128.load(p0 + s, 16), a0); a1 = vnniDot(v, v128.load(p0 + s, 32), a1);
+          b0 = vnniDot(v, v128.load(p1 + s, 16), b0); b1 = vnniDot(v, v128.load(p1 + s, 32), b1);
+          c0 = vnniDot(v, v128.load(p2 + s, 16), c0); c1 = vnniDot(v, v128.load(p2 + s, 32), c1);
+          d0 = vnniDot(v, v128.load(p3 + s, 16), d0); d1 = vnniDot(v, v128.load(p3 + s, 32), d1);
+        }
+        tileBlockOut(a0, a1, lut, p0, dx, o0 + <usize>k * os);
+        tileBlockOut(b0, b1, lut, p1, dx, o0 + <usize>k1 * os);
+        tileBlockOut(c0, c1, lut, p2, dx, o0 + <usize>k2 * os);
+        tileBlockOut(d0, d1, lut, p3, dx, o0 + <usize>k3 * os);
+      }
+    }
+    i += 1;
+    if (ns > 1 && i == m) i = m * S;
+  }
 }
 export function matmul_q4_0(out: usize, xi: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, _a8: i32, from: i32, to: i32, _scratch: usize): void {
   matmulQuant(Q4, out, xi, xd, w, rows, cols, n, lut, from, to);
@@ -1030,7 +1115,7 @@ function kernelQuant8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, 
  * broadcast; q8_0's sums start at −128 Σx (its weights are w + 128), then every block ends as in
  * the other GEMM kernels (tokenBlockEnd): the same integer sums, so the same results.
  */
-function kernelVnni8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
+function kernelVnni8x4(kind: i32, pk: usize, ws: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize, o3: usize): void {
   for (let b = 0; b < kb; b++) {
     const xb = psc + (<usize>b << 5);
     let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
@@ -1038,7 +1123,7 @@ function kernelVnni8x4(kind: i32, pk: usize, ps: usize, px: usize, psc: usize, k
       a0 = v128.load32_splat(xb, 16); a1 = v128.load32_splat(xb, 20); a2 = v128.load32_splat(xb, 24); a3 = v128.load32_splat(xb, 28);
     }
     let c0 = a0, c1 = a1, c2 = a2, c3 = a3;
-    let p = pk + (<usize>b << 8), x = px + (<usize>b << 7);
+    let p = pk + <usize>b * ws, x = px + (<usize>b << 7);
     for (const end = x + 128; x < end; x += 16, p += 32) {
       const w0 = v128.load(p), w1 = v128.load(p, 16);
       let v = v128.load32_splat(x);
@@ -1101,7 +1186,7 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
   return i16x8.splat(0);
 }
 
-@inline function quant8xT(kind: i32, int8: bool, T: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize): void {
+@inline function quant8xT(kind: i32, int8: bool, T: i32, pk: usize, ws: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize): void {
   const one = onesI16();
   for (let b = 0; b < kb; b++) {
     let a0 = i32x4.splat(0), a1 = a0, a2 = a0, c0 = a0, c1 = a0, c2 = a0;
@@ -1113,7 +1198,7 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
         if (T > 1) { a1 = v128.load32_splat(xb, 20); c1 = a1; }
         if (T > 2) { a2 = v128.load32_splat(xb, 24); c2 = a2; }
       }
-      let p = pk + (<usize>b << 8), x = px + (<usize>b << 7);
+      let p = pk + <usize>b * ws, x = px + (<usize>b << 7);
       for (const end = x + 128; x < end; x += 16, p += 32) {
         const w0 = v128.load(p), w1 = v128.load(p, 16);
         let v = v128.load32_splat(x);
@@ -1167,27 +1252,30 @@ function kernelQ4x8x4(pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: 
   }
 }
 
-function kernelQuant8x1(kind: i32, int8: bool, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize): void {
-  quant8xT(kind, int8, 1, pk, ps, px, psc, kb, o0, o0, o0);
+function kernelQuant8x1(kind: i32, int8: bool, pk: usize, ws: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize): void {
+  quant8xT(kind, int8, 1, pk, ws, ps, px, psc, kb, o0, o0, o0);
 }
-function kernelQuant8x2(kind: i32, int8: bool, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize): void {
-  quant8xT(kind, int8, 2, pk, ps, px, psc, kb, o0, o1, o1);
+function kernelQuant8x2(kind: i32, int8: bool, pk: usize, ws: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize): void {
+  quant8xT(kind, int8, 2, pk, ws, ps, px, psc, kb, o0, o1, o1);
 }
-function kernelQuant8x3(kind: i32, int8: bool, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize): void {
-  quant8xT(kind, int8, 3, pk, ps, px, psc, kb, o0, o1, o2);
+function kernelQuant8x3(kind: i32, int8: bool, pk: usize, ws: usize, ps: usize, px: usize, psc: usize, kb: i32, o0: usize, o1: usize, o2: usize): void {
+  quant8xT(kind, int8, 3, pk, ws, ps, px, psc, kb, o0, o1, o2);
 }
 
-/** the tokens q .. q + min(4, n - q) of a packed group against a packed tile: the 4-token kernels, or the rest (1-3 tokens) */
-@inline function kernelGroup(kind: i32, int8: bool, left: i32, pk: usize, ps: usize, px: usize, psc: usize, kb: i32, o: usize): void {
+/**
+ * the tokens q .. q + min(4, n - q) of a packed group against a packed tile: the 4-token kernels, or the rest (1-3 tokens).
+ * ws: bytes from one block of the tile to the next (int8: 256 packed in scratch, TILE_BLOCK tiled in place, then pk is past the scales)
+ */
+@inline function kernelGroup(kind: i32, int8: bool, left: i32, pk: usize, ws: usize, ps: usize, px: usize, psc: usize, kb: i32, o: usize): void {
   if (left >= 4) {
-    if (VNNI && int8) kernelVnni8x4(kind, pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
+    if (VNNI && int8) kernelVnni8x4(kind, pk, ws, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
     else if (ASC_FEATURE_RELAXED_SIMD) {
       if (int8) kernelQ4x8x4(pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
       else kernelQuant8x4(kind, pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
     } else kernelQuant8x4(kind, pk, ps, px, psc, kb, o, o + 32, o + 64, o + 96);
-  } else if (left == 3) kernelQuant8x3(kind, int8, pk, ps, px, psc, kb, o, o + 32, o + 64);
-  else if (left == 2) kernelQuant8x2(kind, int8, pk, ps, px, psc, kb, o, o + 32);
-  else kernelQuant8x1(kind, int8, pk, ps, px, psc, kb, o);
+  } else if (left == 3) kernelQuant8x3(kind, int8, pk, ws, ps, px, psc, kb, o, o + 32, o + 64);
+  else if (left == 2) kernelQuant8x2(kind, int8, pk, ws, ps, px, psc, kb, o, o + 32);
+  else kernelQuant8x1(kind, int8, pk, ws, ps, px, psc, kb, o);
 }
 
 /**
@@ -1213,7 +1301,8 @@ export function vnni_build(): i32 {
  * q8_0 / q4_0 weights, n ≥ 1 tokens: xw the activations as i16 blocks [n, nb · 32], xd their
  * scales [n, nb]; both written by quantize_q8
  */
-@inline function gemmQuant(kind: i32, out: usize, xw: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, r0: i32, r1: i32, scratch: usize): void {
+@inline function gemmQuant(kind: i32, out: usize, xw: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, r0: i32, r1: i32, scratch: usize,
+  tiledRows: i32): void {
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
   const rowBytes = <usize>nb * bb;
@@ -1231,13 +1320,20 @@ export function vnni_build(): i32 {
         const kb = min(KB, nb - b0);
         packQuantActivations(kind == Q4, int8, xw, xi, xd, xsd, nb, t0, nt, b0, kb, xpk, xsc);
         for (let r = rs; r < re; r += 8) {
-          packQuant(kind, int8, w, rowBytes, r, re, b0, kb, lut, pk, ps);
+          // a tile stored tiled (repack_q8) is read in place; the others are packed into scratch
+          let pw = pk, ws: usize = int8 ? 256 : 512;
+          if (r + 8 <= tiledRows) {
+            const t = w + <usize>r * rowBytes;
+            tileScales(t, b0, kb, lut, ps);
+            pw = t + <usize>b0 * TILE_BLOCK + 16;
+            ws = TILE_BLOCK;
+          } else packQuant(kind, int8, w, rowBytes, r, re, b0, kb, lut, pk, ps);
           // panel: per row tile, TB tokens × 8 sums (32 bytes per token); the padding tokens of a
           // short last group go to `junk`
           const pt = panel + (<usize>((r - rs) >> 3) * TB << 5);
           for (let q = 0; q < nt; q += 4) {
             const g = <usize>(q >> 2);
-            kernelGroup(kind, int8, nt - q, pk, ps, xpk + g * groupBytes, xsc + (g * KB << 5), kb, pt + (<usize>q << 5));
+            kernelGroup(kind, int8, nt - q, pw, ws, ps, xpk + g * groupBytes, xsc + (g * KB << 5), kb, pt + (<usize>q << 5));
           }
         }
       }
@@ -1252,7 +1348,7 @@ export function vnni_build(): i32 {
  */
 export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
   const nb = (cols + QK - 1) / QK, bb = kind == 3 ? <i32>Q8_BYTES : <i32>Q4_BYTES;
-  return (KB << 9) + (KB << 5) + 8 * nb * bb + ((n + 3) >> 2) * nb * (256 + 32) + ((n + 3) >> 2) * 128;
+  return (KB << 9) + (KB << 5) + 8 * nb * bb + ((n + 3) >> 2) * nb * (256 + 32) + TILE_SLOTS * ((n + 3) >> 2) * 128;
 }
 
 /**
@@ -1266,7 +1362,8 @@ export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
  * 1280 q8_0, 8 tokens: 1.60 ms, 1.01 from cache; tiles: 1.25 ms; the same tiles packed straight
  * from memory: 1.49 ms). Same sums in the same order as gemmQuant, so the same results.
  */
-@inline function gemmQuantTiles(kind: i32, out: usize, xw: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, r0: i32, r1: i32, scratch: usize): void {
+@inline function gemmQuantTiles(kind: i32, out: usize, xw: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, lut: usize, r0: i32, r1: i32, scratch: usize,
+  tiledRows: i32): void {
   const nb = (cols + QK - 1) / QK;
   const bb: usize = kind == Q8 ? Q8_BYTES : Q4_BYTES;
   const rowBytes = <usize>nb * bb;
@@ -1277,7 +1374,10 @@ export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
   const pk = scratch, ps = pk + (<usize>KB << 9), stage = ps + (<usize>KB << 5);
   const xpk = stage + (rowBytes << 3), xsc = xpk + <usize>groups * groupBytes, sums = xsc + (<usize>groups * nb << 5);
   packQuantActivations(kind == Q4, int8, xw, xi, xd, xsd, nb, 0, n, 0, nb, xpk, xsc, nb);
-  for (let r = r0; r < r1; r += 8) {
+  // whole tiles stored tiled: read where they lie, SLOTS of them at a time
+  const tEnd = min(r1, max(r0, tiledRows));
+  if (r0 < tEnd) tilesInPlace(kind, out, w, rows, rowBytes, nb, n, lut, r0, tEnd, ps, xpk, xsc, sums);
+  for (let r = tEnd; r < r1; r += 8) {
     const nr = min(8, r1 - r);
     memory.copy(stage, w + <usize>r * rowBytes, <usize>nr * rowBytes);
     // sums: per token 8 floats (the padding tokens of a short last group included)
@@ -1288,31 +1388,138 @@ export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
       packQuant(kind, int8, stage - <usize>r * rowBytes, rowBytes, r, r + nr, b0, kb, lut, pk, ps);
       for (let g: usize = 0; g < <usize>groups; g++) {
         const px = xpk + g * groupBytes + <usize>b0 * blockBytes, psc = xsc + ((g * nb + b0) << 5);
-        kernelGroup(kind, int8, n - (<i32>g << 2), pk, ps, px, psc, kb, sums + (g << 7));
+        kernelGroup(kind, int8, n - (<i32>g << 2), pk, int8 ? 256 : 512, ps, px, psc, kb, sums + (g << 7));
       }
     }
-    for (let t = 0; t < n; t++) {
-      const pp = sums + (<usize>t << 5), o = out + (<usize>t * rows + r << 2);
-      if (nr == 8) { v128.store(o, v128.load(pp)); v128.store(o, v128.load(pp, 16), 16); }
-      else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(pp + (<usize>j << 2)));
+    tileToOut(out, rows, r, nr, n, sums);
+  }
+}
+
+/** a tile's sums (per token 8 floats at sums) → rows r .. r + nr of `out` */
+@inline function tileToOut(out: usize, rows: i32, r: i32, nr: i32, n: i32, sums: usize): void {
+  for (let t = 0; t < n; t++) {
+    const pp = sums + (<usize>t << 5), o = out + (<usize>t * rows + r << 2);
+    if (nr == 8) { v128.store(o, v128.load(pp)); v128.store(o, v128.load(pp, 16), 16); }
+    else for (let j = 0; j < nr; j++) store<f32>(o + (<usize>j << 2), load<f32>(pp + (<usize>j << 2)));
+  }
+}
+
+/**
+ * gemmQuantTiles over rows [r0, r1) of whole tiles stored tiled (repack_q8), read where they lie:
+ * TILE_SLOTS tiles far apart at a time (slot s walks the tiles from r0 + s · m tiles on), a few
+ * blocks of each in turn, so that several streams of weights are in flight, as the decode kernel's
+ * rows are (one stream at a time left the memory system idle: 1-token steps ran 0.5x); and a few
+ * blocks (TILE_STEP) at a time, so their scales (tileScales) are not read in a burst ahead of the
+ * arithmetic (16 at a time: 8-token steps 0.84x).
+ */
+@inline function tilesInPlace(kind: i32, out: usize, w: usize, rows: i32, rowBytes: usize, nb: i32, n: i32, lut: usize, r0: i32, r1: i32,
+  ps: usize, xpk: usize, xsc: usize, sums: usize): void {
+  const groups = (n + 3) >> 2, groupBytes: usize = <usize>nb * 128, slotBytes = <usize>groups << 7;
+  const tiles = (r1 - r0) >> 3, S = tiles >= TILE_SLOTS ? TILE_SLOTS : 1, m = tiles / S;
+  for (let i = 0; i < tiles; ) {
+    // S slots m tiles apart while each has tiles left, then the rest one by one
+    const ns = S > 1 && i < m ? S : 1;
+    memory.fill(sums, 0, <usize>ns * slotBytes);
+    for (let b0 = 0; b0 < nb; b0 += TILE_STEP) {
+      const kb = min(TILE_STEP, nb - b0);
+      for (let s = 0; s < ns; s++) {
+        const t = w + <usize>(r0 + ((ns > 1 ? s * m + i : i) << 3)) * rowBytes;
+        tileScales(t, b0, kb, lut, ps);
+        const pw = t + <usize>b0 * TILE_BLOCK + 16, so = sums + <usize>s * slotBytes;
+        for (let g: usize = 0; g < <usize>groups; g++) {
+          const px = xpk + g * groupBytes + (<usize>b0 << 7), psc = xsc + ((g * nb + b0) << 5);
+          kernelGroup(kind, true, n - (<i32>g << 2), pw, TILE_BLOCK, ps, px, psc, kb, so + (g << 7));
+        }
+      }
+    }
+    for (let s = 0; s < ns; s++) tileToOut(out, rows, r0 + ((ns > 1 ? s * m + i : i) << 3), 8, n, sums + <usize>s * slotBytes);
+    i += 1;
+    if (ns > 1 && i == m) i = m * S;
+  }
+}
+
+/** kind: 3 q8_0, 4 q4_0; plus TILED_KIND for a q8_0 weight stored tiled (repack_q8) */
+export function gemm_quant_tiles(out: usize, xw: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, kind: i32, lut: usize, from: i32, to: i32, scratch: usize): void {
+  if ((kind & 0xff) == 3) gemmQuantTiles(Q8, out, xw, xd, w, rows, cols, n, lut, from, to, scratch, tiledRowsOf(kind, rows));
+  else gemmQuantTiles(Q4, out, xw, xd, w, rows, cols, n, lut, from, to, scratch, 0);
+}
+
+export function gemm_quant(out: usize, xw: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, kind: i32, lut: usize, from: i32, to: i32, scratch: usize): void {
+  if ((kind & 0xff) == 3) gemmQuant(Q8, out, xw, xd, w, rows, cols, n, lut, from, to, scratch, tiledRowsOf(kind, rows));
+  else gemmQuant(Q4, out, xw, xd, w, rows, cols, n, lut, from, to, scratch, 0);
+}
+
+// ---------------------------------------------------------------- q8_0 stored in tiles (VNNI build)
+//
+// In the VNNI build a q8_0 weight may be rearranged in place once (repack_q8, wasm.ts does it
+// before the weight's first use): each whole group of 8 rows becomes a tile holding, per 32-column
+// block, the 8 rows' f16 scales (16 bytes) and then their values as w + 128 in the GEMM kernels'
+// packed order (8 steps of rows 0-3 then rows 4-7 × 4 columns: 256 bytes), TILE_BLOCK bytes in all,
+// the same size as the 8 rows' blocks. The GEMMs and the few-token path read such tiles where they
+// lie instead of copying and packing them at every call (8-token step of the 270M shape: 1.3×);
+// the rows past the last whole tile keep the GGUF layout. Same integer sums, same order of the
+// float steps: the same results.
+
+const TILE_BLOCK: usize = 8 * <usize>Q8_BYTES;
+const TILED_KIND: i32 = 0x100;
+/** tiles read side by side by one token (decodeTiles) */
+const DECODE_TILE_SLOTS: i32 = 8;
+/** tiles read side by side (tilesInPlace) */
+const TILE_SLOTS: i32 = 4;
+/** blocks of a tile read at a time (tilesInPlace) */
+const TILE_STEP: i32 = 2;
+
+/** rows [0, tiledRows) of a weight passed with TILED_KIND in its kind are tiled */
+@inline function tiledRowsOf(kind: i32, rows: i32): i32 {
+  return VNNI && (kind & TILED_KIND) != 0 ? rows & ~7 : 0;
+}
+
+/** the scales of blocks b0 .. b0+kb of the tile at t as f32, two f32x4 per block at ps + b · 32 (as packQuant leaves them) */
+@inline function tileScales(t: usize, b0: i32, kb: i32, lut: usize, ps: usize): void {
+  for (let b = 0; b < kb; b++) {
+    const sp = t + <usize>(b0 + b) * TILE_BLOCK, dst = ps + (<usize>b << 5);
+    for (let j: usize = 0; j < 8; j++) store<f32>(dst + (j << 2), load<f32>(lut + (<usize>load<u16>(sp + (j << 1)) << 2)));
+  }
+}
+
+/** bytes of per-thread scratch repack_q8 needs for rows of `cols` columns */
+export function repack_scratch_bytes(cols: i32): i32 {
+  return 8 * ((cols + QK - 1) / QK) * Q8_BYTES;
+}
+
+/** q8_0 rows [from, to) (whole tiles of 8) → tiles in place, in the VNNI build (the others have no use for them) */
+export function repack_q8(w: usize, _rows: i32, cols: i32, _a3: i32, _a4: i32, _a5: i32, _a6: i32, _a7: i32, _a8: i32, from: i32, to: i32, scratch: usize): void {
+  if (!VNNI) return;
+  const nb = (cols + QK - 1) / QK, rowBytes = <usize>nb * Q8_BYTES, m = signBits();
+  for (let r = from; r + 8 <= to; r += 8) {
+    const t = w + <usize>r * rowBytes;
+    memory.copy(scratch, t, rowBytes << 3);
+    for (let b = 0; b < nb; b++) {
+      const dst = t + <usize>b * TILE_BLOCK, o = <usize>b * Q8_BYTES;
+      for (let j: usize = 0; j < 8; j++) store<u16>(dst + (j << 1), load<u16>(scratch + j * rowBytes + o));
+      for (let h: usize = 0; h < 2; h++) {
+        const w0 = scratch + (h << 2) * rowBytes + o, w1 = w0 + rowBytes, w2 = w1 + rowBytes, w3 = w2 + rowBytes;
+        const d = dst + 16 + (h << 4);
+        storeTransposed(v128.xor(v128.load(w0, 2), m), v128.xor(v128.load(w1, 2), m), v128.xor(v128.load(w2, 2), m), v128.xor(v128.load(w3, 2), m), d, 32);
+        storeTransposed(v128.xor(v128.load(w0, 18), m), v128.xor(v128.load(w1, 18), m), v128.xor(v128.load(w2, 18), m),
+          v128.xor(v128.load(w3, 18), m), d + 128, 32);
+      }
     }
   }
 }
 
-export function gemm_quant_tiles(out: usize, xw: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, kind: i32, lut: usize, from: i32, to: i32, scratch: usize): void {
-  if (kind == 3) gemmQuantTiles(Q8, out, xw, xd, w, rows, cols, n, lut, from, to, scratch);
-  else gemmQuantTiles(Q4, out, xw, xd, w, rows, cols, n, lut, from, to, scratch);
-}
-
-export function gemm_quant(out: usize, xw: usize, xd: usize, w: usize, rows: i32, cols: i32, n: i32, kind: i32, lut: usize, from: i32, to: i32, scratch: usize): void {
-  if (kind == 3) gemmQuant(Q8, out, xw, xd, w, rows, cols, n, lut, from, to, scratch);
-  else gemmQuant(Q4, out, xw, xd, w, rows, cols, n, lut, from, to, scratch);
+/** value j of row r of a tiled q8_0 weight (r < its tiled rows), and its block's scale bits */
+@inline function tiledValue(w: usize, rowBytes: usize, r: i32, b: i32, j: i32): i32 {
+  const t = w + <usize>(r & ~7) * rowBytes + <usize>b * TILE_BLOCK, k = r & 7;
+  return <i32>(load<u8>(t + 16 + (<usize>(j >> 2) << 5) + (<usize>(k >> 2) << 4) + (<usize>(k & 3) << 2) + <usize>(j & 3)) ^ 0x80) << 24 >> 24;
 }
 
 // ---------------------------------------------------------------- row decoding (embed)
 
-/** dst[0 .. cols) = row r of a weight of dtype `kind` (0 f32, 1 bf16, 2 f16, 3 q8_0, 4 q4_0) */
-export function decode_row(kind: i32, w: usize, r: i32, cols: i32, dst: usize): void {
+/** dst[0 .. cols) = row r of a weight of dtype `kind` (0 f32, 1 bf16, 2 f16, 3 q8_0, 4 q4_0; TILED_KIND: q8_0 stored tiled, of `rows` rows) */
+export function decode_row(kind: i32, w: usize, r: i32, cols: i32, dst: usize, rows: i32): void {
+  const tiled = r < tiledRowsOf(kind, rows);
+  kind &= 0xff;
   if (kind <= F16) {
     const src = w + <usize>r * cols * elemBytes(kind);
     let i = 0;
@@ -1327,8 +1534,13 @@ export function decode_row(kind: i32, w: usize, r: i32, cols: i32, dst: usize): 
   const wr = w + <usize>r * nb * bb;
   for (let b = 0; b < nb; b++) {
     const wp = wr + <usize>b * bb;
-    const d = halfToF32(load<u16>(wp));
     const end = min(QK, cols - b * QK);
+    if (tiled) {
+      const rb = <usize>nb * bb, d = halfToF32(load<u16>(w + <usize>(r & ~7) * rb + <usize>b * TILE_BLOCK + (<usize>(r & 7) << 1)));
+      for (let j = 0; j < end; j++) store<f32>(dst + (<usize>(b * QK + j) << 2), d * <f32>tiledValue(w, rb, r, b, j));
+      continue;
+    }
+    const d = halfToF32(load<u16>(wp));
     for (let j = 0; j < end; j++) {
       const q = kind == 3 ? <i32>load<i8>(wp + 2 + j)
         : j < 16 ? (<i32>load<u8>(wp + 2 + j) & 15) - 8 : (<i32>load<u8>(wp + 2 + j - 16) >> 4) - 8;
