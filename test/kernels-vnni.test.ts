@@ -15,7 +15,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { RefKernels } from '../src/kernels/ref.ts';
+import { decodeRow, RefKernels } from '../src/kernels/ref.ts';
 import type { WeightDType } from '../src/kernels/types.ts';
 import { createWasmKernels, enableRelaxedSimd, vnniDotProduct } from '../src/kernels/wasm/wasm.ts';
 import { pairedMatmul } from './helpers/kernel-check.ts';
@@ -27,7 +27,7 @@ const here = vnniDotProduct();
 const child = process.env.OPENELM_VNNI_CHILD === '1';
 const otherNode = process.env.OPENELM_VNNI_NODE || (existsSync(`${root}.ci/node/bin/node`) ? `${root}.ci/node/bin/node` : '');
 
-test('the VNNI build gives the relaxed build its exact results (q8_0, q4_0; one token, tiles, passes; q8_0 stored in tiles, read back by embed and matmulGradInput)', {
+test('the VNNI build gives the relaxed build its exact results (q8_0, q4_0; one token, tiles, passes; q8_0 stored in tiles, read back by embed, matmulGradInput and the TS decodeRow)', {
   skip: !here && (child || !otherNode) ? skipReason() : false,
 }, async (t) => {
   if (!here) {
@@ -86,6 +86,15 @@ test('the VNNI build gives the relaxed build its exact results (q8_0, q4_0; one 
             tiled = (rows & ~7) * (a.length / rows);
           assert.notDeepEqual(b.subarray(0, tiled), a.subarray(0, tiled), `${what}: tiled`);
           assert.deepEqual(b.subarray(tiled), a.subarray(tiled), `${what}: the rows after the last whole tile`);
+          // and says so, for the TS readers of the bytes (ref.ts decodeRow: DoRA's row norms)
+          assert.equal(run.w2.layout, 'tiles8');
+          const row = new Float32Array(cols),
+            row2 = new Float32Array(cols);
+          for (let r = 0; r < rows; r++) {
+            decodeRow(run.w, r, row, new Uint32Array(row.buffer));
+            decodeRow(run.w2, r, row2, new Uint32Array(row2.buffer));
+            assert.deepEqual(row2, row, `${what}: decodeRow ${r}`);
+          }
         }
         const ids = Array.from({ length: rows }, (_, i) => i),
           e = relaxed.f32(rows * cols),

@@ -79,6 +79,24 @@ export function dequantizeRowQ8_0(src: Uint8Array, off: number, cols: number, ds
   }
 }
 
+/**
+ * Dequantizes row r of a q8_0 weight stored in tiles of 8 rows (Weight.layout 'tiles8', r below
+ * its last whole tile; kernels.as repack_q8): per 32-column block, the 8 rows' f16 scales, then
+ * their values as w + 128 in 8 steps of (rows 0-3, rows 4-7) × 4 columns.
+ */
+export function dequantizeTiledRowQ8_0(src: Uint8Array, r: number, cols: number, dst: Float32Array): void {
+  const nb = blocksPerRow(cols),
+    tile = (r & ~7) * nb * Q8_0_BLOCK_BYTES,
+    k = r & 7;
+  const lane = ((k >> 2) << 4) + ((k & 3) << 2);
+  for (let b = 0; b < nb; b++) {
+    const o = tile + b * 8 * Q8_0_BLOCK_BYTES;
+    const d = f16BitsToF32(src[o + 2 * k] | (src[o + 2 * k + 1] << 8));
+    const end = Math.min(QK, cols - b * QK);
+    for (let j = 0; j < end; j++) dst[b * QK + j] = d * (((src[o + 16 + ((j >> 2) << 5) + lane + (j & 3)] ^ 0x80) << 24) >> 24);
+  }
+}
+
 /** Dequantizes `cols` values of one q4_0 row starting at byte `off` into dst[dstOff ...]. */
 export function dequantizeRowQ4_0(src: Uint8Array, off: number, cols: number, dst: Float32Array, dstOff: number): void {
   const nb = blocksPerRow(cols);

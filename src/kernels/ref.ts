@@ -2,7 +2,7 @@
 // Straightforward loops, accumulation in float64 (JS numbers), results stored as float32.
 
 import { f16BitsToF32 } from './half.ts';
-import { blocksPerRow, dequantizeRowQ4_0, dequantizeRowQ8_0, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from './quant.ts';
+import { blocksPerRow, dequantizeRowQ4_0, dequantizeRowQ8_0, dequantizeTiledRowQ8_0, Q4_0_BLOCK_BYTES, Q8_0_BLOCK_BYTES } from './quant.ts';
 import type { Activation, AttentionShape, Kernels, Weight, WeightDType } from './types.ts';
 
 export function weightBytes(dtype: WeightDType, rows: number, cols: number): number {
@@ -47,7 +47,8 @@ export function decodeRow(w: Weight, r: number, dst: Float32Array, dstBits: Uint
       return;
     }
     case 'q8_0':
-      dequantizeRowQ8_0(w.data as Uint8Array, r * blocksPerRow(cols) * Q8_0_BLOCK_BYTES, cols, dst, 0);
+      if (w.layout === 'tiles8' && r < (w.rows & ~7)) dequantizeTiledRowQ8_0(w.data as Uint8Array, r, cols, dst);
+      else dequantizeRowQ8_0(w.data as Uint8Array, r * blocksPerRow(cols) * Q8_0_BLOCK_BYTES, cols, dst, 0);
       return;
     case 'q4_0':
       dequantizeRowQ4_0(w.data as Uint8Array, r * blocksPerRow(cols) * Q4_0_BLOCK_BYTES, cols, dst, 0);

@@ -33,9 +33,14 @@ export interface Weight {
   readonly cols: number;
   /**
    * Fill it before the first op that reads it: a backend may rearrange it in place then (the wasm
-   * backend's VNNI build with `tiles` stores q8_0 rows in tiles of 8).
+   * backend's VNNI build with `tiles` stores q8_0 rows in tiles of 8), and says so in `layout`.
    */
   readonly data: Float32Array | Uint16Array | Uint8Array;
+  /**
+   * Absent: `data` as described above. 'tiles8' (q8_0): its whole groups of 8 rows rearranged in
+   * place (kernels.as repack_q8; `decodeRow` in ref.ts reads them back), the rest as above.
+   */
+  readonly layout?: 'tiles8';
 }
 
 /** Activation functions by their HF `activation_fn_name`. */

@@ -703,6 +703,8 @@ export class WasmKernels implements Kernels, Calibratable {
       if (t) {
         const work = w.rows * w.cols;
         this.pool.run(OP.repack_q8, w.rows & ~7, 8, this.minGrains(8 * w.cols, work), this.ptr(w.data, 'w'), w.rows, w.cols, 0, 0, 0, 0, 0, 0);
+        // what TS readers of the bytes go by (ref.ts decodeRow: DoRA's row norms, the reference fallbacks)
+        (w as { layout?: Weight['layout'] }).layout = 'tiles8';
       }
       this.tiles.set(w, t);
     }
