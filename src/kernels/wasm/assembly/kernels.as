@@ -520,6 +520,11 @@ const KONST: usize = memory.data<u8>([
   return load<f32>(lut + (<usize>load<u16>(wp) << 2));
 }
 
+/** the f16 scales at p0 .. p3 as one f32x4 (scale) */
+@inline function scales4(lut: usize, p0: usize, p1: usize, p2: usize, p3: usize): v128 {
+  return f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(scale(lut, p0)), 1, scale(lut, p1)), 2, scale(lut, p2)), 3, scale(lut, p3));
+}
+
 /** lane j: the sum of the four lanes of the j-th argument (exact: integers) */
 @inline function rowSums4(a: v128, b: v128, c: v128, d: v128): v128 {
   const u = i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
@@ -549,7 +554,7 @@ const KONST: usize = memory.data<u8>([
     blockDot(kind, p3, xp, nib, sgn, one));
   if (VNNI && kind == Q8) ints = i32x4.sub(ints, e);
   const sums = f32x4.convert_i32x4_s(ints);
-  const dw = f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(scale(lut, p0)), 1, scale(lut, p1)), 2, scale(lut, p2)), 3, scale(lut, p3));
+  const dw = scales4(lut, p0, p1, p2, p3);
   if (kind == Q4) return madd(madd(sums, dx, e), dw, acc);
   return madd(sums, f32x4.mul(dw, dx), acc);
 }
@@ -688,11 +693,9 @@ export function matmul_q8_0(out: usize, xi: usize, xd: usize, w: usize, rows: i3
   v128.store(o, madd(f32x4.convert_i32x4_s(c), f32x4.mul(tileScale4(lut, p + 8), dx), v128.load(o, 16)), 16);
 }
 
-/** the f32 scales of rows 4h .. 4h+3 of the tiled block at p (f16, via the half table) */
+/** the f32 scales of rows 4h .. 4h+3 of the tiled block at p (its four f16 scales from p on) */
 @inline function tileScale4(lut: usize, p: usize): v128 {
-  const l0 = load<f32>(lut + (<usize>load<u16>(p) << 2)), l1 = load<f32>(lut + (<usize>load<u16>(p, 2) << 2));
-  const l2 = load<f32>(lut + (<usize>load<u16>(p, 4) << 2)), l3 = load<f32>(lut + (<usize>load<u16>(p, 6) << 2));
-  return f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(l0), 1, l1), 2, l2), 3, l3);
+  return scales4(lut, p, p + 2, p + 4, p + 6);
 }
 
 /**
@@ -1405,6 +1408,11 @@ export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
   }
 }
 
+/** tilesInPlace: the first row of slot s's tile at step i (slots m tiles apart; ns = 1: tile i) */
+@inline function slotRow(r0: i32, ns: i32, s: i32, m: i32, i: i32): i32 {
+  return r0 + ((ns > 1 ? s * m + i : i) << 3);
+}
+
 /**
  * gemmQuantTiles over rows [r0, r1) of whole tiles stored tiled (repack_q8), read where they lie:
  * TILE_SLOTS tiles far apart at a time (slot s walks the tiles from r0 + s · m tiles on), a few
@@ -1424,7 +1432,7 @@ export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
     for (let b0 = 0; b0 < nb; b0 += TILE_STEP) {
       const kb = min(TILE_STEP, nb - b0);
       for (let s = 0; s < ns; s++) {
-        const t = w + <usize>(r0 + ((ns > 1 ? s * m + i : i) << 3)) * rowBytes;
+        const t = w + <usize>slotRow(r0, ns, s, m, i) * rowBytes;
         tileScales(t, b0, kb, lut, ps);
         const pw = t + <usize>b0 * TILE_BLOCK + 16, so = sums + <usize>s * slotBytes;
         for (let g: usize = 0; g < <usize>groups; g++) {
@@ -1433,7 +1441,7 @@ export function gemm_tiles_scratch_bytes(kind: i32, n: i32, cols: i32): i32 {
         }
       }
     }
-    for (let s = 0; s < ns; s++) tileToOut(out, rows, r0 + ((ns > 1 ? s * m + i : i) << 3), 8, n, sums + <usize>s * slotBytes);
+    for (let s = 0; s < ns; s++) tileToOut(out, rows, slotRow(r0, ns, s, m, i), 8, n, sums + <usize>s * slotBytes);
     i += 1;
     if (ns > 1 && i == m) i = m * S;
   }
@@ -1479,7 +1487,7 @@ const TILE_STEP: i32 = 2;
 @inline function tileScales(t: usize, b0: i32, kb: i32, lut: usize, ps: usize): void {
   for (let b = 0; b < kb; b++) {
     const sp = t + <usize>(b0 + b) * TILE_BLOCK, dst = ps + (<usize>b << 5);
-    for (let j: usize = 0; j < 8; j++) store<f32>(dst + (j << 2), load<f32>(lut + (<usize>load<u16>(sp + (j << 1)) << 2)));
+    for (let j: usize = 0; j < 8; j++) store<f32>(dst + (j << 2), scale(lut, sp + (j << 1)));
   }
 }
 
