@@ -338,8 +338,7 @@ export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<
   const memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
   const instance = await WebAssembly.instantiate(module, { env: { memory } });
   const scratchBytes = opts.threadScratch ?? 512 << 10;
-  const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536, opts.chunkWork ?? DEFAULT_CHUNK_WORK, scratchBytes);
-  k.tileQ8 = opts.tiles ?? false;
+  const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536, opts.chunkWork ?? DEFAULT_CHUNK_WORK, scratchBytes, opts.tiles ?? false);
   const scratch = Array.from({ length: threads }, () => k.alloc(scratchBytes));
   k.pool = await ThreadPool.create(module, instance, memory, CTL_OFFSET, SPLIT_OPS, threads, scratch, opts.spin);
   try {
@@ -442,6 +441,8 @@ export class WasmKernels implements Kernels, Calibratable {
     private readonly minParallelWork: number,
     private readonly chunkWork: number,
     private readonly threadScratch: number,
+    /** whether the VNNI build stores q8_0 weights in tiles (WasmKernelsOptions.tiles) */
+    private readonly tileQ8 = false,
   ) {
     this.x = instance.exports as unknown as Exports;
     this.vnni = this.x.vnni_build() === 1;
@@ -667,9 +668,10 @@ export class WasmKernels implements Kernels, Calibratable {
           tiled = this.tiled(w);
         // a tiled weight's few tokens go through the GEMM's kernels too: tile by tile when the
         // thread's scratch holds their activations, else (very wide rows) in passes
-        if (gemm || (tiled && !this.gemmTiles(kind, n, cols))) {
+        const tilesFit = (gemm || tiled) && this.gemmTiles(kind, n, cols);
+        if (gemm || (tiled && !tilesFit)) {
           const tile = GEMM_QUANT_ROWS;
-          const op = this.gemmTiles(kind, n, cols) ? OP.gemm_quant_tiles : OP.gemm_quant;
+          const op = tilesFit ? OP.gemm_quant_tiles : OP.gemm_quant;
           return this.pool.run(op, rows, tile, this.minGrains(tile * cols * n, work), o, xw, xd, wp, rows, cols, n, kind | tiled, this.halfTable);
         }
         // fewer tokens run the decode kernel token by token over rows kept in cache: granules of
@@ -683,11 +685,6 @@ export class WasmKernels implements Kernels, Calibratable {
     }
   }
 
-  /** q8_0 weights this backend has stored in tiles (kernels.as repack_q8), and those it left as they were */
-  private readonly tiles = new WeakMap<Weight, boolean>();
-  /** @internal whether the VNNI build stores q8_0 weights in tiles (WasmKernelsOptions.tiles) */
-  tileQ8 = false;
-
   /**
    * TILED_KIND (kernels.as: 0x100, or'ed into a kind) when `w` is a q8_0 weight stored in tiles.
    * With WasmKernelsOptions.tiles, the VNNI build tiles a q8_0 weight in place on its first use
@@ -696,19 +693,13 @@ export class WasmKernels implements Kernels, Calibratable {
    * (types.ts Weight: `data` is filled before the first op that reads it).
    */
   private tiled(w: Weight): number {
-    if (!this.vnni || w.dtype !== 'q8_0') return 0;
-    let t = this.tiles.get(w);
-    if (t === undefined) {
-      t = this.tileQ8 && this.prefillGemm && w.rows >= 8 && this.x.repack_scratch_bytes(w.cols) <= this.threadScratch;
-      if (t) {
-        const work = w.rows * w.cols;
-        this.pool.run(OP.repack_q8, w.rows & ~7, 8, this.minGrains(8 * w.cols, work), this.ptr(w.data, 'w'), w.rows, w.cols, 0, 0, 0, 0, 0, 0);
-        // what TS readers of the bytes go by (ref.ts decodeRow: DoRA's row norms, the reference fallbacks)
-        (w as { layout?: Weight['layout'] }).layout = 'tiles8';
-      }
-      this.tiles.set(w, t);
-    }
-    return t ? 0x100 : 0;
+    if (w.layout === 'tiles8') return 0x100;
+    if (!(this.tileQ8 && this.vnni && w.dtype === 'q8_0' && this.prefillGemm && w.rows >= 8 && this.x.repack_scratch_bytes(w.cols) <= this.threadScratch))
+      return 0;
+    this.pool.run(OP.repack_q8, w.rows & ~7, 8, this.minGrains(8 * w.cols, w.rows * w.cols), this.ptr(w.data, 'w'), w.rows, w.cols, 0, 0, 0, 0, 0, 0);
+    // the mark this and every TS reader of the bytes go by (ref.ts decodeRow: DoRA's row norms, the reference fallbacks)
+    (w as { layout?: Weight['layout'] }).layout = 'tiles8';
+    return 0x100;
   }
 
   /** Whether a quantized GEMM of n tokens × `cols` columns (kind 3 q8_0, 4 q4_0) runs tile by tile (gemm_quant_tiles). */
