@@ -178,17 +178,20 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     );
   };
 
-  /** Starts one sequence per prompt × n; 400 for a prompt that does not fit, 429 when the queue cannot take them all. */
+  /**
+   * Starts one sequence per prompt × n on `adapter` (adapterOf, taken before the prompts are
+   * tokenized, so an unknown model is a 404 before their lengths are weighed; each prompt checked
+   * with checkFits as it was encoded); 429 when the queue cannot take them all.
+   */
   const start = (
     req: FastifyRequest,
     reply: FastifyReply,
     p: CommonParams,
+    adapter: string | null,
     prompts: { ids: number[]; echo: string | null }[],
     defaultMax: (promptLen: number) => number,
     promptLogprobs: boolean,
   ): Choice[] => {
-    const adapter = adapterOf(p.model);
-    prompts.forEach(({ ids }, i) => checkFits(p, ids.length, false, i, prompts.length));
     if (engine.room() < prompts.length * p.n) {
       metrics.rejected.inc();
       throw new ApiError(429, `the server is busy: its queue is full (${engine.maxQueue} waiting); retry later`, null, 'queue_full');
@@ -294,6 +297,7 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     if (b.suffix !== undefined && b.suffix !== null) throw badParam('suffix', `'suffix' is not supported`);
     if (b.best_of !== undefined && b.best_of !== null && b.best_of !== p.n) throw badParam('best_of', `'best_of' other than n is not supported`);
     const inputs = completionPrompts(b, limits, V);
+    const adapter = adapterOf(p.model);
     // a text far too long is turned away before the BPE spends the event loop's time on it
     // and each text is checked as soon as it is encoded, so one over-long prompt of many costs only its own encoding
     inputs.forEach((x, i) => 'text' in x && checkFits(p, 1 + tok.minTokens(x.text), true, i, inputs.length));
@@ -303,7 +307,7 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
       return { ids, echo: echo ? ('text' in x ? x.text : tok.decode(x.ids)) : null };
     });
     if (p.stream && echo && p.logprobs !== undefined) throw badParam('echo', `'echo' with 'logprobs' is not supported when streaming`);
-    const choices = start(req, reply, p, prompts, () => 16, echo && p.logprobs !== undefined);
+    const choices = start(req, reply, p, adapter, prompts, () => 16, echo && p.logprobs !== undefined);
     const id = `cmpl-${crypto.randomUUID()}`,
       created = now();
 
@@ -395,10 +399,12 @@ export async function createServer(o: ServeOptions): Promise<FastifyInstance> {
     } catch (e) {
       throw badParam('messages', `the chat template failed on these messages: ${(e as Error).message}`);
     }
+    const adapter = adapterOf(p.model);
     checkFits(p, minTokensWithSpecials(tok, text), true);
     const ids = encodeWithSpecials(tok, text);
+    checkFits(p, ids.length, false);
     const prompts = [{ ids, echo: null }];
-    const choices = start(req, reply, p, prompts, (n) => capacity - n, false);
+    const choices = start(req, reply, p, adapter, prompts, (n) => capacity - n, false);
     const id = `chatcmpl-${crypto.randomUUID()}`,
       created = now();
     const entry = (t: EngineToken) => {
