@@ -338,7 +338,16 @@ export async function createWasmKernels(opts: WasmKernelsOptions = {}): Promise<
   const memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
   const instance = await WebAssembly.instantiate(module, { env: { memory } });
   const scratchBytes = opts.threadScratch ?? 512 << 10;
-  const k = new WasmKernels(memory, instance, threads, relaxed, opts.minParallelWork ?? 65536, opts.chunkWork ?? DEFAULT_CHUNK_WORK, scratchBytes, opts.tiles ?? false);
+  const k = new WasmKernels(
+    memory,
+    instance,
+    threads,
+    relaxed,
+    opts.minParallelWork ?? 65536,
+    opts.chunkWork ?? DEFAULT_CHUNK_WORK,
+    scratchBytes,
+    opts.tiles ?? false,
+  );
   const scratch = Array.from({ length: threads }, () => k.alloc(scratchBytes));
   k.pool = await ThreadPool.create(module, instance, memory, CTL_OFFSET, SPLIT_OPS, threads, scratch, opts.spin);
   try {
